@@ -1,0 +1,75 @@
+/** Turns config files and command-line values into one validated Config, or one line that says what is wrong. */
+import { extname } from "node:path";
+import { type Config, type Environment, SETTINGS } from "./settings.ts";
+
+/** A problem with the user's input: printed as one line, exit status 2, no stack trace. */
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+/** Values from one place (a file or the command line), keyed by setting name (`health-path`). */
+export interface Layer {
+  source: string;
+  values: Record<string, unknown>;
+}
+
+const PARSERS: Record<string, (text: string) => unknown> = {
+  ".toml": (text) => Bun.TOML.parse(text),
+  ".yaml": (text) => Bun.YAML.parse(text),
+  ".yml": (text) => Bun.YAML.parse(text),
+  ".json": (text) => JSON.parse(text),
+};
+
+export async function readConfigFile(path: string): Promise<Layer> {
+  const parse = PARSERS[extname(path).toLowerCase()];
+  if (!parse) throw new ConfigError(`${path}: unknown config format; name the file .toml, .yaml, .yml or .json`);
+  let text: string;
+  try {
+    text = await Bun.file(path).text();
+  } catch (error) {
+    const reason = (error as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : String((error as Error).message);
+    throw new ConfigError(`${path}: cannot read the config file (${reason}); check the --config path`);
+  }
+  let values: unknown;
+  try {
+    values = parse(text);
+  } catch (error) {
+    throw new ConfigError(`${path}: not valid ${extname(path).slice(1).toUpperCase()}: ${(error as Error).message.split("\n")[0]}`);
+  }
+  if (typeof values !== "object" || values === null || Array.isArray(values)) {
+    throw new ConfigError(`${path}: the config must be a table of settings such as port = 8000`);
+  }
+  return { source: path, values: values as Record<string, unknown> };
+}
+
+/**
+ * Later layers override earlier ones (file, then command line); unset settings take their defaults.
+ * Every problem in every layer is reported at once, each with where it came from.
+ */
+export function resolveConfig(layers: Layer[], env: Environment): Config {
+  const problems: string[] = [];
+  const known = new Set(SETTINGS.map((s) => s.name));
+  for (const layer of layers) {
+    for (const key of Object.keys(layer.values)) {
+      if (!known.has(key)) problems.push(`${layer.source}: "${key}" is not a setting; known: ${[...known].join(", ")}`);
+    }
+  }
+  const config: Record<string, unknown> = {};
+  for (const setting of SETTINGS) {
+    const { fallback } = setting;
+    config[setting.key] = typeof fallback === "function" ? fallback(env) : fallback;
+    for (const layer of layers) {
+      const raw = layer.values[setting.name];
+      if (raw === undefined) continue;
+      const parsed = setting.parse(raw);
+      if ("error" in parsed) problems.push(`${layer.source}: ${setting.name}${parsed.error.startsWith("[") ? "" : ": "}${parsed.error}`);
+      else config[setting.key] = parsed.value;
+    }
+  }
+  const result = config as unknown as Config;
+  if (problems.length === 0 && result.backends.length === 0) {
+    problems.push("no backends: give their URLs, e.g. lb http://localhost:8080 http://localhost:8081 (or try: lb demo)");
+  }
+  if (problems.length) throw new ConfigError(problems.join("; "));
+  return result;
+}

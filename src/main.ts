@@ -1,0 +1,101 @@
+#!/usr/bin/env bun
+/** The command line: `lb [options] <backend-url>...` and `lb demo`. Every input problem exits 2 with one line. */
+import { type CommandSpec, parseCommandLine, usage } from "./cli.ts";
+import { ConfigError, type Layer, readConfigFile, resolveConfig } from "./config/load.ts";
+import type { Config } from "./config/settings.ts";
+import { demoInstructions, readDemoCommands, startDemoBackends } from "./demo.ts";
+import { createLogger, type Logger } from "./log.ts";
+import { type RunningLb, startLb } from "./server.ts";
+import { VERSION } from "./version.ts";
+
+const LB: CommandSpec = {
+  name: "lb",
+  description: "A layer-7 HTTP load balancer: spreads requests over live backends, health-checks them, retries around dead ones",
+  examples: [
+    "lb http://localhost:8080 http://localhost:8081 http://localhost:8082",
+    "lb --port 8000 --health-interval 2s --health-path /healthz http://10.0.0.1:8080 http://10.0.0.2:8080",
+    "lb --config lb.toml --log-level debug",
+    "lb demo                 three built-in backends and lb in front of them",
+  ],
+};
+
+const DEMO: CommandSpec = {
+  name: "lb demo",
+  description: "Starts three built-in backends and lb in front of them, to try failover with nothing else installed",
+  omit: ["backends"],
+  examples: ["lb demo", "lb demo --port 9000 --health-interval 1s"],
+};
+
+/** Exit status for bad input (flags, config, a port in use), as the CLI promises. */
+const EXIT_USAGE = 2;
+
+async function main(argv: string[]): Promise<void> {
+  const isDemo = argv[0] === "demo";
+  const spec = isDemo ? DEMO : LB;
+  const args = isDemo ? argv.slice(1) : argv;
+  if (args.includes("--help") || args.includes("-h")) return void process.stdout.write(await usage(spec));
+  if (args.length === 1 && (args[0] === "--version" || args[0] === "-v")) return void console.log(VERSION);
+
+  const commandLine = parseCommandLine(spec, args);
+  const layers: Layer[] = commandLine.configPath ? [await readConfigFile(commandLine.configPath)] : [];
+  const environment = { stdoutIsTTY: Boolean(process.stdout.isTTY) };
+  if (!isDemo) {
+    const config = resolveConfig([...layers, commandLine.layer], environment);
+    await serve(config);
+    return;
+  }
+  const backends = startDemoBackends();
+  const demoLayer: Layer = {
+    source: "demo",
+    values: { backends: backends.map((b) => `http://127.0.0.1:${b.port}`), "health-interval": "2s", host: "127.0.0.1" },
+  };
+  const config = resolveConfig([demoLayer, ...layers, commandLine.layer], environment);
+  const { lb, log } = await serve(config);
+  process.stderr.write(demoInstructions(lb.url.origin, backends));
+  void readDemoCommands(backends, log);
+}
+
+async function serve(config: Config): Promise<{ lb: RunningLb; log: Logger }> {
+  const log = createLogger(config.logLevel, config.logFormat);
+  let lb: RunningLb;
+  try {
+    lb = await startLb(config, { log });
+  } catch (error) {
+    throw listenError(error, config);
+  }
+  // A stray rejection must not take down a process that is serving everyone else.
+  process.on("unhandledRejection", (reason) => log.error(`unhandled error: ${describe(reason)}`));
+  let signals = 0;
+  const shutdown = async (signal: string) => {
+    if (++signals > 1) process.exit(1); // a second Ctrl-C means now
+    log.info(`${signal} received: stopping`);
+    await lb.stop();
+    log.info("stopped");
+    process.exit(0);
+  };
+  process.on("SIGINT", () => void shutdown("SIGINT"));
+  process.on("SIGTERM", () => void shutdown("SIGTERM"));
+  return { lb, log };
+}
+
+function listenError(error: unknown, config: Config): unknown {
+  const code = (error as { code?: string }).code;
+  const where = `${config.host}:${config.port}`;
+  if (code === "EADDRINUSE") return new ConfigError(`port ${config.port} is already in use on ${config.host}; stop what uses it or choose another with --port`);
+  if (code === "EACCES") return new ConfigError(`not allowed to listen on ${where}; use a port above 1023 or run with the right privileges`);
+  if (code === "EADDRNOTAVAIL") return new ConfigError(`${config.host} is not an address of this machine; check --host`);
+  return error;
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+main(process.argv.slice(2)).catch((error) => {
+  if (error instanceof ConfigError) {
+    process.stderr.write(`lb: ${error.message}\n`);
+    process.exit(EXIT_USAGE);
+  }
+  process.stderr.write(`lb: ${describe(error)}\n`);
+  process.exit(1);
+});

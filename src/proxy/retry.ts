@@ -1,0 +1,21 @@
+/** When a failed attempt may be sent to another backend. */
+import type { FailureKind } from "../upstream-error.ts";
+
+/** RFC 9110 §9.2.2: repeating these has the same effect as sending them once. */
+const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"]);
+
+export function isIdempotent(method: string): boolean {
+  return IDEMPOTENT.has(method);
+}
+
+/**
+ * A connect failure is always safe to retry: the backend never saw the request. A reset before any response byte
+ * is retried only for idempotent methods, since the backend may have acted on it. Timeouts and malformed answers
+ * are not retried: the backend did receive the request. A streamed body that was already handed to one backend
+ * cannot be sent again at all.
+ */
+export function mayRetry(kind: FailureKind, method: string, bodyReplayable: boolean): boolean {
+  if (!bodyReplayable) return false;
+  if (kind === "connect") return true;
+  return kind === "reset" && isIdempotent(method);
+}

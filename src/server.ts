@@ -1,0 +1,118 @@
+/** Wires the parts together: pool + health checks + policy + forwarder behind Bun.serve, and a bounded shutdown. */
+import { RoundRobin } from "./balance/round-robin.ts";
+import { formatDuration } from "./config/duration.ts";
+import type { Config } from "./config/settings.ts";
+import { AccessLog, type Logger } from "./log.ts";
+import { HealthChecker } from "./pool/checker.ts";
+import { DEFAULT_RULES } from "./pool/health.ts";
+import { type HealthChange, Pool } from "./pool/pool.ts";
+import { Forwarder } from "./proxy/forward.ts";
+import { Limiter } from "./proxy/limiter.ts";
+import { errorResponse } from "./proxy/responses.ts";
+
+/** Upstream requests in flight at once; the rest queue. Matches Bun fetch's 64 idle keep-alive sockets. */
+export const UPSTREAM_CONCURRENCY = 64;
+/** How long an idle client keep-alive connection stays open (Bun's unit is seconds). */
+const CLIENT_IDLE_SECONDS = 30;
+/** Bodies are streamed, so the only bound is what the backend accepts (issue: a --max-body-size setting). */
+const MAX_REQUEST_BODY_BYTES = Number.MAX_SAFE_INTEGER;
+
+export interface RunningLb {
+  readonly url: URL;
+  readonly port: number;
+  readonly pool: Pool;
+  /** Stops accepting, lets in-flight requests finish within the drain timeout, then closes what is left. */
+  stop(): Promise<void>;
+}
+
+export interface StartOptions {
+  log: Logger;
+  /** Where access lines go; null turns the access log off. Defaults to stdout when the config enables it. */
+  accessLog?: AccessLog | null;
+}
+
+/** Starts lb: one health-check round first, so the first request already avoids dead backends, then listens. */
+export async function startLb(config: Config, options: StartOptions): Promise<RunningLb> {
+  const { log } = options;
+  const accessLog = options.accessLog !== undefined ? options.accessLog : config.accessLog ? new AccessLog(config.logFormat) : null;
+  const pool = new Pool(config.backends, DEFAULT_RULES, (change) => logHealthChange(log, change, pool));
+  const checker = new HealthChecker(pool, {
+    path: config.healthPath,
+    intervalMs: config.healthInterval,
+    timeoutMs: config.healthTimeout,
+  });
+  await checker.start();
+
+  const forwarder = new Forwarder({
+    pool,
+    policy: new RoundRobin(),
+    limiter: new Limiter(UPSTREAM_CONCURRENCY),
+    timeoutMs: config.timeout,
+    retries: config.retries,
+    retryAfterSeconds: Math.max(1, Math.ceil(config.healthInterval / 1000)),
+    accessLog,
+    log,
+    debug: config.logLevel === "debug",
+  });
+
+  let server: ReturnType<typeof Bun.serve>;
+  try {
+    server = Bun.serve({
+      port: config.port,
+      hostname: config.host,
+      development: false,
+      idleTimeout: CLIENT_IDLE_SECONDS,
+      maxRequestBodySize: MAX_REQUEST_BODY_BYTES,
+      fetch(request, srv) {
+        return forwarder.handle(request, {
+          ip: srv.requestIP(request)?.address ?? "-",
+          proto: "http",
+          holdOpen: (waiting) => srv.timeout(request, waiting ? 0 : CLIENT_IDLE_SECONDS),
+        });
+      },
+      error(error) {
+        log.error(`internal error: ${error.message}`);
+        return errorResponse(500, "internal error in lb");
+      },
+    });
+  } catch (error) {
+    checker.stop();
+    throw error;
+  }
+
+  const healthy = pool.available().length;
+  const url = new URL(`http://${formatHost(config.host)}:${server.port}`);
+  log.info(
+    `lb listening on ${url.origin} → ${pool.backends.length} backends (${healthy} healthy): ${config.backends.join(", ")}` +
+      ` · health GET ${config.healthPath} every ${formatDuration(config.healthInterval)}`,
+  );
+
+  let stopping: Promise<void> | undefined;
+  const stop = () =>
+    (stopping ??= (async () => {
+      checker.stop();
+      const inflight = server.pendingRequests;
+      if (inflight > 0) log.info(`draining ${inflight} in-flight request(s), at most ${formatDuration(config.drainTimeout)}`);
+      const drained = await Promise.race([server.stop().then(() => true), Bun.sleep(config.drainTimeout).then(() => false)]);
+      if (!drained) {
+        log.warn(`drain timeout: closing ${server.pendingRequests} request(s) still in flight`);
+        await server.stop(true);
+      }
+      accessLog?.flush();
+    })());
+
+  return { url, port: server.port!, pool, stop };
+}
+
+function formatHost(host: string): string {
+  return host.includes(":") ? `[${host}]` : host;
+}
+
+function logHealthChange(log: Logger, { backend, from, to }: HealthChange, pool: Pool): void {
+  if (to.status === "healthy") {
+    log.info(`backend ${backend.name} is ${from.status === "unknown" ? "up" : "back up"} (${to.reason})`);
+  } else {
+    log.warn(`backend ${backend.name} ${from.status === "unknown" ? "is down" : "went down"}: ${to.reason}`);
+    if (pool.available().length === 0) log.error("no healthy backends: answering 503 until one recovers");
+  }
+}
