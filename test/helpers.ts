@@ -1,0 +1,192 @@
+/** Real servers, real processes and real sockets for the tests; nothing here fakes the network. */
+import { type Subprocess } from "bun";
+import { createConsola } from "consola";
+import { connect } from "node:net";
+import { format } from "node:util";
+import { resolveConfig } from "../src/config/load.ts";
+import type { Config } from "../src/config/settings.ts";
+import { AccessLog, type AccessEntry } from "../src/log.ts";
+import { type RunningLb, startLb } from "../src/server.ts";
+
+export const ROOT = new URL("..", import.meta.url).pathname;
+
+/** Polls until `check` returns a truthy value, or fails with `what` after the deadline. */
+export async function waitFor<T>(check: () => T | Promise<T>, what: string, timeoutMs = 5000): Promise<NonNullable<T>> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value) return value as NonNullable<T>;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs}ms waiting for ${what}`);
+    await Bun.sleep(20);
+  }
+}
+
+export interface TestBackend {
+  url: string;
+  port: number;
+  name: string;
+  /** Requests this backend received, in order. */
+  seen: Request[];
+  stop(): Promise<void>;
+}
+
+/** A Bun backend on a free port; by default it answers "backend <name>". */
+export function startBackend(
+  name: string,
+  handler: (request: Request) => Response | Promise<Response> = () => new Response(`backend ${name}`),
+  port = 0,
+): TestBackend {
+  const seen: Request[] = [];
+  const server = Bun.serve({
+    port,
+    hostname: "127.0.0.1",
+    development: false,
+    idleTimeout: 0,
+    fetch(request) {
+      seen.push(request);
+      return handler(request);
+    },
+  });
+  return { url: `http://127.0.0.1:${server.port}`, port: server.port!, name, seen, stop: () => server.stop(true) };
+}
+
+export interface InProcessLb {
+  lb: RunningLb;
+  url: string;
+  logs: string[];
+  access: AccessEntry[];
+  stop(): Promise<void>;
+}
+
+/** lb in this process, on a free port, with its logs and access entries captured for assertions. */
+export async function startTestLb(backends: string[], settings: Record<string, unknown> = {}): Promise<InProcessLb> {
+  const config: Config = resolveConfig(
+    [{ source: "test", values: { port: 0, host: "127.0.0.1", "health-interval": "1s", ...settings, backends } }],
+    { stdoutIsTTY: false },
+  );
+  const logs: string[] = [];
+  const access: AccessEntry[] = [];
+  const log = createConsola({
+    level: 4,
+    throttle: 0,
+    reporters: [{ log: (entry) => logs.push(`${entry.type}: ${format(...entry.args)}`) }],
+  });
+  const accessLog = new AccessLog("json", { write: () => {}, flush: () => {} });
+  accessLog.write = (entry) => void access.push(entry);
+  const lb = await startLb(config, { log, accessLog });
+  return { lb, url: lb.url.origin, logs, access, stop: () => lb.stop() };
+}
+
+export interface LbProcess {
+  proc: Subprocess<"pipe", "pipe", "pipe">;
+  url: string;
+  stdout: string[];
+  stderr: string[];
+  waitForLine(stream: "stdout" | "stderr", pattern: RegExp, timeoutMs?: number): Promise<string>;
+  kill(signal?: NodeJS.Signals): Promise<number>;
+}
+
+/** Runs the real command (`bun src/main.ts`, or another executable such as dist/lb) as a child process. */
+export async function spawnLb(args: string[], command: string[] = ["bun", `${ROOT}src/main.ts`]): Promise<LbProcess> {
+  const proc = Bun.spawn([...command, ...args], { stdin: "pipe", stdout: "pipe", stderr: "pipe", env: { ...process.env, NO_COLOR: "1" } });
+  const stdout = collectLines(proc.stdout);
+  const stderr = collectLines(proc.stderr);
+  const waitForLine = (stream: "stdout" | "stderr", pattern: RegExp, timeoutMs = 8000) =>
+    waitFor(() => (stream === "stdout" ? stdout : stderr).find((l) => pattern.test(l)), `${stream} line ${pattern}\n${stderr.join("\n")}`, timeoutMs);
+  const listening = await waitForLine("stderr", /lb listening on/);
+  const url = /listening on (http:\/\/\S+)/.exec(listening)![1]!.replace("0.0.0.0", "127.0.0.1");
+  return {
+    proc,
+    url,
+    stdout,
+    stderr,
+    waitForLine,
+    kill: async (signal = "SIGTERM") => {
+      proc.kill(signal);
+      return proc.exited;
+    },
+  };
+}
+
+/** Runs a command to completion: its exit code and output. */
+export async function runCommand(args: string[], command: string[] = ["bun", `${ROOT}src/main.ts`]) {
+  const proc = Bun.spawn([...command, ...args], { stdout: "pipe", stderr: "pipe", stdin: "ignore", env: { ...process.env, NO_COLOR: "1" } });
+  const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  return { code, stdout, stderr };
+}
+
+function collectLines(stream: ReadableStream<Uint8Array>): string[] {
+  const lines: string[] = [];
+  void (async () => {
+    let pending = "";
+    const decoder = new TextDecoder();
+    for await (const chunk of stream) {
+      pending += decoder.decode(chunk, { stream: true });
+      const parts = pending.split("\n");
+      pending = parts.pop()!;
+      lines.push(...parts);
+    }
+    if (pending) lines.push(pending);
+  })();
+  return lines;
+}
+
+export interface PythonBackend {
+  url: string;
+  port: number;
+  proc: Subprocess;
+  stop(): Promise<void>;
+}
+
+/** The seed's backend: `python3 -m http.server` serving a directory whose index.html names the port. */
+export async function startPythonBackend(dir: string, port = 0): Promise<PythonBackend> {
+  const proc = Bun.spawn(["python3", "-u", "-m", "http.server", String(port), "--bind", "127.0.0.1", "--directory", dir], {
+    stdout: "pipe",
+    stderr: "ignore",
+  });
+  const lines = collectLines(proc.stdout);
+  const line = await waitFor(() => lines.find((l) => /port (\d+)/.test(l)), "python http.server to start");
+  const actual = Number(/port (\d+)/.exec(line)![1]);
+  return {
+    url: `http://127.0.0.1:${actual}`,
+    port: actual,
+    proc,
+    stop: async () => {
+      proc.kill("SIGKILL");
+      await proc.exited;
+    },
+  };
+}
+
+/** Sends exact bytes over a raw TCP socket and returns everything the server sent until it closed (or went quiet). */
+export function rawRequest(port: number, bytes: string, quietMs = 1000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let out = "";
+    let timer: ReturnType<typeof setTimeout>;
+    const socket = connect(port, "127.0.0.1", () => socket.write(bytes));
+    const done = () => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(out);
+    };
+    const arm = () => {
+      clearTimeout(timer);
+      timer = setTimeout(done, quietMs);
+    };
+    socket.on("data", (data) => {
+      out += data.toString("latin1");
+      arm();
+    });
+    socket.on("end", done);
+    socket.on("error", reject);
+    arm();
+  });
+}
+
+/** A port that was free a moment ago and has nothing listening on it: connections are refused. */
+export function deadPort(): number {
+  const server = Bun.serve({ port: 0, fetch: () => new Response() });
+  const port = server.port!;
+  server.stop(true);
+  return port;
+}
