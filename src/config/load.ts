@@ -62,8 +62,9 @@ export function resolveConfig(layers: Layer[], env: Environment): Config {
       const raw = layer.values[setting.name];
       if (raw === undefined) continue;
       const parsed = setting.parse(raw);
-      if ("error" in parsed) problems.push(`${layer.source}: ${setting.name}${parsed.error.startsWith("[") ? "" : ": "}${parsed.error}`);
-      else config[setting.key] = parsed.value;
+      if (!("error" in parsed)) config[setting.key] = parsed.value;
+      else if (Array.isArray(parsed.error)) problems.push(...parsed.error.map((item) => `${layer.source}: ${setting.name}${item}`));
+      else problems.push(`${layer.source}: ${setting.name}: ${parsed.error}`);
     }
   }
   const result = config as unknown as Config;

@@ -25,8 +25,11 @@ export interface Config {
   accessLog: boolean;
 }
 
-/** A value parsed from text (command line) or from a config file (already typed by TOML/YAML/JSON). */
-type Parsed<T> = { value: T } | { error: string };
+/**
+ * A value parsed from text (command line) or from a config file (already typed by TOML/YAML/JSON). A list setting
+ * may report one problem per item, each starting with its index ("[2]: ...").
+ */
+type Parsed<T> = { value: T } | { error: string | string[] };
 
 export interface Setting<K extends keyof Config = keyof Config> {
   key: K;
@@ -95,7 +98,7 @@ function backendList(value: unknown): Parsed<string[]> {
     else if (urls.includes(checked.url)) problems.push(`[${i}]: ${checked.url} is listed twice`);
     else urls.push(checked.url);
   });
-  return problems.length ? { error: problems.join("; ") } : { value: urls };
+  return problems.length ? { error: problems } : { value: urls };
 }
 
 export const SETTINGS: Setting[] = [

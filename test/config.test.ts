@@ -1,0 +1,149 @@
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { checkBackendUrl } from "../src/config/backend-url.ts";
+import { ConfigError, readConfigFile, resolveConfig } from "../src/config/load.ts";
+
+const env = { stdoutIsTTY: false };
+const resolve = (values: Record<string, unknown>, tty = false) =>
+  resolveConfig([{ source: "test", values }], { stdoutIsTTY: tty });
+
+describe("backend URLs", () => {
+  test("normalise to the origin", () => {
+    expect(checkBackendUrl("http://localhost:8080")).toEqual({ url: "http://localhost:8080" });
+    expect(checkBackendUrl("http://LOCALHOST:8080/")).toEqual({ url: "http://localhost:8080" });
+    expect(checkBackendUrl("localhost:8080")).toEqual({ url: "http://localhost:8080" });
+    expect(checkBackendUrl("https://app.internal")).toEqual({ url: "https://app.internal" });
+    expect(checkBackendUrl("http://[::1]:9000")).toEqual({ url: "http://[::1]:9000" });
+  });
+
+  test.each([
+    ["http://", "not a URL"],
+    ["ftp://files:21", "backends must be http"],
+    ["http://app:8080/api", "path, query or fragment"],
+    ["http://app:8080?x=1", "path, query or fragment"],
+    ["http://user:pw@app:8080", "credentials"],
+    ["http://app:99999", "not a URL"],
+  ])("%p is refused (%s)", (input, problem) => {
+    const result = checkBackendUrl(input);
+    expect("error" in result && result.error).toContain(problem);
+  });
+});
+
+describe("resolveConfig", () => {
+  test("defaults", () => {
+    const config = resolve({ backends: ["http://a:1"] });
+    expect(config).toEqual({
+      port: 8000,
+      host: "0.0.0.0",
+      backends: ["http://a:1"],
+      healthPath: "/",
+      healthInterval: 10_000,
+      healthTimeout: 2_000,
+      timeout: 60_000,
+      retries: 3,
+      drainTimeout: 10_000,
+      logLevel: "info",
+      logFormat: "json",
+      accessLog: true,
+    });
+    expect(resolve({ backends: ["http://a:1"] }, true).logFormat).toBe("pretty");
+  });
+
+  test("later layers override earlier ones", () => {
+    const config = resolveConfig(
+      [
+        { source: "lb.toml", values: { port: 9000, "health-interval": "5s", backends: ["http://a:1"] } },
+        { source: "command line", values: { port: "9001" } },
+      ],
+      env,
+    );
+    expect(config.port).toBe(9001);
+    expect(config.healthInterval).toBe(5000);
+    expect(config.backends).toEqual(["http://a:1"]);
+  });
+
+  test("text from the command line and typed values from files both parse", () => {
+    const config = resolve({
+      backends: "http://a:1,http://b:2",
+      port: "0",
+      timeout: 1.5,
+      "access-log": "false",
+      "log-level": "debug",
+    });
+    expect(config.backends).toEqual(["http://a:1", "http://b:2"]);
+    expect(config.port).toBe(0);
+    expect(config.timeout).toBe(1500);
+    expect(config.accessLog).toBe(false);
+    expect(config.logLevel).toBe("debug");
+  });
+
+  test("backends may be written as tables with a url", () => {
+    expect(resolve({ backends: [{ url: "http://a:1" }, "http://b:2"] }).backends).toEqual(["http://a:1", "http://b:2"]);
+  });
+
+  test("every problem is reported at once, each with its place", () => {
+    let message = "";
+    try {
+      resolve({ port: "eighty", "health-interval": "soon", backends: ["http://ok:1", "nope://x", "http://ok:1"], colour: "red" });
+    } catch (error) {
+      expect(error).toBeInstanceOf(ConfigError);
+      message = (error as Error).message;
+    }
+    expect(message).toContain('test: "colour" is not a setting');
+    expect(message).toContain('test: port: "eighty" is not a port');
+    expect(message).toContain('test: health-interval: "soon" is not a duration');
+    expect(message).toContain("test: backends[1]: \"nope://x\" uses nope");
+    expect(message).toContain("test: backends[2]: http://ok:1 is listed twice");
+    expect(message).not.toContain("\n");
+  });
+
+  test.each([
+    [{ "health-path": "health" }, "must start with /"],
+    [{ "log-level": "loud" }, "is not one of error, warn, info, debug"],
+    [{ "log-format": "xml" }, "is not one of pretty, json"],
+    [{ "health-interval": "10ms" }, "too short"],
+    [{ retries: "-1" }, "is not a retry count"],
+    [{ "access-log": "maybe" }, "is not true or false"],
+    [{ host: "" }, "host: needs a value"],
+  ])("%p is refused", (values, problem) => {
+    expect(() => resolve({ backends: ["http://a:1"], ...values })).toThrow(problem);
+  });
+
+  test("no backends at all says how to give them", () => {
+    expect(() => resolve({})).toThrow("no backends: give their URLs");
+  });
+});
+
+describe("config files", () => {
+  const dir = mkdtempSync(join(tmpdir(), "lb-config-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const file = (name: string, text: string) => {
+    const path = join(dir, name);
+    writeFileSync(path, text);
+    return path;
+  };
+  const expected = { port: 9000, backends: ["http://a:1", "http://b:2"], healthInterval: 2000, accessLog: false };
+
+  test.each([
+    ["lb.toml", 'port = 9000\nhealth-interval = "2s"\naccess-log = false\nbackends = ["http://a:1", { url = "http://b:2" }]\n'],
+    ["lb.yaml", "port: 9000\nhealth-interval: 2s\naccess-log: false\nbackends:\n  - http://a:1\n  - url: http://b:2\n"],
+    ["lb.json", '{"port": 9000, "health-interval": 2, "access-log": false, "backends": ["http://a:1", {"url": "http://b:2"}]}'],
+  ])("%s reads the same settings", async (name, text) => {
+    const config = resolveConfig([await readConfigFile(file(name, text))], env);
+    expect(config).toMatchObject(expected);
+  });
+
+  test("a missing file, a bad extension and bad syntax each give one clear line", async () => {
+    expect(readConfigFile(join(dir, "absent.toml"))).rejects.toThrow("cannot read the config file (no such file)");
+    expect(readConfigFile(file("lb.ini", "port=1"))).rejects.toThrow("name the file .toml, .yaml, .yml or .json");
+    expect(readConfigFile(file("bad.toml", "port = = 1"))).rejects.toThrow("not valid TOML");
+    expect(readConfigFile(file("list.json", "[1,2]"))).rejects.toThrow("must be a table of settings");
+  });
+
+  test("problems in a file name the file", async () => {
+    const layer = await readConfigFile(file("typo.toml", 'prot = 1\nbackends = ["http://a:1"]\n'));
+    expect(() => resolveConfig([layer], env)).toThrow(`${join(dir, "typo.toml")}: "prot" is not a setting`);
+  });
+});

@@ -1,0 +1,68 @@
+import { describe, expect, test } from "bun:test";
+import { type HealthState, initialHealth, markDown, observe } from "../src/pool/health.ts";
+import { Pool, type HealthChange } from "../src/pool/pool.ts";
+
+const pass = { ok: true, reason: "status 200" };
+const fail = { ok: false, reason: "status 500" };
+const run = (rules: { rise: number; fall: number }, results: boolean[], start: HealthState = initialHealth(0)) =>
+  results.map((ok, i) => (start = observe(start, ok ? pass : fail, rules, i + 1)).status);
+
+describe("health state machine", () => {
+  test("an unchecked backend takes its first result as it is", () => {
+    expect(observe(initialHealth(0), pass, { rise: 3, fall: 3 }, 5)).toMatchObject({ status: "healthy", passes: 1, since: 5 });
+    expect(observe(initialHealth(0), fail, { rise: 3, fall: 3 }, 5)).toMatchObject({ status: "unhealthy", failures: 1, reason: "status 500" });
+  });
+
+  test("rise 1 / fall 1 flips on every change", () => {
+    expect(run({ rise: 1, fall: 1 }, [true, false, true, true, false])).toEqual(["healthy", "unhealthy", "healthy", "healthy", "unhealthy"]);
+  });
+
+  test("fall 3 needs three failures in a row; a pass in between resets the count", () => {
+    expect(run({ rise: 1, fall: 3 }, [true, false, false, true, false, false, false])).toEqual([
+      "healthy", "healthy", "healthy", "healthy", "healthy", "healthy", "unhealthy",
+    ]);
+  });
+
+  test("rise 2 needs two passes in a row to come back", () => {
+    expect(run({ rise: 2, fall: 1 }, [false, true, false, true, true])).toEqual([
+      "unhealthy", "unhealthy", "unhealthy", "unhealthy", "healthy",
+    ]);
+  });
+
+  test("since changes only when the status does", () => {
+    let state = observe(initialHealth(0), pass, { rise: 1, fall: 1 }, 10);
+    state = observe(state, pass, { rise: 1, fall: 1 }, 20);
+    expect(state.since).toBe(10);
+    expect(state.passes).toBe(2);
+  });
+
+  test("a passive connect failure takes a healthy backend down at once, and checks bring it back", () => {
+    const up = observe(initialHealth(0), pass, { rise: 1, fall: 3 }, 1);
+    const down = markDown(up, "connection refused", 2);
+    expect(down).toMatchObject({ status: "unhealthy", reason: "connection refused", since: 2, passes: 0 });
+    expect(markDown(down, "again", 3)).toBe(down);
+    expect(observe(down, pass, { rise: 1, fall: 3 }, 4).status).toBe("healthy");
+  });
+});
+
+describe("pool", () => {
+  test("reports each flip once and keeps the available list in configured order", () => {
+    const changes: HealthChange[] = [];
+    const pool = new Pool(["http://a:1", "http://b:1", "http://c:1"], { rise: 1, fall: 1 }, (c) => changes.push(c), () => 7);
+    const [a, b, c] = pool.backends;
+    pool.recordCheck(c!, pass);
+    pool.recordCheck(a!, pass);
+    pool.recordCheck(b!, fail);
+    pool.recordCheck(a!, pass);
+    expect(pool.available().map((x) => x.name)).toEqual(["a:1", "c:1"]);
+    pool.recordConnectFailure(a!, "connection refused");
+    pool.recordConnectFailure(a!, "connection refused");
+    expect(pool.available().map((x) => x.name)).toEqual(["c:1"]);
+    expect(changes.map((ch) => `${ch.backend.name} ${ch.from.status}->${ch.to.status}`)).toEqual([
+      "c:1 unknown->healthy",
+      "a:1 unknown->healthy",
+      "b:1 unknown->unhealthy",
+      "a:1 healthy->unhealthy",
+    ]);
+  });
+});
