@@ -1,0 +1,17 @@
+/** Builds dist/lb: one self-contained executable (Bun's runtime included) for this machine's platform. */
+const outfile = process.argv[2] ?? "dist/lb";
+const result = await Bun.build({
+  entrypoints: ["src/main.ts"],
+  compile: { outfile },
+  minify: true,
+  // Bytecode needs ESM output (consola uses import.meta); it trims startup by a few milliseconds.
+  bytecode: true,
+  format: "esm",
+  define: { "process.env.NODE_ENV": JSON.stringify("production") },
+});
+if (!result.success) {
+  for (const log of result.logs) console.error(log);
+  process.exit(1);
+}
+console.log(`built ${outfile}`);
+export {};
