@@ -6,14 +6,14 @@ import { AccessLog, type Logger } from "./log.ts";
 import { HealthChecker } from "./pool/checker.ts";
 import { DEFAULT_RULES } from "./pool/health.ts";
 import { type HealthChange, Pool } from "./pool/pool.ts";
-import { Forwarder } from "./proxy/forward.ts";
+import { type ClientConnection, Forwarder } from "./proxy/forward.ts";
 import { Limiter } from "./proxy/limiter.ts";
 import { errorResponse } from "./proxy/responses.ts";
 
 /** Upstream requests in flight at once; the rest queue. Matches Bun fetch's 64 idle keep-alive sockets. */
 export const UPSTREAM_CONCURRENCY = 64;
 /** How long an idle client keep-alive connection stays open (Bun's unit is seconds). */
-const CLIENT_IDLE_SECONDS = 30;
+const CLIENT_IDLE_SECONDS = 10;
 /** Bodies are streamed, so the only bound is what the backend accepts (issue: a --max-body-size setting). */
 const MAX_REQUEST_BODY_BYTES = Number.MAX_SAFE_INTEGER;
 
@@ -31,7 +31,10 @@ export interface StartOptions {
   accessLog?: AccessLog | null;
 }
 
-/** Starts lb: one health-check round first, so the first request already avoids dead backends, then listens. */
+/**
+ * Starts lb. It binds first (so a port in use is reported at once), but holds requests until the first health-check
+ * round is done, so the first request already avoids dead backends.
+ */
 export async function startLb(config: Config, options: StartOptions): Promise<RunningLb> {
   const { log } = options;
   const accessLog = options.accessLog !== undefined ? options.accessLog : config.accessLog ? new AccessLog(config.logFormat) : null;
@@ -41,8 +44,6 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
     intervalMs: config.healthInterval,
     timeoutMs: config.healthTimeout,
   });
-  await checker.start();
-
   const forwarder = new Forwarder({
     pool,
     policy: new RoundRobin(),
@@ -55,30 +56,32 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
     debug: config.logLevel === "debug",
   });
 
-  let server: ReturnType<typeof Bun.serve>;
-  try {
-    server = Bun.serve({
-      port: config.port,
-      hostname: config.host,
-      development: false,
-      idleTimeout: CLIENT_IDLE_SECONDS,
-      maxRequestBodySize: MAX_REQUEST_BODY_BYTES,
-      fetch(request, srv) {
-        return forwarder.handle(request, {
-          ip: srv.requestIP(request)?.address ?? "-",
-          proto: "http",
-          holdOpen: (waiting) => srv.timeout(request, waiting ? 0 : CLIENT_IDLE_SECONDS),
-        });
-      },
-      error(error) {
-        log.error(`internal error: ${error.message}`);
-        return errorResponse(500, "internal error in lb");
-      },
-    });
-  } catch (error) {
-    checker.stop();
-    throw error;
-  }
+  let ready = false;
+  let firstRound: Promise<void> = Promise.resolve();
+  const server = Bun.serve({
+    port: config.port,
+    hostname: config.host,
+    development: false,
+    idleTimeout: CLIENT_IDLE_SECONDS,
+    // Explicit: under some launchers Bun sets SO_REUSEPORT, and two lbs would then silently share a port.
+    reusePort: false,
+    maxRequestBodySize: MAX_REQUEST_BODY_BYTES,
+    fetch(request, srv) {
+      const client: ClientConnection = {
+        ip: srv.requestIP(request)?.address ?? "-",
+        proto: "http",
+        holdOpen: (waiting) => srv.timeout(request, waiting ? 0 : CLIENT_IDLE_SECONDS),
+      };
+      return ready ? forwarder.handle(request, client) : firstRound.then(() => forwarder.handle(request, client));
+    },
+    error(error) {
+      log.error(`internal error: ${error.message}`);
+      return errorResponse(500, "internal error in lb");
+    },
+  });
+  firstRound = checker.start();
+  await firstRound;
+  ready = true;
 
   const healthy = pool.available().length;
   const url = new URL(`http://${formatHost(config.host)}:${server.port}`);

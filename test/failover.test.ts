@@ -173,7 +173,7 @@ describe("lb's own answers", () => {
     cleanup.push(async () => gate.resolve(), hung.stop);
     const lb = await lbFor([hung.url], { "health-interval": "1m" });
     const socket = connect(lb.lb.port, "127.0.0.1", () => socket.write("GET /wait HTTP/1.1\r\nHost: x\r\n\r\n"));
-    await waitFor(() => hung.seen.some((r) => r.url.endsWith("/wait")), "the backend to get the request");
+    await waitFor(() => hung.seen.some((r) => r.path === "/wait"), "the backend to get the request");
     socket.destroy();
     await waitFor(() => lb.access.find((e) => e.status === 499), "a 499 access entry");
   });

@@ -21,12 +21,20 @@ export async function waitFor<T>(check: () => T | Promise<T>, what: string, time
   }
 }
 
+/** What a backend received; copied on arrival, since Bun empties a Request's URL once it has been answered. */
+export interface SeenRequest {
+  method: string;
+  /** Path and query as received. */
+  path: string;
+  headers: Headers;
+}
+
 export interface TestBackend {
   url: string;
   port: number;
   name: string;
   /** Requests this backend received, in order. */
-  seen: Request[];
+  seen: SeenRequest[];
   stop(): Promise<void>;
 }
 
@@ -36,14 +44,15 @@ export function startBackend(
   handler: (request: Request) => Response | Promise<Response> = () => new Response(`backend ${name}`),
   port = 0,
 ): TestBackend {
-  const seen: Request[] = [];
+  const seen: SeenRequest[] = [];
   const server = Bun.serve({
     port,
     hostname: "127.0.0.1",
     development: false,
     idleTimeout: 0,
     fetch(request) {
-      seen.push(request);
+      const url = new URL(request.url);
+      seen.push({ method: request.method, path: url.pathname + url.search, headers: new Headers(request.headers) });
       return handler(request);
     },
   });
