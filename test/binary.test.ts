@@ -1,0 +1,42 @@
+/** The compiled dist/lb: built here, run as its own process, in front of real backends. */
+import { beforeAll, expect, test } from "bun:test";
+import { existsSync } from "node:fs";
+import pkg from "../package.json" with { type: "json" };
+import { ROOT, runCommand, spawnLb, startBackend } from "./helpers.ts";
+
+const binary = `${ROOT}dist/lb`;
+
+beforeAll(async () => {
+  // CI builds dist/lb before the tests; a developer's run builds it here if it is missing.
+  if (existsSync(binary)) return;
+  const build = Bun.spawn(["bun", `${ROOT}build.ts`], { cwd: ROOT, stdout: "ignore", stderr: "inherit" });
+  expect(await build.exited).toBe(0);
+}, 60_000);
+
+test("dist/lb --version", async () => {
+  const { code, stdout } = await runCommand(["--version"], [binary]);
+  expect(code).toBe(0);
+  expect(stdout.trim()).toBe(pkg.version);
+});
+
+test("dist/lb balances, fails over and shuts down cleanly", async () => {
+  const a = startBackend("a");
+  const b = startBackend("b");
+  const lb = await spawnLb(["--port", "0", "--host", "127.0.0.1", "--health-interval", "1s", a.url, b.url], [binary]);
+  try {
+    const texts = [];
+    for (let i = 0; i < 4; i++) texts.push(await (await fetch(`${lb.url}/`)).text());
+    expect(texts).toEqual(["backend a", "backend b", "backend a", "backend b"]);
+    await b.stop();
+    for (let i = 0; i < 4; i++) expect(await (await fetch(`${lb.url}/`)).text()).toBe("backend a");
+  } finally {
+    expect(await lb.kill()).toBe(0);
+    await a.stop();
+  }
+});
+
+test("dist/lb rejects bad input with exit 2", async () => {
+  const { code, stderr } = await runCommand(["--timeout", "forever", "http://a:1"], [binary]);
+  expect(code).toBe(2);
+  expect(stderr.trim()).toBe('lb: command line: timeout: "forever" is not a duration; write 250ms, 10s, 1m or a number of seconds');
+});
