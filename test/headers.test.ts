@@ -66,6 +66,7 @@ describe("request path", () => {
     ["http://a:8000", "/"],
     ["http://elsewhere.example/x/%20y?q=%2F", "/x/%20y?q=%2F"],
     ["http://a//double//slash", "//double//slash"],
+    ["/bare?x=1", "/bare?x=1"],
   ])("%s routes as %s", (url, path) => {
     expect(pathOf(url)).toBe(path);
   });

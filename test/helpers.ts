@@ -6,6 +6,7 @@ import { format } from "node:util";
 import { resolveConfig } from "../src/config/load.ts";
 import type { Config } from "../src/config/settings.ts";
 import { AccessLog, type AccessEntry } from "../src/log.ts";
+import { pathOf } from "../src/proxy/forward.ts";
 import { type RunningLb, startLb } from "../src/server.ts";
 
 export const ROOT = new URL("..", import.meta.url).pathname;
@@ -51,8 +52,7 @@ export function startBackend(
     development: false,
     idleTimeout: 0,
     fetch(request) {
-      const url = new URL(request.url);
-      seen.push({ method: request.method, path: url.pathname + url.search, headers: new Headers(request.headers) });
+      seen.push({ method: request.method, path: pathOf(request.url), headers: new Headers(request.headers) });
       return handler(request);
     },
   });

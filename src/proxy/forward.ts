@@ -129,9 +129,8 @@ export class Forwarder {
     const timer = setTimeout(() => deadline.abort(TIMED_OUT), this.options.timeoutMs);
     const sent = performance.now();
     backend.inflight++;
-    let upstream: Response;
     try {
-      upstream = await fetch(backend.url + trip.path, {
+      const upstream = await fetch(backend.url + trip.path, {
         method: request.method,
         headers,
         body: body.body,
@@ -139,6 +138,10 @@ export class Forwarder {
         decompress: false,
         signal: AbortSignal.any([request.signal, deadline.signal]),
       });
+      trip.upstreamMs = performance.now() - sent;
+      if (!fitsInBuffer(upstream)) return this.#respond(backend, trip, upstream, upstream.body);
+      // Read whole, still under the deadline: nothing has reached the client yet, so a failure here can be retried.
+      return this.#respond(backend, trip, upstream, await upstream.bytes());
     } catch (error) {
       backend.inflight--;
       if (request.signal.aborted) return "client-gone";
@@ -146,12 +149,13 @@ export class Forwarder {
     } finally {
       clearTimeout(timer);
     }
-    trip.upstreamMs = performance.now() - sent;
-    return this.#respond(backend, trip, upstream);
   }
 
-  /** Streams the backend's answer to the client; the slot and in-flight count are freed when the body ends. */
-  #respond(backend: Backend, trip: Trip, upstream: Response): Response {
+  /**
+   * Hands the backend's answer to the client. A buffered body is done at once; a streamed one frees the upstream
+   * slot and the in-flight count when its last byte is sent (or the client leaves).
+   */
+  #respond(backend: Backend, trip: Trip, upstream: Response, body: Uint8Array | ReadableStream<Uint8Array> | null): Response {
     const release = trip.release;
     trip.release = null; // now owned by the body
     const finish = (bytes: number) => {
@@ -161,11 +165,9 @@ export class Forwarder {
     };
     if (this.options.debug) this.options.log.debug(`Response from server: HTTP/1.1 ${upstream.status} ${upstream.statusText}`);
     const init = { status: upstream.status, statusText: upstream.statusText, headers: downstreamResponseHeaders(upstream.headers) };
-    if (!upstream.body) {
-      finish(0);
-      return new Response(null, init);
-    }
-    return new Response(watchBody(upstream.body, finish), init);
+    if (body instanceof ReadableStream) return new Response(watchBody(body, finish), init);
+    finish(body?.byteLength ?? 0);
+    return new Response(body, init);
   }
 
   #fail(trip: Trip, status: number, detail: string, headers?: Record<string, string>): Response {
@@ -205,8 +207,22 @@ export class Forwarder {
   }
 }
 
+/**
+ * Responses up to this size that declare a Content-Length are read whole before they are passed on: Bun.serve sends
+ * a streamed body chunked and drops its Content-Length (oven-sh/bun#10507), and clients that show progress or
+ * check lengths need it. At most one such body per upstream slot is held, so this bounds memory at 64 MiB.
+ */
+export const RESPONSE_BUFFER_LIMIT_BYTES = 1024 * 1024;
+
+function fitsInBuffer(upstream: Response): boolean {
+  const declared = upstream.headers.get("content-length");
+  return upstream.body !== null && declared !== null && Number(declared) <= RESPONSE_BUFFER_LIMIT_BYTES;
+}
+
 /** The path and query as received; the scheme and authority of the request URL are never used to route. */
 export function pathOf(url: string): string {
+  // Bun gives a bare path when the Host header is not a valid authority.
+  if (url.startsWith("/")) return url;
   const slash = url.indexOf("/", url.indexOf("://") + 3);
   return slash === -1 ? "/" : url.slice(slash);
 }
