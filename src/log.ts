@@ -13,15 +13,23 @@ const LEVEL_NAMES: Record<number, string> = { 0: "error", 1: "warn", 2: "info", 
 export type Logger = ConsolaInstance;
 
 export function createLogger(level: LogLevel, logFormat: LogFormat): Logger {
-  const json = { log: (entry: LogObject) => process.stderr.write(jsonLine(entry)) };
+  const colors = Boolean(process.stderr.isTTY) && !process.env.NO_COLOR;
+  const line = logFormat === "json" ? jsonLine : (entry: LogObject) => prettyLine(entry, colors);
   return createConsola({
     level: CONSOLA_LEVELS[level],
     throttle: 0,
-    stdout: process.stderr,
-    stderr: process.stderr,
-    ...(logFormat === "json" ? { reporters: [json] } : {}),
-    formatOptions: { date: true, colors: Boolean(process.stderr.isTTY) },
+    reporters: [{ log: (entry) => process.stderr.write(line(entry)) }],
   });
+}
+
+const LEVEL_COLORS: Record<string, string> = { error: "31", warn: "33", info: "36", debug: "90" };
+
+/** One compact line a person can scan: time, level, message (consola's default boxes a warning in blank lines). */
+function prettyLine(entry: LogObject, colors: boolean): string {
+  const level = LEVEL_NAMES[entry.level] ?? entry.type;
+  const label = level.toUpperCase().padEnd(5);
+  const shown = colors ? `\x1b[${LEVEL_COLORS[level] ?? "0"}m${label}\x1b[0m` : label;
+  return `${entry.date.toISOString()} ${shown} ${format(...entry.args)}\n`;
 }
 
 function jsonLine(entry: LogObject): string {

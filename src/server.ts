@@ -86,7 +86,7 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
   const healthy = pool.available().length;
   const url = new URL(`http://${formatHost(config.host)}:${server.port}`);
   log.info(
-    `lb listening on ${url.origin} → ${pool.backends.length} backends (${healthy} healthy): ${config.backends.join(", ")}` +
+    `lb listening on ${url.origin} → ${plural(pool.backends.length, "backend")} (${healthy} healthy): ${config.backends.join(", ")}` +
       ` · health GET ${config.healthPath} every ${formatDuration(config.healthInterval)}`,
   );
 
@@ -105,6 +105,10 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
     })());
 
   return { url, port: server.port!, pool, stop };
+}
+
+function plural(count: number, noun: string): string {
+  return `${count} ${noun}${count === 1 ? "" : "s"}`;
 }
 
 function formatHost(host: string): string {
