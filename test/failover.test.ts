@@ -158,7 +158,7 @@ describe("lb's own answers", () => {
     const response = await fetch(`${lb.url}/slow`);
     expect(response.status).toBe(504);
     expect(Date.now() - started).toBeLessThan(2000);
-    expect(await response.text()).toBe("504 Gateway Timeout: backend did not answer within 0.3s\n");
+    expect(await response.text()).toBe("504 Gateway Timeout: backend did not answer within 300ms\n");
     // A timeout is not a connect failure: the backend stays in rotation.
     expect(lb.lb.pool.available()).toHaveLength(1);
   });

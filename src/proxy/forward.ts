@@ -3,6 +3,7 @@
  * candidate when that is safe, and stream the answer back. Every ending is logged once in the access log.
  */
 import type { Policy } from "../balance/policy.ts";
+import { formatDuration } from "../config/duration.ts";
 import type { AccessLog, Logger } from "../log.ts";
 import { type Backend, isAvailable } from "../pool/backend.ts";
 import type { Pool } from "../pool/pool.ts";
@@ -83,6 +84,13 @@ export class Forwarder {
 
   async #forward(trip: Trip, candidates: Iterable<Backend>): Promise<Response> {
     const { request } = trip;
+    // The body is read (when small) before a slot is taken, so a slow uploader does not hold one.
+    let body: OutgoingBody;
+    try {
+      body = await prepareBody(request);
+    } catch {
+      return this.#clientGone(trip);
+    }
     const { limiter } = this.options;
     if (!limiter.tryAcquire()) {
       try {
@@ -92,14 +100,7 @@ export class Forwarder {
         return this.#fail(trip, 503, "too many requests waiting for a backend", this.#retryAfter());
       }
     }
-    trip.release = once(() => this.options.limiter.release());
-
-    let body: OutgoingBody;
-    try {
-      body = await prepareBody(request);
-    } catch {
-      return this.#clientGone(trip);
-    }
+    trip.release = once(() => limiter.release());
     const headers = upstreamRequestHeaders(request.headers, trip.client);
     let lastFailure: Failure | undefined;
     for (const backend of candidates) {
@@ -112,7 +113,7 @@ export class Forwarder {
       if (result === "client-gone") return this.#clientGone(trip);
       lastFailure = result;
       if (result.kind === "timeout") {
-        return this.#fail(trip, 504, `backend did not answer within ${this.options.timeoutMs / 1000}s`);
+        return this.#fail(trip, 504, `backend did not answer within ${formatDuration(this.options.timeoutMs)}`);
       }
       if (result.kind === "connect" || result.kind === "reset") {
         this.options.pool.recordConnectFailure(backend, `${result.reason} (seen forwarding a request)`);
