@@ -79,6 +79,14 @@ describe("failover", () => {
     expect(down[0]).toContain("connection refused");
   });
 
+  test("a backend whose name does not resolve is down with the reason, and requests go to the others", async () => {
+    const [a] = backends("a");
+    const lb = await lbFor(["http://no-such-backend.invalid:8080", a!.url], { "health-interval": "1m" });
+    expect(lb.logs.find((l) => l.includes("no-such-backend.invalid:8080 is down"))).toContain("DNS lookup failed");
+    const texts = await Promise.all([1, 2, 3].map(() => fetch(`${lb.url}/`).then((r) => r.text())));
+    expect(texts).toEqual(["backend a", "backend a", "backend a"]);
+  });
+
   test("a POST with a small body is replayed on the next backend after a connect failure", async () => {
     const b = startBackend("b");
     const a = startBackend("a", async (request) => new Response(`a got ${await request.text()}`));
