@@ -1,0 +1,36 @@
+/**
+ * Benchmark backend: `bun bench/backend.ts <port>`. Listens on 127.0.0.1 only.
+ *   GET /     → "hello from <port>\n" (text/plain, Content-Length)
+ *   GET /big  → 64 KiB of 'x' (application/octet-stream, Content-Length)
+ * The bodies are built once at startup, so the backend does as little work per request as Bun.serve allows.
+ */
+const port = Number(process.argv[2]);
+if (!Number.isInteger(port) || port <= 0 || port > 65535) {
+  process.stderr.write("usage: bun bench/backend.ts <port>\n");
+  process.exit(2);
+}
+
+const small = new TextEncoder().encode(`hello from ${port}\n`);
+const big = new Uint8Array(64 * 1024).fill(0x78);
+const smallHeaders = { "content-type": "text/plain" };
+const bigHeaders = { "content-type": "application/octet-stream" };
+
+const server = Bun.serve({
+  port,
+  hostname: "127.0.0.1",
+  development: false,
+  reusePort: false,
+  fetch(request) {
+    const path = request.url.slice(request.url.indexOf("/", 8));
+    if (path === "/big") return new Response(big, { headers: bigHeaders });
+    return new Response(small, { headers: smallHeaders });
+  },
+});
+
+process.stderr.write(`backend listening on http://127.0.0.1:${server.port}\n`);
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.on(signal, () => {
+    void server.stop(true);
+    process.exit(0);
+  });
+}
