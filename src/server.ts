@@ -1,5 +1,6 @@
 /** Wires the parts together: pool + health checks + policy + forwarder behind Bun.serve, and a bounded shutdown. */
 import { RoundRobin } from "./balance/round-robin.ts";
+import type { BackendSpec } from "./config/backend-url.ts";
 import { formatDuration } from "./config/duration.ts";
 import type { Config } from "./config/settings.ts";
 import { AccessLog, type Logger } from "./log.ts";
@@ -86,7 +87,7 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
   const healthy = pool.available().length;
   const url = new URL(`http://${formatHost(config.host)}:${server.port}`);
   log.info(
-    `lb listening on ${url.origin} → ${plural(pool.backends.length, "backend")} (${healthy} healthy): ${config.backends.join(", ")}` +
+    `lb listening on ${url.origin} → ${plural(pool.backends.length, "backend")} (${healthy} healthy): ${config.backends.map(describeBackend).join(", ")}` +
       ` · health GET ${config.healthPath} every ${formatDuration(config.healthInterval)}`,
   );
 
@@ -105,6 +106,10 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
     })());
 
   return { url, port: server.port!, pool, stop };
+}
+
+function describeBackend({ url, weight }: BackendSpec): string {
+  return weight === 1 ? url : `${url} (weight ${weight})`;
 }
 
 function plural(count: number, noun: string): string {

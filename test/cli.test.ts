@@ -47,7 +47,7 @@ describe("bad input exits 2 with one line that says what to do", () => {
 
   test.each([
     [["nope://x"], 'backends[0]: "nope://x" uses nope; backends must be http:// or https://'],
-    [["http://a:1/path"], "has a path, query or fragment"],
+    [["http://a:1/path"], "has a path or query"],
     [["--prot", "80", "http://a:1"], "unknown option --prot; run lb --help to see the options"],
     [["-x", "http://a:1"], "unknown option -x"],
     [["--health-interval", "soon", "http://a:1"], 'health-interval: "soon" is not a duration; write 250ms, 10s, 1m or a number of seconds'],

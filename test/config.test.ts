@@ -11,18 +11,26 @@ const resolve = (values: Record<string, unknown>, tty = false) =>
 
 describe("backend URLs", () => {
   test("normalise to the origin", () => {
-    expect(checkBackendUrl("http://localhost:8080")).toEqual({ url: "http://localhost:8080" });
-    expect(checkBackendUrl("http://LOCALHOST:8080/")).toEqual({ url: "http://localhost:8080" });
-    expect(checkBackendUrl("localhost:8080")).toEqual({ url: "http://localhost:8080" });
-    expect(checkBackendUrl("https://app.internal")).toEqual({ url: "https://app.internal" });
-    expect(checkBackendUrl("http://[::1]:9000")).toEqual({ url: "http://[::1]:9000" });
+    expect(checkBackendUrl("http://localhost:8080")).toEqual({ spec: { url: "http://localhost:8080", weight: 1 } });
+    expect(checkBackendUrl("http://LOCALHOST:8080/")).toEqual({ spec: { url: "http://localhost:8080", weight: 1 } });
+    expect(checkBackendUrl("localhost:8080")).toEqual({ spec: { url: "http://localhost:8080", weight: 1 } });
+    expect(checkBackendUrl("https://app.internal")).toEqual({ spec: { url: "https://app.internal", weight: 1 } });
+    expect(checkBackendUrl("http://[::1]:9000")).toEqual({ spec: { url: "http://[::1]:9000", weight: 1 } });
+  });
+
+  test("a weight in the fragment", () => {
+    expect(checkBackendUrl("http://app:8080#weight=3")).toEqual({ spec: { url: "http://app:8080", weight: 3 } });
+    expect(checkBackendUrl("http://app:8080", { weight: 7 })).toEqual({ spec: { url: "http://app:8080", weight: 7 } });
   });
 
   test.each([
     ["http://", "not a URL"],
     ["ftp://files:21", "backends must be http"],
-    ["http://app:8080/api", "path, query or fragment"],
-    ["http://app:8080?x=1", "path, query or fragment"],
+    ["http://app:8080/api", "has a path or query"],
+    ["http://app:8080?x=1", "has a path or query"],
+    ["http://app:8080#weight=0", "weight must be a whole number from 1 to 1000"],
+    ["http://app:8080#weight=2.5", "weight must be a whole number"],
+    ["http://app:8080#wieght=2", 'unknown backend option "wieght"'],
     ["http://user:pw@app:8080", "credentials"],
     ["http://app:99999", "not a URL"],
   ])("%p is refused (%s)", (input, problem) => {
@@ -37,7 +45,7 @@ describe("resolveConfig", () => {
     expect(config).toEqual({
       port: 8000,
       host: "0.0.0.0",
-      backends: ["http://a:1"],
+      backends: [{ url: "http://a:1", weight: 1 }],
       healthPath: "/",
       healthInterval: 10_000,
       healthTimeout: 2_000,
@@ -61,7 +69,7 @@ describe("resolveConfig", () => {
     );
     expect(config.port).toBe(9001);
     expect(config.healthInterval).toBe(5000);
-    expect(config.backends).toEqual(["http://a:1"]);
+    expect(config.backends).toEqual([{ url: "http://a:1", weight: 1 }]);
   });
 
   test("text from the command line and typed values from files both parse", () => {
@@ -72,15 +80,19 @@ describe("resolveConfig", () => {
       "access-log": "false",
       "log-level": "debug",
     });
-    expect(config.backends).toEqual(["http://a:1", "http://b:2"]);
+    expect(config.backends.map((b) => b.url)).toEqual(["http://a:1", "http://b:2"]);
     expect(config.port).toBe(0);
     expect(config.timeout).toBe(1500);
     expect(config.accessLog).toBe(false);
     expect(config.logLevel).toBe("debug");
   });
 
-  test("backends may be written as tables with a url", () => {
-    expect(resolve({ backends: [{ url: "http://a:1" }, "http://b:2"] }).backends).toEqual(["http://a:1", "http://b:2"]);
+  test("backends may be written as tables with a url and a weight", () => {
+    expect(resolve({ backends: [{ url: "http://a:1", weight: 4 }, "http://b:2#weight=2"] }).backends).toEqual([
+      { url: "http://a:1", weight: 4 },
+      { url: "http://b:2", weight: 2 },
+    ]);
+    expect(() => resolve({ backends: [{ url: "http://a:1", wieght: 4 }] })).toThrow('backends[0]: "wieght" is not a backend setting');
   });
 
   test("every problem is reported at once, each with its place", () => {
@@ -124,12 +136,20 @@ describe("config files", () => {
     writeFileSync(path, text);
     return path;
   };
-  const expected = { port: 9000, backends: ["http://a:1", "http://b:2"], healthInterval: 2000, accessLog: false };
+  const expected = {
+    port: 9000,
+    backends: [
+      { url: "http://a:1", weight: 1 },
+      { url: "http://b:2", weight: 3 },
+    ],
+    healthInterval: 2000,
+    accessLog: false,
+  };
 
   test.each([
-    ["lb.toml", 'port = 9000\nhealth-interval = "2s"\naccess-log = false\nbackends = ["http://a:1", { url = "http://b:2" }]\n'],
-    ["lb.yaml", "port: 9000\nhealth-interval: 2s\naccess-log: false\nbackends:\n  - http://a:1\n  - url: http://b:2\n"],
-    ["lb.json", '{"port": 9000, "health-interval": 2, "access-log": false, "backends": ["http://a:1", {"url": "http://b:2"}]}'],
+    ["lb.toml", 'port = 9000\nhealth-interval = "2s"\naccess-log = false\nbackends = ["http://a:1", { url = "http://b:2", weight = 3 }]\n'],
+    ["lb.yaml", "port: 9000\nhealth-interval: 2s\naccess-log: false\nbackends:\n  - http://a:1\n  - url: http://b:2\n    weight: 3\n"],
+    ["lb.json", '{"port": 9000, "health-interval": 2, "access-log": false, "backends": ["http://a:1", {"url": "http://b:2", "weight": 3}]}'],
   ])("%s reads the same settings", async (name, text) => {
     const config = resolveConfig([await readConfigFile(file(name, text))], env);
     expect(config).toMatchObject(expected);

@@ -48,7 +48,7 @@ describe("health state machine", () => {
 describe("pool", () => {
   test("reports each flip once and keeps the available list in configured order", () => {
     const changes: HealthChange[] = [];
-    const pool = new Pool(["http://a:1", "http://b:1", "http://c:1"], { rise: 1, fall: 1 }, (c) => changes.push(c), () => 7);
+    const pool = new Pool(["http://a:1", "http://b:1", "http://c:1"].map((url) => ({ url, weight: 1 })), { rise: 1, fall: 1 }, (c) => changes.push(c), () => 7);
     const [a, b, c] = pool.backends;
     pool.recordCheck(c!, pass);
     pool.recordCheck(a!, pass);

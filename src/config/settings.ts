@@ -2,7 +2,7 @@
  * Every setting lb has, defined once: the command line, the config file, `--help` and the README table all come
  * from this list, so they cannot drift apart.
  */
-import { checkBackendUrl } from "./backend-url.ts";
+import { type BackendSpec, checkBackendUrl } from "./backend-url.ts";
 import { formatDuration, parseDuration } from "./duration.ts";
 
 export const LOG_LEVELS = ["error", "warn", "info", "debug"] as const;
@@ -13,7 +13,7 @@ export type LogFormat = (typeof LOG_FORMATS)[number];
 export interface Config {
   port: number;
   host: string;
-  backends: string[];
+  backends: BackendSpec[];
   healthPath: string;
   healthInterval: number;
   healthTimeout: number;
@@ -85,20 +85,33 @@ function boolean(value: unknown): Parsed<boolean> {
   return { error: `"${value}" is not true or false` };
 }
 
-/** Backends arrive as a list (config file), or as comma-separated text (`--backends a,b`). */
-function backendList(value: unknown): Parsed<string[]> {
+/**
+ * Backends arrive as a list (config file: URLs or tables with url and weight), or as comma-separated text
+ * (`--backends a,b`).
+ */
+function backendList(value: unknown): Parsed<BackendSpec[]> {
   const items = typeof value === "string" ? value.split(",").filter((s) => s.trim() !== "") : value;
   if (!Array.isArray(items)) return { error: "must be a list of URLs" };
-  const urls: string[] = [];
+  const specs: BackendSpec[] = [];
   const problems: string[] = [];
   items.forEach((item, i) => {
-    const text = typeof item === "object" && item !== null && "url" in item ? item.url : item;
-    const checked = typeof text === "string" ? checkBackendUrl(text) : { error: "must be a URL string" };
+    const checked = checkBackendItem(item);
     if ("error" in checked) problems.push(`[${i}]: ${checked.error}`);
-    else if (urls.includes(checked.url)) problems.push(`[${i}]: ${checked.url} is listed twice`);
-    else urls.push(checked.url);
+    else if (specs.some((s) => s.url === checked.spec.url)) problems.push(`[${i}]: ${checked.spec.url} is listed twice`);
+    else specs.push(checked.spec);
   });
-  return problems.length ? { error: problems } : { value: urls };
+  return problems.length ? { error: problems } : { value: specs };
+}
+
+function checkBackendItem(item: unknown) {
+  if (typeof item === "string") return checkBackendUrl(item);
+  if (typeof item === "object" && item !== null && "url" in item && typeof item.url === "string") {
+    const { url, weight, ...rest } = item as { url: string; weight?: unknown };
+    const unknown = Object.keys(rest);
+    if (unknown.length) return { error: `"${unknown[0]}" is not a backend setting; known: url, weight` };
+    return checkBackendUrl(url, { weight });
+  }
+  return { error: "must be a URL, or a table with url (and weight)" };
 }
 
 export const SETTINGS: Setting[] = [
@@ -113,7 +126,7 @@ export const SETTINGS: Setting[] = [
   },
   {
     key: "backends", name: "backends", type: "string", valueHint: "url,url", fallback: [],
-    description: "Backend servers, comma-separated (or give them as arguments)",
+    description: "Backend servers, comma-separated (or give them as arguments); #weight=N sets a weight",
     example: "--backends http://10.0.0.1:8080,http://10.0.0.2:8080", parse: backendList,
   },
   {

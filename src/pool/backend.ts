@@ -1,3 +1,4 @@
+import type { BackendSpec } from "../config/backend-url.ts";
 import { type HealthState, initialHealth } from "./health.ts";
 
 /** One server lb may send requests to, with its live state. */
@@ -6,13 +7,15 @@ export interface Backend {
   readonly url: string;
   /** Short name for logs: the URL's host and port. */
   readonly name: string;
+  /** Configured share of traffic relative to the others. */
+  readonly weight: number;
   health: HealthState;
   /** Requests sent to it and not yet finished. */
   inflight: number;
 }
 
-export function createBackend(url: string, now: number): Backend {
-  return { url, name: new URL(url).host, health: initialHealth(now), inflight: 0 };
+export function createBackend({ url, weight }: BackendSpec, now: number): Backend {
+  return { url, name: new URL(url).host, weight, health: initialHealth(now), inflight: 0 };
 }
 
 export function isAvailable(backend: Backend): boolean {

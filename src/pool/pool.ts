@@ -2,6 +2,7 @@
  * The set of backends and their health. It knows nothing of HTTP: it is told results and reports state changes
  * through a listener, which is where logging happens.
  */
+import type { BackendSpec } from "../config/backend-url.ts";
 import { type Backend, createBackend, isAvailable } from "./backend.ts";
 import { type HealthRules, type HealthState, type Observation, DEFAULT_RULES, markDown, observe } from "./health.ts";
 
@@ -17,13 +18,13 @@ export class Pool {
   #listener: (change: HealthChange) => void;
 
   constructor(
-    urls: readonly string[],
+    specs: readonly BackendSpec[],
     readonly rules: HealthRules = DEFAULT_RULES,
     listener: (change: HealthChange) => void = () => {},
     private readonly clock: () => number = Date.now,
   ) {
     const now = clock();
-    this.backends = urls.map((url) => createBackend(url, now));
+    this.backends = specs.map((spec) => createBackend(spec, now));
     this.#listener = listener;
   }
 
