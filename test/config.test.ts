@@ -51,7 +51,26 @@ describe("resolveConfig", () => {
       healthTimeout: 2_000,
       timeout: 60_000,
       retries: 3,
+      retryBudget: 20,
       drainTimeout: 10_000,
+      policy: "round-robin",
+      hashKey: { kind: "ip" },
+      stickyCookie: "",
+      slowStart: 0,
+      healthMethod: "GET",
+      healthStatus: [[200, 200]],
+      healthBody: "",
+      healthHeaders: [],
+      healthRise: 1,
+      healthFall: 1,
+      healthDownInterval: 0,
+      healthJitter: 10,
+      outlierErrors: 5,
+      outlierEjection: 30_000,
+      outlierMaxEjected: 50,
+      maxInflight: 0,
+      queueSize: 1000,
+      queueTimeout: 10_000,
       logLevel: "info",
       logFormat: "json",
       accessLog: true,
@@ -95,6 +114,25 @@ describe("resolveConfig", () => {
     expect(() => resolve({ backends: [{ url: "http://a:1", wieght: 4 }] })).toThrow('backends[0]: "wieght" is not a backend setting');
   });
 
+  test("pool settings: policy, hash key, statuses, headers, percentages", () => {
+    const config = resolve({
+      backends: ["http://a:1"],
+      policy: "hash",
+      "hash-key": "cookie:sid",
+      "health-status": "200-299, 301,302",
+      "health-header": ["Host: app.internal", "X-Probe: lb"],
+      "health-jitter": "25%",
+      "sticky-cookie": "lb_id",
+    });
+    expect(config.policy).toBe("hash");
+    expect(config.hashKey).toEqual({ kind: "cookie", name: "sid" });
+    expect(config.healthStatus).toEqual([[200, 299], [301, 301], [302, 302]]);
+    expect(config.healthHeaders).toEqual([["Host", "app.internal"], ["X-Probe", "lb"]]);
+    expect(config.healthJitter).toBe(25);
+    expect(config.stickyCookie).toBe("lb_id");
+    expect(resolve({ backends: ["http://a:1"], "health-header": { Host: "h" }, "health-status": 204 }).healthHeaders).toEqual([["Host", "h"]]);
+  });
+
   test("every problem is reported at once, each with its place", () => {
     let message = "";
     try {
@@ -119,6 +157,13 @@ describe("resolveConfig", () => {
     [{ retries: "-1" }, "is not a retry count"],
     [{ "access-log": "maybe" }, "is not true or false"],
     [{ host: "" }, "host: needs a value"],
+    [{ policy: "fastest" }, "is not one of round-robin, least-connections, random, p2c, ewma, hash"],
+    [{ "hash-key": "header:" }, "is not a hash key"],
+    [{ "health-status": "299-200" }, "is not a status list"],
+    [{ "health-status": "600" }, "is not a status list"],
+    [{ "health-header": "NoColon" }, 'is not a header; write "Name: value"'],
+    [{ "health-jitter": "150" }, "is not a percentage"],
+    [{ "sticky-cookie": "a b" }, "is not a cookie name"],
   ])("%p is refused", (values, problem) => {
     expect(() => resolve({ backends: ["http://a:1"], ...values })).toThrow(problem);
   });

@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { type HealthState, initialHealth, markDown, observe } from "../src/pool/health.ts";
-import { Pool, type HealthChange } from "../src/pool/pool.ts";
+import { Pool, type PoolEvent } from "../src/pool/pool.ts";
 
 const pass = { ok: true, reason: "status 200" };
 const fail = { ok: false, reason: "status 500" };
@@ -47,8 +47,11 @@ describe("health state machine", () => {
 
 describe("pool", () => {
   test("reports each flip once and keeps the available list in configured order", () => {
-    const changes: HealthChange[] = [];
-    const pool = new Pool(["http://a:1", "http://b:1", "http://c:1"].map((url) => ({ url, weight: 1 })), { rise: 1, fall: 1 }, (c) => changes.push(c), () => 7);
+    const changes: PoolEvent[] = [];
+    const pool = new Pool(["http://a:1", "http://b:1", "http://c:1"].map((url) => ({ url, weight: 1 })), {
+      listener: (event) => changes.push(event),
+      clock: () => 7,
+    });
     const [a, b, c] = pool.backends;
     pool.recordCheck(c!, pass);
     pool.recordCheck(a!, pass);
@@ -58,7 +61,7 @@ describe("pool", () => {
     pool.recordConnectFailure(a!, "connection refused");
     pool.recordConnectFailure(a!, "connection refused");
     expect(pool.available().map((x) => x.name)).toEqual(["c:1"]);
-    expect(changes.map((ch) => `${ch.backend.name} ${ch.from.status}->${ch.to.status}`)).toEqual([
+    expect(changes.map((ch) => (ch.type === "health" ? `${ch.backend.name} ${ch.from.status}->${ch.to.status}` : ch.type))).toEqual([
       "c:1 unknown->healthy",
       "a:1 unknown->healthy",
       "b:1 unknown->unhealthy",
