@@ -23,6 +23,8 @@ export interface RunningLb {
   readonly url: URL;
   readonly port: number;
   readonly pool: Pool;
+  /** Requests waiting for a backend with room (max-inflight reached everywhere). */
+  queued(): number;
   /** Stops accepting, lets in-flight requests finish within the drain timeout, then closes what is left. */
   stop(): Promise<void>;
 }
@@ -128,7 +130,7 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
       accessLog?.flush();
     })());
 
-  return { url, port: server.port!, pool, stop };
+  return { url, port: server.port!, pool, queued: () => forwarder.queued, stop };
 }
 
 function describeBackend({ url, weight }: BackendSpec): string {

@@ -188,4 +188,16 @@ describe("slow start", () => {
     a!.health = { ...a!.health, recovered: false };
     expect(currentWeight(a!, 10_000, 1000)).toBe(10);
   });
+
+  test("round robin gives a warming backend its ramped share", () => {
+    const [a, b] = make(1, 1);
+    b!.health = { ...b!.health, status: "healthy", since: 0, recovered: true };
+    let now = 0;
+    const policy = new RoundRobin((backend) => currentWeight(backend, 10_000, now));
+    expect(tally(1100, () => first(policy, [a!, b!]))).toEqual({ a: 1000, b: 100 });
+    now = 5000;
+    expect(tally(1500, () => first(policy, [a!, b!]))).toEqual({ a: 1000, b: 500 });
+    now = 10_000;
+    expect(tally(1000, () => first(policy, [a!, b!]))).toEqual({ a: 500, b: 500 });
+  });
 });

@@ -13,7 +13,7 @@ import { type OutgoingBody, prepareBody, watchBody } from "./body.ts";
 import { type ClientInfo, downstreamResponseHeaders, upstreamRequestHeaders } from "./headers.ts";
 import type { Limiter } from "./limiter.ts";
 import { errorResponse } from "./responses.ts";
-import { mayRetry } from "./retry.ts";
+import { mayRetry, retryBudgetAllows } from "./retry.ts";
 import { QueueFull, Waitlist } from "./waitlist.ts";
 
 export interface ForwarderOptions {
@@ -49,8 +49,6 @@ export interface ClientConnection extends ClientInfo {
 /** Status logged when the client went away before it got an answer (nginx's convention). */
 const CLIENT_CLOSED = 499;
 const TIMED_OUT = new DOMException("backend did not answer in time", "TimeoutError");
-/** Envoy's retry budget floor: this many retries are always allowed, however little traffic there is. */
-const MIN_RETRIES_IN_FLIGHT = 3;
 
 /** What the access log needs to know about one request, filled in as the trip goes. */
 interface Trip {
@@ -77,6 +75,11 @@ export class Forwarder {
 
   constructor(private readonly options: ForwarderOptions) {
     this.#roomQueue = new Waitlist(options.queueSize);
+  }
+
+  /** Requests waiting for a backend with room. */
+  get queued(): number {
+    return this.#roomQueue.size;
   }
 
   async handle(request: Request, client: ClientConnection): Promise<Response> {
@@ -149,7 +152,7 @@ export class Forwarder {
           full = true;
           continue;
         }
-        if (trip.attempts > 0 && !this.#retryAllowed()) break;
+        if (trip.attempts > 0 && !retryBudgetAllows(this.#requestsInFlight, this.#retriesInFlight, this.options.retryBudgetPercent)) break;
         const result = await this.#attemptCounted(backend, trip, headers, body);
         if (result instanceof Response) return result;
         if (result === "client-gone") return this.#clientGone(trip);
@@ -188,11 +191,6 @@ export class Forwarder {
 
   #hasRoom(backend: Backend): boolean {
     return this.options.maxInflight === 0 || backend.inflight < this.options.maxInflight;
-  }
-
-  #retryAllowed(): boolean {
-    const budget = (this.#requestsInFlight * this.options.retryBudgetPercent) / 100;
-    return this.#retriesInFlight < Math.max(MIN_RETRIES_IN_FLIGHT, budget);
   }
 
   /** Waits for a backend to finish a request; a Response (503 or client gone) when the wait ends otherwise. */
