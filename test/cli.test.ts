@@ -31,6 +31,11 @@ describe("lb --version and --help", () => {
     expect(stdout).toContain("lb demo");
   });
 
+  test("the README's option table names every option", async () => {
+    const readme = await Bun.file(new URL("../README.md", import.meta.url)).text();
+    for (const setting of SETTINGS) expect(readme).toMatch(new RegExp(`\\| \`(-\\w, )?--${setting.name}\``));
+  });
+
   test("lb demo --help describes the demo", async () => {
     const { code, stdout } = await runCommand(["demo", "--help"]);
     expect(code).toBe(0);
