@@ -152,7 +152,7 @@ export class Forwarder {
           full = true;
           continue;
         }
-        if (trip.attempts > 0 && !retryBudgetAllows(this.#requestsInFlight, this.#retriesInFlight, this.options.retryBudgetPercent)) break;
+        if (trip.attempts > 0 && !this.#retryBudgetAllows()) break;
         const result = await this.#attemptCounted(backend, trip, headers, body);
         if (result instanceof Response) return result;
         if (result === "client-gone") return this.#clientGone(trip);
@@ -189,6 +189,10 @@ export class Forwarder {
     return result;
   }
 
+  #retryBudgetAllows(): boolean {
+    return retryBudgetAllows(this.#requestsInFlight, this.#retriesInFlight, this.options.retryBudgetPercent);
+  }
+
   #hasRoom(backend: Backend): boolean {
     return this.options.maxInflight === 0 || backend.inflight < this.options.maxInflight;
   }
@@ -201,7 +205,8 @@ export class Forwarder {
       return null;
     } catch (error) {
       if (request.signal.aborted) return this.#clientGone(trip);
-      const why = error instanceof QueueFull ? "every backend is at its limit and the queue is full" : "waited too long for a backend with room";
+      const why =
+        error instanceof QueueFull ? "every backend is at its limit and the queue is full" : "waited too long for a backend with room";
       return this.#fail(trip, 503, why, this.#retryAfter());
     }
   }
