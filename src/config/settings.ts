@@ -227,7 +227,7 @@ export const SETTINGS: Setting[] = [
   },
   {
     key: "retryBudget", name: "retry-budget", type: "string", valueHint: "percent", fallback: 20,
-    description: "Retries in flight may be at most this share of requests in flight (at least 3), so a failing pool is not hammered",
+    description: "Retries after a reset may be at most this share of requests in flight (at least 3), so a failing pool is not hammered",
     example: "--retry-budget 10", parse: percent,
   },
   {

@@ -27,11 +27,11 @@ export class Limiter {
   }
 
   /**
-   * Resolves when a slot is held; rejects with the signal's reason if it aborts first.
+   * Resolves when a slot is held; rejects as Waitlist.wait does (signal aborted, or timed out).
    * Callers must call release() exactly once for each acquire that resolved.
    */
-  async acquire(signal: AbortSignal): Promise<void> {
-    if (!this.tryAcquire()) await this.#waiting.wait(signal);
+  async acquire(signal: AbortSignal, timeoutMs?: number): Promise<void> {
+    if (!this.tryAcquire()) await this.#waiting.wait(signal, timeoutMs);
   }
 
   release(): void {
