@@ -72,7 +72,7 @@ export function parseCommandLine(spec: CommandSpec, argv: string[]): ParsedComma
 
   const values: Record<string, unknown> = {};
   for (const s of SETTINGS) {
-    const value = parsed[s.name];
+    const value = s.repeatable ? everyValue(argv, s.name) : parsed[s.name];
     if (value !== undefined && s.name !== "backends") values[s.name] = value;
   }
   if (!spec.omit?.includes("backends")) {
@@ -87,6 +87,18 @@ export function parseCommandLine(spec: CommandSpec, argv: string[]): ParsedComma
     throw new ConfigError("--config needs a file path, e.g. --config lb.toml");
   }
   return { layer: { source: "command line", values }, configPath: configPath as string | undefined };
+}
+
+/** Every value of a repeated `--name value` / `--name=value` flag (citty keeps only the last); undefined if absent. */
+function everyValue(argv: string[], name: string): string[] | undefined {
+  const values: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === "--") break;
+    if (arg === `--${name}` && i + 1 < argv.length) values.push(argv[++i]!);
+    else if (arg.startsWith(`--${name}=`)) values.push(arg.slice(name.length + 3));
+  }
+  return values.length ? values : undefined;
 }
 
 function camel(name: string): string {

@@ -1,11 +1,13 @@
 /** Wires the parts together: pool + health checks + policy + forwarder behind Bun.serve, and a bounded shutdown. */
-import { RoundRobin } from "./balance/round-robin.ts";
+import { createPolicy } from "./balance/create.ts";
+import { StickySessions } from "./balance/sticky.ts";
+import type { BackendSpec } from "./config/backend-url.ts";
 import { formatDuration } from "./config/duration.ts";
 import type { Config } from "./config/settings.ts";
 import { AccessLog, type Logger } from "./log.ts";
-import { HealthChecker } from "./pool/checker.ts";
-import { DEFAULT_RULES } from "./pool/health.ts";
-import { type HealthChange, Pool } from "./pool/pool.ts";
+import { currentWeight } from "./pool/backend.ts";
+import { HealthChecker, describeStatuses } from "./pool/checker.ts";
+import { type PoolEvent, Pool } from "./pool/pool.ts";
 import { type ClientConnection, Forwarder } from "./proxy/forward.ts";
 import { Limiter } from "./proxy/limiter.ts";
 import { errorResponse } from "./proxy/responses.ts";
@@ -21,6 +23,8 @@ export interface RunningLb {
   readonly url: URL;
   readonly port: number;
   readonly pool: Pool;
+  /** Requests waiting for a backend with room (max-inflight reached everywhere). */
+  queued(): number;
   /** Stops accepting, lets in-flight requests finish within the drain timeout, then closes what is left. */
   stop(): Promise<void>;
 }
@@ -38,18 +42,38 @@ export interface StartOptions {
 export async function startLb(config: Config, options: StartOptions): Promise<RunningLb> {
   const { log } = options;
   const accessLog = options.accessLog !== undefined ? options.accessLog : config.accessLog ? new AccessLog(config.logFormat) : null;
-  const pool = new Pool(config.backends, DEFAULT_RULES, (change) => logHealthChange(log, change, pool));
-  const checker = new HealthChecker(pool, {
-    path: config.healthPath,
-    intervalMs: config.healthInterval,
-    timeoutMs: config.healthTimeout,
+  const pool: Pool = new Pool(config.backends, {
+    health: { rise: config.healthRise, fall: config.healthFall },
+    outlier: {
+      consecutiveErrors: config.outlierErrors,
+      baseEjectionMs: config.outlierEjection,
+      maxEjectedPercent: config.outlierMaxEjected,
+    },
+    listener: (event) => logPoolEvent(log, event, pool),
   });
+  const checker = new HealthChecker(pool, {
+    method: config.healthMethod,
+    path: config.healthPath,
+    statuses: config.healthStatus,
+    body: config.healthBody,
+    headers: config.healthHeaders,
+    intervalMs: config.healthInterval,
+    downIntervalMs: config.healthDownInterval,
+    timeoutMs: config.healthTimeout,
+    jitterPercent: config.healthJitter,
+  });
+
   const forwarder = new Forwarder({
     pool,
-    policy: new RoundRobin(),
+    policy: createPolicy(config, (backend) => currentWeight(backend, config.slowStart, Date.now())),
+    sticky: config.stickyCookie ? new StickySessions(config.stickyCookie) : null,
     limiter: new Limiter(UPSTREAM_CONCURRENCY),
     timeoutMs: config.timeout,
     retries: config.retries,
+    retryBudgetPercent: config.retryBudget,
+    maxInflight: config.maxInflight,
+    queueSize: config.queueSize,
+    queueTimeoutMs: config.queueTimeout,
     retryAfterSeconds: Math.max(1, Math.ceil(config.healthInterval / 1000)),
     accessLog,
     log,
@@ -86,14 +110,16 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
   const healthy = pool.available().length;
   const url = new URL(`http://${formatHost(config.host)}:${server.port}`);
   log.info(
-    `lb listening on ${url.origin} → ${plural(pool.backends.length, "backend")} (${healthy} healthy): ${config.backends.join(", ")}` +
-      ` · health GET ${config.healthPath} every ${formatDuration(config.healthInterval)}`,
+    `lb listening on ${url.origin} → ${plural(pool.backends.length, "backend")} (${healthy} healthy): ${config.backends.map(describeBackend).join(", ")}` +
+      ` · policy ${config.policy} · health ${config.healthMethod} ${config.healthPath} expects ${describeStatuses(config.healthStatus)}` +
+      ` every ${formatDuration(config.healthInterval)}`,
   );
 
   let stopping: Promise<void> | undefined;
   const stop = () =>
     (stopping ??= (async () => {
       checker.stop();
+      pool.close();
       const inflight = server.pendingRequests;
       if (inflight > 0) log.info(`draining ${inflight} in-flight request(s), at most ${formatDuration(config.drainTimeout)}`);
       const drained = await Promise.race([server.stop().then(() => true), Bun.sleep(config.drainTimeout).then(() => false)]);
@@ -104,7 +130,11 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
       accessLog?.flush();
     })());
 
-  return { url, port: server.port!, pool, stop };
+  return { url, port: server.port!, pool, queued: () => forwarder.queued, stop };
+}
+
+function describeBackend({ url, weight }: BackendSpec): string {
+  return weight === 1 ? url : `${url} (weight ${weight})`;
 }
 
 function plural(count: number, noun: string): string {
@@ -115,11 +145,25 @@ function formatHost(host: string): string {
   return host.includes(":") ? `[${host}]` : host;
 }
 
-function logHealthChange(log: Logger, { backend, from, to }: HealthChange, pool: Pool): void {
-  if (to.status === "healthy") {
-    log.info(`backend ${backend.name} is ${from.status === "unknown" ? "up" : "back up"} (${to.reason})`);
-  } else {
-    log.warn(`backend ${backend.name} ${from.status === "unknown" ? "is down" : "went down"}: ${to.reason}`);
-    if (pool.available().length === 0) log.error("no healthy backends: answering 503 until one recovers");
+function logPoolEvent(log: Logger, event: PoolEvent, pool: Pool): void {
+  const { backend } = event;
+  switch (event.type) {
+    case "health":
+      if (event.to.status === "healthy") {
+        log.info(`backend ${backend.name} is ${event.from.status === "unknown" ? "up" : "back up"} (${event.to.reason})`);
+      } else {
+        log.warn(`backend ${backend.name} ${event.from.status === "unknown" ? "is down" : "went down"}: ${event.to.reason}`);
+      }
+      break;
+    case "ejected":
+      log.warn(`backend ${backend.name} ejected for ${formatDuration(event.forMs)}: too many 5xx or gateway errors in a row`);
+      break;
+    case "ejection-refused":
+      log.warn(`backend ${backend.name} keeps failing but stays in rotation: ejecting it would pass the outlier-max-ejected share`);
+      break;
+    case "returned":
+      log.info(`backend ${backend.name} is back in rotation after its ejection`);
+      break;
   }
+  if (event.type !== "returned" && pool.available().length === 0) log.error("no healthy backends: answering 503 until one recovers");
 }

@@ -31,6 +31,11 @@ describe("lb --version and --help", () => {
     expect(stdout).toContain("lb demo");
   });
 
+  test("the README's option table names every option", async () => {
+    const readme = await Bun.file(new URL("../README.md", import.meta.url)).text();
+    for (const setting of SETTINGS) expect(readme).toMatch(new RegExp(`\\| \`(-\\w, )?--${setting.name}\``));
+  });
+
   test("lb demo --help describes the demo", async () => {
     const { code, stdout } = await runCommand(["demo", "--help"]);
     expect(code).toBe(0);
@@ -47,7 +52,7 @@ describe("bad input exits 2 with one line that says what to do", () => {
 
   test.each([
     [["nope://x"], 'backends[0]: "nope://x" uses nope; backends must be http:// or https://'],
-    [["http://a:1/path"], "has a path, query or fragment"],
+    [["http://a:1/path"], "has a path or query"],
     [["--prot", "80", "http://a:1"], "unknown option --prot; run lb --help to see the options"],
     [["-x", "http://a:1"], "unknown option -x"],
     [["--health-interval", "soon", "http://a:1"], 'health-interval: "soon" is not a duration; write 250ms, 10s, 1m or a number of seconds'],

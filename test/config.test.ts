@@ -11,18 +11,26 @@ const resolve = (values: Record<string, unknown>, tty = false) =>
 
 describe("backend URLs", () => {
   test("normalise to the origin", () => {
-    expect(checkBackendUrl("http://localhost:8080")).toEqual({ url: "http://localhost:8080" });
-    expect(checkBackendUrl("http://LOCALHOST:8080/")).toEqual({ url: "http://localhost:8080" });
-    expect(checkBackendUrl("localhost:8080")).toEqual({ url: "http://localhost:8080" });
-    expect(checkBackendUrl("https://app.internal")).toEqual({ url: "https://app.internal" });
-    expect(checkBackendUrl("http://[::1]:9000")).toEqual({ url: "http://[::1]:9000" });
+    expect(checkBackendUrl("http://localhost:8080")).toEqual({ spec: { url: "http://localhost:8080", weight: 1 } });
+    expect(checkBackendUrl("http://LOCALHOST:8080/")).toEqual({ spec: { url: "http://localhost:8080", weight: 1 } });
+    expect(checkBackendUrl("localhost:8080")).toEqual({ spec: { url: "http://localhost:8080", weight: 1 } });
+    expect(checkBackendUrl("https://app.internal")).toEqual({ spec: { url: "https://app.internal", weight: 1 } });
+    expect(checkBackendUrl("http://[::1]:9000")).toEqual({ spec: { url: "http://[::1]:9000", weight: 1 } });
+  });
+
+  test("a weight in the fragment", () => {
+    expect(checkBackendUrl("http://app:8080#weight=3")).toEqual({ spec: { url: "http://app:8080", weight: 3 } });
+    expect(checkBackendUrl("http://app:8080", { weight: 7 })).toEqual({ spec: { url: "http://app:8080", weight: 7 } });
   });
 
   test.each([
     ["http://", "not a URL"],
     ["ftp://files:21", "backends must be http"],
-    ["http://app:8080/api", "path, query or fragment"],
-    ["http://app:8080?x=1", "path, query or fragment"],
+    ["http://app:8080/api", "has a path or query"],
+    ["http://app:8080?x=1", "has a path or query"],
+    ["http://app:8080#weight=0", "weight must be a whole number from 1 to 1000"],
+    ["http://app:8080#weight=2.5", "weight must be a whole number"],
+    ["http://app:8080#wieght=2", 'unknown backend option "wieght"'],
     ["http://user:pw@app:8080", "credentials"],
     ["http://app:99999", "not a URL"],
   ])("%p is refused (%s)", (input, problem) => {
@@ -37,13 +45,32 @@ describe("resolveConfig", () => {
     expect(config).toEqual({
       port: 8000,
       host: "0.0.0.0",
-      backends: ["http://a:1"],
+      backends: [{ url: "http://a:1", weight: 1 }],
       healthPath: "/",
       healthInterval: 10_000,
       healthTimeout: 2_000,
       timeout: 60_000,
       retries: 3,
+      retryBudget: 20,
       drainTimeout: 10_000,
+      policy: "round-robin",
+      hashKey: { kind: "ip" },
+      stickyCookie: "",
+      slowStart: 0,
+      healthMethod: "GET",
+      healthStatus: [[200, 200]],
+      healthBody: "",
+      healthHeaders: [],
+      healthRise: 1,
+      healthFall: 1,
+      healthDownInterval: 0,
+      healthJitter: 10,
+      outlierErrors: 5,
+      outlierEjection: 30_000,
+      outlierMaxEjected: 50,
+      maxInflight: 0,
+      queueSize: 1000,
+      queueTimeout: 10_000,
       logLevel: "info",
       logFormat: "json",
       accessLog: true,
@@ -61,7 +88,7 @@ describe("resolveConfig", () => {
     );
     expect(config.port).toBe(9001);
     expect(config.healthInterval).toBe(5000);
-    expect(config.backends).toEqual(["http://a:1"]);
+    expect(config.backends).toEqual([{ url: "http://a:1", weight: 1 }]);
   });
 
   test("text from the command line and typed values from files both parse", () => {
@@ -72,15 +99,38 @@ describe("resolveConfig", () => {
       "access-log": "false",
       "log-level": "debug",
     });
-    expect(config.backends).toEqual(["http://a:1", "http://b:2"]);
+    expect(config.backends.map((b) => b.url)).toEqual(["http://a:1", "http://b:2"]);
     expect(config.port).toBe(0);
     expect(config.timeout).toBe(1500);
     expect(config.accessLog).toBe(false);
     expect(config.logLevel).toBe("debug");
   });
 
-  test("backends may be written as tables with a url", () => {
-    expect(resolve({ backends: [{ url: "http://a:1" }, "http://b:2"] }).backends).toEqual(["http://a:1", "http://b:2"]);
+  test("backends may be written as tables with a url and a weight", () => {
+    expect(resolve({ backends: [{ url: "http://a:1", weight: 4 }, "http://b:2#weight=2"] }).backends).toEqual([
+      { url: "http://a:1", weight: 4 },
+      { url: "http://b:2", weight: 2 },
+    ]);
+    expect(() => resolve({ backends: [{ url: "http://a:1", wieght: 4 }] })).toThrow('backends[0]: "wieght" is not a backend setting');
+  });
+
+  test("pool settings: policy, hash key, statuses, headers, percentages", () => {
+    const config = resolve({
+      backends: ["http://a:1"],
+      policy: "hash",
+      "hash-key": "cookie:sid",
+      "health-status": "200-299, 301,302",
+      "health-header": ["Host: app.internal", "X-Probe: lb"],
+      "health-jitter": "25%",
+      "sticky-cookie": "lb_id",
+    });
+    expect(config.policy).toBe("hash");
+    expect(config.hashKey).toEqual({ kind: "cookie", name: "sid" });
+    expect(config.healthStatus).toEqual([[200, 299], [301, 301], [302, 302]]);
+    expect(config.healthHeaders).toEqual([["Host", "app.internal"], ["X-Probe", "lb"]]);
+    expect(config.healthJitter).toBe(25);
+    expect(config.stickyCookie).toBe("lb_id");
+    expect(resolve({ backends: ["http://a:1"], "health-header": { Host: "h" }, "health-status": 204 }).healthHeaders).toEqual([["Host", "h"]]);
   });
 
   test("every problem is reported at once, each with its place", () => {
@@ -107,6 +157,13 @@ describe("resolveConfig", () => {
     [{ retries: "-1" }, "is not a retry count"],
     [{ "access-log": "maybe" }, "is not true or false"],
     [{ host: "" }, "host: needs a value"],
+    [{ policy: "fastest" }, "is not one of round-robin, least-connections, random, p2c, ewma, hash"],
+    [{ "hash-key": "header:" }, "is not a hash key"],
+    [{ "health-status": "299-200" }, "is not a status list"],
+    [{ "health-status": "600" }, "is not a status list"],
+    [{ "health-header": "NoColon" }, 'is not a header; write "Name: value"'],
+    [{ "health-jitter": "150" }, "is not a percentage"],
+    [{ "sticky-cookie": "a b" }, "is not a cookie name"],
   ])("%p is refused", (values, problem) => {
     expect(() => resolve({ backends: ["http://a:1"], ...values })).toThrow(problem);
   });
@@ -124,12 +181,20 @@ describe("config files", () => {
     writeFileSync(path, text);
     return path;
   };
-  const expected = { port: 9000, backends: ["http://a:1", "http://b:2"], healthInterval: 2000, accessLog: false };
+  const expected = {
+    port: 9000,
+    backends: [
+      { url: "http://a:1", weight: 1 },
+      { url: "http://b:2", weight: 3 },
+    ],
+    healthInterval: 2000,
+    accessLog: false,
+  };
 
   test.each([
-    ["lb.toml", 'port = 9000\nhealth-interval = "2s"\naccess-log = false\nbackends = ["http://a:1", { url = "http://b:2" }]\n'],
-    ["lb.yaml", "port: 9000\nhealth-interval: 2s\naccess-log: false\nbackends:\n  - http://a:1\n  - url: http://b:2\n"],
-    ["lb.json", '{"port": 9000, "health-interval": 2, "access-log": false, "backends": ["http://a:1", {"url": "http://b:2"}]}'],
+    ["lb.toml", 'port = 9000\nhealth-interval = "2s"\naccess-log = false\nbackends = ["http://a:1", { url = "http://b:2", weight = 3 }]\n'],
+    ["lb.yaml", "port: 9000\nhealth-interval: 2s\naccess-log: false\nbackends:\n  - http://a:1\n  - url: http://b:2\n    weight: 3\n"],
+    ["lb.json", '{"port": 9000, "health-interval": 2, "access-log": false, "backends": ["http://a:1", {"url": "http://b:2", "weight": 3}]}'],
   ])("%s reads the same settings", async (name, text) => {
     const config = resolveConfig([await readConfigFile(file(name, text))], env);
     expect(config).toMatchObject(expected);

@@ -1,6 +1,8 @@
 import { describe, expect, test } from "bun:test";
 import { type HealthState, initialHealth, markDown, observe } from "../src/pool/health.ts";
-import { Pool, type HealthChange } from "../src/pool/pool.ts";
+import { Pool, type PoolEvent } from "../src/pool/pool.ts";
+import { createBackend } from "../src/pool/backend.ts";
+import { describeStatuses, nextCheckDelay, statusPasses } from "../src/pool/checker.ts";
 
 const pass = { ok: true, reason: "status 200" };
 const fail = { ok: false, reason: "status 500" };
@@ -47,8 +49,11 @@ describe("health state machine", () => {
 
 describe("pool", () => {
   test("reports each flip once and keeps the available list in configured order", () => {
-    const changes: HealthChange[] = [];
-    const pool = new Pool(["http://a:1", "http://b:1", "http://c:1"], { rise: 1, fall: 1 }, (c) => changes.push(c), () => 7);
+    const changes: PoolEvent[] = [];
+    const pool = new Pool(["http://a:1", "http://b:1", "http://c:1"].map((url) => ({ url, weight: 1 })), {
+      listener: (event) => changes.push(event),
+      clock: () => 7,
+    });
     const [a, b, c] = pool.backends;
     pool.recordCheck(c!, pass);
     pool.recordCheck(a!, pass);
@@ -58,11 +63,51 @@ describe("pool", () => {
     pool.recordConnectFailure(a!, "connection refused");
     pool.recordConnectFailure(a!, "connection refused");
     expect(pool.available().map((x) => x.name)).toEqual(["c:1"]);
-    expect(changes.map((ch) => `${ch.backend.name} ${ch.from.status}->${ch.to.status}`)).toEqual([
+    expect(changes.map((ch) => (ch.type === "health" ? `${ch.backend.name} ${ch.from.status}->${ch.to.status}` : ch.type))).toEqual([
       "c:1 unknown->healthy",
       "a:1 unknown->healthy",
       "b:1 unknown->unhealthy",
       "a:1 healthy->unhealthy",
     ]);
+  });
+});
+
+describe("check scheduling and matching", () => {
+  const settings = {
+    method: "GET" as const,
+    path: "/",
+    statuses: [[200, 299], [304, 304]] as Array<[number, number]>,
+    body: "",
+    headers: [],
+    intervalMs: 10_000,
+    downIntervalMs: 1000,
+    timeoutMs: 1000,
+    jitterPercent: 20,
+  };
+  const backend = (status: "healthy" | "unhealthy") => ({ ...createBackend({ url: "http://a:1", weight: 1 }, 0), health: { ...initialHealth(0), status } });
+
+  test("statuses match lists and ranges", () => {
+    expect([200, 250, 299, 304].every((s) => statusPasses(s, settings.statuses))).toBe(true);
+    expect([199, 300, 303, 500].some((s) => statusPasses(s, settings.statuses))).toBe(false);
+    expect(describeStatuses(settings.statuses)).toBe("200-299,304");
+  });
+
+  test("jitter stays within ± the set share; a down backend uses the down interval", () => {
+    expect(nextCheckDelay(backend("healthy"), settings, () => 0)).toBe(8000);
+    expect(nextCheckDelay(backend("healthy"), settings, () => 0.999999)).toBe(12_000);
+    expect(nextCheckDelay(backend("healthy"), settings, () => 0.5)).toBe(10_000);
+    const delays = Array.from({ length: 1000 }, () => nextCheckDelay(backend("healthy"), settings, Math.random));
+    expect(Math.min(...delays)).toBeGreaterThanOrEqual(8000);
+    expect(Math.max(...delays)).toBeLessThanOrEqual(12_000);
+    expect(new Set(delays).size).toBeGreaterThan(100);
+    expect(nextCheckDelay(backend("unhealthy"), settings, () => 0.5)).toBe(1000);
+    expect(nextCheckDelay(backend("unhealthy"), { ...settings, downIntervalMs: 0 }, () => 0.5)).toBe(10_000);
+  });
+
+  test("a backend that recovers is marked as recovered (for slow start); one up since startup is not", () => {
+    const up = observe(initialHealth(0), pass, { rise: 1, fall: 1 }, 1);
+    expect(up.recovered).toBe(false);
+    const back = observe(observe(up, fail, { rise: 1, fall: 1 }, 2), pass, { rise: 1, fall: 1 }, 3);
+    expect(back).toMatchObject({ status: "healthy", recovered: true, since: 3 });
   });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { isIdempotent, mayRetry } from "../src/proxy/retry.ts";
+import { isIdempotent, mayRetry, retryBudgetAllows } from "../src/proxy/retry.ts";
 import { classifyFailure } from "../src/upstream-error.ts";
 
 describe("retry rules", () => {
@@ -24,6 +24,17 @@ describe("retry rules", () => {
   test("timeouts and malformed answers are not retried", () => {
     expect(mayRetry("timeout", "GET", true)).toBe(false);
     expect(mayRetry("protocol", "GET", true)).toBe(false);
+  });
+});
+
+describe("retry budget", () => {
+  test("at least 3 retries in flight, otherwise at most the budget's share of requests in flight", () => {
+    expect(retryBudgetAllows(1, 0, 20)).toBe(true);
+    expect(retryBudgetAllows(1, 2, 20)).toBe(true);
+    expect(retryBudgetAllows(1, 3, 20)).toBe(false);
+    expect(retryBudgetAllows(100, 19, 20)).toBe(true);
+    expect(retryBudgetAllows(100, 20, 20)).toBe(false);
+    expect(retryBudgetAllows(100, 3, 0)).toBe(false);
   });
 });
 

@@ -2,7 +2,7 @@ import { describe, expect, test } from "bun:test";
 import { RoundRobin } from "../src/balance/round-robin.ts";
 import { createBackend } from "../src/pool/backend.ts";
 
-const backends = ["http://a:1", "http://b:1", "http://c:1"].map((url) => createBackend(url, 0));
+const backends = ["http://a:1", "http://b:1", "http://c:1"].map((url) => createBackend({ url, weight: 1 }, 0));
 const names = (iterable: Iterable<{ name: string }>) => [...iterable].map((b) => b.name);
 
 describe("round robin", () => {

@@ -1,5 +1,13 @@
 import type { Backend } from "../pool/backend.ts";
 
+/** What a policy may look at to choose: never the target URL, which always comes from the pool. */
+export interface RequestContext {
+  clientIp: string;
+  /** Path and query as received. */
+  path: string;
+  headers: Headers;
+}
+
 /**
  * The selection seam. A policy orders the available backends for one request; the forwarder walks that order and
  * skips what it cannot use, so "retry on another backend" needs nothing from the policy.
@@ -7,10 +15,29 @@ import type { Backend } from "../pool/backend.ts";
  */
 export interface Policy {
   readonly name: string;
-  candidates(available: readonly Backend[]): Iterable<Backend>;
+  candidates(available: readonly Backend[], request: RequestContext): Iterable<Backend>;
+  /** Told how long a backend took to answer (response headers), for latency-aware policies. */
+  observe?(backend: Backend, latencyMs: number): void;
 }
+
+/** A backend's share right now: its configured weight, or less while it warms up (slow start). */
+export type WeightOf = (backend: Backend) => number;
+
+export const configuredWeight: WeightOf = (backend) => backend.weight;
 
 /** Every backend once, starting at `start` and wrapping around. */
 export function* rotation<T>(items: readonly T[], start: number): Generator<T> {
   for (let i = 0; i < items.length; i++) yield items[(start + i) % items.length]!;
+}
+
+/** An index drawn with probability proportional to weight; `random` returns [0, 1). */
+export function weightedIndex(items: readonly Backend[], weightOf: WeightOf, random: () => number): number {
+  let total = 0;
+  for (const item of items) total += weightOf(item);
+  let point = random() * total;
+  for (let i = 0; i < items.length; i++) {
+    point -= weightOf(items[i]!);
+    if (point < 0) return i;
+  }
+  return items.length - 1;
 }

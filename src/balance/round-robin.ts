@@ -1,13 +1,34 @@
 import type { Backend } from "../pool/backend.ts";
-import { type Policy, rotation } from "./policy.ts";
+import { type Policy, type WeightOf, configuredWeight, rotation } from "./policy.ts";
 
-/** Each request starts one step further along the available backends (configured order); retries go on from there. */
+/**
+ * Smooth weighted round robin, nginx's algorithm: every pick adds each backend's weight to its running score, takes
+ * the highest, and takes the total off the winner. Weights 5,1,1 give a a b a c a a: the heavy backend's turns are
+ * spread out, never bunched. Equal weights give plain rotation in configured order. Retries go on in configured
+ * order after the pick.
+ */
 export class RoundRobin implements Policy {
   readonly name = "round-robin";
-  #counter = 0;
+  readonly #score = new WeakMap<Backend, number>();
+
+  constructor(private readonly weightOf: WeightOf = configuredWeight) {}
 
   candidates(available: readonly Backend[]): Iterable<Backend> {
     if (available.length === 0) return [];
-    return rotation(available, this.#counter++ % available.length);
+    let total = 0;
+    let best = 0;
+    let bestScore = -Infinity;
+    available.forEach((backend, i) => {
+      const weight = this.weightOf(backend);
+      const score = (this.#score.get(backend) ?? 0) + weight;
+      this.#score.set(backend, score);
+      total += weight;
+      if (score > bestScore) {
+        bestScore = score;
+        best = i;
+      }
+    });
+    this.#score.set(available[best]!, bestScore - total);
+    return rotation(available, best);
   }
 }

@@ -1,12 +1,22 @@
 /** Validation of backend addresses: the only places lb will ever send a request. */
 
-export type UrlCheck = { url: string } | { error: string };
+export interface BackendSpec {
+  /** The origin requests go to, e.g. `http://10.0.0.5:8080`. */
+  url: string;
+  /** Share of traffic relative to the others (round robin, least-connections, random, hash). */
+  weight: number;
+}
+
+export type SpecCheck = { spec: BackendSpec } | { error: string };
+
+const MAX_WEIGHT = 1000;
 
 /**
- * Normalises a backend address to its origin (`http://host:port`). A path, query or fragment is refused rather
- * than silently dropped, so a typo such as `http://app:8080/api` is not mistaken for a path prefix.
+ * Normalises a backend address to its origin (`http://host:port`), with options in the fragment
+ * (`http://app:8080#weight=3`). A path or query is refused rather than silently dropped, so a typo such as
+ * `http://app:8080/api` is not mistaken for a path prefix.
  */
-export function checkBackendUrl(text: string): UrlCheck {
+export function checkBackendUrl(text: string, options: { weight?: unknown } = {}): SpecCheck {
   const trimmed = text.trim();
   const withScheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(trimmed) ? trimmed : `http://${trimmed}`;
   let url: URL;
@@ -20,8 +30,19 @@ export function checkBackendUrl(text: string): UrlCheck {
   }
   if (!url.hostname) return { error: `"${text}" has no host; write it like http://10.0.0.5:8080` };
   if (url.username || url.password) return { error: `"${text}" contains credentials; lb does not send them` };
-  if ((url.pathname !== "/" && url.pathname !== "") || url.search || url.hash) {
-    return { error: `"${text}" has a path, query or fragment; give only scheme, host and port (http://host:port)` };
+  if ((url.pathname !== "/" && url.pathname !== "") || url.search) {
+    return { error: `"${text}" has a path or query; give only scheme, host and port (http://host:port)` };
   }
-  return { url: url.origin };
+  const fragment = new URLSearchParams(url.hash.slice(1));
+  for (const key of fragment.keys()) {
+    if (key !== "weight") return { error: `"${text}": unknown backend option "${key}"; known: weight (e.g. #weight=3)` };
+  }
+  const weight = parseWeight(options.weight ?? fragment.get("weight") ?? 1);
+  if (weight === null) return { error: `"${text}": weight must be a whole number from 1 to ${MAX_WEIGHT}` };
+  return { spec: { url: url.origin, weight } };
+}
+
+function parseWeight(value: unknown): number | null {
+  const n = typeof value === "string" && /^\d+$/.test(value) ? Number(value) : value;
+  return typeof n === "number" && Number.isInteger(n) && n >= 1 && n <= MAX_WEIGHT ? n : null;
 }

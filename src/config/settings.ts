@@ -2,24 +2,50 @@
  * Every setting lb has, defined once: the command line, the config file, `--help` and the README table all come
  * from this list, so they cannot drift apart.
  */
-import { checkBackendUrl } from "./backend-url.ts";
+import { type BackendSpec, checkBackendUrl } from "./backend-url.ts";
+import { type HashKey, parseHashKey } from "../balance/request-keys.ts";
 import { formatDuration, parseDuration } from "./duration.ts";
 
 export const LOG_LEVELS = ["error", "warn", "info", "debug"] as const;
 export const LOG_FORMATS = ["pretty", "json"] as const;
+export const POLICIES = ["round-robin", "least-connections", "random", "p2c", "ewma", "hash"] as const;
+export const HEALTH_METHODS = ["GET", "HEAD", "OPTIONS", "POST"] as const;
+export type PolicyName = (typeof POLICIES)[number];
+export type HealthMethod = (typeof HEALTH_METHODS)[number];
+/** Inclusive status ranges: "200,301-302" is [[200, 200], [301, 302]]. */
+export type StatusRanges = Array<[number, number]>;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 export type LogFormat = (typeof LOG_FORMATS)[number];
 
 export interface Config {
   port: number;
   host: string;
-  backends: string[];
+  backends: BackendSpec[];
   healthPath: string;
   healthInterval: number;
   healthTimeout: number;
   timeout: number;
   retries: number;
+  retryBudget: number;
   drainTimeout: number;
+  policy: PolicyName;
+  hashKey: HashKey;
+  stickyCookie: string;
+  slowStart: number;
+  healthMethod: HealthMethod;
+  healthStatus: StatusRanges;
+  healthBody: string;
+  healthHeaders: Array<[string, string]>;
+  healthRise: number;
+  healthFall: number;
+  healthDownInterval: number;
+  healthJitter: number;
+  outlierErrors: number;
+  outlierEjection: number;
+  outlierMaxEjected: number;
+  maxInflight: number;
+  queueSize: number;
+  queueTimeout: number;
   logLevel: LogLevel;
   logFormat: LogFormat;
   accessLog: boolean;
@@ -37,6 +63,8 @@ export interface Setting<K extends keyof Config = keyof Config> {
   name: string;
   alias?: string;
   type: "string" | "boolean";
+  /** Given more than once on the command line, every value counts (a list), not just the last. */
+  repeatable?: boolean;
   valueHint?: string;
   description: string;
   example: string;
@@ -79,26 +107,83 @@ function text(check: (s: string) => string | null) {
   };
 }
 
+function percent(value: unknown): Parsed<number> {
+  const text = typeof value === "string" ? value.trim().replace(/%$/, "") : value;
+  const parsed = integer(0, 100, "a percentage")(text);
+  return "error" in parsed ? { error: `"${value}" is not a percentage (0 to 100)` } : parsed;
+}
+
+/** "200", "200-399" or a comma-separated mix: the statuses a health check accepts. */
+function statusRanges(value: unknown): Parsed<StatusRanges> {
+  const text = typeof value === "number" ? String(value) : value;
+  const items = Array.isArray(text) ? text.map(String) : typeof text === "string" ? text.split(",") : null;
+  const ranges: StatusRanges = [];
+  for (const item of items ?? [""]) {
+    const match = /^\s*([1-5]\d\d)\s*(?:-\s*([1-5]\d\d)\s*)?$/.exec(item);
+    const [low, high] = match ? [Number(match[1]), Number(match[2] ?? match[1])] : [0, -1];
+    if (low > high) return { error: `"${value}" is not a status list; write 200, 200-399 or 200,204,301-302` };
+    ranges.push([low, high]);
+  }
+  return { value: ranges };
+}
+
+/** Extra request headers: "Name: value" (repeatable on the command line), a list of those, or a table. */
+function headerList(value: unknown): Parsed<Array<[string, string]>> {
+  const entries: unknown[] = Array.isArray(value)
+    ? value
+    : typeof value === "object" && value !== null
+      ? Object.entries(value).map(([name, v]) => `${name}: ${v}`)
+      : [value];
+  const headers: Array<[string, string]> = [];
+  for (const entry of entries) {
+    const match = typeof entry === "string" ? /^([!#$%&'*+.^_`|~0-9A-Za-z-]+):\s*(.*)$/.exec(entry.trim()) : null;
+    if (!match) return { error: `"${entry}" is not a header; write "Name: value"` };
+    headers.push([match[1]!, match[2]!]);
+  }
+  return { value: headers };
+}
+
+function optionalText(check: (s: string) => string | null) {
+  return (value: unknown): Parsed<string> => {
+    if (typeof value !== "string") return { error: "must be text" };
+    const problem = value === "" ? null : check(value);
+    return problem ? { error: problem } : { value };
+  };
+}
+
 function boolean(value: unknown): Parsed<boolean> {
   if (typeof value === "boolean") return { value };
   if (value === "true" || value === "false") return { value: value === "true" };
   return { error: `"${value}" is not true or false` };
 }
 
-/** Backends arrive as a list (config file), or as comma-separated text (`--backends a,b`). */
-function backendList(value: unknown): Parsed<string[]> {
+/**
+ * Backends arrive as a list (config file: URLs or tables with url and weight), or as comma-separated text
+ * (`--backends a,b`).
+ */
+function backendList(value: unknown): Parsed<BackendSpec[]> {
   const items = typeof value === "string" ? value.split(",").filter((s) => s.trim() !== "") : value;
   if (!Array.isArray(items)) return { error: "must be a list of URLs" };
-  const urls: string[] = [];
+  const specs: BackendSpec[] = [];
   const problems: string[] = [];
   items.forEach((item, i) => {
-    const text = typeof item === "object" && item !== null && "url" in item ? item.url : item;
-    const checked = typeof text === "string" ? checkBackendUrl(text) : { error: "must be a URL string" };
+    const checked = checkBackendItem(item);
     if ("error" in checked) problems.push(`[${i}]: ${checked.error}`);
-    else if (urls.includes(checked.url)) problems.push(`[${i}]: ${checked.url} is listed twice`);
-    else urls.push(checked.url);
+    else if (specs.some((s) => s.url === checked.spec.url)) problems.push(`[${i}]: ${checked.spec.url} is listed twice`);
+    else specs.push(checked.spec);
   });
-  return problems.length ? { error: problems } : { value: urls };
+  return problems.length ? { error: problems } : { value: specs };
+}
+
+function checkBackendItem(item: unknown) {
+  if (typeof item === "string") return checkBackendUrl(item);
+  if (typeof item === "object" && item !== null && "url" in item && typeof item.url === "string") {
+    const { url, weight, ...rest } = item as { url: string; weight?: unknown };
+    const unknown = Object.keys(rest);
+    if (unknown.length) return { error: `"${unknown[0]}" is not a backend setting; known: url, weight` };
+    return checkBackendUrl(url, { weight });
+  }
+  return { error: "must be a URL, or a table with url (and weight)" };
 }
 
 export const SETTINGS: Setting[] = [
@@ -113,7 +198,7 @@ export const SETTINGS: Setting[] = [
   },
   {
     key: "backends", name: "backends", type: "string", valueHint: "url,url", fallback: [],
-    description: "Backend servers, comma-separated (or give them as arguments)",
+    description: "Backend servers, comma-separated (or give them as arguments); #weight=N sets a weight",
     example: "--backends http://10.0.0.1:8080,http://10.0.0.2:8080", parse: backendList,
   },
   {
@@ -141,6 +226,102 @@ export const SETTINGS: Setting[] = [
     example: "--retries 1", parse: integer(0, 100, "a retry count"),
   },
   {
+    key: "retryBudget", name: "retry-budget", type: "string", valueHint: "percent", fallback: 20,
+    description: "Retries after a reset may be at most this share of requests in flight (at least 3), so a failing pool is not hammered",
+    example: "--retry-budget 10", parse: percent,
+  },
+  {
+    key: "policy", name: "policy", type: "string", valueHint: POLICIES.join("|"), fallback: "round-robin",
+    description: "How a backend is chosen for each request (see the README for when to use which)",
+    example: "--policy least-connections", parse: oneOf(POLICIES),
+  },
+  {
+    key: "hashKey", name: "hash-key", type: "string", valueHint: "ip|path|header:NAME|cookie:NAME", fallback: { kind: "ip" },
+    description: "What --policy hash hashes; requests without it are balanced round robin",
+    example: "--hash-key header:X-User",
+    parse: (value) => {
+      const key = typeof value === "string" ? parseHashKey(value) : null;
+      return key ? { value: key } : { error: `"${value}" is not a hash key; write ip, path, header:NAME or cookie:NAME` };
+    },
+  },
+  {
+    key: "stickyCookie", name: "sticky-cookie", type: "string", valueHint: "name", fallback: "",
+    description: "Pin each client to one backend with a cookie of this name (off when empty)",
+    example: "--sticky-cookie lb_backend",
+    parse: optionalText((s) => (/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(s) ? null : `"${s}" is not a cookie name`)),
+  },
+  {
+    key: "slowStart", name: "slow-start", type: "string", valueHint: "duration", fallback: 0,
+    description: "A backend that comes back ramps from 10% to its full weight over this time (0 = off)",
+    example: "--slow-start 30s", parse: duration(0),
+  },
+  {
+    key: "healthMethod", name: "health-method", type: "string", valueHint: HEALTH_METHODS.join("|"), fallback: "GET",
+    description: "Method of the health check request", example: "--health-method HEAD", parse: oneOf(HEALTH_METHODS),
+  },
+  {
+    key: "healthStatus", name: "health-status", type: "string", valueHint: "list", fallback: [[200, 200]],
+    description: "Statuses that pass the health check (default 200)", example: "--health-status 200-399", parse: statusRanges,
+  },
+  {
+    key: "healthBody", name: "health-body", type: "string", valueHint: "text", fallback: "",
+    description: "Text the health check answer must contain (not checked when empty)",
+    example: '--health-body "\"status\":\"ok\""', parse: optionalText(() => null),
+  },
+  {
+    key: "healthHeaders", name: "health-header", type: "string", valueHint: "name: value", fallback: [], repeatable: true,
+    description: "Extra header for health checks, Host included; repeat the flag for more",
+    example: '--health-header "Host: app.internal"', parse: headerList,
+  },
+  {
+    key: "healthRise", name: "health-rise", type: "string", valueHint: "n", fallback: 1,
+    description: "Consecutive passing checks that bring a down backend back", example: "--health-rise 2",
+    parse: integer(1, 100, "a check count"),
+  },
+  {
+    key: "healthFall", name: "health-fall", type: "string", valueHint: "n", fallback: 1,
+    description: "Consecutive failing checks that take a backend down", example: "--health-fall 3",
+    parse: integer(1, 100, "a check count"),
+  },
+  {
+    key: "healthDownInterval", name: "health-down-interval", type: "string", valueHint: "duration", fallback: 0,
+    description: "Time between checks of a backend that is down (default: the health interval)",
+    example: "--health-down-interval 1s", parse: duration(0),
+  },
+  {
+    key: "healthJitter", name: "health-jitter", type: "string", valueHint: "percent", fallback: 10,
+    description: "Spread each backend's check times by up to this share of the interval, so checks do not fire together",
+    example: "--health-jitter 20", parse: percent,
+  },
+  {
+    key: "outlierErrors", name: "outlier-errors", type: "string", valueHint: "n", fallback: 5,
+    description: "Consecutive 5xx or gateway errors that eject a backend (0 = never)", example: "--outlier-errors 3",
+    parse: integer(0, 1000, "an error count"),
+  },
+  {
+    key: "outlierEjection", name: "outlier-ejection", type: "string", valueHint: "duration", fallback: 30_000,
+    description: "How long a first ejection lasts; it doubles with each repeat, up to 10 times this",
+    example: "--outlier-ejection 10s", parse: duration(100),
+  },
+  {
+    key: "outlierMaxEjected", name: "outlier-max-ejected", type: "string", valueHint: "percent", fallback: 50,
+    description: "Never eject more than this share of the backends", example: "--outlier-max-ejected 30", parse: percent,
+  },
+  {
+    key: "maxInflight", name: "max-inflight", type: "string", valueHint: "n", fallback: 0,
+    description: "Most requests in flight to one backend; more wait in the queue (0 = no limit)", example: "--max-inflight 100",
+    parse: integer(0, 1_000_000, "a request count"),
+  },
+  {
+    key: "queueSize", name: "queue-size", type: "string", valueHint: "n", fallback: 1000,
+    description: "Most requests waiting for a backend with room; beyond it, 503 at once", example: "--queue-size 200",
+    parse: integer(0, 1_000_000, "a queue size"),
+  },
+  {
+    key: "queueTimeout", name: "queue-timeout", type: "string", valueHint: "duration", fallback: 10_000,
+    description: "Longest wait in the queue before a 503", example: "--queue-timeout 2s", parse: duration(0),
+  },
+  {
     key: "drainTimeout", name: "drain-timeout", type: "string", valueHint: "duration", fallback: 10_000,
     description: "On SIGINT/SIGTERM, how long in-flight requests may take to finish",
     example: "--drain-timeout 30s", parse: duration(0),
@@ -166,6 +347,6 @@ export const SETTINGS: Setting[] = [
 export function describeDefault(setting: Setting): string {
   const { fallback } = setting;
   if (typeof fallback === "function") return "";
-  if (Array.isArray(fallback)) return "";
+  if (typeof fallback === "object" || fallback === "") return "";
   return setting.valueHint === "duration" ? formatDuration(fallback as number) : String(fallback);
 }

@@ -1,4 +1,5 @@
-/** The active health check loop: the one place that probes backends. Results go to the pool's state machine. */
+/** The active health checks: the one place that probes backends. Results go to the pool's state machine. */
+import type { HealthMethod, StatusRanges } from "../config/settings.ts";
 import { classifyFailure } from "../upstream-error.ts";
 import { VERSION } from "../version.ts";
 import type { Backend } from "./backend.ts";
@@ -6,25 +7,49 @@ import type { Observation } from "./health.ts";
 import type { Pool } from "./pool.ts";
 
 export interface CheckSettings {
+  method: HealthMethod;
   path: string;
+  /** Statuses that pass. */
+  statuses: StatusRanges;
+  /** Text the answer must contain; empty means no body check. */
+  body: string;
+  /** Extra request headers (a Host among them replaces the backend's). */
+  headers: Array<[string, string]>;
   intervalMs: number;
+  /** Interval while a backend is down (0: the same as intervalMs). */
+  downIntervalMs: number;
   timeoutMs: number;
+  /** Each delay is spread by up to ± this percentage. */
+  jitterPercent: number;
 }
 
-const HEADERS = { "user-agent": `lb-health-check/${VERSION}`, accept: "*/*" };
+export function statusPasses(status: number, ranges: StatusRanges): boolean {
+  return ranges.some(([low, high]) => status >= low && status <= high);
+}
 
-/** One check: `GET <backend><path>`; 200 within the timeout passes, anything else fails, with the reason. */
+export function describeStatuses(ranges: StatusRanges): string {
+  return ranges.map(([low, high]) => (low === high ? String(low) : `${low}-${high}`)).join(",");
+}
+
+/** One check: `<method> <backend><path>`; an accepted status (and body text) within the timeout passes. */
 export async function checkBackend(backend: Backend, settings: CheckSettings): Promise<Observation> {
   try {
     const response = await fetch(backend.url + settings.path, {
-      headers: HEADERS,
+      method: settings.method,
+      headers: [["user-agent", `lb-health-check/${VERSION}`], ["accept", "*/*"], ...settings.headers],
       redirect: "manual",
-      decompress: false,
+      decompress: true,
       signal: AbortSignal.timeout(settings.timeoutMs),
     });
-    // Read the (small) body so the connection can be reused by the next check.
-    await response.arrayBuffer();
-    return response.status === 200 ? { ok: true, reason: "status 200" } : { ok: false, reason: `status ${response.status}` };
+    // Read the body even when not checked, so the connection can be reused by the next check.
+    const text = await response.text();
+    if (!statusPasses(response.status, settings.statuses)) {
+      return { ok: false, reason: `status ${response.status}, expected ${describeStatuses(settings.statuses)}` };
+    }
+    if (settings.body && !text.includes(settings.body)) {
+      return { ok: false, reason: `status ${response.status} but the body lacks "${settings.body}"` };
+    }
+    return { ok: true, reason: `status ${response.status}` };
   } catch (error) {
     const failure = classifyFailure(error);
     const reason = failure.kind === "timeout" ? `no answer within ${settings.timeoutMs}ms` : failure.reason;
@@ -32,38 +57,51 @@ export async function checkBackend(backend: Backend, settings: CheckSettings): P
   }
 }
 
-/** Checks every backend concurrently, one round per interval; rounds never overlap. */
+/**
+ * The delay before a backend's next check: the interval (the down interval while it is down), spread by up to
+ * ± jitter so many backends' checks drift apart instead of firing together.
+ */
+export function nextCheckDelay(backend: Backend, settings: CheckSettings, random: () => number): number {
+  const down = backend.health.status === "unhealthy" && settings.downIntervalMs > 0;
+  const base = down ? settings.downIntervalMs : settings.intervalMs;
+  const spread = (base * settings.jitterPercent) / 100;
+  return Math.max(1, Math.round(base + (random() * 2 - 1) * spread));
+}
+
+/** Checks every backend on its own timer; the first round runs for all at once. */
 export class HealthChecker {
-  #timer: ReturnType<typeof setTimeout> | undefined;
+  readonly #timers = new Map<Backend, ReturnType<typeof setTimeout>>();
   #stopped = false;
 
   constructor(
     private readonly pool: Pool,
     private readonly settings: CheckSettings,
+    private readonly random: () => number = Math.random,
   ) {}
-
-  async runRound(): Promise<void> {
-    await Promise.all(
-      this.pool.backends.map(async (backend) => this.pool.recordCheck(backend, await checkBackend(backend, this.settings))),
-    );
-  }
 
   /** Runs the first round now (so the first request already avoids dead backends), then keeps going. */
   async start(): Promise<void> {
-    await this.runRound();
-    this.#schedule();
+    await Promise.all(this.pool.backends.map((backend) => this.#check(backend)));
+    for (const backend of this.pool.backends) this.#schedule(backend);
   }
 
   stop(): void {
     this.#stopped = true;
-    clearTimeout(this.#timer);
+    for (const timer of this.#timers.values()) clearTimeout(timer);
+    this.#timers.clear();
   }
 
-  #schedule(): void {
+  async #check(backend: Backend): Promise<void> {
+    const result = await checkBackend(backend, this.settings);
+    if (!this.#stopped) this.pool.recordCheck(backend, result);
+  }
+
+  #schedule(backend: Backend): void {
     if (this.#stopped) return;
-    this.#timer = setTimeout(async () => {
-      await this.runRound();
-      this.#schedule();
-    }, this.settings.intervalMs);
+    const timer = setTimeout(async () => {
+      await this.#check(backend);
+      this.#schedule(backend);
+    }, nextCheckDelay(backend, this.settings, this.random));
+    this.#timers.set(backend, timer);
   }
 }

@@ -14,6 +14,8 @@ export interface HealthState {
   readonly reason: string;
   /** When the status last changed (ms since the epoch). */
   readonly since: number;
+  /** Healthy again after being down (not merely up since startup): slow start applies. */
+  readonly recovered: boolean;
 }
 
 export interface HealthRules {
@@ -31,7 +33,7 @@ export interface Observation {
 export const DEFAULT_RULES: HealthRules = { rise: 1, fall: 1 };
 
 export function initialHealth(now: number): HealthState {
-  return { status: "unknown", passes: 0, failures: 0, reason: "not checked yet", since: now };
+  return { status: "unknown", passes: 0, failures: 0, reason: "not checked yet", since: now, recovered: false };
 }
 
 /** The state after one active check. A backend never checked before takes the first result as it is. */
@@ -39,7 +41,8 @@ export function observe(state: HealthState, result: Observation, rules: HealthRu
   const passes = result.ok ? state.passes + 1 : 0;
   const failures = result.ok ? 0 : state.failures + 1;
   const status = nextStatus(state.status, passes, failures, rules);
-  return { status, passes, failures, reason: result.reason, since: status === state.status ? state.since : now };
+  if (status === state.status) return { ...state, passes, failures, reason: result.reason };
+  return { status, passes, failures, reason: result.reason, since: now, recovered: state.status === "unhealthy" };
 }
 
 function nextStatus(current: HealthStatus, passes: number, failures: number, rules: HealthRules): HealthStatus {
@@ -55,5 +58,5 @@ function nextStatus(current: HealthStatus, passes: number, failures: number, rul
  */
 export function markDown(state: HealthState, reason: string, now: number): HealthState {
   if (state.status === "unhealthy") return state;
-  return { status: "unhealthy", passes: 0, failures: state.failures + 1, reason, since: now };
+  return { status: "unhealthy", passes: 0, failures: state.failures + 1, reason, since: now, recovered: false };
 }

@@ -1,50 +1,97 @@
 /**
- * The set of backends and their health. It knows nothing of HTTP: it is told results and reports state changes
- * through a listener, which is where logging happens.
+ * The set of backends and their health. It knows nothing of HTTP: it is told check results, connect failures and
+ * request outcomes, and reports what changed through a listener, which is where logging happens.
  */
+import type { BackendSpec } from "../config/backend-url.ts";
 import { type Backend, createBackend, isAvailable } from "./backend.ts";
 import { type HealthRules, type HealthState, type Observation, DEFAULT_RULES, markDown, observe } from "./health.ts";
+import { type OutlierRules, mayEject, recordOutcome } from "./outlier.ts";
 
-export interface HealthChange {
-  backend: Backend;
-  from: HealthState;
-  to: HealthState;
+export type PoolEvent =
+  | { type: "health"; backend: Backend; from: HealthState; to: HealthState }
+  | { type: "ejected"; backend: Backend; forMs: number }
+  | { type: "ejection-refused"; backend: Backend }
+  | { type: "returned"; backend: Backend };
+
+export const NO_EJECTION: OutlierRules = { consecutiveErrors: 0, baseEjectionMs: 30_000, maxEjectedPercent: 0 };
+
+export interface PoolOptions {
+  health?: HealthRules;
+  outlier?: OutlierRules;
+  listener?: (event: PoolEvent) => void;
+  clock?: () => number;
 }
 
 export class Pool {
   readonly backends: readonly Backend[];
+  readonly #health: HealthRules;
+  readonly #outlier: OutlierRules;
+  readonly #listener: (event: PoolEvent) => void;
+  readonly #clock: () => number;
   #available: Backend[] = [];
-  #listener: (change: HealthChange) => void;
+  readonly #ejectionTimers = new Set<ReturnType<typeof setTimeout>>();
 
-  constructor(
-    urls: readonly string[],
-    readonly rules: HealthRules = DEFAULT_RULES,
-    listener: (change: HealthChange) => void = () => {},
-    private readonly clock: () => number = Date.now,
-  ) {
-    const now = clock();
-    this.backends = urls.map((url) => createBackend(url, now));
-    this.#listener = listener;
+  constructor(specs: readonly BackendSpec[], options: PoolOptions = {}) {
+    this.#health = options.health ?? DEFAULT_RULES;
+    this.#outlier = options.outlier ?? NO_EJECTION;
+    this.#listener = options.listener ?? (() => {});
+    this.#clock = options.clock ?? Date.now;
+    const now = this.#clock();
+    this.backends = specs.map((spec) => createBackend(spec, now));
   }
 
-  /** Healthy backends in configured order; rebuilt on each health flip, not on each request. */
+  /** Backends in rotation, in configured order; rebuilt on each change, not on each request. */
   available(): readonly Backend[] {
     return this.#available;
   }
 
   recordCheck(backend: Backend, result: Observation): void {
-    this.#apply(backend, observe(backend.health, result, this.rules, this.clock()));
+    this.#setHealth(backend, observe(backend.health, result, this.#health, this.#clock()));
   }
 
   recordConnectFailure(backend: Backend, reason: string): void {
-    this.#apply(backend, markDown(backend.health, reason, this.clock()));
+    this.#setHealth(backend, markDown(backend.health, reason, this.#clock()));
   }
 
-  #apply(backend: Backend, next: HealthState): void {
+  /** An answered request (isError: a 5xx or gateway error); enough errors in a row eject the backend. */
+  recordOutcome(backend: Backend, isError: boolean): void {
+    const now = this.#clock();
+    const { state, ejectForMs } = recordOutcome(backend.outlier, isError, this.#outlier, now);
+    backend.outlier = state;
+    if (ejectForMs === 0 || backend.ejected) return;
+    const ejectedNow = this.backends.filter((b) => b.ejected).length;
+    if (!mayEject(ejectedNow, this.backends.length, this.#outlier)) {
+      this.#listener({ type: "ejection-refused", backend });
+      return;
+    }
+    backend.ejected = true;
+    this.#rebuild();
+    this.#listener({ type: "ejected", backend, forMs: ejectForMs });
+    const timer = setTimeout(() => {
+      this.#ejectionTimers.delete(timer);
+      backend.ejected = false;
+      backend.outlier = { ...backend.outlier, returnedAt: this.#clock() };
+      this.#rebuild();
+      this.#listener({ type: "returned", backend });
+    }, ejectForMs);
+    this.#ejectionTimers.add(timer);
+  }
+
+  /** Cancels pending returns from ejection (on shutdown). */
+  close(): void {
+    for (const timer of this.#ejectionTimers) clearTimeout(timer);
+    this.#ejectionTimers.clear();
+  }
+
+  #setHealth(backend: Backend, next: HealthState): void {
     const from = backend.health;
     backend.health = next;
     if (next.status === from.status) return;
+    this.#rebuild();
+    this.#listener({ type: "health", backend, from, to: next });
+  }
+
+  #rebuild(): void {
     this.#available = this.backends.filter(isAvailable);
-    this.#listener({ backend, from, to: next });
   }
 }

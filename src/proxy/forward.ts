@@ -2,7 +2,8 @@
  * One request's trip, top to bottom: pick candidates, wait for an upstream slot, send to a backend, retry the next
  * candidate when that is safe, and stream the answer back. Every ending is logged once in the access log.
  */
-import type { Policy } from "../balance/policy.ts";
+import type { Policy, RequestContext } from "../balance/policy.ts";
+import type { StickySessions } from "../balance/sticky.ts";
 import { formatDuration } from "../config/duration.ts";
 import type { AccessLog, Logger } from "../log.ts";
 import { type Backend, isAvailable } from "../pool/backend.ts";
@@ -12,16 +13,26 @@ import { type OutgoingBody, prepareBody, watchBody } from "./body.ts";
 import { type ClientInfo, downstreamResponseHeaders, upstreamRequestHeaders } from "./headers.ts";
 import type { Limiter } from "./limiter.ts";
 import { errorResponse } from "./responses.ts";
-import { mayRetry } from "./retry.ts";
+import { mayRetry, retryBudgetAllows } from "./retry.ts";
+import { QueueFull, Waitlist } from "./waitlist.ts";
 
 export interface ForwarderOptions {
   pool: Pool;
   policy: Policy;
+  /** Pins clients to backends by cookie; null when sticky sessions are off. */
+  sticky: StickySessions | null;
   limiter: Limiter;
   /** Longest wait for a backend's response headers (and for an upstream slot), in ms. */
   timeoutMs: number;
   /** Further backends to try after a failed attempt. */
   retries: number;
+  /** Retries in flight may be at most this percentage of requests in flight (but always at least 3). */
+  retryBudgetPercent: number;
+  /** Most requests in flight to one backend; 0 means no limit. */
+  maxInflight: number;
+  /** Requests waiting for a backend with room (when all are at maxInflight), and for how long at most. */
+  queueSize: number;
+  queueTimeoutMs: number;
   /** Sent with 503s: when a backend might be back (one health interval). */
   retryAfterSeconds: number;
   accessLog: AccessLog | null;
@@ -43,7 +54,9 @@ const TIMED_OUT = new DOMException("backend did not answer in time", "TimeoutErr
 interface Trip {
   request: Request;
   client: ClientConnection;
-  path: string;
+  context: RequestContext;
+  /** The backend a sticky cookie named, if it is available. */
+  pinned: Backend | undefined;
   started: number;
   attempts: number;
   backend: string;
@@ -55,13 +68,26 @@ interface Trip {
 type AttemptResult = Response | Failure | "client-gone";
 
 export class Forwarder {
-  constructor(private readonly options: ForwarderOptions) {}
+  /** Woken whenever a backend finishes a request, for requests waiting for one with room. */
+  readonly #roomQueue: Waitlist;
+  #requestsInFlight = 0;
+  #retriesInFlight = 0;
+
+  constructor(private readonly options: ForwarderOptions) {
+    this.#roomQueue = new Waitlist(options.queueSize);
+  }
+
+  /** Requests waiting for a backend with room. */
+  get queued(): number {
+    return this.#roomQueue.size;
+  }
 
   async handle(request: Request, client: ClientConnection): Promise<Response> {
     const trip: Trip = {
       request,
       client,
-      path: pathOf(request.url),
+      context: { clientIp: client.ip, path: pathOf(request.url), headers: request.headers },
+      pinned: undefined,
       started: performance.now(),
       attempts: 0,
       backend: "-",
@@ -69,20 +95,32 @@ export class Forwarder {
       release: null,
     };
     if (this.options.debug) this.#logRequest(trip);
-    const available = this.options.pool.available();
-    if (available.length === 0) return this.#fail(trip, 503, "no healthy backend", this.#retryAfter());
     // Taken before any await, so concurrent requests each get their own turn.
-    const candidates = this.options.policy.candidates(available);
+    const candidates = this.#candidates(trip);
+    if (!candidates) return this.#fail(trip, 503, "no healthy backend", this.#retryAfter());
+    this.#requestsInFlight++;
     client.holdOpen(true);
     try {
       return await this.#forward(trip, candidates);
     } finally {
+      this.#requestsInFlight--;
       client.holdOpen(false);
       trip.release?.();
     }
   }
 
-  async #forward(trip: Trip, candidates: Iterable<Backend>): Promise<Response> {
+  /** The policy's order for this request (a sticky backend first); null when no backend is available. */
+  #candidates(trip: Trip): Backend[] | null {
+    const available = this.options.pool.available();
+    if (available.length === 0) return null;
+    const ordered = this.options.policy.candidates(available, trip.context);
+    const { sticky } = this.options;
+    if (!sticky) return [...ordered];
+    trip.pinned = sticky.pinned(available, trip.context.headers);
+    return [...sticky.prefer(trip.pinned, ordered)];
+  }
+
+  async #forward(trip: Trip, firstCandidates: Backend[]): Promise<Response> {
     const { request } = trip;
     // The body is read (when small) before a slot is taken, so a slow uploader does not hold one.
     let body: OutgoingBody;
@@ -94,61 +132,123 @@ export class Forwarder {
     const { limiter } = this.options;
     if (!limiter.tryAcquire()) {
       try {
-        await limiter.acquire(AbortSignal.any([request.signal, AbortSignal.timeout(this.options.timeoutMs)]));
+        await limiter.acquire(request.signal, this.options.timeoutMs);
       } catch {
         if (request.signal.aborted) return this.#clientGone(trip);
         return this.#fail(trip, 503, "too many requests waiting for a backend", this.#retryAfter());
       }
     }
     trip.release = once(() => limiter.release());
+
     const headers = upstreamRequestHeaders(request.headers, trip.client);
+    let candidates: Backend[] | null = firstCandidates;
     let lastFailure: Failure | undefined;
-    for (const backend of candidates) {
-      if (trip.attempts > this.options.retries) break;
-      if (!isAvailable(backend)) continue; // marked down by another request since this one started
-      trip.attempts++;
-      trip.backend = backend.name;
-      const result = await this.#attempt(backend, trip, headers, body);
-      if (result instanceof Response) return result;
-      if (result === "client-gone") return this.#clientGone(trip);
-      lastFailure = result;
-      if (result.kind === "timeout") {
-        return this.#fail(trip, 504, `backend did not answer within ${formatDuration(this.options.timeoutMs)}`);
+    while (candidates) {
+      let full = false;
+      for (const backend of candidates) {
+        if (trip.attempts > this.options.retries) break;
+        if (!isAvailable(backend)) continue; // marked down by another request since this one started
+        if (!this.#hasRoom(backend)) {
+          full = true;
+          continue;
+        }
+        const result = await this.#attemptCounted(backend, trip, headers, body);
+        if (result instanceof Response) return result;
+        if (result === "client-gone") return this.#clientGone(trip);
+        lastFailure = result;
+        if (result.kind === "timeout") {
+          return this.#fail(trip, 504, `backend did not answer within ${formatDuration(this.options.timeoutMs)}`);
+        }
+        if (!mayRetry(result.kind, request.method, body.replayable)) break;
+        // The budget guards backends from repeats of work they may have done; a refused connection did no work,
+        // and its backend is already out of rotation, so failing over from it is never held back.
+        if (result.kind !== "connect" && !this.#retryBudgetAllows()) break;
       }
-      if (result.kind === "connect" || result.kind === "reset") {
-        this.options.pool.recordConnectFailure(backend, `${result.reason} (seen forwarding a request)`);
-      }
-      if (!mayRetry(result.kind, request.method, body.replayable)) break;
+      // Every usable backend was at its limit before any attempt: queue for room, then choose again.
+      if (!full || trip.attempts > 0) break;
+      const waited = await this.#waitForRoom(trip);
+      if (waited) return waited;
+      candidates = this.#candidates(trip);
     }
     if (!lastFailure) return this.#fail(trip, 503, "no healthy backend", this.#retryAfter());
     return this.#fail(trip, 502, `backend failed (${lastFailure.reason})`);
   }
 
+  /** One attempt, with its bookkeeping: retry budget, connect-failure marking, outlier outcomes. */
+  async #attemptCounted(backend: Backend, trip: Trip, headers: Headers, body: OutgoingBody): Promise<AttemptResult> {
+    const isRetry = trip.attempts > 0;
+    trip.attempts++;
+    trip.backend = backend.name;
+    if (isRetry) this.#retriesInFlight++;
+    const result = await this.#attempt(backend, trip, headers, body);
+    if (isRetry) this.#retriesInFlight--;
+    const { pool } = this.options;
+    if (result instanceof Response) pool.recordOutcome(backend, result.status >= 500);
+    else if (result === "client-gone") return result;
+    else if (result.kind === "connect" || result.kind === "reset") {
+      pool.recordConnectFailure(backend, `${result.reason} (seen forwarding a request)`);
+    } else pool.recordOutcome(backend, true);
+    return result;
+  }
+
+  #retryBudgetAllows(): boolean {
+    return retryBudgetAllows(this.#requestsInFlight, this.#retriesInFlight, this.options.retryBudgetPercent);
+  }
+
+  #hasRoom(backend: Backend): boolean {
+    return this.options.maxInflight === 0 || backend.inflight < this.options.maxInflight;
+  }
+
+  /** Waits for a backend to finish a request; a Response (503 or client gone) when the wait ends otherwise. */
+  async #waitForRoom(trip: Trip): Promise<Response | null> {
+    const { request } = trip;
+    try {
+      await this.#roomQueue.wait(request.signal, this.options.queueTimeoutMs);
+      return null;
+    } catch (error) {
+      if (request.signal.aborted) return this.#clientGone(trip);
+      const why =
+        error instanceof QueueFull ? "every backend is at its limit and the queue is full" : "waited too long for a backend with room";
+      return this.#fail(trip, 503, why, this.#retryAfter());
+    }
+  }
+
+  #requestDone(backend: Backend): void {
+    backend.inflight--;
+    if (this.options.maxInflight > 0) this.#roomQueue.wakeOne();
+  }
+
   async #attempt(backend: Backend, trip: Trip, headers: Headers, body: OutgoingBody): Promise<AttemptResult> {
     const { request } = trip;
-    const deadline = new AbortController();
-    const timer = setTimeout(() => deadline.abort(TIMED_OUT), this.options.timeoutMs);
+    // One controller for both the deadline and a client that leaves: composing signals with AbortSignal.any on
+    // every request cost a quarter of lb's throughput.
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(TIMED_OUT), this.options.timeoutMs);
+    const clientLeft = () => controller.abort(request.signal.reason);
+    request.signal.addEventListener("abort", clientLeft, { once: true });
     const sent = performance.now();
     backend.inflight++;
     try {
-      const upstream = await fetch(backend.url + trip.path, {
+      const upstream = await fetch(backend.url + trip.context.path, {
         method: request.method,
         headers,
         body: body.body,
         redirect: "manual",
         decompress: false,
-        signal: AbortSignal.any([request.signal, deadline.signal]),
+        signal: controller.signal,
       });
       trip.upstreamMs = performance.now() - sent;
+      // A streamed body is cancelled with the client's response stream when the client leaves; no listener needed.
       if (!fitsInBuffer(upstream)) return this.#respond(backend, trip, upstream, upstream.body);
       // Read whole, still under the deadline: nothing has reached the client yet, so a failure here can be retried.
       return this.#respond(backend, trip, upstream, await upstream.bytes());
     } catch (error) {
-      backend.inflight--;
+      this.#requestDone(backend);
       if (request.signal.aborted) return "client-gone";
       return error === TIMED_OUT ? { kind: "timeout", reason: "timed out" } : classifyFailure(error);
     } finally {
       clearTimeout(timer);
+      request.signal.removeEventListener("abort", clientLeft);
     }
   }
 
@@ -160,12 +260,16 @@ export class Forwarder {
     const release = trip.release;
     trip.release = null; // now owned by the body
     const finish = (bytes: number) => {
-      backend.inflight--;
+      this.#requestDone(backend);
       release?.();
       this.#logAccess(trip, upstream.status, bytes);
     };
     if (this.options.debug) this.options.log.debug(`Response from server: HTTP/1.1 ${upstream.status} ${upstream.statusText}`);
-    const init = { status: upstream.status, statusText: upstream.statusText, headers: downstreamResponseHeaders(upstream.headers) };
+    this.options.policy.observe?.(backend, trip.upstreamMs);
+    const headers = downstreamResponseHeaders(upstream.headers);
+    const { sticky } = this.options;
+    if (sticky && backend !== trip.pinned) headers.append("set-cookie", sticky.cookieFor(backend));
+    const init = { status: upstream.status, statusText: upstream.statusText, headers };
     if (body instanceof ReadableStream) return new Response(watchBody(body, finish), init);
     finish(body?.byteLength ?? 0);
     return new Response(body, init);
@@ -190,7 +294,7 @@ export class Forwarder {
     this.options.accessLog?.write({
       client: trip.client.ip,
       method: trip.request.method,
-      path: trip.path,
+      path: trip.context.path,
       status,
       backend: trip.backend,
       attempts: trip.attempts,
@@ -203,7 +307,7 @@ export class Forwarder {
   #logRequest(trip: Trip): void {
     const { log } = this.options;
     log.debug(`Received request from ${trip.client.ip}`);
-    log.debug(`${trip.request.method} ${trip.path} HTTP/1.1`);
+    log.debug(`${trip.request.method} ${trip.context.path} HTTP/1.1`);
     for (const [name, value] of trip.request.headers) log.debug(`${name}: ${redact(name, value)}`);
   }
 }

@@ -3,10 +3,11 @@
  * connections churn into TIME_WAIT and throughput collapses, so requests beyond the bound wait here in FIFO order
  * instead (the same idea as HAProxy's server maxconn + queue).
  */
+import { Waitlist } from "./waitlist.ts";
+
 export class Limiter {
   #active = 0;
-  // A Set keeps insertion order and lets a waiter that gave up leave the queue in O(1).
-  readonly #waiters = new Set<() => void>();
+  readonly #waiting = new Waitlist();
 
   constructor(readonly max: number) {}
 
@@ -15,7 +16,7 @@ export class Limiter {
   }
 
   get queued(): number {
-    return this.#waiters.size;
+    return this.#waiting.size;
   }
 
   /** Takes a slot if one is free now; the common case, with no promise or timer. */
@@ -26,34 +27,15 @@ export class Limiter {
   }
 
   /**
-   * Resolves when a slot is held; rejects with the signal's reason if it aborts first.
+   * Resolves when a slot is held; rejects as Waitlist.wait does (signal aborted, or timed out).
    * Callers must call release() exactly once for each acquire that resolved.
    */
-  acquire(signal: AbortSignal): Promise<void> {
-    if (this.tryAcquire()) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      const onAbort = () => {
-        this.#waiters.delete(grant);
-        reject(signal.reason);
-      };
-      const grant = () => {
-        signal.removeEventListener("abort", onAbort);
-        resolve();
-      };
-      if (signal.aborted) return reject(signal.reason);
-      signal.addEventListener("abort", onAbort, { once: true });
-      this.#waiters.add(grant);
-    });
+  async acquire(signal: AbortSignal, timeoutMs?: number): Promise<void> {
+    if (!this.tryAcquire()) await this.#waiting.wait(signal, timeoutMs);
   }
 
   release(): void {
-    const next = this.#waiters.values().next();
-    if (next.done) {
-      this.#active--;
-      return;
-    }
-    // The slot passes straight to the oldest waiter; #active is unchanged.
-    this.#waiters.delete(next.value);
-    next.value();
+    // A woken waiter inherits the slot, so #active stays as it is.
+    if (!this.#waiting.wakeOne()) this.#active--;
   }
 }

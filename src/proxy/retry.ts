@@ -19,3 +19,14 @@ export function mayRetry(kind: FailureKind, method: string, bodyReplayable: bool
   if (kind === "connect") return true;
   return kind === "reset" && isIdempotent(method);
 }
+
+/** Envoy's retry budget floor: this many retries may always be in flight, however little traffic there is. */
+export const MIN_RETRIES_IN_FLIGHT = 3;
+
+/**
+ * Retry budget: one more retry may start while retries in flight stay under `budgetPercent` of requests in flight
+ * (Envoy's default 20%, at least 3), so a failing pool is not hammered by retries on top of its load.
+ */
+export function retryBudgetAllows(requestsInFlight: number, retriesInFlight: number, budgetPercent: number): boolean {
+  return retriesInFlight < Math.max(MIN_RETRIES_IN_FLIGHT, (requestsInFlight * budgetPercent) / 100);
+}

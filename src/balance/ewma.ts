@@ -1,0 +1,50 @@
+import type { Backend } from "../pool/backend.ts";
+import { twoChoices } from "./random.ts";
+import { type Policy, type WeightOf, configuredWeight } from "./policy.ts";
+
+/** How fast old latency is forgotten (Linkerd's default decay window). */
+export const EWMA_DECAY_MS = 10_000;
+
+interface Latency {
+  /** Peak-EWMA response time, ms. */
+  cost: number;
+  /** When cost was last updated. */
+  at: number;
+}
+
+/**
+ * Latency-aware: two random choices scored by peak-EWMA response time × (in-flight + 1), the Finagle/Linkerd rule.
+ * A slower answer than the average replaces it at once (peak), faster ones pull it down gradually, and with no new
+ * samples it decays toward zero, so a backend that was slow and recovered is tried again.
+ */
+export class PeakEwma implements Policy {
+  readonly name = "ewma";
+  readonly #latency = new WeakMap<Backend, Latency>();
+
+  constructor(
+    private readonly weightOf: WeightOf = configuredWeight,
+    private readonly random: () => number = Math.random,
+    private readonly clock: () => number = performance.now.bind(performance),
+  ) {}
+
+  candidates(available: readonly Backend[]): Iterable<Backend> {
+    const now = this.clock();
+    return twoChoices(available, this.weightOf, this.random, (b) => (this.cost(b, now) * (b.inflight + 1)) / this.weightOf(b));
+  }
+
+  observe(backend: Backend, latencyMs: number): void {
+    const now = this.clock();
+    const last = this.#latency.get(backend);
+    const keep = last ? Math.exp(-(now - last.at) / EWMA_DECAY_MS) : 0;
+    const previous = last?.cost ?? 0;
+    const cost = latencyMs > previous ? latencyMs : previous * keep + latencyMs * (1 - keep);
+    this.#latency.set(backend, { cost, at: now });
+  }
+
+  /** The latency estimate now, decayed for the time since the last sample. */
+  cost(backend: Backend, now: number): number {
+    const latency = this.#latency.get(backend);
+    if (!latency) return 0;
+    return latency.cost * Math.exp(-(now - latency.at) / EWMA_DECAY_MS);
+  }
+}

@@ -1,0 +1,106 @@
+/** Active check rules and passive ejection, against real backends whose answers the test controls. */
+import { afterEach, describe, expect, test } from "bun:test";
+import { type InProcessLb, type TestBackend, startBackend, startTestLb, waitFor } from "./helpers.ts";
+
+const cleanup: Array<() => Promise<unknown>> = [];
+afterEach(async () => {
+  await Promise.all(cleanup.splice(0).map((stop) => stop()));
+});
+
+/** A backend whose health endpoint answers whatever `state` says at the moment. */
+function controllable(name: string) {
+  const state = { status: 200, body: "ok", apiStatus: 200 };
+  const server: TestBackend = startBackend(name, (request) => {
+    const path = new URL(request.url).pathname;
+    if (path === "/health") return new Response(request.method === "HEAD" ? null : state.body, { status: state.status });
+    return new Response(name, { status: state.apiStatus });
+  });
+  cleanup.push(server.stop);
+  return { server, state, checks: () => server.seen.filter((r) => r.path === "/health") };
+}
+
+async function lbFor(urls: string[], settings: Record<string, unknown>): Promise<InProcessLb> {
+  const lb = await startTestLb(urls, { "health-path": "/health", "health-jitter": 0, ...settings });
+  cleanup.push(lb.stop);
+  return lb;
+}
+
+const status = (lb: InProcessLb, i = 0) => lb.lb.pool.backends[i]!.health.status;
+
+describe("active checks", () => {
+  test("fall 3 / rise 2: down only after three failures in a row, back only after two passes", async () => {
+    const b = controllable("b");
+    const lb = await lbFor([b.server.url], { "health-interval": "100ms", "health-fall": 3, "health-rise": 2 });
+    b.state.status = 500;
+    const failedFrom = b.checks().length;
+    await waitFor(() => status(lb) === "unhealthy", "down");
+    expect(b.checks().length - failedFrom).toBeGreaterThanOrEqual(3);
+    b.state.status = 200;
+    const passedFrom = b.checks().length;
+    await waitFor(() => status(lb) === "healthy", "up");
+    expect(b.checks().length - passedFrom).toBeGreaterThanOrEqual(2);
+    expect(lb.logs.filter((l) => l.includes("went down"))).toEqual([expect.stringContaining("status 500, expected 200")]);
+  });
+
+  test("expected statuses as ranges, a required body text, method, and extra headers with Host", async () => {
+    const b = controllable("b");
+    const lb = await lbFor([b.server.url], {
+      "health-interval": "100ms",
+      "health-status": "200-299,418",
+      "health-body": "ready",
+      "health-method": "GET",
+      "health-header": ["Host: app.internal", "X-Probe: lb"],
+    });
+    expect(status(lb)).toBe("unhealthy"); // "ok" lacks "ready"
+    expect(lb.logs.join("\n")).toContain('status 200 but the body lacks "ready"');
+    b.state.body = "all ready";
+    b.state.status = 418;
+    await waitFor(() => status(lb) === "healthy", "418 with the body to pass");
+    const check = b.checks().at(-1)!;
+    expect(check.headers.get("host")).toBe("app.internal");
+    expect(check.headers.get("x-probe")).toBe("lb");
+    expect(check.headers.get("user-agent")).toStartWith("lb-health-check/");
+    b.state.status = 302;
+    await waitFor(() => status(lb) === "unhealthy", "302 to fail");
+  });
+
+  test("HEAD checks, and the faster down interval while a backend is down", async () => {
+    const b = controllable("b");
+    b.state.status = 503;
+    const lb = await lbFor([b.server.url], { "health-interval": "5s", "health-down-interval": "50ms", "health-method": "HEAD" });
+    expect(status(lb)).toBe("unhealthy");
+    await waitFor(() => b.checks().length >= 4, "several checks at the down interval", 2000);
+    expect(b.checks().every((c) => c.method === "HEAD")).toBe(true);
+    b.state.status = 200;
+    await waitFor(() => status(lb) === "healthy", "up", 2000);
+    const upAt = b.checks().length;
+    await Bun.sleep(300); // at the 5 s up interval, no check falls in this window
+    expect(b.checks().length).toBe(upAt);
+  });
+});
+
+describe("passive checks (outlier detection)", () => {
+  test("five 5xx in a row eject a backend; its traffic goes elsewhere; it comes back after the ejection", async () => {
+    const bad = controllable("bad");
+    const good = controllable("good");
+    bad.state.apiStatus = 500;
+    const lb = await lbFor([bad.server.url, good.server.url], { "health-interval": "1m", "outlier-ejection": "300ms" });
+    const answers: string[] = [];
+    for (let i = 0; i < 20; i++) answers.push(await (await fetch(`${lb.url}/api`)).text());
+    expect(answers.filter((a) => a === "bad")).toHaveLength(5);
+    expect(answers.slice(10).every((a) => a === "good")).toBe(true);
+    expect(lb.logs.some((l) => l.includes(`${bad.server.port} ejected for 300ms`))).toBe(true);
+    await waitFor(() => lb.lb.pool.available().length === 2, "the ejection to end", 2000);
+    expect(lb.logs.some((l) => l.includes("back in rotation"))).toBe(true);
+  });
+
+  test("never ejects more than the max share: with both failing, one stays in rotation", async () => {
+    const one = controllable("one");
+    const two = controllable("two");
+    one.state.apiStatus = two.state.apiStatus = 502;
+    const lb = await lbFor([one.server.url, two.server.url], { "health-interval": "1m", "outlier-errors": 2 });
+    for (let i = 0; i < 12; i++) expect((await fetch(`${lb.url}/api`)).status).toBe(502);
+    expect(lb.lb.pool.available()).toHaveLength(1);
+    expect(lb.logs.some((l) => l.includes("stays in rotation"))).toBe(true);
+  });
+});

@@ -1,0 +1,66 @@
+import { describe, expect, test } from "bun:test";
+import { CLEAN_OUTLIER, type OutlierState, mayEject, recordOutcome } from "../src/pool/outlier.ts";
+import { Pool, type PoolEvent } from "../src/pool/pool.ts";
+
+const rules = { consecutiveErrors: 3, baseEjectionMs: 1000, maxEjectedPercent: 50 };
+
+function errors(count: number, state: OutlierState = CLEAN_OUTLIER, now = 0) {
+  let ejectForMs = 0;
+  for (let i = 0; i < count; i++) ({ state, ejectForMs } = recordOutcome(state, true, rules, now));
+  return { state, ejectForMs };
+}
+
+describe("outlier detection (pure)", () => {
+  test("N consecutive errors eject; a success in between resets the count", () => {
+    expect(errors(2).ejectForMs).toBe(0);
+    expect(errors(3).ejectForMs).toBe(1000);
+    const reset = recordOutcome(errors(2).state, false, rules, 0).state;
+    expect(errors(2, reset).ejectForMs).toBe(0);
+  });
+
+  test("repeat ejections double, capped at 10× the base; a long clean spell starts over", () => {
+    let state: OutlierState = CLEAN_OUTLIER;
+    const lengths: number[] = [];
+    for (let round = 0; round < 6; round++) {
+      const result = errors(3, state, 100);
+      lengths.push(result.ejectForMs);
+      state = { ...result.state, returnedAt: 100 };
+    }
+    expect(lengths).toEqual([1000, 2000, 4000, 8000, 10_000, 10_000]);
+    expect(errors(3, state, 100 + 10_001).ejectForMs).toBe(1000);
+  });
+
+  test("0 consecutive errors turns ejection off", () => {
+    expect(recordOutcome(CLEAN_OUTLIER, true, { ...rules, consecutiveErrors: 0 }, 0).ejectForMs).toBe(0);
+  });
+
+  test("the ejected share never passes the limit", () => {
+    expect(mayEject(0, 4, rules)).toBe(true);
+    expect(mayEject(1, 4, rules)).toBe(true);
+    expect(mayEject(2, 4, rules)).toBe(false);
+    expect(mayEject(0, 1, rules)).toBe(false);
+  });
+});
+
+describe("ejection in the pool", () => {
+  test("ejects, refuses past the share, and lets the backend back in after its time", async () => {
+    const events: PoolEvent[] = [];
+    const pool = new Pool(["http://a:1", "http://b:1", "http://c:1", "http://d:1"].map((url) => ({ url, weight: 1 })), {
+      outlier: { consecutiveErrors: 2, baseEjectionMs: 100, maxEjectedPercent: 50 },
+      listener: (e) => events.push(e),
+    });
+    for (const b of pool.backends) pool.recordCheck(b, { ok: true, reason: "status 200" });
+    const [a, b, c] = pool.backends;
+    for (const backend of [a!, b!, c!]) for (let i = 0; i < 2; i++) pool.recordOutcome(backend, true);
+    expect(pool.available().map((x) => x.name)).toEqual(["c:1", "d:1"]);
+    expect(events.filter((e) => e.type !== "health").map((e) => `${e.type} ${e.backend.name}`)).toEqual([
+      "ejected a:1",
+      "ejected b:1",
+      "ejection-refused c:1",
+    ]);
+    const deadline = Date.now() + 2000;
+    while (pool.available().length < 4 && Date.now() < deadline) await Bun.sleep(10);
+    expect(pool.available()).toHaveLength(4);
+    pool.close();
+  });
+});
