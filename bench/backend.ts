@@ -1,5 +1,6 @@
 /**
- * Benchmark backend: `bun bench/backend.ts <port>`. Listens on 127.0.0.1 only.
+ * Benchmark backend: `bun bench/backend.ts <port> [delay-ms]`. Listens on 127.0.0.1 only.
+ * With a delay, every answer waits that long first (a slow backend, for bench/slow-backend.sh).
  *   GET /     → "hello from <port>\n" (text/plain, Content-Length)
  *   GET /big  → 64 KiB of 'x' (application/octet-stream, Content-Length)
  * The bodies are built once at startup, so the backend does as little work per request as Bun.serve allows.
@@ -10,6 +11,7 @@ if (!Number.isInteger(port) || port <= 0 || port > 65535) {
   process.exit(2);
 }
 
+const delayMs = Number(process.argv[3] ?? 0);
 const small = new TextEncoder().encode(`hello from ${port}\n`);
 const big = new Uint8Array(64 * 1024).fill(0x78);
 const smallHeaders = { "content-type": "text/plain" };
@@ -20,7 +22,8 @@ const server = Bun.serve({
   hostname: "127.0.0.1",
   development: false,
   reusePort: false,
-  fetch(request) {
+  async fetch(request) {
+    if (delayMs > 0) await Bun.sleep(delayMs);
     const path = request.url.slice(request.url.indexOf("/", 8));
     if (path === "/big") return new Response(big, { headers: bigHeaders });
     return new Response(small, { headers: smallHeaders });
