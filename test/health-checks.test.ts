@@ -104,3 +104,14 @@ describe("passive checks (outlier detection)", () => {
     expect(lb.logs.some((l) => l.includes("stays in rotation"))).toBe(true);
   });
 });
+
+describe("health answers with huge bodies", () => {
+  test("a health path that streams without end is read only 64 KiB deep and still passes", async () => {
+    const chunk = new Uint8Array(64 * 1024).fill(0x61);
+    // Reading the whole answer would never end: the check would time out and call the backend down.
+    const endless = startBackend("endless", () => new Response(new ReadableStream({ pull: (controller) => controller.enqueue(chunk) })));
+    cleanup.push(endless.stop);
+    const lb = await lbFor([endless.url], { "health-path": "/", "health-interval": "1m", "health-body": "aaa" });
+    expect(status(lb)).toBe("healthy");
+  });
+});

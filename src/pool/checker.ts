@@ -31,6 +31,29 @@ export function describeStatuses(ranges: StatusRanges): string {
   return ranges.map(([low, high]) => (low === high ? String(low) : `${low}-${high}`)).join(",");
 }
 
+/** A health answer is read this far, no further: a health path that streams a huge body must not fill memory. */
+export const HEALTH_BODY_LIMIT_BYTES = 64 * 1024;
+
+/**
+ * The first `limit` bytes of the body as text. A short body is read to its end, so the connection can be reused by
+ * the next check; a longer one is cut off and its connection dropped.
+ */
+async function readPrefix(response: Response, limit: number): Promise<string> {
+  if (!response.body) return "";
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let text = "";
+  let size = 0;
+  while (size < limit) {
+    const { done, value } = await reader.read();
+    if (done) return text + decoder.decode();
+    size += value.byteLength;
+    text += decoder.decode(value, { stream: true });
+  }
+  await reader.cancel();
+  return text;
+}
+
 /** One check: `<method> <backend><path>`; an accepted status (and body text) within the timeout passes. */
 export async function checkBackend(backend: Backend, settings: CheckSettings): Promise<Observation> {
   try {
@@ -41,8 +64,7 @@ export async function checkBackend(backend: Backend, settings: CheckSettings): P
       decompress: true,
       signal: AbortSignal.timeout(settings.timeoutMs),
     });
-    // Read the body even when not checked, so the connection can be reused by the next check.
-    const text = await response.text();
+    const text = await readPrefix(response, HEALTH_BODY_LIMIT_BYTES);
     if (!statusPasses(response.status, settings.statuses)) {
       return { ok: false, reason: `status ${response.status}, expected ${describeStatuses(settings.statuses)}` };
     }
