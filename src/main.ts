@@ -1,11 +1,12 @@
 #!/usr/bin/env bun
 /** The command line: `lb [options] <backend-url>...` and `lb demo`. Every input problem exits 2 with one line. */
+import { BACKENDS_USAGE, runBackendsCommand } from "./admin/client.ts";
 import { type CommandSpec, parseCommandLine, usage } from "./cli.ts";
 import { ConfigError, type Layer, readConfigFile, resolveConfig } from "./config/load.ts";
 import type { Config } from "./config/settings.ts";
 import { demoInstructions, readDemoCommands, startDemoBackends } from "./demo.ts";
 import { createLogger, type Logger } from "./log.ts";
-import { type RunningLb, startLb } from "./server.ts";
+import { ListenError, type RunningLb, startLb } from "./server.ts";
 import { VERSION } from "./version.ts";
 
 const LB: CommandSpec = {
@@ -16,6 +17,7 @@ const LB: CommandSpec = {
     "lb --port 8000 --health-interval 2s --health-path /healthz http://10.0.0.1:8080 http://10.0.0.2:8080",
     "lb --config lb.toml --log-level debug",
     "lb demo                 three built-in backends and lb in front of them",
+    "lb backends list        the pool of a running lb (also add, drain, remove, enable, disable)",
   ],
 };
 
@@ -30,6 +32,10 @@ const DEMO: CommandSpec = {
 const EXIT_USAGE = 2;
 
 async function main(argv: string[]): Promise<void> {
+  if (argv[0] === "backends") {
+    if (argv.includes("--help") || argv.includes("-h")) return void process.stdout.write(BACKENDS_USAGE);
+    return void console.log(await runBackendsCommand(argv.slice(1), { adminToken: process.env.LB_ADMIN_TOKEN }));
+  }
   const isDemo = argv[0] === "demo";
   const spec = isDemo ? DEMO : LB;
   const args = isDemo ? argv.slice(1) : argv;
@@ -38,7 +44,7 @@ async function main(argv: string[]): Promise<void> {
 
   const commandLine = parseCommandLine(spec, args);
   const layers: Layer[] = commandLine.configPath ? [await readConfigFile(commandLine.configPath)] : [];
-  const environment = { stdoutIsTTY: Boolean(process.stdout.isTTY) };
+  const environment = { stdoutIsTTY: Boolean(process.stdout.isTTY), adminToken: process.env.LB_ADMIN_TOKEN };
   if (!isDemo) {
     const config = resolveConfig([...layers, commandLine.layer], environment);
     await serve(config);
@@ -79,11 +85,17 @@ async function serve(config: Config): Promise<{ lb: RunningLb; log: Logger }> {
 }
 
 function listenError(error: unknown, config: Config): unknown {
-  const code = (error as { code?: string }).code;
-  const where = `${config.host}:${config.port}`;
-  if (code === "EADDRINUSE") return new ConfigError(`port ${config.port} is already in use on ${config.host}; stop what uses it or choose another with --port`);
-  if (code === "EACCES") return new ConfigError(`not allowed to listen on ${where}; use a port above 1023 or run with the right privileges`);
-  if (code === "EADDRNOTAVAIL") return new ConfigError(`${config.host} is not an address of this machine; check --host`);
+  if (!(error instanceof ListenError)) return error;
+  const [host, port, flag] =
+    error.listener === "admin" ? [config.admin!.host, config.admin!.port, "--admin"] : [config.host, config.port, "--port"];
+  const what = error.listener === "admin" ? "admin port" : "port";
+  if (error.code === "EADDRINUSE") {
+    return new ConfigError(`${what} ${port} is already in use on ${host}; stop what uses it or choose another with ${flag}`);
+  }
+  if (error.code === "EACCES") {
+    return new ConfigError(`not allowed to listen on ${host}:${port}; use a port above 1023 or run with the right privileges`);
+  }
+  if (error.code === "EADDRNOTAVAIL") return new ConfigError(`${host} is not an address of this machine; check ${flag}`);
   return error;
 }
 

@@ -11,6 +11,9 @@ import { type PoolEvent, Pool } from "./pool/pool.ts";
 import { type ClientConnection, Forwarder } from "./proxy/forward.ts";
 import { Limiter } from "./proxy/limiter.ts";
 import { errorResponse } from "./proxy/responses.ts";
+import type { Server } from "bun";
+import { createAdminHandler } from "./admin/api.ts";
+import { startAdminServer } from "./admin/server.ts";
 
 /** Upstream requests in flight at once; the rest queue. Matches Bun fetch's 64 idle keep-alive sockets. */
 export const UPSTREAM_CONCURRENCY = 64;
@@ -22,11 +25,27 @@ const MAX_REQUEST_BODY_BYTES = Number.MAX_SAFE_INTEGER;
 export interface RunningLb {
   readonly url: URL;
   readonly port: number;
+  /** Where the admin API listens; null when it is off. */
+  readonly adminUrl: URL | null;
   readonly pool: Pool;
   /** Requests waiting for a backend with room (max-inflight reached everywhere). */
   queued(): number;
   /** Stops accepting, lets in-flight requests finish within the drain timeout, then closes what is left. */
   stop(): Promise<void>;
+}
+
+/** A listener could not bind; `listener` says which, `cause` has the system error (code EADDRINUSE...). */
+export class ListenError extends Error {
+  override name = "ListenError";
+  readonly code: string | undefined;
+
+  constructor(
+    readonly listener: "proxy" | "admin",
+    cause: unknown,
+  ) {
+    super(`${listener} listener: ${(cause as Error).message}`, { cause });
+    this.code = (cause as { code?: string }).code;
+  }
 }
 
 export interface StartOptions {
@@ -49,7 +68,11 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
       baseEjectionMs: config.outlierEjection,
       maxEjectedPercent: config.outlierMaxEjected,
     },
-    listener: (event) => logPoolEvent(log, event, pool),
+    listener: (event) => {
+      logPoolEvent(log, event, pool);
+      if (event.type === "added") void checker.watch(event.backend);
+      if (event.type === "removed") checker.unwatch(event.backend);
+    },
   });
   const checker = new HealthChecker(pool, {
     method: config.healthMethod,
@@ -82,37 +105,32 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
 
   let ready = false;
   let firstRound: Promise<void> = Promise.resolve();
-  const server = Bun.serve({
-    port: config.port,
-    hostname: config.host,
-    development: false,
-    idleTimeout: CLIENT_IDLE_SECONDS,
-    // Explicit: under some launchers Bun sets SO_REUSEPORT, and two lbs would then silently share a port.
-    reusePort: false,
-    maxRequestBodySize: MAX_REQUEST_BODY_BYTES,
-    fetch(request, srv) {
-      const client: ClientConnection = {
-        ip: srv.requestIP(request)?.address ?? "-",
-        proto: "http",
-        holdOpen: (waiting) => srv.timeout(request, waiting ? 0 : CLIENT_IDLE_SECONDS),
-      };
-      return ready ? forwarder.handle(request, client) : firstRound.then(() => forwarder.handle(request, client));
-    },
-    error(error) {
-      log.error(`internal error: ${error.message}`);
-      return errorResponse(500, "internal error in lb");
-    },
-  });
+  const server = listen("proxy", () =>
+    serveProxy(config, log, (request, client) =>
+      ready ? forwarder.handle(request, client) : firstRound.then(() => forwarder.handle(request, client)),
+    ),
+  );
+  let admin: Server<undefined> | null = null;
+  if (config.admin) {
+    const handler = createAdminHandler({ pool, log, token: config.adminToken, drainTimeoutMs: config.drainTimeout });
+    try {
+      admin = listen("admin", () => startAdminServer(config.admin!, handler, log));
+    } catch (error) {
+      await server.stop(true);
+      throw error;
+    }
+  }
   firstRound = checker.start();
   await firstRound;
   ready = true;
 
   const healthy = pool.available().length;
   const url = new URL(`http://${formatHost(config.host)}:${server.port}`);
+  const adminUrl = admin && new URL(`http://${formatHost(config.admin!.host)}:${admin.port}`);
   log.info(
     `lb listening on ${url.origin} → ${plural(pool.backends.length, "backend")} (${healthy} healthy): ${config.backends.map(describeBackend).join(", ")}` +
       ` · policy ${config.policy} · health ${config.healthMethod} ${config.healthPath} expects ${describeStatuses(config.healthStatus)}` +
-      ` every ${formatDuration(config.healthInterval)}`,
+      ` every ${formatDuration(config.healthInterval)} · admin ${adminUrl ? adminUrl.origin : "off"}`,
   );
 
   let stopping: Promise<void> | undefined;
@@ -120,6 +138,7 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
     (stopping ??= (async () => {
       checker.stop();
       pool.close();
+      void admin?.stop(true);
       const inflight = server.pendingRequests;
       if (inflight > 0) log.info(`draining ${inflight} in-flight request(s), at most ${formatDuration(config.drainTimeout)}`);
       const drained = await Promise.race([server.stop().then(() => true), Bun.sleep(config.drainTimeout).then(() => false)]);
@@ -130,7 +149,39 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
       accessLog?.flush();
     })());
 
-  return { url, port: server.port!, pool, queued: () => forwarder.queued, stop };
+  return { url, port: server.port!, adminUrl, pool, queued: () => forwarder.queued, stop };
+}
+
+function listen<T>(listener: ListenError["listener"], start: () => T): T {
+  try {
+    return start();
+  } catch (error) {
+    throw new ListenError(listener, error);
+  }
+}
+
+/** The client-facing listener; requests go to `handle` with what the edge knows of the client. */
+function serveProxy(config: Config, log: Logger, handle: (request: Request, client: ClientConnection) => Promise<Response>) {
+  return Bun.serve({
+    port: config.port,
+    hostname: config.host,
+    development: false,
+    idleTimeout: CLIENT_IDLE_SECONDS,
+    // Explicit: under some launchers Bun sets SO_REUSEPORT, and two lbs would then silently share a port.
+    reusePort: false,
+    maxRequestBodySize: MAX_REQUEST_BODY_BYTES,
+    fetch(request, server) {
+      return handle(request, {
+        ip: server.requestIP(request)?.address ?? "-",
+        proto: "http",
+        holdOpen: (waiting) => server.timeout(request, waiting ? 0 : CLIENT_IDLE_SECONDS),
+      });
+    },
+    error(error) {
+      log.error(`internal error: ${error.message}`);
+      return errorResponse(500, "internal error in lb");
+    },
+  });
 }
 
 function describeBackend({ url, weight }: BackendSpec): string {

@@ -71,6 +71,8 @@ describe("resolveConfig", () => {
       maxInflight: 0,
       queueSize: 1000,
       queueTimeout: 10_000,
+      admin: { host: "127.0.0.1", port: 9090 },
+      adminToken: "",
       logLevel: "info",
       logFormat: "json",
       accessLog: true,
@@ -166,6 +168,21 @@ describe("resolveConfig", () => {
     [{ "sticky-cookie": "a b" }, "is not a cookie name"],
   ])("%p is refused", (values, problem) => {
     expect(() => resolve({ backends: ["http://a:1"], ...values })).toThrow(problem);
+  });
+
+  test("the admin address, off, and the token rule beyond loopback", () => {
+    expect(resolve({ backends: ["http://a:1"], admin: "off" }).admin).toBeNull();
+    expect(resolve({ backends: ["http://a:1"], admin: "[::1]:9191" }).admin).toEqual({ host: "::1", port: 9191 });
+    expect(() => resolve({ backends: ["http://a:1"], admin: "9090" })).toThrow('"9090" is not an address');
+    expect(() => resolve({ backends: ["http://a:1"], admin: "0.0.0.0:9090" })).toThrow(
+      "admin: 0.0.0.0 is not a loopback address, so the admin API needs a token",
+    );
+    expect(resolve({ backends: ["http://a:1"], admin: "0.0.0.0:9090", "admin-token": "s3cret" }).adminToken).toBe("s3cret");
+    const fromEnv = resolveConfig([{ source: "test", values: { backends: ["http://a:1"], admin: "10.0.0.1:9090" } }], {
+      stdoutIsTTY: false,
+      adminToken: "from-env",
+    });
+    expect(fromEnv.adminToken).toBe("from-env");
   });
 
   test("no backends at all says how to give them", () => {

@@ -70,7 +70,7 @@ export interface InProcessLb {
 /** lb in this process, on a free port, with its logs and access entries captured for assertions. */
 export async function startTestLb(backends: string[], settings: Record<string, unknown> = {}): Promise<InProcessLb> {
   const config: Config = resolveConfig(
-    [{ source: "test", values: { port: 0, host: "127.0.0.1", "health-interval": "1s", ...settings, backends } }],
+    [{ source: "test", values: { port: 0, host: "127.0.0.1", admin: "127.0.0.1:0", "health-interval": "1s", ...settings, backends } }],
     { stdoutIsTTY: false },
   );
   const logs: string[] = [];
@@ -97,7 +97,9 @@ export interface LbProcess {
 
 /** Runs the real command (`bun src/main.ts`, or another executable such as dist/lb) as a child process. */
 export async function spawnLb(args: string[], command: string[] = ["bun", `${ROOT}src/main.ts`]): Promise<LbProcess> {
-  const proc = Bun.spawn([...command, ...args], { stdin: "pipe", stdout: "pipe", stderr: "pipe", env: { ...process.env, NO_COLOR: "1" } });
+  // Every lb gets its admin API on a free port unless the test chooses one, so parallel lbs never collide on 9090.
+  const adminArgs = args.includes("--admin") ? [] : ["--admin", "127.0.0.1:0"];
+  const proc = Bun.spawn([...command, ...args, ...adminArgs], { stdin: "pipe", stdout: "pipe", stderr: "pipe", env: { ...process.env, NO_COLOR: "1" } });
   const stdout = collectLines(proc.stdout);
   const stderr = collectLines(proc.stderr);
   const waitForLine = (stream: "stdout" | "stderr", pattern: RegExp, timeoutMs = 8000) =>

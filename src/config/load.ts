@@ -1,6 +1,6 @@
 /** Turns config files and command-line values into one validated Config, or one line that says what is wrong. */
 import { extname } from "node:path";
-import { type Config, type Environment, SETTINGS } from "./settings.ts";
+import { type Config, type Environment, SETTINGS, isLoopback } from "./settings.ts";
 
 /** A problem with the user's input: printed as one line, exit status 2, no stack trace. */
 export class ConfigError extends Error {
@@ -70,6 +70,11 @@ export function resolveConfig(layers: Layer[], env: Environment): Config {
   const result = config as unknown as Config;
   if (problems.length === 0 && result.backends.length === 0) {
     problems.push("no backends: give their URLs, e.g. lb http://localhost:8080 http://localhost:8081 (or try: lb demo)");
+  }
+  if (result.admin && !isLoopback(result.admin.host) && !result.adminToken) {
+    problems.push(
+      `admin: ${result.admin.host} is not a loopback address, so the admin API needs a token: set --admin-token or LB_ADMIN_TOKEN (or use --admin 127.0.0.1:9090)`,
+    );
   }
   if (problems.length) throw new ConfigError(problems.join("; "));
   return result;

@@ -46,6 +46,8 @@ export interface Config {
   maxInflight: number;
   queueSize: number;
   queueTimeout: number;
+  admin: AdminAddress;
+  adminToken: string;
   logLevel: LogLevel;
   logFormat: LogFormat;
   accessLog: boolean;
@@ -75,6 +77,15 @@ export interface Setting<K extends keyof Config = keyof Config> {
 
 export interface Environment {
   stdoutIsTTY: boolean;
+  /** LB_ADMIN_TOKEN, the way to give the token without it showing in `ps`. */
+  adminToken?: string;
+}
+
+/** Where the admin API listens; null when it is off. */
+export type AdminAddress = { host: string; port: number } | null;
+
+export function isLoopback(host: string): boolean {
+  return host === "localhost" || host === "::1" || /^127\.\d+\.\d+\.\d+$/.test(host);
 }
 
 function duration(min: number) {
@@ -149,6 +160,15 @@ function optionalText(check: (s: string) => string | null) {
     const problem = value === "" ? null : check(value);
     return problem ? { error: problem } : { value };
   };
+}
+
+/** `host:port`, `[::1]:port`, or `off`. */
+export function adminAddress(value: unknown): Parsed<AdminAddress> {
+  if (value === "off" || value === false) return { value: null };
+  const match = typeof value === "string" ? /^(?:\[([0-9a-fA-F:]+)\]|([^:\s]+)):(\d{1,5})$/.exec(value.trim()) : null;
+  const port = Number(match?.[3]);
+  if (!match || port > 65535) return { error: `"${value}" is not an address; write 127.0.0.1:9090 (or off)` };
+  return { value: { host: match[1] ?? match[2]!, port } };
 }
 
 function boolean(value: unknown): Parsed<boolean> {
@@ -322,6 +342,16 @@ export const SETTINGS: Setting[] = [
     description: "Longest wait in the queue before a 503", example: "--queue-timeout 2s", parse: duration(0),
   },
   {
+    key: "admin", name: "admin", type: "string", valueHint: "host:port|off", fallback: { host: "127.0.0.1", port: 9090 },
+    description: "Where the admin API listens (loopback unless a token is set); off turns it off",
+    example: "--admin 127.0.0.1:9090", parse: adminAddress,
+  },
+  {
+    key: "adminToken", name: "admin-token", type: "string", valueHint: "token", fallback: (env) => env.adminToken ?? "",
+    description: "Bearer token the admin API requires (default: $LB_ADMIN_TOKEN); needed to listen beyond loopback",
+    example: "--admin-token $(cat /run/secrets/lb-token)", parse: optionalText(() => null),
+  },
+  {
     key: "drainTimeout", name: "drain-timeout", type: "string", valueHint: "duration", fallback: 10_000,
     description: "On SIGINT/SIGTERM, how long in-flight requests may take to finish",
     example: "--drain-timeout 30s", parse: duration(0),
@@ -347,6 +377,7 @@ export const SETTINGS: Setting[] = [
 export function describeDefault(setting: Setting): string {
   const { fallback } = setting;
   if (typeof fallback === "function") return "";
+  if (setting.key === "admin") return "127.0.0.1:9090";
   if (typeof fallback === "object" || fallback === "") return "";
   return setting.valueHint === "duration" ? formatDuration(fallback as number) : String(fallback);
 }

@@ -2,14 +2,39 @@ import type { BackendSpec } from "../config/backend-url.ts";
 import { type HealthState, initialHealth } from "./health.ts";
 import { CLEAN_OUTLIER, type OutlierState } from "./outlier.ts";
 
+/**
+ * What an operator asked of a backend: take traffic, finish what it has and take no more (before removal or
+ * maintenance), or stay out of rotation (disabled) until enabled again.
+ */
+export type AdminState = "active" | "draining" | "disabled";
+
+export interface BackendStats {
+  /** Attempts sent to it. */
+  requests: number;
+  /** Attempts that failed or got a 5xx. */
+  errors: number;
+  /** Attempts that were a retry of a request another backend failed. */
+  retries: number;
+}
+
+export interface LastCheck {
+  ok: boolean;
+  reason: string;
+  /** When it finished (ms since the epoch). */
+  at: number;
+}
+
 /** One server lb may send requests to, with its live state. */
 export interface Backend {
   /** The origin requests go to, e.g. `http://10.0.0.5:8080`. */
   readonly url: string;
   /** Short name for logs: the URL's host and port. */
   readonly name: string;
-  /** Configured share of traffic relative to the others. */
-  readonly weight: number;
+  /** Configured share of traffic relative to the others (a reload may change it). */
+  weight: number;
+  admin: AdminState;
+  lastCheck: LastCheck | null;
+  readonly stats: BackendStats;
   health: HealthState;
   outlier: OutlierState;
   /** Taken out of rotation by outlier detection until its ejection ends. */
@@ -19,12 +44,30 @@ export interface Backend {
 }
 
 export function createBackend({ url, weight }: BackendSpec, now: number): Backend {
-  return { url, name: new URL(url).host, weight, health: initialHealth(now), outlier: CLEAN_OUTLIER, ejected: false, inflight: 0 };
+  return {
+    url,
+    name: new URL(url).host,
+    weight,
+    admin: "active",
+    lastCheck: null,
+    stats: { requests: 0, errors: 0, retries: 0 },
+    health: initialHealth(now),
+    outlier: CLEAN_OUTLIER,
+    ejected: false,
+    inflight: 0,
+  };
 }
 
-/** In rotation: healthy by its checks and not ejected for errors. */
+/** In rotation: healthy by its checks, not ejected for errors, and neither draining nor disabled. */
 export function isAvailable(backend: Backend): boolean {
-  return backend.health.status === "healthy" && !backend.ejected;
+  return backend.health.status === "healthy" && !backend.ejected && backend.admin === "active";
+}
+
+/** One word for operators: the admin state when it is not active, else what the checks say. */
+export function describeState(backend: Backend): "healthy" | "unhealthy" | "checking" | "ejected" | "draining" | "disabled" {
+  if (backend.admin !== "active") return backend.admin;
+  if (backend.ejected) return "ejected";
+  return backend.health.status === "unknown" ? "checking" : backend.health.status;
 }
 
 /**

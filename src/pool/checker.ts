@@ -92,34 +92,49 @@ export function nextCheckDelay(backend: Backend, settings: CheckSettings, random
 
 /** Checks every backend on its own timer; the first round runs for all at once. */
 export class HealthChecker {
-  readonly #timers = new Map<Backend, ReturnType<typeof setTimeout>>();
+  readonly #timers = new Map<Backend, ReturnType<typeof setTimeout> | null>();
   #stopped = false;
 
   constructor(
     private readonly pool: Pool,
-    private readonly settings: CheckSettings,
+    private settings: CheckSettings,
     private readonly random: () => number = Math.random,
   ) {}
 
   /** Runs the first round now (so the first request already avoids dead backends), then keeps going. */
   async start(): Promise<void> {
-    await Promise.all(this.pool.backends.map((backend) => this.#check(backend)));
-    for (const backend of this.pool.backends) this.#schedule(backend);
+    await Promise.all(this.pool.backends.map((backend) => this.watch(backend)));
+  }
+
+  /** Checks a backend now (resolving when that check is done), then on its timer until unwatch(). */
+  async watch(backend: Backend): Promise<void> {
+    this.#timers.set(backend, null);
+    await this.#check(backend);
+    this.#schedule(backend);
+  }
+
+  unwatch(backend: Backend): void {
+    clearTimeout(this.#timers.get(backend) ?? undefined);
+    this.#timers.delete(backend);
+  }
+
+  /** New rules take effect from each backend's next check. */
+  reconfigure(settings: CheckSettings): void {
+    this.settings = settings;
   }
 
   stop(): void {
     this.#stopped = true;
-    for (const timer of this.#timers.values()) clearTimeout(timer);
-    this.#timers.clear();
+    for (const backend of [...this.#timers.keys()]) this.unwatch(backend);
   }
 
   async #check(backend: Backend): Promise<void> {
     const result = await checkBackend(backend, this.settings);
-    if (!this.#stopped) this.pool.recordCheck(backend, result);
+    if (!this.#stopped && this.#timers.has(backend)) this.pool.recordCheck(backend, result);
   }
 
   #schedule(backend: Backend): void {
-    if (this.#stopped) return;
+    if (this.#stopped || !this.#timers.has(backend)) return;
     const timer = setTimeout(async () => {
       await this.#check(backend);
       this.#schedule(backend);

@@ -3,7 +3,7 @@
  * request outcomes, and reports what changed through a listener, which is where logging happens.
  */
 import type { BackendSpec } from "../config/backend-url.ts";
-import { type Backend, createBackend, isAvailable } from "./backend.ts";
+import { type AdminState, type Backend, createBackend, isAvailable } from "./backend.ts";
 import { type HealthRules, type HealthState, type Observation, DEFAULT_RULES, markDown, observe } from "./health.ts";
 import { type OutlierRules, mayEject, recordOutcome } from "./outlier.ts";
 
@@ -11,7 +11,9 @@ export type PoolEvent =
   | { type: "health"; backend: Backend; from: HealthState; to: HealthState }
   | { type: "ejected"; backend: Backend; forMs: number }
   | { type: "ejection-refused"; backend: Backend }
-  | { type: "returned"; backend: Backend };
+  | { type: "returned"; backend: Backend }
+  | { type: "added"; backend: Backend }
+  | { type: "removed"; backend: Backend };
 
 export const NO_EJECTION: OutlierRules = { consecutiveErrors: 0, baseEjectionMs: 30_000, maxEjectedPercent: 0 };
 
@@ -22,8 +24,13 @@ export interface PoolOptions {
   clock?: () => number;
 }
 
+/** A change an operator asked for that the pool cannot make (the admin API answers 409). */
+export class PoolConflict extends Error {
+  override name = "PoolConflict";
+}
+
 export class Pool {
-  readonly backends: readonly Backend[];
+  #backends: Backend[];
   readonly #health: HealthRules;
   readonly #outlier: OutlierRules;
   readonly #listener: (event: PoolEvent) => void;
@@ -37,7 +44,40 @@ export class Pool {
     this.#listener = options.listener ?? (() => {});
     this.#clock = options.clock ?? Date.now;
     const now = this.#clock();
-    this.backends = specs.map((spec) => createBackend(spec, now));
+    this.#backends = specs.map((spec) => createBackend(spec, now));
+  }
+
+  /** Every backend, in configured order (added ones last), whatever its state. */
+  get backends(): readonly Backend[] {
+    return this.#backends;
+  }
+
+  /** A backend by its name (host:port) or its URL. */
+  find(idOrUrl: string): Backend | undefined {
+    return this.#backends.find((b) => b.name === idOrUrl || b.url === idOrUrl);
+  }
+
+  /** Adds a backend; it takes traffic once its first health check passes. */
+  add(spec: BackendSpec): Backend {
+    const name = new URL(spec.url).host;
+    if (this.#backends.some((b) => b.url === spec.url || b.name === name)) throw new PoolConflict(`${spec.url} is already in the pool`);
+    const backend = createBackend(spec, this.#clock());
+    this.#backends = [...this.#backends, backend];
+    this.#listener({ type: "added", backend });
+    return backend;
+  }
+
+  /** Takes a backend out of the pool at once; requests already sent to it still finish. */
+  remove(backend: Backend): void {
+    if (!this.#backends.includes(backend)) return;
+    this.#backends = this.#backends.filter((b) => b !== backend);
+    this.#rebuild();
+    this.#listener({ type: "removed", backend });
+  }
+
+  setAdminState(backend: Backend, state: AdminState): void {
+    backend.admin = state;
+    this.#rebuild();
   }
 
   /** Backends in rotation, in configured order; rebuilt on each change, not on each request. */
@@ -46,7 +86,9 @@ export class Pool {
   }
 
   recordCheck(backend: Backend, result: Observation): void {
-    this.#setHealth(backend, observe(backend.health, result, this.#health, this.#clock()));
+    const now = this.#clock();
+    backend.lastCheck = { ...result, at: now };
+    this.#setHealth(backend, observe(backend.health, result, this.#health, now));
   }
 
   recordConnectFailure(backend: Backend, reason: string): void {
@@ -59,8 +101,8 @@ export class Pool {
     const { state, ejectForMs } = recordOutcome(backend.outlier, isError, this.#outlier, now);
     backend.outlier = state;
     if (ejectForMs === 0 || backend.ejected) return;
-    const ejectedNow = this.backends.filter((b) => b.ejected).length;
-    if (!mayEject(ejectedNow, this.backends.length, this.#outlier)) {
+    const ejectedNow = this.#backends.filter((b) => b.ejected).length;
+    if (!mayEject(ejectedNow, this.#backends.length, this.#outlier)) {
       this.#listener({ type: "ejection-refused", backend });
       return;
     }
@@ -92,6 +134,6 @@ export class Pool {
   }
 
   #rebuild(): void {
-    this.#available = this.backends.filter(isAvailable);
+    this.#available = this.#backends.filter(isAvailable);
   }
 }

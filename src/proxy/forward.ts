@@ -179,15 +179,19 @@ export class Forwarder {
     const isRetry = trip.attempts > 0;
     trip.attempts++;
     trip.backend = backend.name;
-    if (isRetry) this.#retriesInFlight++;
+    backend.stats.requests++;
+    if (isRetry) {
+      backend.stats.retries++;
+      this.#retriesInFlight++;
+    }
     const result = await this.#attempt(backend, trip, headers, body);
     if (isRetry) this.#retriesInFlight--;
+    if (result === "client-gone") return result;
+    const failed = !(result instanceof Response) || result.status >= 500;
+    if (failed) backend.stats.errors++;
     const { pool } = this.options;
-    if (result instanceof Response) pool.recordOutcome(backend, result.status >= 500);
-    else if (result === "client-gone") return result;
-    else if (result.kind === "connect" || result.kind === "reset") {
-      pool.recordConnectFailure(backend, `${result.reason} (seen forwarding a request)`);
-    } else pool.recordOutcome(backend, true);
+    if (result instanceof Response || (result.kind !== "connect" && result.kind !== "reset")) pool.recordOutcome(backend, failed);
+    else pool.recordConnectFailure(backend, `${result.reason} (seen forwarding a request)`);
     return result;
   }
 

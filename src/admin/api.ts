@@ -1,0 +1,107 @@
+/**
+ * The admin API: read the pool, and change it while lb runs (add, drain, remove, disable, enable). Every change is
+ * logged with who asked (client address) and what. It only touches the pool; the listener lives in server.ts.
+ */
+import { checkBackendUrl } from "../config/backend-url.ts";
+import { parseDuration } from "../config/duration.ts";
+import type { Logger } from "../log.ts";
+import { type Backend, describeState } from "../pool/backend.ts";
+import { drainAndRemove } from "../pool/drain.ts";
+import { type Pool, PoolConflict } from "../pool/pool.ts";
+import { bearerMatches } from "./auth.ts";
+
+export interface AdminOptions {
+  pool: Pool;
+  log: Logger;
+  /** Empty: no token needed (loopback only, enforced at startup). */
+  token: string;
+  /** How long DELETE waits for in-flight requests before removing anyway (overridable with ?timeout=). */
+  drainTimeoutMs: number;
+}
+
+export type AdminHandler = (request: Request, clientIp: string) => Promise<Response>;
+
+/** What each POST /api/backends/<id>/<action> sets. */
+const ADMIN_ACTIONS = { drain: "draining", disable: "disabled", enable: "active" } as const;
+
+const json = (body: unknown, status = 200) => Response.json(body, { status, headers: { "cache-control": "no-store" } });
+const problem = (status: number, error: string) => json({ error }, status);
+
+export function backendJson(backend: Backend) {
+  const { health, lastCheck } = backend;
+  return {
+    id: backend.name,
+    url: backend.url,
+    state: describeState(backend),
+    weight: backend.weight,
+    inflight: backend.inflight,
+    health: health.status,
+    since: new Date(health.since).toISOString(),
+    passes: health.passes,
+    failures: health.failures,
+    lastCheck: lastCheck && { ok: lastCheck.ok, reason: lastCheck.reason, at: new Date(lastCheck.at).toISOString() },
+    ejected: backend.ejected,
+    requests: backend.stats.requests,
+    errors: backend.stats.errors,
+    retries: backend.stats.retries,
+  };
+}
+
+export function createAdminHandler(options: AdminOptions): AdminHandler {
+  const { pool, log } = options;
+  const changed = (ip: string, what: string) => log.info(`admin ${ip}: ${what}`);
+
+  return async (request, ip) => {
+    const url = new URL(request.url);
+    const path = url.pathname.replace(/\/+$/, "") || "/";
+    if (path === "/healthz") return json({ status: "ok" });
+    if (path === "/readyz") {
+      const healthy = pool.available().length;
+      return json({ ready: healthy > 0, healthy }, healthy > 0 ? 200 : 503);
+    }
+    if (!path.startsWith("/api/")) return problem(404, `no such endpoint: ${path}`);
+    if (options.token && !bearerMatches(request.headers.get("authorization"), options.token)) {
+      log.warn(`admin ${ip}: refused ${request.method} ${path} (missing or wrong token)`);
+      return json({ error: "missing or wrong token: send Authorization: Bearer <token>" }, 401);
+    }
+
+    if (path === "/api/backends") {
+      if (request.method === "GET") return json({ backends: pool.backends.map(backendJson) });
+      if (request.method !== "POST") return problem(405, "use GET or POST on /api/backends");
+      const body = (await request.json().catch(() => null)) as { url?: unknown; weight?: unknown } | null;
+      if (!body || typeof body.url !== "string") return problem(400, 'send JSON like {"url": "http://10.0.0.5:8080", "weight": 1}');
+      const checked = checkBackendUrl(body.url, { weight: body.weight });
+      if ("error" in checked) return problem(400, checked.error);
+      try {
+        const backend = pool.add(checked.spec);
+        changed(ip, `added backend ${backend.url} (weight ${backend.weight})`);
+        return json(backendJson(backend), 201);
+      } catch (error) {
+        if (error instanceof PoolConflict) return problem(409, error.message);
+        throw error;
+      }
+    }
+
+    const match = /^\/api\/backends\/([^/]+)(?:\/(drain|disable|enable))?$/.exec(path);
+    if (!match) return problem(404, `no such endpoint: ${path}`);
+    const id = decodeURIComponent(match[1]!);
+    const backend = pool.find(id);
+    if (!backend) return problem(404, `no backend ${id}; GET /api/backends lists them`);
+    const action = match[2];
+
+    if (!action) {
+      if (request.method === "GET") return json(backendJson(backend));
+      if (request.method !== "DELETE") return problem(405, "use GET or DELETE on a backend");
+      const timeoutMs = parseDuration(url.searchParams.get("timeout") ?? "") ?? options.drainTimeoutMs;
+      changed(ip, `removing backend ${backend.url} (draining, at most ${timeoutMs}ms)`);
+      const left = await drainAndRemove(pool, backend, timeoutMs);
+      changed(ip, `removed backend ${backend.url}${left ? ` with ${left} request(s) still in flight` : ""}`);
+      return json({ removed: backend.name, inflightAtRemoval: left });
+    }
+    if (request.method !== "POST") return problem(405, `use POST on ${path}`);
+    const next = ADMIN_ACTIONS[action as keyof typeof ADMIN_ACTIONS];
+    pool.setAdminState(backend, next);
+    changed(ip, `backend ${backend.url} is now ${next}`);
+    return json(backendJson(backend));
+  };
+}

@@ -1,0 +1,116 @@
+/** `lb backends ...`: the admin API from the terminal, for a running lb. */
+import { parseArgs } from "citty";
+import { ConfigError } from "../config/load.ts";
+import { adminAddress } from "../config/settings.ts";
+import type { backendJson } from "./api.ts";
+
+type BackendView = ReturnType<typeof backendJson>;
+
+export const BACKENDS_USAGE = `Change the pool of a running lb through its admin API.
+
+USAGE
+  lb backends list [--json]
+  lb backends add <url> [--weight N]
+  lb backends drain|enable|disable <id>
+  lb backends remove <id> [--timeout 30s]
+
+OPTIONS
+  --admin host:port     where lb's admin API listens (default 127.0.0.1:9090)
+  --admin-token token   its token, if it has one (default: $LB_ADMIN_TOKEN)
+  --json                print JSON instead of a table
+
+<id> is a backend's host:port as list shows it, or its URL.
+`;
+
+const ARGS = {
+  admin: { type: "string" },
+  "admin-token": { type: "string" },
+  weight: { type: "string" },
+  timeout: { type: "string" },
+  json: { type: "boolean" },
+} as const;
+
+/** Runs one subcommand; resolves to the text to print. Bad usage throws ConfigError (exit 2). */
+export async function runBackendsCommand(argv: string[], env: { adminToken?: string }): Promise<string> {
+  const args = parseArgs(argv, ARGS) as Record<string, unknown> & { _: string[] };
+  const [command, target] = args._;
+  const address = adminAddress(args.admin ?? "127.0.0.1:9090");
+  if ("error" in address || !address.value) throw new ConfigError(`--admin: ${"error" in address ? address.error : "cannot be off here"}`);
+  const { host, port } = address.value;
+  const base = `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
+  const token = (args["admin-token"] as string | undefined) ?? env.adminToken ?? "";
+  const call = (method: string, path: string, body?: unknown) => request(base, token, method, path, body);
+  const id = () => {
+    if (!target) throw new ConfigError(`lb backends ${command} needs a backend id (host:port); lb backends list shows them`);
+    return encodeURIComponent(target);
+  };
+
+  switch (command) {
+    case "list": {
+      const { backends } = (await call("GET", "/api/backends")) as { backends: BackendView[] };
+      return args.json ? JSON.stringify(backends, null, 2) : table(backends);
+    }
+    case "add": {
+      if (!target) throw new ConfigError("lb backends add needs a URL, e.g. lb backends add http://10.0.0.5:8080");
+      const weight = args.weight === undefined ? undefined : Number(args.weight);
+      return describe(await call("POST", "/api/backends", { url: target, weight }), args.json, "added");
+    }
+    case "drain":
+    case "enable":
+    case "disable":
+      return describe(await call("POST", `/api/backends/${id()}/${command}`), args.json, command);
+    case "remove": {
+      const query = args.timeout ? `?timeout=${encodeURIComponent(String(args.timeout))}` : "";
+      const result = (await call("DELETE", `/api/backends/${id()}${query}`)) as { removed: string; inflightAtRemoval: number };
+      if (args.json) return JSON.stringify(result, null, 2);
+      const left = result.inflightAtRemoval;
+      return `removed ${result.removed}${left ? ` (${left} request(s) were still in flight at the deadline)` : " (drained)"}`;
+    }
+    default:
+      throw new ConfigError(`${command ? `unknown subcommand "${command}"` : "a subcommand is needed"}; run lb backends --help`);
+  }
+}
+
+/** An API failure that is not the user's typing: printed as one line, exit 1. */
+export class AdminCallError extends Error {
+  override name = "AdminCallError";
+}
+
+async function request(base: string, token: string, method: string, path: string, body?: unknown): Promise<unknown> {
+  let response: Response;
+  try {
+    response = await fetch(base + path, {
+      method,
+      headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(body ? { "content-type": "application/json" } : {}) },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch (error) {
+    const code = (error as { code?: string }).code ?? (error as Error).message;
+    throw new AdminCallError(`cannot reach lb's admin API at ${base} (${code}); is lb running, and is --admin right?`);
+  }
+  const payload = (await response.json().catch(() => ({}))) as { error?: string };
+  if (!response.ok) throw new AdminCallError(`${response.status}: ${payload.error ?? response.statusText}`);
+  return payload;
+}
+
+function describe(backend: unknown, asJson: unknown, what: string): string {
+  const view = backend as BackendView;
+  return asJson ? JSON.stringify(view, null, 2) : `${what}: ${view.id} (${view.url}) is ${view.state}`;
+}
+
+function table(backends: BackendView[]): string {
+  const header = ["ID", "STATE", "WEIGHT", "INFLIGHT", "REQUESTS", "ERRORS", "RETRIES", "LAST CHECK"];
+  const rows = backends.map((b) => [
+    b.id,
+    b.state,
+    String(b.weight),
+    String(b.inflight),
+    String(b.requests),
+    String(b.errors),
+    String(b.retries),
+    b.lastCheck ? `${b.lastCheck.ok ? "pass" : "fail"}: ${b.lastCheck.reason}` : "-",
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join("  ");
+  return [line(header), ...rows.map(line)].join("\n");
+}

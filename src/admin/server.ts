@@ -1,0 +1,19 @@
+/** The admin listener: a second Bun.serve, loopback by default, serving the admin API. */
+import type { Server } from "bun";
+import type { AdminAddress } from "../config/settings.ts";
+import type { Logger } from "../log.ts";
+import type { AdminHandler } from "./api.ts";
+
+export function startAdminServer(address: NonNullable<AdminAddress>, handler: AdminHandler, log: Logger): Server<undefined> {
+  return Bun.serve({
+    hostname: address.host,
+    port: address.port,
+    development: false,
+    reusePort: false,
+    fetch: (request, server) => handler(request, server.requestIP(request)?.address ?? "-"),
+    error(error) {
+      log.error(`admin API error: ${error.message}`);
+      return Response.json({ error: "internal error in the admin API" }, { status: 500 });
+    },
+  });
+}

@@ -1,0 +1,17 @@
+/** Draining: a backend takes no new requests, its in-flight ones finish (within a deadline), then it leaves. */
+import type { Backend } from "./backend.ts";
+import type { Pool } from "./pool.ts";
+
+const POLL_MS = 20;
+
+/**
+ * Marks the backend draining, waits until it has nothing in flight or the deadline passes, then removes it.
+ * Resolves to the number of requests still in flight at removal (0 when it drained cleanly); those still finish.
+ */
+export async function drainAndRemove(pool: Pool, backend: Backend, timeoutMs: number): Promise<number> {
+  pool.setAdminState(backend, "draining");
+  const deadline = Date.now() + timeoutMs;
+  while (backend.inflight > 0 && Date.now() < deadline) await Bun.sleep(POLL_MS);
+  pool.remove(backend);
+  return backend.inflight;
+}

@@ -1,0 +1,196 @@
+/** The admin API and `lb backends`: change the pool while lb runs, under load, without failing a request. */
+import { afterEach, describe, expect, test } from "bun:test";
+import { type InProcessLb, type TestBackend, runCommand, spawnLb, startBackend, startTestLb, waitFor } from "./helpers.ts";
+
+const cleanup: Array<() => Promise<unknown>> = [];
+afterEach(async () => {
+  await Promise.all(cleanup.splice(0).map((stop) => stop()));
+});
+
+function backend(name: string, handler?: (request: Request) => Response | Promise<Response>): TestBackend {
+  const started = startBackend(name, handler);
+  cleanup.push(started.stop);
+  return started;
+}
+
+async function lbFor(urls: string[], settings: Record<string, unknown> = {}): Promise<InProcessLb> {
+  const lb = await startTestLb(urls, settings);
+  cleanup.push(lb.stop);
+  return lb;
+}
+
+/** A JSON answer, loosely typed: the assertions check its shape. */
+const body = async (response: Response | Promise<Response>): Promise<any> => (await response).json();
+const api = (lb: InProcessLb, path: string, init?: RequestInit) => fetch(`${lb.lb.adminUrl!.origin}${path}`, init);
+const post = (lb: InProcessLb, path: string, body?: unknown) =>
+  api(lb, path, { method: "POST", body: body === undefined ? undefined : JSON.stringify(body), headers: { "content-type": "application/json" } });
+
+/** Clients sending requests back to back until stopped; every status is kept. */
+function steadyLoad(url: string, clients = 8) {
+  const statuses: number[] = [];
+  const answeredBy: string[] = [];
+  let running = true;
+  const done = Promise.all(
+    Array.from({ length: clients }, async () => {
+      while (running) {
+        const response = await fetch(url);
+        answeredBy.push(await response.text());
+        statuses.push(response.status);
+      }
+    }),
+  );
+  return { statuses, answeredBy, stop: async () => ((running = false), await done) };
+}
+
+describe("admin API", () => {
+  test("lists every backend with its state, checks, in-flight and totals", async () => {
+    const a = backend("a");
+    const lb = await lbFor([a.url, "http://127.0.0.1:1"]);
+    await (await fetch(`${lb.url}/x`)).text();
+    const { backends } = await body(api(lb, "/api/backends"));
+    expect(backends).toHaveLength(2);
+    expect(backends[0]).toMatchObject({
+      id: new URL(a.url).host,
+      url: a.url,
+      state: "healthy",
+      weight: 1,
+      inflight: 0,
+      passes: 1,
+      failures: 0,
+      requests: 1,
+      errors: 0,
+      retries: 0,
+      lastCheck: { ok: true, reason: "status 200" },
+    });
+    expect(backends[1]).toMatchObject({ state: "unhealthy", lastCheck: { ok: false, reason: "connection refused" } });
+  });
+
+  test("healthz and readyz for orchestrators", async () => {
+    const lb = await lbFor(["http://127.0.0.1:1"]);
+    expect((await api(lb, "/healthz")).status).toBe(200);
+    const ready = await api(lb, "/readyz");
+    expect(ready.status).toBe(503);
+    expect(await body(ready)).toEqual({ ready: false, healthy: 0 });
+  });
+
+  test("a backend added under load is checked at once and takes traffic, with no failed request", async () => {
+    const [a, b] = [backend("a"), backend("b")];
+    const lb = await lbFor([a.url], { "health-interval": "1m" });
+    const load = steadyLoad(`${lb.url}/`);
+    await waitFor(() => load.statuses.length > 50, "some load");
+    const added = await post(lb, "/api/backends", { url: b.url, weight: 2 });
+    expect(added.status).toBe(201);
+    await waitFor(() => load.answeredBy.includes("backend b"), "the new backend to take traffic", 3000);
+    const mark = load.answeredBy.length;
+    await waitFor(() => load.answeredBy.length > mark + 300, "more load");
+    await load.stop();
+    const after = load.answeredBy.slice(mark);
+    expect(after.filter((x) => x === "backend b").length / after.length).toBeGreaterThan(0.5); // weight 2 of 3
+    expect(load.statuses.filter((s) => s !== 200)).toEqual([]);
+    expect(lb.logs.some((l) => l.includes(`admin 127.0.0.1: added backend ${b.url} (weight 2)`))).toBe(true);
+  });
+
+  test("bad and duplicate additions get 400 and 409 with a JSON error", async () => {
+    const a = backend("a");
+    const lb = await lbFor([a.url]);
+    const bad = await post(lb, "/api/backends", { url: "ftp://x" });
+    expect(bad.status).toBe(400);
+    expect((await body(bad)).error).toContain("backends must be http");
+    expect((await post(lb, "/api/backends", "nonsense")).status).toBe(400);
+    const twice = await post(lb, "/api/backends", { url: a.url });
+    expect(twice.status).toBe(409);
+    expect((await body(twice)).error).toContain("already in the pool");
+    expect((await api(lb, "/api/backends/nope:1/drain", { method: "POST" })).status).toBe(404);
+  });
+
+  test("drain under load: in-flight requests finish, no new ones arrive, nothing fails; then remove", async () => {
+    const gate = Promise.withResolvers<void>();
+    const slowOnB = (name: string) => async (request: Request) => {
+      if (new URL(request.url).pathname === "/slow") await gate.promise;
+      return new Response(`backend ${name}`);
+    };
+    const [a, b] = [backend("a"), backend("b", slowOnB("b"))];
+    const lb = await lbFor([a.url, b.url], { "health-interval": "1m" });
+    const inflight = [fetch(`${lb.url}/slow`), fetch(`${lb.url}/slow`)]; // round robin: one of them goes to b
+    await waitFor(() => b.seen.some((r) => r.path === "/slow"), "a slow request on b");
+    const load = steadyLoad(`${lb.url}/`);
+    const drained = await post(lb, `/api/backends/${new URL(b.url).host}/drain`);
+    expect((await body(drained)).state).toBe("draining");
+    // Requests already on their way to b when the drain began may still land; after those, nothing new.
+    const drainedAt = load.statuses.length;
+    await waitFor(() => load.statuses.length > drainedAt + 50, "requests after the drain");
+    const seenAfterDrain = b.seen.length;
+    await waitFor(() => load.statuses.length > drainedAt + 300, "more load during the drain");
+    expect(b.seen.length).toBe(seenAfterDrain);
+    const removal = api(lb, `/api/backends/${new URL(b.url).host}?timeout=5s`, { method: "DELETE" });
+    gate.resolve();
+    expect(await Promise.all(inflight.map(async (r) => (await r).status))).toEqual([200, 200]);
+    expect(await body(removal)).toEqual({ removed: new URL(b.url).host, inflightAtRemoval: 0 });
+    await load.stop();
+    expect(load.statuses.filter((s) => s !== 200)).toEqual([]);
+    expect(lb.lb.pool.backends.map((x) => x.url)).toEqual([a.url]);
+  });
+
+  test("disable and enable for maintenance", async () => {
+    const [a, b] = [backend("a"), backend("b")];
+    const lb = await lbFor([a.url, b.url]);
+    const id = new URL(b.url).host;
+    expect((await body(post(lb, `/api/backends/${id}/disable`))).state).toBe("disabled");
+    const texts = await Promise.all([1, 2, 3, 4].map(async () => (await fetch(`${lb.url}/`)).text()));
+    expect(texts).toEqual(["backend a", "backend a", "backend a", "backend a"]);
+    expect((await body(post(lb, `/api/backends/${id}/enable`))).state).toBe("healthy");
+    const again = await Promise.all([1, 2].map(async () => (await fetch(`${lb.url}/`)).text()));
+    expect(again.sort()).toEqual(["backend a", "backend b"]);
+  });
+});
+
+describe("admin security", () => {
+  test("lb refuses a non-loopback admin listener without a token", async () => {
+    const { code, stderr } = await runCommand(["--admin", "0.0.0.0:0", "http://127.0.0.1:1"]);
+    expect(code).toBe(2);
+    expect(stderr).toContain("is not a loopback address, so the admin API needs a token");
+  });
+
+  test("with a token: none or a wrong one gets 401, the right one works; the token is never logged", async () => {
+    const a = backend("a");
+    const token = "t0ps3cret-token";
+    const lb = await lbFor([a.url], { "admin-token": token });
+    expect((await api(lb, "/api/backends")).status).toBe(401);
+    expect((await api(lb, "/api/backends", { headers: { authorization: "Bearer wrong" } })).status).toBe(401);
+    expect((await api(lb, "/api/backends", { headers: { authorization: `Bearer ${token}` } })).status).toBe(200);
+    expect((await api(lb, "/healthz")).status).toBe(200);
+    expect(lb.logs.some((l) => l.includes("refused GET /api/backends"))).toBe(true);
+    expect(lb.logs.join("\n")).not.toContain(token);
+  });
+});
+
+describe("lb backends (the CLI)", () => {
+  test("list, add, drain, remove against a running lb", async () => {
+    const [a, b] = [backend("a"), backend("b")];
+    const lb = await spawnLb(["--port", "0", "--host", "127.0.0.1", "--admin", "127.0.0.1:0", a.url]);
+    cleanup.push(() => lb.kill());
+    const admin = /admin (http:\/\/[\d.]+:\d+)/.exec(lb.stderr.find((l) => l.includes("listening"))!)![1]!;
+    const cli = (...args: string[]) => runCommand(["backends", ...args, "--admin", new URL(admin).host]);
+
+    const added = await cli("add", b.url, "--weight", "3");
+    expect(added).toMatchObject({ code: 0 });
+    expect(added.stdout).toContain(`added: ${new URL(b.url).host}`);
+    await waitFor(async () => (await cli("list")).stdout.includes("healthy  3"), "the added backend to be healthy");
+    const list = await cli("list");
+    expect(list.stdout.split("\n")[0]).toMatch(/^ID\s+STATE\s+WEIGHT\s+INFLIGHT\s+REQUESTS\s+ERRORS\s+RETRIES\s+LAST CHECK$/);
+    expect(list.stdout).toContain(new URL(a.url).host);
+    const json = JSON.parse((await cli("list", "--json")).stdout);
+    expect(json.map((x: { id: string }) => x.id)).toEqual([new URL(a.url).host, new URL(b.url).host]);
+    expect((await cli("drain", new URL(b.url).host)).stdout).toContain("is draining");
+    expect((await cli("remove", new URL(b.url).host)).stdout).toBe(`removed ${new URL(b.url).host} (drained)\n`);
+    await lb.waitForLine("stderr", /admin 127\.0\.0\.1: removed backend/);
+
+    const missing = await cli("drain", "nope:1");
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain("404: no backend nope:1");
+    const unreachable = await runCommand(["backends", "list", "--admin", "127.0.0.1:1"]);
+    expect(unreachable.code).toBe(1);
+    expect(unreachable.stderr).toContain("cannot reach lb's admin API at http://127.0.0.1:1");
+    expect((await runCommand(["backends", "frobnicate"])).code).toBe(2);
+  });
+});
