@@ -12,6 +12,10 @@ const LEVEL_NAMES: Record<number, string> = { 0: "error", 1: "warn", 2: "info", 
 
 export type Logger = ConsolaInstance;
 
+export function consolaLevel(level: LogLevel): number {
+  return CONSOLA_LEVELS[level];
+}
+
 export function createLogger(level: LogLevel, logFormat: LogFormat): Logger {
   const colors = Boolean(process.stderr.isTTY) && !process.env.NO_COLOR;
   const line = logFormat === "json" ? jsonLine : (entry: LogObject) => prettyLine(entry, colors);

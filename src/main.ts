@@ -1,5 +1,7 @@
 #!/usr/bin/env bun
 /** The command line: `lb [options] <backend-url>...` and `lb demo`. Every input problem exits 2 with one line. */
+import { watch } from "node:fs";
+import { basename, dirname, resolve as resolvePath } from "node:path";
 import { BACKENDS_USAGE, runBackendsCommand } from "./admin/client.ts";
 import { type CommandSpec, parseCommandLine, usage } from "./cli.ts";
 import { ConfigError, type Layer, readConfigFile, resolveConfig } from "./config/load.ts";
@@ -47,7 +49,9 @@ async function main(argv: string[]): Promise<void> {
   const environment = { stdoutIsTTY: Boolean(process.stdout.isTTY), adminToken: process.env.LB_ADMIN_TOKEN };
   if (!isDemo) {
     const config = resolveConfig([...layers, commandLine.layer], environment);
-    await serve(config);
+    const { lb, log } = await serve(config);
+    const path = commandLine.configPath;
+    if (path) watchConfig(path, log, async () => resolveConfig([await readConfigFile(path), commandLine.layer], environment), lb);
     return;
   }
   const backends = startDemoBackends();
@@ -82,6 +86,31 @@ async function serve(config: Config): Promise<{ lb: RunningLb; log: Logger }> {
   process.on("SIGINT", () => void shutdown("SIGINT"));
   process.on("SIGTERM", () => void shutdown("SIGTERM"));
   return { lb, log };
+}
+
+/** How long the config file must be quiet before a change is reloaded (editors write in several steps). */
+const RELOAD_DEBOUNCE_MS = 300;
+
+/**
+ * Reloads on SIGHUP and when the config file changes. The directory is watched, not the file, because editors
+ * often replace the file (a new inode) rather than write into it. An invalid file is logged and ignored.
+ */
+function watchConfig(path: string, log: Logger, load: () => Promise<Config>, lb: RunningLb): void {
+  const reload = async (why: string) => {
+    try {
+      log.info(`${lb.reload(await load())} (${why})`);
+    } catch (error) {
+      const message = error instanceof ConfigError ? error.message : describe(error);
+      log.error(`config reload rejected, the running config stays in force: ${message}`);
+    }
+  };
+  process.on("SIGHUP", () => void reload("SIGHUP"));
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  watch(dirname(resolvePath(path)), (_, file) => {
+    if (file !== basename(path)) return;
+    clearTimeout(timer);
+    timer = setTimeout(() => void reload(`${path} changed`), RELOAD_DEBOUNCE_MS);
+  });
 }
 
 function listenError(error: unknown, config: Config): unknown {

@@ -1,11 +1,11 @@
 /** Wires the parts together: pool + health checks + policy + forwarder behind Bun.serve, and a bounded shutdown. */
-import { createPolicy } from "./balance/create.ts";
-import { StickySessions } from "./balance/sticky.ts";
 import type { BackendSpec } from "./config/backend-url.ts";
+import { checkSettings, forwarderTuning, poolRules } from "./config/derive.ts";
 import { formatDuration } from "./config/duration.ts";
+import { drainAndRemove } from "./pool/drain.ts";
+import { RESTART_ONLY, changedSettings, diffBackends, effectiveConfig } from "./reload.ts";
 import type { Config } from "./config/settings.ts";
-import { AccessLog, type Logger } from "./log.ts";
-import { currentWeight } from "./pool/backend.ts";
+import { AccessLog, type Logger, consolaLevel } from "./log.ts";
 import { HealthChecker, describeStatuses } from "./pool/checker.ts";
 import { type PoolEvent, Pool } from "./pool/pool.ts";
 import { type ClientConnection, Forwarder } from "./proxy/forward.ts";
@@ -30,6 +30,8 @@ export interface RunningLb {
   readonly pool: Pool;
   /** Requests waiting for a backend with room (max-inflight reached everywhere). */
   queued(): number;
+  /** Applies a new config without a restart (see reload.ts for what changes); returns a one-line summary. */
+  reload(next: Config): string;
   /** Stops accepting, lets in-flight requests finish within the drain timeout, then closes what is left. */
   stop(): Promise<void>;
 }
@@ -62,46 +64,15 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
   const { log } = options;
   const accessLog = options.accessLog !== undefined ? options.accessLog : config.accessLog ? new AccessLog(config.logFormat) : null;
   const pool: Pool = new Pool(config.backends, {
-    health: { rise: config.healthRise, fall: config.healthFall },
-    outlier: {
-      consecutiveErrors: config.outlierErrors,
-      baseEjectionMs: config.outlierEjection,
-      maxEjectedPercent: config.outlierMaxEjected,
-    },
+    ...poolRules(config),
     listener: (event) => {
       logPoolEvent(log, event, pool);
       if (event.type === "added") void checker.watch(event.backend);
       if (event.type === "removed") checker.unwatch(event.backend);
     },
   });
-  const checker = new HealthChecker(pool, {
-    method: config.healthMethod,
-    path: config.healthPath,
-    statuses: config.healthStatus,
-    body: config.healthBody,
-    headers: config.healthHeaders,
-    intervalMs: config.healthInterval,
-    downIntervalMs: config.healthDownInterval,
-    timeoutMs: config.healthTimeout,
-    jitterPercent: config.healthJitter,
-  });
-
-  const forwarder = new Forwarder({
-    pool,
-    policy: createPolicy(config, (backend) => currentWeight(backend, config.slowStart, Date.now())),
-    sticky: config.stickyCookie ? new StickySessions(config.stickyCookie) : null,
-    limiter: new Limiter(UPSTREAM_CONCURRENCY),
-    timeoutMs: config.timeout,
-    retries: config.retries,
-    retryBudgetPercent: config.retryBudget,
-    maxInflight: config.maxInflight,
-    queueSize: config.queueSize,
-    queueTimeoutMs: config.queueTimeout,
-    retryAfterSeconds: Math.max(1, Math.ceil(config.healthInterval / 1000)),
-    accessLog,
-    log,
-    debug: config.logLevel === "debug",
-  });
+  const checker = new HealthChecker(pool, checkSettings(config));
+  const forwarder = new Forwarder({ pool, limiter: new Limiter(UPSTREAM_CONCURRENCY), accessLog, log, ...forwarderTuning(config) });
 
   let ready = false;
   let firstRound: Promise<void> = Promise.resolve();
@@ -149,7 +120,39 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
       accessLog?.flush();
     })());
 
-  return { url, port: server.port!, adminUrl, pool, queued: () => forwarder.queued, stop };
+  let current = config;
+  const reload = (next: Config): string => {
+    const diff = diffBackends(current.backends, next.backends);
+    for (const spec of diff.added) {
+      const existing = pool.find(spec.url);
+      if (existing) existing.weight = spec.weight; // added through the API before; the file now manages it
+      else pool.add(spec);
+    }
+    for (const spec of diff.reweighted) {
+      const backend = pool.find(spec.url);
+      if (backend) backend.weight = spec.weight;
+    }
+    for (const url of diff.removed) {
+      const backend = pool.find(url);
+      if (backend) void drainAndRemove(pool, backend, next.drainTimeout);
+    }
+    pool.reconfigure(poolRules(next));
+    checker.reconfigure(checkSettings(next));
+    forwarder.reconfigure(forwarderTuning(next));
+    log.level = consolaLevel(next.logLevel);
+    const changed = changedSettings(current, next);
+    const needRestart = changed.filter((name) => RESTART_ONLY.has(name));
+    if (needRestart.length) log.warn(`config reload: ${needRestart.join(", ")} change only on restart; the running values stay`);
+    current = effectiveConfig(current, next);
+    const applied = changed.filter((name) => !RESTART_ONLY.has(name));
+    return (
+      `config reloaded: ${diff.added.length} backend(s) added, ${diff.removed.length} draining out, ` +
+      `${diff.reweighted.length} reweighted` +
+      (applied.length ? `; changed: ${applied.join(", ")}` : "")
+    );
+  };
+
+  return { url, port: server.port!, adminUrl, pool, queued: () => forwarder.queued, reload, stop };
 }
 
 function listen<T>(listener: ListenError["listener"], start: () => T): T {

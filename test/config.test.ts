@@ -113,7 +113,10 @@ describe("resolveConfig", () => {
       { url: "http://a:1", weight: 4 },
       { url: "http://b:2", weight: 2 },
     ]);
-    expect(() => resolve({ backends: [{ url: "http://a:1", wieght: 4 }] })).toThrow('backends[0]: "wieght" is not a backend setting');
+    expect(() => resolve({ backends: [{ url: "http://a:1", wieght: 4 }] })).toThrow("backends[0].wieght: not a backend setting");
+    expect(() => resolve({ backends: ["http://a:1", { url: "nope://x" }, { url: "http://b:1", weight: 0 }] })).toThrow(
+      'backends[1].url: "nope://x" uses nope; backends must be http:// or https://; test: backends[2].weight: weight must be a whole number from 1 to 1000',
+    );
   });
 
   test("pool settings: policy, hash key, statuses, headers, percentages", () => {

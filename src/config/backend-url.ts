@@ -38,11 +38,13 @@ export function checkBackendUrl(text: string, options: { weight?: unknown } = {}
     if (key !== "weight") return { error: `"${text}": unknown backend option "${key}"; known: weight (e.g. #weight=3)` };
   }
   const weight = parseWeight(options.weight ?? fragment.get("weight") ?? 1);
-  if (weight === null) return { error: `"${text}": weight must be a whole number from 1 to ${MAX_WEIGHT}` };
+  if (weight === null) return { error: `"${text}": ${WEIGHT_PROBLEM}` };
   return { spec: { url: url.origin, weight } };
 }
 
-function parseWeight(value: unknown): number | null {
+export const WEIGHT_PROBLEM = `weight must be a whole number from 1 to ${MAX_WEIGHT}`;
+
+export function parseWeight(value: unknown): number | null {
   const n = typeof value === "string" && /^\d+$/.test(value) ? Number(value) : value;
   return typeof n === "number" && Number.isInteger(n) && n >= 1 && n <= MAX_WEIGHT ? n : null;
 }

@@ -2,7 +2,7 @@
  * Every setting lb has, defined once: the command line, the config file, `--help` and the README table all come
  * from this list, so they cannot drift apart.
  */
-import { type BackendSpec, checkBackendUrl } from "./backend-url.ts";
+import { type BackendSpec, type SpecCheck, WEIGHT_PROBLEM, checkBackendUrl, parseWeight } from "./backend-url.ts";
 import { type HashKey, parseHashKey } from "../balance/request-keys.ts";
 import { formatDuration, parseDuration } from "./duration.ts";
 
@@ -188,22 +188,28 @@ function backendList(value: unknown): Parsed<BackendSpec[]> {
   const problems: string[] = [];
   items.forEach((item, i) => {
     const checked = checkBackendItem(item);
-    if ("error" in checked) problems.push(`[${i}]: ${checked.error}`);
+    if ("error" in checked) problems.push(`[${i}]${checked.error}`);
     else if (specs.some((s) => s.url === checked.spec.url)) problems.push(`[${i}]: ${checked.spec.url} is listed twice`);
     else specs.push(checked.spec);
   });
   return problems.length ? { error: problems } : { value: specs };
 }
 
-function checkBackendItem(item: unknown) {
-  if (typeof item === "string") return checkBackendUrl(item);
-  if (typeof item === "object" && item !== null && "url" in item && typeof item.url === "string") {
-    const { url, weight, ...rest } = item as { url: string; weight?: unknown };
-    const unknown = Object.keys(rest);
-    if (unknown.length) return { error: `"${unknown[0]}" is not a backend setting; known: url, weight` };
-    return checkBackendUrl(url, { weight });
+/** One entry of the backends list: a URL, or a table whose problems name their field (`[2].url: ...`). */
+function checkBackendItem(item: unknown): SpecCheck {
+  if (typeof item === "string") {
+    const checked = checkBackendUrl(item);
+    return "error" in checked ? { error: `: ${checked.error}` } : checked;
   }
-  return { error: "must be a URL, or a table with url (and weight)" };
+  if (typeof item !== "object" || item === null || Array.isArray(item)) return { error: ": must be a URL, or a table with url (and weight)" };
+  const { url, weight, ...rest } = item as { url?: unknown; weight?: unknown };
+  const unknown = Object.keys(rest)[0];
+  if (unknown !== undefined) return { error: `.${unknown}: not a backend setting; known: url, weight` };
+  if (typeof url !== "string") return { error: ".url: missing; write url = \"http://10.0.0.5:8080\"" };
+  const checked = checkBackendUrl(url);
+  if ("error" in checked) return { error: `.url: ${checked.error}` };
+  const parsedWeight = parseWeight(weight ?? checked.spec.weight);
+  return parsedWeight === null ? { error: `.weight: ${WEIGHT_PROBLEM}` } : { spec: { url: checked.spec.url, weight: parsedWeight } };
 }
 
 export const SETTINGS: Setting[] = [

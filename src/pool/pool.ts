@@ -17,9 +17,12 @@ export type PoolEvent =
 
 export const NO_EJECTION: OutlierRules = { consecutiveErrors: 0, baseEjectionMs: 30_000, maxEjectedPercent: 0 };
 
-export interface PoolOptions {
-  health?: HealthRules;
-  outlier?: OutlierRules;
+export interface PoolRules {
+  health: HealthRules;
+  outlier: OutlierRules;
+}
+
+export interface PoolOptions extends Partial<PoolRules> {
   listener?: (event: PoolEvent) => void;
   clock?: () => number;
 }
@@ -31,8 +34,8 @@ export class PoolConflict extends Error {
 
 export class Pool {
   #backends: Backend[];
-  readonly #health: HealthRules;
-  readonly #outlier: OutlierRules;
+  #health: HealthRules;
+  #outlier: OutlierRules;
   readonly #listener: (event: PoolEvent) => void;
   readonly #clock: () => number;
   #available: Backend[] = [];
@@ -45,6 +48,12 @@ export class Pool {
     this.#clock = options.clock ?? Date.now;
     const now = this.#clock();
     this.#backends = specs.map((spec) => createBackend(spec, now));
+  }
+
+  /** New rules apply from the next check or outcome; current states are kept. */
+  reconfigure(rules: PoolRules): void {
+    this.#health = rules.health;
+    this.#outlier = rules.outlier;
   }
 
   /** Every backend, in configured order (added ones last), whatever its state. */

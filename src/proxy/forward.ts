@@ -16,12 +16,19 @@ import { errorResponse } from "./responses.ts";
 import { mayRetry, retryBudgetAllows } from "./retry.ts";
 import { QueueFull, Waitlist } from "./waitlist.ts";
 
-export interface ForwarderOptions {
+/** What the forwarder works with; fixed for lb's lifetime. */
+export interface ForwarderDeps {
   pool: Pool;
+  limiter: Limiter;
+  accessLog: AccessLog | null;
+  log: Logger;
+}
+
+/** How it behaves; a config reload replaces these. */
+export interface ForwarderTuning {
   policy: Policy;
   /** Pins clients to backends by cookie; null when sticky sessions are off. */
   sticky: StickySessions | null;
-  limiter: Limiter;
   /** Longest wait for a backend's response headers (and for an upstream slot), in ms. */
   timeoutMs: number;
   /** Further backends to try after a failed attempt. */
@@ -35,10 +42,10 @@ export interface ForwarderOptions {
   queueTimeoutMs: number;
   /** Sent with 503s: when a backend might be back (one health interval). */
   retryAfterSeconds: number;
-  accessLog: AccessLog | null;
-  log: Logger;
   debug: boolean;
 }
+
+export type ForwarderOptions = ForwarderDeps & ForwarderTuning;
 
 /** The client side of one request, as the server edge sees it. */
 export interface ClientConnection extends ClientInfo {
@@ -73,8 +80,14 @@ export class Forwarder {
   #requestsInFlight = 0;
   #retriesInFlight = 0;
 
-  constructor(private readonly options: ForwarderOptions) {
+  constructor(private options: ForwarderOptions) {
     this.#roomQueue = new Waitlist(options.queueSize);
+  }
+
+  /** New tuning applies to requests that start from now on. */
+  reconfigure(tuning: ForwarderTuning): void {
+    this.options = { ...this.options, ...tuning };
+    this.#roomQueue.maxSize = tuning.queueSize;
   }
 
   /** Requests waiting for a backend with room. */

@@ -12,7 +12,7 @@ export class Waitlist {
   // A Set keeps insertion order and lets a waiter that gave up leave in O(1).
   readonly #waiters = new Set<() => void>();
 
-  constructor(readonly maxSize = Number.POSITIVE_INFINITY) {}
+  constructor(public maxSize = Number.POSITIVE_INFINITY) {}
 
   get size(): number {
     return this.#waiters.size;

@@ -1,0 +1,48 @@
+/** How each part of lb is set up from a Config; shared by startup and reload, so both mean the same thing. */
+import { createPolicy } from "../balance/create.ts";
+import { StickySessions } from "../balance/sticky.ts";
+import { currentWeight } from "../pool/backend.ts";
+import type { CheckSettings } from "../pool/checker.ts";
+import type { PoolRules } from "../pool/pool.ts";
+import type { ForwarderTuning } from "../proxy/forward.ts";
+import type { Config } from "./settings.ts";
+
+export function poolRules(config: Config): PoolRules {
+  return {
+    health: { rise: config.healthRise, fall: config.healthFall },
+    outlier: {
+      consecutiveErrors: config.outlierErrors,
+      baseEjectionMs: config.outlierEjection,
+      maxEjectedPercent: config.outlierMaxEjected,
+    },
+  };
+}
+
+export function checkSettings(config: Config): CheckSettings {
+  return {
+    method: config.healthMethod,
+    path: config.healthPath,
+    statuses: config.healthStatus,
+    body: config.healthBody,
+    headers: config.healthHeaders,
+    intervalMs: config.healthInterval,
+    downIntervalMs: config.healthDownInterval,
+    timeoutMs: config.healthTimeout,
+    jitterPercent: config.healthJitter,
+  };
+}
+
+export function forwarderTuning(config: Config): ForwarderTuning {
+  return {
+    policy: createPolicy(config, (backend) => currentWeight(backend, config.slowStart, Date.now())),
+    sticky: config.stickyCookie ? new StickySessions(config.stickyCookie) : null,
+    timeoutMs: config.timeout,
+    retries: config.retries,
+    retryBudgetPercent: config.retryBudget,
+    maxInflight: config.maxInflight,
+    queueSize: config.queueSize,
+    queueTimeoutMs: config.queueTimeout,
+    retryAfterSeconds: Math.max(1, Math.ceil(config.healthInterval / 1000)),
+    debug: config.logLevel === "debug",
+  };
+}

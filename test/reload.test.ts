@@ -1,0 +1,110 @@
+/** Config reload: on file change and SIGHUP, diffed against the running pool, under load, never failing a request. */
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { resolveConfig } from "../src/config/load.ts";
+import { changedSettings, diffBackends, effectiveConfig } from "../src/reload.ts";
+import { spawnLb, startBackend, waitFor } from "./helpers.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "lb-reload-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const config = (values: Record<string, unknown>) => resolveConfig([{ source: "t", values: { backends: ["http://a:1"], ...values } }], { stdoutIsTTY: false });
+
+describe("what a reload changes (pure)", () => {
+  test("backends are diffed by URL: added, removed, reweighted", () => {
+    const before = [
+      { url: "http://a:1", weight: 1 },
+      { url: "http://b:1", weight: 1 },
+      { url: "http://c:1", weight: 1 },
+    ];
+    const after = [
+      { url: "http://a:1", weight: 1 },
+      { url: "http://c:1", weight: 4 },
+      { url: "http://d:1", weight: 1 },
+    ];
+    expect(diffBackends(before, after)).toEqual({
+      added: [{ url: "http://d:1", weight: 1 }],
+      removed: ["http://b:1"],
+      reweighted: [{ url: "http://c:1", weight: 4 }],
+    });
+  });
+
+  test("changed settings are named; restart-only ones keep their running values", () => {
+    const running = config({ port: 8000, policy: "round-robin" });
+    const next = config({ port: 9000, policy: "ewma", "health-status": "200-399" });
+    expect(changedSettings(running, next)).toEqual(["port", "policy", "health-status"]);
+    expect(effectiveConfig(running, next)).toMatchObject({ port: 8000, policy: "ewma" });
+  });
+});
+
+describe("reload of a running lb", () => {
+  const backends = ["a", "b", "c"].map((name) => startBackend(name));
+  afterAll(() => Promise.all(backends.map((b) => b.stop())));
+  const [a, b, c] = backends as [(typeof backends)[0], (typeof backends)[0], (typeof backends)[0]];
+  const file = join(dir, "lb.toml");
+  const write = (urls: string[], extra = "", port = 0) =>
+    writeFileSync(file, `host = "127.0.0.1"\nport = ${port}\nhealth-interval = "200ms"\nbackends = [${urls.map((u) => `"${u}"`).join(", ")}]\n${extra}`);
+
+  test("a changed file under load: the dropped backend drains out, the new one comes in, nothing fails", async () => {
+    write([a.url, b.url]);
+    const lb = await spawnLb(["--config", file, "--no-access-log"]);
+    try {
+      const answers: string[] = [];
+      const statuses: number[] = [];
+      let running = true;
+      const load = Promise.all(
+        Array.from({ length: 6 }, async () => {
+          while (running) {
+            const response = await fetch(`${lb.url}/`);
+            answers.push(await response.text());
+            statuses.push(response.status);
+          }
+        }),
+      );
+      await waitFor(() => answers.length > 100, "load");
+      write([a.url, c.url], 'policy = "least-connections"\n');
+      await lb.waitForLine("stderr", /config reloaded: 1 backend\(s\) added, 1 draining out, 0 reweighted; changed: policy/, 5000);
+      await waitFor(() => answers.includes("backend c"), "c to take traffic", 3000);
+      const mark = answers.length;
+      await waitFor(() => answers.length > mark + 200, "load after the reload");
+      running = false;
+      await load;
+      expect(statuses.filter((s) => s !== 200)).toEqual([]);
+      expect(answers.slice(mark + 50).includes("backend b")).toBe(false);
+  
+      // An invalid file is rejected with every problem, and the running config stays.
+      writeFileSync(file, 'port = "high"\nbackends = ["nope://x"]\n');
+      await lb.waitForLine("stderr", /config reload rejected, the running config stays in force: .*port: .*is not a port.*backends\[0\]: /, 5000);
+      expect((await fetch(`${lb.url}/`)).status).toBe(200);
+
+      // SIGHUP reloads too; a port change is only warned about.
+      const reloads = () => lb.stderr.filter((l) => l.includes("config reloaded")).length;
+      const before = reloads();
+      write([a.url, c.url], "", 1);
+      await waitFor(() => reloads() > before, "the reload of the fixed file", 5000);
+      lb.proc.kill("SIGHUP");
+      await lb.waitForLine("stderr", /\(SIGHUP\)/, 5000);
+      expect(lb.stderr.some((l) => l.includes("port change only on restart"))).toBe(true);
+      expect((await fetch(`${lb.url}/`)).status).toBe(200);
+    } finally {
+      await lb.kill();
+    }
+  }, 20_000);
+
+  test("a backend added through the admin API survives a reload that does not mention it", async () => {
+    write([a.url]);
+    const lb = await spawnLb(["--config", file, "--no-access-log"]);
+    try {
+      const admin = /admin (http:\/\/[\d.]+:\d+)/.exec(lb.stderr.find((l) => l.includes("listening"))!)![1]!;
+      const added = await fetch(`${admin}/api/backends`, { method: "POST", body: JSON.stringify({ url: b.url }) });
+      expect(added.status).toBe(201);
+      write([a.url], 'policy = "random"\n');
+      await lb.waitForLine("stderr", /config reloaded: 0 backend\(s\) added, 0 draining out/, 5000);
+      const { backends: after } = (await (await fetch(`${admin}/api/backends`)).json()) as { backends: Array<{ url: string }> };
+      expect(after.map((x) => x.url)).toEqual([a.url, b.url]);
+    } finally {
+      await lb.kill();
+    }
+  });
+});
