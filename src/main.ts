@@ -5,6 +5,7 @@ import { basename, dirname, resolve as resolvePath } from "node:path";
 import { BACKENDS_USAGE, runBackendsCommand } from "./admin/client.ts";
 import { type CommandSpec, parseCommandLine, usage } from "./cli.ts";
 import { ConfigError, type Layer, readConfigFile, resolveConfig } from "./config/load.ts";
+import { configSchema } from "./config/schema.ts";
 import type { Config } from "./config/settings.ts";
 import { demoInstructions, readDemoCommands, startDemoBackends } from "./demo.ts";
 import { createLogger, type Logger } from "./log.ts";
@@ -20,6 +21,7 @@ const LB: CommandSpec = {
     "lb --config lb.toml --log-level debug",
     "lb demo                 three built-in backends and lb in front of them",
     "lb backends list        the pool of a running lb (also add, drain, remove, enable, disable)",
+    "lb schema > lb.schema.json   the config file's JSON Schema, for editors",
   ],
 };
 
@@ -38,6 +40,7 @@ async function main(argv: string[]): Promise<void> {
     if (argv.includes("--help") || argv.includes("-h")) return void process.stdout.write(BACKENDS_USAGE);
     return void console.log(await runBackendsCommand(argv.slice(1), { adminToken: process.env.LB_ADMIN_TOKEN }));
   }
+  if (argv[0] === "schema") return void console.log(JSON.stringify(configSchema(), null, 2));
   const isDemo = argv[0] === "demo";
   const spec = isDemo ? DEMO : LB;
   const args = isDemo ? argv.slice(1) : argv;

@@ -51,7 +51,8 @@ export function resolveConfig(layers: Layer[], env: Environment): Config {
   const known = new Set(SETTINGS.map((s) => s.name));
   for (const layer of layers) {
     for (const key of Object.keys(layer.values)) {
-      if (!known.has(key)) problems.push(`${layer.source}: "${key}" is not a setting; known: ${[...known].join(", ")}`);
+      // "$schema" points editors at deploy/lb.schema.json; it is not a setting.
+      if (!known.has(key) && key !== "$schema") problems.push(`${layer.source}: "${key}" is not a setting; known: ${[...known].join(", ")}`);
     }
   }
   const config: Record<string, unknown> = {};

@@ -88,34 +88,59 @@ export function isLoopback(host: string): boolean {
   return host === "localhost" || host === "::1" || /^127\.\d+\.\d+\.\d+$/.test(host);
 }
 
+/** A JSON Schema fragment describing what a setting accepts in a config file (for editors; see schema.ts). */
+export type JsonSchema = Record<string, unknown>;
+
+const SCHEMAS = new WeakMap<object, JsonSchema>();
+
+/** Attaches the schema of what `parse` accepts, so the JSON Schema comes from the same definitions. */
+function described<T extends (value: unknown) => Parsed<unknown>>(parse: T, schema: JsonSchema): T {
+  SCHEMAS.set(parse, schema);
+  return parse;
+}
+
+export function schemaOf(setting: Setting): JsonSchema {
+  return SCHEMAS.get(setting.parse) ?? {};
+}
+
+const DURATION_SCHEMA: JsonSchema = {
+  anyOf: [
+    { type: "string", pattern: "^\\s*\\d+(\\.\\d+)?\\s*(ms|s|m|h)?\\s*$" },
+    { type: "number", minimum: 0 },
+  ],
+};
+
 function duration(min: number) {
-  return (value: unknown): Parsed<number> => {
+  return described((value: unknown): Parsed<number> => {
     const ms = typeof value === "string" || typeof value === "number" ? parseDuration(value) : null;
     if (ms === null) return { error: `"${value}" is not a duration; write 250ms, 10s, 1m or a number of seconds` };
     if (ms < min) return { error: `${formatDuration(ms)} is too short; the least is ${formatDuration(min)}` };
     return { value: ms };
-  };
+  }, DURATION_SCHEMA);
 }
 
 function integer(min: number, max: number, what: string) {
-  return (value: unknown): Parsed<number> => {
+  return described((value: unknown): Parsed<number> => {
     const n = typeof value === "number" ? value : typeof value === "string" && /^\d+$/.test(value.trim()) ? Number(value) : NaN;
     if (!Number.isInteger(n) || n < min || n > max) return { error: `"${value}" is not ${what} (a whole number from ${min} to ${max})` };
     return { value: n };
-  };
+  }, { anyOf: [{ type: "integer", minimum: min, maximum: max }, { type: "string", pattern: "^\\d+$" }] });
 }
 
 function oneOf<T extends string>(options: readonly T[]) {
-  return (value: unknown): Parsed<T> =>
-    options.includes(value as T) ? { value: value as T } : { error: `"${value}" is not one of ${options.join(", ")}` };
+  return described(
+    (value: unknown): Parsed<T> =>
+      options.includes(value as T) ? { value: value as T } : { error: `"${value}" is not one of ${options.join(", ")}` },
+    { enum: [...options] },
+  );
 }
 
 function text(check: (s: string) => string | null) {
-  return (value: unknown): Parsed<string> => {
+  return described((value: unknown): Parsed<string> => {
     if (typeof value !== "string" || value === "") return { error: "needs a value" };
     const problem = check(value);
     return problem ? { error: problem } : { value };
-  };
+  }, { type: "string", minLength: 1 });
 }
 
 function percent(value: unknown): Parsed<number> {
@@ -155,11 +180,11 @@ function headerList(value: unknown): Parsed<Array<[string, string]>> {
 }
 
 function optionalText(check: (s: string) => string | null) {
-  return (value: unknown): Parsed<string> => {
+  return described((value: unknown): Parsed<string> => {
     if (typeof value !== "string") return { error: "must be text" };
     const problem = value === "" ? null : check(value);
     return problem ? { error: problem } : { value };
-  };
+  }, { type: "string" });
 }
 
 /** `host:port`, `[::1]:port`, or `off`. */
@@ -211,6 +236,47 @@ function checkBackendItem(item: unknown): SpecCheck {
   const parsedWeight = parseWeight(weight ?? checked.spec.weight);
   return parsedWeight === null ? { error: `.weight: ${WEIGHT_PROBLEM}` } : { spec: { url: checked.spec.url, weight: parsedWeight } };
 }
+
+described(percent, { anyOf: [{ type: "integer", minimum: 0, maximum: 100 }, { type: "string", pattern: "^\\d{1,3}%?$" }] });
+described(statusRanges, {
+  anyOf: [{ type: "integer" }, { type: "string" }, { type: "array", items: { anyOf: [{ type: "integer" }, { type: "string" }] } }],
+});
+described(headerList, {
+  anyOf: [
+    { type: "string" },
+    { type: "array", items: { type: "string" } },
+    { type: "object", additionalProperties: { type: "string" } },
+  ],
+});
+described(adminAddress, { anyOf: [{ type: "string" }, { const: false }] });
+described(boolean, { type: "boolean" });
+described(backendList, {
+  anyOf: [
+    { type: "string" },
+    {
+      type: "array",
+      items: {
+        anyOf: [
+          { type: "string", description: "http://host:port, optionally #weight=N" },
+          {
+            type: "object",
+            properties: { url: { type: "string" }, weight: { type: "integer", minimum: 1, maximum: 1000 } },
+            required: ["url"],
+            additionalProperties: false,
+          },
+        ],
+      },
+    },
+  ],
+});
+
+const hashKeySetting = described(
+  (value: unknown): Parsed<HashKey> => {
+    const key = typeof value === "string" ? parseHashKey(value) : null;
+    return key ? { value: key } : { error: `"${value}" is not a hash key; write ip, path, header:NAME or cookie:NAME` };
+  },
+  { type: "string", pattern: "^(ip|path|header:.+|cookie:.+)$" },
+);
 
 export const SETTINGS: Setting[] = [
   {
@@ -265,10 +331,7 @@ export const SETTINGS: Setting[] = [
     key: "hashKey", name: "hash-key", type: "string", valueHint: "ip|path|header:NAME|cookie:NAME", fallback: { kind: "ip" },
     description: "What --policy hash hashes; requests without it are balanced round robin",
     example: "--hash-key header:X-User",
-    parse: (value) => {
-      const key = typeof value === "string" ? parseHashKey(value) : null;
-      return key ? { value: key } : { error: `"${value}" is not a hash key; write ip, path, header:NAME or cookie:NAME` };
-    },
+    parse: hashKeySetting,
   },
   {
     key: "stickyCookie", name: "sticky-cookie", type: "string", valueHint: "name", fallback: "",

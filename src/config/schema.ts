@@ -1,0 +1,20 @@
+/** The JSON Schema of lb's config file, generated from the settings table (`lb schema` prints it). */
+import { type JsonSchema, SETTINGS, describeDefault, schemaOf } from "./settings.ts";
+
+export function configSchema(): JsonSchema {
+  const properties: Record<string, JsonSchema> = { $schema: { type: "string" } };
+  for (const setting of SETTINGS) {
+    const shown = describeDefault(setting);
+    properties[setting.name] = {
+      ...schemaOf(setting),
+      description: `${setting.description}.${shown ? ` Default: ${shown}.` : ""} Flag: ${setting.example}`,
+    };
+  }
+  return {
+    $schema: "https://json-schema.org/draft/2020-12/schema",
+    title: "lb configuration (TOML, YAML or JSON)",
+    type: "object",
+    additionalProperties: false,
+    properties,
+  };
+}
