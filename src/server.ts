@@ -2,6 +2,7 @@
 import type { BackendSpec } from "./config/backend-url.ts";
 import { checkSettings, forwarderTuning, poolRules } from "./config/derive.ts";
 import { formatDuration } from "./config/duration.ts";
+import { DnsDiscovery, dnsLookup } from "./pool/discovery.ts";
 import { drainAndRemove } from "./pool/drain.ts";
 import { RESTART_ONLY, changedSettings, diffBackends, effectiveConfig } from "./reload.ts";
 import type { Config } from "./config/settings.ts";
@@ -63,7 +64,7 @@ export interface StartOptions {
 export async function startLb(config: Config, options: StartOptions): Promise<RunningLb> {
   const { log } = options;
   const accessLog = options.accessLog !== undefined ? options.accessLog : config.accessLog ? new AccessLog(config.logFormat) : null;
-  const pool: Pool = new Pool(config.backends, {
+  const pool: Pool = new Pool(staticBackends(config), {
     ...poolRules(config),
     listener: (event) => {
       logPoolEvent(log, event, pool);
@@ -72,6 +73,8 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
     },
   });
   const checker = new HealthChecker(pool, checkSettings(config));
+  let current = config;
+  const discovery = new DnsDiscovery(pool, dnsLookup(config.dnsServer), log, () => current.drainTimeout);
   const forwarder = new Forwarder({ pool, limiter: new Limiter(UPSTREAM_CONCURRENCY), accessLog, log, ...forwarderTuning(config) });
 
   let ready = false;
@@ -91,8 +94,12 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
       throw error;
     }
   }
-  firstRound = checker.start();
+  firstRound = (async () => {
+    await discovery.follow(resolvedBackends(config));
+    await checker.start();
+  })();
   await firstRound;
+  discovery.start(config.resolveInterval);
   ready = true;
 
   const healthy = pool.available().length;
@@ -108,6 +115,7 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
   const stop = () =>
     (stopping ??= (async () => {
       checker.stop();
+      discovery.stop();
       pool.close();
       void admin?.stop(true);
       const inflight = server.pendingRequests;
@@ -120,9 +128,10 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
       accessLog?.flush();
     })());
 
-  let current = config;
   const reload = (next: Config): string => {
-    const diff = diffBackends(current.backends, next.backends);
+    const diff = diffBackends(staticBackends(current), staticBackends(next));
+    void discovery.follow(resolvedBackends(next));
+    discovery.start(next.resolveInterval);
     for (const spec of diff.added) {
       const existing = pool.find(spec.url);
       if (existing) existing.weight = spec.weight; // added through the API before; the file now manages it
@@ -187,8 +196,17 @@ function serveProxy(config: Config, log: Logger, handle: (request: Request, clie
   });
 }
 
-function describeBackend({ url, weight }: BackendSpec): string {
-  return weight === 1 ? url : `${url} (weight ${weight})`;
+function staticBackends(config: Config): BackendSpec[] {
+  return config.backends.filter((spec) => !spec.resolve);
+}
+
+function resolvedBackends(config: Config): BackendSpec[] {
+  return config.backends.filter((spec) => spec.resolve);
+}
+
+function describeBackend({ url, weight, resolve }: BackendSpec): string {
+  const notes = [...(weight === 1 ? [] : [`weight ${weight}`]), ...(resolve ? ["resolved from DNS"] : [])];
+  return notes.length ? `${url} (${notes.join(", ")})` : url;
 }
 
 function plural(count: number, noun: string): string {

@@ -18,6 +18,14 @@ describe("backend URLs", () => {
     expect(checkBackendUrl("http://[::1]:9000")).toEqual({ spec: { url: "http://[::1]:9000", weight: 1 } });
   });
 
+  test("resolve in the fragment or a table marks a DNS name to re-resolve", () => {
+    expect(checkBackendUrl("http://app.internal:8080#resolve")).toEqual({ spec: { url: "http://app.internal:8080", weight: 1, resolve: true } });
+    expect(checkBackendUrl("http://10.0.0.1:8080#resolve")).toEqual({ error: expect.stringContaining("resolve needs a DNS name") });
+    expect(resolveConfig([{ source: "t", values: { backends: [{ url: "http://app:80", resolve: true, weight: 2 }] } }], env).backends).toEqual([
+      { url: "http://app", weight: 2, resolve: true },
+    ]);
+  });
+
   test("a weight in the fragment", () => {
     expect(checkBackendUrl("http://app:8080#weight=3")).toEqual({ spec: { url: "http://app:8080", weight: 3 } });
     expect(checkBackendUrl("http://app:8080", { weight: 7 })).toEqual({ spec: { url: "http://app:8080", weight: 7 } });
@@ -73,6 +81,8 @@ describe("resolveConfig", () => {
       queueTimeout: 10_000,
       admin: { host: "127.0.0.1", port: 9090 },
       adminToken: "",
+      resolveInterval: 30_000,
+      dnsServer: "",
       logLevel: "info",
       logFormat: "json",
       accessLog: true,

@@ -5,6 +5,8 @@ export interface BackendSpec {
   url: string;
   /** Share of traffic relative to the others (round robin, least-connections, random, hash). */
   weight: number;
+  /** The host is a DNS name to re-resolve: one backend per address it has (see pool/discovery.ts). */
+  resolve?: boolean;
 }
 
 export type SpecCheck = { spec: BackendSpec } | { error: string };
@@ -16,7 +18,7 @@ const MAX_WEIGHT = 1000;
  * (`http://app:8080#weight=3`). A path or query is refused rather than silently dropped, so a typo such as
  * `http://app:8080/api` is not mistaken for a path prefix.
  */
-export function checkBackendUrl(text: string, options: { weight?: unknown } = {}): SpecCheck {
+export function checkBackendUrl(text: string, options: { weight?: unknown; resolve?: unknown } = {}): SpecCheck {
   const trimmed = text.trim();
   const withScheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(trimmed) ? trimmed : `http://${trimmed}`;
   let url: URL;
@@ -35,11 +37,16 @@ export function checkBackendUrl(text: string, options: { weight?: unknown } = {}
   }
   const fragment = new URLSearchParams(url.hash.slice(1));
   for (const key of fragment.keys()) {
-    if (key !== "weight") return { error: `"${text}": unknown backend option "${key}"; known: weight (e.g. #weight=3)` };
+    if (key !== "weight" && key !== "resolve") {
+      return { error: `"${text}": unknown backend option "${key}"; known: weight, resolve (e.g. #weight=3&resolve)` };
+    }
   }
   const weight = parseWeight(options.weight ?? fragment.get("weight") ?? 1);
   if (weight === null) return { error: `"${text}": ${WEIGHT_PROBLEM}` };
-  return { spec: { url: url.origin, weight } };
+  const resolve = options.resolve ?? (fragment.has("resolve") && fragment.get("resolve") !== "false");
+  if (typeof resolve !== "boolean") return { error: `"${text}": resolve must be true or false` };
+  if (resolve && isIpLiteral(url.hostname)) return { error: `"${text}": resolve needs a DNS name, not an IP address` };
+  return { spec: resolve ? { url: url.origin, weight, resolve } : { url: url.origin, weight } };
 }
 
 export const WEIGHT_PROBLEM = `weight must be a whole number from 1 to ${MAX_WEIGHT}`;
@@ -47,4 +54,8 @@ export const WEIGHT_PROBLEM = `weight must be a whole number from 1 to ${MAX_WEI
 export function parseWeight(value: unknown): number | null {
   const n = typeof value === "string" && /^\d+$/.test(value) ? Number(value) : value;
   return typeof n === "number" && Number.isInteger(n) && n >= 1 && n <= MAX_WEIGHT ? n : null;
+}
+
+function isIpLiteral(hostname: string): boolean {
+  return hostname.startsWith("[") || /^\d+\.\d+\.\d+\.\d+$/.test(hostname);
 }

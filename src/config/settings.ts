@@ -48,6 +48,8 @@ export interface Config {
   queueTimeout: number;
   admin: AdminAddress;
   adminToken: string;
+  resolveInterval: number;
+  dnsServer: string;
   logLevel: LogLevel;
   logFormat: LogFormat;
   accessLog: boolean;
@@ -227,14 +229,15 @@ function checkBackendItem(item: unknown): SpecCheck {
     return "error" in checked ? { error: `: ${checked.error}` } : checked;
   }
   if (typeof item !== "object" || item === null || Array.isArray(item)) return { error: ": must be a URL, or a table with url (and weight)" };
-  const { url, weight, ...rest } = item as { url?: unknown; weight?: unknown };
+  const { url, weight, resolve, ...rest } = item as { url?: unknown; weight?: unknown; resolve?: unknown };
   const unknown = Object.keys(rest)[0];
-  if (unknown !== undefined) return { error: `.${unknown}: not a backend setting; known: url, weight` };
+  if (unknown !== undefined) return { error: `.${unknown}: not a backend setting; known: url, weight, resolve` };
   if (typeof url !== "string") return { error: ".url: missing; write url = \"http://10.0.0.5:8080\"" };
-  const checked = checkBackendUrl(url);
+  if (resolve !== undefined && typeof resolve !== "boolean") return { error: ".resolve: must be true or false" };
+  const checked = checkBackendUrl(url, resolve === undefined ? {} : { resolve });
   if ("error" in checked) return { error: `.url: ${checked.error}` };
   const parsedWeight = parseWeight(weight ?? checked.spec.weight);
-  return parsedWeight === null ? { error: `.weight: ${WEIGHT_PROBLEM}` } : { spec: { url: checked.spec.url, weight: parsedWeight } };
+  return parsedWeight === null ? { error: `.weight: ${WEIGHT_PROBLEM}` } : { spec: { ...checked.spec, weight: parsedWeight } };
 }
 
 described(percent, { anyOf: [{ type: "integer", minimum: 0, maximum: 100 }, { type: "string", pattern: "^\\d{1,3}%?$" }] });
@@ -260,7 +263,11 @@ described(backendList, {
           { type: "string", description: "http://host:port, optionally #weight=N" },
           {
             type: "object",
-            properties: { url: { type: "string" }, weight: { type: "integer", minimum: 1, maximum: 1000 } },
+            properties: {
+              url: { type: "string" },
+              weight: { type: "integer", minimum: 1, maximum: 1000 },
+              resolve: { type: "boolean", description: "re-resolve the host name: one backend per address" },
+            },
             required: ["url"],
             additionalProperties: false,
           },
@@ -419,6 +426,16 @@ export const SETTINGS: Setting[] = [
     key: "adminToken", name: "admin-token", type: "string", valueHint: "token", fallback: (env) => env.adminToken ?? "",
     description: "Bearer token the admin API requires (default: $LB_ADMIN_TOKEN); needed to listen beyond loopback",
     example: "--admin-token $(cat /run/secrets/lb-token)", parse: optionalText(() => null),
+  },
+  {
+    key: "resolveInterval", name: "resolve-interval", type: "string", valueHint: "duration", fallback: 30_000,
+    description: "How often backends marked resolve are looked up again in DNS", example: "--resolve-interval 10s",
+    parse: duration(100),
+  },
+  {
+    key: "dnsServer", name: "dns-server", type: "string", valueHint: "host:port", fallback: "",
+    description: "DNS server for resolve backends (default: the system's resolvers)", example: "--dns-server 10.96.0.10:53",
+    parse: optionalText((s) => ("error" in adminAddress(s) ? `"${s}" is not host:port` : null)),
   },
   {
     key: "drainTimeout", name: "drain-timeout", type: "string", valueHint: "duration", fallback: 10_000,

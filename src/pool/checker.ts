@@ -93,6 +93,7 @@ export function nextCheckDelay(backend: Backend, settings: CheckSettings, random
 /** Checks every backend on its own timer; the first round runs for all at once. */
 export class HealthChecker {
   readonly #timers = new Map<Backend, ReturnType<typeof setTimeout> | null>();
+  readonly #firstChecks = new Map<Backend, Promise<void>>();
   #stopped = false;
 
   constructor(
@@ -106,16 +107,24 @@ export class HealthChecker {
     await Promise.all(this.pool.backends.map((backend) => this.watch(backend)));
   }
 
-  /** Checks a backend now (resolving when that check is done), then on its timer until unwatch(). */
-  async watch(backend: Backend): Promise<void> {
-    this.#timers.set(backend, null);
-    await this.#check(backend);
-    this.#schedule(backend);
+  /**
+   * Checks a backend now, then on its timer until unwatch(). Resolves when the first check is done; watching a
+   * backend again just waits for that.
+   */
+  watch(backend: Backend): Promise<void> {
+    let first = this.#firstChecks.get(backend);
+    if (!first) {
+      this.#timers.set(backend, null);
+      first = this.#check(backend).then(() => this.#schedule(backend));
+      this.#firstChecks.set(backend, first);
+    }
+    return first;
   }
 
   unwatch(backend: Backend): void {
     clearTimeout(this.#timers.get(backend) ?? undefined);
     this.#timers.delete(backend);
+    this.#firstChecks.delete(backend);
   }
 
   /** New rules take effect from each backend's next check. */

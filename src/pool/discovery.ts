@@ -1,0 +1,127 @@
+/**
+ * DNS discovery: a backend marked `resolve` names a host that is looked up again every interval; lb keeps one
+ * backend per address (A and AAAA), adds new addresses (checked before they take traffic), drains vanished ones,
+ * and keeps the last good set when a lookup fails or comes back empty. This is how lb follows a Kubernetes
+ * headless Service or Consul DNS.
+ */
+import { Resolver } from "node:dns/promises";
+import type { BackendSpec } from "../config/backend-url.ts";
+import type { Logger } from "../log.ts";
+import { drainAndRemove } from "./drain.ts";
+import type { Pool } from "./pool.ts";
+
+/** Looks up a name's addresses; the default asks DNS for A and AAAA records. */
+export type Lookup = (hostname: string) => Promise<string[]>;
+
+/** The backend URL for one address of a resolved name: same scheme and port, the address as host. */
+export function addressUrl(spec: BackendSpec, address: string): string {
+  const url = new URL(spec.url);
+  url.hostname = address.includes(":") ? `[${address}]` : address;
+  return url.origin;
+}
+
+/** A name with no records of one family is not a failure; only both families failing (or nothing at all) is. */
+const NO_RECORDS = new Set(["ENOTFOUND", "ENODATA", "NOTFOUND", "NODATA"]);
+
+export function dnsLookup(server: string): Lookup {
+  // Bounded, so a DNS outage is noticed within seconds and never stalls a refresh for long.
+  const resolver = new Resolver({ timeout: 1000, tries: 2 });
+  if (server) resolver.setServers([server]);
+  return async (hostname) => {
+    const results = await Promise.allSettled([resolver.resolve4(hostname), resolver.resolve6(hostname)]);
+    const failures = results.filter((r): r is PromiseRejectedResult => r.status === "rejected");
+    const hard = failures.find((f) => !NO_RECORDS.has((f.reason as { code?: string }).code ?? ""));
+    if (failures.length === 2 && hard) throw hard.reason;
+    return results.flatMap((r) => (r.status === "fulfilled" ? r.value : []));
+  };
+}
+
+interface Group {
+  spec: BackendSpec;
+  /** Backend URLs this name resolved to last time it resolved to anything. */
+  members: Set<string>;
+  /** Whether the last lookup failed (so a failure is logged once, and a recovery too). */
+  failing: boolean;
+}
+
+export class DnsDiscovery {
+  #groups = new Map<string, Group>();
+  #timer: ReturnType<typeof setInterval> | undefined;
+
+  constructor(
+    private readonly pool: Pool,
+    private readonly lookup: Lookup,
+    private readonly log: Logger,
+    private readonly drainTimeoutMs: () => number,
+  ) {}
+
+  /** Sets the names to follow: new ones are resolved now, dropped ones have their backends drained. */
+  async follow(specs: readonly BackendSpec[]): Promise<void> {
+    const wanted = new Map(specs.map((spec) => [spec.url, spec]));
+    for (const [url, group] of this.#groups) {
+      if (wanted.has(url)) continue;
+      this.#groups.delete(url);
+      for (const member of group.members) this.#drain(member);
+    }
+    const fresh: Group[] = [];
+    for (const [url, spec] of wanted) {
+      const group = this.#groups.get(url);
+      if (group) group.spec = spec;
+      else {
+        const created = { spec, members: new Set<string>(), failing: false };
+        this.#groups.set(url, created);
+        fresh.push(created);
+      }
+    }
+    await Promise.all(fresh.map((group) => this.#refresh(group)));
+  }
+
+  /** Re-resolves every name each interval. */
+  start(intervalMs: number): void {
+    clearInterval(this.#timer);
+    this.#timer = setInterval(() => void this.refreshAll(), intervalMs);
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+  }
+
+  async refreshAll(): Promise<void> {
+    await Promise.all([...this.#groups.values()].map((group) => this.#refresh(group)));
+  }
+
+  async #refresh(group: Group): Promise<void> {
+    const { hostname } = new URL(group.spec.url);
+    let addresses: string[];
+    try {
+      addresses = await this.lookup(hostname);
+      if (addresses.length === 0) throw new Error("no addresses");
+    } catch (error) {
+      if (!group.failing) {
+        const why = (error as { code?: string }).code ?? (error as Error).message;
+        this.log.warn(`DNS lookup of ${hostname} failed (${why}): keeping its last ${group.members.size} backend(s)`);
+      }
+      group.failing = true;
+      return;
+    }
+    if (group.failing) this.log.info(`DNS lookup of ${hostname} works again`);
+    group.failing = false;
+    if (!this.#groups.has(group.spec.url)) return; // dropped while the lookup ran
+    const next = new Set(addresses.map((address) => addressUrl(group.spec, address)));
+    for (const url of next) {
+      if (group.members.has(url)) continue;
+      if (!this.pool.find(url)) this.pool.add({ url, weight: group.spec.weight });
+      group.members.add(url);
+    }
+    for (const url of group.members) {
+      if (next.has(url)) continue;
+      group.members.delete(url);
+      this.#drain(url);
+    }
+  }
+
+  #drain(url: string): void {
+    const backend = this.pool.find(url);
+    if (backend) void drainAndRemove(this.pool, backend, this.drainTimeoutMs());
+  }
+}
