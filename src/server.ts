@@ -70,6 +70,7 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
       logPoolEvent(log, event, pool);
       if (event.type === "added") void checker.watch(event.backend);
       if (event.type === "removed") checker.unwatch(event.backend);
+      forwarder.poolChanged();
     },
   });
   const checker = new HealthChecker(pool, checkSettings(config));

@@ -105,6 +105,16 @@ describe("peak EWMA", () => {
     expect(counts.c!).toBeLessThan(counts.b! / 5);
   });
 
+  test("a backend with requests in flight but no answer yet scores worse than any measured one", () => {
+    const [hung, fine] = make(1, 1);
+    const policy = new PeakEwma(undefined, seeded(), () => 0);
+    policy.observe(fine!, 2000);
+    fine!.inflight = 5;
+    hung!.inflight = 1;
+    expect(policy.score(hung!, 0)).toBeGreaterThan(policy.score(fine!, 0));
+    expect(Array.from({ length: 50 }, () => host(first(policy, [hung!, fine!]))).every((h) => h === "b")).toBe(true);
+  });
+
   test("a peak counts at once; with no new samples the cost decays so a recovered backend is tried again", () => {
     const [a] = make(1);
     let now = 0;

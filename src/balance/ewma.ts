@@ -2,6 +2,9 @@ import type { Backend } from "../pool/backend.ts";
 import { twoChoices } from "./random.ts";
 import { type Policy, type WeightOf, configuredWeight } from "./policy.ts";
 
+/** Finagle's penalty for an unmeasured backend that already has requests in flight. */
+const UNMEASURED_PENALTY = Number.MAX_SAFE_INTEGER / 2;
+
 /** How fast old latency is forgotten (Linkerd's default decay window). */
 export const EWMA_DECAY_MS = 10_000;
 
@@ -18,7 +21,6 @@ interface Latency {
  * samples it decays toward zero, so a backend that was slow and recovered is tried again.
  */
 export class PeakEwma implements Policy {
-  readonly name = "ewma";
   readonly #latency = new WeakMap<Backend, Latency>();
 
   constructor(
@@ -29,7 +31,17 @@ export class PeakEwma implements Policy {
 
   candidates(available: readonly Backend[]): Iterable<Backend> {
     const now = this.clock();
-    return twoChoices(available, this.weightOf, this.random, (b) => (this.cost(b, now) * (b.inflight + 1)) / this.weightOf(b));
+    return twoChoices(available, this.weightOf, this.random, (b) => this.score(b, now) / this.weightOf(b));
+  }
+
+  /**
+   * Latency × (in-flight + 1). A backend with no sample yet but requests in flight scores worse than any measured
+   * one (Finagle's penalty): otherwise a backend that hangs, never answering, would look free and take everything.
+   */
+  score(backend: Backend, now: number): number {
+    const cost = this.cost(backend, now);
+    if (cost === 0 && backend.inflight > 0) return UNMEASURED_PENALTY + backend.inflight;
+    return cost * (backend.inflight + 1);
   }
 
   observe(backend: Backend, latencyMs: number): void {

@@ -10,7 +10,6 @@ import { RoundRobin } from "./round-robin.ts";
  * A request without the key (no such header or cookie) is balanced round robin.
  */
 export class RendezvousHash implements Policy {
-  readonly name = "hash";
   readonly #fallback: RoundRobin;
   readonly #seeds = new WeakMap<Backend, number>();
 

@@ -7,7 +7,6 @@ import { type Policy, type WeightOf, configuredWeight, rotation } from "./policy
  * the load instead of the first one taking it all.
  */
 export class LeastConnections implements Policy {
-  readonly name = "least-connections";
   #turn = 0;
 
   constructor(private readonly weightOf: WeightOf = configuredWeight) {}

@@ -14,7 +14,6 @@ export interface RequestContext {
  * Policies must take any shared state (counters) when called, before the caller awaits anything.
  */
 export interface Policy {
-  readonly name: string;
   candidates(available: readonly Backend[], request: RequestContext): Iterable<Backend>;
   /** Told how long a backend took to answer (response headers), for latency-aware policies. */
   observe?(backend: Backend, latencyMs: number): void;

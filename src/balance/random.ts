@@ -3,7 +3,6 @@ import { type Policy, type WeightOf, configuredWeight, rotation, weightedIndex }
 
 /** A weighted random pick; retries go on in configured order after it. */
 export class RandomChoice implements Policy {
-  readonly name = "random";
 
   constructor(
     private readonly weightOf: WeightOf = configuredWeight,
@@ -38,7 +37,6 @@ export function twoChoices(
 
 /** Power of two random choices on requests in flight per unit of weight (HAProxy random(2), Envoy least_request). */
 export class PowerOfTwo implements Policy {
-  readonly name = "p2c";
 
   constructor(
     private readonly weightOf: WeightOf = configuredWeight,

@@ -8,7 +8,6 @@ import { type Policy, type WeightOf, configuredWeight, rotation } from "./policy
  * order after the pick.
  */
 export class RoundRobin implements Policy {
-  readonly name = "round-robin";
   readonly #score = new WeakMap<Backend, number>();
 
   constructor(private readonly weightOf: WeightOf = configuredWeight) {}

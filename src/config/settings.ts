@@ -302,13 +302,13 @@ export const SETTINGS: Setting[] = [
   },
   {
     key: "healthPath", name: "health-path", type: "string", valueHint: "path", fallback: "/",
-    description: "Path requested on each backend by the health check; 200 means healthy",
+    description: "Path requested on each backend by the health check (passing statuses: --health-status)",
     example: "--health-path /healthz",
     parse: text((s) => (s.startsWith("/") ? null : `"${s}" must start with /`)),
   },
   {
     key: "healthInterval", name: "health-interval", type: "string", valueHint: "duration", fallback: 10_000,
-    description: "Time between health check rounds", example: "--health-interval 2s", parse: duration(100),
+    description: "Time between checks of each backend", example: "--health-interval 2s", parse: duration(100),
   },
   {
     key: "healthTimeout", name: "health-timeout", type: "string", valueHint: "duration", fallback: 2_000,

@@ -111,7 +111,8 @@ export class Pool {
     backend.outlier = state;
     if (ejectForMs === 0 || backend.ejected) return;
     const ejectedNow = this.#backends.filter((b) => b.ejected).length;
-    if (!mayEject(ejectedNow, this.#backends.length, this.#outlier)) {
+    // Never the last backend in rotation: a failing backend beats none at all.
+    if (!mayEject(ejectedNow, this.#backends.length, this.#outlier) || this.#available.length <= 1) {
       this.#listener({ type: "ejection-refused", backend });
       return;
     }

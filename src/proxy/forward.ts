@@ -108,21 +108,26 @@ export class Forwarder {
       release: null,
     };
     if (this.options.debug) this.#logRequest(trip);
-    // Taken before any await, so concurrent requests each get their own turn.
-    const candidates = this.#candidates(trip);
-    if (!candidates) return this.#fail(trip, 503, "no healthy backend", this.#retryAfter());
+    if (this.options.pool.available().length === 0) return this.#fail(trip, 503, "no healthy backend", this.#retryAfter());
     this.#requestsInFlight++;
-    client.holdOpen(true);
     try {
-      return await this.#forward(trip, candidates);
+      return await this.#forward(trip);
     } finally {
       this.#requestsInFlight--;
-      client.holdOpen(false);
+      trip.client.holdOpen(false);
       trip.release?.();
     }
   }
 
-  /** The policy's order for this request (a sticky backend first); null when no backend is available. */
+  /** Wakes everyone waiting for room: the pool changed (a backend came back, was added, or left its ejection). */
+  poolChanged(): void {
+    while (this.#roomQueue.wakeOne());
+  }
+
+  /**
+   * The policy's order for this request (a sticky backend first); null when no backend is available. Called after
+   * any wait, so the choice sees the pool as it is when the request is sent, not as it was on arrival.
+   */
   #candidates(trip: Trip): Backend[] | null {
     const available = this.options.pool.available();
     if (available.length === 0) return null;
@@ -133,30 +138,25 @@ export class Forwarder {
     return [...sticky.prefer(trip.pinned, ordered)];
   }
 
-  async #forward(trip: Trip, firstCandidates: Backend[]): Promise<Response> {
+  async #forward(trip: Trip): Promise<Response> {
     const { request } = trip;
-    // The body is read (when small) before a slot is taken, so a slow uploader does not hold one.
+    // Read (when small) while the client's idle timeout still runs: a client that never sends its body is closed
+    // by it, and it holds no upstream slot meanwhile.
     let body: OutgoingBody;
     try {
       body = await prepareBody(request);
     } catch {
       return this.#clientGone(trip);
     }
-    const { limiter } = this.options;
-    if (!limiter.tryAcquire()) {
-      try {
-        await limiter.acquire(request.signal, this.options.timeoutMs);
-      } catch {
-        if (request.signal.aborted) return this.#clientGone(trip);
-        return this.#fail(trip, 503, "too many requests waiting for a backend", this.#retryAfter());
-      }
-    }
-    trip.release = once(() => limiter.release());
-
+    trip.client.holdOpen(true);
     const headers = upstreamRequestHeaders(request.headers, trip.client);
-    let candidates: Backend[] | null = firstCandidates;
+    const queueDeadline = Date.now() + this.options.queueTimeoutMs;
     let lastFailure: Failure | undefined;
-    while (candidates) {
+    for (;;) {
+      const slot = await this.#takeSlot(trip);
+      if (slot) return slot;
+      const candidates = this.#candidates(trip);
+      if (!candidates) break;
       let full = false;
       for (const backend of candidates) {
         if (trip.attempts > this.options.retries) break;
@@ -177,17 +177,33 @@ export class Forwarder {
         // and its backend is already out of rotation, so failing over from it is never held back.
         if (result.kind !== "connect" && !this.#retryBudgetAllows()) break;
       }
-      // Every usable backend was at its limit before any attempt: queue for room, then choose again.
+      // Every usable backend was at its limit before any attempt: give the slot back, queue for room, choose again.
       if (!full || trip.attempts > 0) break;
-      const waited = await this.#waitForRoom(trip);
+      trip.release?.();
+      trip.release = null;
+      const waited = await this.#waitForRoom(trip, queueDeadline);
       if (waited) return waited;
-      candidates = this.#candidates(trip);
     }
     if (!lastFailure) return this.#fail(trip, 503, "no healthy backend", this.#retryAfter());
     return this.#fail(trip, 502, `backend failed (${lastFailure.reason})`);
   }
 
-  /** One attempt, with its bookkeeping: retry budget, connect-failure marking, outlier outcomes. */
+  /** Takes one of the upstream slots, waiting (FIFO, at most --timeout) if all are busy; a Response if it cannot. */
+  async #takeSlot(trip: Trip): Promise<Response | null> {
+    const { limiter } = this.options;
+    if (!limiter.tryAcquire()) {
+      try {
+        await limiter.acquire(trip.request.signal, this.options.timeoutMs);
+      } catch {
+        if (trip.request.signal.aborted) return this.#clientGone(trip);
+        return this.#fail(trip, 503, "too many requests waiting for a backend", this.#retryAfter());
+      }
+    }
+    trip.release = once(() => limiter.release());
+    return null;
+  }
+
+  /** One attempt, with its bookkeeping: stats, retry budget, connect-failure marking, outlier outcomes, latency. */
   async #attemptCounted(backend: Backend, trip: Trip, headers: Headers, body: OutgoingBody): Promise<AttemptResult> {
     const isRetry = trip.attempts > 0;
     trip.attempts++;
@@ -197,14 +213,20 @@ export class Forwarder {
       backend.stats.retries++;
       this.#retriesInFlight++;
     }
+    const started = performance.now();
     const result = await this.#attempt(backend, trip, headers, body);
     if (isRetry) this.#retriesInFlight--;
     if (result === "client-gone") return result;
     const failed = !(result instanceof Response) || result.status >= 500;
     if (failed) backend.stats.errors++;
+    // A failure counts as a slow answer, so a latency-aware policy moves away from a backend that hangs or errs.
+    this.options.policy.observe?.(backend, result instanceof Response ? trip.upstreamMs : performance.now() - started);
     const { pool } = this.options;
-    if (result instanceof Response || (result.kind !== "connect" && result.kind !== "reset")) pool.recordOutcome(backend, failed);
-    else pool.recordConnectFailure(backend, `${result.reason} (seen forwarding a request)`);
+    // Only a refused connection proves a backend down. A reset may be a stale keep-alive socket the backend closed
+    // just as it was reused; it is retried (when safe) and counts toward outlier ejection instead.
+    if (!(result instanceof Response) && result.kind === "connect") {
+      pool.recordConnectFailure(backend, `${result.reason} (seen forwarding a request)`);
+    } else pool.recordOutcome(backend, failed);
     return result;
   }
 
@@ -216,11 +238,11 @@ export class Forwarder {
     return this.options.maxInflight === 0 || backend.inflight < this.options.maxInflight;
   }
 
-  /** Waits for a backend to finish a request; a Response (503 or client gone) when the wait ends otherwise. */
-  async #waitForRoom(trip: Trip): Promise<Response | null> {
+  /** Waits for a backend to have room, until the deadline; a Response (503 or client gone) when it cannot. */
+  async #waitForRoom(trip: Trip, deadline: number): Promise<Response | null> {
     const { request } = trip;
     try {
-      await this.#roomQueue.wait(request.signal, this.options.queueTimeoutMs);
+      await this.#roomQueue.wait(request.signal, Math.max(0, deadline - Date.now()));
       return null;
     } catch (error) {
       if (request.signal.aborted) return this.#clientGone(trip);
@@ -256,9 +278,10 @@ export class Forwarder {
       });
       trip.upstreamMs = performance.now() - sent;
       // A streamed body is cancelled with the client's response stream when the client leaves; no listener needed.
-      if (!fitsInBuffer(upstream)) return this.#respond(backend, trip, upstream, upstream.body);
-      // Read whole, still under the deadline: nothing has reached the client yet, so a failure here can be retried.
-      return this.#respond(backend, trip, upstream, await upstream.bytes());
+      // A buffered one is read whole, still under the deadline: nothing has reached the client yet, so a failure
+      // while reading it can still be retried.
+      const answer = fitsInBuffer(upstream) ? await upstream.bytes() : upstream.body;
+      return this.#respond(backend, trip, upstream, answer);
     } catch (error) {
       this.#requestDone(backend);
       if (request.signal.aborted) return "client-gone";
@@ -270,26 +293,32 @@ export class Forwarder {
   }
 
   /**
-   * Hands the backend's answer to the client. A buffered body is done at once; a streamed one frees the upstream
-   * slot and the in-flight count when its last byte is sent (or the client leaves).
+   * Hands the backend's answer to the client. Everything that can throw (an unusable status, a header that cannot
+   * be copied) happens first; only then do the upstream slot and the in-flight count pass to the response: at once
+   * for a buffered body, at its last byte (or the client leaving) for a streamed one.
    */
   #respond(backend: Backend, trip: Trip, upstream: Response, body: Uint8Array | ReadableStream<Uint8Array> | null): Response {
-    const release = trip.release;
-    trip.release = null; // now owned by the body
-    const finish = (bytes: number) => {
-      this.#requestDone(backend);
-      release?.();
-      this.#logAccess(trip, upstream.status, bytes);
-    };
-    if (this.options.debug) this.options.log.debug(`Response from server: HTTP/1.1 ${upstream.status} ${upstream.statusText}`);
-    this.options.policy.observe?.(backend, trip.upstreamMs);
+    if (upstream.status < 200 || upstream.status > 599) {
+      throw Object.assign(new Error(`unusable status ${upstream.status}`), { code: "InvalidStatus" });
+    }
     const headers = downstreamResponseHeaders(upstream.headers);
     const { sticky } = this.options;
     if (sticky && backend !== trip.pinned) headers.append("set-cookie", sticky.cookieFor(backend));
     const init = { status: upstream.status, statusText: upstream.statusText, headers };
-    if (body instanceof ReadableStream) return new Response(watchBody(body, finish), init);
-    finish(body?.byteLength ?? 0);
-    return new Response(body, init);
+    let finish = (_bytes: number) => {};
+    const response =
+      body instanceof ReadableStream ? new Response(watchBody(body, (bytes) => finish(bytes)), init) : new Response(body, init);
+    // From here on nothing throws: the response owns the slot and the in-flight count.
+    const release = trip.release;
+    trip.release = null;
+    finish = once((bytes: number) => {
+      this.#requestDone(backend);
+      release?.();
+      this.#logAccess(trip, upstream.status, bytes);
+    });
+    if (this.options.debug) this.options.log.debug(`Response from server: HTTP/1.1 ${upstream.status} ${upstream.statusText}`);
+    if (!(body instanceof ReadableStream)) finish(body?.byteLength ?? 0);
+    return response;
   }
 
   #fail(trip: Trip, status: number, detail: string, headers?: Record<string, string>): Response {
@@ -355,11 +384,12 @@ export function redact(name: string, value: string): string {
   return SECRET_HEADERS.has(name.toLowerCase()) ? "[redacted]" : value;
 }
 
-function once(fn: () => void): () => void {
+/** A function that runs only the first time it is called. */
+function once<A extends unknown[]>(fn: (...args: A) => void): (...args: A) => void {
   let done = false;
-  return () => {
+  return (...args) => {
     if (done) return;
     done = true;
-    fn();
+    fn(...args);
   };
 }

@@ -17,13 +17,16 @@ export const HOP_BY_HOP = [
   "proxy-authenticate",
 ] as const;
 
+/** An RFC 9110 token: what a header name may be. Anything else in Connection is not a header to remove. */
+const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+
 /** Removes the hop-by-hop headers and every header the Connection header names. */
 export function stripHopByHop(headers: Headers): Headers {
   const connection = headers.get("connection");
   if (connection) {
     for (const token of connection.split(",")) {
       const name = token.trim();
-      if (name) headers.delete(name);
+      if (TOKEN.test(name)) headers.delete(name);
     }
   }
   for (const name of HOP_BY_HOP) headers.delete(name);

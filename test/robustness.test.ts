@@ -1,0 +1,103 @@
+/** Regressions from review: odd backend answers, odd client headers, hung backends, and pools that must not empty. */
+import { afterEach, expect, test } from "bun:test";
+import { type InProcessLb, rawRequest, startBackend, startTestLb, waitFor } from "./helpers.ts";
+
+const cleanup: Array<() => Promise<unknown>> = [];
+afterEach(async () => {
+  await Promise.all(cleanup.splice(0).map((stop) => stop()));
+});
+
+async function lbFor(urls: string[], settings: Record<string, unknown> = {}): Promise<InProcessLb> {
+  const lb = await startTestLb(urls, { "health-interval": "1m", ...settings });
+  cleanup.push(lb.stop);
+  return lb;
+}
+
+/** A raw backend: answers health checks on / with 200, and everything else with `answer`. */
+function rawBackend(answer: string) {
+  const server = Bun.listen({
+    hostname: "127.0.0.1",
+    port: 0,
+    socket: {
+      data(socket, data) {
+        const health = data.toString().startsWith("GET / ");
+        socket.end(health ? "HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok" : answer);
+      },
+    },
+  });
+  cleanup.push(async () => server.stop(true));
+  return `http://127.0.0.1:${server.port}`;
+}
+
+test("odd backend answers (a bad Connection token, status 600) never leak upstream slots or in-flight counts", async () => {
+  const badToken = rawBackend("HTTP/1.1 200 OK\r\nconnection: close, x y\r\ncontent-length: 2\r\n\r\nhi");
+  const badStatus = rawBackend("HTTP/1.1 600 Odd\r\ncontent-length: 2\r\nconnection: close\r\n\r\nhi");
+  const lb = await lbFor([badToken, badStatus], { "outlier-errors": 0 });
+  const statuses = new Set<number>();
+  for (let i = 0; i < 140; i++) {
+    const response = await fetch(`${lb.url}/x`);
+    await response.arrayBuffer();
+    statuses.add(response.status);
+  }
+  expect([...statuses].sort()).toEqual([200, 502]);
+  expect(lb.lb.pool.backends.map((b) => b.inflight)).toEqual([0, 0]);
+  // 140 requests went through more than the 64 upstream slots: none leaked, or these would now wait and fail.
+  const last = await fetch(`${lb.url}/x`, { signal: AbortSignal.timeout(2000) });
+  expect([200, 502]).toContain(last.status);
+  expect(lb.access.filter((e) => e.path === "/x")).toHaveLength(141);
+});
+
+test("a client's Connection header naming a non-token is ignored, not a 500", async () => {
+  const backend = startBackend("a");
+  cleanup.push(backend.stop);
+  const lb = await lbFor([backend.url]);
+  const answer = await rawRequest(lb.lb.port, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close, x y\r\n\r\n");
+  expect(answer).toStartWith("HTTP/1.1 200");
+});
+
+test("ewma does not pour traffic into a backend that hangs", async () => {
+  const hung = startBackend("hung", async (request) => {
+    if (new URL(request.url).pathname !== "/") await Bun.sleep(5000);
+    return new Response("late");
+  });
+  const fine = startBackend("fine");
+  cleanup.push(hung.stop, fine.stop);
+  const lb = await lbFor([hung.url, fine.url], { policy: "ewma", timeout: "300ms" });
+  // Four clients, ten requests each: once the hung backend holds a request and the other has answered, the hung one
+  // scores worst. Before the fix it looked free (no latency sample) and took nearly everything.
+  const statuses: number[] = [];
+  await Promise.all(
+    Array.from({ length: 4 }, async () => {
+      for (let i = 0; i < 10; i++) statuses.push((await fetch(`${lb.url}/work`)).status);
+    }),
+  );
+  expect(statuses.filter((s) => s === 504).length).toBeLessThanOrEqual(4);
+});
+
+test("outlier ejection never takes the last backend in rotation", async () => {
+  const failing = startBackend("failing", (request) => new Response("no", { status: new URL(request.url).pathname === "/" ? 200 : 500 }));
+  cleanup.push(failing.stop);
+  const lb = await lbFor([failing.url, "http://127.0.0.1:1", "http://127.0.0.1:2"], { "outlier-errors": 2, "outlier-max-ejected": 100 });
+  for (let i = 0; i < 6; i++) expect((await fetch(`${lb.url}/x`)).status).toBe(500);
+  expect(lb.lb.pool.available()).toHaveLength(1);
+});
+
+test("a reset is retried but does not mark the backend down (it may be a stale keep-alive socket)", async () => {
+  const resetter = Bun.listen({
+    hostname: "127.0.0.1",
+    port: 0,
+    socket: {
+      data(socket, data) {
+        if (data.toString().startsWith("GET / ")) socket.end("HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+        else socket.terminate();
+      },
+    },
+  });
+  const good = startBackend("good");
+  cleanup.push(async () => resetter.stop(true), good.stop);
+  const lb = await lbFor([`http://127.0.0.1:${resetter.port}`, good.url], { "outlier-errors": 0 });
+  expect(await (await fetch(`${lb.url}/x`)).text()).toBe("backend good");
+  expect(lb.access.at(-1)).toMatchObject({ attempts: 2, status: 200 });
+  expect(lb.lb.pool.available()).toHaveLength(2);
+  await waitFor(() => lb.lb.pool.backends[0]!.stats.errors === 1, "the reset to count as an error");
+});
