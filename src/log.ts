@@ -1,7 +1,6 @@
 /**
- * Two kinds of log: lifecycle messages through consola (startup, health changes, shutdown) on stderr, and one access
- * line per request on stdout through a cheap buffered writer (consola's reporter costs ~15 µs a line, too much for the
- * hot path).
+ * Lifecycle messages (startup, health changes, shutdown) through consola, on stderr. Access lines have their own
+ * cheap writer in access-log.ts: consola's reporter costs ~15 µs a line, too much for the hot path.
  */
 import { type ConsolaInstance, type LogObject, createConsola } from "consola";
 import { format } from "node:util";
@@ -41,70 +40,4 @@ function jsonLine(entry: LogObject): string {
   const fields = rest.length === 1 && typeof rest[0] === "object" ? rest[0] : undefined;
   const msg = fields ? format(first) : format(first, ...rest);
   return `${JSON.stringify({ time: entry.date.toISOString(), level: LEVEL_NAMES[entry.level] ?? entry.type, msg, ...fields })}\n`;
-}
-
-export interface AccessEntry {
-  client: string;
-  method: string;
-  path: string;
-  status: number;
-  /** The backend that answered (or was last tried); "-" when none was. */
-  backend: string;
-  attempts: number;
-  /** Milliseconds until the answering backend's response headers arrived. */
-  upstreamMs: number;
-  /** Milliseconds from the request's arrival until the last response byte. */
-  totalMs: number;
-  bytes: number;
-}
-
-export interface Sink {
-  write(text: string): unknown;
-  flush(): unknown;
-}
-
-const FLUSH_AFTER_MS = 100;
-
-/** Formats access lines and batches them: one write per ~100 ms however many requests end in between. */
-export class AccessLog {
-  #timer: ReturnType<typeof setTimeout> | undefined;
-
-  constructor(
-    private readonly logFormat: LogFormat,
-    private readonly sink: Sink = Bun.stdout.writer(),
-  ) {}
-
-  write(entry: AccessEntry): void {
-    this.sink.write(this.logFormat === "json" ? accessJson(entry) : accessPretty(entry));
-    this.#timer ??= setTimeout(() => this.flush(), FLUSH_AFTER_MS);
-  }
-
-  flush(): void {
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
-    this.sink.flush();
-  }
-}
-
-function accessJson(e: AccessEntry): string {
-  return `${JSON.stringify({
-    time: new Date().toISOString(),
-    client: e.client,
-    method: e.method,
-    path: e.path,
-    status: e.status,
-    backend: e.backend,
-    attempts: e.attempts,
-    upstream_ms: round(e.upstreamMs),
-    total_ms: round(e.totalMs),
-    bytes: e.bytes,
-  })}\n`;
-}
-
-function accessPretty(e: AccessEntry): string {
-  return `${new Date().toISOString()} ${e.client} ${e.method} ${e.path} ${e.status} → ${e.backend} attempts=${e.attempts} upstream=${round(e.upstreamMs)}ms total=${round(e.totalMs)}ms bytes=${e.bytes}\n`;
-}
-
-function round(ms: number): number {
-  return Math.round(ms * 10) / 10;
 }

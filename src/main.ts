@@ -86,6 +86,10 @@ async function serve(config: Config): Promise<{ lb: RunningLb; log: Logger }> {
     log.info("stopped");
     process.exit(0);
   };
+  process.on("SIGUSR1", () => {
+    lb.reopenLogs();
+    log.info("SIGUSR1: access log reopened");
+  });
   process.on("SIGINT", () => void shutdown("SIGINT"));
   process.on("SIGTERM", () => void shutdown("SIGTERM"));
   return { lb, log };

@@ -26,7 +26,16 @@ export function diffBackends(previous: readonly BackendSpec[], next: readonly Ba
 }
 
 /** Settings that only a restart can change: the listeners and where logs go. */
-export const RESTART_ONLY = new Set(["port", "host", "admin", "admin-token", "log-format", "access-log"]);
+export const RESTART_ONLY = new Set([
+  "port",
+  "host",
+  "admin",
+  "admin-token",
+  "log-format",
+  "access-log",
+  "access-log-format",
+  "access-log-file",
+]);
 
 /** Names of the settings (other than backends) whose values differ. */
 export function changedSettings(previous: Config, next: Config): string[] {

@@ -6,9 +6,13 @@ import { DnsDiscovery, dnsLookup } from "./pool/discovery.ts";
 import { drainAndRemove } from "./pool/drain.ts";
 import { RESTART_ONLY, changedSettings, diffBackends, effectiveConfig } from "./reload.ts";
 import type { Config } from "./config/settings.ts";
-import { AccessLog, type Logger, consolaLevel } from "./log.ts";
+import { AccessLog, FileSink } from "./access-log.ts";
+import { type Logger, consolaLevel } from "./log.ts";
 import { HealthChecker, describeStatuses } from "./pool/checker.ts";
 import { type PoolEvent, Pool } from "./pool/pool.ts";
+import { describeState } from "./pool/backend.ts";
+import { EventLog } from "./admin/events.ts";
+import { Metrics } from "./metrics/metrics.ts";
 import { type ClientConnection, Forwarder } from "./proxy/forward.ts";
 import { Limiter } from "./proxy/limiter.ts";
 import { errorResponse } from "./proxy/responses.ts";
@@ -31,6 +35,8 @@ export interface RunningLb {
   readonly pool: Pool;
   /** Requests waiting for a backend with room (max-inflight reached everywhere). */
   queued(): number;
+  /** Reopens the access log file (after logrotate moved it). */
+  reopenLogs(): void;
   /** Applies a new config without a restart (see reload.ts for what changes); returns a one-line summary. */
   reload(next: Config): string;
   /** Stops accepting, lets in-flight requests finish within the drain timeout, then closes what is left. */
@@ -63,20 +69,29 @@ export interface StartOptions {
  */
 export async function startLb(config: Config, options: StartOptions): Promise<RunningLb> {
   const { log } = options;
-  const accessLog = options.accessLog !== undefined ? options.accessLog : config.accessLog ? new AccessLog(config.logFormat) : null;
+  const accessLog = options.accessLog !== undefined ? options.accessLog : createAccessLog(config);
+  const metrics = new Metrics();
+  const events = new EventLog();
   const pool: Pool = new Pool(staticBackends(config), {
     ...poolRules(config),
     listener: (event) => {
       logPoolEvent(log, event, pool);
+      events.add(event.backend.name, describeState(event.backend), describeEvent(event));
       if (event.type === "added") void checker.watch(event.backend);
       if (event.type === "removed") checker.unwatch(event.backend);
       forwarder.poolChanged();
     },
   });
-  const checker = new HealthChecker(pool, checkSettings(config));
+  const checker = new HealthChecker(pool, checkSettings(config), (backend, ok) => {
+    const m = metrics.of(backend.url);
+    if (ok) m.checksPassed++;
+    else m.checksFailed++;
+  });
   let current = config;
   const discovery = new DnsDiscovery(pool, dnsLookup(config.dnsServer), log, () => current.drainTimeout);
-  const forwarder = new Forwarder({ pool, limiter: new Limiter(UPSTREAM_CONCURRENCY), accessLog, log, ...forwarderTuning(config) });
+  const limiter = new Limiter(UPSTREAM_CONCURRENCY);
+  const forwarder = new Forwarder({ pool, limiter, accessLog, metrics, log, ...forwarderTuning(config) });
+  const queued = () => forwarder.queued + limiter.queued;
 
   let ready = false;
   let firstRound: Promise<void> = Promise.resolve();
@@ -87,7 +102,7 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
   );
   let admin: Server<undefined> | null = null;
   if (config.admin) {
-    const handler = createAdminHandler({ pool, log, token: config.adminToken, drainTimeoutMs: config.drainTimeout });
+    const handler = createAdminHandler({ pool, metrics, events, queued, log, token: config.adminToken, drainTimeoutMs: config.drainTimeout });
     try {
       admin = listen("admin", () => startAdminServer(config.admin!, handler, log));
     } catch (error) {
@@ -162,7 +177,14 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
     );
   };
 
-  return { url, port: server.port!, adminUrl, pool, queued: () => forwarder.queued, reload, stop };
+  const reopenLogs = () => accessLog?.reopen();
+  return { url, port: server.port!, adminUrl, pool, queued: () => forwarder.queued, reload, reopenLogs, stop };
+}
+
+function createAccessLog(config: Config): AccessLog | null {
+  if (!config.accessLog) return null;
+  const format = config.accessLogFormat || config.logFormat;
+  return config.accessLogFile ? new AccessLog(format, new FileSink(config.accessLogFile)) : new AccessLog(format);
 }
 
 function listen<T>(listener: ListenError["listener"], start: () => T): T {
@@ -216,6 +238,24 @@ function plural(count: number, noun: string): string {
 
 function formatHost(host: string): string {
   return host.includes(":") ? `[${host}]` : host;
+}
+
+/** A pool event in a few words, for the dashboard's log. */
+function describeEvent(event: PoolEvent): string {
+  switch (event.type) {
+    case "health":
+      return event.to.status === "healthy" ? `up (${event.to.reason})` : `down: ${event.to.reason}`;
+    case "ejected":
+      return `ejected for ${formatDuration(event.forMs)} after repeated errors`;
+    case "ejection-refused":
+      return "failing, but kept in rotation (ejection limit)";
+    case "returned":
+      return "back from ejection";
+    case "added":
+      return "added";
+    case "removed":
+      return "removed";
+  }
 }
 
 function logPoolEvent(log: Logger, event: PoolEvent, pool: Pool): void {

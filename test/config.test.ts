@@ -86,6 +86,8 @@ describe("resolveConfig", () => {
       logLevel: "info",
       logFormat: "json",
       accessLog: true,
+      accessLogFormat: "",
+      accessLogFile: "",
     });
     expect(resolve({ backends: ["http://a:1"] }, true).logFormat).toBe("pretty");
   });

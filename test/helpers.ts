@@ -5,7 +5,7 @@ import { connect } from "node:net";
 import { format } from "node:util";
 import { resolveConfig } from "../src/config/load.ts";
 import type { Config } from "../src/config/settings.ts";
-import { AccessLog, type AccessEntry } from "../src/log.ts";
+import { type AccessEntry, AccessLog } from "../src/access-log.ts";
 import { pathOf } from "../src/proxy/forward.ts";
 import { type RunningLb, startLb } from "../src/server.ts";
 

@@ -67,7 +67,7 @@ describe("logging", () => {
     const pretty = await spawnLb([...baseArgs, "--log-format", "pretty", slow.url]);
     await (await fetch(`${pretty.url}/pretty`)).text();
     const line = await pretty.waitForLine("stdout", /GET \/pretty/);
-    expect(line).toMatch(/127\.0\.0\.1 GET \/pretty 200 → 127\.0\.0\.1:\d+ attempts=1 upstream=[\d.]+ms total=[\d.]+ms bytes=8$/);
+    expect(line).toMatch(/127\.0\.0\.1 GET \/pretty 200 → 127\.0\.0\.1:\d+ attempts=1 upstream=[\d.]+ms total=[\d.]+ms bytes=8 id=[0-9a-f-]{36}$/);
     await pretty.kill();
 
     const quiet = await spawnLb([...baseArgs, "--no-access-log", slow.url]);

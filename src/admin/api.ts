@@ -5,13 +5,22 @@
 import { checkBackendUrl } from "../config/backend-url.ts";
 import { parseDuration } from "../config/duration.ts";
 import type { Logger } from "../log.ts";
+import type { Metrics } from "../metrics/metrics.ts";
+import { renderPrometheus } from "../metrics/prometheus.ts";
 import { type Backend, describeState } from "../pool/backend.ts";
 import { drainAndRemove } from "../pool/drain.ts";
 import { type Pool, PoolConflict } from "../pool/pool.ts";
 import { bearerMatches } from "./auth.ts";
+import dashboardPage from "./dashboard.html" with { type: "text" };
+import type { EventLog } from "./events.ts";
+import { statsSnapshot } from "./stats.ts";
 
 export interface AdminOptions {
   pool: Pool;
+  metrics: Metrics;
+  events: EventLog;
+  /** Requests waiting for an upstream slot or a backend with room. */
+  queued: () => number;
   log: Logger;
   /** Empty: no token needed (loopback only, enforced at startup). */
   token: string;
@@ -23,6 +32,9 @@ export type AdminHandler = (request: Request, clientIp: string) => Promise<Respo
 
 /** What each POST /api/backends/<id>/<action> sets. */
 const ADMIN_ACTIONS = { drain: "draining", disable: "disabled", enable: "active" } as const;
+
+/** The page, inlined into the binary at build time (the text loader gives a string; bun-types assume a bundle). */
+const DASHBOARD_HTML = dashboardPage as unknown as string;
 
 const json = (body: unknown, status = 200) => Response.json(body, { status, headers: { "cache-control": "no-store" } });
 const problem = (status: number, error: string) => json({ error }, status);
@@ -54,16 +66,24 @@ export function createAdminHandler(options: AdminOptions): AdminHandler {
   return async (request, ip) => {
     const url = new URL(request.url);
     const path = url.pathname.replace(/\/+$/, "") || "/";
+    if (path === "/" && request.method === "GET") {
+      return new Response(DASHBOARD_HTML, { headers: { "content-type": "text/html; charset=utf-8", "cache-control": "no-store" } });
+    }
     if (path === "/healthz") return json({ status: "ok" });
     if (path === "/readyz") {
       const healthy = pool.available().length;
       return json({ ready: healthy > 0, healthy }, healthy > 0 ? 200 : 503);
     }
-    if (!path.startsWith("/api/")) return problem(404, `no such endpoint: ${path}`);
+    if (!path.startsWith("/api/") && path !== "/metrics") return problem(404, `no such endpoint: ${path}`);
     if (options.token && !bearerMatches(request.headers.get("authorization"), options.token)) {
       log.warn(`admin ${ip}: refused ${request.method} ${path} (missing or wrong token)`);
       return json({ error: "missing or wrong token: send Authorization: Bearer <token>" }, 401);
     }
+    const sources = () => ({ backends: pool.backends, metrics: options.metrics, events: options.events, queued: options.queued() });
+    if (path === "/metrics") {
+      return new Response(renderPrometheus(sources()), { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" } });
+    }
+    if (path === "/api/stats") return json(statsSnapshot(sources()));
 
     if (path === "/api/backends") {
       if (request.method === "GET") return json({ backends: pool.backends.map(backendJson) });

@@ -3,6 +3,7 @@
  * from this list, so they cannot drift apart.
  */
 import { type BackendSpec, type SpecCheck, WEIGHT_PROBLEM, checkBackendUrl, parseWeight } from "./backend-url.ts";
+import { ACCESS_FORMATS, type AccessFormat } from "../access-log.ts";
 import { type HashKey, parseHashKey } from "../balance/request-keys.ts";
 import { formatDuration, parseDuration } from "./duration.ts";
 
@@ -53,6 +54,10 @@ export interface Config {
   logLevel: LogLevel;
   logFormat: LogFormat;
   accessLog: boolean;
+  /** Empty: the same as logFormat. */
+  accessLogFormat: AccessFormat | "";
+  /** Empty: stdout. */
+  accessLogFile: string;
 }
 
 /**
@@ -456,6 +461,16 @@ export const SETTINGS: Setting[] = [
     key: "accessLog", name: "access-log", type: "boolean", fallback: true,
     description: "One line per request on stdout (--no-access-log turns it off)",
     example: "--no-access-log", parse: boolean,
+  },
+  {
+    key: "accessLogFormat", name: "access-log-format", type: "string", valueHint: ACCESS_FORMATS.join("|"), fallback: "",
+    description: "Access line format: json, combined (Apache/nginx) or pretty (default: as --log-format)",
+    example: "--access-log-format combined", parse: oneOf(ACCESS_FORMATS),
+  },
+  {
+    key: "accessLogFile", name: "access-log-file", type: "string", valueHint: "path", fallback: "",
+    description: "Write access lines to this file instead of stdout; SIGUSR1 reopens it (for logrotate)",
+    example: "--access-log-file /var/log/lb/access.log", parse: optionalText(() => null),
   },
 ];
 

@@ -99,6 +99,8 @@ export class HealthChecker {
   constructor(
     private readonly pool: Pool,
     private settings: CheckSettings,
+    /** Told every result, for metrics. */
+    private readonly onResult: (backend: Backend, ok: boolean) => void = () => {},
     private readonly random: () => number = Math.random,
   ) {}
 
@@ -139,7 +141,9 @@ export class HealthChecker {
 
   async #check(backend: Backend): Promise<void> {
     const result = await checkBackend(backend, this.settings);
-    if (!this.#stopped && this.#timers.has(backend)) this.pool.recordCheck(backend, result);
+    if (this.#stopped || !this.#timers.has(backend)) return;
+    this.onResult(backend, result.ok);
+    this.pool.recordCheck(backend, result);
   }
 
   #schedule(backend: Backend): void {

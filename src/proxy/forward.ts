@@ -5,7 +5,9 @@
 import type { Policy, RequestContext } from "../balance/policy.ts";
 import type { StickySessions } from "../balance/sticky.ts";
 import { formatDuration } from "../config/duration.ts";
-import type { AccessLog, Logger } from "../log.ts";
+import type { AccessLog } from "../access-log.ts";
+import type { Logger } from "../log.ts";
+import type { Metrics } from "../metrics/metrics.ts";
 import { type Backend, isAvailable } from "../pool/backend.ts";
 import type { Pool } from "../pool/pool.ts";
 import { type Failure, classifyFailure } from "../upstream-error.ts";
@@ -21,6 +23,7 @@ export interface ForwarderDeps {
   pool: Pool;
   limiter: Limiter;
   accessLog: AccessLog | null;
+  metrics: Metrics;
   log: Logger;
 }
 
@@ -60,13 +63,16 @@ const TIMED_OUT = new DOMException("backend did not answer in time", "TimeoutErr
 /** What the access log needs to know about one request, filled in as the trip goes. */
 interface Trip {
   request: Request;
+  /** The client's X-Request-Id when it is a sane one, else a new UUID; sent to the backend and back to the client. */
+  requestId: string;
   client: ClientConnection;
   context: RequestContext;
   /** The backend a sticky cookie named, if it is available. */
   pinned: Backend | undefined;
   started: number;
   attempts: number;
-  backend: string;
+  /** The backend that answered, or was last tried. */
+  target: Backend | null;
   upstreamMs: number;
   /** Gives back the upstream slot; set while one is held. */
   release: (() => void) | null;
@@ -98,12 +104,13 @@ export class Forwarder {
   async handle(request: Request, client: ClientConnection): Promise<Response> {
     const trip: Trip = {
       request,
+      requestId: requestIdOf(request.headers),
       client,
       context: { clientIp: client.ip, path: pathOf(request.url), headers: request.headers },
       pinned: undefined,
       started: performance.now(),
       attempts: 0,
-      backend: "-",
+      target: null,
       upstreamMs: 0,
       release: null,
     };
@@ -150,6 +157,7 @@ export class Forwarder {
     }
     trip.client.holdOpen(true);
     const headers = upstreamRequestHeaders(request.headers, trip.client);
+    headers.set("x-request-id", trip.requestId);
     const queueDeadline = Date.now() + this.options.queueTimeoutMs;
     let lastFailure: Failure | undefined;
     for (;;) {
@@ -207,10 +215,11 @@ export class Forwarder {
   async #attemptCounted(backend: Backend, trip: Trip, headers: Headers, body: OutgoingBody): Promise<AttemptResult> {
     const isRetry = trip.attempts > 0;
     trip.attempts++;
-    trip.backend = backend.name;
+    trip.target = backend;
     backend.stats.requests++;
     if (isRetry) {
       backend.stats.retries++;
+      this.options.metrics.of(backend.url).retries++;
       this.#retriesInFlight++;
     }
     const started = performance.now();
@@ -225,6 +234,7 @@ export class Forwarder {
     // Only a refused connection proves a backend down. A reset may be a stale keep-alive socket the backend closed
     // just as it was reused; it is retried (when safe) and counts toward outlier ejection instead.
     if (!(result instanceof Response) && result.kind === "connect") {
+      this.options.metrics.of(backend.url).connectErrors++;
       pool.recordConnectFailure(backend, `${result.reason} (seen forwarding a request)`);
     } else pool.recordOutcome(backend, failed);
     return result;
@@ -302,6 +312,7 @@ export class Forwarder {
       throw Object.assign(new Error(`unusable status ${upstream.status}`), { code: "InvalidStatus" });
     }
     const headers = downstreamResponseHeaders(upstream.headers);
+    headers.set("x-request-id", trip.requestId);
     const { sticky } = this.options;
     if (sticky && backend !== trip.pinned) headers.append("set-cookie", sticky.cookieFor(backend));
     const init = { status: upstream.status, statusText: upstream.statusText, headers };
@@ -322,7 +333,7 @@ export class Forwarder {
   }
 
   #fail(trip: Trip, status: number, detail: string, headers?: Record<string, string>): Response {
-    const response = errorResponse(status, detail, headers);
+    const response = errorResponse(status, detail, { ...headers, "x-request-id": trip.requestId });
     this.#logAccess(trip, status, 0);
     return response;
   }
@@ -336,16 +347,24 @@ export class Forwarder {
     return { "retry-after": String(this.options.retryAfterSeconds) };
   }
 
+  /** The end of a request, however it ended: one access line and its metrics. */
   #logAccess(trip: Trip, status: number, bytes: number): void {
+    const totalMs = performance.now() - trip.started;
+    const { metrics } = this.options;
+    if (trip.target) metrics.of(trip.target.url).record(trip.request.method, status, totalMs / 1000, Date.now());
+    else metrics.recordUnrouted(status);
     this.options.accessLog?.write({
       client: trip.client.ip,
       method: trip.request.method,
       path: trip.context.path,
       status,
-      backend: trip.backend,
+      backend: trip.target?.name ?? "-",
+      requestId: trip.requestId,
+      referer: trip.request.headers.get("referer"),
+      userAgent: trip.request.headers.get("user-agent"),
       attempts: trip.attempts,
       upstreamMs: trip.upstreamMs,
-      totalMs: performance.now() - trip.started,
+      totalMs,
       bytes,
     });
   }
@@ -368,6 +387,14 @@ export const RESPONSE_BUFFER_LIMIT_BYTES = 1024 * 1024;
 function fitsInBuffer(upstream: Response): boolean {
   const declared = upstream.headers.get("content-length");
   return upstream.body !== null && declared !== null && Number(declared) <= RESPONSE_BUFFER_LIMIT_BYTES;
+}
+
+/** A request id worth keeping: what proxies and tracing systems generate (UUIDs, hex, base64url), not arbitrary text. */
+const SANE_REQUEST_ID = /^[A-Za-z0-9._:+/=-]{1,128}$/;
+
+export function requestIdOf(headers: Headers): string {
+  const incoming = headers.get("x-request-id");
+  return incoming && SANE_REQUEST_ID.test(incoming) ? incoming : crypto.randomUUID();
 }
 
 /** The path and query as received; the scheme and authority of the request URL are never used to route. */

@@ -1,0 +1,70 @@
+/** The live view the dashboard polls (GET /api/stats): per-backend rates, latency and history, pool totals, events. */
+import { type Backend, describeState } from "../pool/backend.ts";
+import { type Metrics, type Second, mergeBuckets, quantile } from "../metrics/metrics.ts";
+import type { EventLog } from "./events.ts";
+
+/** Seconds that rates and percentiles are averaged over. */
+export const RATE_WINDOW_SECONDS = 10;
+/** Seconds of history in each backend's chart series. */
+export const SERIES_SECONDS = 120;
+
+export interface StatsSources {
+  backends: readonly Backend[];
+  metrics: Metrics;
+  events: EventLog;
+  queued: number;
+}
+
+const ms = (seconds: number | null) => (seconds === null ? null : Math.round(seconds * 1000 * 10) / 10);
+const round = (n: number) => Math.round(n * 100) / 100;
+
+function rates(seconds: readonly Second[]) {
+  const requests = seconds.reduce((sum, s) => sum + s.requests, 0);
+  const errors = seconds.reduce((sum, s) => sum + s.errors, 0);
+  const buckets = mergeBuckets(seconds);
+  return {
+    rps: round(requests / seconds.length),
+    errorRate: requests ? round(errors / requests) : 0,
+    p50Ms: ms(quantile(buckets, 0.5)),
+    p99Ms: ms(quantile(buckets, 0.99)),
+  };
+}
+
+export function statsSnapshot({ backends, metrics, events, queued }: StatsSources, nowMs = Date.now()) {
+  const rows = backends.map((backend) => {
+    const m = metrics.of(backend.url);
+    const history = m.lastSeconds(SERIES_SECONDS, nowMs);
+    return {
+      id: backend.name,
+      url: backend.url,
+      state: describeState(backend),
+      since: new Date(backend.health.since).toISOString(),
+      weight: backend.weight,
+      inflight: backend.inflight,
+      requests: backend.stats.requests,
+      errors: backend.stats.errors,
+      ...rates(history.slice(-RATE_WINDOW_SECONDS)),
+      series: {
+        rps: history.map((s) => s.requests),
+        p99Ms: history.map((s) => ms(quantile(s.buckets, 0.99))),
+      },
+    };
+  });
+  const recent = backends.flatMap((b) => metrics.of(b.url).lastSeconds(RATE_WINDOW_SECONDS, nowMs));
+  const poolRates = rates(recent.length ? recent : [{ requests: 0, errors: 0, buckets: [] }]);
+  return {
+    time: new Date(nowMs).toISOString(),
+    uptimeSeconds: Math.round((nowMs - metrics.startedAt) / 1000),
+    pool: {
+      backends: backends.length,
+      healthy: rows.filter((r) => r.state === "healthy").length,
+      inflight: backends.reduce((sum, b) => sum + b.inflight, 0),
+      queued,
+      // The per-backend windows add up: the pool's request rate is their sum, not their average.
+      rps: round(rows.reduce((sum, r) => sum + r.rps, 0)),
+      errorRate: poolRates.errorRate,
+    },
+    backends: rows,
+    events: events.recent(),
+  };
+}

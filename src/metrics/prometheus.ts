@@ -1,0 +1,84 @@
+/** The Prometheus text exposition (format 0.0.4) of lb's metrics, rendered on each scrape of /metrics. */
+import { readdirSync } from "node:fs";
+import { type Backend, isAvailable } from "../pool/backend.ts";
+import { LATENCY_BUCKETS, type Metrics } from "./metrics.ts";
+
+export interface ScrapeState {
+  backends: readonly Backend[];
+  metrics: Metrics;
+  /** Requests waiting for an upstream slot or a backend with room. */
+  queued: number;
+}
+
+/** Label values escaped as the format requires (backslash, quote, newline). */
+function label(value: string): string {
+  return value.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
+}
+
+export function renderPrometheus({ backends, metrics, queued }: ScrapeState): string {
+  const out: string[] = [];
+  const family = (name: string, type: string, help: string) => out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+
+  family("lb_requests_total", "counter", "Requests answered, by backend, status code and method.");
+  for (const [url, m] of metrics.backends) {
+    for (const [key, count] of m.requests) {
+      const [code, method] = key.split(" ");
+      out.push(`lb_requests_total{backend="${label(url)}",code="${code}",method="${label(method!)}"} ${count}`);
+    }
+  }
+  for (const [code, count] of metrics.unrouted) out.push(`lb_requests_total{backend="",code="${code}",method=""} ${count}`);
+
+  family("lb_request_duration_seconds", "histogram", "Time from a request's arrival to its last response byte, by backend.");
+  for (const [url, m] of metrics.backends) {
+    let cumulative = 0;
+    LATENCY_BUCKETS.forEach((le, i) => {
+      cumulative += m.buckets[i]!;
+      out.push(`lb_request_duration_seconds_bucket{backend="${label(url)}",le="${le}"} ${cumulative}`);
+    });
+    out.push(`lb_request_duration_seconds_bucket{backend="${label(url)}",le="+Inf"} ${m.durationCount}`);
+    out.push(`lb_request_duration_seconds_sum{backend="${label(url)}"} ${m.durationSum}`);
+    out.push(`lb_request_duration_seconds_count{backend="${label(url)}"} ${m.durationCount}`);
+  }
+
+  const perBackend = (name: string, type: string, help: string, value: (url: string) => number, urls: Iterable<string>) => {
+    family(name, type, help);
+    for (const url of urls) out.push(`${name}{backend="${label(url)}"} ${value(url)}`);
+  };
+  const known = [...metrics.backends.keys()];
+  perBackend("lb_upstream_connect_errors_total", "counter", "Refused or unresolvable connections to a backend.", (u) => metrics.of(u).connectErrors, known);
+  perBackend("lb_retries_total", "counter", "Attempts that retried a request on this backend after another failed.", (u) => metrics.of(u).retries, known);
+
+  family("lb_health_checks_total", "counter", "Active health checks, by backend and result.");
+  for (const [url, m] of metrics.backends) {
+    out.push(`lb_health_checks_total{backend="${label(url)}",result="pass"} ${m.checksPassed}`);
+    out.push(`lb_health_checks_total{backend="${label(url)}",result="fail"} ${m.checksFailed}`);
+  }
+
+  const current = new Map(backends.map((b) => [b.url, b]));
+  perBackend("lb_backend_up", "gauge", "1 when the backend is in rotation, else 0.", (u) => (isAvailable(current.get(u)!) ? 1 : 0), current.keys());
+  perBackend("lb_backend_inflight", "gauge", "Requests in flight to the backend.", (u) => current.get(u)!.inflight, current.keys());
+  perBackend("lb_backend_weight", "gauge", "The backend's configured weight.", (u) => current.get(u)!.weight, current.keys());
+
+  family("lb_queue_depth", "gauge", "Requests waiting for an upstream slot or a backend with room.");
+  out.push(`lb_queue_depth ${queued}`);
+
+  const memory = process.memoryUsage();
+  const cpu = process.cpuUsage();
+  family("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
+  out.push(`process_resident_memory_bytes ${memory.rss}`);
+  family("process_cpu_seconds_total", "counter", "User and system CPU time spent, in seconds.");
+  out.push(`process_cpu_seconds_total ${(cpu.user + cpu.system) / 1e6}`);
+  family("process_start_time_seconds", "gauge", "Start time of the process since the Unix epoch, in seconds.");
+  out.push(`process_start_time_seconds ${Math.floor(metrics.startedAt / 1000)}`);
+  family("process_open_fds", "gauge", "Open file descriptors.");
+  out.push(`process_open_fds ${openFds()}`);
+  return `${out.join("\n")}\n`;
+}
+
+function openFds(): number {
+  try {
+    return readdirSync("/proc/self/fd").length;
+  } catch {
+    return 0;
+  }
+}
