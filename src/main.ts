@@ -3,6 +3,7 @@
 import { watch } from "node:fs";
 import { basename, dirname, resolve as resolvePath } from "node:path";
 import { BACKENDS_USAGE, runBackendsCommand } from "./admin/client.ts";
+import { STATUS_USAGE, runStatusCommand } from "./admin/status.ts";
 import { type CommandSpec, parseCommandLine, usage } from "./cli.ts";
 import { ConfigError, type Layer, readConfigFile, resolveConfig } from "./config/load.ts";
 import { configSchema } from "./config/schema.ts";
@@ -21,6 +22,7 @@ const LB: CommandSpec = {
     "lb --config lb.toml --log-level debug",
     "lb demo                 three built-in backends and lb in front of them",
     "lb backends list        the pool of a running lb (also add, drain, remove, enable, disable)",
+    "lb status --watch       a live table of the pool of a running lb",
     "lb schema > lb.schema.json   the config file's JSON Schema, for editors",
   ],
 };
@@ -39,6 +41,11 @@ async function main(argv: string[]): Promise<void> {
   if (argv[0] === "backends") {
     if (argv.includes("--help") || argv.includes("-h")) return void process.stdout.write(BACKENDS_USAGE);
     return void console.log(await runBackendsCommand(argv.slice(1), { adminToken: process.env.LB_ADMIN_TOKEN }));
+  }
+  if (argv[0] === "status") {
+    if (argv.includes("--help") || argv.includes("-h")) return void process.stdout.write(STATUS_USAGE);
+    const tty = Boolean(process.stdout.isTTY) && !process.env.NO_COLOR;
+    return void console.log(await runStatusCommand(argv.slice(1), { adminToken: process.env.LB_ADMIN_TOKEN }, tty));
   }
   if (argv[0] === "schema") return void console.log(JSON.stringify(configSchema(), null, 2));
   const isDemo = argv[0] === "demo";

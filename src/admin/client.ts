@@ -28,18 +28,27 @@ const ARGS = {
   weight: { type: "string" },
   timeout: { type: "string" },
   json: { type: "boolean" },
+  watch: { type: "boolean" },
 } as const;
 
-/** Runs one subcommand; resolves to the text to print. Bad usage throws ConfigError (exit 2). */
-export async function runBackendsCommand(argv: string[], env: { adminToken?: string }): Promise<string> {
+export type AdminCall = (method: string, path: string, body?: unknown) => Promise<unknown>;
+
+/** Parses a command's flags (--admin, --admin-token and its own) and returns a way to call lb's admin API. */
+export function adminClient(argv: string[], env: { adminToken?: string }) {
   const args = parseArgs(argv, ARGS) as Record<string, unknown> & { _: string[] };
-  const [command, target] = args._;
   const address = adminAddress(args.admin ?? "127.0.0.1:9090");
   if ("error" in address || !address.value) throw new ConfigError(`--admin: ${"error" in address ? address.error : "cannot be off here"}`);
   const { host, port } = address.value;
   const base = `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
   const token = (args["admin-token"] as string | undefined) ?? env.adminToken ?? "";
-  const call = (method: string, path: string, body?: unknown) => request(base, token, method, path, body);
+  const call: AdminCall = (method, path, body) => request(base, token, method, path, body);
+  return { args, call };
+}
+
+/** Runs one subcommand; resolves to the text to print. Bad usage throws ConfigError (exit 2). */
+export async function runBackendsCommand(argv: string[], env: { adminToken?: string }): Promise<string> {
+  const { args, call } = adminClient(argv, env);
+  const [command, target] = args._;
   const id = () => {
     if (!target) throw new ConfigError(`lb backends ${command} needs a backend id (host:port); lb backends list shows them`);
     return encodeURIComponent(target);
@@ -100,7 +109,7 @@ function describe(backend: unknown, asJson: unknown, what: string): string {
 
 function table(backends: BackendView[]): string {
   const header = ["ID", "STATE", "WEIGHT", "INFLIGHT", "REQUESTS", "ERRORS", "RETRIES", "LAST CHECK"];
-  const rows = backends.map((b) => [
+  return formatTable(header, backends.map((b) => [
     b.id,
     b.state,
     String(b.weight),
@@ -109,8 +118,21 @@ function table(backends: BackendView[]): string {
     String(b.errors),
     String(b.retries),
     b.lastCheck ? `${b.lastCheck.ok ? "pass" : "fail"}: ${b.lastCheck.reason}` : "-",
-  ]);
+  ]));
+}
+
+/**
+ * Columns padded to their widest cell; `paint` may colour a cell (the padding is computed on the plain text, so
+ * colour codes do not break the alignment).
+ */
+export function formatTable(header: string[], rows: string[][], paint: (cell: string, column: number) => string = (c) => c): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join("  ");
-  return [line(header), ...rows.map(line)].join("\n");
+  const line = (cells: string[], painted: boolean) =>
+    cells
+      .map((c, i) => {
+        const padded = i === cells.length - 1 ? c : c.padEnd(widths[i]!);
+        return painted ? padded.replace(c, paint(c, i)) : padded;
+      })
+      .join("  ");
+  return [line(header, false), ...rows.map((r) => line(r, true))].join("\n");
 }

@@ -1,0 +1,67 @@
+/** `lb status [--watch]`: the pool of a running lb as a table, coloured on a terminal, refreshed with --watch. */
+import type { statsSnapshot } from "./stats.ts";
+import { adminClient, formatTable } from "./client.ts";
+
+type Stats = ReturnType<typeof statsSnapshot>;
+
+export const STATUS_USAGE = `Show the pool of a running lb: state, requests/s, errors, latency, in-flight.
+
+USAGE
+  lb status [--watch] [--json]
+
+OPTIONS
+  --admin host:port     where lb's admin API listens (default 127.0.0.1:9090)
+  --admin-token token   its token, if it has one (default: $LB_ADMIN_TOKEN)
+  --watch               redraw every second until Ctrl-C
+  --json                print the raw /api/stats JSON
+`;
+
+const COLOURS: Record<string, string> = {
+  healthy: "32",
+  unhealthy: "31",
+  ejected: "33",
+  draining: "35",
+  disabled: "90",
+  checking: "90",
+};
+
+export function renderStatus(stats: Stats, colour: boolean): string {
+  const p = stats.pool;
+  const summary =
+    `${p.healthy}/${p.backends} healthy · ${p.rps} req/s · ${(p.errorRate * 100).toFixed(1)}% errors · ` +
+    `${p.inflight} in flight · ${p.queued} queued · up ${stats.uptimeSeconds}s`;
+  const header = ["ID", "STATE", "REQ/S", "ERR%", "P50", "P99", "INFLIGHT", "WEIGHT", "SINCE"];
+  const ms = (v: number | null) => (v === null ? "-" : `${v}ms`);
+  const rows = stats.backends.map((b) => [
+    b.id,
+    b.state,
+    String(b.rps),
+    (b.errorRate * 100).toFixed(1),
+    ms(b.p50Ms),
+    ms(b.p99Ms),
+    String(b.inflight),
+    String(b.weight),
+    new Date(b.since).toLocaleTimeString(),
+  ]);
+  const paint = (cell: string, column: number) =>
+    colour && column === 1 && COLOURS[cell] ? `\x1b[${COLOURS[cell]}m${cell}\x1b[0m` : cell;
+  return `${summary}\n\n${formatTable(header, rows, paint)}`;
+}
+
+export async function runStatusCommand(argv: string[], env: { adminToken?: string }, tty: boolean): Promise<string> {
+  const { args, call } = adminClient(argv, env);
+  const fetchStats = async () => (await call("GET", "/api/stats")) as Stats;
+  if (args.json) return JSON.stringify(await fetchStats(), null, 2);
+  if (!args.watch) return renderStatus(await fetchStats(), tty);
+  return watch(fetchStats, tty);
+}
+
+/** Redraws every second; ends only with the process (Ctrl-C). */
+async function watch(fetchStats: () => Promise<Stats>, tty: boolean): Promise<never> {
+  for (;;) {
+    const text = renderStatus(await fetchStats(), tty);
+    process.stdout.write(tty ? `\x1b[H\x1b[2J${text}\n` : `${text}\n\n`);
+    await Bun.sleep(1000);
+  }
+}
+
