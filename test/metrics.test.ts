@@ -1,0 +1,105 @@
+/** /metrics after real traffic, read with a real Prometheus exposition-format parser. */
+import { afterAll, expect, test } from "bun:test";
+import parsePrometheus, { type MetricFamily } from "parse-prometheus-text-format";
+import { LATENCY_BUCKETS, bucketOf, quantile } from "../src/metrics/metrics.ts";
+import { startBackend, startTestLb, waitFor } from "./helpers.ts";
+
+const ok = startBackend("ok");
+const failing = startBackend("failing", (request) => new Response("no", { status: new URL(request.url).pathname === "/" ? 200 : 503 }));
+const lb = await startTestLb([ok.url, failing.url, "http://127.0.0.1:1"], { "outlier-errors": 0 });
+afterAll(async () => {
+  await lb.stop();
+  await ok.stop();
+  await failing.stop();
+});
+
+const family = (families: MetricFamily[], name: string) => families.find((f) => f.name === name)!;
+const sample = (f: MetricFamily, labels: Record<string, string>) =>
+  f.metrics.find((m) => Object.entries(labels).every(([k, v]) => m.labels?.[k] === v));
+
+test("counters, histograms and gauges match the traffic that went through", async () => {
+  for (let i = 0; i < 10; i++) await (await fetch(`${lb.url}/x`)).text();
+  await (await fetch(`${lb.url}/y`, { method: "POST", body: "z" })).text();
+  const text = await (await fetch(`${lb.lb.adminUrl!.origin}/metrics`)).text();
+  const families = parsePrometheus(text);
+
+  const requests = family(families, "lb_requests_total");
+  expect(requests.type).toBe("COUNTER");
+  expect(Number(sample(requests, { backend: ok.url, code: "200", method: "GET" })!.value)).toBe(5);
+  expect(Number(sample(requests, { backend: failing.url, code: "503", method: "GET" })!.value)).toBe(5);
+  expect(Number(sample(requests, { code: "200", method: "POST" })?.value ?? sample(requests, { code: "503", method: "POST" })!.value)).toBe(1);
+
+  // This parser reads only unlabelled histograms, so give it one backend's series with that label taken off.
+  const oneBackend = text
+    .split("\n")
+    .filter((line) => line.includes("lb_request_duration_seconds") && (line.startsWith("#") || line.includes(`backend="${ok.url}"`)))
+    .map((line) => line.replace(`backend="${ok.url}",`, "").replace(`{backend="${ok.url}"}`, ""))
+    .join("\n");
+  const duration = family(parsePrometheus(`${oneBackend}\n`), "lb_request_duration_seconds");
+  expect(duration.type).toBe("HISTOGRAM");
+  const okDuration = duration.metrics[0]!;
+  expect(Number(okDuration.count)).toBeGreaterThanOrEqual(5);
+  expect(Number(okDuration.buckets!["+Inf"])).toBe(Number(okDuration.count));
+  expect(Number(okDuration.buckets!["60"])).toBeLessThanOrEqual(Number(okDuration.count));
+  expect(Number(okDuration.sum)).toBeGreaterThan(0);
+
+  const up = family(families, "lb_backend_up");
+  expect(up.type).toBe("GAUGE");
+  expect(Number(sample(up, { backend: ok.url })!.value)).toBe(1);
+  expect(Number(sample(up, { backend: "http://127.0.0.1:1" })!.value)).toBe(0);
+  expect(Number(sample(family(families, "lb_backend_inflight"), { backend: ok.url })!.value)).toBe(0);
+  expect(Number(family(families, "lb_queue_depth").metrics[0]!.value)).toBe(0);
+
+  const checks = family(families, "lb_health_checks_total");
+  expect(Number(sample(checks, { backend: "http://127.0.0.1:1", result: "fail" })!.value)).toBeGreaterThanOrEqual(1);
+  expect(Number(sample(checks, { backend: ok.url, result: "pass" })!.value)).toBeGreaterThanOrEqual(1);
+
+  for (const name of ["lb_upstream_connect_errors_total", "lb_retries_total", "process_resident_memory_bytes", "process_cpu_seconds_total", "process_open_fds", "process_start_time_seconds"]) {
+    expect(family(families, name)).toBeDefined();
+  }
+  expect(Number(family(families, "process_resident_memory_bytes").metrics[0]!.value)).toBeGreaterThan(1e6);
+});
+
+test("a refused connection and the retry it causes are counted", async () => {
+  const flaky = startBackend("flaky");
+  const lb2 = await startTestLb([flaky.url, ok.url], { "health-interval": "1m" });
+  try {
+    await flaky.stop();
+    await (await fetch(`${lb2.url}/r`)).text();
+    const families = parsePrometheus(await (await fetch(`${lb2.lb.adminUrl!.origin}/metrics`)).text());
+    expect(Number(sample(family(families, "lb_upstream_connect_errors_total"), { backend: flaky.url })!.value)).toBe(1);
+    expect(Number(sample(family(families, "lb_retries_total"), { backend: ok.url })!.value)).toBe(1);
+  } finally {
+    await lb2.stop();
+  }
+});
+
+test("/api/stats gives per-backend rates, latency percentiles and history", async () => {
+  const stats = (await (await fetch(`${lb.lb.adminUrl!.origin}/api/stats`)).json()) as {
+    pool: { backends: number; healthy: number; rps: number };
+    backends: Array<{ id: string; state: string; rps: number; errorRate: number; p50Ms: number | null; series: { rps: number[] } }>;
+    events: Array<{ backend: string; message: string }>;
+  };
+  expect(stats.pool).toMatchObject({ backends: 3, healthy: 2 });
+  const [okRow, failingRow, deadRow] = stats.backends;
+  expect(okRow!.rps).toBeGreaterThan(0);
+  expect(okRow!.p50Ms).not.toBeNull();
+  expect(failingRow!.errorRate).toBe(1);
+  expect(deadRow!.state).toBe("unhealthy");
+  expect(okRow!.series.rps).toHaveLength(120);
+  expect(okRow!.series.rps.reduce((a, b) => a + b, 0)).toBeGreaterThanOrEqual(5);
+  await waitFor(() => stats.events.some((e) => e.backend === "127.0.0.1:1" && e.message.startsWith("down")), "the down event");
+});
+
+test("latency buckets and quantiles", () => {
+  expect(bucketOf(0.0005)).toBe(0);
+  expect(bucketOf(0.001)).toBe(0);
+  expect(bucketOf(0.003)).toBe(2);
+  expect(bucketOf(100)).toBe(LATENCY_BUCKETS.length);
+  const counts = new Array(LATENCY_BUCKETS.length + 1).fill(0);
+  counts[1] = 98;
+  counts[6] = 2;
+  expect(quantile(counts, 0.5)).toBe(0.0025);
+  expect(quantile(counts, 0.99)).toBe(0.1);
+  expect(quantile(new Array(LATENCY_BUCKETS.length + 1).fill(0), 0.5)).toBeNull();
+});
