@@ -251,6 +251,8 @@ function describeEvent(event: PoolEvent): string {
       return "failing, but kept in rotation (ejection limit)";
     case "returned":
       return "back from ejection";
+    case "admin":
+      return event.state === "active" ? "enabled" : event.state;
     case "added":
       return "added";
     case "removed":

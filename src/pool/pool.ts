@@ -12,6 +12,7 @@ export type PoolEvent =
   | { type: "ejected"; backend: Backend; forMs: number }
   | { type: "ejection-refused"; backend: Backend }
   | { type: "returned"; backend: Backend }
+  | { type: "admin"; backend: Backend; state: AdminState }
   | { type: "added"; backend: Backend }
   | { type: "removed"; backend: Backend };
 
@@ -85,8 +86,10 @@ export class Pool {
   }
 
   setAdminState(backend: Backend, state: AdminState): void {
+    if (backend.admin === state) return;
     backend.admin = state;
     this.#rebuild();
+    this.#listener({ type: "admin", backend, state });
   }
 
   /** Backends in rotation, in configured order; rebuilt on each change, not on each request. */
