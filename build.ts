@@ -1,5 +1,8 @@
 /** Builds dist/lb: one self-contained executable (Bun's runtime included) for this machine's platform. */
 const outfile = process.argv[2] ?? "dist/lb";
+/** The commit the binary is built from, shown by `lb --version` ("unknown" outside a git checkout). */
+const git = Bun.spawnSync(["git", "rev-parse", "--short", "HEAD"], { stderr: "ignore" });
+const commit = git.success ? git.stdout.toString().trim() : "unknown";
 const result = await Bun.build({
   entrypoints: ["src/main.ts"],
   compile: { outfile },
@@ -7,11 +10,11 @@ const result = await Bun.build({
   // Bytecode needs ESM output (consola uses import.meta); it trims startup by a few milliseconds.
   bytecode: true,
   format: "esm",
-  define: { "process.env.NODE_ENV": JSON.stringify("production") },
+  define: { "process.env.NODE_ENV": JSON.stringify("production"), "process.env.LB_BUILD_COMMIT": JSON.stringify(commit) },
 });
 if (!result.success) {
   for (const log of result.logs) console.error(log);
   process.exit(1);
 }
-console.log(`built ${outfile}`);
+console.log(`built ${outfile} (${commit})`);
 export {};

@@ -11,7 +11,7 @@ import type { Config } from "./config/settings.ts";
 import { demoInstructions, readDemoCommands, startDemoBackends } from "./demo.ts";
 import { createLogger, type Logger } from "./log.ts";
 import { ListenError, type RunningLb, startLb } from "./server.ts";
-import { VERSION } from "./version.ts";
+import { VERSION_LINE } from "./version.ts";
 
 const LB: CommandSpec = {
   name: "lb",
@@ -52,7 +52,7 @@ async function main(argv: string[]): Promise<void> {
   const spec = isDemo ? DEMO : LB;
   const args = isDemo ? argv.slice(1) : argv;
   if (args.includes("--help") || args.includes("-h")) return void process.stdout.write(await usage(spec));
-  if (args.length === 1 && (args[0] === "--version" || args[0] === "-v")) return void console.log(VERSION);
+  if (args.length === 1 && (args[0] === "--version" || args[0] === "-v")) return void console.log(VERSION_LINE);
 
   const commandLine = parseCommandLine(spec, args);
   const layers: Layer[] = commandLine.configPath ? [await readConfigFile(commandLine.configPath)] : [];

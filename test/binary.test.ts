@@ -11,10 +11,11 @@ beforeAll(async () => {
   expect(await build.exited).toBe(0);
 }, 60_000);
 
-test("dist/lb --version", async () => {
+test("dist/lb --version names the version and the commit it was built from", async () => {
   const { code, stdout } = await runCommand(["--version"], [binary]);
   expect(code).toBe(0);
-  expect(stdout.trim()).toBe(pkg.version);
+  const commit = Bun.spawnSync(["git", "rev-parse", "--short", "HEAD"], { cwd: ROOT }).stdout.toString().trim();
+  expect(stdout.trim()).toBe(`${pkg.version} (${commit})`);
 });
 
 test("dist/lb balances, fails over and shuts down cleanly", async () => {

@@ -14,7 +14,7 @@ describe("lb --version and --help", () => {
   test("--version prints the version", async () => {
     const { code, stdout } = await runCommand(["--version"]);
     expect(code).toBe(0);
-    expect(stdout.trim()).toBe(pkg.version);
+    expect(stdout.trim()).toBe(`${pkg.version} (source)`);
   });
 
   test("--help lists every option with an example, and the defaults", async () => {
