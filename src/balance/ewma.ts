@@ -29,7 +29,7 @@ export class PeakEwma implements Policy {
     private readonly clock: () => number = performance.now.bind(performance),
   ) {}
 
-  candidates(available: readonly Backend[]): Iterable<Backend> {
+  candidates(available: readonly Backend[]): readonly Backend[] {
     const now = this.clock();
     return twoChoices(available, this.weightOf, this.random, (b) => this.score(b, now) / this.weightOf(b));
   }

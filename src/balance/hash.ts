@@ -20,7 +20,7 @@ export class RendezvousHash implements Policy {
     this.#fallback = new RoundRobin(weightOf);
   }
 
-  candidates(available: readonly Backend[], request: RequestContext): Iterable<Backend> {
+  candidates(available: readonly Backend[], request: RequestContext): readonly Backend[] {
     const key = keyOf(this.key, request);
     if (key === undefined) return this.#fallback.candidates(available);
     return rankByKey(available, key, this.weightOf, (b) => this.#seed(b));

@@ -11,7 +11,7 @@ export class LeastConnections implements Policy {
 
   constructor(private readonly weightOf: WeightOf = configuredWeight) {}
 
-  candidates(available: readonly Backend[]): Iterable<Backend> {
+  candidates(available: readonly Backend[]): readonly Backend[] {
     const n = available.length;
     if (n === 0) return [];
     const start = this.#turn++ % n;

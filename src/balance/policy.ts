@@ -14,7 +14,7 @@ export interface RequestContext {
  * Policies must take any shared state (counters) when called, before the caller awaits anything.
  */
 export interface Policy {
-  candidates(available: readonly Backend[], request: RequestContext): Iterable<Backend>;
+  candidates(available: readonly Backend[], request: RequestContext): readonly Backend[];
   /** Told how long a backend took to answer (response headers), for latency-aware policies. */
   observe?(backend: Backend, latencyMs: number): void;
 }
@@ -24,9 +24,9 @@ export type WeightOf = (backend: Backend) => number;
 
 export const configuredWeight: WeightOf = (backend) => backend.weight;
 
-/** Every backend once, starting at `start` and wrapping around. */
-export function* rotation<T>(items: readonly T[], start: number): Generator<T> {
-  for (let i = 0; i < items.length; i++) yield items[(start + i) % items.length]!;
+/** Every backend once, starting at `start` and wrapping around (an array: a generator here cost ~15% of lb's CPU). */
+export function rotation<T>(items: readonly T[], start: number): T[] {
+  return start === 0 ? items.slice() : [...items.slice(start), ...items.slice(0, start)];
 }
 
 /** An index drawn with probability proportional to weight; `random` returns [0, 1). */

@@ -9,7 +9,7 @@ export class RandomChoice implements Policy {
     private readonly random: () => number = Math.random,
   ) {}
 
-  candidates(available: readonly Backend[]): Iterable<Backend> {
+  candidates(available: readonly Backend[]): readonly Backend[] {
     if (available.length === 0) return [];
     return rotation(available, weightedIndex(available, this.weightOf, this.random));
   }
@@ -25,7 +25,7 @@ export function twoChoices(
   weightOf: WeightOf,
   random: () => number,
   cost: (backend: Backend) => number,
-): Iterable<Backend> {
+): readonly Backend[] {
   const n = available.length;
   if (n <= 1) return available;
   const first = weightedIndex(available, weightOf, random);
@@ -43,7 +43,7 @@ export class PowerOfTwo implements Policy {
     private readonly random: () => number = Math.random,
   ) {}
 
-  candidates(available: readonly Backend[]): Iterable<Backend> {
+  candidates(available: readonly Backend[]): readonly Backend[] {
     return twoChoices(available, this.weightOf, this.random, (b) => b.inflight / this.weightOf(b));
   }
 }

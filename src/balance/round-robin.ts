@@ -12,7 +12,7 @@ export class RoundRobin implements Policy {
 
   constructor(private readonly weightOf: WeightOf = configuredWeight) {}
 
-  candidates(available: readonly Backend[]): Iterable<Backend> {
+  candidates(available: readonly Backend[]): readonly Backend[] {
     if (available.length === 0) return [];
     let total = 0;
     let best = 0;

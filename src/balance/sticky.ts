@@ -24,9 +24,8 @@ export class StickySessions {
   }
 
   /** Candidates with the pinned backend first, then the policy's order without it. */
-  *prefer(pinned: Backend | undefined, candidates: Iterable<Backend>): Generator<Backend> {
-    if (pinned) yield pinned;
-    for (const backend of candidates) if (backend !== pinned) yield backend;
+  prefer(pinned: Backend | undefined, candidates: readonly Backend[]): readonly Backend[] {
+    return pinned ? [pinned, ...candidates.filter((backend) => backend !== pinned)] : candidates;
   }
 
   /** The Set-Cookie value that pins a client to `backend`. */

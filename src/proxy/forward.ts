@@ -135,14 +135,14 @@ export class Forwarder {
    * The policy's order for this request (a sticky backend first); null when no backend is available. Called after
    * any wait, so the choice sees the pool as it is when the request is sent, not as it was on arrival.
    */
-  #candidates(trip: Trip): Backend[] | null {
+  #candidates(trip: Trip): readonly Backend[] | null {
     const available = this.options.pool.available();
     if (available.length === 0) return null;
     const ordered = this.options.policy.candidates(available, trip.context);
     const { sticky } = this.options;
-    if (!sticky) return [...ordered];
+    if (!sticky) return ordered;
     trip.pinned = sticky.pinned(available, trip.context.headers);
-    return [...sticky.prefer(trip.pinned, ordered)];
+    return sticky.prefer(trip.pinned, ordered);
   }
 
   async #forward(trip: Trip): Promise<Response> {
@@ -360,8 +360,7 @@ export class Forwarder {
       status,
       backend: trip.target?.name ?? "-",
       requestId: trip.requestId,
-      referer: trip.request.headers.get("referer"),
-      userAgent: trip.request.headers.get("user-agent"),
+      headers: trip.request.headers,
       attempts: trip.attempts,
       upstreamMs: trip.upstreamMs,
       totalMs,
