@@ -42,7 +42,8 @@ export function forwarderTuning(config: Config): ForwarderTuning {
     maxInflight: config.maxInflight,
     queueSize: config.queueSize,
     queueTimeoutMs: config.queueTimeout,
-    retryAfterSeconds: Math.max(1, Math.ceil(config.healthInterval / 1000)),
+    // The soonest a down backend can be back: its next check, at the down interval when one is set.
+    retryAfterSeconds: Math.max(1, Math.ceil((config.healthDownInterval || config.healthInterval) / 1000)),
     debug: config.logLevel === "debug",
   };
 }
