@@ -16,6 +16,7 @@ import { Metrics } from "./metrics/metrics.ts";
 import { type ClientConnection, Forwarder } from "./proxy/forward.ts";
 import { Limiter } from "./proxy/limiter.ts";
 import { errorResponse } from "./proxy/responses.ts";
+import { type Tunnel, tunnelHandlers } from "./proxy/websocket.ts";
 import type { Server } from "bun";
 import { createAdminHandler } from "./admin/api.ts";
 import { startAdminServer } from "./admin/server.ts";
@@ -196,8 +197,12 @@ function listen<T>(listener: ListenError["listener"], start: () => T): T {
 }
 
 /** The client-facing listener; requests go to `handle` with what the edge knows of the client. */
-function serveProxy(config: Config, log: Logger, handle: (request: Request, client: ClientConnection) => Promise<Response>) {
-  return Bun.serve({
+function serveProxy(
+  config: Config,
+  log: Logger,
+  handle: (request: Request, client: ClientConnection) => Promise<Response | undefined>,
+) {
+  return Bun.serve<Tunnel>({
     port: config.port,
     hostname: config.host,
     development: false,
@@ -210,8 +215,10 @@ function serveProxy(config: Config, log: Logger, handle: (request: Request, clie
         ip: server.requestIP(request)?.address ?? "-",
         proto: "http",
         holdOpen: (waiting) => server.timeout(request, waiting ? 0 : CLIENT_IDLE_SECONDS),
+        upgrade: (tunnel, headers) => server.upgrade(request, { data: tunnel, headers }),
       });
     },
+    websocket: tunnelHandlers,
     error(error) {
       log.error(`internal error: ${error.message}`);
       return errorResponse(500, "internal error in lb");

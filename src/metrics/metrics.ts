@@ -26,6 +26,9 @@ export class BackendMetrics {
   retries = 0;
   checksPassed = 0;
   checksFailed = 0;
+  /** WebSocket tunnels opened to this backend, and those open now. */
+  tunnels = 0;
+  tunnelsOpen = 0;
   /** Ring of the last WINDOW_SECONDS seconds, indexed by epoch second modulo its length. */
   readonly seconds: Array<Second & { at: number }> = Array.from({ length: WINDOW_SECONDS }, () => ({
     at: -1,

@@ -48,6 +48,9 @@ export function renderPrometheus({ backends, metrics, queued }: ScrapeState): st
   perBackend("lb_upstream_connect_errors_total", "counter", "Refused or unresolvable connections to a backend.", (u) => metrics.of(u).connectErrors, known);
   perBackend("lb_retries_total", "counter", "Attempts that retried a request on this backend after another failed.", (u) => metrics.of(u).retries, known);
 
+  perBackend("lb_websocket_connections_total", "counter", "WebSocket tunnels opened to the backend.", (u) => metrics.of(u).tunnels, known);
+  perBackend("lb_websocket_connections_active", "gauge", "WebSocket tunnels open now.", (u) => metrics.of(u).tunnelsOpen, known);
+
   family("lb_health_checks_total", "counter", "Active health checks, by backend and result.");
   for (const [url, m] of metrics.backends) {
     out.push(`lb_health_checks_total{backend="${label(url)}",result="pass"} ${m.checksPassed}`);

@@ -17,6 +17,7 @@ import type { Limiter } from "./limiter.ts";
 import { errorResponse } from "./responses.ts";
 import { mayRetry, retryBudgetAllows } from "./retry.ts";
 import { QueueFull, Waitlist } from "./waitlist.ts";
+import { Tunnel, isWebSocketUpgrade, openUpstream, tunnelRequestHeaders, webSocketUrl } from "./websocket.ts";
 
 /** What the forwarder works with; fixed for lb's lifetime. */
 export interface ForwarderDeps {
@@ -54,6 +55,8 @@ export type ForwarderOptions = ForwarderDeps & ForwarderTuning;
 export interface ClientConnection extends ClientInfo {
   /** Suspends (true) or restores (false) the client connection's idle timeout while lb waits on a backend. */
   holdOpen(waiting: boolean): void;
+  /** Completes a WebSocket upgrade with this tunnel (and response headers); false if the request cannot upgrade. */
+  upgrade(tunnel: Tunnel, headers: Record<string, string>): boolean;
 }
 
 /** Status logged when the client went away before it got an answer (nginx's convention). */
@@ -101,7 +104,8 @@ export class Forwarder {
     return this.#roomQueue.size;
   }
 
-  async handle(request: Request, client: ClientConnection): Promise<Response> {
+  /** Resolves to the response, or to undefined when the request became a WebSocket tunnel. */
+  async handle(request: Request, client: ClientConnection): Promise<Response | undefined> {
     const trip: Trip = {
       request,
       requestId: requestIdOf(request.headers),
@@ -116,6 +120,7 @@ export class Forwarder {
     };
     if (this.options.debug) this.#logRequest(trip);
     if (this.options.pool.available().length === 0) return this.#fail(trip, 503, "no healthy backend", this.#retryAfter());
+    if (isWebSocketUpgrade(request.headers)) return this.#tunnel(trip);
     this.#requestsInFlight++;
     try {
       return await this.#forward(trip);
@@ -194,6 +199,45 @@ export class Forwarder {
     }
     if (!lastFailure) return this.#fail(trip, 503, "no healthy backend", this.#retryAfter());
     return this.#fail(trip, 502, `backend failed (${lastFailure.reason})`);
+  }
+
+  /**
+   * A WebSocket: the backend handshake first (candidates in the policy's order, like any request; a handshake is
+   * safe to try elsewhere), then the client's upgrade. The tunnel counts as one request in flight until it closes.
+   */
+  async #tunnel(trip: Trip): Promise<Response | undefined> {
+    const candidates = this.#candidates(trip) ?? [];
+    const headers = tunnelRequestHeaders(upstreamRequestHeaders(trip.request.headers, trip.client));
+    headers.set("x-request-id", trip.requestId);
+    const protocols = (trip.request.headers.get("sec-websocket-protocol") ?? "").split(",").map((p) => p.trim()).filter(Boolean);
+    for (const backend of candidates) {
+      if (trip.attempts > this.options.retries) break;
+      if (!isAvailable(backend)) continue;
+      trip.attempts++;
+      trip.target = backend;
+      const sent = performance.now();
+      const upstream = await openUpstream(webSocketUrl(backend.url, trip.context.path), headers, protocols, this.options.timeoutMs);
+      if (!upstream) continue;
+      trip.upstreamMs = performance.now() - sent;
+      backend.inflight++;
+      const metrics = this.options.metrics.of(backend.url);
+      const tunnel = new Tunnel(upstream, () => {
+        metrics.tunnelsOpen--;
+        this.#requestDone(backend);
+        this.#logAccess(trip, 101, 0);
+      });
+      const answer: Record<string, string> = { "x-request-id": trip.requestId };
+      if (upstream.protocol) answer["sec-websocket-protocol"] = upstream.protocol;
+      if (!trip.client.upgrade(tunnel, answer)) {
+        upstream.close(1000, "client could not upgrade");
+        this.#requestDone(backend);
+        return this.#fail(trip, 400, "this request cannot be upgraded to a WebSocket");
+      }
+      metrics.tunnels++;
+      metrics.tunnelsOpen++;
+      return undefined;
+    }
+    return this.#fail(trip, 502, "no backend accepted the WebSocket handshake");
   }
 
   /** Takes one of the upstream slots, waiting (FIFO, at most --timeout) if all are busy; a Response if it cannot. */

@@ -1,6 +1,7 @@
 /** lb's own answers when no backend can give one: short plain text, never an HTML error page. */
 
 const REASONS: Record<number, string> = {
+  400: "Bad Request",
   500: "Internal Server Error",
   502: "Bad Gateway",
   503: "Service Unavailable",

@@ -1,0 +1,122 @@
+/**
+ * WebSocket tunnels. The backend connection is opened first, so a dead backend gives the client a 502 instead of an
+ * open-then-close; then frames flow both ways unchanged (text and binary), with the subprotocol the backend chose and
+ * close codes and reasons passed through. Memory is bounded: a peer that reads too slowly gets its tunnel closed
+ * (1013, try again later) rather than lb buffering for it without limit.
+ */
+import type { ServerWebSocket } from "bun";
+
+/** Most bytes lb queues toward one slow peer before it gives up on the tunnel. */
+export const TUNNEL_BUFFER_LIMIT_BYTES = 16 * 1024 * 1024;
+
+/** Whether a request asks to become a WebSocket. */
+export function isWebSocketUpgrade(headers: Headers): boolean {
+  return headers.get("upgrade")?.toLowerCase() === "websocket";
+}
+
+/** ws:// or wss:// for a backend origin. */
+export function webSocketUrl(origin: string, path: string): string {
+  return origin.replace(/^http/, "ws") + path;
+}
+
+/** The headers the client's handshake carried that the backend handshake must not copy (it makes its own). */
+export function tunnelRequestHeaders(headers: Headers): Headers {
+  for (const name of [...headers.keys()]) if (name.startsWith("sec-websocket-")) headers.delete(name);
+  return headers;
+}
+
+/** Close codes a peer may not send (1005 no status, 1006 abnormal, 1015 TLS) become ones it may. */
+export function sendableCloseCode(code: number): number {
+  if (code === 1005) return 1000;
+  if (code === 1006 || code === 1015 || code < 1000 || code > 4999) return 1011;
+  return code;
+}
+
+/** One tunnel: the backend socket, and the client socket once the upgrade has completed. */
+export class Tunnel {
+  #client: ServerWebSocket<Tunnel> | null = null;
+  /** Backend frames that arrived before the client side was ready. */
+  #early: Array<string | ArrayBuffer> = [];
+  #closed = false;
+
+  constructor(
+    readonly upstream: WebSocket,
+    private readonly onClosed: () => void,
+  ) {
+    upstream.binaryType = "arraybuffer";
+    upstream.onmessage = (event) => this.#toClient(event.data as string | ArrayBuffer);
+    upstream.onclose = (event) => this.#closeClient(sendableCloseCode(event.code), event.reason || "backend closed");
+  }
+
+  attach(client: ServerWebSocket<Tunnel>): void {
+    this.#client = client;
+    for (const frame of this.#early.splice(0)) this.#toClient(frame);
+    if (this.upstream.readyState >= WebSocket.CLOSING) this.#closeClient(1011, "backend closed");
+  }
+
+  fromClient(message: string | Buffer): void {
+    if (this.upstream.readyState !== WebSocket.OPEN) return;
+    this.upstream.send(message);
+    if (this.upstream.bufferedAmount > TUNNEL_BUFFER_LIMIT_BYTES) this.#abort("backend reads too slowly");
+  }
+
+  /** The client closed: pass its code and reason on (the WebSocket API only lets lb send 1000 and 3000–4999). */
+  clientClosed(code: number, reason: string): void {
+    const forward = code === 1000 || (code >= 3000 && code <= 4999) ? code : 1000;
+    if (this.upstream.readyState < WebSocket.CLOSING) this.upstream.close(forward, reason);
+    this.#finish();
+  }
+
+  #toClient(frame: string | ArrayBuffer): void {
+    if (!this.#client) {
+      this.#early.push(frame);
+      return;
+    }
+    this.#client.send(frame);
+    if (this.#client.getBufferedAmount() > TUNNEL_BUFFER_LIMIT_BYTES) this.#abort("client reads too slowly");
+  }
+
+  #closeClient(code: number, reason: string): void {
+    if (this.#client && this.#client.readyState === WebSocket.OPEN) this.#client.close(code, reason);
+  }
+
+  #abort(reason: string): void {
+    this.#closeClient(1013, reason);
+    if (this.upstream.readyState < WebSocket.CLOSING) this.upstream.close(1000, reason);
+  }
+
+  #finish(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.onClosed();
+  }
+}
+
+/** Bun.serve's websocket handlers: every tunnel is driven through its Tunnel object. */
+export const tunnelHandlers = {
+  open: (ws: ServerWebSocket<Tunnel>) => ws.data.attach(ws),
+  message: (ws: ServerWebSocket<Tunnel>, message: string | Buffer) => ws.data.fromClient(message),
+  close: (ws: ServerWebSocket<Tunnel>, code: number, reason: string) => ws.data.clientClosed(code, reason),
+};
+
+/**
+ * Opens the backend side; resolves to the open socket, or to null (refused, rejected, or no answer in time).
+ * Frames the backend sends at once are caught by the Tunnel built right after, before any await.
+ */
+export function openUpstream(url: string, headers: Headers, protocols: string[], timeoutMs: number): Promise<WebSocket | null> {
+  return new Promise((resolve) => {
+    const upstream = new WebSocket(url, { headers: Object.fromEntries(headers), protocols } as unknown as string[]);
+    const timer = setTimeout(() => {
+      upstream.close();
+      resolve(null);
+    }, timeoutMs);
+    upstream.onopen = () => {
+      clearTimeout(timer);
+      resolve(upstream);
+    };
+    upstream.onclose = () => {
+      clearTimeout(timer);
+      resolve(null);
+    };
+  });
+}
