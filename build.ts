@@ -1,8 +1,15 @@
 /** Builds dist/lb: one self-contained executable (Bun's runtime included) for this machine's platform. */
 const outfile = process.argv[2] ?? "dist/lb";
 /** The commit the binary is built from, shown by `lb --version` ("unknown" outside a git checkout). */
-const git = Bun.spawnSync(["git", "rev-parse", "--short", "HEAD"], { stderr: "ignore" });
-const commit = git.success ? git.stdout.toString().trim() : "unknown";
+function gitCommit(): string {
+  try {
+    const git = Bun.spawnSync(["git", "rev-parse", "--short", "HEAD"], { stderr: "ignore" });
+    return git.success ? git.stdout.toString().trim() : "unknown";
+  } catch {
+    return "unknown"; // no git installed
+  }
+}
+const commit = gitCommit();
 const result = await Bun.build({
   entrypoints: ["src/main.ts"],
   compile: { outfile },

@@ -107,7 +107,8 @@ const RELOAD_DEBOUNCE_MS = 300;
 
 /**
  * Reloads on SIGHUP and when the config file changes. The directory is watched, not the file, because editors
- * often replace the file (a new inode) rather than write into it. An invalid file is logged and ignored.
+ * often replace the file (a new inode) rather than write into it, and Kubernetes swaps a "..data" link. An invalid
+ * file is logged and ignored.
  */
 function watchConfig(path: string, log: Logger, load: () => Promise<Config>, lb: RunningLb): void {
   const reload = async (why: string) => {
@@ -121,7 +122,8 @@ function watchConfig(path: string, log: Logger, load: () => Promise<Config>, lb:
   process.on("SIGHUP", () => void reload("SIGHUP"));
   let timer: ReturnType<typeof setTimeout> | undefined;
   watch(dirname(resolvePath(path)), (_, file) => {
-    if (file !== basename(path)) return;
+    // A Kubernetes ConfigMap volume swaps its "..data" link instead of writing the file.
+    if (file !== basename(path) && file !== "..data") return;
     clearTimeout(timer);
     timer = setTimeout(() => void reload(`${path} changed`), RELOAD_DEBOUNCE_MS);
   });

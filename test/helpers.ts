@@ -12,12 +12,16 @@ import { type RunningLb, startLb } from "../src/server.ts";
 export const ROOT = new URL("..", import.meta.url).pathname;
 
 /** Polls until `check` returns a truthy value, or fails with `what` after the deadline. */
-export async function waitFor<T>(check: () => T | Promise<T>, what: string, timeoutMs = 5000): Promise<NonNullable<T>> {
+export async function waitFor<T>(
+  check: () => T | Promise<T>,
+  what: string | (() => string),
+  timeoutMs = 5000,
+): Promise<NonNullable<T>> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await check();
     if (value) return value as NonNullable<T>;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs}ms waiting for ${what}`);
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs}ms waiting for ${typeof what === "function" ? what() : what}`);
     await Bun.sleep(20);
   }
 }
@@ -103,7 +107,11 @@ export async function spawnLb(args: string[], command: string[] = ["bun", `${ROO
   const stdout = collectLines(proc.stdout);
   const stderr = collectLines(proc.stderr);
   const waitForLine = (stream: "stdout" | "stderr", pattern: RegExp, timeoutMs = 8000) =>
-    waitFor(() => (stream === "stdout" ? stdout : stderr).find((l) => pattern.test(l)), `${stream} line ${pattern}\n${stderr.join("\n")}`, timeoutMs);
+    waitFor(
+      () => (stream === "stdout" ? stdout : stderr).find((l) => pattern.test(l)),
+      () => `${stream} line ${pattern}; stderr so far:\n${stderr.join("\n")}`,
+      timeoutMs,
+    );
   const listening = await waitForLine("stderr", /lb listening on/);
   const url = /listening on (http:\/\/\S+)/.exec(listening)![1]!.replace("0.0.0.0", "127.0.0.1");
   return {

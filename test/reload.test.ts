@@ -1,6 +1,6 @@
 /** Config reload: on file change and SIGHUP, diffed against the running pool, under load, never failing a request. */
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { resolveConfig } from "../src/config/load.ts";
@@ -91,6 +91,26 @@ describe("reload of a running lb", () => {
       await lb.kill();
     }
   }, 20_000);
+
+  test("a Kubernetes-style ConfigMap update (the ..data link swapped) is reloaded", async () => {
+    const volume = mkdtempSync(join(dir, "configmap-"));
+    const version = (name: string, urls: string[]) => {
+      mkdirSync(join(volume, name));
+      writeFileSync(join(volume, name, "lb.toml"), `host = "127.0.0.1"\nport = 0\nbackends = [${urls.map((u) => `"${u}"`).join(", ")}]\n`);
+    };
+    version("..v1", [a.url]);
+    symlinkSync("..v1", join(volume, "..data"));
+    symlinkSync("..data/lb.toml", join(volume, "lb.toml"));
+    const lb = await spawnLb(["--config", join(volume, "lb.toml"), "--no-access-log"]);
+    try {
+      version("..v2", [a.url, b.url]);
+      symlinkSync("..v2", join(volume, "..data_tmp"));
+      renameSync(join(volume, "..data_tmp"), join(volume, "..data")); // the kubelet's atomic swap
+      await lb.waitForLine("stderr", /config reloaded: 1 backend\(s\) added/, 5000);
+    } finally {
+      await lb.kill();
+    }
+  });
 
   test("a backend added through the admin API survives a reload that does not mention it", async () => {
     write([a.url]);
