@@ -67,24 +67,42 @@ export class AccessLog {
   }
 }
 
-/** Appends to a file (AccessLog hands it one batch of lines per flush). */
+/**
+ * Appends to a file (AccessLog hands it one batch of lines per flush). A failing write (disk full) or reopen
+ * (directory gone, wrong owner after logrotate) is reported once and never takes lb down: lines are dropped, and a
+ * failed reopen keeps the old file.
+ */
 export class FileSink implements Sink {
   #fd: number;
+  #failing = false;
 
-  constructor(private readonly path: string) {
+  constructor(
+    private readonly path: string,
+    private readonly warn: (message: string) => void,
+  ) {
     this.#fd = openSync(path, "a");
   }
 
   write(text: string): void {
-    writeSync(this.#fd, text);
+    try {
+      writeSync(this.#fd, text);
+      this.#failing = false;
+    } catch (error) {
+      if (!this.#failing) this.warn(`access log ${this.path}: lines dropped: ${(error as Error).message}`);
+      this.#failing = true;
+    }
   }
 
   flush(): void {}
 
   reopen(): void {
-    const next = openSync(this.path, "a");
-    closeSync(this.#fd);
-    this.#fd = next;
+    try {
+      const next = openSync(this.path, "a");
+      closeSync(this.#fd);
+      this.#fd = next;
+    } catch (error) {
+      this.warn(`access log ${this.path} could not be reopened, still writing the old one: ${(error as Error).message}`);
+    }
   }
 }
 

@@ -62,6 +62,8 @@ async function main(argv: string[]): Promise<void> {
     const { lb, log } = await serve(config);
     const path = commandLine.configPath;
     if (path) watchConfig(path, log, async () => resolveConfig([await readConfigFile(path), commandLine.layer], environment), lb);
+    // Without a file there is nothing to reload; SIGHUP must not end the process (its default action).
+    else process.on("SIGHUP", () => log.warn("SIGHUP: no --config file to reload"));
     return;
   }
   const backends = startDemoBackends();

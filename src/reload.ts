@@ -35,6 +35,7 @@ export const RESTART_ONLY = new Set([
   "access-log",
   "access-log-format",
   "access-log-file",
+  "dns-server",
 ]);
 
 /** Names of the settings (other than backends) whose values differ. */

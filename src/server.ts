@@ -34,7 +34,7 @@ export interface RunningLb {
   /** Where the admin API listens; null when it is off. */
   readonly adminUrl: URL | null;
   readonly pool: Pool;
-  /** Requests waiting for a backend with room (max-inflight reached everywhere). */
+  /** Requests waiting for an upstream slot or a backend with room. */
   queued(): number;
   /** Reopens the access log file (after logrotate moved it). */
   reopenLogs(): void;
@@ -70,7 +70,7 @@ export interface StartOptions {
  */
 export async function startLb(config: Config, options: StartOptions): Promise<RunningLb> {
   const { log } = options;
-  const accessLog = options.accessLog !== undefined ? options.accessLog : createAccessLog(config);
+  const accessLog = options.accessLog !== undefined ? options.accessLog : createAccessLog(config, log);
   const metrics = new Metrics();
   const events = new EventLog();
   const pool: Pool = new Pool(staticBackends(config), {
@@ -79,7 +79,10 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
       logPoolEvent(log, event, pool);
       events.add(event.backend.name, describeState(event.backend), describeEvent(event));
       if (event.type === "added") void checker.watch(event.backend);
-      if (event.type === "removed") checker.unwatch(event.backend);
+      if (event.type === "removed") {
+        checker.unwatch(event.backend);
+        metrics.backends.delete(event.backend.url); // else DNS churn would grow /metrics without bound
+      }
       forwarder.poolChanged();
     },
   });
@@ -103,7 +106,15 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
   );
   let admin: Server<undefined> | null = null;
   if (config.admin) {
-    const handler = createAdminHandler({ pool, metrics, events, queued, log, token: config.adminToken, drainTimeoutMs: config.drainTimeout });
+    const handler = createAdminHandler({
+      pool,
+      metrics,
+      events,
+      queued,
+      log,
+      token: config.adminToken,
+      drainTimeoutMs: () => current.drainTimeout,
+    });
     try {
       admin = listen("admin", () => startAdminServer(config.admin!, handler, log));
     } catch (error) {
@@ -136,8 +147,9 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
       pool.close();
       void admin?.stop(true);
       const inflight = server.pendingRequests;
-      if (inflight > 0) log.info(`draining ${inflight} in-flight request(s), at most ${formatDuration(config.drainTimeout)}`);
-      const drained = await Promise.race([server.stop().then(() => true), Bun.sleep(config.drainTimeout).then(() => false)]);
+      const { drainTimeout } = current;
+      if (inflight > 0) log.info(`draining ${inflight} in-flight request(s), at most ${formatDuration(drainTimeout)}`);
+      const drained = await Promise.race([server.stop().then(() => true), Bun.sleep(drainTimeout).then(() => false)]);
       if (!drained) {
         log.warn(`drain timeout: closing ${server.pendingRequests} request(s) still in flight`);
         await server.stop(true);
@@ -151,8 +163,16 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
     discovery.start(next.resolveInterval);
     for (const spec of diff.added) {
       const existing = pool.find(spec.url);
-      if (existing) existing.weight = spec.weight; // added through the API before; the file now manages it
-      else pool.add(spec);
+      if (existing) {
+        existing.weight = spec.weight; // added through the API before (or still draining): the file manages it now
+        if (existing.admin === "draining") pool.setAdminState(existing, "active");
+        continue;
+      }
+      try {
+        pool.add(spec);
+      } catch (error) {
+        log.warn(`config reload: ${spec.url} cannot be added: ${(error as Error).message}`);
+      }
     }
     for (const spec of diff.reweighted) {
       const backend = pool.find(spec.url);
@@ -179,13 +199,14 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
   };
 
   const reopenLogs = () => accessLog?.reopen();
-  return { url, port: server.port!, adminUrl, pool, queued: () => forwarder.queued, reload, reopenLogs, stop };
+  return { url, port: server.port!, adminUrl, pool, queued, reload, reopenLogs, stop };
 }
 
-function createAccessLog(config: Config): AccessLog | null {
+function createAccessLog(config: Config, log: Logger): AccessLog | null {
   if (!config.accessLog) return null;
   const format = config.accessLogFormat || config.logFormat;
-  return config.accessLogFile ? new AccessLog(format, new FileSink(config.accessLogFile)) : new AccessLog(format);
+  if (!config.accessLogFile) return new AccessLog(format);
+  return new AccessLog(format, new FileSink(config.accessLogFile, (message) => log.warn(message)));
 }
 
 function listen<T>(listener: ListenError["listener"], start: () => T): T {
@@ -277,6 +298,10 @@ function logPoolEvent(log: Logger, event: PoolEvent, pool: Pool): void {
         log.warn(`backend ${backend.name} ${event.from.status === "unknown" ? "is down" : "went down"}: ${event.to.reason}`);
       }
       break;
+    case "added":
+    case "removed":
+      log.info(`backend ${backend.url} ${event.type} (${plural(pool.backends.length, "backend")} in the pool)`);
+      break;
     case "ejected":
       log.warn(`backend ${backend.name} ejected for ${formatDuration(event.forMs)}: too many 5xx or gateway errors in a row`);
       break;
@@ -287,5 +312,6 @@ function logPoolEvent(log: Logger, event: PoolEvent, pool: Pool): void {
       log.info(`backend ${backend.name} is back in rotation after its ejection`);
       break;
   }
-  if (event.type !== "returned" && pool.available().length === 0) log.error("no healthy backends: answering 503 until one recovers");
+  const tookOneOut = (event.type === "health" && event.to.status !== "healthy") || event.type === "ejected";
+  if (tookOneOut && pool.available().length === 0) log.error("no healthy backends: answering 503 until one recovers");
 }

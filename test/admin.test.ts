@@ -101,6 +101,11 @@ describe("admin API", () => {
     expect(twice.status).toBe(409);
     expect((await body(twice)).error).toContain("already in the pool");
     expect((await api(lb, "/api/backends/nope:1/drain", { method: "POST" })).status).toBe(404);
+    expect((await api(lb, "/api/backends/%ZZ/drain", { method: "POST" })).status).toBe(400);
+    expect((await api(lb, `/api/backends/${new URL(a.url).host}?timeout=banana`, { method: "DELETE" })).status).toBe(400);
+    const resolved = await post(lb, "/api/backends", { url: "http://app.internal:8080#resolve" });
+    expect(resolved.status).toBe(400);
+    expect(lb.lb.pool.backends).toHaveLength(1);
   });
 
   test("drain under load: in-flight requests finish, no new ones arrive, nothing fails; then remove", async () => {

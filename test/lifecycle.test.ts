@@ -28,6 +28,14 @@ describe("graceful shutdown", () => {
     });
   }
 
+  test("SIGHUP without a config file is logged, not fatal", async () => {
+    const lb = await spawnLb([...baseArgs, slow.url]);
+    lb.proc.kill("SIGHUP");
+    await lb.waitForLine("stderr", /SIGHUP: no --config file to reload/);
+    expect((await fetch(`${lb.url}/`)).status).toBe(200);
+    expect(await lb.kill()).toBe(0);
+  });
+
   test("the drain timeout bounds the wait", async () => {
     const lb = await spawnLb([...baseArgs, "--drain-timeout", "300ms", slow.url]);
     const stuck = fetch(`${lb.url}/?wait=5000`).catch((error) => error);

@@ -1,6 +1,6 @@
 /** Request IDs, access-log formats and files (with logrotate's SIGUSR1). */
 import { afterAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { clfTime } from "../src/access-log.ts";
@@ -61,6 +61,29 @@ describe("access log formats and files", () => {
       await lb.kill();
     }
     expect(clfTime(Date.UTC(2026, 10, 5, 7, 8, 9))).toBe("05/Nov/2026:07:08:09 +0000");
+  });
+
+  test("a log file that cannot be written (disk full) or reopened costs lines, never the process", async () => {
+    const lb = await spawnLb([...baseArgs, "--access-log-file", "/dev/full", backend.url]);
+    try {
+      for (let i = 0; i < 3; i++) expect((await fetch(`${lb.url}/full`)).status).toBe(200);
+      await lb.waitForLine("stderr", /access log \/dev\/full: lines dropped/);
+      expect((await fetch(`${lb.url}/still`)).status).toBe(200);
+      expect(lb.stderr.filter((l) => l.includes("lines dropped"))).toHaveLength(1);
+    } finally {
+      await lb.kill();
+    }
+    const gone = join(dir, "gone");
+    mkdirSync(gone);
+    const lb2 = await spawnLb([...baseArgs, "--access-log-file", join(gone, "a.log"), backend.url]);
+    try {
+      rmSync(gone, { recursive: true });
+      lb2.proc.kill("SIGUSR1");
+      await lb2.waitForLine("stderr", /could not be reopened/);
+      expect((await fetch(`${lb2.url}/after`)).status).toBe(200);
+    } finally {
+      await lb2.kill();
+    }
   });
 
   test("a file, reopened on SIGUSR1 after logrotate moved it", async () => {

@@ -92,6 +92,34 @@ describe("reload of a running lb", () => {
     }
   }, 20_000);
 
+  test("a backend listed again while it still drains stays in the pool", async () => {
+    const gate = Promise.withResolvers<void>();
+    const slow = startBackend("slow", async (request) => {
+      if (new URL(request.url).pathname === "/hold") await gate.promise;
+      return new Response("backend slow");
+    });
+    write([a.url, slow.url]);
+    const lb = await spawnLb(["--config", file, "--no-access-log", "--drain-timeout", "30s"]);
+    try {
+      const held = [fetch(`${lb.url}/hold`), fetch(`${lb.url}/hold`)];
+      await waitFor(() => slow.seen.some((r) => r.path === "/hold"), "a request held on the slow backend");
+      write([a.url]);
+      await lb.waitForLine("stderr", /1 draining out/, 5000);
+      write([a.url, slow.url]);
+      await lb.waitForLine("stderr", /config reloaded: 1 backend\(s\) added/, 5000);
+      gate.resolve();
+      expect((await Promise.all(held)).map((r) => r.status)).toEqual([200, 200]);
+      const admin = /admin (http:\/\/[\d.]+:\d+)/.exec(lb.stderr.find((l) => l.includes("listening"))!)![1]!;
+      await Bun.sleep(100); // let a drain that was (wrongly) still pending act
+      const { backends } = (await (await fetch(`${admin}/api/backends`)).json()) as { backends: Array<{ url: string; state: string }> };
+      expect(backends.find((x) => x.url === slow.url)?.state).toBe("healthy");
+    } finally {
+      gate.resolve();
+      await lb.kill();
+      await slow.stop();
+    }
+  });
+
   test("a Kubernetes-style ConfigMap update (the ..data link swapped) is reloaded", async () => {
     const volume = mkdtempSync(join(dir, "configmap-"));
     const version = (name: string, urls: string[]) => {

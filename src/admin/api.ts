@@ -25,10 +25,11 @@ export interface AdminOptions {
   /** Empty: no token needed (loopback only, enforced at startup). */
   token: string;
   /** How long DELETE waits for in-flight requests before removing anyway (overridable with ?timeout=). */
-  drainTimeoutMs: number;
+  drainTimeoutMs: () => number;
 }
 
-export type AdminHandler = (request: Request, clientIp: string) => Promise<Response>;
+/** `holdOpen` lifts the connection's idle timeout, for calls that wait (a drain). */
+export type AdminHandler = (request: Request, clientIp: string, holdOpen: () => void) => Promise<Response>;
 
 /** What each POST /api/backends/<id>/<action> sets. */
 const ADMIN_ACTIONS = { drain: "draining", disable: "disabled", enable: "active" } as const;
@@ -63,7 +64,7 @@ export function createAdminHandler(options: AdminOptions): AdminHandler {
   const { pool, log } = options;
   const changed = (ip: string, what: string) => log.info(`admin ${ip}: ${what}`);
 
-  return async (request, ip) => {
+  return async (request, ip, holdOpen) => {
     const url = new URL(request.url);
     const path = url.pathname.replace(/\/+$/, "") || "/";
     if (path === "/" && request.method === "GET") {
@@ -92,6 +93,7 @@ export function createAdminHandler(options: AdminOptions): AdminHandler {
       if (!body || typeof body.url !== "string") return problem(400, 'send JSON like {"url": "http://10.0.0.5:8080", "weight": 1}');
       const checked = checkBackendUrl(body.url, { weight: body.weight });
       if ("error" in checked) return problem(400, checked.error);
+      if (checked.spec.resolve) return problem(400, "resolve backends come from the config file (DNS discovery); add an address here");
       try {
         const backend = pool.add(checked.spec);
         changed(ip, `added backend ${backend.url} (weight ${backend.weight})`);
@@ -104,7 +106,12 @@ export function createAdminHandler(options: AdminOptions): AdminHandler {
 
     const match = /^\/api\/backends\/([^/]+)(?:\/(drain|disable|enable))?$/.exec(path);
     if (!match) return problem(404, `no such endpoint: ${path}`);
-    const id = decodeURIComponent(match[1]!);
+    let id: string;
+    try {
+      id = decodeURIComponent(match[1]!);
+    } catch {
+      return problem(400, `"${match[1]}" is not a valid backend id`);
+    }
     const backend = pool.find(id);
     if (!backend) return problem(404, `no backend ${id}; GET /api/backends lists them`);
     const action = match[2];
@@ -112,9 +119,13 @@ export function createAdminHandler(options: AdminOptions): AdminHandler {
     if (!action) {
       if (request.method === "GET") return json(backendJson(backend));
       if (request.method !== "DELETE") return problem(405, "use GET or DELETE on a backend");
-      const timeoutMs = parseDuration(url.searchParams.get("timeout") ?? "") ?? options.drainTimeoutMs;
+      const given = url.searchParams.get("timeout");
+      const timeoutMs = given === null ? options.drainTimeoutMs() : parseDuration(given);
+      if (timeoutMs === null) return problem(400, `timeout "${given}" is not a duration; write 250ms, 10s or 1m`);
+      holdOpen(); // a drain may take longer than the listener's idle timeout
       changed(ip, `removing backend ${backend.url} (draining, at most ${timeoutMs}ms)`);
       const left = await drainAndRemove(pool, backend, timeoutMs);
+      if (left === null) return problem(409, `${backend.name} was enabled again while it drained; it stays`);
       changed(ip, `removed backend ${backend.url}${left ? ` with ${left} request(s) still in flight` : ""}`);
       return json({ removed: backend.name, inflightAtRemoval: left });
     }

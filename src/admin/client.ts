@@ -62,6 +62,7 @@ export async function runBackendsCommand(argv: string[], env: { adminToken?: str
     case "add": {
       if (!target) throw new ConfigError("lb backends add needs a URL, e.g. lb backends add http://10.0.0.5:8080");
       const weight = args.weight === undefined ? undefined : Number(args.weight);
+      if (weight !== undefined && !Number.isInteger(weight)) throw new ConfigError(`--weight "${args.weight}" is not a whole number`);
       return describe(await call("POST", "/api/backends", { url: target, weight }), args.json, "added");
     }
     case "drain":

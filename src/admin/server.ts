@@ -10,7 +10,9 @@ export function startAdminServer(address: NonNullable<AdminAddress>, handler: Ad
     port: address.port,
     development: false,
     reusePort: false,
-    fetch: (request, server) => handler(request, server.requestIP(request)?.address ?? "-"),
+    // The admin API takes small JSON bodies only.
+    maxRequestBodySize: 64 * 1024,
+    fetch: (request, server) => handler(request, server.requestIP(request)?.address ?? "-", () => server.timeout(request, 0)),
     error(error) {
       log.error(`admin API error: ${error.message}`);
       return Response.json({ error: "internal error in the admin API" }, { status: 500 });

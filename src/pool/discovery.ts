@@ -30,8 +30,9 @@ export function dnsLookup(server: string): Lookup {
   return async (hostname) => {
     const results = await Promise.allSettled([resolver.resolve4(hostname), resolver.resolve6(hostname)]);
     const failures = results.filter((r): r is PromiseRejectedResult => r.status === "rejected");
+    // One family timing out while the other answers is a failure too: its addresses must not be drained for it.
     const hard = failures.find((f) => !NO_RECORDS.has((f.reason as { code?: string }).code ?? ""));
-    if (failures.length === 2 && hard) throw hard.reason;
+    if (hard) throw hard.reason;
     return results.flatMap((r) => (r.status === "fulfilled" ? r.value : []));
   };
 }
@@ -66,8 +67,13 @@ export class DnsDiscovery {
     const fresh: Group[] = [];
     for (const [url, spec] of wanted) {
       const group = this.#groups.get(url);
-      if (group) group.spec = spec;
-      else {
+      if (group) {
+        group.spec = spec;
+        for (const member of group.members) {
+          const backend = this.pool.find(member);
+          if (backend) backend.weight = spec.weight;
+        }
+      } else {
         const created = { spec, members: new Set<string>(), failing: false };
         this.#groups.set(url, created);
         fresh.push(created);
@@ -109,9 +115,19 @@ export class DnsDiscovery {
     if (!this.#groups.has(group.spec.url)) return; // dropped while the lookup ran
     const next = new Set(addresses.map((address) => addressUrl(group.spec, address)));
     for (const url of next) {
-      if (group.members.has(url)) continue;
-      if (!this.pool.find(url)) this.pool.add({ url, weight: group.spec.weight });
-      group.members.add(url);
+      const existing = this.pool.find(url);
+      if (existing && group.members.has(url)) {
+        if (existing.admin === "draining") this.pool.setAdminState(existing, "active"); // back before its drain ended
+        continue;
+      }
+      // An address another source (the file, the API) already lists stays theirs: DNS neither adopts nor drains it.
+      if (existing) continue;
+      try {
+        this.pool.add({ url, weight: group.spec.weight });
+        group.members.add(url);
+      } catch (error) {
+        this.log.warn(`DNS gave ${url} for ${hostname}, but it cannot be added: ${(error as Error).message}`);
+      }
     }
     for (const url of group.members) {
       if (next.has(url)) continue;
