@@ -133,9 +133,12 @@ function watchConfig(path: string, log: Logger, load: () => Promise<Config>, lb:
 
 function listenError(error: unknown, config: Config): unknown {
   if (!(error instanceof ListenError)) return error;
-  const [host, port, flag] =
-    error.listener === "admin" ? [config.admin!.host, config.admin!.port, "--admin"] : [config.host, config.port, "--port"];
-  const what = error.listener === "admin" ? "admin port" : "port";
+  const [host, port, flag, what] =
+    error.listener === "admin"
+      ? [config.admin!.host, config.admin!.port, "--admin", "admin port"]
+      : error.listener === "redirect"
+        ? [config.host, config.httpRedirectPort, "--http-redirect-port", "redirect port"]
+        : [config.host, config.port, "--port", "port"];
   if (error.code === "EADDRINUSE") {
     return new ConfigError(`${what} ${port} is already in use on ${host}; stop what uses it or choose another with ${flag}`);
   }

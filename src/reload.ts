@@ -36,6 +36,9 @@ export const RESTART_ONLY = new Set([
   "access-log-format",
   "access-log-file",
   "dns-server",
+  "tls-cert",
+  "tls-key",
+  "http-redirect-port",
 ]);
 
 /** Names of the settings (other than backends) whose values differ. */

@@ -13,7 +13,9 @@ import { type PoolEvent, Pool } from "./pool/pool.ts";
 import { describeState } from "./pool/backend.ts";
 import { EventLog } from "./admin/events.ts";
 import { Metrics } from "./metrics/metrics.ts";
-import { type ClientConnection, Forwarder } from "./proxy/forward.ts";
+import { type ClientConnection, Forwarder, pathOf } from "./proxy/forward.ts";
+import { readFileSync } from "node:fs";
+import { ConfigError } from "./config/load.ts";
 import { Limiter } from "./proxy/limiter.ts";
 import { errorResponse } from "./proxy/responses.ts";
 import { type Tunnel, tunnelHandlers } from "./proxy/websocket.ts";
@@ -50,7 +52,7 @@ export class ListenError extends Error {
   readonly code: string | undefined;
 
   constructor(
-    readonly listener: "proxy" | "admin",
+    readonly listener: "proxy" | "admin" | "redirect",
     cause: unknown,
   ) {
     super(`${listener} listener: ${(cause as Error).message}`, { cause });
@@ -99,11 +101,23 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
 
   let ready = false;
   let firstRound: Promise<void> = Promise.resolve();
+  // Read before binding, so a missing file is a config error, not a listener one.
+  const tls = config.tlsCert ? { cert: readPem(config.tlsCert, "tls-cert"), key: readPem(config.tlsKey, "tls-key") } : undefined;
   const server = listen("proxy", () =>
-    serveProxy(config, log, (request, client) =>
+    serveProxy(config, log, tls, (request, client) =>
       ready ? forwarder.handle(request, client) : firstRound.then(() => forwarder.handle(request, client)),
     ),
   );
+  let redirect: Server<undefined> | null = null;
+  if (config.httpRedirectPort) {
+    try {
+      redirect = listen("redirect", () => serveHttpRedirect(config, server.port!));
+    } catch (error) {
+      await server.stop(true);
+      throw error;
+    }
+  }
+  if (config.backendInsecure) log.warn("--backend-insecure: https:// backends' certificates are NOT verified");
   let admin: Server<undefined> | null = null;
   if (config.admin) {
     const handler = createAdminHandler({
@@ -119,6 +133,7 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
       admin = listen("admin", () => startAdminServer(config.admin!, handler, log));
     } catch (error) {
       await server.stop(true);
+      await redirect?.stop(true);
       throw error;
     }
   }
@@ -131,7 +146,7 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
   ready = true;
 
   const healthy = pool.available().length;
-  const url = new URL(`http://${formatHost(config.host)}:${server.port}`);
+  const url = new URL(`${config.tlsCert ? "https" : "http"}://${formatHost(config.host)}:${server.port}`);
   const adminUrl = admin && new URL(`http://${formatHost(config.admin!.host)}:${admin.port}`);
   log.info(
     `lb listening on ${url.origin} → ${plural(pool.backends.length, "backend")} (${healthy} healthy): ${config.backends.map(describeBackend).join(", ")}` +
@@ -146,6 +161,7 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
       discovery.stop();
       pool.close();
       void admin?.stop(true);
+      void redirect?.stop(true);
       const inflight = server.pendingRequests;
       const { drainTimeout } = current;
       if (inflight > 0) log.info(`draining ${inflight} in-flight request(s), at most ${formatDuration(drainTimeout)}`);
@@ -202,6 +218,29 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
   return { url, port: server.port!, adminUrl, pool, queued, reload, reopenLogs, stop };
 }
 
+function readPem(path: string, setting: string): string {
+  try {
+    return readFileSync(path, "utf8");
+  } catch (error) {
+    throw new ConfigError(`${setting}: cannot read ${path} (${(error as NodeJS.ErrnoException).code}); check the path`);
+  }
+}
+
+/** Plain HTTP on another port, answering every request with a redirect to the same URL over HTTPS. */
+function serveHttpRedirect(config: Config, httpsPort: number) {
+  return Bun.serve({
+    port: config.httpRedirectPort,
+    hostname: config.host,
+    development: false,
+    reusePort: false,
+    fetch(request) {
+      const host = (request.headers.get("host") ?? config.host).replace(/:\d+$/, "");
+      const port = httpsPort === 443 ? "" : `:${httpsPort}`;
+      return new Response(null, { status: 308, headers: { location: `https://${host}${port}${pathOf(request.url)}` } });
+    },
+  });
+}
+
 function createAccessLog(config: Config, log: Logger): AccessLog | null {
   if (!config.accessLog) return null;
   const format = config.accessLogFormat || config.logFormat;
@@ -221,11 +260,13 @@ function listen<T>(listener: ListenError["listener"], start: () => T): T {
 function serveProxy(
   config: Config,
   log: Logger,
+  tls: { cert: string; key: string } | undefined,
   handle: (request: Request, client: ClientConnection) => Promise<Response | undefined>,
 ) {
   return Bun.serve<Tunnel>({
     port: config.port,
     hostname: config.host,
+    tls,
     development: false,
     idleTimeout: CLIENT_IDLE_SECONDS,
     // Explicit: under some launchers Bun sets SO_REUSEPORT, and two lbs would then silently share a port.
@@ -234,7 +275,7 @@ function serveProxy(
     fetch(request, server) {
       return handle(request, {
         ip: server.requestIP(request)?.address ?? "-",
-        proto: "http",
+        proto: tls ? "https" : "http",
         holdOpen: (waiting) => server.timeout(request, waiting ? 0 : CLIENT_IDLE_SECONDS),
         upgrade: (tunnel, headers) => server.upgrade(request, { data: tunnel, headers }),
       });

@@ -83,6 +83,7 @@ describe("check scheduling and matching", () => {
     downIntervalMs: 1000,
     timeoutMs: 1000,
     jitterPercent: 20,
+    tls: undefined,
   };
   const backend = (status: "healthy" | "unhealthy") => ({ ...createBackend({ url: "http://a:1", weight: 1 }, 0), health: { ...initialHealth(0), status } });
 

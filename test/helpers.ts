@@ -113,7 +113,7 @@ export async function spawnLb(args: string[], command: string[] = ["bun", `${ROO
       timeoutMs,
     );
   const listening = await waitForLine("stderr", /lb listening on/);
-  const url = /listening on (http:\/\/\S+)/.exec(listening)![1]!.replace("0.0.0.0", "127.0.0.1");
+  const url = /listening on (https?:\/\/\S+)/.exec(listening)![1]!.replace("0.0.0.0", "127.0.0.1");
   return {
     proc,
     url,

@@ -4,7 +4,9 @@ import { StickySessions } from "../balance/sticky.ts";
 import { currentWeight } from "../pool/backend.ts";
 import type { CheckSettings } from "../pool/checker.ts";
 import type { PoolRules } from "../pool/pool.ts";
-import type { ForwarderTuning } from "../proxy/forward.ts";
+import { readFileSync } from "node:fs";
+import type { ForwarderTuning, UpstreamTls } from "../proxy/forward.ts";
+import { ConfigError } from "./load.ts";
 import type { Config } from "./settings.ts";
 
 export function poolRules(config: Config): PoolRules {
@@ -18,6 +20,20 @@ export function poolRules(config: Config): PoolRules {
   };
 }
 
+/**
+ * How https:// backends are verified: against --backend-ca (read now, so a missing file is reported at startup or
+ * reload), not at all with --backend-insecure, or by default against the system's CAs.
+ */
+export function upstreamTls(config: Config): UpstreamTls | undefined {
+  if (config.backendInsecure) return { rejectUnauthorized: false };
+  if (!config.backendCa) return undefined;
+  try {
+    return { ca: readFileSync(config.backendCa, "utf8"), rejectUnauthorized: true };
+  } catch (error) {
+    throw new ConfigError(`backend-ca: cannot read ${config.backendCa} (${(error as NodeJS.ErrnoException).code}); check the path`);
+  }
+}
+
 export function checkSettings(config: Config): CheckSettings {
   return {
     method: config.healthMethod,
@@ -29,6 +45,7 @@ export function checkSettings(config: Config): CheckSettings {
     downIntervalMs: config.healthDownInterval,
     timeoutMs: config.healthTimeout,
     jitterPercent: config.healthJitter,
+    tls: upstreamTls(config),
   };
 }
 
@@ -44,6 +61,7 @@ export function forwarderTuning(config: Config): ForwarderTuning {
     queueTimeoutMs: config.queueTimeout,
     // The soonest a down backend can be back: its next check, at the down interval when one is set.
     retryAfterSeconds: Math.max(1, Math.ceil((config.healthDownInterval || config.healthInterval) / 1000)),
+    upstreamTls: upstreamTls(config),
     debug: config.logLevel === "debug",
   };
 }

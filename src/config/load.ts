@@ -72,6 +72,10 @@ export function resolveConfig(layers: Layer[], env: Environment): Config {
   if (problems.length === 0 && result.backends.length === 0) {
     problems.push("no backends: give their URLs, e.g. lb http://localhost:8080 http://localhost:8081 (or try: lb demo)");
   }
+  if (Boolean(result.tlsCert) !== Boolean(result.tlsKey)) {
+    problems.push("tls: give both --tls-cert and --tls-key (a certificate and its private key), or neither");
+  }
+  if (result.httpRedirectPort && !result.tlsCert) problems.push("http-redirect-port: redirects to HTTPS need --tls-cert and --tls-key");
   if (result.admin && !isLoopback(result.admin.host) && !result.adminToken) {
     problems.push(
       `admin: ${result.admin.host} is not a loopback address, so the admin API needs a token: set --admin-token or LB_ADMIN_TOKEN (or use --admin 127.0.0.1:9090)`,

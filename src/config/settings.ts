@@ -51,6 +51,11 @@ export interface Config {
   adminToken: string;
   resolveInterval: number;
   dnsServer: string;
+  tlsCert: string;
+  tlsKey: string;
+  httpRedirectPort: number;
+  backendCa: string;
+  backendInsecure: boolean;
   logLevel: LogLevel;
   logFormat: LogFormat;
   accessLog: boolean;
@@ -421,6 +426,30 @@ export const SETTINGS: Setting[] = [
   {
     key: "queueTimeout", name: "queue-timeout", type: "string", valueHint: "duration", fallback: 10_000,
     description: "Longest wait in the queue before a 503", example: "--queue-timeout 2s", parse: duration(0),
+  },
+  {
+    key: "tlsCert", name: "tls-cert", type: "string", valueHint: "file", fallback: "",
+    description: "PEM certificate (chain) to serve HTTPS with; needs --tls-key", example: "--tls-cert /etc/lb/cert.pem",
+    parse: optionalText(() => null),
+  },
+  {
+    key: "tlsKey", name: "tls-key", type: "string", valueHint: "file", fallback: "",
+    description: "PEM private key for --tls-cert", example: "--tls-key /etc/lb/key.pem", parse: optionalText(() => null),
+  },
+  {
+    key: "httpRedirectPort", name: "http-redirect-port", type: "string", valueHint: "port", fallback: 0,
+    description: "With TLS, also listen for plain HTTP on this port and redirect it to HTTPS (0 = off)",
+    example: "--http-redirect-port 80", parse: integer(0, 65535, "a port"),
+  },
+  {
+    key: "backendCa", name: "backend-ca", type: "string", valueHint: "file", fallback: "",
+    description: "PEM CA certificate(s) that https:// backends are verified against (default: the system's)",
+    example: "--backend-ca /etc/lb/internal-ca.pem", parse: optionalText(() => null),
+  },
+  {
+    key: "backendInsecure", name: "backend-insecure", type: "boolean", fallback: false,
+    description: "Do not verify https:// backends' certificates (test setups only; warned about at startup)",
+    example: "--backend-insecure", parse: boolean,
   },
   {
     key: "admin", name: "admin", type: "string", valueHint: "host:port|off", fallback: { host: "127.0.0.1", port: 9090 },

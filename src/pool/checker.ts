@@ -21,6 +21,8 @@ export interface CheckSettings {
   timeoutMs: number;
   /** Each delay is spread by up to ± this percentage. */
   jitterPercent: number;
+  /** How https:// backends are verified; undefined: the system's CAs. */
+  tls: { ca?: string; rejectUnauthorized: boolean } | undefined;
 }
 
 export function statusPasses(status: number, ranges: StatusRanges): boolean {
@@ -63,6 +65,7 @@ export async function checkBackend(backend: Backend, settings: CheckSettings): P
       redirect: "manual",
       decompress: true,
       signal: AbortSignal.timeout(settings.timeoutMs),
+      tls: settings.tls,
     });
     const text = await readPrefix(response, HEALTH_BODY_LIMIT_BYTES);
     if (!statusPasses(response.status, settings.statuses)) {

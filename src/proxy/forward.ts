@@ -46,7 +46,14 @@ export interface ForwarderTuning {
   queueTimeoutMs: number;
   /** Sent with 503s: when a backend might be back (one health interval). */
   retryAfterSeconds: number;
+  /** How https:// backends are verified (a private CA, or not at all); undefined: the system's CAs. */
+  upstreamTls: UpstreamTls | undefined;
   debug: boolean;
+}
+
+export interface UpstreamTls {
+  ca?: string;
+  rejectUnauthorized: boolean;
 }
 
 export type ForwarderOptions = ForwarderDeps & ForwarderTuning;
@@ -329,6 +336,7 @@ export class Forwarder {
         redirect: "manual",
         decompress: false,
         signal: controller.signal,
+        tls: this.options.upstreamTls,
       });
       trip.upstreamMs = performance.now() - sent;
       // A streamed body is cancelled with the client's response stream when the client leaves; no listener needed.

@@ -1,0 +1,84 @@
+/** TLS termination (with a certificate made by openssl here), the HTTP→HTTPS redirect, and https:// backends. */
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { deadPort, runCommand, spawnLb, startBackend } from "./helpers.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "lb-tls-"));
+const cert = join(dir, "cert.pem");
+const key = join(dir, "key.pem");
+const made = Bun.spawnSync(
+  ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+  { stderr: "pipe" },
+);
+if (!made.success) throw new Error(`openssl could not make a test certificate: ${made.stderr}`);
+const ca = readFileSync(cert, "utf8");
+const plain = startBackend("plain");
+const secure = Bun.serve({ port: 0, hostname: "127.0.0.1", tls: { cert: Bun.file(cert), key: Bun.file(key) }, fetch: () => new Response("secure backend") });
+afterAll(async () => {
+  await plain.stop();
+  await secure.stop(true);
+  rmSync(dir, { recursive: true, force: true });
+});
+const baseArgs = ["--port", "0", "--host", "127.0.0.1", "--health-interval", "1s"];
+
+describe("TLS termination", () => {
+  test("HTTPS to clients, X-Forwarded-Proto https to the backend, and a redirect from plain HTTP", async () => {
+    const redirectPort = deadPort();
+    const lb = await spawnLb([...baseArgs, "--tls-cert", cert, "--tls-key", key, "--http-redirect-port", String(redirectPort), plain.url]);
+    try {
+      expect(lb.url).toStartWith("https://");
+      const response = await fetch(`${lb.url}/secure?x=1`, { tls: { ca } });
+      expect(await response.text()).toBe("backend plain");
+      expect(plain.seen.at(-1)!.headers.get("x-forwarded-proto")).toBe("https");
+      // Async: the backend lives in this process, so a synchronous spawn would block its answer.
+      const curl = Bun.spawn(["curl", "-s", "--cacert", cert, `${lb.url}/curl`], { stdout: "pipe" });
+      expect(await new Response(curl.stdout).text()).toBe("backend plain");
+      const redirect = await fetch(`http://127.0.0.1:${redirectPort}/a/b?c=d`, { redirect: "manual" });
+      expect(redirect.status).toBe(308);
+      expect(redirect.headers.get("location")).toBe(`https://127.0.0.1:${new URL(lb.url).port}/a/b?c=d`);
+    } finally {
+      expect(await lb.kill()).toBe(0);
+    }
+  });
+
+  test("a certificate without its key, or an unreadable one, is refused at startup", async () => {
+    const half = await runCommand([...baseArgs, "--tls-cert", cert, plain.url]);
+    expect(half.code).toBe(2);
+    expect(half.stderr).toContain("give both --tls-cert and --tls-key");
+    const missing = await runCommand([...baseArgs, "--tls-cert", join(dir, "nope.pem"), "--tls-key", key, plain.url]);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr.trim()).toBe(`lb: tls-cert: cannot read ${join(dir, "nope.pem")} (ENOENT); check the path`);
+  });
+});
+
+describe("https:// backends", () => {
+  const backendUrl = `https://127.0.0.1:${secure.port}`;
+
+  test("verified against --backend-ca", async () => {
+    const lb = await spawnLb([...baseArgs, "--backend-ca", cert, backendUrl]);
+    try {
+      expect(await (await fetch(`${lb.url}/`)).text()).toBe("secure backend");
+    } finally {
+      await lb.kill();
+    }
+  });
+
+  test("a self-signed backend fails verification by default, and works with --backend-insecure (with a warning)", async () => {
+    const strict = await spawnLb([...baseArgs, backendUrl]);
+    try {
+      expect(strict.stderr.join("\n")).toContain("SELF_SIGNED");
+      expect((await fetch(`${strict.url}/`)).status).toBe(503);
+    } finally {
+      await strict.kill();
+    }
+    const insecure = await spawnLb([...baseArgs, "--backend-insecure", backendUrl]);
+    try {
+      expect(insecure.stderr.join("\n")).toContain("certificates are NOT verified");
+      expect(await (await fetch(`${insecure.url}/`)).text()).toBe("secure backend");
+    } finally {
+      await insecure.kill();
+    }
+  });
+});
