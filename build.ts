@@ -1,5 +1,15 @@
-/** Builds dist/lb: one self-contained executable (Bun's runtime included) for this machine's platform. */
-const outfile = process.argv[2] ?? "dist/lb";
+/**
+ * Builds lb into one self-contained executable (Bun's runtime included).
+ *   bun build.ts                      dist/lb for this machine
+ *   bun build.ts --target <target>    dist/lb-<target>, e.g. bun-linux-arm64, bun-linux-x64-musl, bun-darwin-arm64
+ *   bun build.ts --all                every target in TARGETS
+ * Other targets need Bun's runtime for them, which Bun downloads; offline, only this machine's target builds, and
+ * the others fail with a line that says so.
+ */
+import { parseArgs } from "node:util";
+
+export const TARGETS = ["bun-linux-x64", "bun-linux-arm64", "bun-linux-x64-musl", "bun-linux-arm64-musl", "bun-darwin-x64", "bun-darwin-arm64"];
+
 /** The commit the binary is built from, shown by `lb --version` ("unknown" outside a git checkout). */
 function gitCommit(): string {
   try {
@@ -9,19 +19,40 @@ function gitCommit(): string {
     return "unknown"; // no git installed
   }
 }
-const commit = gitCommit();
-const result = await Bun.build({
-  entrypoints: ["src/main.ts"],
-  compile: { outfile },
-  minify: true,
-  // Bytecode needs ESM output (consola uses import.meta); it trims startup by a few milliseconds.
-  bytecode: true,
-  format: "esm",
-  define: { "process.env.NODE_ENV": JSON.stringify("production"), "process.env.LB_BUILD_COMMIT": JSON.stringify(commit) },
-});
-if (!result.success) {
-  for (const log of result.logs) console.error(log);
-  process.exit(1);
+
+async function build(outfile: string, commit: string, target?: string): Promise<boolean> {
+  try {
+    const result = await Bun.build({
+      entrypoints: ["src/main.ts"],
+      compile: target ? { outfile, target: target as Bun.Build.CompileTarget } : { outfile },
+      minify: true,
+      // Bytecode needs ESM output (consola uses import.meta); it trims startup by a few milliseconds.
+      bytecode: true,
+      format: "esm",
+      define: { "process.env.NODE_ENV": JSON.stringify("production"), "process.env.LB_BUILD_COMMIT": JSON.stringify(commit) },
+    });
+    if (result.success) {
+      console.log(`built ${outfile} (${commit})`);
+      return true;
+    }
+    for (const log of result.logs) console.error(log);
+  } catch (error) {
+    const reason = (error as Error).message.split("\n")[0];
+    console.error(
+      `cannot build ${target}: ${reason}. Bun downloads the runtime for another target from the internet; ` +
+        "build it on a machine with internet access (or with that runtime in $BUN_INSTALL_CACHE_DIR).",
+    );
+  }
+  return false;
 }
-console.log(`built ${outfile} (${commit})`);
-export {};
+
+const { values } = parseArgs({ options: { target: { type: "string" }, all: { type: "boolean" } }, allowPositionals: true });
+const commit = gitCommit();
+const targets = values.all ? TARGETS : values.target ? [values.target] : [undefined];
+if (values.target && !TARGETS.includes(values.target)) {
+  console.error(`unknown target ${values.target}; known: ${TARGETS.join(", ")}`);
+  process.exit(2);
+}
+let ok = true;
+for (const target of targets) ok = (await build(target ? `dist/lb-${target.replace(/^bun-/, "")}` : "dist/lb", commit, target)) && ok;
+process.exit(ok ? 0 : 1);

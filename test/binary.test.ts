@@ -39,3 +39,18 @@ test("dist/lb rejects bad input with exit 2", async () => {
   expect(code).toBe(2);
   expect(stderr.trim()).toBe('lb: command line: timeout: "forever" is not a duration; write 250ms, 10s, 1m or a number of seconds');
 });
+
+test("build.ts knows the other targets: linux arm64 builds here (or says clearly why it cannot)", async () => {
+  const unknown = await runCommand(["--target", "bun-amiga"], ["bun", `${ROOT}build.ts`]);
+  expect(unknown.code).toBe(2);
+  expect(unknown.stderr).toContain("unknown target bun-amiga; known: bun-linux-x64, bun-linux-arm64");
+  const arm = await runCommand(["--target", "bun-linux-arm64"], ["bun", `${ROOT}build.ts`]);
+  if (arm.code !== 0) {
+    // Offline, Bun cannot fetch that runtime: the failure must say so in one line.
+    expect(arm.stderr).toContain("cannot build bun-linux-arm64");
+    return;
+  }
+  const header = new Uint8Array(await Bun.file(`${ROOT}dist/lb-linux-arm64`).slice(0, 20).arrayBuffer());
+  expect([...header.slice(0, 4)]).toEqual([0x7f, 0x45, 0x4c, 0x46]); // ELF
+  expect(header[18]).toBe(0xb7); // e_machine: AArch64
+}, 60_000);
