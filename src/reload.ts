@@ -38,6 +38,7 @@ export const RESTART_ONLY = new Set([
   "dns-server",
   "tls-cert",
   "tls-key",
+  "tls-sni",
   "http-redirect-port",
 ]);
 

@@ -102,7 +102,7 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
   let ready = false;
   let firstRound: Promise<void> = Promise.resolve();
   // Read before binding, so a missing file is a config error, not a listener one.
-  const tls = config.tlsCert ? { cert: readPem(config.tlsCert, "tls-cert"), key: readPem(config.tlsKey, "tls-key") } : undefined;
+  const tls = readCertificates(config);
   const server = listen("proxy", () =>
     serveProxy(config, log, tls, (request, client) =>
       ready ? forwarder.handle(request, client) : firstRound.then(() => forwarder.handle(request, client)),
@@ -218,6 +218,21 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
   return { url, port: server.port!, adminUrl, pool, queued, reload, reopenLogs, stop };
 }
 
+type TlsCertificates = Array<{ cert: string; key: string; serverName?: string }>;
+
+/** The default certificate first, then one per --tls-sni name; undefined when lb serves plain HTTP. */
+function readCertificates(config: Config): TlsCertificates | undefined {
+  if (!config.tlsCert) return undefined;
+  return [
+    { cert: readPem(config.tlsCert, "tls-cert"), key: readPem(config.tlsKey, "tls-key") },
+    ...config.tlsSni.map(({ serverName, cert, key }) => ({
+      serverName,
+      cert: readPem(cert, `tls-sni ${serverName}`),
+      key: readPem(key, `tls-sni ${serverName}`),
+    })),
+  ];
+}
+
 function readPem(path: string, setting: string): string {
   try {
     return readFileSync(path, "utf8");
@@ -260,7 +275,7 @@ function listen<T>(listener: ListenError["listener"], start: () => T): T {
 function serveProxy(
   config: Config,
   log: Logger,
-  tls: { cert: string; key: string } | undefined,
+  tls: TlsCertificates | undefined,
   handle: (request: Request, client: ClientConnection) => Promise<Response | undefined>,
 ) {
   return Bun.serve<Tunnel>({

@@ -85,6 +85,7 @@ describe("resolveConfig", () => {
       dnsServer: "",
       tlsCert: "",
       tlsKey: "",
+      tlsSni: [],
       httpRedirectPort: 0,
       backendCa: "",
       backendInsecure: false,

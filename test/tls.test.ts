@@ -43,6 +43,33 @@ describe("TLS termination", () => {
     }
   });
 
+  test("SNI: each server name gets its own certificate, others the default", async () => {
+    const otherCert = join(dir, "other.pem");
+    const otherKey = join(dir, "other.key");
+    const other = Bun.spawnSync(
+      ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", otherKey, "-out", otherCert, "-days", "1", "-subj", "/CN=other.test", "-addext", "subjectAltName=DNS:other.test"],
+      { stderr: "pipe" },
+    );
+    expect(other.success).toBe(true);
+    const lb = await spawnLb([...baseArgs, "--tls-cert", cert, "--tls-key", key, "--tls-sni", `other.test=${otherCert},${otherKey}`, plain.url]);
+    const subjectFor = async (serverName: string) => {
+      const probe = Bun.spawn(["openssl", "s_client", "-connect", `127.0.0.1:${new URL(lb.url).port}`, "-servername", serverName], {
+        stdin: "ignore",
+        stdout: "pipe",
+        stderr: "ignore",
+      });
+      const pem = await new Response(probe.stdout).text();
+      const parse = Bun.spawn(["openssl", "x509", "-noout", "-subject"], { stdin: new TextEncoder().encode(pem), stdout: "pipe" });
+      return (await new Response(parse.stdout).text()).trim();
+    };
+    try {
+      expect(await subjectFor("other.test")).toBe("subject=CN = other.test");
+      expect(await subjectFor("localhost")).toBe("subject=CN = localhost");
+    } finally {
+      await lb.kill();
+    }
+  });
+
   test("a certificate without its key, or an unreadable one, is refused at startup", async () => {
     const half = await runCommand([...baseArgs, "--tls-cert", cert, plain.url]);
     expect(half.code).toBe(2);

@@ -75,6 +75,7 @@ export function resolveConfig(layers: Layer[], env: Environment): Config {
   if (Boolean(result.tlsCert) !== Boolean(result.tlsKey)) {
     problems.push("tls: give both --tls-cert and --tls-key (a certificate and its private key), or neither");
   }
+  if (result.tlsSni.length && !result.tlsCert) problems.push("tls-sni: give the default certificate too (--tls-cert and --tls-key)");
   if (result.httpRedirectPort && !result.tlsCert) problems.push("http-redirect-port: redirects to HTTPS need --tls-cert and --tls-key");
   if (result.admin && !isLoopback(result.admin.host) && !result.adminToken) {
     problems.push(

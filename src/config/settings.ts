@@ -53,6 +53,7 @@ export interface Config {
   dnsServer: string;
   tlsCert: string;
   tlsKey: string;
+  tlsSni: SniCert[];
   httpRedirectPort: number;
   backendCa: string;
   backendInsecure: boolean;
@@ -91,6 +92,13 @@ export interface Environment {
   stdoutIsTTY: boolean;
   /** LB_ADMIN_TOKEN, the way to give the token without it showing in `ps`. */
   adminToken?: string;
+}
+
+/** An extra certificate, served to clients that ask for `serverName` (SNI). */
+export interface SniCert {
+  serverName: string;
+  cert: string;
+  key: string;
 }
 
 /** Where the admin API listens; null when it is off. */
@@ -208,6 +216,25 @@ export function adminAddress(value: unknown): Parsed<AdminAddress> {
   return { value: { host: match[1] ?? match[2]!, port } };
 }
 
+/** `name=cert.pem,key.pem` (command line, repeatable) or tables `{ server-name, cert, key }` (config file). */
+function sniList(value: unknown): Parsed<SniCert[]> {
+  const items = Array.isArray(value) ? value : [value];
+  const certs: SniCert[] = [];
+  const problems: string[] = [];
+  items.forEach((item, i) => {
+    const fromText = typeof item === "string" ? /^([A-Za-z0-9*.-]+)=([^,]+),(.+)$/.exec(item) : null;
+    const table = typeof item === "object" && item !== null ? (item as Record<string, unknown>) : null;
+    const entry = fromText
+      ? { serverName: fromText[1]!, cert: fromText[2]!, key: fromText[3]! }
+      : table && typeof table["server-name"] === "string" && typeof table.cert === "string" && typeof table.key === "string"
+        ? { serverName: table["server-name"], cert: table.cert, key: table.key }
+        : null;
+    if (entry) certs.push(entry);
+    else problems.push(`[${i}]: write server.name=cert.pem,key.pem (or a table with server-name, cert and key)`);
+  });
+  return problems.length ? { error: problems } : { value: certs };
+}
+
 function boolean(value: unknown): Parsed<boolean> {
   if (typeof value === "boolean") return { value };
   if (value === "true" || value === "false") return { value: value === "true" };
@@ -263,6 +290,25 @@ described(headerList, {
 });
 described(adminAddress, { anyOf: [{ type: "string" }, { const: false }] });
 described(boolean, { type: "boolean" });
+described(sniList, {
+  anyOf: [
+    { type: "string" },
+    {
+      type: "array",
+      items: {
+        anyOf: [
+          { type: "string" },
+          {
+            type: "object",
+            properties: { "server-name": { type: "string" }, cert: { type: "string" }, key: { type: "string" } },
+            required: ["server-name", "cert", "key"],
+            additionalProperties: false,
+          },
+        ],
+      },
+    },
+  ],
+});
 described(backendList, {
   anyOf: [
     { type: "string" },
@@ -435,6 +481,11 @@ export const SETTINGS: Setting[] = [
   {
     key: "tlsKey", name: "tls-key", type: "string", valueHint: "file", fallback: "",
     description: "PEM private key for --tls-cert", example: "--tls-key /etc/lb/key.pem", parse: optionalText(() => null),
+  },
+  {
+    key: "tlsSni", name: "tls-sni", type: "string", valueHint: "name=cert,key", fallback: [], repeatable: true,
+    description: "Another certificate for clients asking for that server name (SNI); repeat for more",
+    example: "--tls-sni api.example.com=/etc/lb/api.pem,/etc/lb/api.key", parse: sniList,
   },
   {
     key: "httpRedirectPort", name: "http-redirect-port", type: "string", valueHint: "port", fallback: 0,
