@@ -94,6 +94,8 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
     else m.checksFailed++;
   });
   let current = config;
+  /** Listeners replaced by a certificate reload, finishing their requests. */
+  const retiring = new Set<Server<Tunnel>>();
   const discovery = new DnsDiscovery(pool, dnsLookup(config.dnsServer), log, () => current.drainTimeout);
   const limiter = new Limiter(UPSTREAM_CONCURRENCY);
   const forwarder = new Forwarder({ pool, limiter, accessLog, metrics, log, ...forwarderTuning(config) });
@@ -103,11 +105,12 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
   let firstRound: Promise<void> = Promise.resolve();
   // Read before binding, so a missing file is a config error, not a listener one.
   const tls = readCertificates(config);
-  const server = listen("proxy", () =>
-    serveProxy(config, log, tls, (request, client) =>
-      ready ? forwarder.handle(request, client) : firstRound.then(() => forwarder.handle(request, client)),
-    ),
-  );
+  const handle = (request: Request, client: ClientConnection) =>
+    ready ? forwarder.handle(request, client) : firstRound.then(() => forwarder.handle(request, client));
+  // With TLS the listener is opened with SO_REUSEPORT, so a reload can start one with new certificates beside it and
+  // retire the old one gracefully; an exclusive bind first keeps "port in use" an error.
+  const proxyPort = tls ? listen("proxy", () => claimPort(config.host, config.port)) : config.port;
+  let server = listen("proxy", () => serveProxy({ ...config, port: proxyPort }, log, tls, Boolean(tls), handle));
   let redirect: Server<undefined> | null = null;
   if (config.httpRedirectPort) {
     try {
@@ -170,10 +173,24 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
         log.warn(`drain timeout: closing ${server.pendingRequests} request(s) still in flight`);
         await server.stop(true);
       }
+      for (const old of retiring) await old.stop(true);
       accessLog?.flush();
     })());
 
+  /** Re-reads the certificate files and moves new connections to a listener that serves them; none is dropped. */
+  const renewCertificates = () => {
+    const fresh = readCertificates(current); // throws ConfigError: the reload is rejected, the old listener stays
+    const old = server;
+    server = listen("proxy", () => serveProxy({ ...current, port: old.port! }, log, fresh, true, handle));
+    retiring.add(old);
+    void Promise.race([old.stop(), Bun.sleep(current.drainTimeout)]).then(async () => {
+      await old.stop(true);
+      retiring.delete(old);
+    });
+  };
+
   const reload = (next: Config): string => {
+    if (tls) renewCertificates(); // first: a certificate that cannot be read rejects the whole reload
     const diff = diffBackends(staticBackends(current), staticBackends(next));
     void discovery.follow(resolvedBackends(next));
     discovery.start(next.resolveInterval);
@@ -233,6 +250,14 @@ function readCertificates(config: Config): TlsCertificates | undefined {
   ];
 }
 
+/** Binds the port exclusively for a moment: fails (EADDRINUSE) if anything holds it; returns the port (0 → a free one). */
+function claimPort(hostname: string, port: number): number {
+  const probe = Bun.listen({ hostname, port, exclusive: true, socket: { data() {} } });
+  const claimed = probe.port;
+  probe.stop(true);
+  return claimed;
+}
+
 function readPem(path: string, setting: string): string {
   try {
     return readFileSync(path, "utf8");
@@ -276,6 +301,7 @@ function serveProxy(
   config: Config,
   log: Logger,
   tls: TlsCertificates | undefined,
+  shared: boolean,
   handle: (request: Request, client: ClientConnection) => Promise<Response | undefined>,
 ) {
   return Bun.serve<Tunnel>({
@@ -284,8 +310,8 @@ function serveProxy(
     tls,
     development: false,
     idleTimeout: CLIENT_IDLE_SECONDS,
-    // Explicit: under some launchers Bun sets SO_REUSEPORT, and two lbs would then silently share a port.
-    reusePort: false,
+    // Explicit: Bun's sockets are not exclusive by default; shared only for a certificate reload (see claimPort).
+    reusePort: shared,
     maxRequestBodySize: MAX_REQUEST_BODY_BYTES,
     fetch(request, server) {
       return handle(request, {

@@ -1,18 +1,37 @@
 /** TLS termination (with a certificate made by openssl here), the HTTP→HTTPS redirect, and https:// backends. */
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { deadPort, runCommand, spawnLb, startBackend } from "./helpers.ts";
+import { deadPort, runCommand, spawnLb, startBackend, waitFor } from "./helpers.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "lb-tls-"));
-const cert = join(dir, "cert.pem");
-const key = join(dir, "key.pem");
-const made = Bun.spawnSync(
-  ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
-  { stderr: "pipe" },
-);
-if (!made.success) throw new Error(`openssl could not make a test certificate: ${made.stderr}`);
+
+/** A self-signed certificate for `name` (and 127.0.0.1), made with openssl. */
+function makeCertificate(name: string, altNames = `DNS:${name}`) {
+  const cert = join(dir, `${name}.pem`);
+  const key = join(dir, `${name}.key`);
+  const made = Bun.spawnSync(
+    ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "1", "-subj", `/CN=${name}`, "-addext", `subjectAltName=${altNames}`],
+    { stderr: "pipe" },
+  );
+  if (!made.success) throw new Error(`openssl could not make a test certificate: ${made.stderr}`);
+  return { cert, key };
+}
+
+/** The subject of the certificate lb presents to a client asking for `serverName`. */
+async function subjectOf(port: string, serverName: string): Promise<string> {
+  const probe = Bun.spawn(["openssl", "s_client", "-connect", `127.0.0.1:${port}`, "-servername", serverName], {
+    stdin: "ignore",
+    stdout: "pipe",
+    stderr: "ignore",
+  });
+  const pem = await new Response(probe.stdout).text();
+  const parse = Bun.spawn(["openssl", "x509", "-noout", "-subject"], { stdin: new TextEncoder().encode(pem), stdout: "pipe" });
+  return (await new Response(parse.stdout).text()).trim();
+}
+
+const { cert, key } = makeCertificate("localhost", "DNS:localhost,IP:127.0.0.1");
 const ca = readFileSync(cert, "utf8");
 const plain = startBackend("plain");
 const secure = Bun.serve({ port: 0, hostname: "127.0.0.1", tls: { cert: Bun.file(cert), key: Bun.file(key) }, fetch: () => new Response("secure backend") });
@@ -44,29 +63,50 @@ describe("TLS termination", () => {
   });
 
   test("SNI: each server name gets its own certificate, others the default", async () => {
-    const otherCert = join(dir, "other.pem");
-    const otherKey = join(dir, "other.key");
-    const other = Bun.spawnSync(
-      ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", otherKey, "-out", otherCert, "-days", "1", "-subj", "/CN=other.test", "-addext", "subjectAltName=DNS:other.test"],
-      { stderr: "pipe" },
-    );
-    expect(other.success).toBe(true);
+    const { cert: otherCert, key: otherKey } = makeCertificate("other.test");
     const lb = await spawnLb([...baseArgs, "--tls-cert", cert, "--tls-key", key, "--tls-sni", `other.test=${otherCert},${otherKey}`, plain.url]);
-    const subjectFor = async (serverName: string) => {
-      const probe = Bun.spawn(["openssl", "s_client", "-connect", `127.0.0.1:${new URL(lb.url).port}`, "-servername", serverName], {
-        stdin: "ignore",
-        stdout: "pipe",
-        stderr: "ignore",
-      });
-      const pem = await new Response(probe.stdout).text();
-      const parse = Bun.spawn(["openssl", "x509", "-noout", "-subject"], { stdin: new TextEncoder().encode(pem), stdout: "pipe" });
-      return (await new Response(parse.stdout).text()).trim();
-    };
     try {
-      expect(await subjectFor("other.test")).toBe("subject=CN = other.test");
-      expect(await subjectFor("localhost")).toBe("subject=CN = localhost");
+      expect(await subjectOf(new URL(lb.url).port, "other.test")).toBe("subject=CN = other.test");
+      expect(await subjectOf(new URL(lb.url).port, "localhost")).toBe("subject=CN = localhost");
     } finally {
       await lb.kill();
+    }
+  });
+
+  test("SIGHUP picks up renewed certificate files; a request in flight finishes; the port stays exclusive", async () => {
+    const liveCert = join(dir, "live-cert.pem");
+    const liveKey = join(dir, "live-key.pem");
+    copyFileSync(cert, liveCert);
+    copyFileSync(key, liveKey);
+    const gate = Promise.withResolvers<void>();
+    const slow = startBackend("slow", async (request) => {
+      if (new URL(request.url).pathname === "/hold") await gate.promise;
+      return new Response("slow done");
+    });
+    const config = join(dir, "tls.toml");
+    writeFileSync(config, `tls-cert = "${liveCert}"\ntls-key = "${liveKey}"\nbackends = ["${slow.url}"]\n`);
+    const lb = await spawnLb([...baseArgs, "--config", config]);
+    const port = new URL(lb.url).port;
+    try {
+      expect(await subjectOf(port, "localhost")).toBe("subject=CN = localhost");
+      const held = fetch(`${lb.url}/hold`, { tls: { ca } });
+      await waitFor(() => slow.seen.some((r) => r.path === "/hold"), "the held request");
+      const renewed = makeCertificate("renewed.test");
+      copyFileSync(renewed.cert, liveCert);
+      copyFileSync(renewed.key, liveKey);
+      lb.proc.kill("SIGHUP");
+      await lb.waitForLine("stderr", /config reloaded.*\(SIGHUP\)/);
+      expect(await subjectOf(port, "renewed.test")).toBe("subject=CN = renewed.test");
+      gate.resolve();
+      expect(await (await held).text()).toBe("slow done");
+      // Still exclusive: a second lb on the same port is refused, not silently sharing it.
+      const second = await runCommand([...baseArgs.slice(2), "--port", port, "--host", "127.0.0.1", "--tls-cert", cert, "--tls-key", key, plain.url]);
+      expect(second.code).toBe(2);
+      expect(second.stderr).toContain(`port ${port} is already in use`);
+    } finally {
+      gate.resolve();
+      await lb.kill();
+      await slow.stop();
     }
   });
 
