@@ -191,6 +191,21 @@ describe("resolveConfig", () => {
     expect(() => resolve({ backends: ["http://a:1"], ...values })).toThrow(problem);
   });
 
+  test("SNI certificates from config-file tables or name=cert,key text", () => {
+    const config = resolve({
+      backends: ["http://a:1"],
+      "tls-cert": "/c.pem",
+      "tls-key": "/k.pem",
+      "tls-sni": [{ "server-name": "api.example.com", cert: "/api.pem", key: "/api.key" }, "www.example.com=/www.pem,/www.key"],
+    });
+    expect(config.tlsSni).toEqual([
+      { serverName: "api.example.com", cert: "/api.pem", key: "/api.key" },
+      { serverName: "www.example.com", cert: "/www.pem", key: "/www.key" },
+    ]);
+    expect(() => resolve({ backends: ["http://a:1"], "tls-sni": ["x=/a.pem,/a.key"] })).toThrow("tls-sni: give the default certificate too");
+    expect(() => resolve({ backends: ["http://a:1"], "tls-cert": "/c", "tls-key": "/k", "tls-sni": [{ cert: "/x" }] })).toThrow("tls-sni[0]: write server.name=cert.pem,key.pem");
+  });
+
   test("the admin address, off, and the token rule beyond loopback", () => {
     expect(resolve({ backends: ["http://a:1"], admin: "off" }).admin).toBeNull();
     expect(resolve({ backends: ["http://a:1"], admin: "[::1]:9191" }).admin).toEqual({ host: "::1", port: 9191 });

@@ -403,8 +403,11 @@ export class Forwarder {
   #logAccess(trip: Trip, status: number, bytes: number): void {
     const totalMs = performance.now() - trip.started;
     const { metrics } = this.options;
-    if (trip.target) metrics.of(trip.target.url).record(trip.request.method, status, totalMs / 1000, Date.now());
-    else metrics.recordUnrouted(status);
+    // A closed WebSocket tunnel (101) is a connection, counted by lb_websocket_*, not a request.
+    if (status !== 101) {
+      if (trip.target) metrics.of(trip.target.url).record(trip.request.method, status, totalMs / 1000, Date.now());
+      else metrics.recordUnrouted(status);
+    }
     this.options.accessLog?.write({
       client: trip.client.ip,
       method: trip.request.method,
