@@ -72,6 +72,22 @@ describe("pool", () => {
   });
 });
 
+describe("removed backends", () => {
+  test("late results for a removed backend (requests still finishing) change nothing and report nothing", () => {
+    const events: PoolEvent[] = [];
+    const pool = new Pool([{ url: "http://a:1", weight: 1 }], { listener: (e) => events.push(e) });
+    const [a] = pool.backends;
+    pool.recordCheck(a!, pass);
+    pool.remove(a!);
+    const before = events.length;
+    pool.recordConnectFailure(a!, "connection refused");
+    pool.recordOutcome(a!, true);
+    pool.recordCheck(a!, fail);
+    expect(events.length).toBe(before);
+    expect(a!.health.status).toBe("healthy");
+  });
+});
+
 describe("check scheduling and matching", () => {
   const settings = {
     method: "GET" as const,

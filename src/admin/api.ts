@@ -63,6 +63,7 @@ export function backendJson(backend: Backend) {
 export function createAdminHandler(options: AdminOptions): AdminHandler {
   const { pool, log } = options;
   const changed = (ip: string, what: string) => log.info(`admin ${ip}: ${what}`);
+  const lastRefusal = new Map<string, number>();
 
   return async (request, ip, holdOpen) => {
     const url = new URL(request.url);
@@ -77,7 +78,13 @@ export function createAdminHandler(options: AdminOptions): AdminHandler {
     }
     if (!path.startsWith("/api/") && path !== "/metrics") return problem(404, `no such endpoint: ${path}`);
     if (options.token && !bearerMatches(request.headers.get("authorization"), options.token)) {
-      log.warn(`admin ${ip}: refused ${request.method} ${path} (missing or wrong token)`);
+      // At most one line a minute per client, so refused calls cannot flood the log.
+      const now = Date.now();
+      if ((lastRefusal.get(ip) ?? 0) < now - 60_000) {
+        if (lastRefusal.size > 1000) lastRefusal.clear();
+        lastRefusal.set(ip, now);
+        log.warn(`admin ${ip}: refused ${request.method} ${path} (missing or wrong token; further refusals from it logged at most once a minute)`);
+      }
       return json({ error: "missing or wrong token: send Authorization: Bearer <token>" }, 401);
     }
     const sources = () => ({ backends: pool.backends, metrics: options.metrics, events: options.events, queued: options.queued() });

@@ -40,7 +40,9 @@ export class Pool {
   readonly #listener: (event: PoolEvent) => void;
   readonly #clock: () => number;
   #available: Backend[] = [];
-  readonly #ejectionTimers = new Set<ReturnType<typeof setTimeout>>();
+  readonly #ejectionTimers = new Map<Backend, ReturnType<typeof setTimeout>>();
+  /** Backends taken out of the pool: their late results (requests still finishing) change nothing. */
+  readonly #removed = new WeakSet<Backend>();
 
   constructor(specs: readonly BackendSpec[], options: PoolOptions = {}) {
     this.#health = options.health ?? DEFAULT_RULES;
@@ -81,6 +83,9 @@ export class Pool {
   remove(backend: Backend): void {
     if (!this.#backends.includes(backend)) return;
     this.#backends = this.#backends.filter((b) => b !== backend);
+    this.#removed.add(backend);
+    clearTimeout(this.#ejectionTimers.get(backend));
+    this.#ejectionTimers.delete(backend);
     this.#rebuild();
     this.#listener({ type: "removed", backend });
   }
@@ -98,17 +103,20 @@ export class Pool {
   }
 
   recordCheck(backend: Backend, result: Observation): void {
+    if (this.#removed.has(backend)) return;
     const now = this.#clock();
     backend.lastCheck = { ...result, at: now };
     this.#setHealth(backend, observe(backend.health, result, this.#health, now));
   }
 
   recordConnectFailure(backend: Backend, reason: string): void {
+    if (this.#removed.has(backend)) return;
     this.#setHealth(backend, markDown(backend.health, reason, this.#clock()));
   }
 
   /** An answered request (isError: a 5xx or gateway error); enough errors in a row eject the backend. */
   recordOutcome(backend: Backend, isError: boolean): void {
+    if (this.#removed.has(backend)) return;
     const now = this.#clock();
     const { state, ejectForMs } = recordOutcome(backend.outlier, isError, this.#outlier, now);
     backend.outlier = state;
@@ -123,18 +131,18 @@ export class Pool {
     this.#rebuild();
     this.#listener({ type: "ejected", backend, forMs: ejectForMs });
     const timer = setTimeout(() => {
-      this.#ejectionTimers.delete(timer);
+      this.#ejectionTimers.delete(backend);
       backend.ejected = false;
       backend.outlier = { ...backend.outlier, returnedAt: this.#clock() };
       this.#rebuild();
       this.#listener({ type: "returned", backend });
     }, ejectForMs);
-    this.#ejectionTimers.add(timer);
+    this.#ejectionTimers.set(backend, timer);
   }
 
   /** Cancels pending returns from ejection (on shutdown). */
   close(): void {
-    for (const timer of this.#ejectionTimers) clearTimeout(timer);
+    for (const timer of this.#ejectionTimers.values()) clearTimeout(timer);
     this.#ejectionTimers.clear();
   }
 
