@@ -40,3 +40,13 @@ describe("round robin", () => {
     expect(names(new RoundRobin().candidates([]))).toEqual([]);
   });
 });
+
+describe("backend ids", () => {
+  test("always name the port, so an id typed with the default port finds the backend", async () => {
+    const { backendName } = await import("../src/pool/backend.ts");
+    expect(backendName("http://example.com")).toBe("example.com:80");
+    expect(backendName("https://example.com")).toBe("example.com:443");
+    expect(backendName("http://[::1]:8080")).toBe("[::1]:8080");
+    expect(backendName("http://127.0.0.1:9000")).toBe("127.0.0.1:9000");
+  });
+});

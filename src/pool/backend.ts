@@ -46,7 +46,7 @@ export interface Backend {
 export function createBackend({ url, weight }: BackendSpec, now: number): Backend {
   return {
     url,
-    name: new URL(url).host,
+    name: backendName(url),
     weight,
     admin: "active",
     lastCheck: null,
@@ -56,6 +56,12 @@ export function createBackend({ url, weight }: BackendSpec, now: number): Backen
     ejected: false,
     inflight: 0,
   };
+}
+
+/** A backend's id: host and port, the port always written (`example.com:80`, `[::1]:8080`). */
+export function backendName(url: string): string {
+  const { hostname, port, protocol } = new URL(url);
+  return `${hostname}:${port || (protocol === "https:" ? "443" : "80")}`;
 }
 
 /** In rotation: healthy by its checks, not ejected for errors, and neither draining nor disabled. */

@@ -3,7 +3,7 @@
  * request outcomes, and reports what changed through a listener, which is where logging happens.
  */
 import type { BackendSpec } from "../config/backend-url.ts";
-import { type AdminState, type Backend, createBackend, isAvailable } from "./backend.ts";
+import { type AdminState, type Backend, backendName, createBackend, isAvailable } from "./backend.ts";
 import { type HealthRules, type HealthState, type Observation, DEFAULT_RULES, markDown, observe } from "./health.ts";
 import { type OutlierRules, mayEject, recordOutcome } from "./outlier.ts";
 
@@ -71,7 +71,7 @@ export class Pool {
 
   /** Adds a backend; it takes traffic once its first health check passes. */
   add(spec: BackendSpec): Backend {
-    const name = new URL(spec.url).host;
+    const name = backendName(spec.url);
     if (this.#backends.some((b) => b.url === spec.url || b.name === name)) throw new PoolConflict(`${spec.url} is already in the pool`);
     const backend = createBackend(spec, this.#clock());
     this.#backends = [...this.#backends, backend];
