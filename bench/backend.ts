@@ -1,7 +1,7 @@
 /**
  * Benchmark backend: `bun bench/backend.ts <port> [delay-ms]`. Listens on 127.0.0.1 only.
  * With a delay, every answer waits that long first (a slow backend, for bench/slow-backend.sh).
- *   GET /     → "hello from <port>\n" (text/plain, Content-Length)
+ *   GET /     → "hello from <port> ....\n", padded with dots to 100 bytes (text/plain, Content-Length)
  *   GET /big  → 64 KiB of 'x' (application/octet-stream, Content-Length)
  * The bodies are built once at startup, so the backend does as little work per request as Bun.serve allows.
  */
@@ -12,7 +12,8 @@ if (!Number.isInteger(port) || port <= 0 || port > 65535) {
 }
 
 const delayMs = Number(process.argv[3] ?? 0);
-const small = new TextEncoder().encode(`hello from ${port}\n`);
+// About the size of a small API answer: "hello from <port> " then dots, 100 bytes with the newline.
+const small = new TextEncoder().encode(`hello from ${port} `.padEnd(99, ".") + "\n");
 const big = new Uint8Array(64 * 1024).fill(0x78);
 const smallHeaders = { "content-type": "text/plain" };
 const bigHeaders = { "content-type": "application/octet-stream" };

@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { RoundRobin } from "../src/balance/round-robin.ts";
-import { createBackend } from "../src/pool/backend.ts";
+import { backendName, createBackend } from "../src/pool/backend.ts";
 
 const backends = ["http://a:1", "http://b:1", "http://c:1"].map((url) => createBackend({ url, weight: 1 }, 0));
 const names = (iterable: Iterable<{ name: string }>) => [...iterable].map((b) => b.name);
@@ -42,8 +42,7 @@ describe("round robin", () => {
 });
 
 describe("backend ids", () => {
-  test("always name the port, so an id typed with the default port finds the backend", async () => {
-    const { backendName } = await import("../src/pool/backend.ts");
+  test("always name the port, so an id typed with the default port finds the backend", () => {
     expect(backendName("http://example.com")).toBe("example.com:80");
     expect(backendName("https://example.com")).toBe("example.com:443");
     expect(backendName("http://[::1]:8080")).toBe("[::1]:8080");
