@@ -72,6 +72,21 @@ describe("pool", () => {
   });
 });
 
+describe("stale checks", () => {
+  test("a pass from a check that began before a connect failure does not bring the backend back", () => {
+    let now = 100;
+    const pool = new Pool([{ url: "http://a:1", weight: 1 }], { clock: () => now });
+    const [a] = pool.backends;
+    pool.recordCheck(a!, pass, 100);
+    now = 200;
+    pool.recordConnectFailure(a!, "connection refused");
+    pool.recordCheck(a!, pass, 150); // began at 150, before the failure at 200
+    expect(a!.health.status).toBe("unhealthy");
+    pool.recordCheck(a!, pass, 250); // a check begun after the failure counts
+    expect(a!.health.status).toBe("healthy");
+  });
+});
+
 describe("removed backends", () => {
   test("late results for a removed backend (requests still finishing) change nothing and report nothing", () => {
     const events: PoolEvent[] = [];

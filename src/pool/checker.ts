@@ -143,10 +143,11 @@ export class HealthChecker {
   }
 
   async #check(backend: Backend): Promise<void> {
+    const startedAt = Date.now();
     const result = await checkBackend(backend, this.settings);
     if (this.#stopped || !this.#timers.has(backend)) return;
     this.onResult(backend, result.ok);
-    this.pool.recordCheck(backend, result);
+    this.pool.recordCheck(backend, result, startedAt);
   }
 
   #schedule(backend: Backend): void {

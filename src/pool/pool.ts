@@ -102,8 +102,13 @@ export class Pool {
     return this.#available;
   }
 
-  recordCheck(backend: Backend, result: Observation): void {
+  /**
+   * A check's result. A pass from a check that began before the backend was last marked down is stale (the
+   * failure is newer news) and is ignored, so a dead backend is not let back by a check that raced its death.
+   */
+  recordCheck(backend: Backend, result: Observation, startedAt = Number.POSITIVE_INFINITY): void {
     if (this.#removed.has(backend)) return;
+    if (result.ok && backend.health.status === "unhealthy" && startedAt < backend.health.since) return;
     const now = this.#clock();
     backend.lastCheck = { ...result, at: now };
     this.#setHealth(backend, observe(backend.health, result, this.#health, now));
