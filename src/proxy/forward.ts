@@ -126,6 +126,13 @@ export class Forwarder {
       release: null,
     };
     if (this.options.debug) this.#logRequest(trip);
+    // lb is not a forward proxy: CONNECT would ask it to open a tunnel to a host of the client's choosing.
+    if (request.method === "CONNECT") {
+      return this.#fail(trip, 405, "lb does not tunnel CONNECT", { allow: "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS" });
+    }
+    // RFC 9112 §3.2: a request with several Host headers or an invalid one gets a 400 (backends build URLs from it).
+    const host = request.headers.get("host");
+    if (host !== null && !VALID_HOST.test(host)) return this.#fail(trip, 400, "invalid Host header");
     if (this.options.pool.available().length === 0) return this.#fail(trip, 503, "no healthy backend", this.#retryAfter());
     if (isWebSocketUpgrade(request.headers)) return this.#tunnel(trip);
     this.#requestsInFlight++;
@@ -442,6 +449,9 @@ function fitsInBuffer(upstream: Response): boolean {
   const declared = upstream.headers.get("content-length");
   return upstream.body !== null && declared !== null && Number(declared) <= RESPONSE_BUFFER_LIMIT_BYTES;
 }
+
+/** host[:port] or [ipv6][:port]; Bun joins repeated Host headers with ", ", which this refuses too. */
+const VALID_HOST = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+;=%-]*)(?::\d*)?$/;
 
 /** A request id worth keeping: what proxies and tracing systems generate (UUIDs, hex, base64url), not arbitrary text. */
 const SANE_REQUEST_ID = /^[A-Za-z0-9._:+/=-]{1,128}$/;
