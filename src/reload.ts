@@ -40,6 +40,7 @@ export const RESTART_ONLY = new Set([
   "tls-key",
   "tls-sni",
   "http-redirect-port",
+  "max-body-size",
 ]);
 
 /** Names of the settings (other than backends) whose values differ. */

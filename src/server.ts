@@ -27,8 +27,6 @@ import { startAdminServer } from "./admin/server.ts";
 export const UPSTREAM_CONCURRENCY = 64;
 /** How long an idle client keep-alive connection stays open (Bun's unit is seconds). */
 const CLIENT_IDLE_SECONDS = 10;
-/** Bodies are streamed, so the only bound is what the backend accepts (issue: a --max-body-size setting). */
-const MAX_REQUEST_BODY_BYTES = Number.MAX_SAFE_INTEGER;
 
 export interface RunningLb {
   readonly url: URL;
@@ -312,7 +310,8 @@ function serveProxy(
     idleTimeout: CLIENT_IDLE_SECONDS,
     // Explicit: Bun's sockets are not exclusive by default; shared only for a certificate reload (see claimPort).
     reusePort: shared,
-    maxRequestBodySize: MAX_REQUEST_BODY_BYTES,
+    // Bodies stream, so memory does not bound them; --max-body-size does (Bun answers 413 past it).
+    maxRequestBodySize: config.maxBodySize || Number.MAX_SAFE_INTEGER,
     fetch(request, server) {
       return handle(request, {
         ip: server.requestIP(request)?.address ?? "-",

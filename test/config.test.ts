@@ -77,6 +77,7 @@ describe("resolveConfig", () => {
       outlierEjection: 30_000,
       outlierMaxEjected: 50,
       maxInflight: 0,
+      maxBodySize: 1024 ** 3,
       queueSize: 1000,
       queueTimeout: 10_000,
       admin: { host: "127.0.0.1", port: 9090 },
@@ -189,6 +190,13 @@ describe("resolveConfig", () => {
     [{ "sticky-cookie": "a b" }, "is not a cookie name"],
   ])("%p is refused", (values, problem) => {
     expect(() => resolve({ backends: ["http://a:1"], ...values })).toThrow(problem);
+  });
+
+  test("sizes with units", () => {
+    const size = (v: unknown) => resolve({ backends: ["http://a:1"], "max-body-size": v }).maxBodySize;
+    expect([size("512k"), size("10mb"), size("1G"), size(2048), size("0")]).toEqual([524_288, 10_485_760, 1_073_741_824, 2048, 0]);
+    expect(() => size("lots")).toThrow('"lots" is not a size');
+    expect(() => size("5 parsecs")).toThrow("is not a size");
   });
 
   test("SNI certificates from config-file tables or name=cert,key text", () => {

@@ -45,6 +45,7 @@ export interface Config {
   outlierEjection: number;
   outlierMaxEjected: number;
   maxInflight: number;
+  maxBodySize: number;
   queueSize: number;
   queueTimeout: number;
   admin: AdminAddress;
@@ -162,6 +163,16 @@ function text(check: (s: string) => string | null) {
     return problem ? { error: problem } : { value };
   }, { type: "string", minLength: 1 });
 }
+
+const SIZE_UNITS: Record<string, number> = { "": 1, b: 1, k: 1024, kb: 1024, m: 1024 ** 2, mb: 1024 ** 2, g: 1024 ** 3, gb: 1024 ** 3 };
+
+/** A size in bytes: a number, or text like 512k, 10mb, 1g (binary units); 0 means no limit. */
+const byteSize = (value: unknown): Parsed<number> => {
+  const match = typeof value === "number" ? [String(value), String(value), ""] : typeof value === "string" ? /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(value) : null;
+  const unit = SIZE_UNITS[(match?.[2] ?? "").toLowerCase()];
+  if (!match || unit === undefined) return { error: `"${value}" is not a size; write 512k, 10mb, 1g or a number of bytes` };
+  return { value: Math.round(Number(match[1]) * unit) };
+};
 
 function percent(value: unknown): Parsed<number> {
   const text = typeof value === "string" ? value.trim().replace(/%$/, "") : value;
@@ -290,6 +301,7 @@ described(headerList, {
 });
 described(adminAddress, { anyOf: [{ type: "string" }, { const: false }] });
 described(boolean, { type: "boolean" });
+described(byteSize, { anyOf: [{ type: "integer", minimum: 0 }, { type: "string", pattern: "^\\s*\\d+(\\.\\d+)?\\s*([kKmMgG][bB]?|[bB])?\\s*$" }] });
 described(sniList, {
   anyOf: [
     { type: "string" },
@@ -465,6 +477,11 @@ export const SETTINGS: Setting[] = [
     parse: integer(0, 1_000_000, "a request count"),
   },
   {
+    key: "maxBodySize", name: "max-body-size", type: "string", valueHint: "size", fallback: 1024 ** 3,
+    description: "Largest request body accepted; bigger ones get 413 (0 = no limit)", example: "--max-body-size 10mb",
+    parse: byteSize,
+  },
+  {
     key: "queueSize", name: "queue-size", type: "string", valueHint: "n", fallback: 1000,
     description: "Most requests waiting for a backend with room; beyond it, 503 at once", example: "--queue-size 200",
     parse: integer(0, 1_000_000, "a queue size"),
@@ -559,6 +576,7 @@ export function describeDefault(setting: Setting): string {
   const { fallback } = setting;
   if (typeof fallback === "function") return "";
   if (setting.key === "admin") return "127.0.0.1:9090";
+  if (setting.key === "maxBodySize") return "1g";
   if (typeof fallback === "object" || fallback === "") return "";
   return setting.valueHint === "duration" ? formatDuration(fallback as number) : String(fallback);
 }
