@@ -1,6 +1,6 @@
 /** Wires the parts together: pool + health checks + policy + forwarder behind Bun.serve, and a bounded shutdown. */
-import type { BackendSpec } from "./config/backend-url.ts";
-import { checkSettings, forwarderTuning, poolRules } from "./config/derive.ts";
+import { type BackendSpec, hostInUrl } from "./config/backend-url.ts";
+import { checkSettings, forwarderTuning, poolRules, upstreamTls } from "./config/derive.ts";
 import { formatDuration } from "./config/duration.ts";
 import { DnsDiscovery, dnsLookup } from "./pool/discovery.ts";
 import { drainAndRemove } from "./pool/drain.ts";
@@ -86,7 +86,8 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
       forwarder.poolChanged();
     },
   });
-  const checker = new HealthChecker(pool, checkSettings(config), (backend, ok) => {
+  const tlsToBackends = upstreamTls(config);
+  const checker = new HealthChecker(pool, checkSettings(config, tlsToBackends), (backend, ok) => {
     const m = metrics.of(backend.url);
     if (ok) m.checksPassed++;
     else m.checksFailed++;
@@ -96,7 +97,7 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
   const retiring = new Set<Server<Tunnel>>();
   const discovery = new DnsDiscovery(pool, dnsLookup(config.dnsServer), log, () => current.drainTimeout);
   const limiter = new Limiter(UPSTREAM_CONCURRENCY);
-  const forwarder = new Forwarder({ pool, limiter, accessLog, metrics, log, ...forwarderTuning(config) });
+  const forwarder = new Forwarder({ pool, limiter, accessLog, metrics, log, ...forwarderTuning(config, tlsToBackends) });
   const queued = () => forwarder.queued + limiter.queued;
 
   let ready = false;
@@ -147,8 +148,8 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
   ready = true;
 
   const healthy = pool.available().length;
-  const url = new URL(`${config.tlsCert ? "https" : "http"}://${formatHost(config.host)}:${server.port}`);
-  const adminUrl = admin && new URL(`http://${formatHost(config.admin!.host)}:${admin.port}`);
+  const url = new URL(`${config.tlsCert ? "https" : "http"}://${hostInUrl(config.host)}:${server.port}`);
+  const adminUrl = admin && new URL(`http://${hostInUrl(config.admin!.host)}:${admin.port}`);
   log.info(
     `lb listening on ${url.origin} → ${plural(pool.backends.length, "backend")} (${healthy} healthy): ${config.backends.map(describeBackend).join(", ")}` +
       ` · policy ${config.policy} · health ${config.healthMethod} ${config.healthPath} expects ${describeStatuses(config.healthStatus)}` +
@@ -188,7 +189,9 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
   };
 
   const reload = (next: Config): string => {
-    if (tls) renewCertificates(); // first: a certificate that cannot be read rejects the whole reload
+    // First the files a reload reads: one that cannot be read rejects the whole reload before anything changed.
+    const nextTls = upstreamTls(next);
+    if (tls) renewCertificates();
     const diff = diffBackends(staticBackends(current), staticBackends(next));
     void discovery.follow(resolvedBackends(next));
     discovery.start(next.resolveInterval);
@@ -214,8 +217,8 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
       if (backend) void drainAndRemove(pool, backend, next.drainTimeout);
     }
     pool.reconfigure(poolRules(next));
-    checker.reconfigure(checkSettings(next));
-    forwarder.reconfigure(forwarderTuning(next));
+    checker.reconfigure(checkSettings(next, nextTls));
+    forwarder.reconfigure(forwarderTuning(next, nextTls));
     log.level = consolaLevel(next.logLevel);
     const changed = changedSettings(current, next);
     const needRestart = changed.filter((name) => RESTART_ONLY.has(name));
@@ -345,9 +348,6 @@ function plural(count: number, noun: string): string {
   return `${count} ${noun}${count === 1 ? "" : "s"}`;
 }
 
-function formatHost(host: string): string {
-  return host.includes(":") ? `[${host}]` : host;
-}
 
 /** A pool event in a few words, for the dashboard's log. */
 function describeEvent(event: PoolEvent): string {

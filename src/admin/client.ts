@@ -1,5 +1,6 @@
 /** `lb backends ...`: the admin API from the terminal, for a running lb. */
 import { parseArgs } from "citty";
+import { hostInUrl } from "../config/backend-url.ts";
 import { ConfigError } from "../config/load.ts";
 import { adminAddress } from "../config/settings.ts";
 import type { backendJson } from "./api.ts";
@@ -39,7 +40,7 @@ export function adminClient(argv: string[], env: { adminToken?: string }) {
   const address = adminAddress(args.admin ?? "127.0.0.1:9090");
   if ("error" in address || !address.value) throw new ConfigError(`--admin: ${"error" in address ? address.error : "cannot be off here"}`);
   const { host, port } = address.value;
-  const base = `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
+  const base = `http://${hostInUrl(host)}:${port}`;
   const token = (args["admin-token"] as string | undefined) ?? env.adminToken ?? "";
   const call: AdminCall = (method, path, body) => request(base, token, method, path, body);
   return { args, call };

@@ -59,3 +59,8 @@ export function parseWeight(value: unknown): number | null {
 function isIpLiteral(hostname: string): boolean {
   return hostname.startsWith("[") || /^\d+\.\d+\.\d+\.\d+$/.test(hostname);
 }
+
+/** A host as it is written in a URL: IPv6 addresses in brackets (`[::1]`), names and IPv4 as they are. */
+export function hostInUrl(host: string): string {
+  return host.includes(":") && !host.startsWith("[") ? `[${host}]` : host;
+}

@@ -34,7 +34,7 @@ export function upstreamTls(config: Config): UpstreamTls | undefined {
   }
 }
 
-export function checkSettings(config: Config): CheckSettings {
+export function checkSettings(config: Config, tls: UpstreamTls | undefined): CheckSettings {
   return {
     method: config.healthMethod,
     path: config.healthPath,
@@ -45,11 +45,11 @@ export function checkSettings(config: Config): CheckSettings {
     downIntervalMs: config.healthDownInterval,
     timeoutMs: config.healthTimeout,
     jitterPercent: config.healthJitter,
-    tls: upstreamTls(config),
+    tls,
   };
 }
 
-export function forwarderTuning(config: Config): ForwarderTuning {
+export function forwarderTuning(config: Config, upstreamTls: UpstreamTls | undefined): ForwarderTuning {
   return {
     policy: createPolicy(config, (backend) => currentWeight(backend, config.slowStart, Date.now())),
     sticky: config.stickyCookie ? new StickySessions(config.stickyCookie) : null,
@@ -61,7 +61,7 @@ export function forwarderTuning(config: Config): ForwarderTuning {
     queueTimeoutMs: config.queueTimeout,
     // The soonest a down backend can be back: its next check, at the down interval when one is set.
     retryAfterSeconds: Math.max(1, Math.ceil((config.healthDownInterval || config.healthInterval) / 1000)),
-    upstreamTls: upstreamTls(config),
+    upstreamTls,
     debug: config.logLevel === "debug",
   };
 }

@@ -5,7 +5,7 @@
  * headless Service or Consul DNS.
  */
 import { Resolver } from "node:dns/promises";
-import type { BackendSpec } from "../config/backend-url.ts";
+import { type BackendSpec, hostInUrl } from "../config/backend-url.ts";
 import type { Logger } from "../log.ts";
 import { drainAndRemove } from "./drain.ts";
 import type { Pool } from "./pool.ts";
@@ -16,7 +16,7 @@ export type Lookup = (hostname: string) => Promise<string[]>;
 /** The backend URL for one address of a resolved name: same scheme and port, the address as host. */
 export function addressUrl(spec: BackendSpec, address: string): string {
   const url = new URL(spec.url);
-  url.hostname = address.includes(":") ? `[${address}]` : address;
+  url.hostname = hostInUrl(address);
   return url.origin;
 }
 
