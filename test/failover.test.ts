@@ -1,7 +1,7 @@
 /** Failover and lb's own answers (502/503/504), against real Bun backends and an in-process lb. */
 import { afterEach, describe, expect, test } from "bun:test";
 import { connect } from "node:net";
-import { type InProcessLb, type TestBackend, deadPort, startBackend, startTestLb, waitFor } from "./helpers.ts";
+import { type InProcessLb, type TestBackend, deadPort, rawBackend, startBackend, startTestLb, waitFor } from "./helpers.ts";
 
 const cleanup: Array<() => Promise<unknown>> = [];
 afterEach(async () => {
@@ -21,22 +21,7 @@ async function lbFor(urls: string[], settings: Record<string, unknown> = {}): Pr
 }
 
 /** A backend that passes health checks on /health but resets the connection of every other request. */
-function resettingBackend(): { url: string; stop: () => Promise<void> } {
-  const server = Bun.listen({
-    hostname: "127.0.0.1",
-    port: 0,
-    socket: {
-      data(socket, data) {
-        if (data.toString().startsWith("GET /health ")) {
-          socket.end("HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
-        } else {
-          socket.terminate();
-        }
-      },
-    },
-  });
-  return { url: `http://127.0.0.1:${server.port}`, stop: async () => server.stop(true) };
-}
+const resettingBackend = () => rawBackend("/health", "reset");
 
 describe("failover", () => {
   test("a backend killed under concurrent load costs zero failed requests", async () => {
@@ -137,18 +122,9 @@ describe("lb's own answers", () => {
   });
 
   test("502 when a backend answers something that is not HTTP", async () => {
-    const garbage = Bun.listen({
-      hostname: "127.0.0.1",
-      port: 0,
-      socket: {
-        data(socket, data) {
-          const ok = data.toString().startsWith("GET /health ");
-          socket.end(ok ? "HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n" : "SSH-2.0-OpenSSH\r\n\r\n");
-        },
-      },
-    });
-    cleanup.push(async () => garbage.stop(true));
-    const lb = await lbFor([`http://127.0.0.1:${garbage.port}`], { "health-path": "/health", "health-interval": "1m" });
+    const garbage = rawBackend("/health", "SSH-2.0-OpenSSH\r\n\r\n");
+    cleanup.push(garbage.stop);
+    const lb = await lbFor([garbage.url], { "health-path": "/health", "health-interval": "1m" });
     const response = await fetch(`${lb.url}/`);
     expect(response.status).toBe(502);
     expect(await response.text()).toContain("malformed response");

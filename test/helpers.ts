@@ -209,3 +209,23 @@ export function deadPort(): number {
   server.stop(true);
   return port;
 }
+
+/**
+ * A raw TCP backend that passes health checks (`GET <healthPath>` gets 200) and answers every other request with
+ * exactly `answer`, or resets the connection when `answer` is "reset": for backends that misbehave below HTTP.
+ */
+export function rawBackend(healthPath: string, answer: string): { url: string; stop: () => Promise<void> } {
+  const server = Bun.listen({
+    hostname: "127.0.0.1",
+    port: 0,
+    socket: {
+      data(socket, data) {
+        if (data.toString().startsWith(`GET ${healthPath} `)) {
+          socket.end("HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+        } else if (answer === "reset") socket.terminate();
+        else socket.end(answer);
+      },
+    },
+  });
+  return { url: `http://127.0.0.1:${server.port}`, stop: async () => server.stop(true) };
+}

@@ -1,6 +1,6 @@
 /** Regressions from review: odd backend answers, odd client headers, hung backends, and pools that must not empty. */
 import { afterEach, expect, test } from "bun:test";
-import { type InProcessLb, rawRequest, startBackend, startTestLb, waitFor } from "./helpers.ts";
+import { type InProcessLb, rawBackend, rawRequest, startBackend, startTestLb, waitFor } from "./helpers.ts";
 
 const cleanup: Array<() => Promise<unknown>> = [];
 afterEach(async () => {
@@ -13,25 +13,16 @@ async function lbFor(urls: string[], settings: Record<string, unknown> = {}): Pr
   return lb;
 }
 
-/** A raw backend: answers health checks on / with 200, and everything else with `answer`. */
-function rawBackend(answer: string) {
-  const server = Bun.listen({
-    hostname: "127.0.0.1",
-    port: 0,
-    socket: {
-      data(socket, data) {
-        const health = data.toString().startsWith("GET / ");
-        socket.end(health ? "HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok" : answer);
-      },
-    },
-  });
-  cleanup.push(async () => server.stop(true));
-  return `http://127.0.0.1:${server.port}`;
+/** A raw backend: health checks on / pass; everything else gets `answer` byte for byte. */
+function misbehaving(answer: string): string {
+  const backend = rawBackend("/", answer);
+  cleanup.push(backend.stop);
+  return backend.url;
 }
 
 test("odd backend answers (a bad Connection token, status 600) never leak upstream slots or in-flight counts", async () => {
-  const badToken = rawBackend("HTTP/1.1 200 OK\r\nconnection: close, x y\r\ncontent-length: 2\r\n\r\nhi");
-  const badStatus = rawBackend("HTTP/1.1 600 Odd\r\ncontent-length: 2\r\nconnection: close\r\n\r\nhi");
+  const badToken = misbehaving("HTTP/1.1 200 OK\r\nconnection: close, x y\r\ncontent-length: 2\r\n\r\nhi");
+  const badStatus = misbehaving("HTTP/1.1 600 Odd\r\ncontent-length: 2\r\nconnection: close\r\n\r\nhi");
   const lb = await lbFor([badToken, badStatus], { "outlier-errors": 0 });
   const statuses = new Set<number>();
   for (let i = 0; i < 140; i++) {
@@ -83,19 +74,10 @@ test("outlier ejection never takes the last backend in rotation", async () => {
 });
 
 test("a reset is retried but does not mark the backend down (it may be a stale keep-alive socket)", async () => {
-  const resetter = Bun.listen({
-    hostname: "127.0.0.1",
-    port: 0,
-    socket: {
-      data(socket, data) {
-        if (data.toString().startsWith("GET / ")) socket.end("HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
-        else socket.terminate();
-      },
-    },
-  });
+  const resetter = rawBackend("/", "reset");
   const good = startBackend("good");
-  cleanup.push(async () => resetter.stop(true), good.stop);
-  const lb = await lbFor([`http://127.0.0.1:${resetter.port}`, good.url], { "outlier-errors": 0 });
+  cleanup.push(resetter.stop, good.stop);
+  const lb = await lbFor([resetter.url, good.url], { "outlier-errors": 0 });
   expect(await (await fetch(`${lb.url}/x`)).text()).toBe("backend good");
   expect(lb.access.at(-1)).toMatchObject({ attempts: 2, status: 200 });
   expect(lb.lb.pool.available()).toHaveLength(2);
