@@ -7,13 +7,13 @@ import { parseDuration } from "../config/duration.ts";
 import type { Logger } from "../log.ts";
 import type { Metrics } from "../metrics/metrics.ts";
 import { renderPrometheus } from "../metrics/prometheus.ts";
-import { type Backend, describeState } from "../pool/backend.ts";
 import { drainAndRemove } from "../pool/drain.ts";
 import { type Pool, PoolConflict } from "../pool/pool.ts";
 import { bearerMatches } from "./auth.ts";
 import dashboardPage from "./dashboard.html" with { type: "text" };
 import type { EventLog } from "./events.ts";
 import { statsSnapshot } from "./stats.ts";
+import { backendJson } from "./views.ts";
 
 export interface AdminOptions {
   pool: Pool;
@@ -40,25 +40,6 @@ const DASHBOARD_HTML = dashboardPage as unknown as string;
 const json = (body: unknown, status = 200) => Response.json(body, { status, headers: { "cache-control": "no-store" } });
 const problem = (status: number, error: string) => json({ error }, status);
 
-export function backendJson(backend: Backend) {
-  const { health, lastCheck } = backend;
-  return {
-    id: backend.name,
-    url: backend.url,
-    state: describeState(backend),
-    weight: backend.weight,
-    inflight: backend.inflight,
-    health: health.status,
-    since: new Date(health.since).toISOString(),
-    passes: health.passes,
-    failures: health.failures,
-    lastCheck: lastCheck && { ok: lastCheck.ok, reason: lastCheck.reason, at: new Date(lastCheck.at).toISOString() },
-    ejected: backend.ejected,
-    requests: backend.stats.requests,
-    errors: backend.stats.errors,
-    retries: backend.stats.retries,
-  };
-}
 
 export function createAdminHandler(options: AdminOptions): AdminHandler {
   const { pool, log } = options;

@@ -3,7 +3,7 @@ import { parseArgs } from "citty";
 import { hostInUrl } from "../config/backend-url.ts";
 import { ConfigError } from "../config/load.ts";
 import { adminAddress } from "../config/settings.ts";
-import type { backendJson } from "./api.ts";
+import type { backendJson } from "./views.ts";
 
 type BackendView = ReturnType<typeof backendJson>;
 

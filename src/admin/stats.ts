@@ -1,7 +1,8 @@
 /** The live view the dashboard polls (GET /api/stats): per-backend rates, latency and history, pool totals, events. */
-import { type Backend, describeState } from "../pool/backend.ts";
+import type { Backend } from "../pool/backend.ts";
 import { type Metrics, type Second, mergeBuckets, quantile } from "../metrics/metrics.ts";
 import type { EventLog } from "./events.ts";
+import { backendSummary } from "./views.ts";
 
 /** Seconds that rates and percentiles are averaged over. */
 export const RATE_WINDOW_SECONDS = 10;
@@ -35,14 +36,7 @@ export function statsSnapshot({ backends, metrics, events, queued }: StatsSource
     const m = metrics.of(backend.url);
     const history = m.lastSeconds(SERIES_SECONDS, nowMs);
     return {
-      id: backend.name,
-      url: backend.url,
-      state: describeState(backend),
-      since: new Date(backend.health.since).toISOString(),
-      weight: backend.weight,
-      inflight: backend.inflight,
-      requests: backend.stats.requests,
-      errors: backend.stats.errors,
+      ...backendSummary(backend),
       ...rates(history.slice(-RATE_WINDOW_SECONDS)),
       series: {
         rps: history.map((s) => s.requests),

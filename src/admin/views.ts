@@ -1,0 +1,30 @@
+/** How a backend is shown by the admin API, `lb backends` and the dashboard: one shape, extended where needed. */
+import { type Backend, describeState } from "../pool/backend.ts";
+
+/** What every view of a backend carries. */
+export function backendSummary(backend: Backend) {
+  return {
+    id: backend.name,
+    url: backend.url,
+    state: describeState(backend),
+    since: new Date(backend.health.since).toISOString(),
+    weight: backend.weight,
+    inflight: backend.inflight,
+    requests: backend.stats.requests,
+    errors: backend.stats.errors,
+  };
+}
+
+/** The admin API's view (GET /api/backends): the summary plus the check state and retries. */
+export function backendJson(backend: Backend) {
+  const { health, lastCheck } = backend;
+  return {
+    ...backendSummary(backend),
+    health: health.status,
+    passes: health.passes,
+    failures: health.failures,
+    lastCheck: lastCheck && { ok: lastCheck.ok, reason: lastCheck.reason, at: new Date(lastCheck.at).toISOString() },
+    ejected: backend.ejected,
+    retries: backend.stats.retries,
+  };
+}
