@@ -41,6 +41,7 @@ export const RESTART_ONLY = new Set([
   "tls-sni",
   "http-redirect-port",
   "max-body-size",
+  "client-timeout",
 ]);
 
 /** Names of the settings (other than backends) whose values differ. */

@@ -26,7 +26,6 @@ import { startAdminServer } from "./admin/server.ts";
 /** Upstream requests in flight at once; the rest queue. Matches Bun fetch's 64 idle keep-alive sockets. */
 export const UPSTREAM_CONCURRENCY = 64;
 /** How long an idle client keep-alive connection stays open (Bun's unit is seconds). */
-const CLIENT_IDLE_SECONDS = 10;
 
 export interface RunningLb {
   readonly url: URL;
@@ -305,12 +304,14 @@ function serveProxy(
   shared: boolean,
   handle: (request: Request, client: ClientConnection) => Promise<Response | undefined>,
 ) {
+  // Bun counts idle time in whole seconds.
+  const clientIdleSeconds = Math.ceil(config.clientTimeout / 1000);
   return Bun.serve<Tunnel>({
     port: config.port,
     hostname: config.host,
     tls,
     development: false,
-    idleTimeout: CLIENT_IDLE_SECONDS,
+    idleTimeout: clientIdleSeconds,
     // Explicit: Bun's sockets are not exclusive by default; shared only for a certificate reload (see claimPort).
     reusePort: shared,
     // Bodies stream, so memory does not bound them; --max-body-size does (Bun answers 413 past it).
@@ -319,7 +320,8 @@ function serveProxy(
       return handle(request, {
         ip: server.requestIP(request)?.address ?? "-",
         proto: tls ? "https" : "http",
-        holdOpen: (waiting) => server.timeout(request, waiting ? 0 : CLIENT_IDLE_SECONDS),
+        openRequests: server.pendingRequests + server.pendingWebSockets,
+        holdOpen: (waiting) => server.timeout(request, waiting ? 0 : clientIdleSeconds),
         upgrade: (tunnel, headers) => server.upgrade(request, { data: tunnel, headers }),
       });
     },

@@ -78,6 +78,8 @@ describe("resolveConfig", () => {
       outlierMaxEjected: 50,
       maxInflight: 0,
       maxBodySize: 1024 ** 3,
+      maxConnections: 10_000,
+      clientTimeout: 10_000,
       queueSize: 1000,
       queueTimeout: 10_000,
       admin: { host: "127.0.0.1", port: 9090 },
@@ -188,6 +190,9 @@ describe("resolveConfig", () => {
     [{ "health-header": "NoColon" }, 'is not a header; write "Name: value"'],
     [{ "health-jitter": "150" }, "is not a percentage"],
     [{ "sticky-cookie": "a b" }, "is not a cookie name"],
+    [{ "client-timeout": "300s" }, "5m is too long; the most is 255s"],
+    [{ "client-timeout": "500ms" }, "is too short"],
+    [{ "max-connections": "lots" }, "is not a connection limit"],
   ])("%p is refused", (values, problem) => {
     expect(() => resolve({ backends: ["http://a:1"], ...values })).toThrow(problem);
   });

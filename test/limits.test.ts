@@ -1,6 +1,7 @@
-/** Client-side limits: request body size. */
-import { afterAll, expect, test } from "bun:test";
-import { rawRequest, startBackend, startTestLb } from "./helpers.ts";
+/** Client-side limits: request body size, open requests (--max-connections), client silence (--client-timeout). */
+import { afterAll, describe, expect, test } from "bun:test";
+import { connect } from "node:net";
+import { rawRequest, startBackend, startTestLb, waitFor } from "./helpers.ts";
 
 const backend = startBackend("echo", async (request) => new Response(`got ${(await request.arrayBuffer()).byteLength}`));
 const lb = await startTestLb([backend.url], { "max-body-size": "1k", "health-interval": "1m" });
@@ -21,4 +22,84 @@ test("a body over --max-body-size gets 413 and never reaches the backend; smalle
   );
   expect(chunked).toStartWith("HTTP/1.1 413");
   expect(backend.seen.length).toBe(before);
+});
+
+describe("--max-connections", () => {
+  test("past the limit a request gets 503 at once with Connection: close; under it, requests pass again", async () => {
+    const gate = Promise.withResolvers<void>();
+    const slow = startBackend("slow", async (request) => {
+      if (new URL(request.url).pathname !== "/") await gate.promise; // health checks pass at once
+      return new Response("slow done");
+    });
+    const capped = await startTestLb([slow.url], { "max-connections": "2", "health-interval": "1m" });
+    try {
+      const held = [fetch(`${capped.url}/a`), fetch(`${capped.url}/b`)];
+      const proxied = () => slow.seen.filter((r) => r.path !== "/").map((r) => r.path);
+      await waitFor(() => proxied().length === 2, "two requests at the backend");
+      const started = performance.now();
+      const refused = await fetch(`${capped.url}/c`);
+      expect(refused.status).toBe(503);
+      expect(refused.headers.get("connection")).toBe("close");
+      expect(refused.headers.get("retry-after")).toBeTruthy();
+      expect(await refused.text()).toContain("connection limit");
+      expect(performance.now() - started).toBeLessThan(1000);
+      expect(proxied().sort()).toEqual(["/a", "/b"]); // the refused one never reached the backend
+      gate.resolve();
+      expect(await Promise.all(held.map(async (r) => (await r).status))).toEqual([200, 200]);
+      expect((await fetch(`${capped.url}/d`)).status).toBe(200);
+    } finally {
+      gate.resolve();
+      await capped.stop();
+      await slow.stop();
+    }
+  });
+});
+
+describe("--client-timeout", () => {
+  test("a client that stops sending a streamed body gets 408 and a close; others are served meanwhile", async () => {
+    const sink = startBackend("sink", async (request) => new Response(`got ${(await request.arrayBuffer()).byteLength}`));
+    const strict = await startTestLb([sink.url], { "client-timeout": "1s", "health-interval": "1m", timeout: "30s" });
+    try {
+      const socket = connect(strict.lb.port, "127.0.0.1");
+      let answer = "";
+      let closed = false;
+      socket.on("data", (data) => (answer += data.toString("latin1")));
+      socket.on("close", () => (closed = true));
+      socket.on("error", () => {});
+      // Over the 64 KiB replay limit, so the body streams to the backend; then the client goes quiet.
+      socket.write(`POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 500000\r\n\r\n${"x".repeat(100_000)}`);
+      const started = performance.now();
+      expect((await fetch(`${strict.url}/other`, { method: "POST", body: "y" })).status).toBe(200);
+      await waitFor(() => closed, "lb to close the stalled upload", 8000);
+      expect(answer).toStartWith("HTTP/1.1 408");
+      expect(performance.now() - started).toBeGreaterThan(900);
+      expect(strict.access.find((a) => a.path === "/upload")?.status).toBe(408);
+      expect((await fetch(`${strict.url}/after`)).status).toBe(200);
+    } finally {
+      await strict.stop();
+      await sink.stop();
+    }
+  });
+
+  test("a body that keeps coming, slower than the timeout in total but never silent for that long, passes", async () => {
+    const sink = startBackend("sink", async (request) => new Response(`got ${(await request.arrayBuffer()).byteLength}`));
+    const strict = await startTestLb([sink.url], { "client-timeout": "1s", "health-interval": "1m" });
+    try {
+      const chunks = 8;
+      const body = new ReadableStream<Uint8Array>({
+        async pull(controller) {
+          if (controller.desiredSize === null) return;
+          await Bun.sleep(300);
+          controller.enqueue(new Uint8Array(20_000));
+          if (--pending === 0) controller.close();
+        },
+      });
+      let pending = chunks;
+      const response = await fetch(`${strict.url}/trickle`, { method: "POST", body, duplex: "half" } as RequestInit);
+      expect(await response.text()).toBe(`got ${chunks * 20_000}`);
+    } finally {
+      await strict.stop();
+      await sink.stop();
+    }
+  });
 });

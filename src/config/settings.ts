@@ -46,6 +46,8 @@ export interface Config {
   outlierMaxEjected: number;
   maxInflight: number;
   maxBodySize: number;
+  maxConnections: number;
+  clientTimeout: number;
   queueSize: number;
   queueTimeout: number;
   admin: AdminAddress;
@@ -131,11 +133,12 @@ const DURATION_SCHEMA: JsonSchema = {
   ],
 };
 
-function duration(min: number) {
+function duration(min: number, max = Infinity) {
   return described((value: unknown): Parsed<number> => {
     const ms = typeof value === "string" || typeof value === "number" ? parseDuration(value) : null;
     if (ms === null) return { error: `"${value}" is not a duration; write 250ms, 10s, 1m or a number of seconds` };
     if (ms < min) return { error: `${formatDuration(ms)} is too short; the least is ${formatDuration(min)}` };
+    if (ms > max) return { error: `${formatDuration(ms)} is too long; the most is ${formatDuration(max)}` };
     return { value: ms };
   }, DURATION_SCHEMA);
 }
@@ -480,6 +483,16 @@ export const SETTINGS: Setting[] = [
     key: "maxBodySize", name: "max-body-size", type: "string", valueHint: "size", fallback: 1024 ** 3,
     description: "Largest request body accepted; bigger ones get 413 (0 = no limit)", example: "--max-body-size 10mb",
     parse: byteSize,
+  },
+  {
+    key: "maxConnections", name: "max-connections", type: "string", valueHint: "n", fallback: 10_000,
+    description: "Most client requests (and WebSocket tunnels) open at once; beyond it, 503 at once (0 = no limit)",
+    example: "--max-connections 2000", parse: integer(0, 1_000_000, "a connection limit"),
+  },
+  {
+    key: "clientTimeout", name: "client-timeout", type: "string", valueHint: "duration", fallback: 10_000,
+    description: "Longest a client may stay silent: idle keep-alive, between header bytes, between body chunks",
+    example: "--client-timeout 30s", parse: duration(1000, 255_000),
   },
   {
     key: "queueSize", name: "queue-size", type: "string", valueHint: "n", fallback: 1000,

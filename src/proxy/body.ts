@@ -30,6 +30,40 @@ export async function prepareBody(request: Request, limit = REPLAY_LIMIT_BYTES):
   return { replayable: false, body: prepend(chunks, reader) };
 }
 
+/**
+ * Passes a streamed request body through, erroring it when the client sends nothing for `idleMs`: a client that
+ * trickles (or stops) its body would otherwise hold an upstream connection until --timeout.
+ */
+export function failWhenIdle(body: ReadableStream<Uint8Array>, idleMs: number, onIdle: () => void): ReadableStream<Uint8Array> {
+  const reader = body.getReader();
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        let timer: Timer | undefined;
+        const idle = new Promise<"idle">((resolve) => {
+          timer = setTimeout(() => resolve("idle"), idleMs);
+        });
+        try {
+          const read = await Promise.race([reader.read(), idle]);
+          if (read === "idle") {
+            const error = new Error("the client stopped sending its body");
+            onIdle();
+            controller.error(error);
+            reader.cancel(error).catch(() => {});
+          } else if (read.done) controller.close();
+          else controller.enqueue(read.value);
+        } catch (error) {
+          controller.error(error);
+        } finally {
+          clearTimeout(timer);
+        }
+      },
+      cancel: (reason) => reader.cancel(reason),
+    },
+    { highWaterMark: 0 },
+  );
+}
+
 function concat(chunks: Uint8Array[], size: number): Uint8Array {
   if (chunks.length === 1) return chunks[0]!;
   const out = new Uint8Array(size);

@@ -11,7 +11,7 @@ import type { Metrics } from "../metrics/metrics.ts";
 import { type Backend, isAvailable } from "../pool/backend.ts";
 import type { Pool } from "../pool/pool.ts";
 import { type Failure, classifyFailure } from "../upstream-error.ts";
-import { type OutgoingBody, prepareBody, watchBody } from "./body.ts";
+import { failWhenIdle, type OutgoingBody, prepareBody, watchBody } from "./body.ts";
 import { type ClientInfo, downstreamResponseHeaders, upstreamRequestHeaders } from "./headers.ts";
 import type { Limiter } from "./limiter.ts";
 import { errorResponse } from "./responses.ts";
@@ -44,6 +44,10 @@ export interface ForwarderTuning {
   /** Requests waiting for a backend with room (when all are at maxInflight), and for how long at most. */
   queueSize: number;
   queueTimeoutMs: number;
+  /** Most client requests (and tunnels) open at once; 0 means no limit. */
+  maxConnections: number;
+  /** Longest silence from a client streaming a request body before lb gives up on it (408). */
+  clientTimeoutMs: number;
   /** Sent with 503s: when a backend might be back (one health interval). */
   retryAfterSeconds: number;
   /** How https:// backends are verified (a private CA, or not at all); undefined: the system's CAs. */
@@ -60,6 +64,8 @@ export type ForwarderOptions = ForwarderDeps & ForwarderTuning;
 
 /** The client side of one request, as the server edge sees it. */
 export interface ClientConnection extends ClientInfo {
+  /** Requests and WebSocket tunnels open on the listener, this one included. */
+  openRequests: number;
   /** Suspends (true) or restores (false) the client connection's idle timeout while lb waits on a backend. */
   holdOpen(waiting: boolean): void;
   /** Completes a WebSocket upgrade with this tunnel (and response headers); false if the request cannot upgrade. */
@@ -84,11 +90,15 @@ interface Trip {
   /** The backend that answered, or was last tried. */
   target: Backend | null;
   upstreamMs: number;
+  /** Set when the client stopped sending its streamed body for longer than the client timeout. */
+  bodyStalled: boolean;
   /** Gives back the upstream slot; set while one is held. */
   release: (() => void) | null;
 }
 
-type AttemptResult = Response | Failure | "client-gone";
+/** How an attempt can end because of the client: it left, or stopped sending its body. */
+type ClientEnd = "client-gone" | "client-stalled";
+type AttemptResult = Response | Failure | ClientEnd;
 
 export class Forwarder {
   /** Woken whenever a backend finishes a request, for requests waiting for one with room. */
@@ -123,9 +133,14 @@ export class Forwarder {
       attempts: 0,
       target: null,
       upstreamMs: 0,
+      bodyStalled: false,
       release: null,
     };
     if (this.options.debug) this.#logRequest(trip);
+    const { maxConnections } = this.options;
+    if (maxConnections > 0 && client.openRequests > maxConnections) {
+      return this.#fail(trip, 503, "lb is at its connection limit", { ...this.#retryAfter(), connection: "close" });
+    }
     // lb is not a forward proxy: CONNECT would ask it to open a tunnel to a host of the client's choosing.
     if (request.method === "CONNECT") {
       return this.#fail(trip, 405, "lb does not tunnel CONNECT", { allow: "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS" });
@@ -174,6 +189,9 @@ export class Forwarder {
     } catch {
       return this.#clientGone(trip);
     }
+    if (!body.replayable) {
+      body = { replayable: false, body: failWhenIdle(body.body, this.options.clientTimeoutMs, () => (trip.bodyStalled = true)) };
+    }
     trip.client.holdOpen(true);
     const headers = upstreamRequestHeaders(request.headers, trip.client);
     headers.set("x-request-id", trip.requestId);
@@ -195,6 +213,9 @@ export class Forwarder {
         const result = await this.#attemptCounted(backend, trip, headers, body);
         if (result instanceof Response) return result;
         if (result === "client-gone") return this.#clientGone(trip);
+        if (result === "client-stalled") {
+          return this.#fail(trip, 408, `request body stalled for ${formatDuration(this.options.clientTimeoutMs)}`, { connection: "close" });
+        }
         lastFailure = result;
         if (result.kind === "timeout") {
           return this.#fail(trip, 504, `backend did not answer within ${formatDuration(this.options.timeoutMs)}`);
@@ -283,7 +304,7 @@ export class Forwarder {
     const started = performance.now();
     const result = await this.#attempt(backend, trip, headers, body);
     if (isRetry) this.#retriesInFlight--;
-    if (result === "client-gone") return result;
+    if (result === "client-gone" || result === "client-stalled") return result;
     const failed = !(result instanceof Response) || result.status >= 500;
     if (failed) backend.stats.errors++;
     // A failure counts as a slow answer, so a latency-aware policy moves away from a backend that hangs or errs.
@@ -354,6 +375,7 @@ export class Forwarder {
     } catch (error) {
       this.#requestDone(backend);
       if (request.signal.aborted) return "client-gone";
+      if (trip.bodyStalled) return "client-stalled";
       return error === TIMED_OUT ? { kind: "timeout", reason: "timed out" } : classifyFailure(error);
     } finally {
       clearTimeout(timer);
