@@ -150,10 +150,10 @@ if (durationS < 5 || reps < 3) {
 }
 if (multi) {
   say(
-    "> **lb has no multi-worker mode yet.** Its rows are one lb process (Bun runs lb's JavaScript on one thread),",
+    "> **Multi-core mode.** lb runs with `--workers 2` (two serving processes sharing the port, plus the primary),",
     `> set against nginx with \`worker_processes auto\` (${m("nproc")} workers on this machine) and HAProxy with`,
-    "> `nbthread 2`. The ratios compare single-process lb with multi-core peers; nothing is pinned, so the proxies,",
-    "> wrk and the backends compete for the same cores.",
+    "> `nbthread 2`. Nothing is pinned, so the proxies, wrk and the backends compete for the same cores; peak RSS",
+    "> is the sum over each proxy's processes.",
     "",
   );
 }

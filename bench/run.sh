@@ -84,12 +84,13 @@ if [[ $MODE == pinned ]]; then
   fi
   NGINX_WORKERS=1
   HAPROXY_THREADS=1
+  LB_WORKERS=1
 else
   PINNING="nothing pinned: proxies, wrk and backends share all $(nproc) CPUs"
   NGINX_WORKERS=auto
   HAPROXY_THREADS=2
-  log "--multi: nginx worker_processes auto, HAProxy nbthread 2. lb has no multi-worker mode yet, so its rows are"
-  log "         one lb process (one JavaScript thread) compared against the multi-core nginx and HAProxy"
+  LB_WORKERS=2
+  log "--multi: nginx worker_processes auto, HAProxy nbthread 2, lb --workers 2"
 fi
 
 # Open files: c=1000 needs about 2000 per proxy (clients + upstream), HAProxy reserves 2 per maxconn.
@@ -240,7 +241,7 @@ SESSION=""   # name of the current proxy session's log files
 start_lb() { # label, extra lb args...
   local label=$1
   shift
-  local cmd=("${PIN_PROXY[@]}" bun src/main.ts --port "$PROXY_PORT" --host 127.0.0.1 --admin off "$@" "${BACKEND_URLS[@]}")
+  local cmd=("${PIN_PROXY[@]}" bun src/main.ts --port "$PROXY_PORT" --host 127.0.0.1 --admin off --workers "$LB_WORKERS" "$@" "${BACKEND_URLS[@]}")
   if [[ $label == lb ]]; then
     record_cmd lb "${cmd[@]}" ">/dev/null"
     "${cmd[@]}" >/dev/null 2>"$WORK/$SESSION.stderr.log" &

@@ -61,6 +61,13 @@ export class AccessLog {
     this.sink.flush();
   }
 
+  /** Lines formatted elsewhere (by a worker, see cluster/), written whole: lines from processes never interleave. */
+  writeLines(text: string): void {
+    this.flush();
+    this.sink.write(text);
+    this.sink.flush();
+  }
+
   reopen(): void {
     this.flush();
     this.sink.reopen?.();

@@ -15,9 +15,10 @@ export function consolaLevel(level: LogLevel): number {
   return CONSOLA_LEVELS[level];
 }
 
-export function createLogger(level: LogLevel, logFormat: LogFormat): Logger {
+/** `prefix` starts every message: a worker's lines say which worker wrote them. */
+export function createLogger(level: LogLevel, logFormat: LogFormat, prefix = ""): Logger {
   const colors = Boolean(process.stderr.isTTY) && !process.env.NO_COLOR;
-  const line = logFormat === "json" ? jsonLine : (entry: LogObject) => prettyLine(entry, colors);
+  const line = logFormat === "json" ? (entry: LogObject) => jsonLine(entry, prefix) : (entry: LogObject) => prettyLine(entry, colors, prefix);
   return createConsola({
     level: CONSOLA_LEVELS[level],
     throttle: 0,
@@ -28,16 +29,16 @@ export function createLogger(level: LogLevel, logFormat: LogFormat): Logger {
 const LEVEL_COLORS: Record<string, string> = { error: "31", warn: "33", info: "36", debug: "90" };
 
 /** One compact line a person can scan: time, level, message (consola's default boxes a warning in blank lines). */
-function prettyLine(entry: LogObject, colors: boolean): string {
+function prettyLine(entry: LogObject, colors: boolean, prefix: string): string {
   const level = LEVEL_NAMES[entry.level] ?? entry.type;
   const label = level.toUpperCase().padEnd(5);
   const shown = colors ? `\x1b[${LEVEL_COLORS[level] ?? "0"}m${label}\x1b[0m` : label;
-  return `${entry.date.toISOString()} ${shown} ${format(...entry.args)}\n`;
+  return `${entry.date.toISOString()} ${shown} ${prefix}${format(...entry.args)}\n`;
 }
 
-function jsonLine(entry: LogObject): string {
+function jsonLine(entry: LogObject, prefix: string): string {
   const [first, ...rest] = entry.args;
   const fields = rest.length === 1 && typeof rest[0] === "object" ? rest[0] : undefined;
-  const msg = fields ? format(first) : format(first, ...rest);
+  const msg = prefix + (fields ? format(first) : format(first, ...rest));
   return `${JSON.stringify({ time: entry.date.toISOString(), level: LEVEL_NAMES[entry.level] ?? entry.type, msg, ...fields })}\n`;
 }

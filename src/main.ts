@@ -11,6 +11,8 @@ import type { Config } from "./config/settings.ts";
 import { demoInstructions, readDemoCommands, startDemoBackends } from "./demo.ts";
 import { createLogger, type Logger } from "./log.ts";
 import { ListenError, type RunningLb, startLb } from "./server.ts";
+import { runWorker } from "./cluster/worker.ts";
+import { WORKER_ENV } from "./cluster/workers.ts";
 import { VERSION_LINE } from "./version.ts";
 
 const LB: CommandSpec = {
@@ -38,6 +40,8 @@ const DEMO: CommandSpec = {
 const EXIT_USAGE = 2;
 
 async function main(argv: string[]): Promise<void> {
+  const workerId = process.env[WORKER_ENV];
+  if (workerId) return runWorker(workerId);
   if (argv[0] === "backends") {
     if (argv.includes("--help") || argv.includes("-h")) return void process.stdout.write(BACKENDS_USAGE);
     return void console.log(await runBackendsCommand(argv.slice(1), { adminToken: process.env.LB_ADMIN_TOKEN }));

@@ -42,6 +42,7 @@ export const RESTART_ONLY = new Set([
   "http-redirect-port",
   "max-body-size",
   "client-timeout",
+  "workers",
 ]);
 
 /** Names of the settings (other than backends) whose values differ. */

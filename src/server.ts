@@ -6,7 +6,7 @@ import { DnsDiscovery, dnsLookup } from "./pool/discovery.ts";
 import { drainAndRemove } from "./pool/drain.ts";
 import { RESTART_ONLY, changedSettings, diffBackends, effectiveConfig } from "./reload.ts";
 import type { Config } from "./config/settings.ts";
-import { AccessLog, FileSink } from "./access-log.ts";
+import { AccessLog, FileSink, type Sink } from "./access-log.ts";
 import { type Logger, consolaLevel } from "./log.ts";
 import { HealthChecker, describeStatuses } from "./pool/checker.ts";
 import { type PoolEvent, Pool } from "./pool/pool.ts";
@@ -22,10 +22,11 @@ import { type Tunnel, tunnelHandlers } from "./proxy/websocket.ts";
 import type { Server } from "bun";
 import { createAdminHandler } from "./admin/api.ts";
 import { startAdminServer } from "./admin/server.ts";
+import { type BackendState, type ToPrimary, applyPoolState } from "./cluster/sync.ts";
+import { WorkerSet } from "./cluster/workers.ts";
 
 /** Upstream requests in flight at once; the rest queue. Matches Bun fetch's 64 idle keep-alive sockets. */
 export const UPSTREAM_CONCURRENCY = 64;
-/** How long an idle client keep-alive connection stays open (Bun's unit is seconds). */
 
 export interface RunningLb {
   readonly url: URL;
@@ -33,10 +34,14 @@ export interface RunningLb {
   /** Where the admin API listens; null when it is off. */
   readonly adminUrl: URL | null;
   readonly pool: Pool;
+  /** This process's metrics (with --workers, the primary's view is in the admin API). */
+  readonly metrics: Metrics;
   /** Requests waiting for an upstream slot or a backend with room. */
   queued(): number;
   /** Reopens the access log file (after logrotate moved it). */
   reopenLogs(): void;
+  /** In a worker: makes the pool what the primary says (its changes are not echoed back). */
+  follow(state: readonly BackendState[]): void;
   /** Applies a new config without a restart (see reload.ts for what changes); returns a one-line summary. */
   reload(next: Config): string;
   /** Stops accepting, lets in-flight requests finish within the drain timeout, then closes what is left. */
@@ -61,6 +66,13 @@ export interface StartOptions {
   log: Logger;
   /** Where access lines go; null turns the access log off. Defaults to stdout when the config enables it. */
   accessLog?: AccessLog | null;
+  /** Set in a worker process (--workers): the pool as the primary last described it, and the way to tell it news. */
+  primary?: PrimaryLink;
+}
+
+export interface PrimaryLink {
+  state: readonly BackendState[];
+  send(message: ToPrimary): void;
 }
 
 /**
@@ -68,23 +80,43 @@ export interface StartOptions {
  * round is done, so the first request already avoids dead backends.
  */
 export async function startLb(config: Config, options: StartOptions): Promise<RunningLb> {
-  const { log } = options;
+  const { log, primary } = options;
   const accessLog = options.accessLog !== undefined ? options.accessLog : createAccessLog(config, log);
   const metrics = new Metrics();
   const events = new EventLog();
-  const pool: Pool = new Pool(staticBackends(config), {
+  /** True while a worker applies its primary's state: those changes are the primary's news, not the worker's. */
+  let following = false;
+  const pool: Pool = new Pool(primary ? [] : staticBackends(config), {
     ...poolRules(config),
     listener: (event) => {
-      logPoolEvent(log, event, pool);
-      events.add(event.backend.name, describeState(event.backend), describeEvent(event));
-      if (event.type === "added") void checker.watch(event.backend);
-      if (event.type === "removed") {
-        checker.unwatch(event.backend);
-        metrics.backends.delete(event.backend.url); // else DNS churn would grow /metrics without bound
+      if (primary) tellPrimary(event);
+      else {
+        logPoolEvent(log, event, pool);
+        events.add(event.backend.name, describeState(event.backend), describeEvent(event));
+        if (event.type === "added") void checker.watch(event.backend);
+        if (event.type === "removed") checker.unwatch(event.backend);
       }
+      // Else DNS churn would grow /metrics without bound.
+      if (event.type === "removed") metrics.backends.delete(event.backend.url);
       forwarder.poolChanged();
+      workers?.poolChanged();
     },
   });
+  /** A worker's own findings: a refused connection goes up (the primary marks it down for all); ejections are local. */
+  const tellPrimary = (event: PoolEvent) => {
+    if (event.type === "health") {
+      if (!following && event.to.status === "unhealthy") primary!.send({ type: "down", url: event.backend.url, reason: event.to.reason });
+    } else if (event.type === "ejected" || event.type === "returned" || event.type === "ejection-refused") logPoolEvent(log, event, pool);
+  };
+  const follow = (state: readonly BackendState[]) => {
+    following = true;
+    try {
+      applyPoolState(pool, state);
+    } finally {
+      following = false;
+    }
+  };
+  const workers = !primary && config.workers > 1 ? new WorkerSet(config, pool, metrics, log, (lines) => accessLog?.writeLines(lines)) : null;
   const tlsToBackends = upstreamTls(config);
   const checker = new HealthChecker(pool, checkSettings(config, tlsToBackends), (backend, ok) => {
     const m = metrics.of(backend.url);
@@ -98,6 +130,7 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
   const limiter = new Limiter(UPSTREAM_CONCURRENCY);
   const forwarder = new Forwarder({ pool, limiter, accessLog, metrics, log, ...forwarderTuning(config, tlsToBackends) });
   const queued = () => forwarder.queued + limiter.queued;
+  if (primary) follow(primary.state);
 
   let ready = false;
   let firstRound: Promise<void> = Promise.resolve();
@@ -107,25 +140,28 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
     ready ? forwarder.handle(request, client) : firstRound.then(() => forwarder.handle(request, client));
   // With TLS the listener is opened with SO_REUSEPORT, so a reload can start one with new certificates beside it and
   // retire the old one gracefully; an exclusive bind first keeps "port in use" an error.
-  const proxyPort = tls ? listen("proxy", () => claimPort(config.host, config.port)) : config.port;
-  let server = listen("proxy", () => serveProxy({ ...config, port: proxyPort }, log, tls, Boolean(tls), handle));
+  // With --workers the primary only claims the port (for "port in use" now, and a number for port 0); workers serve it.
+  const proxyPort = tls || workers ? listen("proxy", () => claimPort(config.host, config.port)) : config.port;
+  const shared = Boolean(tls || primary);
+  let server: Server<Tunnel> | null = workers ? null : listen("proxy", () => serveProxy({ ...config, port: proxyPort }, log, tls, shared, handle));
+  const port = server?.port ?? proxyPort;
   let redirect: Server<undefined> | null = null;
-  if (config.httpRedirectPort) {
+  if (config.httpRedirectPort && !primary) {
     try {
-      redirect = listen("redirect", () => serveHttpRedirect(config, server.port!));
+      redirect = listen("redirect", () => serveHttpRedirect(config, port));
     } catch (error) {
-      await server.stop(true);
+      await server?.stop(true);
       throw error;
     }
   }
-  if (config.backendInsecure) log.warn("--backend-insecure: https:// backends' certificates are NOT verified");
+  if (config.backendInsecure && !primary) log.warn("--backend-insecure: https:// backends' certificates are NOT verified");
   let admin: Server<undefined> | null = null;
-  if (config.admin) {
+  if (config.admin && !primary) {
     const handler = createAdminHandler({
       pool,
-      metrics,
+      metrics: workers ? () => workers.metrics() : () => metrics,
       events,
-      queued,
+      queued: workers ? () => workers.queued() : queued,
       log,
       token: config.adminToken,
       drainTimeoutMs: () => current.drainTimeout,
@@ -133,26 +169,40 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
     try {
       admin = listen("admin", () => startAdminServer(config.admin!, handler, log));
     } catch (error) {
-      await server.stop(true);
+      await server?.stop(true);
       await redirect?.stop(true);
       throw error;
     }
   }
-  firstRound = (async () => {
-    await discovery.follow(resolvedBackends(config));
-    await checker.start();
-  })();
-  await firstRound;
-  discovery.start(config.resolveInterval);
+  if (!primary) {
+    firstRound = (async () => {
+      await discovery.follow(resolvedBackends(config));
+      await checker.start();
+    })();
+    await firstRound;
+    discovery.start(config.resolveInterval);
+  }
+  if (workers) {
+    try {
+      await workers.start(config.workers, { ...config, port });
+    } catch (error) {
+      checker.stop();
+      discovery.stop();
+      await admin?.stop(true);
+      await redirect?.stop(true);
+      throw new ListenError("proxy", error);
+    }
+  }
   ready = true;
 
   const healthy = pool.available().length;
-  const url = new URL(`${config.tlsCert ? "https" : "http"}://${hostInUrl(config.host)}:${server.port}`);
+  const url = new URL(`${config.tlsCert ? "https" : "http"}://${hostInUrl(config.host)}:${port}`);
   const adminUrl = admin && new URL(`http://${hostInUrl(config.admin!.host)}:${admin.port}`);
-  log.info(
+  if (!primary) log.info(
     `lb listening on ${url.origin} → ${plural(pool.backends.length, "backend")} (${healthy} healthy): ${config.backends.map(describeBackend).join(", ")}` +
       ` · policy ${config.policy} · health ${config.healthMethod} ${config.healthPath} expects ${describeStatuses(config.healthStatus)}` +
-      ` every ${formatDuration(config.healthInterval)} · admin ${adminUrl ? adminUrl.origin : "off"}`,
+      ` every ${formatDuration(config.healthInterval)} · admin ${adminUrl ? adminUrl.origin : "off"}` +
+      (workers ? ` · ${config.workers} workers` : ""),
   );
 
   let stopping: Promise<void> | undefined;
@@ -163,22 +213,16 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
       pool.close();
       void admin?.stop(true);
       void redirect?.stop(true);
-      const inflight = server.pendingRequests;
       const { drainTimeout } = current;
-      if (inflight > 0) log.info(`draining ${inflight} in-flight request(s), at most ${formatDuration(drainTimeout)}`);
-      const drained = await Promise.race([server.stop().then(() => true), Bun.sleep(drainTimeout).then(() => false)]);
-      if (!drained) {
-        log.warn(`drain timeout: closing ${server.pendingRequests} request(s) still in flight`);
-        await server.stop(true);
-      }
+      if (workers) await workers.stop(drainTimeout);
+      if (server) await drainListener(server, drainTimeout, log);
       for (const old of retiring) await old.stop(true);
       accessLog?.flush();
     })());
 
   /** Re-reads the certificate files and moves new connections to a listener that serves them; none is dropped. */
-  const renewCertificates = () => {
+  const renewCertificates = (old: Server<Tunnel>) => {
     const fresh = readCertificates(current); // throws ConfigError: the reload is rejected, the old listener stays
-    const old = server;
     server = listen("proxy", () => serveProxy({ ...current, port: old.port! }, log, fresh, true, handle));
     retiring.add(old);
     void Promise.race([old.stop(), Bun.sleep(current.drainTimeout)]).then(async () => {
@@ -190,8 +234,29 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
   const reload = (next: Config): string => {
     // First the files a reload reads: one that cannot be read rejects the whole reload before anything changed.
     const nextTls = upstreamTls(next);
-    if (tls) renewCertificates();
+    if (tls && server) renewCertificates(server);
     const diff = diffBackends(staticBackends(current), staticBackends(next));
+    // A worker's pool is the primary's business: it follows the state the primary sends after its own reload.
+    if (!primary) followConfig(diff, next);
+    pool.reconfigure(poolRules(next));
+    checker.reconfigure(checkSettings(next, nextTls));
+    forwarder.reconfigure(forwarderTuning(next, nextTls));
+    workers?.reload(next);
+    log.level = consolaLevel(next.logLevel);
+    const changed = changedSettings(current, next);
+    const needRestart = changed.filter((name) => RESTART_ONLY.has(name));
+    if (needRestart.length && !primary) log.warn(`config reload: ${needRestart.join(", ")} change only on restart; the running values stay`);
+    current = effectiveConfig(current, next);
+    const applied = changed.filter((name) => !RESTART_ONLY.has(name));
+    return (
+      `config reloaded: ${diff.added.length} backend(s) added, ${diff.removed.length} draining out, ` +
+      `${diff.reweighted.length} reweighted` +
+      (applied.length ? `; changed: ${applied.join(", ")}` : "")
+    );
+  };
+
+  /** The file's backends, applied to the pool: new ones added, changed weights set, dropped ones drained out. */
+  const followConfig = (diff: ReturnType<typeof diffBackends>, next: Config) => {
     void discovery.follow(resolvedBackends(next));
     discovery.start(next.resolveInterval);
     for (const spec of diff.added) {
@@ -215,24 +280,24 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
       const backend = pool.find(url);
       if (backend) void drainAndRemove(pool, backend, next.drainTimeout);
     }
-    pool.reconfigure(poolRules(next));
-    checker.reconfigure(checkSettings(next, nextTls));
-    forwarder.reconfigure(forwarderTuning(next, nextTls));
-    log.level = consolaLevel(next.logLevel);
-    const changed = changedSettings(current, next);
-    const needRestart = changed.filter((name) => RESTART_ONLY.has(name));
-    if (needRestart.length) log.warn(`config reload: ${needRestart.join(", ")} change only on restart; the running values stay`);
-    current = effectiveConfig(current, next);
-    const applied = changed.filter((name) => !RESTART_ONLY.has(name));
-    return (
-      `config reloaded: ${diff.added.length} backend(s) added, ${diff.removed.length} draining out, ` +
-      `${diff.reweighted.length} reweighted` +
-      (applied.length ? `; changed: ${applied.join(", ")}` : "")
-    );
   };
 
-  const reopenLogs = () => accessLog?.reopen();
-  return { url, port: server.port!, adminUrl, pool, queued, reload, reopenLogs, stop };
+  const reopenLogs = () => {
+    accessLog?.reopen();
+    workers?.reopenLogs();
+  };
+  return { url, port, adminUrl, pool, metrics, queued, follow, reload, reopenLogs, stop };
+}
+
+/** Stops a listener: in-flight requests finish within the drain timeout, then the rest are closed. */
+async function drainListener(server: Server<Tunnel>, drainTimeout: number, log: Logger): Promise<void> {
+  const inflight = server.pendingRequests;
+  if (inflight > 0) log.info(`draining ${inflight} in-flight request(s), at most ${formatDuration(drainTimeout)}`);
+  const drained = await Promise.race([server.stop().then(() => true), Bun.sleep(drainTimeout).then(() => false)]);
+  if (!drained) {
+    log.warn(`drain timeout: closing ${server.pendingRequests} request(s) still in flight`);
+    await server.stop(true);
+  }
 }
 
 type TlsCertificates = Array<{ cert: string; key: string; serverName?: string }>;
@@ -281,9 +346,11 @@ function serveHttpRedirect(config: Config, httpsPort: number) {
   });
 }
 
-function createAccessLog(config: Config, log: Logger): AccessLog | null {
+/** The access log the config asks for; `sink` overrides where its lines go (a worker hands them to its primary). */
+export function createAccessLog(config: Config, log: Logger, sink?: Sink): AccessLog | null {
   if (!config.accessLog) return null;
   const format = config.accessLogFormat || config.logFormat;
+  if (sink) return new AccessLog(format, sink);
   if (!config.accessLogFile) return new AccessLog(format);
   return new AccessLog(format, new FileSink(config.accessLogFile, (message) => log.warn(message)));
 }

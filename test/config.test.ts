@@ -80,6 +80,7 @@ describe("resolveConfig", () => {
       maxBodySize: 1024 ** 3,
       maxConnections: 10_000,
       clientTimeout: 10_000,
+      workers: 1,
       queueSize: 1000,
       queueTimeout: 10_000,
       admin: { host: "127.0.0.1", port: 9090 },

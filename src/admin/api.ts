@@ -17,7 +17,8 @@ import { backendJson } from "./views.ts";
 
 export interface AdminOptions {
   pool: Pool;
-  metrics: Metrics;
+  /** The metrics to show (with --workers, summed over the workers when asked). */
+  metrics: () => Metrics;
   events: EventLog;
   /** Requests waiting for an upstream slot or a backend with room. */
   queued: () => number;
@@ -68,7 +69,7 @@ export function createAdminHandler(options: AdminOptions): AdminHandler {
       }
       return json({ error: "missing or wrong token: send Authorization: Bearer <token>" }, 401);
     }
-    const sources = () => ({ backends: pool.backends, metrics: options.metrics, events: options.events, queued: options.queued() });
+    const sources = () => ({ backends: pool.backends, metrics: options.metrics(), events: options.events, queued: options.queued() });
     if (path === "/metrics") {
       return new Response(renderPrometheus(sources()), { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" } });
     }

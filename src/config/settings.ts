@@ -6,6 +6,7 @@ import { type BackendSpec, type SpecCheck, WEIGHT_PROBLEM, checkBackendUrl, pars
 import { ACCESS_FORMATS, type AccessFormat } from "../access-log.ts";
 import { type HashKey, parseHashKey } from "../balance/request-keys.ts";
 import { formatDuration, parseDuration } from "./duration.ts";
+import { availableParallelism } from "node:os";
 
 export const LOG_LEVELS = ["error", "warn", "info", "debug"] as const;
 export const LOG_FORMATS = ["pretty", "json"] as const;
@@ -48,6 +49,8 @@ export interface Config {
   maxBodySize: number;
   maxConnections: number;
   clientTimeout: number;
+  /** Processes serving traffic; 1 means lb serves in its one process. */
+  workers: number;
   queueSize: number;
   queueTimeout: number;
   admin: AdminAddress;
@@ -176,6 +179,16 @@ const byteSize = (value: unknown): Parsed<number> => {
   if (!match || unit === undefined) return { error: `"${value}" is not a size; write 512k, 10mb, 1g or a number of bytes` };
   return { value: Math.round(Number(match[1]) * unit) };
 };
+
+/** "auto" (one per CPU) or a number of worker processes. */
+const workerCount = described(
+  (value: unknown): Parsed<number> => {
+    if (value === "auto") return { value: availableParallelism() };
+    const parsed = integer(1, 64, "a worker count")(value);
+    return "error" in parsed ? { error: `"${value}" is not a worker count; write auto or a whole number from 1 to 64` } : parsed;
+  },
+  { anyOf: [{ const: "auto" }, { type: "integer", minimum: 1, maximum: 64 }, { type: "string", pattern: "^\\d+$" }] },
+);
 
 function percent(value: unknown): Parsed<number> {
   const text = typeof value === "string" ? value.trim().replace(/%$/, "") : value;
@@ -483,6 +496,11 @@ export const SETTINGS: Setting[] = [
     key: "maxBodySize", name: "max-body-size", type: "string", valueHint: "size", fallback: 1024 ** 3,
     description: "Largest request body accepted; bigger ones get 413 (0 = no limit)", example: "--max-body-size 10mb",
     parse: byteSize,
+  },
+  {
+    key: "workers", name: "workers", type: "string", valueHint: "n|auto", fallback: 1,
+    description: "Processes that serve traffic, sharing the port (auto: one per CPU); health checks run once, in the primary",
+    example: "--workers auto", parse: workerCount,
   },
   {
     key: "maxConnections", name: "max-connections", type: "string", valueHint: "n", fallback: 10_000,

@@ -106,7 +106,8 @@ export class Metrics {
   readonly backends = new Map<string, BackendMetrics>();
   /** Requests that never reached a backend (no healthy backend, queue full, client gone), by status. */
   readonly unrouted = new Map<number, number>();
-  readonly startedAt = Date.now();
+
+  constructor(readonly startedAt = Date.now()) {}
 
   of(url: string): BackendMetrics {
     let metrics = this.backends.get(url);

@@ -119,6 +119,12 @@ export class Pool {
     this.#setHealth(backend, markDown(backend.health, reason, this.#clock()));
   }
 
+  /** Health decided elsewhere: a worker takes the state its primary's checks arrived at. */
+  adoptHealth(backend: Backend, health: HealthState): void {
+    if (this.#removed.has(backend)) return;
+    this.#setHealth(backend, health);
+  }
+
   /** An answered request (isError: a 5xx or gateway error); enough errors in a row eject the backend. */
   recordOutcome(backend: Backend, isError: boolean): void {
     if (this.#removed.has(backend)) return;

@@ -1,0 +1,61 @@
+/**
+ * `--workers N`: a worker's side. It serves traffic on the shared port with the pool its primary describes, tells the
+ * primary when a backend refuses a connection, and reports its counts every half second. It has no health checks, DNS,
+ * admin API or signal handling of its own: the primary decides, and stopping is the primary's call (or its death's).
+ */
+import { createLogger } from "../log.ts";
+import type { RunningLb } from "../server.ts";
+import { createAccessLog, startLb } from "../server.ts";
+import { type ToPrimary, type ToWorker, backendLoad, snapshotMetrics } from "./sync.ts";
+
+const REPORT_EVERY_MS = 500;
+
+export function runWorker(id: string): void {
+  const send = (message: ToPrimary) => process.send?.(message);
+  let lb: RunningLb | null = null;
+  /** A state that came while lb was still starting, applied once it runs. */
+  let early: ToWorker & { type: "state" } | null = null;
+  let stopping: Promise<void> | null = null;
+  const stop = () =>
+    (stopping ??= (async () => {
+      await lb?.stop();
+      process.exit(0);
+    })());
+
+  process.on("message", async (message: ToWorker) => {
+    switch (message.type) {
+      case "start": {
+        const log = createLogger(message.config.logLevel, message.config.logFormat, `worker ${id}: `);
+        try {
+          const accessLog = createAccessLog(message.config, log, { write: (text) => send({ type: "access", text }), flush() {} });
+          lb = await startLb(message.config, { log, accessLog, primary: { send, state: message.state } });
+        } catch (error) {
+          const { message: text, code } = error as Error & { code?: string };
+          send({ type: "failed", message: text, code });
+          return process.exit(1);
+        }
+        const running = lb;
+        if (early) running.follow(early.state);
+        setInterval(() => {
+          const report = { queued: running.queued(), load: backendLoad(running.pool.backends), metrics: snapshotMetrics(running.metrics, Date.now()) };
+          send({ type: "report", report });
+        }, REPORT_EVERY_MS).unref();
+        return send({ type: "ready" });
+      }
+      case "state":
+        if (!lb) early = message;
+        return lb?.follow(message.state);
+      case "reload":
+        return lb?.reload(message.config);
+      case "reopen-logs":
+        return lb?.reopenLogs();
+      case "stop":
+        return void stop();
+    }
+  });
+  // Ctrl-C reaches the whole process group: the primary orders the stop, so that it is one drain, not two.
+  process.on("SIGINT", () => {});
+  process.on("SIGTERM", () => void stop());
+  // The primary is gone (killed, crashed): finish what is in flight and leave, rather than serve an unwatched pool.
+  process.on("disconnect", () => void stop());
+}
