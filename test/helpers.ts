@@ -134,7 +134,8 @@ export async function runCommand(args: string[], command: string[] = ["bun", `${
   return { code, stdout, stderr };
 }
 
-function collectLines(stream: ReadableStream<Uint8Array>): string[] {
+/** The lines a stream carries, filled in as they arrive. */
+export function collectLines(stream: ReadableStream<Uint8Array>): string[] {
   const lines: string[] = [];
   void (async () => {
     let pending = "";

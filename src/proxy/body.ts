@@ -90,11 +90,12 @@ function prepend(head: Uint8Array[], rest: Pick<ReadableStreamDefaultReader<Uint
 
 /**
  * Passes a response body through unchanged, counting bytes, and calls `onEnd` once when it is finished: fully sent,
- * failed, or cancelled by a client that went away. That is when the upstream connection is free again.
+ * cancelled by a client that went away, or failed on the backend's side (then with the error). That is when the
+ * upstream connection is free again.
  */
 export function watchBody(
   body: ReadableStream<Uint8Array>,
-  onEnd: (bytes: number, error?: unknown) => void,
+  onEnd: (bytes: number, backendError?: unknown) => void,
 ): ReadableStream<Uint8Array> {
   const reader = body.getReader();
   let bytes = 0;
@@ -122,7 +123,7 @@ export function watchBody(
         }
       },
       cancel(reason) {
-        end(reason ?? new Error("client went away"));
+        end();
         return reader.cancel(reason);
       },
     },

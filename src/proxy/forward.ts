@@ -397,15 +397,23 @@ export class Forwarder {
     const { sticky } = this.options;
     if (sticky && backend !== trip.pinned) headers.append("set-cookie", sticky.cookieFor(backend));
     const init = { status: upstream.status, statusText: upstream.statusText, headers };
-    let finish = (_bytes: number) => {};
+    let finish = (_bytes: number, _backendError?: unknown) => {};
     const response =
-      body instanceof ReadableStream ? new Response(watchBody(body, (bytes) => finish(bytes)), init) : new Response(body, init);
+      body instanceof ReadableStream ? new Response(watchBody(body, (bytes, error) => finish(bytes, error)), init) : new Response(body, init);
     // From here on nothing throws: the response owns the slot and the in-flight count.
     const release = trip.release;
     trip.release = null;
-    finish = once((bytes: number) => {
+    finish = once((bytes: number, backendError?: unknown) => {
       this.#requestDone(backend);
       release?.();
+      // The status is gone to the client already; the client sees the body cut off (no last chunk). The backend
+      // failed all the same, so it counts toward ejection, and the log says so (nginx: "upstream prematurely closed").
+      if (backendError !== undefined) {
+        this.options.pool.recordOutcome(backend, true);
+        this.options.log.warn(
+          `backend ${backend.name} broke off its answer to ${trip.request.method} ${trip.context.path} after ${bytes} bytes: ${classifyFailure(backendError).reason}`,
+        );
+      }
       this.#logAccess(trip, upstream.status, bytes);
     });
     if (this.options.debug) this.options.log.debug(`Response from server: HTTP/1.1 ${upstream.status} ${upstream.statusText}`);
