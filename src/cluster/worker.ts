@@ -12,36 +12,46 @@ const REPORT_EVERY_MS = 500;
 
 export function runWorker(id: string): void {
   const send = (message: ToPrimary) => process.send?.(message);
+  /** Sends, then exits: exiting at once would lose what is still queued on the IPC channel (access lines). */
+  const sendAndExit = (message: ToPrimary, code: number) => {
+    if (!process.connected) process.exit(code);
+    process.send!(message, undefined, undefined, () => process.exit(code));
+  };
   let lb: RunningLb | null = null;
+  let log = createLogger("info", "pretty", `worker ${id}: `);
   /** A state that came while lb was still starting, applied once it runs. */
-  let early: ToWorker & { type: "state" } | null = null;
+  let early: (ToWorker & { type: "state" }) | null = null;
   let stopping: Promise<void> | null = null;
+  const report = (running: RunningLb): ToPrimary => ({
+    type: "report",
+    report: { queued: running.queued(), load: backendLoad(running.pool.backends), metrics: snapshotMetrics(running.metrics, Date.now()) },
+  });
   const stop = () =>
     (stopping ??= (async () => {
-      await lb?.stop();
-      process.exit(0);
+      if (!lb) process.exit(0);
+      await lb.stop();
+      sendAndExit(report(lb), 0);
     })());
 
-  process.on("message", async (message: ToWorker) => {
+  const start = async (message: ToWorker & { type: "start" }) => {
+    log = createLogger(message.config.logLevel, message.config.logFormat, `worker ${id}: `);
+    try {
+      const accessLog = createAccessLog(message.config, log, { write: (text) => send({ type: "access", text }), flush() {} });
+      lb = await startLb(message.config, { log, accessLog, primary: { send, state: message.state } });
+    } catch (error) {
+      const { message: text, code } = error as Error & { code?: string };
+      return sendAndExit({ type: "failed", message: text, code }, 1);
+    }
+    const running = lb;
+    if (early) running.follow(early.state);
+    setInterval(() => send(report(running)), REPORT_EVERY_MS).unref();
+    send({ type: "ready" });
+  };
+
+  const handle = (message: ToWorker) => {
     switch (message.type) {
-      case "start": {
-        const log = createLogger(message.config.logLevel, message.config.logFormat, `worker ${id}: `);
-        try {
-          const accessLog = createAccessLog(message.config, log, { write: (text) => send({ type: "access", text }), flush() {} });
-          lb = await startLb(message.config, { log, accessLog, primary: { send, state: message.state } });
-        } catch (error) {
-          const { message: text, code } = error as Error & { code?: string };
-          send({ type: "failed", message: text, code });
-          return process.exit(1);
-        }
-        const running = lb;
-        if (early) running.follow(early.state);
-        setInterval(() => {
-          const report = { queued: running.queued(), load: backendLoad(running.pool.backends), metrics: snapshotMetrics(running.metrics, Date.now()) };
-          send({ type: "report", report });
-        }, REPORT_EVERY_MS).unref();
-        return send({ type: "ready" });
-      }
+      case "start":
+        return void start(message);
       case "state":
         if (!lb) early = message;
         return lb?.follow(message.state);
@@ -52,7 +62,15 @@ export function runWorker(id: string): void {
       case "stop":
         return void stop();
     }
+  };
+  process.on("message", (message: ToWorker) => {
+    try {
+      handle(message);
+    } catch (error) {
+      log.error(`${message.type} failed: ${(error as Error).message}`);
+    }
   });
+  process.on("unhandledRejection", (reason) => log.error(`unhandled error: ${(reason as Error)?.message ?? reason}`));
   // Ctrl-C reaches the whole process group: the primary orders the stop, so that it is one drain, not two.
   process.on("SIGINT", () => {});
   process.on("SIGTERM", () => void stop());

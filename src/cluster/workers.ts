@@ -126,6 +126,7 @@ export class WorkerSet {
         } else if (message.type === "failed") {
           clearTimeout(timer);
           ready.reject(Object.assign(new Error(message.message), { code: message.code }));
+          proc.kill(); // it exits by itself too; this makes sure, so a failed restart is retried (onExit)
         } else this.#received(worker, message);
       },
       onExit: (_proc, exitCode, signalCode) => {
