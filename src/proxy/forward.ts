@@ -221,9 +221,10 @@ export class Forwarder {
           return this.#fail(trip, 504, `backend did not answer within ${formatDuration(this.options.timeoutMs)}`);
         }
         if (!mayRetry(result.kind, request.method, body.replayable)) break;
-        // The budget guards backends from repeats of work they may have done; a refused connection did no work,
-        // and its backend is already out of rotation, so failing over from it is never held back.
-        if (result.kind !== "connect" && !this.#retryBudgetAllows()) break;
+        // The budget guards backends from repeats of work they may have done when many fail at once. Failing over
+        // from a backend out of rotation is never held back: a refused connection did no work, and a backend that
+        // died (its in-flight requests all reset together, then it is marked down) is no storm to damp.
+        if (result.kind !== "connect" && isAvailable(backend) && !this.#retryBudgetAllows()) break;
       }
       // Every usable backend was at its limit before any attempt: give the slot back, queue for room, choose again.
       if (!full || trip.attempts > 0) break;
