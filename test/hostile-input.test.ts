@@ -633,7 +633,7 @@ describe("9. secrets never logged", () => {
       expect(debugLb.access.map((e) => e.path)).toEqual(["/secret", "/secret-userinfo"]);
       for (const format of ["json", "combined", "pretty"] as const) {
         let text = "";
-        const accessLog = new AccessLog(format, { write: (chunk: string) => (text += chunk), flush: () => {} });
+        const accessLog = new AccessLog(format, { write: (chunk: string | Uint8Array) => (text += typeof chunk === "string" ? chunk : new TextDecoder().decode(chunk)), flush: () => {} });
         for (const entry of debugLb.access) accessLog.write(entry);
         accessLog.flush();
         expect(text).toContain("/secret");
