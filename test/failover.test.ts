@@ -50,6 +50,34 @@ describe("failover", () => {
     expect(retried.every((e) => e.status === 200 && e.backend !== new URL(c!.url).host)).toBe(true);
   });
 
+  test("a backend that resets all its in-flight requests at once (it died) costs no GET, retry budget or not", async () => {
+    const [good] = backends("good");
+    // Holds every proxied request until 8 are in, then resets all 8 connections together, still listening (so no
+    // refused connection marks it down first): what lb sees the instant a loaded backend is SIGKILLed.
+    const held: Array<{ terminate(): void }> = [];
+    let dead = false;
+    const dying = Bun.listen({
+      hostname: "127.0.0.1",
+      port: 0,
+      socket: {
+        data(socket, data) {
+          if (data.toString().startsWith("GET /health") && !dead) return void socket.write("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+          if (dead) return void socket.terminate(); // fetch's own quiet resend of a GET meets the same fate
+          held.push(socket);
+          if (held.length < 8) return;
+          dead = true;
+          for (const s of held.splice(0)) s.terminate();
+        },
+      },
+    });
+    cleanup.push(async () => dying.stop(true));
+    const lb = await lbFor([`http://127.0.0.1:${dying.port}`, good!.url], { "health-path": "/health", "outlier-errors": "0" });
+    // 16 at once: round robin puts 8 on the dying backend; the budget alone would allow max(3, 20% of 16) retries.
+    const statuses = await Promise.all(Array.from({ length: 16 }, (_, i) => fetch(`${lb.url}/r${i}`).then((r) => r.status)));
+    expect(statuses.filter((s) => s !== 200)).toEqual([]);
+    expect(lb.access.filter((e) => e.attempts === 2)).toHaveLength(8);
+  });
+
   test("a backend that dies between checks is marked down at once and never tried twice for one request", async () => {
     const [a, b] = backends("a", "b");
     const lb = await lbFor([b!.url, a!.url], { "health-interval": "1m" });

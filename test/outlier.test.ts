@@ -63,4 +63,27 @@ describe("ejection in the pool", () => {
     expect(pool.available()).toHaveLength(4);
     pool.close();
   });
+
+  test("a backend marked down is not ejected for the errors of its dying, and coming back up ends an ejection", () => {
+    const events: string[] = [];
+    const pool = new Pool(["http://a:1", "http://b:1", "http://c:1"].map((url) => ({ url, weight: 1 })), {
+      outlier: { consecutiveErrors: 2, baseEjectionMs: 60_000, maxEjectedPercent: 50 },
+      listener: (e) => events.push(`${e.type} ${e.backend.name}`),
+    });
+    for (const b of pool.backends) pool.recordCheck(b, { ok: true, reason: "status 200" });
+    const [a, b] = pool.backends;
+    // a: refused (down), then the resets of the requests it held arrive: no ejection.
+    pool.recordConnectFailure(a!, "connection refused");
+    for (let i = 0; i < 5; i++) pool.recordOutcome(a!, true);
+    expect(a!.ejected).toBe(false);
+    // b: ejected first (its resets beat the refusal), then down, then its restart passes a check: back at once,
+    // not after the minute-long ejection.
+    pool.recordOutcome(b!, true);
+    pool.recordOutcome(b!, true);
+    pool.recordConnectFailure(b!, "connection refused");
+    pool.recordCheck(b!, { ok: true, reason: "status 200" });
+    expect(pool.available().map((x) => x.name)).toEqual(["b:1", "c:1"]);
+    expect(events.slice(3)).toEqual(["health a:1", "ejected b:1", "health b:1", "health b:1", "returned b:1"]);
+    pool.close();
+  });
 });

@@ -127,7 +127,9 @@ export class Pool {
 
   /** An answered request (isError: a 5xx or gateway error); enough errors in a row eject the backend. */
   recordOutcome(backend: Backend, isError: boolean): void {
-    if (this.#removed.has(backend)) return;
+    // A backend marked down is out already; the failures of requests it held when it died are no news, and counting
+    // them would eject it on top, keeping it out long after it is back.
+    if (this.#removed.has(backend) || backend.health.status === "unhealthy") return;
     const now = this.#clock();
     const { state, ejectForMs } = recordOutcome(backend.outlier, isError, this.#outlier, now);
     backend.outlier = state;
@@ -141,14 +143,16 @@ export class Pool {
     backend.ejected = true;
     this.#rebuild();
     this.#listener({ type: "ejected", backend, forMs: ejectForMs });
-    const timer = setTimeout(() => {
-      this.#ejectionTimers.delete(backend);
-      backend.ejected = false;
-      backend.outlier = { ...backend.outlier, returnedAt: this.#clock() };
-      this.#rebuild();
-      this.#listener({ type: "returned", backend });
-    }, ejectForMs);
-    this.#ejectionTimers.set(backend, timer);
+    this.#ejectionTimers.set(backend, setTimeout(() => this.#endEjection(backend), ejectForMs));
+  }
+
+  #endEjection(backend: Backend): void {
+    clearTimeout(this.#ejectionTimers.get(backend));
+    this.#ejectionTimers.delete(backend);
+    backend.ejected = false;
+    backend.outlier = { ...backend.outlier, returnedAt: this.#clock() };
+    this.#rebuild();
+    this.#listener({ type: "returned", backend });
   }
 
   /** Cancels pending returns from ejection (on shutdown). */
@@ -163,6 +167,8 @@ export class Pool {
     if (next.status === from.status) return;
     this.#rebuild();
     this.#listener({ type: "health", backend, from, to: next });
+    // Back from down (a restarted process, say): the errors that ejected it were its dying, not how it answers now.
+    if (from.status === "unhealthy" && next.status === "healthy" && backend.ejected) this.#endEjection(backend);
   }
 
   #rebuild(): void {

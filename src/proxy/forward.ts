@@ -74,6 +74,8 @@ export interface ClientConnection extends ClientInfo {
 
 /** Status logged when the client went away before it got an answer (nginx's convention). */
 const CLIENT_CLOSED = 499;
+/** Resets from one backend this close together mean it died (a stale keep-alive socket resets one request). */
+const RESET_BURST_MS = 100;
 const TIMED_OUT = new DOMException("backend did not answer in time", "TimeoutError");
 
 /** What the access log needs to know about one request, filled in as the trip goes. */
@@ -105,6 +107,8 @@ export class Forwarder {
   readonly #roomQueue: Waitlist;
   #requestsInFlight = 0;
   #retriesInFlight = 0;
+  /** The latest reset from each backend and how many came close together before it. */
+  readonly #resetBursts = new WeakMap<Backend, { at: number; count: number }>();
 
   constructor(private options: ForwarderOptions) {
     this.#roomQueue = new Waitlist(options.queueSize);
@@ -221,10 +225,7 @@ export class Forwarder {
           return this.#fail(trip, 504, `backend did not answer within ${formatDuration(this.options.timeoutMs)}`);
         }
         if (!mayRetry(result.kind, request.method, body.replayable)) break;
-        // The budget guards backends from repeats of work they may have done when many fail at once. Failing over
-        // from a backend out of rotation is never held back: a refused connection did no work, and a backend that
-        // died (its in-flight requests all reset together, then it is marked down) is no storm to damp.
-        if (result.kind !== "connect" && isAvailable(backend) && !this.#retryBudgetAllows()) break;
+        if (!this.#budgetAllows(backend, result)) break;
       }
       // Every usable backend was at its limit before any attempt: give the slot back, queue for room, choose again.
       if (!full || trip.attempts > 0) break;
@@ -318,6 +319,27 @@ export class Forwarder {
       pool.recordConnectFailure(backend, `${result.reason} (seen forwarding a request)`);
     } else pool.recordOutcome(backend, failed);
     return result;
+  }
+
+  /**
+   * Whether the retry budget lets this failure be tried elsewhere. The budget guards backends from repeats of work
+   * they may have done when many fail at once; failing over from a backend that is gone is never held back: a refused
+   * connection did no work, and a backend out of rotation, or one resetting several requests at once (a process that
+   * died with requests in flight, before anything marked it down), is no retry storm to damp.
+   */
+  #budgetAllows(backend: Backend, failure: Failure): boolean {
+    if (failure.kind === "connect" || !isAvailable(backend)) return true;
+    if (failure.kind === "reset" && this.#resetsInBurst(backend) > 1) return true;
+    return this.#retryBudgetAllows();
+  }
+
+  /** Counts a reset from `backend`: how many it has given within RESET_BURST_MS of each other, this one included. */
+  #resetsInBurst(backend: Backend): number {
+    const now = performance.now();
+    const last = this.#resetBursts.get(backend);
+    const count = last && now - last.at < RESET_BURST_MS ? last.count + 1 : 1;
+    this.#resetBursts.set(backend, { at: now, count });
+    return count;
   }
 
   #retryBudgetAllows(): boolean {
