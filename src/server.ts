@@ -141,7 +141,8 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
   // With TLS the listener is opened with SO_REUSEPORT, so a reload can start one with new certificates beside it and
   // retire the old one gracefully; an exclusive bind first keeps "port in use" an error.
   // With --workers the primary only claims the port (for "port in use" now, and a number for port 0); workers serve it.
-  const proxyPort = tls || workers ? listen("proxy", () => claimPort(config.host, config.port)) : config.port;
+  // A worker's port was claimed by its primary, and its sibling workers hold it already.
+  const proxyPort = (tls || workers) && !primary ? listen("proxy", () => claimPort(config.host, config.port)) : config.port;
   const shared = Boolean(tls || primary);
   let server: Server<Tunnel> | null = workers ? null : listen("proxy", () => serveProxy({ ...config, port: proxyPort }, log, tls, shared, handle));
   const port = server?.port ?? proxyPort;

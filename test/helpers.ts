@@ -230,3 +230,15 @@ export function rawBackend(healthPath: string, answer: string): { url: string; s
   });
   return { url: `http://127.0.0.1:${server.port}`, stop: async () => server.stop(true) };
 }
+
+/** A self-signed certificate for `name` (and whatever `altNames` adds), made with openssl into `dir`. */
+export function selfSignedCertificate(dir: string, name: string, altNames = `DNS:${name}`): { cert: string; key: string } {
+  const cert = `${dir}/${name}.pem`;
+  const key = `${dir}/${name}.key`;
+  const made = Bun.spawnSync(
+    ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "1", "-subj", `/CN=${name}`, "-addext", `subjectAltName=${altNames}`],
+    { stderr: "pipe" },
+  );
+  if (!made.success) throw new Error(`openssl could not make a test certificate: ${made.stderr}`);
+  return { cert, key };
+}

@@ -3,21 +3,11 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { deadPort, runCommand, spawnLb, startBackend, waitFor } from "./helpers.ts";
+import { deadPort, runCommand, selfSignedCertificate, spawnLb, startBackend, waitFor } from "./helpers.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "lb-tls-"));
 
-/** A self-signed certificate for `name` (and 127.0.0.1), made with openssl. */
-function makeCertificate(name: string, altNames = `DNS:${name}`) {
-  const cert = join(dir, `${name}.pem`);
-  const key = join(dir, `${name}.key`);
-  const made = Bun.spawnSync(
-    ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "1", "-subj", `/CN=${name}`, "-addext", `subjectAltName=${altNames}`],
-    { stderr: "pipe" },
-  );
-  if (!made.success) throw new Error(`openssl could not make a test certificate: ${made.stderr}`);
-  return { cert, key };
-}
+const makeCertificate = (name: string, altNames?: string) => selfSignedCertificate(dir, name, altNames);
 
 /** The subject of the certificate lb presents to a client asking for `serverName`. */
 async function subjectOf(port: string, serverName: string): Promise<string> {

@@ -4,7 +4,7 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import parsePrometheus from "parse-prometheus-text-format";
-import { type LbProcess, spawnLb, startBackend, waitFor } from "./helpers.ts";
+import { type LbProcess, selfSignedCertificate, spawnLb, startBackend, waitFor } from "./helpers.ts";
 
 const a = startBackend("a");
 const b = startBackend("b");
@@ -112,6 +112,17 @@ describe("--workers 2", () => {
       await lb.kill("SIGTERM");
       await fresh.stop();
     }
+  }, 20_000);
+
+  test("with TLS every worker serves HTTPS on the shared port", async () => {
+    const { cert, key } = selfSignedCertificate(mkdtempSync(join(tmpdir(), "lb-workers-tls-")), "localhost", "DNS:localhost,IP:127.0.0.1");
+    const lb = await startWorkers(["--tls-cert", cert, "--tls-key", key, a.url]);
+    expect(lb.url).toStartWith("https://");
+    const tls = { rejectUnauthorized: false };
+    // New connections land on either worker (SO_REUSEPORT); all of them must answer.
+    const bodies = await Promise.all(Array.from({ length: 12 }, () => fetch(`${lb.url}/`, { tls, keepalive: false } as RequestInit).then((r) => r.text())));
+    expect(bodies.every((body) => body === "backend a")).toBe(true);
+    expect(await lb.kill("SIGTERM")).toBe(0);
   }, 20_000);
 
   test("when the primary is killed, the workers stop too", async () => {
