@@ -120,9 +120,9 @@ export class AccessLog {
   }
 
   /** Lines formatted elsewhere (by a worker, see cluster/), written whole: lines from processes never interleave. */
-  writeLines(text: string): void {
+  writeLines(lines: string | Uint8Array): void {
     this.flush();
-    this.sink.write(text);
+    this.sink.write(lines);
     this.sink.flush();
   }
 

@@ -62,7 +62,7 @@ export type ToPrimary =
   | { type: "failed"; message: string; code?: string }
   | { type: "down"; url: string; reason: string }
   /** Access lines, written by the primary: lines from several processes on one pipe would interleave. */
-  | { type: "access"; text: string }
+  | { type: "access"; lines: string | Uint8Array }
   | { type: "report"; report: WorkerReport };
 
 export function poolState(pool: Pool): BackendState[] {

@@ -9,7 +9,6 @@ import { createAccessLog, startLb } from "../server.ts";
 import { type ToPrimary, type ToWorker, backendLoad, snapshotMetrics } from "./sync.ts";
 
 const REPORT_EVERY_MS = 500;
-const DECODER = new TextDecoder();
 
 export function runWorker(id: string): void {
   const send = (message: ToPrimary) => process.send?.(message);
@@ -37,7 +36,7 @@ export function runWorker(id: string): void {
   const start = async (message: ToWorker & { type: "start" }) => {
     log = createLogger(message.config.logLevel, message.config.logFormat, `worker ${id}: `);
     try {
-      const accessLog = createAccessLog(message.config, log, { write: (chunk) => send({ type: "access", text: typeof chunk === "string" ? chunk : DECODER.decode(chunk) }), flush() {} });
+      const accessLog = createAccessLog(message.config, log, { write: (lines) => send({ type: "access", lines }), flush() {} });
       lb = await startLb(message.config, { log, accessLog, primary: { send, state: message.state } });
     } catch (error) {
       const { message: text, code } = error as Error & { code?: string };

@@ -46,7 +46,7 @@ export class WorkerSet {
     private readonly own: Metrics,
     private readonly log: Logger,
     /** Where the workers' access lines go (the primary's access log). */
-    private readonly accessLines: (text: string) => void,
+    private readonly accessLines: (lines: string | Uint8Array) => void,
   ) {
     this.#config = config;
   }
@@ -149,7 +149,7 @@ export class WorkerSet {
       applyMetricsSnapshot(worker.metrics, message.report.metrics);
       sumLoad(this.pool.backends, this.#reports());
     } else if (message.type === "access") {
-      this.accessLines(message.text);
+      this.accessLines(message.lines);
     } else if (message.type === "down") {
       const backend = this.pool.find(message.url);
       if (backend) this.pool.recordConnectFailure(backend, message.reason);
