@@ -568,8 +568,9 @@ describe("7. keep-alive and pipelining", () => {
   // async handler; lb's always is, it awaits the backend), Bun's uWS layer closes the socket ("denying async
   // pipelining", the HTTP_RESPONSE_PENDING branch of HttpContext::onData); the pending response is discarded.
   // Seen: the backend receives /p1 (it did the work), the client gets zero bytes and a close; /p2 and /p3 are never
-  // dispatched. Proposed upstream fixes: oven-sh/bun#32868, #33664, #35036, #38128. Clients that pipeline (rare)
-  // must retry; a non-idempotent first request may then run twice.
+  // dispatched. Proposed upstream fixes: oven-sh/bun#32868, #33664, #35036 (closed), #38128, #43273 (open). Clients
+  // that pipeline (rare) must retry; a non-idempotent first request may then run twice. Why lb does not move to
+  // node:http instead: bench/results/2026-11-25-pipelining.md. When this test starts passing, make it a test().
   test.failing("three pipelined requests are answered in order (fails: Bun closes pipelined connections with an async handler)", async () => {
     const conn = await RawConnection.open(port);
     conn.send(["/p1", "/p2", "/p3"].map((path) => `GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`).join(""));

@@ -7,6 +7,8 @@
 #   REPS=1 DURATION=2s bash bench/prototypes/compare.sh # a quick check
 #   OUT=/tmp/x.tsv bash bench/prototypes/compare.sh     # where the raw per-run figures go (default: a temp file)
 #   PROXIES="serve-only" bash bench/prototypes/compare.sh   # also: a bare Bun.serve with no upstream (the front's ceiling)
+#   PROXIES="serve-front node-front node-adapter lb" bash bench/prototypes/compare.sh   # listeners that could pipeline
+#                                                    # (bench/prototypes/relay-fronts.ts; results/2026-11-25-pipelining.md)
 #
 # Before every proxy session it waits (polling every 10 s, at most 15 min) until no `bun test` and no soak.ts
 # run is on the machine. Prints the raw TSV and a table of medians.
@@ -88,6 +90,8 @@ haproxy -c -q -f "$WORK/haproxy.cfg" || die "haproxy rejected its config"
 start() { # proxy name; sets PROXY
   case $1 in
     proto) taskset -c 0 bun bench/prototypes/connect-proxy.ts --port "$PORT" "${BACKENDS[@]}" 2>"$WORK/$1.log" & ;;
+    serve-front | node-front | node-adapter) # bench/prototypes/relay-fronts.ts: the fronts lb could pipeline behind
+      taskset -c 0 bun bench/prototypes/relay-fronts.ts "$1" --port "$PORT" "${BACKENDS[@]}" 2>"$WORK/$1.log" & ;;
     lb) taskset -c 0 bun src/main.ts --port "$PORT" --host 127.0.0.1 --admin off --no-access-log "${BACKENDS[@]}" >/dev/null 2>"$WORK/$1.log" & ;;
     haproxy) taskset -c 0 haproxy -db -f "$WORK/haproxy.cfg" 2>"$WORK/$1.log" & ;;
     serve-only) # no upstream at all: Bun.serve answering a fixed 100-byte body, the ceiling of any Bun.serve front
