@@ -86,4 +86,32 @@ describe("ejection in the pool", () => {
     expect(events.slice(3)).toEqual(["health a:1", "ejected b:1", "health b:1", "health b:1", "returned b:1"]);
     pool.close();
   });
+  test("stateSince moves when the state operators see changes (ejection, return, admin), not on news that changes nothing", () => {
+    let now = 1000;
+    const pool = new Pool(["http://a:1", "http://b:1", "http://c:1"].map((url) => ({ url, weight: 1 })), {
+      outlier: { consecutiveErrors: 2, baseEjectionMs: 60_000, maxEjectedPercent: 50 },
+      clock: () => now,
+    });
+    const a = pool.backends[0]!;
+    expect(a.stateSince).toBe(1000);
+    now = 2000;
+    for (const b of pool.backends) pool.recordCheck(b, { ok: true, reason: "status 200" });
+    expect(a.stateSince).toBe(2000); // checking → healthy
+    now = 3000;
+    pool.recordCheck(a, { ok: true, reason: "status 200" }); // still healthy
+    expect(a.stateSince).toBe(2000);
+    now = 4000;
+    pool.recordOutcome(a, true);
+    pool.recordOutcome(a, true);
+    expect(a.ejected).toBe(true);
+    expect(a.stateSince).toBe(4000); // the ejection, though its health (and health.since) did not change
+    expect(a.health.since).toBe(2000);
+    now = 5000;
+    pool.setAdminState(a, "disabled");
+    expect(a.stateSince).toBe(5000);
+    now = 6000;
+    pool.setAdminState(a, "disabled"); // no change
+    expect(a.stateSince).toBe(5000);
+    pool.close();
+  });
 });

@@ -7,7 +7,7 @@ export function backendSummary(backend: Backend) {
     id: backend.name,
     url: backend.url,
     state: describeState(backend),
-    since: new Date(backend.health.since).toISOString(),
+    since: new Date(backend.stateSince).toISOString(),
     weight: backend.weight,
     inflight: backend.inflight,
     requests: backend.stats.requests,

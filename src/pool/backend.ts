@@ -41,6 +41,8 @@ export interface Backend {
   ejected: boolean;
   /** Requests sent to it and not yet finished. */
   inflight: number;
+  /** When its describeState() last changed (ms since the epoch): a health change, an ejection, or an admin action. */
+  stateSince: number;
 }
 
 export function createBackend({ url, weight }: BackendSpec, now: number): Backend {
@@ -55,6 +57,7 @@ export function createBackend({ url, weight }: BackendSpec, now: number): Backen
     outlier: CLEAN_OUTLIER,
     ejected: false,
     inflight: 0,
+    stateSince: now,
   };
 }
 

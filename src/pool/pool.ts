@@ -3,7 +3,7 @@
  * request outcomes, and reports what changed through a listener, which is where logging happens.
  */
 import type { BackendSpec } from "../config/backend-url.ts";
-import { type AdminState, type Backend, backendName, createBackend, isAvailable } from "./backend.ts";
+import { type AdminState, type Backend, backendName, createBackend, describeState, isAvailable } from "./backend.ts";
 import { type HealthRules, type HealthState, type Observation, DEFAULT_RULES, markDown, observe } from "./health.ts";
 import { type OutlierRules, mayEject, recordOutcome } from "./outlier.ts";
 
@@ -39,6 +39,8 @@ export class Pool {
   #outlier: OutlierRules;
   readonly #listener: (event: PoolEvent) => void;
   readonly #clock: () => number;
+  /** The state each backend was last reported in, to tell when it changes. */
+  readonly #shownState = new WeakMap<Backend, string>();
   #available: Backend[] = [];
   readonly #ejectionTimers = new Map<Backend, ReturnType<typeof setTimeout>>();
   /** Backends taken out of the pool: their late results (requests still finishing) change nothing. */
@@ -50,7 +52,7 @@ export class Pool {
     this.#listener = options.listener ?? (() => {});
     this.#clock = options.clock ?? Date.now;
     const now = this.#clock();
-    this.#backends = specs.map((spec) => createBackend(spec, now));
+    this.#backends = specs.map((spec) => this.#create(spec, now));
   }
 
   /** New rules apply from the next check or outcome; current states are kept. */
@@ -73,9 +75,9 @@ export class Pool {
   add(spec: BackendSpec): Backend {
     const name = backendName(spec.url);
     if (this.#backends.some((b) => b.url === spec.url || b.name === name)) throw new PoolConflict(`${spec.url} is already in the pool`);
-    const backend = createBackend(spec, this.#clock());
+    const backend = this.#create(spec, this.#clock());
     this.#backends = [...this.#backends, backend];
-    this.#listener({ type: "added", backend });
+    this.#emit({ type: "added", backend });
     return backend;
   }
 
@@ -87,14 +89,14 @@ export class Pool {
     clearTimeout(this.#ejectionTimers.get(backend));
     this.#ejectionTimers.delete(backend);
     this.#rebuild();
-    this.#listener({ type: "removed", backend });
+    this.#emit({ type: "removed", backend });
   }
 
   setAdminState(backend: Backend, state: AdminState): void {
     if (backend.admin === state) return;
     backend.admin = state;
     this.#rebuild();
-    this.#listener({ type: "admin", backend, state });
+    this.#emit({ type: "admin", backend, state });
   }
 
   /** Backends in rotation, in configured order; rebuilt on each change, not on each request. */
@@ -137,12 +139,12 @@ export class Pool {
     const ejectedNow = this.#backends.filter((b) => b.ejected).length;
     // Never the last backend in rotation: a failing backend beats none at all.
     if (!mayEject(ejectedNow, this.#backends.length, this.#outlier) || this.#available.length <= 1) {
-      this.#listener({ type: "ejection-refused", backend });
+      this.#emit({ type: "ejection-refused", backend });
       return;
     }
     backend.ejected = true;
     this.#rebuild();
-    this.#listener({ type: "ejected", backend, forMs: ejectForMs });
+    this.#emit({ type: "ejected", backend, forMs: ejectForMs });
     this.#ejectionTimers.set(backend, setTimeout(() => this.#endEjection(backend), ejectForMs));
   }
 
@@ -152,7 +154,7 @@ export class Pool {
     backend.ejected = false;
     backend.outlier = { ...backend.outlier, returnedAt: this.#clock() };
     this.#rebuild();
-    this.#listener({ type: "returned", backend });
+    this.#emit({ type: "returned", backend });
   }
 
   /** Cancels pending returns from ejection (on shutdown). */
@@ -166,9 +168,26 @@ export class Pool {
     backend.health = next;
     if (next.status === from.status) return;
     this.#rebuild();
-    this.#listener({ type: "health", backend, from, to: next });
+    this.#emit({ type: "health", backend, from, to: next });
     // Back from down (a restarted process, say): the errors that ejected it were its dying, not how it answers now.
     if (from.status === "unhealthy" && next.status === "healthy" && backend.ejected) this.#endEjection(backend);
+  }
+
+  #create(spec: BackendSpec, now: number): Backend {
+    const backend = createBackend(spec, now);
+    this.#shownState.set(backend, describeState(backend));
+    return backend;
+  }
+
+  /** Reports an event; first stamps the backend's stateSince when the state operators see has changed with it. */
+  #emit(event: PoolEvent): void {
+    const { backend } = event;
+    const state = describeState(backend);
+    if (this.#shownState.get(backend) !== state) {
+      backend.stateSince = this.#clock();
+      this.#shownState.set(backend, state);
+    }
+    this.#listener(event);
   }
 
   #rebuild(): void {
