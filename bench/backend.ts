@@ -3,6 +3,7 @@
  * With a delay, every answer waits that long first (a slow backend, for bench/slow-backend.sh).
  *   GET /     → "hello from <port> ....\n", padded with dots to 100 bytes (text/plain, Content-Length)
  *   GET /big  → 64 KiB of 'x' (application/octet-stream, Content-Length)
+ *   GET /chunked → the 100-byte greeting as a stream, so it goes out chunked, without a Content-Length
  * The bodies are built once at startup, so the backend does as little work per request as Bun.serve allows.
  */
 const port = Number(process.argv[2]);
@@ -27,6 +28,19 @@ const server = Bun.serve({
     if (delayMs > 0) await Bun.sleep(delayMs);
     const path = request.url.slice(request.url.indexOf("/", 8));
     if (path === "/big") return new Response(big, { headers: bigHeaders });
+    if (path === "/chunked") {
+      // Bun.serve gives a stream that is complete after its first read a Content-Length; this one takes two.
+      let sent = 0;
+      const body = new ReadableStream({
+        async pull(controller) {
+          if (sent++ === 0) return controller.enqueue(small.subarray(0, 50));
+          await new Promise((resolve) => setImmediate(resolve));
+          controller.enqueue(small.subarray(50));
+          controller.close();
+        },
+      });
+      return new Response(body, { headers: smallHeaders });
+    }
     return new Response(small, { headers: smallHeaders });
   },
 });

@@ -166,7 +166,7 @@ say(
     (reps === 1
       ? "1 repetition (every proxy in turn); "
       : `${m("reps")} interleaved repetitions (each runs every proxy in turn, the first one rotating); `) +
-    `${m("backends")} Bun backends (\`/\` 100 bytes, \`/big\` 64 KiB), round robin everywhere`,
+    `${m("backends")} Bun backends (\`/\` 100 bytes, \`/big\` 64 KiB, \`/chunked\` the 100 bytes sent chunked), round robin everywhere`,
   `- **Figures:** medians over the repetitions. Errors = wrk's non-2xx responses + socket errors ` +
     "(connect, read, write, timeout). Peak RSS = the highest sum of VmRSS over the proxy's processes " +
     "(nginx master + workers), sampled every 100 ms during the run. CPU0/CPU1 = share of the run each CPU was " +

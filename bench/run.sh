@@ -12,8 +12,8 @@
 #
 # Pinned mode (the default): the proxy under test runs on CPU 0, wrk and the backends on CPU 1. Each repetition
 # runs every proxy in turn (lb, lb+log, nginx, HAProxy; the order rotates by one each repetition), each at
-# c=1, 50, 200 and 1000 on / and c=50 on /big. The report gives medians over the repetitions and is written to
-# bench/results/<YYYY-MM-DD>.md (--multi: <YYYY-MM-DD>-multi.md) and printed. See bench/README.md.
+# c=1, 50, 200 and 1000 on / and c=50 on /big and /chunked. The report gives medians over the repetitions and is
+# written to bench/results/<YYYY-MM-DD>.md (--multi: <YYYY-MM-DD>-multi.md) and printed. See bench/README.md.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -41,7 +41,7 @@ BACKENDS=${BACKENDS:-2}
 ACCESS_LOG=${ACCESS_LOG:-/dev/null}
 DIRECT=${DIRECT:-1}
 # (conns path) pairs, measured in this order in every session
-RUNS=("1 /" "50 /" "200 /" "1000 /" "50 /big")
+RUNS=("1 /" "50 /" "200 /" "1000 /" "50 /big" "50 /chunked")
 PROXIES=(lb lb+log nginx haproxy)
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -164,11 +164,13 @@ wait_http() { # url, name, pid — until the url answers 200 (at most 15 s)
   die "$name did not answer 200 on $url within 15 s"
 }
 
-# Checks that a proxy really forwards: / is the backend's 100-byte greeting, /big is exactly 64 KiB.
+# Checks that a proxy really forwards: / and /chunked are the backend's 100-byte greeting, /big is exactly 64 KiB.
 check_proxy() { # base url, name
   local base=$1 name=$2 body size
   body=$(curl -s --max-time 2 "$base/")
   [[ $body == "hello from "* && ${#body} == 99 ]] || die "$name: unexpected body from $base/: ${body:0:80}"
+  body=$(curl -s --max-time 2 "$base/chunked")
+  [[ $body == "hello from "* && ${#body} == 99 ]] || die "$name: unexpected body from $base/chunked: ${body:0:80}"
   size=$(curl -s --max-time 2 -o /dev/null -w '%{size_download}' "$base/big")
   [[ $size == 65536 ]] || die "$name: /big returned $size bytes, want 65536"
 }

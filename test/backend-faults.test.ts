@@ -314,32 +314,27 @@ describe("3. a backend that hangs up before a whole status line and headers", ()
     });
   }
 
-  test("a chunked body with a bad chunk size: the client gets a cut-off answer and an error, lb keeps serving", async () => {
+  test("a short chunked answer with a bad chunk size is read before anything is sent: a clean 502, never a cut-off 200", async () => {
     const bad = rawBackend("/health", "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\nmore\r\n0\r\n\r\n");
     cleanup.push(bad.stop);
     const good = backend("good");
-    const lb = await lbFor([bad.url, good.url]); // equal weights: requests alternate, the bad one first
-    const raw = rawExchange(lb.lb.port, "GET /page HTTP/1.1\r\nHost: x\r\n\r\n");
-    await waitFor(() => raw.closedWith(), "lb to close the client's connection");
-    // lb had passed the 200 on before the body failed. Bun cuts the answer off wherever it was: in the middle of
-    // the head (seen: the status line and x-request-id, no blank line), or in a chunked body before its 0-chunk.
-    const received = raw.received();
-    expect(received).toStartWith("HTTP/1.1 200 ");
-    if (received.includes("\r\n\r\n")) expect(decodeChunked(splitResponse(received).body).complete).toBe(false);
-    expect(received).not.toContain("more");
-    expect(raw.closedWith()).not.toBe("end"); // reset, not a clean close after a whole-looking answer
-
-    expect(await (await fetch(`${lb.url}/next`)).text()).toBe("backend good");
-    // A POST: Bun's fetch would quietly resend a GET whose reused connection was reset, and the resend would
-    // reach the good backend.
-    const viaFetch = await fetch(`${lb.url}/again`, { method: "POST", body: "x" }).then(
-      (r) => r.text().then(() => "complete", () => "body error"),
-      () => "fetch error",
-    );
-    expect(viaFetch).not.toBe("complete");
-    expect(lb.access.filter((e) => e.path === "/again")).toHaveLength(1);
-    expect(await (await fetch(`${lb.url}/last`)).text()).toBe("backend good");
-    await waitFor(() => lb.lb.pool.backends.every((b) => b.inflight === 0), "in-flight counts to drop to 0");
+    const lb = await lbFor([bad.url, good.url]); // equal weights: requests alternate between them
+    const seen = new Set<string>();
+    for (let i = 0; i < 8; i++) {
+      const method = i % 4 < 2 ? "GET" : "POST";
+      const response = await fetch(`${lb.url}/page${i}`, { method, body: method === "POST" ? "x" : undefined });
+      const text = await response.text(); // throws if the body were cut off
+      if (text === "backend good") {
+        expect(response.status).toBe(200);
+        continue;
+      }
+      // A malformed answer is not retried (the backend did get the request), as with nginx's default.
+      expect(response.status).toBe(502);
+      expect(text).toBe("502 Bad Gateway: backend failed (malformed response)\n");
+      seen.add(method);
+    }
+    expect([...seen].sort()).toEqual(["GET", "POST"]);
+    expect(lb.lb.pool.backends.map((b) => b.inflight)).toEqual([0, 0]);
   });
 });
 

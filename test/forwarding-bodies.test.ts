@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type InProcessLb, type LbProcess, type TestBackend, spawnLb, startBackend, startTestLb, waitFor } from "./helpers.ts";
+import { type InProcessLb, type LbProcess, type TestBackend, rawBackend, rawRequest, spawnLb, startBackend, startTestLb, waitFor } from "./helpers.ts";
 
 const MB = 1024 * 1024;
 const STREAM_BYTES = 200 * MB;
@@ -369,4 +369,22 @@ describe("bodies through an in-process lb", () => {
     await waitFor(() => cancelled["trickle"]!.aborted || cancelled["trickle"]!.streamCancelled, "the backend to see the client go", 500);
     await waitFor(() => lb.access.find((e) => e.path === "/trickle?id=trickle"), "the access log entry");
   });
+});
+
+test("a short chunked answer that has arrived whole goes to the client whole, with a Content-Length", async () => {
+  const body = "0123456789".repeat(30);
+  const chunked = `HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\n\r\n64\r\n${body.slice(0, 100)}\r\nc8\r\n${body.slice(100)}\r\n0\r\n\r\n`;
+  const backend = rawBackend("/health", chunked);
+  const lb = await startTestLb([backend.url], { "health-path": "/health" });
+  try {
+    const answer = await rawRequest(lb.lb.port, "GET /short HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 500);
+    const [head, received] = answer.split("\r\n\r\n");
+    expect(head).toStartWith("HTTP/1.1 200 ");
+    expect(head).toMatch(/^content-length: 300$/im);
+    expect(head).not.toMatch(/^transfer-encoding:/im);
+    expect(received).toBe(body);
+  } finally {
+    await lb.stop();
+    await backend.stop();
+  }
 });

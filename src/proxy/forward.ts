@@ -11,7 +11,7 @@ import type { Metrics } from "../metrics/metrics.ts";
 import { type Backend, isAvailable } from "../pool/backend.ts";
 import type { Pool } from "../pool/pool.ts";
 import { type Failure, classifyFailure } from "../upstream-error.ts";
-import { failWhenIdle, type OutgoingBody, prepareBody, watchBody } from "./body.ts";
+import { type ArrivingBody, failWhenIdle, type OutgoingBody, prepareBody, readArrived, watchBody } from "./body.ts";
 import { type ClientInfo, downstreamResponseHeaders, upstreamRequestHeaders } from "./headers.ts";
 import type { Limiter } from "./limiter.ts";
 import { errorResponse } from "./responses.ts";
@@ -393,7 +393,7 @@ export class Forwarder {
       // A streamed body is cancelled with the client's response stream when the client leaves; no listener needed.
       // A buffered one is read whole, still under the deadline: nothing has reached the client yet, so a failure
       // while reading it can still be retried.
-      const answer = fitsInBuffer(upstream) ? await upstream.bytes() : upstream.body;
+      const answer = await readAnswer(upstream);
       return this.#respond(backend, trip, upstream, answer);
     } catch (error) {
       this.#requestDone(backend);
@@ -411,7 +411,7 @@ export class Forwarder {
    * be copied) happens first; only then do the upstream slot and the in-flight count pass to the response: at once
    * for a buffered body, at its last byte (or the client leaving) for a streamed one.
    */
-  #respond(backend: Backend, trip: Trip, upstream: Response, body: Uint8Array | ReadableStream<Uint8Array> | null): Response {
+  #respond(backend: Backend, trip: Trip, upstream: Response, body: Uint8Array | ReadableStream<Uint8Array> | ArrivingBody | null): Response {
     if (upstream.status < 200 || upstream.status > 599) {
       throw Object.assign(new Error(`unusable status ${upstream.status}`), { code: "InvalidStatus" });
     }
@@ -421,8 +421,8 @@ export class Forwarder {
     if (sticky && backend !== trip.pinned) headers.append("set-cookie", sticky.cookieFor(backend));
     const init = { status: upstream.status, statusText: upstream.statusText, headers };
     let finish = (_bytes: number, _backendError?: unknown) => {};
-    const response =
-      body instanceof ReadableStream ? new Response(watchBody(body, (bytes, error) => finish(bytes, error)), init) : new Response(body, init);
+    const streamed = body !== null && !(body instanceof Uint8Array);
+    const response = streamed ? new Response(watchBody(body, (bytes, error) => finish(bytes, error)), init) : new Response(body, init);
     // From here on nothing throws: the response owns the slot and the in-flight count.
     const release = trip.release;
     trip.release = null;
@@ -440,7 +440,7 @@ export class Forwarder {
       this.#logAccess(trip, upstream.status, bytes);
     });
     if (this.options.debug) this.options.log.debug(`Response from server: HTTP/1.1 ${upstream.status} ${upstream.statusText}`);
-    if (!(body instanceof ReadableStream)) finish(body?.byteLength ?? 0);
+    if (!streamed) finish(body?.byteLength ?? 0);
     return response;
   }
 
@@ -494,13 +494,20 @@ export class Forwarder {
 /**
  * Responses up to this size that declare a Content-Length are read whole before they are passed on: Bun.serve sends
  * a streamed body chunked and drops its Content-Length (oven-sh/bun#10507), and clients that show progress or
- * check lengths need it. At most one such body per upstream slot is held, so this bounds memory at 64 MiB.
+ * check lengths need it. Chunked ones are read up to this size while their chunks are already there. At most one
+ * such body per upstream slot is held, so this bounds memory at 64 MiB.
  */
 export const RESPONSE_BUFFER_LIMIT_BYTES = 1024 * 1024;
 
-function fitsInBuffer(upstream: Response): boolean {
+/**
+ * The backend's body as lb passes it on: read whole when it declares a size within the buffer limit, or is chunked
+ * and has already arrived; else streamed, beginning with whatever arrived.
+ */
+async function readAnswer(upstream: Response): Promise<Uint8Array | ReadableStream<Uint8Array> | ArrivingBody | null> {
+  if (upstream.body === null) return null;
   const declared = upstream.headers.get("content-length");
-  return upstream.body !== null && declared !== null && Number(declared) <= RESPONSE_BUFFER_LIMIT_BYTES;
+  if (declared === null) return readArrived(upstream.body, RESPONSE_BUFFER_LIMIT_BYTES);
+  return Number(declared) <= RESPONSE_BUFFER_LIMIT_BYTES ? upstream.bytes() : upstream.body;
 }
 
 /** host[:port] or [ipv6][:port]; Bun joins repeated Host headers with ", ", which this refuses too. */
