@@ -314,6 +314,28 @@ describe("3. a backend that hangs up before a whole status line and headers", ()
     });
   }
 
+  test("a status outside 200–599 gets a 502, and lb lets go of that backend connection at once", async () => {
+    let open = 0;
+    const weird = Bun.listen({
+      hostname: "127.0.0.1",
+      port: 0,
+      socket: {
+        open: () => void open++,
+        close: () => void open--,
+        data(socket, data) {
+          if (data.toString().startsWith("GET /health ")) socket.end("HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+          else socket.write("HTTP/1.1 999 Weird\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n"); // and never ends
+        },
+      },
+    });
+    cleanup.push(async () => weird.stop(true));
+    const lb = await lbFor([`http://127.0.0.1:${weird.port}`]);
+    const response = await fetch(`${lb.url}/weird`);
+    expect(response.status).toBe(502);
+    expect(await response.text()).toBe("502 Bad Gateway: backend failed (malformed response)\n");
+    await waitFor(() => open === 0, () => `lb to close its connection to the backend (${open} open)`, 2000);
+  });
+
   test("a short chunked answer with a bad chunk size is read before anything is sent: a clean 502, never a cut-off 200", async () => {
     const bad = rawBackend("/health", "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\nmore\r\n0\r\n\r\n");
     cleanup.push(bad.stop);

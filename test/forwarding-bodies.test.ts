@@ -388,3 +388,24 @@ test("a short chunked answer that has arrived whole goes to the client whole, wi
     await backend.stop();
   }
 });
+
+test("an answer the backend left without a Content-Type gets none from lb (sized or chunked)", async () => {
+  const answers = {
+    sized: "HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello",
+    chunked: "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+  };
+  for (const [kind, answer] of Object.entries(answers)) {
+    const backend = rawBackend("/health", answer);
+    const lb = await startTestLb([backend.url], { "health-path": "/health" });
+    try {
+      const [head, received] = (await rawRequest(lb.lb.port, "GET /untyped HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 500)).split("\r\n\r\n");
+      expect(`${kind}: ${head!.split("\r\n")[0]}`).toBe(`${kind}: HTTP/1.1 200 OK`);
+      expect(head).not.toMatch(/^content-type:/im);
+      expect(head).toMatch(/^content-length: 5$/im);
+      expect(received).toBe("hello");
+    } finally {
+      await lb.stop();
+      await backend.stop();
+    }
+  }
+});

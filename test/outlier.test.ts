@@ -112,6 +112,10 @@ describe("ejection in the pool", () => {
     now = 6000;
     pool.setAdminState(a, "disabled"); // no change
     expect(a.stateSince).toBe(5000);
+    now = 7000;
+    pool.recordConnectFailure(a, "connection refused"); // a health event, but operators still see "disabled"
+    expect(a.health.status).toBe("unhealthy");
+    expect(a.stateSince).toBe(5000);
     pool.close();
   });
 });

@@ -75,6 +75,19 @@ function concat(chunks: Uint8Array[], size: number): Uint8Array {
   return out;
 }
 
+/**
+ * Bytes as a body Bun sends with a Content-Length but without a Content-Type: given bytes, Bun adds
+ * `application/octet-stream`, which would make a browser download an answer its backend left untyped for sniffing.
+ */
+export function untypedBody(bytes: Uint8Array): ReadableStream<Uint8Array> {
+  return new ReadableStream({
+    start(controller) {
+      controller.enqueue(bytes);
+      controller.close();
+    },
+  });
+}
+
 type BodyReader = Pick<ReadableStreamDefaultReader<Uint8Array>, "read" | "cancel">;
 
 function prepend(head: Uint8Array[], rest: BodyReader): ReadableStream<Uint8Array> {

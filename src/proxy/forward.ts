@@ -11,7 +11,7 @@ import type { Metrics } from "../metrics/metrics.ts";
 import { type Backend, isAvailable } from "../pool/backend.ts";
 import type { Pool } from "../pool/pool.ts";
 import { type Failure, classifyFailure } from "../upstream-error.ts";
-import { type ArrivingBody, failWhenIdle, type OutgoingBody, prepareBody, readArrived, watchBody } from "./body.ts";
+import { type ArrivingBody, failWhenIdle, type OutgoingBody, prepareBody, readArrived, untypedBody, watchBody } from "./body.ts";
 import { type ClientInfo, downstreamResponseHeaders, upstreamRequestHeaders } from "./headers.ts";
 import type { Limiter } from "./limiter.ts";
 import { errorResponse } from "./responses.ts";
@@ -390,12 +390,16 @@ export class Forwarder {
         tls: this.options.upstreamTls,
       });
       trip.upstreamMs = performance.now() - sent;
+      if (upstream.status < 200 || upstream.status > 599) {
+        throw Object.assign(new Error(`unusable status ${upstream.status}`), { code: "InvalidStatus" });
+      }
       // A streamed body is cancelled with the client's response stream when the client leaves; no listener needed.
       // A buffered one is read whole, still under the deadline: nothing has reached the client yet, so a failure
       // while reading it can still be retried.
       const answer = await readAnswer(upstream);
       return this.#respond(backend, trip, upstream, answer);
     } catch (error) {
+      controller.abort(); // an answer refused after it arrived would otherwise hold its connection open
       this.#requestDone(backend);
       if (request.signal.aborted) return "client-gone";
       if (trip.bodyStalled) return "client-stalled";
@@ -407,14 +411,10 @@ export class Forwarder {
   }
 
   /**
-   * Hands the backend's answer to the client. Everything that can throw (an unusable status, a header that cannot
-   * be copied) happens first; only then do the upstream slot and the in-flight count pass to the response: at once
-   * for a buffered body, at its last byte (or the client leaving) for a streamed one.
+   * Hands the backend's answer (its status checked already) to the client; the upstream slot and the in-flight count
+   * pass to the response: at once for a buffered body, at its last byte (or the client leaving) for a streamed one.
    */
   #respond(backend: Backend, trip: Trip, upstream: Response, body: Uint8Array | ReadableStream<Uint8Array> | ArrivingBody | null): Response {
-    if (upstream.status < 200 || upstream.status > 599) {
-      throw Object.assign(new Error(`unusable status ${upstream.status}`), { code: "InvalidStatus" });
-    }
     const headers = downstreamResponseHeaders(upstream.headers);
     headers.set("x-request-id", trip.requestId);
     const { sticky } = this.options;
@@ -422,7 +422,9 @@ export class Forwarder {
     const init = { status: upstream.status, statusText: upstream.statusText, headers };
     let finish = (_bytes: number, _backendError?: unknown) => {};
     const streamed = body !== null && !(body instanceof Uint8Array);
-    const response = streamed ? new Response(watchBody(body, (bytes, error) => finish(bytes, error)), init) : new Response(body, init);
+    const response = streamed
+      ? new Response(watchBody(body, (bytes, error) => finish(bytes, error)), init)
+      : new Response(body?.byteLength && !headers.has("content-type") ? untypedBody(body) : body, init);
     // From here on nothing throws: the response owns the slot and the in-flight count.
     const release = trip.release;
     trip.release = null;
