@@ -8,6 +8,7 @@
  */
 import { afterEach, describe, expect, test } from "bun:test";
 import { connect } from "node:net";
+import type { Socket } from "bun";
 import { type InProcessLb, type TestBackend, ROOT, collectLines, rawBackend, startBackend, startTestLb, waitFor } from "./helpers.ts";
 
 const cleanup: Array<() => Promise<unknown>> = [];
@@ -25,6 +26,25 @@ function backend(name: string, handler?: (request: Request) => Response | Promis
   const started = startBackend(name, handler);
   cleanup.push(started.stop);
   return started;
+}
+
+/** A raw backend that passes /health checks, does `answer` with any other request, and counts its open connections. */
+function countingBackend(answer: (socket: Socket<undefined>) => void): { url: string; port: number; open: () => number } {
+  let open = 0;
+  const server = Bun.listen({
+    hostname: "127.0.0.1",
+    port: 0,
+    socket: {
+      open: () => void open++,
+      close: () => void open--,
+      data(socket, data) {
+        if (data.toString().startsWith("GET /health ")) socket.end("HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+        else answer(socket);
+      },
+    },
+  });
+  cleanup.push(async () => server.stop(true));
+  return { url: `http://127.0.0.1:${server.port}`, port: server.port, open: () => open };
 }
 
 interface Fixture {
@@ -226,21 +246,8 @@ describe("1. a backend killed in the middle of its answer", () => {
 
 describe("2. a backend that accepts and never answers", () => {
   test("504 after --timeout; after --outlier-errors timeouts it is ejected and the other backend takes everything", async () => {
-    let open = 0;
-    const hung = Bun.listen({
-      hostname: "127.0.0.1",
-      port: 0,
-      socket: {
-        open: () => void open++,
-        close: () => void open--,
-        data(socket, data) {
-          if (data.toString().startsWith("GET /health ")) socket.end("HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
-          // anything else: read, and never answered
-        },
-      },
-    });
-    cleanup.push(async () => hung.stop(true));
-    const hungUrl = `http://127.0.0.1:${hung.port}`;
+    const hung = countingBackend(() => {}); // reads a request and never answers it
+    const hungUrl = hung.url;
     const good = backend("good");
     const lb = await lbFor([hungUrl, good.url], { timeout: "500ms", "outlier-errors": 3, "outlier-ejection": "10s" });
     const api = async () => {
@@ -274,7 +281,7 @@ describe("2. a backend that accepts and never answers", () => {
     expect(await api()).toMatchObject({ state: "ejected", health: "healthy", errors: 3 });
     expect(lb.logs.some((l) => l.includes(`${hung.port} ejected for 10s`))).toBe(true);
     // Each timed-out attempt's connection was closed: none left hanging on the backend.
-    await waitFor(() => open === 0, () => `lb to close its connections to the hung backend (${open} open)`);
+    await waitFor(() => hung.open() === 0, () => `lb to close its connections to the hung backend (${hung.open()} open)`);
 
     const after = await Promise.all(Array.from({ length: 6 }, () => fetch(`${lb.url}/after`, { signal: AbortSignal.timeout(2000) })));
     expect(after.map((r) => r.status)).toEqual([200, 200, 200, 200, 200, 200]);
@@ -315,25 +322,13 @@ describe("3. a backend that hangs up before a whole status line and headers", ()
   }
 
   test("a status outside 200–599 gets a 502, and lb lets go of that backend connection at once", async () => {
-    let open = 0;
-    const weird = Bun.listen({
-      hostname: "127.0.0.1",
-      port: 0,
-      socket: {
-        open: () => void open++,
-        close: () => void open--,
-        data(socket, data) {
-          if (data.toString().startsWith("GET /health ")) socket.end("HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
-          else socket.write("HTTP/1.1 999 Weird\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n"); // and never ends
-        },
-      },
-    });
-    cleanup.push(async () => weird.stop(true));
-    const lb = await lbFor([`http://127.0.0.1:${weird.port}`]);
+    // The head and a first chunk of an answer with status 999, and then nothing: the connection stays open.
+    const weird = countingBackend((socket) => void socket.write("HTTP/1.1 999 Weird\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n"));
+    const lb = await lbFor([weird.url]);
     const response = await fetch(`${lb.url}/weird`);
     expect(response.status).toBe(502);
     expect(await response.text()).toBe("502 Bad Gateway: backend failed (malformed response)\n");
-    await waitFor(() => open === 0, () => `lb to close its connection to the backend (${open} open)`, 2000);
+    await waitFor(() => weird.open() === 0, () => `lb to close its connection to the backend (${weird.open()} open)`, 2000);
   });
 
   test("a short chunked answer with a bad chunk size is read before anything is sent: a clean 502, never a cut-off 200", async () => {
