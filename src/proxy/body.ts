@@ -27,7 +27,7 @@ export async function prepareBody(request: Request, limit = REPLAY_LIMIT_BYTES):
     chunks.push(value);
     size += value.byteLength;
   }
-  return { replayable: false, body: prepend(chunks, reader) };
+  return { replayable: false, body: watchBody({ head: chunks, rest: reader }, () => {}) };
 }
 
 /**
@@ -89,19 +89,6 @@ export function untypedBody(bytes: Uint8Array): ReadableStream<Uint8Array> {
 }
 
 type BodyReader = Pick<ReadableStreamDefaultReader<Uint8Array>, "read" | "cancel">;
-
-function prepend(head: Uint8Array[], rest: BodyReader): ReadableStream<Uint8Array> {
-  return new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      const chunk = head.shift();
-      if (chunk) return controller.enqueue(chunk);
-      const { done, value } = await rest.read();
-      if (done) controller.close();
-      else controller.enqueue(value);
-    },
-    cancel: (reason) => rest.cancel(reason),
-  });
-}
 
 /** A response body that was still arriving: the chunks read so far, then the rest. */
 export interface ArrivingBody {
