@@ -98,6 +98,7 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
       }
       // Else DNS churn would grow /metrics without bound.
       if (event.type === "removed") metrics.backends.delete(event.backend.url);
+      if (event.type === "health" && event.to.status === "unhealthy" && event.to.unanswered) forwarder.backendUnresponsive(event.backend);
       forwarder.poolChanged();
       workers?.poolChanged();
     },

@@ -9,7 +9,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { connect } from "node:net";
 import type { Socket } from "bun";
-import { type InProcessLb, type TestBackend, ROOT, collectLines, rawBackend, startBackend, startTestLb, waitFor } from "./helpers.ts";
+import { type InProcessLb, type TestBackend, ROOT, collectLines, deadPort, rawBackend, startBackend, startTestLb, waitFor } from "./helpers.ts";
 
 const cleanup: Array<() => Promise<unknown>> = [];
 afterEach(async () => {
@@ -579,4 +579,35 @@ describe("6. a backend whose keep-alive timeout is shorter than lb's pool keeps 
       expect(lb.access.filter((e) => e.status === 502).every((e) => e.attempts === 1)).toBe(true);
     });
   }
+});
+
+describe("7. a backend that freezes (SIGSTOP): it stops answering requests and checks alike", () => {
+  test("a GET waiting on it goes to another backend as soon as a check gets no answer; a POST waits for --timeout", async () => {
+    const port = deadPort();
+    const frozen = Bun.spawn(["bun", `${ROOT}bench/backend.ts`, String(port)], { stdout: "ignore", stderr: "ignore" });
+    cleanup.push(async () => {
+      frozen.kill("SIGKILL");
+      await frozen.exited;
+    });
+    const frozenUrl = `http://127.0.0.1:${port}`;
+    await waitFor(() => fetch(frozenUrl).then((r) => r.ok, () => false), "the backend process to listen", 10_000);
+    const good = backend("good");
+    // The frozen one first, every time; checks every 200 ms that fail after 300 ms of silence.
+    const lb = await lbFor([`${frozenUrl}#weight=1000`, good.url], { "health-interval": "200ms", "health-timeout": "300ms", timeout: "5s" });
+    expect((await fetch(`${lb.url}/warm`)).status).toBe(200); // a pooled connection to it exists
+    frozen.kill("SIGSTOP");
+
+    const started = Date.now();
+    const timed = (response: Promise<Response>) => response.then(async (r) => ({ status: r.status, text: await r.text(), ms: Date.now() - started }));
+    const [get, post] = await Promise.all([timed(fetch(`${lb.url}/page`)), timed(fetch(`${lb.url}/form`, { method: "POST", body: "once" }))]);
+    // Down after one silent check (≤ 200 + 300 ms): the GET moves on then, not at --timeout.
+    expect(get).toMatchObject({ status: 200, text: "backend good" });
+    expect(get.ms).toBeLessThan(2000);
+    expect(lb.access.find((e) => e.path === "/page")).toMatchObject({ status: 200, attempts: 2 });
+    expect(lb.logs.some((l) => l.includes(`${port} went down: no answer within 300ms`))).toBe(true);
+    // The POST may have reached it: it is never sent twice, and waits for the backend until --timeout.
+    expect(post.status).toBe(504);
+    expect(post.ms).toBeGreaterThanOrEqual(4500);
+    expect(good.seen.filter((r) => r.path === "/form")).toHaveLength(0);
+  }, 15_000);
 });

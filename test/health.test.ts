@@ -142,4 +142,18 @@ describe("check scheduling and matching", () => {
     const back = observe(observe(up, fail, { rise: 1, fall: 1 }, 2), pass, { rise: 1, fall: 1 }, 3);
     expect(back).toMatchObject({ status: "healthy", recovered: true, since: 3 });
   });
+
+  test("a check that got no answer is told apart from an error answer or a refused connection", () => {
+    const rules = { rise: 1, fall: 2 };
+    const up = observe(initialHealth(0), pass, rules, 1);
+    const silent = observe(up, { ok: false, reason: "no answer within 2000ms", unanswered: true }, rules, 2);
+    expect(silent).toMatchObject({ status: "healthy", unanswered: true }); // fall 2: not down yet
+    expect(observe(silent, { ok: false, reason: "no answer within 2000ms", unanswered: true }, rules, 3)).toMatchObject({
+      status: "unhealthy",
+      unanswered: true,
+    });
+    expect(observe(silent, fail, rules, 3)).toMatchObject({ status: "unhealthy", unanswered: false });
+    expect(observe(silent, pass, rules, 3).unanswered).toBe(false);
+    expect(markDown(silent, "connection refused", 3)).toMatchObject({ status: "unhealthy", unanswered: false });
+  });
 });

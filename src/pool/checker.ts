@@ -77,8 +77,8 @@ export async function checkBackend(backend: Backend, settings: CheckSettings): P
     return { ok: true, reason: `status ${response.status}` };
   } catch (error) {
     const failure = classifyFailure(error);
-    const reason = failure.kind === "timeout" ? `no answer within ${settings.timeoutMs}ms` : failure.reason;
-    return { ok: false, reason };
+    if (failure.kind === "timeout") return { ok: false, reason: `no answer within ${settings.timeoutMs}ms`, unanswered: true };
+    return { ok: false, reason: failure.reason };
   }
 }
 

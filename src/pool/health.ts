@@ -16,6 +16,8 @@ export interface HealthState {
   readonly since: number;
   /** Healthy again after being down (not merely up since startup): slow start applies. */
   readonly recovered: boolean;
+  /** The last check failed with no answer at all (a frozen or unreachable backend), not with an error or a refusal. */
+  readonly unanswered: boolean;
 }
 
 export interface HealthRules {
@@ -28,12 +30,14 @@ export interface HealthRules {
 export interface Observation {
   readonly ok: boolean;
   readonly reason: string;
+  /** The check got no answer in time. */
+  readonly unanswered?: boolean;
 }
 
 export const DEFAULT_RULES: HealthRules = { rise: 1, fall: 1 };
 
 export function initialHealth(now: number): HealthState {
-  return { status: "unknown", passes: 0, failures: 0, reason: "not checked yet", since: now, recovered: false };
+  return { status: "unknown", passes: 0, failures: 0, reason: "not checked yet", since: now, recovered: false, unanswered: false };
 }
 
 /** The state after one active check. A backend never checked before takes the first result as it is. */
@@ -41,8 +45,9 @@ export function observe(state: HealthState, result: Observation, rules: HealthRu
   const passes = result.ok ? state.passes + 1 : 0;
   const failures = result.ok ? 0 : state.failures + 1;
   const status = nextStatus(state.status, passes, failures, rules);
-  if (status === state.status) return { ...state, passes, failures, reason: result.reason };
-  return { status, passes, failures, reason: result.reason, since: now, recovered: state.status === "unhealthy" };
+  const unanswered = !result.ok && result.unanswered === true;
+  if (status === state.status) return { ...state, passes, failures, reason: result.reason, unanswered };
+  return { status, passes, failures, reason: result.reason, since: now, recovered: state.status === "unhealthy", unanswered };
 }
 
 function nextStatus(current: HealthStatus, passes: number, failures: number, rules: HealthRules): HealthStatus {
@@ -58,5 +63,5 @@ function nextStatus(current: HealthStatus, passes: number, failures: number, rul
  */
 export function markDown(state: HealthState, reason: string, now: number): HealthState {
   if (state.status === "unhealthy") return state;
-  return { status: "unhealthy", passes: 0, failures: state.failures + 1, reason, since: now, recovered: false };
+  return { status: "unhealthy", passes: 0, failures: state.failures + 1, reason, since: now, recovered: false, unanswered: false };
 }

@@ -15,7 +15,7 @@ import { type ArrivingBody, failWhenIdle, type OutgoingBody, prepareBody, readAr
 import { type ClientInfo, downstreamResponseHeaders, upstreamRequestHeaders } from "./headers.ts";
 import type { Limiter } from "./limiter.ts";
 import { errorResponse } from "./responses.ts";
-import { mayRetry, retryBudgetAllows } from "./retry.ts";
+import { isIdempotent, mayRetry, retryBudgetAllows } from "./retry.ts";
 import { QueueFull, Waitlist } from "./waitlist.ts";
 import { Tunnel, isWebSocketUpgrade, openUpstream, tunnelRequestHeaders, webSocketUrl } from "./websocket.ts";
 
@@ -77,6 +77,7 @@ const CLIENT_CLOSED = 499;
 /** Resets from one backend this close together mean it died (a stale keep-alive socket resets one request). */
 const RESET_BURST_MS = 100;
 const TIMED_OUT = new DOMException("backend did not answer in time", "TimeoutError");
+const UNRESPONSIVE = new Error("backend stopped answering");
 
 /** What the access log needs to know about one request, filled in as the trip goes. */
 interface Trip {
@@ -109,6 +110,8 @@ export class Forwarder {
   #retriesInFlight = 0;
   /** The latest reset from each backend and how many came close together before it. */
   readonly #resetBursts = new WeakMap<Backend, { at: number; count: number }>();
+  /** Per backend, the attempts that may go elsewhere if it stops answering: idempotent, replayable, unanswered. */
+  readonly #movable = new WeakMap<Backend, Set<AbortController>>();
 
   constructor(private options: ForwarderOptions) {
     this.#roomQueue = new Waitlist(options.queueSize);
@@ -162,6 +165,15 @@ export class Forwarder {
       trip.client.holdOpen(false);
       trip.release?.();
     }
+  }
+
+  /**
+   * The backend went down because its checks get no answer (frozen, or its host gone): requests still waiting on it
+   * would only meet --timeout. Those safe to send again (idempotent, body kept, nothing received yet) go to another
+   * backend now; the others wait on, as the backend may yet answer them.
+   */
+  backendUnresponsive(backend: Backend): void {
+    for (const controller of this.#movable.get(backend) ?? []) controller.abort(UNRESPONSIVE);
   }
 
   /** Wakes everyone waiting for room: the pool changed (a backend came back, was added, or left its ejection). */
@@ -364,6 +376,12 @@ export class Forwarder {
     }
   }
 
+  #movableOn(backend: Backend): Set<AbortController> {
+    let movable = this.#movable.get(backend);
+    if (!movable) this.#movable.set(backend, (movable = new Set()));
+    return movable;
+  }
+
   #requestDone(backend: Backend): void {
     backend.inflight--;
     if (this.options.maxInflight > 0) this.#roomQueue.wakeOne();
@@ -377,6 +395,8 @@ export class Forwarder {
     const timer = setTimeout(() => controller.abort(TIMED_OUT), this.options.timeoutMs);
     const clientLeft = () => controller.abort(request.signal.reason);
     request.signal.addEventListener("abort", clientLeft, { once: true });
+    const movable = body.replayable && isIdempotent(request.method) ? this.#movableOn(backend) : null;
+    movable?.add(controller);
     const sent = performance.now();
     backend.inflight++;
     try {
@@ -403,8 +423,10 @@ export class Forwarder {
       this.#requestDone(backend);
       if (request.signal.aborted) return "client-gone";
       if (trip.bodyStalled) return "client-stalled";
+      if (error === UNRESPONSIVE) return { kind: "reset", reason: "backend stopped answering" };
       return error === TIMED_OUT ? { kind: "timeout", reason: "timed out" } : classifyFailure(error);
     } finally {
+      movable?.delete(controller);
       clearTimeout(timer);
       request.signal.removeEventListener("abort", clientLeft);
     }
