@@ -61,7 +61,7 @@ describe("--workers 2", () => {
     await waitFor(() => workerPids(lb.proc.pid).length === 0, "the workers to exit with the primary");
   }, 20_000);
 
-  test("a killed worker is restarted and no request fails meanwhile; a dead backend is left by every worker", async () => {
+  test("a killed worker is restarted, losing at most the request it held; then a dead backend costs no request", async () => {
     const c = startBackend("c");
     const lb = await startWorkers(["--health-interval", "10s", a.url, c.url]);
     const [victim] = workerPids(lb.proc.pid);
@@ -81,13 +81,17 @@ describe("--workers 2", () => {
     await lb.waitForLine("stderr", /worker \d restarted/);
     expect(workerPids(lb.proc.pid)).toHaveLength(2);
     expect(workerPids(lb.proc.pid)).not.toContain(victim);
+    // The client sends one request at a time: a SIGKILLed worker takes at most the one it was serving with it
+    // (a reset on a fresh connection; on a reused one, the client's fetch resends it). Seen under load in CI.
+    expect(failed).toBeLessThanOrEqual(1);
+    const failedBefore = failed;
     // c dies; health checks are 10 s apart, so it is the first worker's refused connection that takes it out for all.
     await c.stop();
     const before = sent;
     await waitFor(() => sent > before + 60, "traffic after c died");
     running = false;
     await load;
-    expect(failed).toBe(0);
+    expect(failed - failedBefore).toBe(0);
     await lb.waitForLine("stderr", /backend 127\.0\.0\.1:\d+ went down: connection refused/);
     const { backends } = (await (await fetch(`${lb.admin}/api/backends`)).json()) as { backends: Array<{ url: string; state: string }> };
     expect(backends.find((x) => x.url === c.url)!.state).toBe("unhealthy");
