@@ -18,16 +18,9 @@ export async function prepareBody(request: Request, limit = REPLAY_LIMIT_BYTES):
   if (request.body === null) return { replayable: true, body: null };
   const declared = Number(request.headers.get("content-length") ?? NaN);
   if (declared > limit) return { replayable: false, body: request.body };
-  const reader = request.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  while (size <= limit) {
-    const { done, value } = await reader.read();
-    if (done) return { replayable: true, body: concat(chunks, size) };
-    chunks.push(value);
-    size += value.byteLength;
-  }
-  return { replayable: false, body: watchBody({ head: chunks, rest: reader }, () => {}) };
+  const read = await readAhead(request.body, limit, false);
+  if (read instanceof Uint8Array) return { replayable: true, body: read };
+  return { replayable: false, body: watchBody(read, () => {}) };
 }
 
 /**
@@ -106,14 +99,22 @@ const nextTurn = () => new Promise<typeof NOT_YET>((resolve) => setImmediate(res
  * body through JavaScript, at half the speed). One still arriving (a stream of events, a slow or big answer) comes
  * back as an ArrivingBody without waiting any longer. A read that fails throws: nothing has reached the client yet.
  */
-export async function readArrived(body: ReadableStream<Uint8Array>, limit: number): Promise<Uint8Array | ArrivingBody> {
+export function readArrived(body: ReadableStream<Uint8Array>, limit: number): Promise<Uint8Array | ArrivingBody> {
+  return readAhead(body, limit, true);
+}
+
+/**
+ * Reads up to `limit` bytes: the whole body if it ends by then, else what was read and the rest. With `onlyArrived`
+ * it stops early, at the first read that is not answered by the event loop's next turn.
+ */
+async function readAhead(body: ReadableStream<Uint8Array>, limit: number, onlyArrived: boolean): Promise<Uint8Array | ArrivingBody> {
   // (bun-types and lib.dom disagree on the reader's result type; this is the one interface both satisfy at runtime.)
   const reader = body.getReader() as unknown as BodyReader;
   const head: Uint8Array[] = [];
   let size = 0;
   while (size <= limit) {
     const read = reader.read();
-    const next = await Promise.race([read, nextTurn()]);
+    const next = onlyArrived ? await Promise.race([read, nextTurn()]) : await read;
     if (next === NOT_YET) {
       // The pending read is the next chunk: hand it out first.
       let pending: typeof read | null = read;
