@@ -59,13 +59,16 @@ async function main(argv: string[]): Promise<void> {
   if (args.length === 1 && (args[0] === "--version" || args[0] === "-v")) return void console.log(VERSION_LINE);
 
   const commandLine = parseCommandLine(spec, args);
-  const layers: Layer[] = commandLine.configPath ? [await readConfigFile(commandLine.configPath)] : [];
+  const path = commandLine.configPath;
+  const configChanges = path && !isDemo ? watchConfigFile(path) : null;
+  const layers: Layer[] = path ? [await readConfigFile(path)] : [];
   const environment = { stdoutIsTTY: Boolean(process.stdout.isTTY), adminToken: process.env.LB_ADMIN_TOKEN };
   if (!isDemo) {
     const config = resolveConfig([...layers, commandLine.layer], environment);
     const { lb, log } = await serve(config);
-    const path = commandLine.configPath;
-    if (path) watchConfig(path, log, async () => resolveConfig([await readConfigFile(path), commandLine.layer], environment), lb);
+    if (path && configChanges) {
+      reloadOnChange(path, configChanges, log, async () => resolveConfig([await readConfigFile(path), commandLine.layer], environment), lb);
+    }
     // Without a file there is nothing to reload; SIGHUP must not end the process (its default action).
     else process.on("SIGHUP", () => log.warn("SIGHUP: no --config file to reload"));
     return;
@@ -112,11 +115,27 @@ async function serve(config: Config): Promise<{ lb: RunningLb; log: Logger }> {
 const RELOAD_DEBOUNCE_MS = 300;
 
 /**
- * Reloads on SIGHUP and when the config file changes. The directory is watched, not the file, because editors
- * often replace the file (a new inode) rather than write into it, and Kubernetes swaps a "..data" link. An invalid
- * file is logged and ignored.
+ * Watches the config file from before it is first read, so an edit made while lb starts is not missed; changes go to
+ * the listener set later (one seen before it is set is passed on at once). The directory is watched, not the file,
+ * because editors often replace the file (a new inode) rather than write into it, and Kubernetes swaps a "..data"
+ * link.
  */
-function watchConfig(path: string, log: Logger, load: () => Promise<Config>, lb: RunningLb): void {
+function watchConfigFile(path: string): (listener: () => void) => void {
+  let listener: (() => void) | null = null;
+  let missed = false;
+  watch(dirname(resolvePath(path)), (_, file) => {
+    if (file !== basename(path) && file !== "..data") return;
+    if (listener) listener();
+    else missed = true;
+  });
+  return (next) => {
+    listener = next;
+    if (missed) next();
+  };
+}
+
+/** Reloads on SIGHUP and when the config file changes. An invalid file is logged and ignored. */
+function reloadOnChange(path: string, onChange: (listener: () => void) => void, log: Logger, load: () => Promise<Config>, lb: RunningLb): void {
   const reload = async (why: string) => {
     try {
       log.info(`${lb.reload(await load())} (${why})`);
@@ -127,9 +146,7 @@ function watchConfig(path: string, log: Logger, load: () => Promise<Config>, lb:
   };
   process.on("SIGHUP", () => void reload("SIGHUP"));
   let timer: ReturnType<typeof setTimeout> | undefined;
-  watch(dirname(resolvePath(path)), (_, file) => {
-    // A Kubernetes ConfigMap volume swaps its "..data" link instead of writing the file.
-    if (file !== basename(path) && file !== "..data") return;
+  onChange(() => {
     clearTimeout(timer);
     timer = setTimeout(() => void reload(`${path} changed`), RELOAD_DEBOUNCE_MS);
   });
