@@ -1,6 +1,6 @@
 /** Wires the parts together: pool + health checks + policy + forwarder behind Bun.serve, and a bounded shutdown. */
 import { type BackendSpec, hostInUrl } from "./config/backend-url.ts";
-import { checkSettings, forwarderTuning, poolRules, upstreamTls } from "./config/derive.ts";
+import { checkSettings, forwarderTuning, poolRules, upstreamSettings, upstreamTls } from "./config/derive.ts";
 import { formatDuration } from "./config/duration.ts";
 import { DnsDiscovery, dnsLookup } from "./pool/discovery.ts";
 import { drainAndRemove } from "./pool/drain.ts";
@@ -16,7 +16,6 @@ import { Metrics } from "./metrics/metrics.ts";
 import { type ClientConnection, Forwarder, pathOf } from "./proxy/forward.ts";
 import { readFileSync } from "node:fs";
 import { ConfigError } from "./config/load.ts";
-import { Limiter } from "./proxy/limiter.ts";
 import { errorResponse } from "./proxy/responses.ts";
 import { type Tunnel, tunnelHandlers } from "./proxy/websocket.ts";
 import type { Server } from "bun";
@@ -24,9 +23,7 @@ import { createAdminHandler } from "./admin/api.ts";
 import { startAdminServer } from "./admin/server.ts";
 import { type BackendState, type ToPrimary, applyPoolState } from "./cluster/sync.ts";
 import { WorkerSet } from "./cluster/workers.ts";
-
-/** Upstream requests in flight at once; the rest queue. Matches Bun fetch's 64 idle keep-alive sockets. */
-export const UPSTREAM_CONCURRENCY = 64;
+import { HttpClient } from "./upstream/http-client.ts";
 
 export interface RunningLb {
   readonly url: URL;
@@ -36,7 +33,7 @@ export interface RunningLb {
   readonly pool: Pool;
   /** This process's metrics (with --workers, the primary's view is in the admin API). */
   readonly metrics: Metrics;
-  /** Requests waiting for an upstream slot or a backend with room. */
+  /** Requests waiting for a backend with room. */
   queued(): number;
   /** Reopens the access log file (after logrotate moved it). */
   reopenLogs(): void;
@@ -97,7 +94,10 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
         if (event.type === "removed") checker.unwatch(event.backend);
       }
       // Else DNS churn would grow /metrics without bound.
-      if (event.type === "removed") metrics.backends.delete(event.backend.url);
+      if (event.type === "removed") {
+        metrics.backends.delete(event.backend.url);
+        upstream.forget(event.backend.url);
+      }
       if (event.type === "health" && event.to.status === "unhealthy" && event.to.unanswered) forwarder.backendUnresponsive(event.backend);
       forwarder.poolChanged();
       workers?.poolChanged();
@@ -128,9 +128,9 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
   /** Listeners replaced by a certificate reload, finishing their requests. */
   const retiring = new Set<Server<Tunnel>>();
   const discovery = new DnsDiscovery(pool, dnsLookup(config.dnsServer), log, () => current.drainTimeout);
-  const limiter = new Limiter(UPSTREAM_CONCURRENCY);
-  const forwarder = new Forwarder({ pool, limiter, accessLog, metrics, log, ...forwarderTuning(config, tlsToBackends) });
-  const queued = () => forwarder.queued + limiter.queued;
+  const upstream = new HttpClient(upstreamSettings(config, tlsToBackends), { onResend: (url) => metrics.of(url).resends++ });
+  const forwarder = new Forwarder({ pool, upstream, accessLog, metrics, log, ...forwarderTuning(config) });
+  const queued = () => forwarder.queued;
   if (primary) follow(primary.state);
 
   let ready = false;
@@ -219,6 +219,7 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
       if (workers) await workers.stop(drainTimeout);
       if (server) await drainListener(server, drainTimeout, log);
       for (const old of retiring) await old.stop(true);
+      upstream.close();
       accessLog?.flush();
     })());
 
@@ -242,7 +243,8 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
     if (!primary) followConfig(diff, next);
     pool.reconfigure(poolRules(next));
     checker.reconfigure(checkSettings(next, nextTls));
-    forwarder.reconfigure(forwarderTuning(next, nextTls));
+    upstream.configure(upstreamSettings(next, nextTls));
+    forwarder.reconfigure(forwarderTuning(next));
     workers?.reload(next);
     log.level = consolaLevel(next.logLevel);
     const changed = changedSettings(current, next);

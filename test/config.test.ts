@@ -58,6 +58,8 @@ describe("resolveConfig", () => {
       healthInterval: 10_000,
       healthTimeout: 2_000,
       timeout: 60_000,
+      connectTimeout: 3_000,
+      upstreamIdleTimeout: 4_000,
       retries: 3,
       retryBudget: 20,
       drainTimeout: 10_000,

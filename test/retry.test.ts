@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { isIdempotent, mayRetry, retryBudgetAllows } from "../src/proxy/retry.ts";
-import { classifyFailure } from "../src/upstream-error.ts";
+import { classifyFailure } from "../src/upstream/failure.ts";
 
 describe("retry rules", () => {
   test("idempotent methods per RFC 9110 §9.2.2", () => {

@@ -36,6 +36,7 @@ export interface MetricsSnapshot {
     durationCount: number;
     connectErrors: number;
     retries: number;
+    resends: number;
     tunnels: number;
     tunnelsOpen: number;
     /** Only the last few seconds: older ones do not change any more, and the primary already has them. */
@@ -127,6 +128,7 @@ export function snapshotMetrics(metrics: Metrics, nowMs: number): MetricsSnapsho
       durationCount: m.durationCount,
       connectErrors: m.connectErrors,
       retries: m.retries,
+      resends: m.resends,
       tunnels: m.tunnels,
       tunnelsOpen: m.tunnelsOpen,
       recent: m.seconds.filter((s) => s.at >= oldest),
@@ -146,6 +148,7 @@ export function applyMetricsSnapshot(mirror: Metrics, snapshot: MetricsSnapshot)
     m.durationCount = b.durationCount;
     m.connectErrors = b.connectErrors;
     m.retries = b.retries;
+    m.resends = b.resends;
     m.tunnels = b.tunnels;
     m.tunnelsOpen = b.tunnelsOpen;
     for (const second of b.recent) {
@@ -173,6 +176,7 @@ function addBackendMetrics(total: BackendMetrics, part: BackendMetrics): void {
   total.durationCount += part.durationCount;
   total.connectErrors += part.connectErrors;
   total.retries += part.retries;
+  total.resends += part.resends;
   total.checksPassed += part.checksPassed;
   total.checksFailed += part.checksFailed;
   total.tunnels += part.tunnels;

@@ -5,7 +5,8 @@ import { currentWeight } from "../pool/backend.ts";
 import type { CheckSettings } from "../pool/checker.ts";
 import type { PoolRules } from "../pool/pool.ts";
 import { readFileSync } from "node:fs";
-import type { ForwarderTuning, UpstreamTls } from "../proxy/forward.ts";
+import type { ForwarderTuning } from "../proxy/forward.ts";
+import type { UpstreamSettings, UpstreamTls } from "../upstream/client.ts";
 import { ConfigError } from "./load.ts";
 import type { Config } from "./settings.ts";
 
@@ -49,7 +50,11 @@ export function checkSettings(config: Config, tls: UpstreamTls | undefined): Che
   };
 }
 
-export function forwarderTuning(config: Config, upstreamTls: UpstreamTls | undefined): ForwarderTuning {
+export function upstreamSettings(config: Config, tls: UpstreamTls | undefined): UpstreamSettings {
+  return { connectTimeoutMs: config.connectTimeout, idleTimeoutMs: config.upstreamIdleTimeout, tls };
+}
+
+export function forwarderTuning(config: Config): ForwarderTuning {
   return {
     policy: createPolicy(config, (backend) => currentWeight(backend, config.slowStart, Date.now())),
     sticky: config.stickyCookie ? new StickySessions(config.stickyCookie) : null,
@@ -63,7 +68,6 @@ export function forwarderTuning(config: Config, upstreamTls: UpstreamTls | undef
     clientTimeoutMs: config.clientTimeout,
     // The soonest a down backend can be back: its next check, at the down interval when one is set.
     retryAfterSeconds: Math.max(1, Math.ceil((config.healthDownInterval || config.healthInterval) / 1000)),
-    upstreamTls,
     debug: config.logLevel === "debug",
   };
 }

@@ -27,6 +27,8 @@ export interface Config {
   healthInterval: number;
   healthTimeout: number;
   timeout: number;
+  connectTimeout: number;
+  upstreamIdleTimeout: number;
   retries: number;
   retryBudget: number;
   drainTimeout: number;
@@ -402,6 +404,16 @@ export const SETTINGS: Setting[] = [
     key: "timeout", name: "timeout", type: "string", valueHint: "duration", fallback: 60_000,
     description: "Longest wait for a backend's response headers before answering 504",
     example: "--timeout 30s", parse: duration(10),
+  },
+  {
+    key: "connectTimeout", name: "connect-timeout", type: "string", valueHint: "duration", fallback: 3_000,
+    description: "Longest wait for a connection to a backend; past it the request goes to the next one and the backend is marked down",
+    example: "--connect-timeout 1s", parse: duration(10),
+  },
+  {
+    key: "upstreamIdleTimeout", name: "upstream-idle-timeout", type: "string", valueHint: "duration", fallback: 4_000,
+    description: "An idle keep-alive connection to a backend is closed after this long (keep it under the backends' own)",
+    example: "--upstream-idle-timeout 30s", parse: duration(10),
   },
   {
     key: "retries", name: "retries", type: "string", valueHint: "n", fallback: 3,

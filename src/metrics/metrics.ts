@@ -24,6 +24,8 @@ export class BackendMetrics {
   durationCount = 0;
   connectErrors = 0;
   retries = 0;
+  /** Requests sent again on a fresh connection after a pooled one closed before answering. */
+  resends = 0;
   checksPassed = 0;
   checksFailed = 0;
   /** WebSocket tunnels opened to this backend, and those open now. */

@@ -46,6 +46,7 @@ export function renderPrometheus({ backends, metrics, queued }: ScrapeState): st
   };
   const known = [...metrics.backends.keys()];
   perBackend("lb_upstream_connect_errors_total", "counter", "Refused or unresolvable connections to a backend.", (u) => metrics.of(u).connectErrors, known);
+  perBackend("lb_upstream_resends_total", "counter", "Idempotent requests sent again on a fresh connection after a reused one closed before answering.", (u) => metrics.of(u).resends, known);
   perBackend("lb_retries_total", "counter", "Attempts that retried a request on this backend after another failed.", (u) => metrics.of(u).retries, known);
 
   perBackend("lb_websocket_connections_total", "counter", "WebSocket tunnels opened to the backend.", (u) => metrics.of(u).tunnels, known);

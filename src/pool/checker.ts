@@ -1,6 +1,6 @@
 /** The active health checks: the one place that probes backends. Results go to the pool's state machine. */
 import type { HealthMethod, StatusRanges } from "../config/settings.ts";
-import { classifyFailure } from "../upstream-error.ts";
+import { classifyFailure } from "../upstream/failure.ts";
 import { VERSION } from "../version.ts";
 import type { Backend } from "./backend.ts";
 import type { Observation } from "./health.ts";

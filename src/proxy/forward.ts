@@ -1,5 +1,5 @@
 /**
- * One request's trip, top to bottom: pick candidates, wait for an upstream slot, send to a backend, retry the next
+ * One request's trip, top to bottom: pick candidates, send to a backend through the upstream client, retry the next
  * candidate when that is safe, and stream the answer back. Every ending is logged once in the access log.
  */
 import type { Policy, RequestContext } from "../balance/policy.ts";
@@ -10,10 +10,11 @@ import type { Logger } from "../log.ts";
 import type { Metrics } from "../metrics/metrics.ts";
 import { type Backend, isAvailable } from "../pool/backend.ts";
 import type { Pool } from "../pool/pool.ts";
-import { type Failure, classifyFailure } from "../upstream-error.ts";
-import { type ArrivingBody, failWhenIdle, type OutgoingBody, prepareBody, readArrived, untypedBody, watchBody } from "./body.ts";
-import { type ClientInfo, downstreamResponseHeaders, upstreamRequestHeaders } from "./headers.ts";
-import type { Limiter } from "./limiter.ts";
+import type { UpstreamAnswer, UpstreamCall, UpstreamClient } from "../upstream/client.ts";
+import { isFailure } from "../upstream/client.ts";
+import { type Failure, failure } from "../upstream/failure.ts";
+import { failWhenIdle, type OutgoingBody, prepareBody, untypedBody } from "./body.ts";
+import { type ClientInfo, upstreamRequestHeaders } from "./headers.ts";
 import { errorResponse } from "./responses.ts";
 import { isIdempotent, mayRetry, retryBudgetAllows } from "./retry.ts";
 import { QueueFull, Waitlist } from "./waitlist.ts";
@@ -22,7 +23,8 @@ import { Tunnel, isWebSocketUpgrade, openUpstream, tunnelRequestHeaders, webSock
 /** What the forwarder works with; fixed for lb's lifetime. */
 export interface ForwarderDeps {
   pool: Pool;
-  limiter: Limiter;
+  /** The transport to backends. */
+  upstream: UpstreamClient;
   accessLog: AccessLog | null;
   metrics: Metrics;
   log: Logger;
@@ -33,7 +35,7 @@ export interface ForwarderTuning {
   policy: Policy;
   /** Pins clients to backends by cookie; null when sticky sessions are off. */
   sticky: StickySessions | null;
-  /** Longest wait for a backend's response headers (and for an upstream slot), in ms. */
+  /** Longest wait for a backend's response headers, in ms. */
   timeoutMs: number;
   /** Further backends to try after a failed attempt. */
   retries: number;
@@ -50,14 +52,7 @@ export interface ForwarderTuning {
   clientTimeoutMs: number;
   /** Sent with 503s: when a backend might be back (one health interval). */
   retryAfterSeconds: number;
-  /** How https:// backends are verified (a private CA, or not at all); undefined: the system's CAs. */
-  upstreamTls: UpstreamTls | undefined;
   debug: boolean;
-}
-
-export interface UpstreamTls {
-  ca?: string;
-  rejectUnauthorized: boolean;
 }
 
 export type ForwarderOptions = ForwarderDeps & ForwarderTuning;
@@ -76,8 +71,8 @@ export interface ClientConnection extends ClientInfo {
 const CLIENT_CLOSED = 499;
 /** Resets from one backend this close together mean it died (a stale keep-alive socket resets one request). */
 const RESET_BURST_MS = 100;
-const TIMED_OUT = new DOMException("backend did not answer in time", "TimeoutError");
-const UNRESPONSIVE = new Error("backend stopped answering");
+const UNRESPONSIVE = failure("reset", "backend stopped answering");
+const CLIENT_LEFT = failure("cancelled", "the client went away");
 
 /** What the access log needs to know about one request, filled in as the trip goes. */
 interface Trip {
@@ -95,8 +90,6 @@ interface Trip {
   upstreamMs: number;
   /** Set when the client stopped sending its streamed body for longer than the client timeout. */
   bodyStalled: boolean;
-  /** Gives back the upstream slot; set while one is held. */
-  release: (() => void) | null;
 }
 
 /** How an attempt can end because of the client: it left, or stopped sending its body. */
@@ -111,7 +104,7 @@ export class Forwarder {
   /** The latest reset from each backend and how many came close together before it. */
   readonly #resetBursts = new WeakMap<Backend, { at: number; count: number }>();
   /** Per backend, the attempts that may go elsewhere if it stops answering: idempotent, replayable, unanswered. */
-  readonly #movable = new WeakMap<Backend, Set<AbortController>>();
+  readonly #movable = new WeakMap<Backend, Set<UpstreamCall>>();
 
   constructor(private options: ForwarderOptions) {
     this.#roomQueue = new Waitlist(options.queueSize);
@@ -141,7 +134,6 @@ export class Forwarder {
       target: null,
       upstreamMs: 0,
       bodyStalled: false,
-      release: null,
     };
     if (this.options.debug) this.#logRequest(trip);
     const { maxConnections } = this.options;
@@ -163,7 +155,6 @@ export class Forwarder {
     } finally {
       this.#requestsInFlight--;
       trip.client.holdOpen(false);
-      trip.release?.();
     }
   }
 
@@ -173,7 +164,7 @@ export class Forwarder {
    * backend now; the others wait on, as the backend may yet answer them.
    */
   backendUnresponsive(backend: Backend): void {
-    for (const controller of this.#movable.get(backend) ?? []) controller.abort(UNRESPONSIVE);
+    for (const call of this.#movable.get(backend) ?? []) call.cancel(UNRESPONSIVE);
   }
 
   /** Wakes everyone waiting for room: the pool changed (a backend came back, was added, or left its ejection). */
@@ -214,8 +205,6 @@ export class Forwarder {
     const queueDeadline = Date.now() + this.options.queueTimeoutMs;
     let lastFailure: Failure | undefined;
     for (;;) {
-      const slot = await this.#takeSlot(trip);
-      if (slot) return slot;
       const candidates = this.#candidates(trip);
       if (!candidates) break;
       let full = false;
@@ -239,10 +228,8 @@ export class Forwarder {
         if (!mayRetry(result.kind, request.method, body.replayable)) break;
         if (!this.#budgetAllows(backend, result)) break;
       }
-      // Every usable backend was at its limit before any attempt: give the slot back, queue for room, choose again.
+      // Every usable backend was at its limit before any attempt: queue for room, then choose again.
       if (!full || trip.attempts > 0) break;
-      trip.release?.();
-      trip.release = null;
       const waited = await this.#waitForRoom(trip, queueDeadline);
       if (waited) return waited;
     }
@@ -289,21 +276,6 @@ export class Forwarder {
     return this.#fail(trip, 502, "no backend accepted the WebSocket handshake");
   }
 
-  /** Takes one of the upstream slots, waiting (FIFO, at most --timeout) if all are busy; a Response if it cannot. */
-  async #takeSlot(trip: Trip): Promise<Response | null> {
-    const { limiter } = this.options;
-    if (!limiter.tryAcquire()) {
-      try {
-        await limiter.acquire(trip.request.signal, this.options.timeoutMs);
-      } catch {
-        if (trip.request.signal.aborted) return this.#clientGone(trip);
-        return this.#fail(trip, 503, "too many requests waiting for a backend", this.#retryAfter());
-      }
-    }
-    trip.release = once(() => limiter.release());
-    return null;
-  }
-
   /** One attempt, with its bookkeeping: stats, retry budget, connect-failure marking, outlier outcomes, latency. */
   async #attemptCounted(backend: Backend, trip: Trip, headers: Headers, body: OutgoingBody): Promise<AttemptResult> {
     const isRetry = trip.attempts > 0;
@@ -321,6 +293,9 @@ export class Forwarder {
     if (result === "client-gone" || result === "client-stalled") return result;
     const failed = !(result instanceof Response) || result.status >= 500;
     if (failed) backend.stats.errors++;
+    if (!(result instanceof Response) && result.detail) {
+      this.options.log.warn(`backend ${backend.name} answered ${trip.request.method} ${trip.context.path} with a ${result.reason}: ${result.detail}`);
+    }
     // A failure counts as a slow answer, so a latency-aware policy moves away from a backend that hangs or errs.
     this.options.policy.observe?.(backend, result instanceof Response ? trip.upstreamMs : performance.now() - started);
     const { pool } = this.options;
@@ -376,7 +351,7 @@ export class Forwarder {
     }
   }
 
-  #movableOn(backend: Backend): Set<AbortController> {
+  #movableOn(backend: Backend): Set<UpstreamCall> {
     let movable = this.#movable.get(backend);
     if (!movable) this.#movable.set(backend, (movable = new Set()));
     return movable;
@@ -389,82 +364,76 @@ export class Forwarder {
 
   async #attempt(backend: Backend, trip: Trip, headers: Headers, body: OutgoingBody): Promise<AttemptResult> {
     const { request } = trip;
-    // One controller for both the deadline and a client that leaves: composing signals with AbortSignal.any on
-    // every request cost a quarter of lb's throughput.
-    const controller = new AbortController();
-    const timer = setTimeout(() => controller.abort(TIMED_OUT), this.options.timeoutMs);
-    const clientLeft = () => controller.abort(request.signal.reason);
+    // A streamed answer ends after this attempt has returned; its end reaches finish() through this relay (the end
+    // can come before respond() has set it, when the whole stream arrived in one read).
+    let finish: ((bytes: number, failure?: Failure) => void) | null = null;
+    let endedEarly: [number, Failure | undefined] | null = null;
+    const declared = request.headers.get("content-length");
+    const call = this.options.upstream.send(backend.url, {
+      method: request.method,
+      target: trip.context.path,
+      headers,
+      body: body.body,
+      streamLength: declared === null ? undefined : Number(declared),
+      timeoutMs: this.options.timeoutMs,
+      onStreamEnd: (bytes, failed) => (finish ? finish(bytes, failed) : (endedEarly = [bytes, failed])),
+    });
+    const clientLeft = () => call.cancel(CLIENT_LEFT);
     request.signal.addEventListener("abort", clientLeft, { once: true });
     const movable = body.replayable && isIdempotent(request.method) ? this.#movableOn(backend) : null;
-    movable?.add(controller);
+    movable?.add(call);
     const sent = performance.now();
     backend.inflight++;
-    try {
-      const upstream = await fetch(backend.url + trip.context.path, {
-        method: request.method,
-        headers,
-        body: body.body,
-        redirect: "manual",
-        decompress: false,
-        signal: controller.signal,
-        tls: this.options.upstreamTls,
-      });
-      trip.upstreamMs = performance.now() - sent;
-      if (upstream.status < 200 || upstream.status > 599) {
-        throw Object.assign(new Error(`unusable status ${upstream.status}`), { code: "InvalidStatus" });
-      }
-      // A streamed body is cancelled with the client's response stream when the client leaves; no listener needed.
-      // A buffered one is read whole, still under the deadline: nothing has reached the client yet, so a failure
-      // while reading it can still be retried.
-      const answer = await readAnswer(upstream);
-      return this.#respond(backend, trip, upstream, answer);
-    } catch (error) {
-      controller.abort(); // an answer refused after it arrived would otherwise hold its connection open
+    const result = await call.result;
+    movable?.delete(call);
+    request.signal.removeEventListener("abort", clientLeft);
+    if (isFailure(result)) {
       this.#requestDone(backend);
       if (request.signal.aborted) return "client-gone";
       if (trip.bodyStalled) return "client-stalled";
-      if (error === UNRESPONSIVE) return { kind: "reset", reason: "backend stopped answering" };
-      return error === TIMED_OUT ? { kind: "timeout", reason: "timed out" } : classifyFailure(error);
-    } finally {
-      movable?.delete(controller);
-      clearTimeout(timer);
-      request.signal.removeEventListener("abort", clientLeft);
+      return result.kind === "cancelled" ? "client-gone" : result;
     }
+    trip.upstreamMs = performance.now() - sent;
+    const response = this.#respond(backend, trip, result, (end) => (finish = end));
+    if (endedEarly) finish!(...(endedEarly as [number, Failure | undefined]));
+    return response;
   }
 
   /**
-   * Hands the backend's answer (its status checked already) to the client; the upstream slot and the in-flight count
-   * pass to the response: at once for a buffered body, at its last byte (or the client leaving) for a streamed one.
+   * Hands the backend's answer to the client; the in-flight count passes to the response: it ends at once for a
+   * whole body, at the last byte (or the client leaving) for a streamed one, which `onEnd` is given to report.
    */
-  #respond(backend: Backend, trip: Trip, upstream: Response, body: Uint8Array | ReadableStream<Uint8Array> | ArrivingBody | null): Response {
-    const headers = downstreamResponseHeaders(upstream.headers);
-    headers.set("x-request-id", trip.requestId);
+  #respond(backend: Backend, trip: Trip, answer: UpstreamAnswer, onEnd: (finish: (bytes: number, failure?: Failure) => void) => void): Response {
+    const { headers, body } = answer;
+    let typed = false;
+    let idAt = -1;
+    for (let i = 0; i < headers.length; i++) {
+      const name = headers[i]![0];
+      if (name === "content-type") typed = true;
+      else if (name === "x-request-id") idAt = i;
+    }
+    if (idAt === -1) headers.push(["x-request-id", trip.requestId]);
+    else headers[idAt] = ["x-request-id", trip.requestId];
     const { sticky } = this.options;
-    if (sticky && backend !== trip.pinned) headers.append("set-cookie", sticky.cookieFor(backend));
-    const init = { status: upstream.status, statusText: upstream.statusText, headers };
-    let finish = (_bytes: number, _backendError?: unknown) => {};
-    const streamed = body !== null && !(body instanceof Uint8Array);
-    const response = streamed
-      ? new Response(watchBody(body, (bytes, error) => finish(bytes, error)), init)
-      : new Response(body?.byteLength && !headers.has("content-type") ? untypedBody(body) : body, init);
-    // From here on nothing throws: the response owns the slot and the in-flight count.
-    const release = trip.release;
-    trip.release = null;
-    finish = once((bytes: number, backendError?: unknown) => {
+    if (sticky && backend !== trip.pinned) headers.push(["set-cookie", sticky.cookieFor(backend)]);
+    const init = { status: answer.status, statusText: answer.statusText, headers };
+    const whole = body === null || body instanceof Uint8Array;
+    const response = new Response(whole && body?.byteLength && !typed ? untypedBody(body) : body, init);
+    const finish = once((bytes: number, backendFailure?: Failure) => {
       this.#requestDone(backend);
-      release?.();
       // The status is gone to the client already; the client sees the body cut off (no last chunk). The backend
       // failed all the same, so it counts toward ejection, and the log says so (nginx: "upstream prematurely closed").
-      if (backendError !== undefined) {
+      if (backendFailure !== undefined && backendFailure.kind !== "cancelled") {
         this.options.pool.recordOutcome(backend, true);
         this.options.log.warn(
-          `backend ${backend.name} broke off its answer to ${trip.request.method} ${trip.context.path} after ${bytes} bytes: ${classifyFailure(backendError).reason}`,
+          `backend ${backend.name} broke off its answer to ${trip.request.method} ${trip.context.path} after ${bytes} bytes: ${backendFailure.reason}`,
         );
       }
-      this.#logAccess(trip, upstream.status, bytes);
+      this.#logAccess(trip, answer.status, bytes);
     });
-    if (this.options.debug) this.options.log.debug(`Response from server: HTTP/1.1 ${upstream.status} ${upstream.statusText}`);
-    if (!streamed) finish(body?.byteLength ?? 0);
+    if (this.options.debug) this.options.log.debug(`Response from server: HTTP/1.1 ${answer.status} ${answer.statusText}`);
+    if (whole) finish(body?.byteLength ?? 0);
+    else onEnd(finish);
     return response;
   }
 
@@ -513,25 +482,6 @@ export class Forwarder {
     log.debug(`${trip.request.method} ${trip.context.path} HTTP/1.1`);
     for (const [name, value] of trip.request.headers) log.debug(`${name}: ${redact(name, value)}`);
   }
-}
-
-/**
- * Responses up to this size that declare a Content-Length are read whole before they are passed on: Bun.serve sends
- * a streamed body chunked and drops its Content-Length (oven-sh/bun#10507), and clients that show progress or
- * check lengths need it. Chunked ones are read up to this size while their chunks are already there. At most one
- * such body per upstream slot is held, so this bounds memory at 64 MiB.
- */
-export const RESPONSE_BUFFER_LIMIT_BYTES = 1024 * 1024;
-
-/**
- * The backend's body as lb passes it on: read whole when it declares a size within the buffer limit, or is chunked
- * and has already arrived; else streamed, beginning with whatever arrived.
- */
-async function readAnswer(upstream: Response): Promise<Uint8Array | ReadableStream<Uint8Array> | ArrivingBody | null> {
-  if (upstream.body === null) return null;
-  const declared = upstream.headers.get("content-length");
-  if (declared === null) return readArrived(upstream.body, RESPONSE_BUFFER_LIMIT_BYTES);
-  return Number(declared) <= RESPONSE_BUFFER_LIMIT_BYTES ? upstream.bytes() : upstream.body;
 }
 
 /** host[:port] or [ipv6][:port]; Bun joins repeated Host headers with ", ", which this refuses too. */

@@ -1,5 +1,5 @@
 /** When a failed attempt may be sent to another backend. */
-import type { FailureKind } from "../upstream-error.ts";
+import type { FailureKind } from "../upstream/failure.ts";
 
 /** RFC 9110 §9.2.2: repeating these has the same effect as sending them once. */
 const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"]);

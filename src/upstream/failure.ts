@@ -1,28 +1,40 @@
-/** What went wrong talking to a backend, from the error fetch threw. Shared by health checks and forwarding. */
+/**
+ * What went wrong talking to a backend, in one vocabulary for forwarding (lb's own client) and health checks (fetch).
+ * The kind decides what may be retried; the reason is what the log and the 502 body say.
+ */
 
 export type FailureKind =
-  /** No connection was made: the backend cannot have seen the request. */
+  /** No connection was made (refused, unresolvable, timed out, TLS refused): the backend cannot have seen the request. */
   | "connect"
-  /** The connection closed before any response byte: the backend may have seen the request. */
+  /** The connection closed before any answer byte: the backend may have seen the request. */
   | "reset"
-  /** The backend answered something that is not HTTP. */
+  /** The backend answered something that is not acceptable HTTP. */
   | "protocol"
   /** No answer in time. */
-  | "timeout";
+  | "timeout"
+  /** The request was called off by lb (the client left, or the backend stopped answering health checks). */
+  | "cancelled";
 
 export interface Failure {
   kind: FailureKind;
   /** Short and human: "connection refused", "DNS lookup failed". */
   reason: string;
+  /** More for the log, when there is more to say (what exactly was malformed). */
+  detail?: string;
 }
+
+export const failure = (kind: FailureKind, reason: string): Failure => ({ kind, reason });
 
 const CONNECT_CODES: Record<string, string> = {
   ECONNREFUSED: "connection refused",
   ConnectionRefused: "connection refused",
   ENOTFOUND: "DNS lookup failed",
   EAI_AGAIN: "DNS lookup failed",
+  EAI_NONAME: "DNS lookup failed",
+  DNSException: "DNS lookup failed",
   EHOSTUNREACH: "host unreachable",
   ENETUNREACH: "network unreachable",
+  EADDRNOTAVAIL: "no local address available",
   FailedToOpenSocket: "could not open a socket",
 };
 
@@ -32,6 +44,7 @@ const RESET_CODES: Record<string, string> = {
   EPIPE: "connection closed",
 };
 
+/** A failure from an error thrown by fetch or Bun.connect (its `code`, or a TimeoutError). */
 export function classifyFailure(error: unknown): Failure {
   const err = error as { name?: string; code?: string; message?: string };
   const code = err?.code ?? "";
@@ -39,5 +52,7 @@ export function classifyFailure(error: unknown): Failure {
   if (code in CONNECT_CODES) return { kind: "connect", reason: CONNECT_CODES[code]! };
   if (code in RESET_CODES) return { kind: "reset", reason: RESET_CODES[code]! };
   if (code === "Malformed_HTTP_Response" || code.startsWith("Invalid")) return { kind: "protocol", reason: "malformed response" };
+  // Certificate problems (fetch's and Bun.connect's codes): the request never reached the backend's application.
+  if (/CERT|SELF_SIGNED|UNABLE_TO|TLS|SSL|HOSTNAME|ERR_TLS/i.test(code)) return { kind: "connect", reason: `TLS handshake failed (${code})` };
   return { kind: "protocol", reason: code || err?.message || String(error) };
 }

@@ -1,0 +1,77 @@
+/**
+ * The seam between lb's forwarding and the network: send one request to a backend, get its answer or a classified
+ * failure. Everything about the transport (connection pools, writing requests, parsing answers, timeouts) is behind
+ * it; the forwarder keeps the policy (which backend, whether to retry, what to tell the client). Tests of the
+ * forwarder's policy can put a fake client here, as Go's ReverseProxy takes any RoundTripper.
+ */
+import type { Failure } from "./failure.ts";
+
+export interface UpstreamRequest {
+  method: string;
+  /** The path and query, as the client sent them. */
+  target: string;
+  /** The fields to send, hop-by-hop ones already removed; Content-Length and Transfer-Encoding are the client's. */
+  headers: Iterable<[string, string]>;
+  /** Whole (it can be sent again), a stream (sent once), or none. */
+  body: Uint8Array | ReadableStream<Uint8Array> | null;
+  /** A stream's length when the client declared it; without one the body goes chunked. */
+  streamLength?: number;
+  /** Longest wait, in ms, for the answer's head (and for a body read whole, the whole of it). */
+  timeoutMs: number;
+  /**
+   * Called once a streamed answer body has ended: passed on to its end, broken off by the backend (with the failure),
+   * or cancelled by the reader. Not called for an answer whose body comes whole.
+   */
+  onStreamEnd?: (bytes: number, failure?: Failure) => void;
+}
+
+export interface UpstreamAnswer {
+  status: number;
+  statusText: string;
+  /** As the backend sent them, minus hop-by-hop and framing fields. */
+  headers: [string, string][];
+  /**
+   * Whole when it had all arrived (up to a megabyte: a Content-Length answer of that size, or a chunked one already
+   * here), so Bun answers with a Content-Length; otherwise a stream that begins with what has arrived.
+   */
+  body: Uint8Array | ReadableStream<Uint8Array> | null;
+}
+
+/** One request on its way: its outcome, and a way to call it off before the answer has come. */
+export interface UpstreamCall {
+  readonly result: Promise<UpstreamAnswer | Failure>;
+  /** Gives up on the answer: the call settles with `why` (if it has not yet) and its connection is closed. */
+  cancel(why: Failure): void;
+}
+
+export interface UpstreamTls {
+  /** PEM of the CA that signs backend certificates; the system's CAs when absent. */
+  ca?: string;
+  rejectUnauthorized: boolean;
+}
+
+export interface UpstreamSettings {
+  /** Longest wait for a TCP (and TLS) connection, in ms. */
+  connectTimeoutMs: number;
+  /** An idle keep-alive connection is closed after this long, in ms. */
+  idleTimeoutMs: number;
+  /** How https:// backends are verified; undefined: the system's CAs. */
+  tls: UpstreamTls | undefined;
+}
+
+export interface UpstreamClient {
+  /** Sends `request` to the backend at `origin` ("http://host:port" or "https://host:port"). */
+  send(origin: string, request: UpstreamRequest): UpstreamCall;
+  /** Applies to connections opened from now on (a reload). */
+  configure(settings: UpstreamSettings): void;
+  /** Closes the idle connections to a backend that left; busy ones close when their request ends. */
+  forget(origin: string): void;
+  /** Connections open now, for the admin API: busy with a request, and idle in the pools. */
+  connections(): { busy: number; idle: number };
+  /** Closes every connection. */
+  close(): void;
+}
+
+export function isFailure(result: UpstreamAnswer | Failure): result is Failure {
+  return "kind" in result;
+}

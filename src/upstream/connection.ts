@@ -1,0 +1,527 @@
+/**
+ * One keep-alive connection to a backend, carrying one request at a time: it writes the request (the body with TCP
+ * backpressure), reads the answer's head and body as they arrive, and hands the answer over whole or as a stream.
+ * It ends each exchange exactly once and then goes back to its pool, or closes when it cannot be trusted again.
+ */
+import type { Socket, SocketHandler } from "bun";
+import { ANSWER_HEAD_LIMIT_BYTES, type AnswerHead, parseAnswerHead } from "./answer-head.ts";
+import { ChunkedDecoder } from "./chunked.ts";
+import type { UpstreamAnswer, UpstreamRequest } from "./client.ts";
+import { type Failure, classifyFailure, failure } from "./failure.ts";
+import { LAST_CHUNK, encodeChunk, encodeRequest } from "./request-head.ts";
+
+/** A body up to this size that has all arrived is handed over whole (so the client gets a Content-Length). */
+export const WHOLE_BODY_LIMIT_BYTES = 1024 * 1024;
+
+const HEAD_END = Buffer.from("\r\n\r\n");
+const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"]);
+
+/** What a connection needs from the pool that owns it. */
+export interface ConnectionOwner {
+  /** "host:port" for a request without a Host of its own. */
+  readonly authority: string;
+  /** The connection finished an exchange and may carry another. */
+  release(connection: Connection): void;
+  /** The connection is closed (or never opened). */
+  closed(connection: Connection): void;
+  /** A request that met a stale pooled connection, to send again on a fresh one. */
+  resend(exchange: Exchange): void;
+}
+
+/** One request and the promise it settles; settles exactly once. */
+export class Exchange {
+  settled = false;
+  /** Sent once already on a pooled connection that closed before answering. */
+  resent = false;
+  /** When the connection must be up (while connecting), then when the answer's head must be here (performance.now). */
+  connectDeadline = 0;
+  readonly deadline: number;
+  connection: Connection | null = null;
+
+  constructor(
+    readonly request: UpstreamRequest,
+    private readonly settle: (result: UpstreamAnswer | Failure) => void,
+    /** Told when it settles, to stop watching its deadlines. */
+    private readonly onSettled: (exchange: Exchange) => void,
+  ) {
+    this.deadline = performance.now() + request.timeoutMs;
+  }
+
+  resolve(result: UpstreamAnswer | Failure): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.onSettled(this);
+    this.settle(result);
+  }
+
+  /** Ends it with `why` and drops its connection (which may be mid-request). */
+  abandon(why: Failure): void {
+    if (this.settled) return;
+    this.resolve(why);
+    this.connection?.destroy();
+  }
+
+  /** Whether it may go out again after its connection closed unanswered: nothing of it can have been acted on twice. */
+  get mayResend(): boolean {
+    const { body, method } = this.request;
+    return !this.resent && !(body instanceof ReadableStream) && IDEMPOTENT.has(method);
+  }
+}
+
+const enum Reading {
+  /** No exchange: idle in the pool, or connecting. */
+  Nothing,
+  Head,
+  /** A body read whole into `#whole` (Content-Length) or `#pieces` (chunked, until close). */
+  Whole,
+  /** A body passed on as a stream. */
+  Stream,
+}
+
+export class Connection {
+  socket: Socket<Connection> | null = null;
+  /** When it went back to the pool (performance.now), for the idle timeout. */
+  idleSince = 0;
+  /** It has carried a request before: a close before any answer byte may be the backend's idle timeout. */
+  reused = false;
+  #closed = false;
+  #exchange: Exchange | null = null;
+  #reading = Reading.Nothing;
+  #gotBytes = false;
+  #headBuffer: Buffer | null = null;
+  #head: AnswerHead | null = null;
+  /** Body bytes still to come for a Content-Length answer. */
+  #left = 0;
+  #whole: Uint8Array | null = null;
+  #filled = 0;
+  #pieces: Uint8Array[] = [];
+  #piecesSize = 0;
+  #chunked: ChunkedDecoder | null = null;
+  #stream: ReadableStreamDefaultController<Uint8Array> | null = null;
+  #streamedBytes = 0;
+  /** Request bytes the socket has not taken yet, and who waits for them to go. */
+  #unsent: Uint8Array | null = null;
+  #drained: (() => void) | null = null;
+  #requestWritten = false;
+  /** The answer has been read to its end (the request may still be going out). */
+  #answerDone = false;
+  #paused = false;
+  /** The answer just read allows another request on this connection. */
+  #reusable = false;
+  /** The socket error seen before the close, to say why it closed. */
+  #error: unknown = null;
+  /** Told once the connection can carry a request (after the TLS handshake for https), or why it cannot. */
+  onReady: ((failed: Failure | null) => void) | null = null;
+
+  constructor(
+    readonly owner: ConnectionOwner,
+    /** null for http://; for https://, whether the backend's certificate must verify. */
+    private readonly verifyTls: boolean | null,
+  ) {}
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  get busy(): boolean {
+    return this.#exchange !== null;
+  }
+
+  /** Starts an exchange on this (open) connection. */
+  start(exchange: Exchange): void {
+    this.#exchange = exchange;
+    exchange.connection = this;
+    this.#reading = Reading.Head;
+    this.#gotBytes = false;
+    this.#requestWritten = false;
+    this.#answerDone = false;
+    const { request } = exchange;
+    const { body } = request;
+    if (body instanceof ReadableStream) {
+      const length = request.streamLength ?? -1;
+      this.#write(encodeRequest(request.method, request.target, request.headers, this.owner.authority, length, null));
+      void this.#pump(exchange, body, length < 0);
+    } else {
+      this.#requestWritten = this.#write(encodeRequest(request.method, request.target, request.headers, this.owner.authority, body?.byteLength ?? null, body));
+    }
+  }
+
+  /** Closes the socket now; the close handler ends whatever exchange it carried. */
+  destroy(): void {
+    if (this.#closed) return;
+    if (this.socket) this.socket.terminate();
+    else this.onClose(); // still connecting: the socket is dropped when it opens
+  }
+
+  // ---- writing ----
+
+  /** Writes or queues `bytes`; true when the socket took all of them. */
+  #write(bytes: Uint8Array): boolean {
+    if (this.#unsent) {
+      this.#unsent = Buffer.concat([this.#unsent, bytes]);
+      return false;
+    }
+    const written = this.socket!.write(bytes);
+    if (written >= bytes.byteLength) return true;
+    this.#unsent = bytes.subarray(Math.max(0, written));
+    return false;
+  }
+
+  onDrain(): void {
+    const unsent = this.#unsent;
+    if (!unsent) return;
+    this.#unsent = null;
+    if (!this.#write(unsent)) return;
+    if (this.#exchange && !(this.#exchange.request.body instanceof ReadableStream)) this.#requestWritten = true;
+    const drained = this.#drained;
+    this.#drained = null;
+    drained?.();
+    this.#maybeDone();
+  }
+
+  /** Streams a request body: each piece is written once the socket took the one before (TCP backpressure). */
+  async #pump(exchange: Exchange, body: ReadableStream<Uint8Array>, chunked: boolean): Promise<void> {
+    const reader = body.getReader();
+    try {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (this.#exchange !== exchange || this.#closed) {
+          if (!done) reader.cancel().catch(() => {});
+          return;
+        }
+        if (done) break;
+        if (value.byteLength === 0) continue;
+        if (!this.#write(chunked ? encodeChunk(value) : value)) await new Promise<void>((resolve) => (this.#drained = resolve));
+      }
+      if (chunked && !this.#write(LAST_CHUNK)) await new Promise<void>((resolve) => (this.#drained = resolve));
+      this.#requestWritten = true;
+      this.#maybeDone();
+    } catch {
+      // The client's body failed (it left, or stalled): the backend got a part of a request. Close on it.
+      reader.cancel().catch(() => {});
+      if (this.#exchange === exchange) {
+        exchange.abandon(failure("cancelled", "the client's body ended early"));
+        this.destroy();
+      }
+    }
+  }
+
+  // ---- reading ----
+
+  onData(bytes: Buffer): void {
+    const exchange = this.#exchange;
+    if (!exchange || this.#answerDone) {
+      // Nobody asked: a backend talking out of turn cannot be trusted with the next request.
+      this.destroy();
+      return;
+    }
+    this.#gotBytes = true;
+    let rest: Buffer | null = bytes;
+    while (rest && rest.length > 0 && this.#exchange === exchange && !this.#answerDone) {
+      rest = this.#reading === Reading.Head ? this.#readHead(rest) : this.#readBody(rest);
+    }
+    if (rest && rest.length > 0 && this.#answerDone) this.destroy(); // bytes after the answer's end
+  }
+
+  /** Takes head bytes; returns the bytes after the head (or null while it is incomplete). */
+  #readHead(bytes: Buffer): Buffer | null {
+    const before = this.#headBuffer?.length ?? 0;
+    const buffer = before ? Buffer.concat([this.#headBuffer!, bytes]) : bytes;
+    const end = buffer.indexOf(HEAD_END, Math.max(0, before - 3));
+    if (end === -1) {
+      if (buffer.length > ANSWER_HEAD_LIMIT_BYTES) this.#refuse("answer head too large");
+      else this.#headBuffer = buffer;
+      return null;
+    }
+    this.#headBuffer = null;
+    if (end > ANSWER_HEAD_LIMIT_BYTES) {
+      this.#refuse("answer head too large");
+      return null;
+    }
+    const exchange = this.#exchange!;
+    const head = parseAnswerHead(buffer.toString("latin1", 0, end), exchange.request.method);
+    if (typeof head === "string") {
+      this.#refuse(head);
+      return null;
+    }
+    const rest = buffer.subarray(end + 4);
+    // 1xx interim answers (100 Continue, 103 Early Hints) are skipped; the real answer follows on the connection.
+    if (head.status < 200) {
+      if (head.status === 101) this.#refuse("101 Switching Protocols to a request that asked for no upgrade");
+      return rest;
+    }
+    if (head.status > 599) {
+      this.#refuse(`unusable status ${head.status}`);
+      return null;
+    }
+    this.#head = head;
+    switch (head.framing) {
+      case "none":
+        this.#deliver(null);
+        this.#answerEnded();
+        return rest;
+      case "length":
+        this.#left = head.length;
+        if (head.length === 0) {
+          this.#deliver(new Uint8Array(0));
+          this.#answerEnded();
+          return rest;
+        }
+        if (head.length <= WHOLE_BODY_LIMIT_BYTES) {
+          this.#reading = Reading.Whole;
+          this.#whole = new Uint8Array(head.length);
+          this.#filled = 0;
+        } else this.#openStream();
+        return rest;
+      case "chunked":
+      case "close":
+        this.#chunked = head.framing === "chunked" ? new ChunkedDecoder() : null;
+        this.#reading = Reading.Whole;
+        this.#pieces = [];
+        this.#piecesSize = 0;
+        // What has not all arrived by the event loop's next turn (an event stream, a slow answer) goes as a stream.
+        setImmediate(() => {
+          if (this.#exchange === exchange && this.#reading === Reading.Whole && !this.#answerDone) this.#openStream();
+        });
+        return rest;
+    }
+  }
+
+  /** Takes body bytes; returns what is left over after the body's end (null or empty when nothing is). */
+  #readBody(bytes: Buffer): Buffer | null {
+    const head = this.#head!;
+    if (head.framing === "length") {
+      const take = Math.min(this.#left, bytes.length);
+      this.#take(take === bytes.length ? bytes : bytes.subarray(0, take));
+      this.#left -= take;
+      if (this.#left === 0) this.#bodyEnded();
+      return take < bytes.length ? bytes.subarray(take) : null;
+    }
+    if (this.#chunked) {
+      const used = this.#chunked.feed(bytes, (piece) => this.#take(piece));
+      if (used < 0) {
+        this.#bodyFailed(malformed(`chunked body: ${this.#chunked.error}`));
+        return null;
+      }
+      if (this.#chunked.done) this.#bodyEnded();
+      return used < bytes.length ? bytes.subarray(used) : null;
+    }
+    this.#take(bytes); // until close
+    return null;
+  }
+
+  /** A piece of body data: kept (whole mode) or passed on (stream mode). */
+  #take(piece: Uint8Array): void {
+    if (this.#reading === Reading.Stream) {
+      this.#streamedBytes += piece.byteLength;
+      const stream = this.#stream!;
+      stream.enqueue(piece);
+      if ((stream.desiredSize ?? 1) <= 0) this.#pause(true);
+    } else if (this.#whole) {
+      this.#whole.set(piece, this.#filled);
+      this.#filled += piece.byteLength;
+    } else {
+      this.#pieces.push(piece);
+      this.#piecesSize += piece.byteLength;
+      if (this.#piecesSize > WHOLE_BODY_LIMIT_BYTES) this.#openStream();
+    }
+  }
+
+  /** From now on the body is passed on as it arrives: what was kept first, then the rest. */
+  #openStream(): void {
+    const kept = this.#whole ? [this.#whole.subarray(0, this.#filled)] : this.#pieces;
+    this.#whole = null;
+    this.#pieces = [];
+    this.#reading = Reading.Stream;
+    this.#streamedBytes = 0;
+    const body = new ReadableStream<Uint8Array>(
+      {
+        start: (controller) => {
+          this.#stream = controller;
+          for (const piece of kept) if (piece.byteLength) this.#take(piece);
+        },
+        pull: () => this.#pause(false),
+        cancel: () => {
+          // The reader (the client) went away: the rest of this answer has nowhere to go.
+          this.#streamEnded();
+          this.#exchange = null;
+          this.#reading = Reading.Nothing;
+          this.destroy();
+        },
+      },
+      { highWaterMark: 1 },
+    );
+    this.#deliver(body);
+  }
+
+  #deliver(body: UpstreamAnswer["body"]): void {
+    const head = this.#head!;
+    this.#exchange!.resolve({ status: head.status, statusText: head.statusText, headers: head.headers, body });
+  }
+
+  /** The body has been read to its end. */
+  #bodyEnded(): void {
+    if (this.#reading === Reading.Stream) {
+      this.#stream?.close();
+      this.#streamEnded();
+    } else this.#deliver(this.#whole ?? concat(this.#pieces, this.#piecesSize));
+    this.#answerEnded();
+  }
+
+  #streamEnded(failed?: Failure): void {
+    const onEnd = this.#exchange?.request.onStreamEnd;
+    this.#stream = null;
+    onEnd?.(this.#streamedBytes, failed);
+  }
+
+  /** The body broke off (the backend closed or sent garbage): a failure before the answer went out, a cut stream after. */
+  #bodyFailed(why: Failure): void {
+    if (this.#reading === Reading.Stream) {
+      this.#stream?.error(new Error(why.reason));
+      this.#streamEnded(why);
+    } else this.#exchange?.resolve(why);
+    this.#reading = Reading.Nothing;
+    this.#exchange = null;
+    this.destroy();
+  }
+
+  /** The answer cannot be passed on: 502 material, and the connection is not to be trusted again. */
+  #refuse(detail: string): void {
+    const exchange = this.#exchange!;
+    this.#exchange = null;
+    this.#reading = Reading.Nothing;
+    exchange.resolve(malformed(detail));
+    this.destroy();
+  }
+
+  #answerEnded(): void {
+    this.#pause(false); // a stream's reader may have held it back: the next answer must flow
+    this.#answerDone = true;
+    this.#reusable = this.#head?.reusable ?? false;
+    this.#whole = null;
+    this.#pieces = [];
+    this.#chunked = null;
+    this.#head = null;
+    this.#maybeDone();
+  }
+
+  /** Once the answer is read and the request written, the connection goes back to its pool (or closes). */
+  #maybeDone(): void {
+    const exchange = this.#exchange;
+    if (!this.#answerDone || !exchange) return;
+    if (!this.#requestWritten) {
+      if (!(exchange.request.body instanceof ReadableStream)) return; // a whole body still draining: wait for it
+      // The backend answered before taking the whole body (a 413, say): the rest is not worth sending.
+      this.#exchange = null;
+      this.destroy();
+      return;
+    }
+    this.#exchange = null;
+    this.#reading = Reading.Nothing;
+    this.reused = true;
+    if (this.#reusable && this.#unsent === null) this.owner.release(this);
+    else this.destroy();
+  }
+
+  /** Stops (or restarts) reading from the backend: TCP backpressure while the client reads slower than it sends. */
+  #pause(paused: boolean): void {
+    if (paused === this.#paused || !this.socket) return;
+    this.#paused = paused;
+    if (paused) this.socket.pause();
+    else this.socket.resume();
+  }
+
+  // ---- the socket's life ----
+
+  onOpen(socket: Socket<Connection>): void {
+    this.socket = socket;
+    if (this.#closed) {
+      socket.terminate(); // given up on while connecting
+      return;
+    }
+    socket.setNoDelay(true);
+    if (this.verifyTls === null) this.#ready(null);
+  }
+
+  onHandshake(success: boolean, authorizationError: Error | null): void {
+    if (success && (!authorizationError || !this.verifyTls)) return this.#ready(null);
+    const code = (authorizationError as { code?: string } | null)?.code ?? "handshake failed";
+    this.#ready(failure("connect", `TLS handshake failed (${code})`));
+    this.destroy();
+  }
+
+  /** The connect itself failed (refused, unresolvable, no route). */
+  onConnectError(error: unknown): void {
+    this.#closed = true;
+    this.owner.closed(this);
+    this.#ready(classifyFailure(error));
+  }
+
+  #ready(failed: Failure | null): void {
+    const onReady = this.onReady;
+    this.onReady = null;
+    onReady?.(failed);
+  }
+
+  onError(error: unknown): void {
+    this.#error = error;
+  }
+
+  onClose(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.owner.closed(this);
+    const why = () => (this.#error ? classifyFailure(this.#error).reason : "connection closed");
+    if (this.onReady) return this.#ready(failure("connect", `${why()} while connecting`));
+    const exchange = this.#exchange;
+    if (!exchange || this.#answerDone) return;
+    if (this.#head?.framing === "close" && this.#reading !== Reading.Head) {
+      // Read until close: the close is the body's end.
+      this.#reusable = false;
+      this.#bodyEnded();
+      this.#exchange = null;
+      return;
+    }
+    if (this.#reading === Reading.Whole || this.#reading === Reading.Stream) {
+      return this.#bodyFailed(failure("reset", `${why()} in the middle of the body`));
+    }
+    this.#exchange = null;
+    if (exchange.settled) return;
+    // Cut off before a whole head: the backend may have acted on the request, as with a reset.
+    if (this.#gotBytes) return exchange.resolve(failure("reset", `${why()} in the middle of the answer's head`));
+    if (this.reused && exchange.mayResend) {
+      exchange.resent = true;
+      return this.owner.resend(exchange);
+    }
+    exchange.resolve(failure("reset", why()));
+  }
+}
+
+/** What the client is told is short; what exactly was wrong goes to the log. */
+function malformed(detail: string): Failure {
+  return { kind: "protocol", reason: "malformed response", detail };
+}
+
+function concat(pieces: Uint8Array[], size: number): Uint8Array {
+  if (pieces.length === 1) return pieces[0]!;
+  const out = new Uint8Array(size);
+  let offset = 0;
+  for (const piece of pieces) {
+    out.set(piece, offset);
+    offset += piece.byteLength;
+  }
+  return out;
+}
+
+/** Socket callbacks, shared by every connection (each socket's data is its Connection). */
+export const SOCKET_HANDLERS: SocketHandler<Connection> = {
+  open: (socket) => socket.data.onOpen(socket),
+  data: (socket, bytes) => socket.data.onData(bytes),
+  drain: (socket) => socket.data.onDrain(),
+  error: (socket, error) => socket.data.onError(error),
+  handshake: (socket, success, authorizationError) => socket.data.onHandshake(success, authorizationError),
+  close: (socket, error) => {
+    if (error) socket.data.onError(error);
+    socket.data.onClose();
+  },
+};

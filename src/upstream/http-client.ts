@@ -1,0 +1,90 @@
+/**
+ * lb's HTTP/1.1 client for backends, on Bun.connect: a keep-alive pool per backend, a connect timeout, and one timer
+ * for every deadline (a sweep every few milliseconds while requests are out) instead of a timer per request.
+ */
+import type { UpstreamCall, UpstreamClient, UpstreamRequest, UpstreamSettings } from "./client.ts";
+import { Exchange } from "./connection.ts";
+import { OriginPool, type PoolHooks, expire } from "./origin-pool.ts";
+
+/** How often deadlines are checked while requests are out: the precision of --timeout and --connect-timeout. */
+const SWEEP_MS = 20;
+/** How often idle connections are checked against the idle timeout. */
+const IDLE_SWEEP_MS = 1000;
+
+export class HttpClient implements UpstreamClient {
+  readonly #pools = new Map<string, OriginPool>();
+  /** Exchanges not yet answered, watched for their deadlines. */
+  readonly #waiting = new Set<Exchange>();
+  #sweeper: Timer | null = null;
+  readonly #idleSweeper: Timer;
+  readonly #settle = (exchange: Exchange) => this.#waiting.delete(exchange);
+
+  constructor(
+    private settings: UpstreamSettings,
+    private readonly hooks: PoolHooks = { onResend() {} },
+  ) {
+    this.#idleSweeper = setInterval(() => this.#closeIdle(), IDLE_SWEEP_MS);
+    this.#idleSweeper.unref();
+  }
+
+  send(origin: string, request: UpstreamRequest): UpstreamCall {
+    let exchange!: Exchange;
+    const result = new Promise<Parameters<Exchange["resolve"]>[0]>((resolve) => {
+      exchange = new Exchange(request, resolve, this.#settle);
+    });
+    this.#waiting.add(exchange);
+    this.#sweeper ??= setInterval(() => this.#sweep(), SWEEP_MS);
+    this.#pool(origin).send(exchange);
+    return { result, cancel: (why) => exchange.abandon(why) };
+  }
+
+  configure(settings: UpstreamSettings): void {
+    this.settings = settings;
+  }
+
+  forget(origin: string): void {
+    const pool = this.#pools.get(origin);
+    if (!pool) return;
+    pool.forgotten = true;
+    pool.closeIdle();
+    this.#pools.delete(origin);
+  }
+
+  connections(): { busy: number; idle: number } {
+    let open = 0;
+    let idle = 0;
+    for (const pool of this.#pools.values()) {
+      open += pool.open;
+      idle += pool.idle.length;
+    }
+    return { busy: open - idle, idle };
+  }
+
+  close(): void {
+    for (const origin of [...this.#pools.keys()]) this.forget(origin);
+    clearInterval(this.#idleSweeper);
+    if (this.#sweeper) clearInterval(this.#sweeper);
+    this.#sweeper = null;
+  }
+
+  #pool(origin: string): OriginPool {
+    let pool = this.#pools.get(origin);
+    if (!pool) this.#pools.set(origin, (pool = new OriginPool(origin, () => this.settings, this.hooks)));
+    return pool;
+  }
+
+  #sweep(): void {
+    if (this.#waiting.size === 0) {
+      clearInterval(this.#sweeper!);
+      this.#sweeper = null;
+      return;
+    }
+    const now = performance.now();
+    for (const exchange of this.#waiting) expire(exchange, now);
+  }
+
+  #closeIdle(): void {
+    const cutoff = performance.now() - this.settings.idleTimeoutMs;
+    for (const pool of this.#pools.values()) pool.closeIdleSince(cutoff);
+  }
+}

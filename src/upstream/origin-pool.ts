@@ -1,0 +1,107 @@
+/**
+ * The keep-alive connections to one backend: idle ones are reused most recently used first (the warmest socket, and
+ * the least likely to have met the backend's own idle timeout), a closed one is dropped at once, and there is no cap:
+ * a request that finds no idle connection opens one (--max-inflight is the way to bound a backend).
+ */
+import { Connection, type ConnectionOwner, type Exchange, SOCKET_HANDLERS } from "./connection.ts";
+import { failure } from "./failure.ts";
+import type { UpstreamSettings } from "./client.ts";
+
+export interface PoolHooks {
+  /** A request resent on a fresh connection after a pooled one closed unanswered. */
+  onResend(origin: string): void;
+}
+
+export class OriginPool implements ConnectionOwner {
+  readonly authority: string;
+  readonly #hostname: string;
+  readonly #port: number;
+  readonly #https: boolean;
+  /** Idle connections, oldest first: reuse takes from the end, the idle timeout trims the start. */
+  readonly idle: Connection[] = [];
+  /** Connections open or opening, busy or idle. */
+  open = 0;
+  /** The backend left the pool: connections close as they become idle. */
+  forgotten = false;
+
+  constructor(
+    readonly origin: string,
+    private settings: () => UpstreamSettings,
+    private readonly hooks: PoolHooks,
+  ) {
+    const url = new URL(origin);
+    this.#https = url.protocol === "https:";
+    this.#hostname = url.hostname.replace(/^\[|\]$/g, "");
+    this.#port = Number(url.port || (this.#https ? 443 : 80));
+    this.authority = url.host;
+  }
+
+  /** Sends on the most recently used idle connection, or on a new one. */
+  send(exchange: Exchange): void {
+    const idle = this.idle.pop();
+    if (idle) idle.start(exchange);
+    else this.#connect(exchange);
+  }
+
+  #connect(exchange: Exchange): void {
+    const { connectTimeoutMs, tls } = this.settings();
+    const connection = new Connection(this, this.#https ? (tls?.rejectUnauthorized ?? true) : null);
+    this.open++;
+    exchange.connection = connection;
+    exchange.connectDeadline = performance.now() + connectTimeoutMs;
+    connection.onReady = (failed) => {
+      exchange.connectDeadline = 0;
+      if (failed) exchange.resolve(failed);
+      else if (exchange.settled) this.release(connection);
+      else connection.start(exchange);
+    };
+    Bun.connect<Connection>({
+      hostname: this.#hostname,
+      port: this.#port,
+      data: connection,
+      socket: SOCKET_HANDLERS,
+      tls: this.#https ? { serverName: isIpAddress(this.#hostname) ? undefined : this.#hostname, ...tls } : undefined,
+    }).catch((error: unknown) => connection.onConnectError(error));
+  }
+
+  release(connection: Connection): void {
+    if (this.forgotten) return connection.destroy();
+    connection.idleSince = performance.now();
+    this.idle.push(connection);
+  }
+
+  closed(connection: Connection): void {
+    this.open--;
+    const at = this.idle.indexOf(connection);
+    if (at !== -1) this.idle.splice(at, 1);
+  }
+
+  resend(exchange: Exchange): void {
+    this.hooks.onResend(this.origin);
+    this.#connect(exchange);
+  }
+
+  /** Closes the connections idle since before `cutoff` (performance.now). */
+  closeIdleSince(cutoff: number): void {
+    let stale = 0;
+    while (stale < this.idle.length && this.idle[stale]!.idleSince < cutoff) stale++;
+    for (const connection of this.idle.splice(0, stale)) connection.destroy();
+  }
+
+  closeIdle(): void {
+    this.closeIdleSince(Number.POSITIVE_INFINITY);
+  }
+}
+
+/** Expires an exchange that has run past its deadline: no connection in time, or no answer in time. */
+export function expire(exchange: Exchange, now: number): void {
+  if (exchange.connectDeadline > 0 && now >= exchange.connectDeadline) {
+    exchange.abandon(failure("connect", "connect timed out"));
+  } else if (now >= exchange.deadline) {
+    exchange.abandon(failure("timeout", "timed out"));
+  }
+}
+
+function isIpAddress(hostname: string): boolean {
+  return /^[\d.]+$/.test(hostname) || hostname.includes(":");
+}
