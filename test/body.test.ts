@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { prepareBody, readArrived, watchBody } from "../src/proxy/body.ts";
+import { prepareBody, watchBody } from "../src/proxy/body.ts";
 
 function streamOf(chunks: Uint8Array[]): ReadableStream<Uint8Array> {
   return new ReadableStream({
@@ -63,52 +63,5 @@ describe("watchBody", () => {
     await reader.read();
     await reader.cancel("client went away");
     expect(ends).toEqual([[5, undefined]]);
-  });
-});
-
-describe("readArrived", () => {
-  /** A stream that gives `now` at once, then each of `later` only after a real delay (a backend still sending). */
-  function arriving(now: Uint8Array[], later: Uint8Array[] = []): ReadableStream<Uint8Array> {
-    return new ReadableStream({
-      async pull(controller) {
-        const next = now.shift();
-        if (next) return controller.enqueue(next);
-        const delayed = later.shift();
-        if (!delayed) return controller.close();
-        await Bun.sleep(20);
-        controller.enqueue(delayed);
-      },
-    });
-  }
-
-  test("a body that has arrived whole comes back as bytes", async () => {
-    expect(await readArrived(arriving([bytes(3, 1), bytes(2, 2)]), 100)).toEqual(new Uint8Array([1, 1, 1, 2, 2]));
-  });
-
-  test("a body still arriving comes back at once as what arrived plus the rest, every byte in order", async () => {
-    const arrived = await readArrived(arriving([bytes(3, 1)], [bytes(2, 2), bytes(1, 3)]), 100);
-    expect(arrived).not.toBeInstanceOf(Uint8Array);
-    const ends: number[] = [];
-    const watched = watchBody(arrived as Exclude<typeof arrived, Uint8Array>, (n) => ends.push(n));
-    expect(new Uint8Array(await new Response(watched).arrayBuffer())).toEqual(new Uint8Array([1, 1, 1, 2, 2, 3]));
-    expect(ends).toEqual([6]);
-  });
-
-  test("past the limit it stops reading, even if more has arrived", async () => {
-    const arrived = await readArrived(arriving([bytes(60, 1), bytes(60, 2), bytes(60, 3)]), 100);
-    expect(arrived).not.toBeInstanceOf(Uint8Array);
-    const { head } = arrived as Exclude<typeof arrived, Uint8Array>;
-    expect(head.map((chunk) => chunk.length)).toEqual([60, 60]);
-    const all = new Uint8Array(await new Response(watchBody(arrived as Exclude<typeof arrived, Uint8Array>, () => {})).arrayBuffer());
-    expect(all.length).toBe(180);
-  });
-
-  test("a body that fails while it is read throws (nothing has been sent, so the caller can answer 502)", async () => {
-    const failing = new ReadableStream<Uint8Array>({
-      pull(controller) {
-        controller.error(new Error("bad chunk"));
-      },
-    });
-    await expect(readArrived(failing, 100)).rejects.toThrow("bad chunk");
   });
 });

@@ -36,6 +36,9 @@ describe("answer heads that are accepted", () => {
     ["hop-by-hop fields and those Connection names are dropped", head("HTTP/1.1 200 OK", "Connection: x-hop, keep-alive", "Keep-Alive: timeout=5",
       "X-Hop: 1", "Upgrade: h2c", "Trailer: x", "Proxy-Authenticate: Basic", "X-Kept: 2", "Content-Length: 0"), "GET",
       { headers: [["x-kept", "2"]], reusable: true }],
+    ["the backend's own idle timeout is read from Keep-Alive (Node, Apache), and the field is not passed on",
+      head("HTTP/1.1 200 OK", "Keep-Alive: timeout=5, max=100", "Content-Length: 0"), "GET", { keepAliveMs: 5000, headers: [] }],
+    ["no Keep-Alive timeout: unknown", head("HTTP/1.1 200 OK", "Content-Length: 0"), "GET", { keepAliveMs: 0 }],
     ["obs-text (bytes 0x80-0xff) in a value is passed on", head("HTTP/1.1 200 OK", "X-Name: caf\xe9", "Content-Length: 0"), "GET",
       { headers: [["x-name", "caf\xe9"]] }],
   ];

@@ -18,7 +18,7 @@ export async function prepareBody(request: Request, limit = REPLAY_LIMIT_BYTES):
   if (request.body === null) return { replayable: true, body: null };
   const declared = Number(request.headers.get("content-length") ?? NaN);
   if (declared > limit) return { replayable: false, body: request.body };
-  const read = await readAhead(request.body, limit, false);
+  const read = await readAhead(request.body, limit);
   if (read instanceof Uint8Array) return { replayable: true, body: read };
   return { replayable: false, body: watchBody(read, () => {}) };
 }
@@ -57,17 +57,6 @@ export function failWhenIdle(body: ReadableStream<Uint8Array>, idleMs: number, o
   );
 }
 
-function concat(chunks: Uint8Array[], size: number): Uint8Array {
-  if (chunks.length === 1) return chunks[0]!;
-  const out = new Uint8Array(size);
-  let offset = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
-  return out;
-}
-
 /**
  * Bytes as a body Bun sends with a Content-Length but without a Content-Type: given bytes, Bun adds
  * `application/octet-stream`, which would make a browser download an answer its backend left untyped for sniffing.
@@ -83,52 +72,21 @@ export function untypedBody(bytes: Uint8Array): ReadableStream<Uint8Array> {
 
 type BodyReader = Pick<ReadableStreamDefaultReader<Uint8Array>, "read" | "cancel">;
 
-/** A response body that was still arriving: the chunks read so far, then the rest. */
-export interface ArrivingBody {
+/** A body that was read in part: the chunks read so far, then the rest. */
+interface ReadInPart {
   head: Uint8Array[];
   rest: BodyReader;
 }
 
-const NOT_YET = Symbol("not yet");
-/** Settles on the event loop's next turn; a read that has not settled by then waits on the backend. */
-const nextTurn = () => new Promise<typeof NOT_YET>((resolve) => setImmediate(resolve, NOT_YET));
-
-/**
- * Reads a body of unknown length (chunked) for as long as its chunks are already here, up to `limit` bytes. One that
- * has arrived whole comes back whole, so a short chunked answer costs what a sized one does (Bun sends a streamed
- * body through JavaScript, at half the speed). One still arriving (a stream of events, a slow or big answer) comes
- * back as an ArrivingBody without waiting any longer. A read that fails throws: nothing has reached the client yet.
- */
-export function readArrived(body: ReadableStream<Uint8Array>, limit: number): Promise<Uint8Array | ArrivingBody> {
-  return readAhead(body, limit, true);
-}
-
-/**
- * Reads up to `limit` bytes: the whole body if it ends by then, else what was read and the rest. With `onlyArrived`
- * it stops early, at the first read that is not answered by the event loop's next turn.
- */
-async function readAhead(body: ReadableStream<Uint8Array>, limit: number, onlyArrived: boolean): Promise<Uint8Array | ArrivingBody> {
+/** Reads up to `limit` bytes: the whole body if it ends by then, else what was read and the rest. */
+async function readAhead(body: ReadableStream<Uint8Array>, limit: number): Promise<Uint8Array | ReadInPart> {
   // (bun-types and lib.dom disagree on the reader's result type; this is the one interface both satisfy at runtime.)
   const reader = body.getReader() as unknown as BodyReader;
   const head: Uint8Array[] = [];
   let size = 0;
   while (size <= limit) {
-    const read = reader.read();
-    const next = onlyArrived ? await Promise.race([read, nextTurn()]) : await read;
-    if (next === NOT_YET) {
-      // The pending read is the next chunk: hand it out first.
-      let pending: typeof read | null = read;
-      const rest: BodyReader = {
-        read: () => {
-          const next = pending ?? reader.read();
-          pending = null;
-          return next;
-        },
-        cancel: (reason) => reader.cancel(reason),
-      };
-      return { head, rest };
-    }
-    if (next.done) return concat(head, size);
+    const next = await reader.read();
+    if (next.done) return head.length === 1 ? head[0]! : Buffer.concat(head, size);
     head.push(next.value);
     size += next.value.byteLength;
   }
@@ -136,12 +94,11 @@ async function readAhead(body: ReadableStream<Uint8Array>, limit: number, onlyAr
 }
 
 /**
- * Passes a response body through unchanged, counting bytes, and calls `onEnd` once when it is finished: fully sent,
- * cancelled by a client that went away, or failed on the backend's side (then with the error). That is when the
- * upstream connection is free again.
+ * Passes a body through unchanged, counting bytes, and calls `onEnd` once when it is finished: fully read, cancelled
+ * by a reader that went away, or failed (then with the error).
  */
 export function watchBody(
-  body: ReadableStream<Uint8Array> | ArrivingBody,
+  body: ReadableStream<Uint8Array> | ReadInPart,
   onEnd: (bytes: number, backendError?: unknown) => void,
 ): ReadableStream<Uint8Array> {
   const { head, rest } = body instanceof ReadableStream ? { head: [], rest: body.getReader() } : body;

@@ -14,7 +14,7 @@ import type { UpstreamAnswer, UpstreamCall, UpstreamClient } from "../upstream/c
 import { isFailure } from "../upstream/client.ts";
 import { type Failure, failure } from "../upstream/failure.ts";
 import { failWhenIdle, type OutgoingBody, prepareBody, untypedBody } from "./body.ts";
-import { type ClientInfo, upstreamRequestHeaders } from "./headers.ts";
+import { type ClientInfo, upstreamRequestFields } from "./headers.ts";
 import { errorResponse } from "./responses.ts";
 import { isIdempotent, mayRetry, retryBudgetAllows } from "./retry.ts";
 import { QueueFull, Waitlist } from "./waitlist.ts";
@@ -66,6 +66,8 @@ export interface ClientConnection extends ClientInfo {
   /** Completes a WebSocket upgrade with this tunnel (and response headers); false if the request cannot upgrade. */
   upgrade(tunnel: Tunnel, headers: Record<string, string>): boolean;
 }
+
+type Fields = Array<[string, string]>;
 
 /** Status logged when the client went away before it got an answer (nginx's convention). */
 const CLIENT_CLOSED = 499;
@@ -200,8 +202,7 @@ export class Forwarder {
       body = { replayable: false, body: failWhenIdle(body.body, this.options.clientTimeoutMs, () => (trip.bodyStalled = true)) };
     }
     trip.client.holdOpen(true);
-    const headers = upstreamRequestHeaders(request.headers, trip.client);
-    headers.set("x-request-id", trip.requestId);
+    const headers = upstreamRequestFields(request.headers, trip.client, trip.requestId);
     const queueDeadline = Date.now() + this.options.queueTimeoutMs;
     let lastFailure: Failure | undefined;
     for (;;) {
@@ -243,8 +244,7 @@ export class Forwarder {
    */
   async #tunnel(trip: Trip): Promise<Response | undefined> {
     const candidates = this.#candidates(trip) ?? [];
-    const headers = tunnelRequestHeaders(upstreamRequestHeaders(trip.request.headers, trip.client));
-    headers.set("x-request-id", trip.requestId);
+    const headers = tunnelRequestHeaders(new Headers(upstreamRequestFields(trip.request.headers, trip.client, trip.requestId)));
     const protocols = (trip.request.headers.get("sec-websocket-protocol") ?? "").split(",").map((p) => p.trim()).filter(Boolean);
     for (const backend of candidates) {
       if (trip.attempts > this.options.retries) break;
@@ -277,7 +277,7 @@ export class Forwarder {
   }
 
   /** One attempt, with its bookkeeping: stats, retry budget, connect-failure marking, outlier outcomes, latency. */
-  async #attemptCounted(backend: Backend, trip: Trip, headers: Headers, body: OutgoingBody): Promise<AttemptResult> {
+  async #attemptCounted(backend: Backend, trip: Trip, headers: Fields, body: OutgoingBody): Promise<AttemptResult> {
     const isRetry = trip.attempts > 0;
     trip.attempts++;
     trip.target = backend;
@@ -362,7 +362,7 @@ export class Forwarder {
     if (this.options.maxInflight > 0) this.#roomQueue.wakeOne();
   }
 
-  async #attempt(backend: Backend, trip: Trip, headers: Headers, body: OutgoingBody): Promise<AttemptResult> {
+  async #attempt(backend: Backend, trip: Trip, headers: Fields, body: OutgoingBody): Promise<AttemptResult> {
     const { request } = trip;
     // A streamed answer ends after this attempt has returned; its end reaches finish() through this relay (the end
     // can come before respond() has set it, when the whole stream arrived in one read).

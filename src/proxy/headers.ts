@@ -1,37 +1,5 @@
-/** Header rewriting for one hop: what a proxy must drop, and what it adds so the backend knows who asked. */
-
-/**
- * Hop-by-hop headers (RFC 9110 §7.6.1, plus the legacy Keep-Alive and Proxy-Connection): they describe one
- * connection, so a proxy consumes them instead of passing them on. TE is dropped too: lb's upstream client does not
- * speak trailers, so it must not promise them.
- */
-export const HOP_BY_HOP = [
-  "connection",
-  "keep-alive",
-  "proxy-connection",
-  "te",
-  "trailer",
-  "transfer-encoding",
-  "upgrade",
-  "proxy-authorization",
-  "proxy-authenticate",
-] as const;
-
-/** An RFC 9110 token: what a header name may be. Anything else in Connection is not a header to remove. */
-const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
-
-/** Removes the hop-by-hop headers and every header the Connection header names. */
-export function stripHopByHop(headers: Headers): Headers {
-  const connection = headers.get("connection");
-  if (connection) {
-    for (const token of connection.split(",")) {
-      const name = token.trim();
-      if (TOKEN.test(name)) headers.delete(name);
-    }
-  }
-  for (const name of HOP_BY_HOP) headers.delete(name);
-  return headers;
-}
+/** The request fields a backend gets: the client's own minus hop-by-hop ones, plus what lb says about the client. */
+import { HOP_BY_HOP, connectionListed } from "../upstream/hop-by-hop.ts";
 
 export interface ClientInfo {
   /** The client's address as lb saw it (the TCP peer). */
@@ -40,21 +8,34 @@ export interface ClientInfo {
   proto: "http" | "https";
 }
 
-/**
- * The headers sent to the backend: the client's own (its Host included) minus hop-by-hop ones, with
- * X-Forwarded-For appended to and X-Forwarded-Proto/Host set from what lb itself saw.
- */
-export function upstreamRequestHeaders(incoming: Headers, client: ClientInfo): Headers {
-  const headers = stripHopByHop(new Headers(incoming));
-  const priorFor = headers.get("x-forwarded-for");
-  headers.set("x-forwarded-for", priorFor ? `${priorFor}, ${client.ip}` : client.ip);
-  headers.set("x-forwarded-proto", client.proto);
-  const host = headers.get("host");
-  if (host) headers.set("x-forwarded-host", host);
-  return headers;
-}
+/** Fields lb sets itself from what it saw; the client's values of them are replaced (X-Forwarded-For appended to). */
+const SET_BY_LB = new Set(["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-request-id"]);
+/** A client's Connection header may not remove these: the backend builds URLs from Host. */
+const NEVER_LISTED = new Set(["host"]);
 
-/** The backend's response headers as the client gets them: every one (repeated Set-Cookie too) but hop-by-hop. */
-export function downstreamResponseHeaders(upstream: Headers): Headers {
-  return stripHopByHop(new Headers(upstream));
+/**
+ * The fields sent to the backend, in the client's order: every one but hop-by-hop ones and those its Connection header
+ * lists (Host excepted), then X-Forwarded-For (the client's appended to), X-Forwarded-Proto and -Host from what lb saw,
+ * and the request id. One pass, no Headers copy: this runs for every request.
+ */
+export function upstreamRequestFields(incoming: Headers, client: ClientInfo, requestId: string): Array<[string, string]> {
+  const connection = incoming.get("connection");
+  const listed = connection ? connectionListed(connection, NEVER_LISTED) : null;
+  const fields: Array<[string, string]> = [];
+  let priorFor: string | null = null;
+  let host: string | null = null;
+  for (const pair of incoming) {
+    const name = pair[0];
+    if (HOP_BY_HOP.has(name) || listed?.has(name)) continue;
+    if (SET_BY_LB.has(name)) {
+      if (name === "x-forwarded-for") priorFor = pair[1];
+      continue;
+    }
+    if (name === "host") host = pair[1];
+    fields.push(pair);
+  }
+  fields.push(["x-forwarded-for", priorFor ? `${priorFor}, ${client.ip}` : client.ip], ["x-forwarded-proto", client.proto]);
+  if (host) fields.push(["x-forwarded-host", host]);
+  fields.push(["x-request-id", requestId]);
+  return fields;
 }

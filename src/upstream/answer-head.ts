@@ -2,6 +2,7 @@
  * Parsing a backend's answer head (status line and header fields), strictly: the backend is trusted less than it
  * seems, and whatever lb accepts here it passes on to a client. Pure: bytes in, a head or a reason out.
  */
+import { HOP_BY_HOP, connectionListed } from "./hop-by-hop.ts";
 
 /** How the body after the head is delimited (RFC 9112 §6.3). */
 export type Framing =
@@ -22,54 +23,61 @@ export interface AnswerHead {
   length: number;
   /** The connection may carry another request once this answer has been read. */
   reusable: boolean;
+  /** How long the backend keeps an idle connection open, from its Keep-Alive header (timeout=N), in ms; 0 if unsaid. */
+  keepAliveMs: number;
 }
 
 /** Most bytes an answer head may take; past it the answer is refused (HAProxy's whole buffer is 16 KiB). */
 export const ANSWER_HEAD_LIMIT_BYTES = 64 * 1024;
 
-/** RFC 9110 §5.6.2: what a field name may be. */
-const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
-/** A field value may hold visible characters, spaces, tabs and obs-text; never CR, LF, NUL or other controls. */
-const BAD_VALUE = /[\x00-\x08\x0a-\x1f\x7f]/;
-const STATUS_LINE = /^HTTP\/1\.([01]) ([1-9]\d\d)(?: ([^\x00-\x08\x0a-\x1f\x7f]*))?$/;
+/** RFC 9110 §5.6.2: the characters of a token (a field name), by character code. */
+const TOKEN_CHARS = new Uint8Array(128);
+for (const c of "!#$%&'*+.^_`|~-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") TOKEN_CHARS[c.charCodeAt(0)] = 1;
 const DIGITS = /^\d{1,15}$/;
-
-/** Fields that describe one connection or the body's framing: consumed here, never passed on (RFC 9110 §7.6.1). */
-const HOP_BY_HOP = new Set([
-  "connection",
-  "keep-alive",
-  "proxy-connection",
-  "te",
-  "trailer",
-  "transfer-encoding",
-  "upgrade",
-  "proxy-authenticate",
-  "proxy-authorization",
-  "content-length",
-]);
+const KEEP_ALIVE_TIMEOUT = /(?:^|[,;\s])timeout=(\d{1,6})/i;
+const SP = 32;
+const TAB = 9;
 
 /**
  * Parses an answer head: `text` is the head in latin1 (one character per byte), without the blank line that ends it.
  * Returns the reason as a string when the answer must be refused (lb answers 502 and drops the connection).
+ * Written as a scan rather than with regular expressions: it runs for every answer.
  */
 export function parseAnswerHead(text: string, method: string): AnswerHead | string {
-  const lines = text.split("\r\n");
-  const statusLine = STATUS_LINE.exec(lines[0]!);
-  if (!statusLine) return `bad status line "${printable(lines[0]!)}"`;
-  const status = Number(statusLine[2]);
+  const firstEnd = text.indexOf("\r\n");
+  const statusEnd = firstEnd === -1 ? text.length : firstEnd;
+  const status = parseStatusLine(text, statusEnd);
+  if (status < 0) return `bad status line "${printable(text.slice(0, statusEnd))}"`;
+  const http11 = text.charCodeAt(7) === 49; // "HTTP/1.1"
   const fields: [string, string][] = [];
   let contentLength = -1;
   let transferEncoding: string | null = null;
   let connection = "";
-  for (let i = 1; i < lines.length; i++) {
-    const line = lines[i]!;
-    const colon = line.indexOf(":");
+  let keepAliveMs = 0;
+  for (let at = statusEnd + 2; at < text.length; ) {
+    let end = text.indexOf("\r\n", at);
+    if (end === -1) end = text.length;
+    const colon = text.indexOf(":", at);
     // A field name with whitespace before its colon, or an obs-fold continuation line, is refused (RFC 9112 §5).
-    if (colon <= 0) return line.startsWith(" ") || line.startsWith("\t") ? "folded header line" : "header line without a name";
-    const name = line.slice(0, colon).toLowerCase();
-    if (!TOKEN.test(name)) return `bad header name "${printable(name)}"`;
-    const value = line.slice(colon + 1).replace(/^[ \t]+|[ \t]+$/g, "");
-    if (BAD_VALUE.test(value)) return `control character in header ${name}`;
+    if (colon <= at || colon > end) {
+      const first = text.charCodeAt(at);
+      return first === SP || first === TAB ? "folded header line" : "header line without a name";
+    }
+    for (let i = at; i < colon; i++) {
+      const c = text.charCodeAt(i);
+      if (c > 127 || TOKEN_CHARS[c] === 0) return `bad header name "${printable(text.slice(at, colon))}"`;
+    }
+    const name = text.slice(at, colon).toLowerCase();
+    let from = colon + 1;
+    let to = end;
+    while (from < to && isSpace(text.charCodeAt(from))) from++;
+    while (to > from && isSpace(text.charCodeAt(to - 1))) to--;
+    for (let i = from; i < to; i++) {
+      const c = text.charCodeAt(i);
+      if ((c < SP && c !== TAB) || c === 127) return `control character in header ${name}`;
+    }
+    const value = text.slice(from, to);
+    at = end + 2;
     if (name === "content-length") {
       const length = parseContentLength(value);
       if (length < 0 || (contentLength >= 0 && length !== contentLength)) return "bad or conflicting Content-Length";
@@ -78,12 +86,14 @@ export function parseAnswerHead(text: string, method: string): AnswerHead | stri
       transferEncoding = transferEncoding === null ? value : `${transferEncoding}, ${value}`;
     } else if (name === "connection") {
       connection = connection ? `${connection}, ${value}` : value;
+    } else if (name === "keep-alive") {
+      const timeout = KEEP_ALIVE_TIMEOUT.exec(value);
+      if (timeout) keepAliveMs = Number(timeout[1]) * 1000;
     }
     fields.push([name, value]);
   }
-  const http11 = statusLine[1] === "1";
-  const tokens = connection.toLowerCase().split(",").map((token) => token.trim());
-  let reusable = http11 ? !tokens.includes("close") : tokens.includes("keep-alive");
+  const listed = connection ? connectionListed(connection) : NONE;
+  let reusable = http11 ? !listed.has("close") : listed.has("keep-alive");
   let framing: Framing;
   let length = contentLength;
   if (method === "HEAD" || status < 200 || status === 204 || status === 304) {
@@ -102,15 +112,39 @@ export function parseAnswerHead(text: string, method: string): AnswerHead | stri
     framing = "close";
     reusable = false;
   }
-  const connectionListed = new Set(tokens.filter((token) => TOKEN.test(token)));
-  const headers: [string, string][] = [];
-  for (const field of fields) {
-    const [name] = field;
-    // A HEAD answer keeps its Content-Length: it is the size of what a GET would get, which the client asked for.
-    if (name === "content-length" && framing === "none" && method === "HEAD") headers.push(field);
-    else if (!HOP_BY_HOP.has(name) && !connectionListed.has(name)) headers.push(field);
+  // Hop-by-hop fields are consumed here; Content-Length too (lb frames the body for its client), but a HEAD answer
+  // keeps it: it is the size of what a GET would get, which is what the client asked about.
+  const keepLength = framing === "none" && method === "HEAD";
+  const headers = fields.filter(
+    ([name]) => !HOP_BY_HOP.has(name) && !listed.has(name) && (name !== "content-length" || keepLength),
+  );
+  return { status, statusText: text.slice(13, statusEnd), headers, framing, length, reusable, keepAliveMs };
+}
+
+const NONE: ReadonlySet<string> = new Set();
+
+function isSpace(c: number): boolean {
+  return c === SP || c === TAB;
+}
+
+/** The status of "HTTP/1.x NNN[ reason]" (reason without control characters), or -1. */
+function parseStatusLine(text: string, end: number): number {
+  if (end < 12 || !text.startsWith("HTTP/1.") || text.charCodeAt(8) !== SP) return -1;
+  const minor = text.charCodeAt(7);
+  if (minor !== 48 && minor !== 49) return -1;
+  let status = 0;
+  for (let i = 9; i < 12; i++) {
+    const digit = text.charCodeAt(i) - 48;
+    if (digit < 0 || digit > 9) return -1;
+    status = status * 10 + digit;
   }
-  return { status, statusText: statusLine[3] ?? "", headers, framing, length, reusable };
+  if (status < 100) return -1;
+  if (end > 12 && text.charCodeAt(12) !== SP) return -1;
+  for (let i = 13; i < end; i++) {
+    const c = text.charCodeAt(i);
+    if ((c < SP && c !== TAB) || c === 127) return -1;
+  }
+  return status;
 }
 
 /** A Content-Length value: digits, or a list of equal ones ("5, 5", RFC 9110 §8.6); -1 when it is not one. */

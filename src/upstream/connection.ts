@@ -82,6 +82,8 @@ export class Connection {
   socket: Socket<Connection> | null = null;
   /** When it went back to the pool (performance.now), for the idle timeout. */
   idleSince = 0;
+  /** How long the backend said it keeps an idle connection (Keep-Alive: timeout=N), in ms; 0 if it did not say. */
+  backendIdleMs = 0;
   /** It has carried a request before: a close before any answer byte may be the backend's idle timeout. */
   reused = false;
   #closed = false;
@@ -364,7 +366,7 @@ export class Connection {
     if (this.#reading === Reading.Stream) {
       this.#stream?.close();
       this.#streamEnded();
-    } else this.#deliver(this.#whole ?? concat(this.#pieces, this.#piecesSize));
+    } else this.#deliver(this.#whole ?? (this.#pieces.length === 1 ? this.#pieces[0]! : Buffer.concat(this.#pieces, this.#piecesSize)));
     this.#answerEnded();
   }
 
@@ -398,6 +400,7 @@ export class Connection {
     this.#pause(false); // a stream's reader may have held it back: the next answer must flow
     this.#answerDone = true;
     this.#reusable = this.#head?.reusable ?? false;
+    if (this.#head?.keepAliveMs) this.backendIdleMs = this.#head.keepAliveMs;
     this.#whole = null;
     this.#pieces = [];
     this.#chunked = null;
@@ -452,6 +455,7 @@ export class Connection {
 
   /** The connect itself failed (refused, unresolvable, no route). */
   onConnectError(error: unknown): void {
+    if (this.#closed) return; // given up on already (the connect timed out): counted closed then
     this.#closed = true;
     this.owner.closed(this);
     this.#ready(classifyFailure(error));
@@ -500,17 +504,6 @@ export class Connection {
 /** What the client is told is short; what exactly was wrong goes to the log. */
 function malformed(detail: string): Failure {
   return { kind: "protocol", reason: "malformed response", detail };
-}
-
-function concat(pieces: Uint8Array[], size: number): Uint8Array {
-  if (pieces.length === 1) return pieces[0]!;
-  const out = new Uint8Array(size);
-  let offset = 0;
-  for (const piece of pieces) {
-    out.set(piece, offset);
-    offset += piece.byteLength;
-  }
-  return out;
 }
 
 /** Socket callbacks, shared by every connection (each socket's data is its Connection). */

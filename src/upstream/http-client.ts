@@ -84,7 +84,7 @@ export class HttpClient implements UpstreamClient {
   }
 
   #closeIdle(): void {
-    const cutoff = performance.now() - this.settings.idleTimeoutMs;
-    for (const pool of this.#pools.values()) pool.closeIdleSince(cutoff);
+    const now = performance.now();
+    for (const pool of this.#pools.values()) pool.closeExpired(now, this.settings.idleTimeoutMs);
   }
 }

@@ -36,11 +36,15 @@ export class OriginPool implements ConnectionOwner {
     this.authority = url.host;
   }
 
-  /** Sends on the most recently used idle connection, or on a new one. */
+  /** Sends on the most recently used idle connection (one past its idle limit is closed instead), or on a new one. */
   send(exchange: Exchange): void {
-    const idle = this.idle.pop();
-    if (idle) idle.start(exchange);
-    else this.#connect(exchange);
+    const { idleTimeoutMs } = this.settings();
+    const now = performance.now();
+    for (let idle = this.idle.pop(); idle; idle = this.idle.pop()) {
+      if (now - idle.idleSince < idleLimit(idle, idleTimeoutMs)) return idle.start(exchange);
+      idle.destroy();
+    }
+    this.#connect(exchange);
   }
 
   #connect(exchange: Exchange): void {
@@ -65,7 +69,7 @@ export class OriginPool implements ConnectionOwner {
   }
 
   release(connection: Connection): void {
-    if (this.forgotten) return connection.destroy();
+    if (this.forgotten || idleLimit(connection, this.settings().idleTimeoutMs) <= 0) return connection.destroy();
     connection.idleSince = performance.now();
     this.idle.push(connection);
   }
@@ -81,15 +85,17 @@ export class OriginPool implements ConnectionOwner {
     this.#connect(exchange);
   }
 
-  /** Closes the connections idle since before `cutoff` (performance.now). */
-  closeIdleSince(cutoff: number): void {
-    let stale = 0;
-    while (stale < this.idle.length && this.idle[stale]!.idleSince < cutoff) stale++;
-    for (const connection of this.idle.splice(0, stale)) connection.destroy();
+  /**
+   * Closes the connections idle for longer than `idleTimeoutMs`, or than the backend said it keeps them (less a
+   * margin, so lb lets go first and never sends a request into the backend's close).
+   */
+  closeExpired(now: number, idleTimeoutMs: number): void {
+    const expired = this.idle.filter((connection) => now - connection.idleSince >= idleLimit(connection, idleTimeoutMs));
+    for (const connection of expired) connection.destroy();
   }
 
   closeIdle(): void {
-    this.closeIdleSince(Number.POSITIVE_INFINITY);
+    for (const connection of this.idle.splice(0)) connection.destroy();
   }
 }
 
@@ -100,6 +106,14 @@ export function expire(exchange: Exchange, now: number): void {
   } else if (now >= exchange.deadline) {
     exchange.abandon(failure("timeout", "timed out"));
   }
+}
+
+/** A backend's own idle timeout is cut by this much: its close and lb's next request must not cross. */
+const BACKEND_IDLE_MARGIN_MS = 1000;
+
+function idleLimit(connection: Connection, idleTimeoutMs: number): number {
+  if (connection.backendIdleMs === 0) return idleTimeoutMs;
+  return Math.min(idleTimeoutMs, connection.backendIdleMs - BACKEND_IDLE_MARGIN_MS);
 }
 
 function isIpAddress(hostname: string): boolean {
