@@ -74,7 +74,6 @@ const CLIENT_CLOSED = 499;
 /** Resets from one backend this close together mean it died (a stale keep-alive socket resets one request). */
 const RESET_BURST_MS = 100;
 const UNRESPONSIVE = failure("reset", "backend stopped answering");
-const CLIENT_LEFT = failure("cancelled", "the client went away");
 
 /** What the access log needs to know about one request, filled in as the trip goes. */
 interface Trip {
@@ -376,17 +375,15 @@ export class Forwarder {
       body: body.body,
       streamLength: declared === null ? undefined : Number(declared),
       timeoutMs: this.options.timeoutMs,
+      signal: request.signal,
       onStreamEnd: (bytes, failed) => (finish ? finish(bytes, failed) : (endedEarly = [bytes, failed])),
     });
-    const clientLeft = () => call.cancel(CLIENT_LEFT);
-    request.signal.addEventListener("abort", clientLeft, { once: true });
     const movable = body.replayable && isIdempotent(request.method) ? this.#movableOn(backend) : null;
     movable?.add(call);
     const sent = performance.now();
     backend.inflight++;
     const result = await call.result;
     movable?.delete(call);
-    request.signal.removeEventListener("abort", clientLeft);
     if (isFailure(result)) {
       this.#requestDone(backend);
       if (request.signal.aborted) return "client-gone";

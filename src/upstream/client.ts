@@ -19,6 +19,11 @@ export interface UpstreamRequest {
   /** Longest wait, in ms, for the answer's head (and for a body read whole, the whole of it). */
   timeoutMs: number;
   /**
+   * The client's signal: once it aborts (the client left), the request is called off with a "cancelled" failure.
+   * It is polled with the deadlines rather than listened to: a listener per request costs more than a check per tick.
+   */
+  signal?: AbortSignal;
+  /**
    * Called once a streamed answer body has ended: passed on to its end, broken off by the backend (with the failure),
    * or cancelled by the reader. Not called for an answer whose body comes whole.
    */

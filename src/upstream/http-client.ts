@@ -6,7 +6,10 @@ import type { UpstreamCall, UpstreamClient, UpstreamRequest, UpstreamSettings } 
 import { Exchange } from "./connection.ts";
 import { OriginPool, type PoolHooks, expire } from "./origin-pool.ts";
 
-/** How often deadlines are checked while requests are out: the precision of --timeout and --connect-timeout. */
+/**
+ * How often deadlines (and clients that left) are checked while requests are out: the precision of --timeout and
+ * --connect-timeout.
+ */
 const SWEEP_MS = 20;
 /** How often idle connections are checked against the idle timeout. */
 const IDLE_SWEEP_MS = 1000;

@@ -99,9 +99,13 @@ export class OriginPool implements ConnectionOwner {
   }
 }
 
-/** Expires an exchange that has run past its deadline: no connection in time, or no answer in time. */
+const CLIENT_LEFT = failure("cancelled", "the client went away");
+
+/** Ends an exchange whose client left, or that has run past its deadline: no connection in time, or no answer in time. */
 export function expire(exchange: Exchange, now: number): void {
-  if (exchange.connectDeadline > 0 && now >= exchange.connectDeadline) {
+  if (exchange.request.signal?.aborted) {
+    exchange.abandon(CLIENT_LEFT);
+  } else if (exchange.connectDeadline > 0 && now >= exchange.connectDeadline) {
     exchange.abandon(failure("connect", "connect timed out"));
   } else if (now >= exchange.deadline) {
     exchange.abandon(failure("timeout", "timed out"));
