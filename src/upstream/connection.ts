@@ -475,6 +475,9 @@ export class Connection {
     if (this.#closed) return;
     this.#closed = true;
     this.owner.closed(this);
+    const drained = this.#drained; // a request body waiting to write: it stops at its next look
+    this.#drained = null;
+    drained?.();
     const why = () => (this.#error ? classifyFailure(this.#error).reason : "connection closed");
     if (this.onReady) return this.#ready(failure("connect", `${why()} while connecting`));
     const exchange = this.#exchange;

@@ -1,0 +1,123 @@
+/**
+ * The forwarder's policy with a scripted transport in place of the network (as Caddy's retries_test.go does): which
+ * failures are retried on the next backend, which mark a backend down, and what the client is answered. The transport
+ * itself is tested on real sockets in upstream-client.test.ts; here only the decisions are.
+ */
+import { describe, expect, test } from "bun:test";
+import { RoundRobin } from "../src/balance/round-robin.ts";
+import { createLogger } from "../src/log.ts";
+import { Metrics } from "../src/metrics/metrics.ts";
+import { Pool } from "../src/pool/pool.ts";
+import { Forwarder, type ClientConnection } from "../src/proxy/forward.ts";
+import type { UpstreamAnswer, UpstreamCall, UpstreamClient, UpstreamRequest } from "../src/upstream/client.ts";
+import { type Failure, failure } from "../src/upstream/failure.ts";
+
+type Script = (origin: string, request: UpstreamRequest) => UpstreamAnswer | Failure;
+
+/** A transport that answers from `script` and records every request it was given, by backend. */
+class ScriptedClient implements UpstreamClient {
+  readonly sent: Array<{ origin: string; method: string; body: string | null }> = [];
+  constructor(private readonly script: Script) {}
+
+  send(origin: string, request: UpstreamRequest): UpstreamCall {
+    const body = request.body instanceof Uint8Array ? new TextDecoder().decode(request.body) : null;
+    this.sent.push({ origin, method: request.method, body });
+    return { result: Promise.resolve(this.script(origin, request)), cancel() {} };
+  }
+  configure() {}
+  forget() {}
+  connections() {
+    return { busy: 0, idle: 0 };
+  }
+  close() {}
+}
+
+const answer = (text: string, status = 200): UpstreamAnswer => ({
+  status,
+  statusText: "",
+  headers: [["content-type", "text/plain"]],
+  body: new TextEncoder().encode(text),
+});
+
+const client: ClientConnection = {
+  ip: "10.0.0.9",
+  proto: "http",
+  openRequests: 1,
+  holdOpen() {},
+  upgrade: () => false,
+};
+
+function forwarder(script: Script) {
+  const upstream = new ScriptedClient(script);
+  const pool = new Pool([
+    { url: "http://a:80", weight: 1 },
+    { url: "http://b:80", weight: 1 },
+  ]);
+  for (const backend of pool.backends) pool.recordCheck(backend, { ok: true, reason: "status 200" });
+  const log = createLogger("error", "json");
+  const forwarding = new Forwarder({
+    pool,
+    upstream,
+    accessLog: null,
+    metrics: new Metrics(),
+    log,
+    policy: new RoundRobin(() => 1),
+    sticky: null,
+    timeoutMs: 1000,
+    retries: 3,
+    retryBudgetPercent: 20,
+    maxInflight: 0,
+    queueSize: 10,
+    queueTimeoutMs: 1000,
+    maxConnections: 0,
+    clientTimeoutMs: 1000,
+    retryAfterSeconds: 1,
+    debug: false,
+  });
+  const send = async (method: string, body?: string) => {
+    const response = await forwarding.handle(new Request("http://lb/x", { method, body }), client);
+    return { status: response!.status, text: await response!.text() };
+  };
+  return { send, upstream, pool };
+}
+
+/** Backend a fails with `failed`; backend b answers. */
+const aFails = (failed: Failure): Script => (origin) => (origin === "http://a:80" ? failed : answer(`b answered`));
+
+describe("the forwarder's decisions, with a scripted transport", () => {
+  test("a connect failure (refused, or timed out) is retried on the next backend for any method, and marks the backend down", async () => {
+    for (const reason of ["connection refused", "connect timed out"]) {
+      const { send, upstream, pool } = forwarder(aFails(failure("connect", reason)));
+      expect(await send("POST", "once")).toEqual({ status: 200, text: "b answered" });
+      expect(upstream.sent).toEqual([
+        { origin: "http://a:80", method: "POST", body: "once" },
+        { origin: "http://b:80", method: "POST", body: "once" },
+      ]);
+      expect(pool.available().map((backend) => backend.url)).toEqual(["http://b:80"]);
+    }
+  });
+
+  test("a reset is retried for a GET but not for a POST (the backend may have acted on it), and marks nobody down", async () => {
+    const get = forwarder(aFails(failure("reset", "connection reset")));
+    expect(await get.send("GET")).toEqual({ status: 200, text: "b answered" });
+    expect(get.upstream.sent.map((s) => s.origin)).toEqual(["http://a:80", "http://b:80"]);
+    const post = forwarder(aFails(failure("reset", "connection reset")));
+    expect(await post.send("POST", "once")).toEqual({ status: 502, text: "502 Bad Gateway: backend failed (connection reset)\n" });
+    expect(post.upstream.sent.map((s) => s.origin)).toEqual(["http://a:80"]);
+    expect(post.pool.available()).toHaveLength(2);
+  });
+
+  test("a timeout is a 504 and is not retried; a malformed answer is a 502 and is not retried", async () => {
+    const slow = forwarder(aFails(failure("timeout", "timed out")));
+    expect((await slow.send("GET")).status).toBe(504);
+    expect(slow.upstream.sent).toHaveLength(1);
+    const garbled = forwarder(aFails({ kind: "protocol", reason: "malformed response", detail: 'bad status line "SSH-2.0"' }));
+    expect(await garbled.send("GET")).toEqual({ status: 502, text: "502 Bad Gateway: backend failed (malformed response)\n" });
+    expect(garbled.upstream.sent).toHaveLength(1);
+  });
+
+  test("an answer passes to the client with lb's request id; a 5xx from the backend is passed on as it is", async () => {
+    const { send } = forwarder(() => answer("down for maintenance", 503));
+    expect(await send("GET")).toEqual({ status: 503, text: "down for maintenance" });
+  });
+});
