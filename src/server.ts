@@ -1,10 +1,10 @@
 /** Wires the parts together: pool + health checks + policy + forwarder behind Bun.serve, and a bounded shutdown. */
 import { type BackendSpec, hostInUrl } from "./config/backend-url.ts";
-import { checkSettings, forwarderTuning, poolRules, upstreamSettings, upstreamTls } from "./config/derive.ts";
+import { checkSettings, forwarderTuning, poolRules, upstreamSettings, upstreamTls } from "./configure.ts";
 import { formatDuration } from "./config/duration.ts";
 import { DnsDiscovery, dnsLookup } from "./pool/discovery.ts";
 import { drainAndRemove } from "./pool/drain.ts";
-import { RESTART_ONLY, changedSettings, diffBackends, effectiveConfig } from "./reload.ts";
+import { RESTART_ONLY, changedSettings, diffBackends, effectiveConfig } from "./config/reload.ts";
 import type { Config } from "./config/settings.ts";
 import { AccessLog, FileSink, type Sink } from "./access-log.ts";
 import { type Logger, consolaLevel } from "./log.ts";
@@ -13,7 +13,8 @@ import { type PoolEvent, Pool } from "./pool/pool.ts";
 import { describeState } from "./pool/backend.ts";
 import { EventLog } from "./admin/events.ts";
 import { Metrics } from "./metrics/metrics.ts";
-import { type ClientConnection, Forwarder, pathOf } from "./proxy/forward.ts";
+import { Forwarder } from "./proxy/forward.ts";
+import { type ClientConnection, pathOf } from "./proxy/trip.ts";
 import { readFileSync } from "node:fs";
 import { ConfigError } from "./config/load.ts";
 import { errorResponse } from "./proxy/responses.ts";
@@ -39,7 +40,7 @@ export interface RunningLb {
   reopenLogs(): void;
   /** In a worker: makes the pool what the primary says (its changes are not echoed back). */
   follow(state: readonly BackendState[]): void;
-  /** Applies a new config without a restart (see reload.ts for what changes); returns a one-line summary. */
+  /** Applies a new config without a restart (see config/reload.ts for what changes); returns a one-line summary. */
   reload(next: Config): string;
   /** Stops accepting, lets in-flight requests finish within the drain timeout, then closes what is left. */
   stop(): Promise<void>;

@@ -8,7 +8,8 @@ import { RoundRobin } from "../src/balance/round-robin.ts";
 import { createLogger } from "../src/log.ts";
 import { Metrics } from "../src/metrics/metrics.ts";
 import { Pool } from "../src/pool/pool.ts";
-import { Forwarder, type ClientConnection } from "../src/proxy/forward.ts";
+import { Forwarder } from "../src/proxy/forward.ts";
+import type { ClientConnection } from "../src/proxy/trip.ts";
 import type { UpstreamAnswer, UpstreamCall, UpstreamClient, UpstreamRequest } from "../src/upstream/client.ts";
 import { type Failure, failure } from "../src/upstream/failure.ts";
 

@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { upstreamRequestFields } from "../src/proxy/headers.ts";
-import { pathOf, redact } from "../src/proxy/forward.ts";
+import { pathOf, redact } from "../src/proxy/trip.ts";
 
 describe("upstream request fields", () => {
   const client = { ip: "10.1.2.3", proto: "http" as const };

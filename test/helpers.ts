@@ -6,7 +6,7 @@ import { format } from "node:util";
 import { resolveConfig } from "../src/config/load.ts";
 import type { Config } from "../src/config/settings.ts";
 import { type AccessEntry, AccessLog } from "../src/access-log.ts";
-import { pathOf } from "../src/proxy/forward.ts";
+import { pathOf } from "../src/proxy/trip.ts";
 import { type RunningLb, startLb } from "../src/server.ts";
 
 export const ROOT = new URL("..", import.meta.url).pathname;

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:tes
 import type { TCPSocketListener } from "bun";
 import { connect, type Socket as NetSocket } from "node:net";
 import { AccessLog } from "../src/access-log.ts";
-import { pathOf } from "../src/proxy/forward.ts";
+import { pathOf } from "../src/proxy/trip.ts";
 import { type InProcessLb, type TestBackend, startBackend, startTestLb } from "./helpers.ts";
 
 // ---------------------------------------------------------------------------------------------------------------

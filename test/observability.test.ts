@@ -4,7 +4,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync } 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { clfTime } from "../src/access-log.ts";
-import { requestIdOf } from "../src/proxy/forward.ts";
+import { requestIdOf } from "../src/proxy/trip.ts";
 import { spawnLb, startBackend, startTestLb, waitFor } from "./helpers.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "lb-logs-"));

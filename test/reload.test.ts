@@ -4,7 +4,7 @@ import { mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { resolveConfig } from "../src/config/load.ts";
-import { changedSettings, diffBackends, effectiveConfig } from "../src/reload.ts";
+import { changedSettings, diffBackends, effectiveConfig } from "../src/config/reload.ts";
 import { spawnLb, startBackend, waitFor } from "./helpers.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "lb-reload-"));

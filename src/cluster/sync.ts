@@ -5,8 +5,8 @@
  */
 import type { BackendSpec } from "../config/backend-url.ts";
 import type { Config } from "../config/settings.ts";
-import { BackendMetrics, type Metrics, type Second, WINDOW_SECONDS } from "../metrics/metrics.ts";
-import type { AdminState, Backend } from "../pool/backend.ts";
+import { BackendMetrics, COUNTER_NAMES, type Counters, type Metrics, type Second, WINDOW_SECONDS } from "../metrics/metrics.ts";
+import type { AdminState, Backend, BackendStats } from "../pool/backend.ts";
 import type { HealthState } from "../pool/health.ts";
 import type { Pool } from "../pool/pool.ts";
 
@@ -18,13 +18,10 @@ export interface BackendState {
   admin: AdminState;
 }
 
-/** A worker's counters for one backend. */
-export interface BackendLoad {
+/** A worker's counts for one backend: its requests in flight and the backend's stats. */
+export interface BackendLoad extends BackendStats {
   url: string;
   inflight: number;
-  requests: number;
-  errors: number;
-  retries: number;
 }
 
 export interface MetricsSnapshot {
@@ -34,11 +31,7 @@ export interface MetricsSnapshot {
     buckets: number[];
     durationSum: number;
     durationCount: number;
-    connectErrors: number;
-    retries: number;
-    resends: number;
-    tunnels: number;
-    tunnelsOpen: number;
+    counters: Counters;
     /** Only the last few seconds: older ones do not change any more, and the primary already has them. */
     recent: Array<Second & { at: number }>;
   }>;
@@ -90,29 +83,25 @@ export function backendLoad(backends: readonly Backend[]): BackendLoad[] {
   return backends.map(({ url, inflight, stats }) => ({ url, inflight, ...stats }));
 }
 
-/** Sets each of the primary's backends' in-flight and request counts to the sum over the workers' latest reports. */
+/** Sets each of the primary's backends' in-flight count and stats to the sum over the workers' latest reports. */
 export function sumLoad(backends: readonly Backend[], reports: Iterable<WorkerReport>): void {
   const totals = new Map<string, BackendLoad>();
   for (const report of reports) {
     for (const load of report.load) {
       const total = totals.get(load.url);
       if (!total) totals.set(load.url, { ...load });
-      else {
-        total.inflight += load.inflight;
-        total.requests += load.requests;
-        total.errors += load.errors;
-        total.retries += load.retries;
-      }
+      else for (const key of LOAD_KEYS) total[key] += load[key];
     }
   }
   for (const backend of backends) {
     const total = totals.get(backend.url);
     backend.inflight = total?.inflight ?? 0;
-    backend.stats.requests = total?.requests ?? 0;
-    backend.stats.errors = total?.errors ?? 0;
-    backend.stats.retries = total?.retries ?? 0;
+    for (const key of STAT_KEYS) backend.stats[key] = total?.[key] ?? 0;
   }
 }
+
+const STAT_KEYS: ReadonlyArray<keyof BackendStats> = ["requests", "errors", "retries"] satisfies Array<keyof BackendStats>;
+const LOAD_KEYS: ReadonlyArray<Exclude<keyof BackendLoad, "url">> = ["inflight", ...STAT_KEYS];
 
 /** Seconds of history a report carries (a report is sent every half second, so one second would do; 3 for slack). */
 const RECENT_SECONDS = 3;
@@ -126,11 +115,7 @@ export function snapshotMetrics(metrics: Metrics, nowMs: number): MetricsSnapsho
       buckets: m.buckets,
       durationSum: m.durationSum,
       durationCount: m.durationCount,
-      connectErrors: m.connectErrors,
-      retries: m.retries,
-      resends: m.resends,
-      tunnels: m.tunnels,
-      tunnelsOpen: m.tunnelsOpen,
+      counters: countersOf(m),
       recent: m.seconds.filter((s) => s.at >= oldest),
     })),
     unrouted: [...metrics.unrouted],
@@ -146,11 +131,7 @@ export function applyMetricsSnapshot(mirror: Metrics, snapshot: MetricsSnapshot)
     m.buckets.splice(0, m.buckets.length, ...b.buckets);
     m.durationSum = b.durationSum;
     m.durationCount = b.durationCount;
-    m.connectErrors = b.connectErrors;
-    m.retries = b.retries;
-    m.resends = b.resends;
-    m.tunnels = b.tunnels;
-    m.tunnelsOpen = b.tunnelsOpen;
+    Object.assign(m, b.counters);
     for (const second of b.recent) {
       const slot = m.seconds[second.at % WINDOW_SECONDS]!;
       slot.at = second.at;
@@ -174,13 +155,7 @@ function addBackendMetrics(total: BackendMetrics, part: BackendMetrics): void {
   addInto(total.buckets, part.buckets);
   total.durationSum += part.durationSum;
   total.durationCount += part.durationCount;
-  total.connectErrors += part.connectErrors;
-  total.retries += part.retries;
-  total.resends += part.resends;
-  total.checksPassed += part.checksPassed;
-  total.checksFailed += part.checksFailed;
-  total.tunnels += part.tunnels;
-  total.tunnelsOpen += part.tunnelsOpen;
+  for (const name of COUNTER_NAMES) total[name] += part[name];
   for (const second of part.seconds) {
     if (second.at < 0) continue;
     const slot = total.seconds[second.at % WINDOW_SECONDS]!;
@@ -195,6 +170,10 @@ function addBackendMetrics(total: BackendMetrics, part: BackendMetrics): void {
     slot.errors += second.errors;
     addInto(slot.buckets, second.buckets);
   }
+}
+
+function countersOf(m: BackendMetrics): Counters {
+  return Object.fromEntries(COUNTER_NAMES.map((name) => [name, m[name]])) as Counters;
 }
 
 function addInto(total: number[], part: readonly number[]): void {

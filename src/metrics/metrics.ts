@@ -16,21 +16,33 @@ export interface Second {
   buckets: number[];
 }
 
+/**
+ * The plain counters kept per backend, declared once: the class's fields, the snapshot a worker sends, the primary's
+ * sum and /metrics all follow from this table. `labels` are the Prometheus labels beside `backend`.
+ */
+export const BACKEND_COUNTERS = {
+  connectErrors: { metric: "lb_upstream_connect_errors_total", type: "counter", help: "Refused, unresolvable or timed-out connections to a backend." },
+  resends: { metric: "lb_upstream_resends_total", type: "counter", help: "Idempotent requests sent again on a fresh connection after a reused one closed before answering." },
+  retries: { metric: "lb_retries_total", type: "counter", help: "Attempts that retried a request on this backend after another failed." },
+  tunnels: { metric: "lb_websocket_connections_total", type: "counter", help: "WebSocket tunnels opened to the backend." },
+  tunnelsOpen: { metric: "lb_websocket_connections_active", type: "gauge", help: "WebSocket tunnels open now." },
+  checksPassed: { metric: "lb_health_checks_total", type: "counter", help: "Active health checks, by backend and result.", labels: 'result="pass"' },
+  checksFailed: { metric: "lb_health_checks_total", type: "counter", help: "Active health checks, by backend and result.", labels: 'result="fail"' },
+} as const satisfies Record<string, { metric: string; type: "counter" | "gauge"; help: string; labels?: string }>;
+
+export type BackendCounter = keyof typeof BACKEND_COUNTERS;
+export const COUNTER_NAMES = Object.keys(BACKEND_COUNTERS) as BackendCounter[];
+export type Counters = Record<BackendCounter, number>;
+
+/** Each counter of BACKEND_COUNTERS is a field of BackendMetrics (set to 0 by its constructor). */
+export interface BackendMetrics extends Counters {}
+
 export class BackendMetrics {
   /** Requests by "code method", e.g. "200 GET". */
   readonly requests = new Map<string, number>();
   readonly buckets = new Array<number>(LATENCY_BUCKETS.length + 1).fill(0);
   durationSum = 0;
   durationCount = 0;
-  connectErrors = 0;
-  retries = 0;
-  /** Requests sent again on a fresh connection after a pooled one closed before answering. */
-  resends = 0;
-  checksPassed = 0;
-  checksFailed = 0;
-  /** WebSocket tunnels opened to this backend, and those open now. */
-  tunnels = 0;
-  tunnelsOpen = 0;
   /** Ring of the last WINDOW_SECONDS seconds, indexed by epoch second modulo its length. */
   readonly seconds: Array<Second & { at: number }> = Array.from({ length: WINDOW_SECONDS }, () => ({
     at: -1,
@@ -38,6 +50,10 @@ export class BackendMetrics {
     errors: 0,
     buckets: new Array<number>(LATENCY_BUCKETS.length + 1).fill(0),
   }));
+
+  constructor() {
+    for (const name of COUNTER_NAMES) this[name] = 0;
+  }
 
   record(method: string, status: number, seconds: number, nowMs: number): void {
     const key = `${status} ${method}`;

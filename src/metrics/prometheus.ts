@@ -1,7 +1,7 @@
 /** The Prometheus text exposition (format 0.0.4) of lb's metrics, rendered on each scrape of /metrics. */
 import { readdirSync } from "node:fs";
 import { type Backend, isAvailable } from "../pool/backend.ts";
-import { LATENCY_BUCKETS, type Metrics } from "./metrics.ts";
+import { BACKEND_COUNTERS, COUNTER_NAMES, LATENCY_BUCKETS, type Metrics } from "./metrics.ts";
 
 export interface ScrapeState {
   backends: readonly Backend[];
@@ -44,18 +44,12 @@ export function renderPrometheus({ backends, metrics, queued }: ScrapeState): st
     family(name, type, help);
     for (const url of urls) out.push(`${name}{backend="${label(url)}"} ${value(url)}`);
   };
-  const known = [...metrics.backends.keys()];
-  perBackend("lb_upstream_connect_errors_total", "counter", "Refused or unresolvable connections to a backend.", (u) => metrics.of(u).connectErrors, known);
-  perBackend("lb_upstream_resends_total", "counter", "Idempotent requests sent again on a fresh connection after a reused one closed before answering.", (u) => metrics.of(u).resends, known);
-  perBackend("lb_retries_total", "counter", "Attempts that retried a request on this backend after another failed.", (u) => metrics.of(u).retries, known);
-
-  perBackend("lb_websocket_connections_total", "counter", "WebSocket tunnels opened to the backend.", (u) => metrics.of(u).tunnels, known);
-  perBackend("lb_websocket_connections_active", "gauge", "WebSocket tunnels open now.", (u) => metrics.of(u).tunnelsOpen, known);
-
-  family("lb_health_checks_total", "counter", "Active health checks, by backend and result.");
-  for (const [url, m] of metrics.backends) {
-    out.push(`lb_health_checks_total{backend="${label(url)}",result="pass"} ${m.checksPassed}`);
-    out.push(`lb_health_checks_total{backend="${label(url)}",result="fail"} ${m.checksFailed}`);
+  const declared = new Set<string>();
+  for (const name of COUNTER_NAMES) {
+    const { metric, type, help, labels } = BACKEND_COUNTERS[name] as { metric: string; type: string; help: string; labels?: string };
+    if (!declared.has(metric)) family(metric, type, help); // counters that share a metric differ by a label
+    declared.add(metric);
+    for (const [url, m] of metrics.backends) out.push(`${metric}{backend="${label(url)}"${labels ? `,${labels}` : ""}} ${m[name]}`);
   }
 
   const current = new Map(backends.map((b) => [b.url, b]));

@@ -1,8 +1,10 @@
 /**
- * One request's trip, top to bottom: pick candidates, send to a backend through the upstream client, retry the next
- * candidate when that is safe, and stream the answer back. Every ending is logged once in the access log.
+ * One request's trip, top to bottom: admit it, pick candidates, send it through the upstream client, retry the next
+ * candidate when that is safe, and hand the answer back. The pieces it uses each live in a file of their own: an
+ * attempt's in-flight count (attempt.ts), the client's response (respond.ts), the WebSocket trip (websocket-trip.ts)
+ * and the access line and metrics of a finished request (trip-log.ts).
  */
-import type { Policy, RequestContext } from "../balance/policy.ts";
+import type { Policy } from "../balance/policy.ts";
 import type { StickySessions } from "../balance/sticky.ts";
 import { formatDuration } from "../config/duration.ts";
 import type { AccessLog } from "../access-log.ts";
@@ -10,15 +12,20 @@ import type { Logger } from "../log.ts";
 import type { Metrics } from "../metrics/metrics.ts";
 import { type Backend, isAvailable } from "../pool/backend.ts";
 import type { Pool } from "../pool/pool.ts";
-import type { UpstreamAnswer, UpstreamCall, UpstreamClient } from "../upstream/client.ts";
+import type { UpstreamCall, UpstreamClient } from "../upstream/client.ts";
 import { isFailure } from "../upstream/client.ts";
 import { type Failure, failure } from "../upstream/failure.ts";
-import { failWhenIdle, type OutgoingBody, prepareBody, untypedBody } from "./body.ts";
-import { type ClientInfo, upstreamRequestFields } from "./headers.ts";
+import { Attempt, type AttemptEnd } from "./attempt.ts";
+import { failWhenIdle, type OutgoingBody, prepareBody } from "./body.ts";
+import { upstreamRequestFields } from "./headers.ts";
+import { clientResponse } from "./respond.ts";
 import { errorResponse } from "./responses.ts";
 import { isIdempotent, mayRetry, retryBudgetAllows } from "./retry.ts";
+import { type ClientConnection, type Trip, redact, startTrip } from "./trip.ts";
+import { CLIENT_CLOSED, TripLog } from "./trip-log.ts";
 import { QueueFull, Waitlist } from "./waitlist.ts";
-import { Tunnel, isWebSocketUpgrade, openUpstream, tunnelRequestHeaders, webSocketUrl } from "./websocket.ts";
+import { isWebSocketUpgrade } from "./websocket.ts";
+import { openTunnel } from "./websocket-trip.ts";
 
 /** What the forwarder works with; fixed for lb's lifetime. */
 export interface ForwarderDeps {
@@ -57,41 +64,11 @@ export interface ForwarderTuning {
 
 export type ForwarderOptions = ForwarderDeps & ForwarderTuning;
 
-/** The client side of one request, as the server edge sees it. */
-export interface ClientConnection extends ClientInfo {
-  /** Requests and WebSocket tunnels open on the listener, this one included. */
-  openRequests: number;
-  /** Suspends (true) or restores (false) the client connection's idle timeout while lb waits on a backend. */
-  holdOpen(waiting: boolean): void;
-  /** Completes a WebSocket upgrade with this tunnel (and response headers); false if the request cannot upgrade. */
-  upgrade(tunnel: Tunnel, headers: Record<string, string>): boolean;
-}
-
 type Fields = Array<[string, string]>;
 
-/** Status logged when the client went away before it got an answer (nginx's convention). */
-const CLIENT_CLOSED = 499;
 /** Resets from one backend this close together mean it died (a stale keep-alive socket resets one request). */
 const RESET_BURST_MS = 100;
 const UNRESPONSIVE = failure("reset", "backend stopped answering");
-
-/** What the access log needs to know about one request, filled in as the trip goes. */
-interface Trip {
-  request: Request;
-  /** The client's X-Request-Id when it is a sane one, else a new UUID; sent to the backend and back to the client. */
-  requestId: string;
-  client: ClientConnection;
-  context: RequestContext;
-  /** The backend a sticky cookie named, if it is available. */
-  pinned: Backend | undefined;
-  started: number;
-  attempts: number;
-  /** The backend that answered, or was last tried. */
-  target: Backend | null;
-  upstreamMs: number;
-  /** Set when the client stopped sending its streamed body for longer than the client timeout. */
-  bodyStalled: boolean;
-}
 
 /** How an attempt can end because of the client: it left, or stopped sending its body. */
 type ClientEnd = "client-gone" | "client-stalled";
@@ -107,8 +84,11 @@ export class Forwarder {
   /** Per backend, the attempts that may go elsewhere if it stops answering: idempotent, replayable, unanswered. */
   readonly #movable = new WeakMap<Backend, Set<UpstreamCall>>();
 
+  readonly #tripLog: TripLog;
+
   constructor(private options: ForwarderOptions) {
     this.#roomQueue = new Waitlist(options.queueSize);
+    this.#tripLog = new TripLog(options.metrics, options.accessLog);
   }
 
   /** New tuning applies to requests that start from now on. */
@@ -124,18 +104,7 @@ export class Forwarder {
 
   /** Resolves to the response, or to undefined when the request became a WebSocket tunnel. */
   async handle(request: Request, client: ClientConnection): Promise<Response | undefined> {
-    const trip: Trip = {
-      request,
-      requestId: requestIdOf(request.headers),
-      client,
-      context: { clientIp: client.ip, path: pathOf(request.url), headers: request.headers },
-      pinned: undefined,
-      started: performance.now(),
-      attempts: 0,
-      target: null,
-      upstreamMs: 0,
-      bodyStalled: false,
-    };
+    const trip = startTrip(request, client);
     if (this.options.debug) this.#logRequest(trip);
     const { maxConnections } = this.options;
     if (maxConnections > 0 && client.openRequests > maxConnections) {
@@ -149,7 +118,15 @@ export class Forwarder {
     const host = request.headers.get("host");
     if (host !== null && !VALID_HOST.test(host)) return this.#fail(trip, 400, "invalid Host header");
     if (this.options.pool.available().length === 0) return this.#fail(trip, 503, "no healthy backend", this.#retryAfter());
-    if (isWebSocketUpgrade(request.headers)) return this.#tunnel(trip);
+    if (isWebSocketUpgrade(request.headers)) {
+      const tunnel = await openTunnel(trip, this.#candidates(trip) ?? [], {
+        metrics: this.options.metrics,
+        retries: this.options.retries,
+        timeoutMs: this.options.timeoutMs,
+        attempt: (trip, backend) => this.#startAttempt(trip, backend),
+      });
+      return tunnel.upgraded ? undefined : this.#fail(trip, tunnel.status, tunnel.detail);
+    }
     this.#requestsInFlight++;
     try {
       return await this.#forward(trip);
@@ -237,44 +214,6 @@ export class Forwarder {
     return this.#fail(trip, 502, `backend failed (${lastFailure.reason})`);
   }
 
-  /**
-   * A WebSocket: the backend handshake first (candidates in the policy's order, like any request; a handshake is
-   * safe to try elsewhere), then the client's upgrade. The tunnel counts as one request in flight until it closes.
-   */
-  async #tunnel(trip: Trip): Promise<Response | undefined> {
-    const candidates = this.#candidates(trip) ?? [];
-    const headers = tunnelRequestHeaders(new Headers(upstreamRequestFields(trip.request.headers, trip.client, trip.requestId)));
-    const protocols = (trip.request.headers.get("sec-websocket-protocol") ?? "").split(",").map((p) => p.trim()).filter(Boolean);
-    for (const backend of candidates) {
-      if (trip.attempts > this.options.retries) break;
-      if (!isAvailable(backend)) continue;
-      trip.attempts++;
-      trip.target = backend;
-      const sent = performance.now();
-      const upstream = await openUpstream(webSocketUrl(backend.url, trip.context.path), headers, protocols, this.options.timeoutMs);
-      if (!upstream) continue;
-      trip.upstreamMs = performance.now() - sent;
-      backend.inflight++;
-      const metrics = this.options.metrics.of(backend.url);
-      const tunnel = new Tunnel(upstream, () => {
-        metrics.tunnelsOpen--;
-        this.#requestDone(backend);
-        this.#logAccess(trip, 101, 0);
-      });
-      const answer: Record<string, string> = { "x-request-id": trip.requestId };
-      if (upstream.protocol) answer["sec-websocket-protocol"] = upstream.protocol;
-      if (!trip.client.upgrade(tunnel, answer)) {
-        upstream.close(1000, "client could not upgrade");
-        this.#requestDone(backend);
-        return this.#fail(trip, 400, "this request cannot be upgraded to a WebSocket");
-      }
-      metrics.tunnels++;
-      metrics.tunnelsOpen++;
-      return undefined;
-    }
-    return this.#fail(trip, 502, "no backend accepted the WebSocket handshake");
-  }
-
   /** One attempt, with its bookkeeping: stats, retry budget, connect-failure marking, outlier outcomes, latency. */
   async #attemptCounted(backend: Backend, trip: Trip, headers: Fields, body: OutgoingBody): Promise<AttemptResult> {
     const isRetry = trip.attempts > 0;
@@ -356,17 +295,30 @@ export class Forwarder {
     return movable;
   }
 
-  #requestDone(backend: Backend): void {
-    backend.inflight--;
+  #startAttempt(trip: Trip, backend: Backend): Attempt {
+    return new Attempt(backend, (attempt, end) => this.#attemptOver(trip, attempt, end));
+  }
+
+  /**
+   * An attempt gave its in-flight count back: a request waiting for room may go, and an answered one is logged. A
+   * backend that broke off an answer already under way failed all the same: it counts toward ejection, and the log
+   * says so (nginx: "upstream prematurely closed"); the client sees the body cut off (no last chunk).
+   */
+  #attemptOver(trip: Trip, attempt: Attempt, end: AttemptEnd): void {
     if (this.options.maxInflight > 0) this.#roomQueue.wakeOne();
+    if (end.status === 0) return;
+    if (end.failure && end.failure.kind !== "cancelled") {
+      this.options.pool.recordOutcome(attempt.backend, true);
+      this.options.log.warn(
+        `backend ${attempt.backend.name} broke off its answer to ${trip.request.method} ${trip.context.path} after ${end.bytes} bytes: ${end.failure.reason}`,
+      );
+    }
+    this.#tripLog.finish(trip, end.status, end.bytes);
   }
 
   async #attempt(backend: Backend, trip: Trip, headers: Fields, body: OutgoingBody): Promise<AttemptResult> {
     const { request } = trip;
-    // A streamed answer ends after this attempt has returned; its end reaches finish() through this relay (the end
-    // can come before respond() has set it, when the whole stream arrived in one read).
-    let finish: ((bytes: number, failure?: Failure) => void) | null = null;
-    let endedEarly: [number, Failure | undefined] | null = null;
+    const attempt = this.#startAttempt(trip, backend);
     const declared = request.headers.get("content-length");
     const call = this.options.upstream.send(backend.url, {
       method: request.method,
@@ -376,101 +328,41 @@ export class Forwarder {
       streamLength: declared === null ? undefined : Number(declared),
       timeoutMs: this.options.timeoutMs,
       signal: request.signal,
-      onStreamEnd: (bytes, failed) => (finish ? finish(bytes, failed) : (endedEarly = [bytes, failed])),
+      onStreamEnd: (bytes, failed) => attempt.bodyEnded(bytes, failed),
     });
     const movable = body.replayable && isIdempotent(request.method) ? this.#movableOn(backend) : null;
     movable?.add(call);
-    const sent = performance.now();
-    backend.inflight++;
     const result = await call.result;
     movable?.delete(call);
     if (isFailure(result)) {
-      this.#requestDone(backend);
+      attempt.failed();
       if (request.signal.aborted) return "client-gone";
       if (trip.bodyStalled) return "client-stalled";
       return result.kind === "cancelled" ? "client-gone" : result;
     }
-    trip.upstreamMs = performance.now() - sent;
-    const response = this.#respond(backend, trip, result, (end) => (finish = end));
-    if (endedEarly) finish!(...(endedEarly as [number, Failure | undefined]));
-    return response;
-  }
-
-  /**
-   * Hands the backend's answer to the client; the in-flight count passes to the response: it ends at once for a
-   * whole body, at the last byte (or the client leaving) for a streamed one, which `onEnd` is given to report.
-   */
-  #respond(backend: Backend, trip: Trip, answer: UpstreamAnswer, onEnd: (finish: (bytes: number, failure?: Failure) => void) => void): Response {
-    const { headers, body } = answer;
-    let typed = false;
-    let idAt = -1;
-    for (let i = 0; i < headers.length; i++) {
-      const name = headers[i]![0];
-      if (name === "content-type") typed = true;
-      else if (name === "x-request-id") idAt = i;
-    }
-    if (idAt === -1) headers.push(["x-request-id", trip.requestId]);
-    else headers[idAt] = ["x-request-id", trip.requestId];
+    trip.upstreamMs = performance.now() - attempt.sent;
     const { sticky } = this.options;
-    if (sticky && backend !== trip.pinned) headers.push(["set-cookie", sticky.cookieFor(backend)]);
-    const init = { status: answer.status, statusText: answer.statusText, headers };
-    const whole = body === null || body instanceof Uint8Array;
-    const response = new Response(whole && body?.byteLength && !typed ? untypedBody(body) : body, init);
-    const finish = once((bytes: number, backendFailure?: Failure) => {
-      this.#requestDone(backend);
-      // The status is gone to the client already; the client sees the body cut off (no last chunk). The backend
-      // failed all the same, so it counts toward ejection, and the log says so (nginx: "upstream prematurely closed").
-      if (backendFailure !== undefined && backendFailure.kind !== "cancelled") {
-        this.options.pool.recordOutcome(backend, true);
-        this.options.log.warn(
-          `backend ${backend.name} broke off its answer to ${trip.request.method} ${trip.context.path} after ${bytes} bytes: ${backendFailure.reason}`,
-        );
-      }
-      this.#logAccess(trip, answer.status, bytes);
-    });
-    if (this.options.debug) this.options.log.debug(`Response from server: HTTP/1.1 ${answer.status} ${answer.statusText}`);
-    if (whole) finish(body?.byteLength ?? 0);
-    else onEnd(finish);
+    const cookie = sticky && backend !== trip.pinned ? sticky.cookieFor(backend) : null;
+    const { response, wholeBytes } = clientResponse(result, trip.requestId, cookie);
+    if (this.options.debug) this.options.log.debug(`Response from server: HTTP/1.1 ${result.status} ${result.statusText}`);
+    attempt.responded(result.status, wholeBytes);
     return response;
   }
 
   #fail(trip: Trip, status: number, detail: string, headers?: Record<string, string>): Response {
     const response = errorResponse(status, detail, { ...headers, "x-request-id": trip.requestId });
-    this.#logAccess(trip, status, 0);
+    this.#tripLog.finish(trip, status, 0);
     return response;
   }
 
   #clientGone(trip: Trip): Response {
-    this.#logAccess(trip, CLIENT_CLOSED, 0);
-    return new Response(null, { status: 400 });
+    this.#tripLog.finish(trip, CLIENT_CLOSED, 0);
+    // Nobody reads it: the client is gone. It carries the status the log says.
+    return new Response(null, { status: CLIENT_CLOSED });
   }
 
   #retryAfter(): Record<string, string> {
     return { "retry-after": String(this.options.retryAfterSeconds) };
-  }
-
-  /** The end of a request, however it ended: one access line and its metrics. */
-  #logAccess(trip: Trip, status: number, bytes: number): void {
-    const totalMs = performance.now() - trip.started;
-    const { metrics } = this.options;
-    // A closed WebSocket tunnel (101) is a connection, counted by lb_websocket_*, not a request.
-    if (status !== 101) {
-      if (trip.target) metrics.of(trip.target.url).record(trip.request.method, status, totalMs / 1000, Date.now());
-      else metrics.recordUnrouted(status);
-    }
-    this.options.accessLog?.write({
-      client: trip.client.ip,
-      method: trip.request.method,
-      path: trip.context.path,
-      status,
-      backend: trip.target?.name ?? "-",
-      requestId: trip.requestId,
-      headers: trip.request.headers,
-      attempts: trip.attempts,
-      upstreamMs: trip.upstreamMs,
-      totalMs,
-      bytes,
-    });
   }
 
   #logRequest(trip: Trip): void {
@@ -483,35 +375,3 @@ export class Forwarder {
 
 /** host[:port] or [ipv6][:port]; Bun joins repeated Host headers with ", ", which this refuses too. */
 const VALID_HOST = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+;=%-]*)(?::\d*)?$/;
-
-/** A request id worth keeping: what proxies and tracing systems generate (UUIDs, hex, base64url), not arbitrary text. */
-const SANE_REQUEST_ID = /^[A-Za-z0-9._:+/=-]{1,128}$/;
-
-export function requestIdOf(headers: Headers): string {
-  const incoming = headers.get("x-request-id");
-  return incoming && SANE_REQUEST_ID.test(incoming) ? incoming : crypto.randomUUID();
-}
-
-/** The path and query as received; the scheme and authority of the request URL are never used to route. */
-export function pathOf(url: string): string {
-  // Bun gives a bare path when the Host header is not a valid authority.
-  if (url.startsWith("/")) return url;
-  const slash = url.indexOf("/", url.indexOf("://") + 3);
-  return slash === -1 ? "/" : url.slice(slash);
-}
-
-const SECRET_HEADERS = new Set(["authorization", "proxy-authorization", "cookie", "set-cookie"]);
-
-export function redact(name: string, value: string): string {
-  return SECRET_HEADERS.has(name.toLowerCase()) ? "[redacted]" : value;
-}
-
-/** A function that runs only the first time it is called. */
-function once<A extends unknown[]>(fn: (...args: A) => void): (...args: A) => void {
-  let done = false;
-  return (...args) => {
-    if (done) return;
-    done = true;
-    fn(...args);
-  };
-}

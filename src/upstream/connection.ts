@@ -181,6 +181,12 @@ export class Connection {
     this.#maybeDone();
   }
 
+  /** Resolves once the socket took every byte queued, or at once when it is closed (the writer then stops). */
+  #whenDrained(): Promise<void> {
+    if (this.#closed) return Promise.resolve();
+    return new Promise<void>((resolve) => (this.#drained = resolve));
+  }
+
   /** Streams a request body: each piece is written once the socket took the one before (TCP backpressure). */
   async #pump(exchange: Exchange, body: ReadableStream<Uint8Array>, chunked: boolean): Promise<void> {
     const reader = body.getReader();
@@ -193,9 +199,9 @@ export class Connection {
         }
         if (done) break;
         if (value.byteLength === 0) continue;
-        if (!this.#write(chunked ? encodeChunk(value) : value)) await new Promise<void>((resolve) => (this.#drained = resolve));
+        if (!this.#write(chunked ? encodeChunk(value) : value)) await this.#whenDrained();
       }
-      if (chunked && !this.#write(LAST_CHUNK)) await new Promise<void>((resolve) => (this.#drained = resolve));
+      if (chunked && !this.#write(LAST_CHUNK)) await this.#whenDrained();
       this.#requestWritten = true;
       this.#maybeDone();
     } catch {

@@ -1,14 +1,14 @@
 /** How each part of lb is set up from a Config; shared by startup and reload, so both mean the same thing. */
-import { createPolicy } from "../balance/create.ts";
-import { StickySessions } from "../balance/sticky.ts";
-import { currentWeight } from "../pool/backend.ts";
-import type { CheckSettings } from "../pool/checker.ts";
-import type { PoolRules } from "../pool/pool.ts";
+import { createPolicy } from "./balance/create.ts";
+import { StickySessions } from "./balance/sticky.ts";
+import { currentWeight } from "./pool/backend.ts";
+import type { CheckSettings } from "./pool/checker.ts";
+import type { PoolRules } from "./pool/pool.ts";
 import { readFileSync } from "node:fs";
-import type { ForwarderTuning } from "../proxy/forward.ts";
-import type { UpstreamSettings, UpstreamTls } from "../upstream/client.ts";
-import { ConfigError } from "./load.ts";
-import type { Config } from "./settings.ts";
+import type { ForwarderTuning } from "./proxy/forward.ts";
+import type { UpstreamSettings, UpstreamTls } from "./upstream/client.ts";
+import { ConfigError } from "./config/load.ts";
+import type { Config } from "./config/settings.ts";
 
 export function poolRules(config: Config): PoolRules {
   return {

@@ -4,8 +4,8 @@
  * their health, stats and connections. Backends added through the admin API are in neither file, so a reload leaves
  * them alone; admin states (draining, disabled) of unchanged backends are kept too.
  */
-import type { BackendSpec } from "./config/backend-url.ts";
-import { type Config, SETTINGS } from "./config/settings.ts";
+import type { BackendSpec } from "./backend-url.ts";
+import { type Config, SETTINGS } from "./settings.ts";
 
 export interface BackendDiff {
   added: BackendSpec[];

@@ -1,0 +1,36 @@
+/** The end of a trip, however it ended: one access line and the request metrics, written in this one place. */
+import type { AccessLog } from "../access-log.ts";
+import type { Metrics } from "../metrics/metrics.ts";
+import type { Trip } from "./trip.ts";
+
+/** Status logged when the client went away before it got an answer (nginx's convention). */
+export const CLIENT_CLOSED = 499;
+
+export class TripLog {
+  constructor(
+    private readonly metrics: Metrics,
+    private readonly accessLog: AccessLog | null,
+  ) {}
+
+  finish(trip: Trip, status: number, bytes: number): void {
+    const totalMs = performance.now() - trip.started;
+    // A closed WebSocket tunnel (101) is a connection, counted by lb_websocket_*, not a request.
+    if (status !== 101) {
+      if (trip.target) this.metrics.of(trip.target.url).record(trip.request.method, status, totalMs / 1000, Date.now());
+      else this.metrics.recordUnrouted(status);
+    }
+    this.accessLog?.write({
+      client: trip.client.ip,
+      method: trip.request.method,
+      path: trip.context.path,
+      status,
+      backend: trip.target?.name ?? "-",
+      requestId: trip.requestId,
+      headers: trip.request.headers,
+      attempts: trip.attempts,
+      upstreamMs: trip.upstreamMs,
+      totalMs,
+      bytes,
+    });
+  }
+}

@@ -1,0 +1,70 @@
+/** One client request's trip through lb: what is known about it as it goes, for the decisions and the access log. */
+import type { RequestContext } from "../balance/policy.ts";
+import type { Backend } from "../pool/backend.ts";
+import type { ClientInfo } from "./headers.ts";
+import type { Tunnel } from "./websocket.ts";
+
+/** The client side of one request, as the server edge sees it. */
+export interface ClientConnection extends ClientInfo {
+  /** Requests and WebSocket tunnels open on the listener, this one included. */
+  openRequests: number;
+  /** Suspends (true) or restores (false) the client connection's idle timeout while lb waits on a backend. */
+  holdOpen(waiting: boolean): void;
+  /** Completes a WebSocket upgrade with this tunnel (and response headers); false if the request cannot upgrade. */
+  upgrade(tunnel: Tunnel, headers: Record<string, string>): boolean;
+}
+
+export interface Trip {
+  request: Request;
+  /** The client's X-Request-Id when it is a sane one, else a new UUID; sent to the backend and back to the client. */
+  requestId: string;
+  client: ClientConnection;
+  context: RequestContext;
+  /** The backend a sticky cookie named, if it is available. */
+  pinned: Backend | undefined;
+  started: number;
+  attempts: number;
+  /** The backend that answered, or was last tried. */
+  target: Backend | null;
+  /** Until the answer's head arrived, in ms. */
+  upstreamMs: number;
+  /** Set when the client stopped sending its streamed body for longer than the client timeout. */
+  bodyStalled: boolean;
+}
+
+export function startTrip(request: Request, client: ClientConnection): Trip {
+  return {
+    request,
+    requestId: requestIdOf(request.headers),
+    client,
+    context: { clientIp: client.ip, path: pathOf(request.url), headers: request.headers },
+    pinned: undefined,
+    started: performance.now(),
+    attempts: 0,
+    target: null,
+    upstreamMs: 0,
+    bodyStalled: false,
+  };
+}
+
+/** A request id worth keeping: what proxies and tracing systems generate (UUIDs, hex, base64url), not arbitrary text. */
+const SANE_REQUEST_ID = /^[A-Za-z0-9._:+/=-]{1,128}$/;
+
+export function requestIdOf(headers: Headers): string {
+  const incoming = headers.get("x-request-id");
+  return incoming && SANE_REQUEST_ID.test(incoming) ? incoming : crypto.randomUUID();
+}
+
+/** The path and query as received; the scheme and authority of the request URL are never used to route. */
+export function pathOf(url: string): string {
+  // Bun gives a bare path when the Host header is not a valid authority.
+  if (url.startsWith("/")) return url;
+  const slash = url.indexOf("/", url.indexOf("://") + 3);
+  return slash === -1 ? "/" : url.slice(slash);
+}
+
+const SECRET_HEADERS = new Set(["authorization", "proxy-authorization", "cookie", "set-cookie"]);
+
+export function redact(name: string, value: string): string {
+  return SECRET_HEADERS.has(name.toLowerCase()) ? "[redacted]" : value;
+}
