@@ -11,7 +11,7 @@ import type { Config } from "./config/settings.ts";
 import { demoInstructions, readDemoCommands, startDemoBackends } from "./demo.ts";
 import { createLogger, type Logger } from "./log.ts";
 import { ListenError, type RunningLb, startLb } from "./server.ts";
-import { runWorker } from "./cluster/worker.ts";
+import { runWorker } from "./worker.ts";
 import { WORKER_ENV } from "./cluster/workers.ts";
 import { VERSION_LINE } from "./version.ts";
 

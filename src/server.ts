@@ -25,6 +25,7 @@ import { startAdminServer } from "./admin/server.ts";
 import { type BackendState, type ToPrimary, applyPoolState } from "./cluster/sync.ts";
 import { WorkerSet } from "./cluster/workers.ts";
 import { HttpClient } from "./upstream/http-client.ts";
+import { settlesWithin } from "./deadline.ts";
 
 export interface RunningLb {
   readonly url: URL;
@@ -39,7 +40,7 @@ export interface RunningLb {
   /** Reopens the access log file (after logrotate moved it). */
   reopenLogs(): void;
   /** In a worker: makes the pool what the primary says (its changes are not echoed back). */
-  follow(state: readonly BackendState[]): void;
+  adoptPoolState(state: readonly BackendState[]): void;
   /** Applies a new config without a restart (see config/reload.ts for what changes); returns a one-line summary. */
   reload(next: Config): string;
   /** Stops accepting, lets in-flight requests finish within the drain timeout, then closes what is left. */
@@ -83,7 +84,7 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
   const metrics = new Metrics();
   const events = new EventLog();
   /** True while a worker applies its primary's state: those changes are the primary's news, not the worker's. */
-  let following = false;
+  let adopting = false;
   const pool: Pool = new Pool(primary ? [] : staticBackends(config), {
     ...poolRules(config),
     listener: (event) => {
@@ -100,22 +101,22 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
         upstream.forget(event.backend.url);
       }
       if (event.type === "health" && event.to.status === "unhealthy" && event.to.unanswered) forwarder.backendUnresponsive(event.backend);
-      forwarder.poolChanged();
-      workers?.poolChanged();
+      forwarder.wakeWaitingRequests();
+      workers?.pushPoolState();
     },
   });
   /** A worker's own findings: a refused connection goes up (the primary marks it down for all); ejections are local. */
   const tellPrimary = (event: PoolEvent) => {
     if (event.type === "health") {
-      if (!following && event.to.status === "unhealthy") primary!.send({ type: "down", url: event.backend.url, reason: event.to.reason });
+      if (!adopting && event.to.status === "unhealthy") primary!.send({ type: "down", url: event.backend.url, reason: event.to.reason });
     } else if (event.type === "ejected" || event.type === "returned" || event.type === "ejection-refused") logPoolEvent(log, event, pool);
   };
-  const follow = (state: readonly BackendState[]) => {
-    following = true;
+  const adoptPoolState = (state: readonly BackendState[]) => {
+    adopting = true;
     try {
       applyPoolState(pool, state);
     } finally {
-      following = false;
+      adopting = false;
     }
   };
   const workers = !primary && config.workers > 1 ? new WorkerSet(config, pool, metrics, log, (lines) => accessLog?.writeLines(lines)) : null;
@@ -132,7 +133,7 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
   const upstream = new HttpClient(upstreamSettings(config, tlsToBackends), { onResend: (url) => metrics.of(url).resends++ });
   const forwarder = new Forwarder({ pool, upstream, accessLog, metrics, log, ...forwarderTuning(config) });
   const queued = () => forwarder.queued;
-  if (primary) follow(primary.state);
+  if (primary) adoptPoolState(primary.state);
 
   let ready = false;
   let firstRound: Promise<void> = Promise.resolve();
@@ -145,8 +146,8 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
   // With --workers the primary only claims the port (for "port in use" now, and a number for port 0); workers serve it.
   // A worker's port was claimed by its primary, and its sibling workers hold it already.
   const proxyPort = (tls || workers) && !primary ? listen("proxy", () => claimPort(config.host, config.port)) : config.port;
-  const shared = Boolean(tls || primary);
-  let server: Server<Tunnel> | null = workers ? null : listen("proxy", () => serveProxy({ ...config, port: proxyPort }, log, tls, shared, handle));
+  const reusePort = Boolean(tls || primary);
+  let server: Server<Tunnel> | null = workers ? null : listen("proxy", () => serveProxy({ ...config, port: proxyPort }, log, tls, reusePort, handle));
   const port = server?.port ?? proxyPort;
   let redirect: Server<undefined> | null = null;
   if (config.httpRedirectPort && !primary) {
@@ -229,7 +230,7 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
     const fresh = readCertificates(current); // throws ConfigError: the reload is rejected, the old listener stays
     server = listen("proxy", () => serveProxy({ ...current, port: old.port! }, log, fresh, true, handle));
     retiring.add(old);
-    void Promise.race([old.stop(), Bun.sleep(current.drainTimeout)]).then(async () => {
+    void settlesWithin(old.stop(), current.drainTimeout).then(async () => {
       await old.stop(true);
       retiring.delete(old);
     });
@@ -291,14 +292,14 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
     accessLog?.reopen();
     workers?.reopenLogs();
   };
-  return { url, port, adminUrl, pool, metrics, queued, follow, reload, reopenLogs, stop };
+  return { url, port, adminUrl, pool, metrics, queued, adoptPoolState, reload, reopenLogs, stop };
 }
 
 /** Stops a listener: in-flight requests finish within the drain timeout, then the rest are closed. */
 async function drainListener(server: Server<Tunnel>, drainTimeout: number, log: Logger): Promise<void> {
   const inflight = server.pendingRequests;
   if (inflight > 0) log.info(`draining ${inflight} in-flight request(s), at most ${formatDuration(drainTimeout)}`);
-  const drained = await Promise.race([server.stop().then(() => true), Bun.sleep(drainTimeout).then(() => false)]);
+  const drained = await settlesWithin(server.stop(), drainTimeout);
   if (!drained) {
     log.warn(`drain timeout: closing ${server.pendingRequests} request(s) still in flight`);
     await server.stop(true);
@@ -373,7 +374,7 @@ function serveProxy(
   config: Config,
   log: Logger,
   tls: TlsCertificates | undefined,
-  shared: boolean,
+  reusePort: boolean,
   handle: (request: Request, client: ClientConnection) => Promise<Response | undefined>,
 ) {
   // Bun counts idle time in whole seconds.
@@ -385,7 +386,7 @@ function serveProxy(
     development: false,
     idleTimeout: clientIdleSeconds,
     // Explicit: Bun's sockets are not exclusive by default; shared only for a certificate reload (see claimPort).
-    reusePort: shared,
+    reusePort,
     // Bodies stream, so memory does not bound them; --max-body-size does (Bun answers 413 past it).
     maxRequestBodySize: config.maxBodySize || Number.MAX_SAFE_INTEGER,
     fetch(request, server) {

@@ -13,7 +13,8 @@ import type { ClientConnection } from "../src/proxy/trip.ts";
 import type { UpstreamAnswer, UpstreamCall, UpstreamClient, UpstreamRequest } from "../src/upstream/client.ts";
 import { type Failure, failure } from "../src/upstream/failure.ts";
 
-type Script = (origin: string, request: UpstreamRequest) => UpstreamAnswer | Failure;
+/** An answer now, or "hang": no answer until the call is cancelled (a frozen backend, or a client that left). */
+type Script = (origin: string, request: UpstreamRequest) => UpstreamAnswer | Failure | "hang";
 
 /** A transport that answers from `script` and records every request it was given, by backend. */
 class ScriptedClient implements UpstreamClient {
@@ -23,7 +24,13 @@ class ScriptedClient implements UpstreamClient {
   send(origin: string, request: UpstreamRequest): UpstreamCall {
     const body = request.body instanceof Uint8Array ? new TextDecoder().decode(request.body) : null;
     this.sent.push({ origin, method: request.method, body });
-    return { result: Promise.resolve(this.script(origin, request)), cancel() {} };
+    const outcome = this.script(origin, request);
+    if (outcome !== "hang") return { result: Promise.resolve(outcome), cancel() {} };
+    let cancel!: (why: Failure) => void;
+    const result = new Promise<UpstreamAnswer | Failure>((resolve) => (cancel = resolve));
+    // As the real client does: a client that leaves calls the request off.
+    request.signal?.addEventListener("abort", () => cancel(failure("cancelled", "the client went away")));
+    return { result, cancel };
   }
   configure() {}
   forget() {}
@@ -75,11 +82,11 @@ function forwarder(script: Script) {
     retryAfterSeconds: 1,
     debug: false,
   });
-  const send = async (method: string, body?: string) => {
-    const response = await forwarding.handle(new Request("http://lb/x", { method, body }), client);
+  const send = async (method: string, body?: string, signal?: AbortSignal) => {
+    const response = await forwarding.handle(new Request("http://lb/x", { method, body, signal }), client);
     return { status: response!.status, text: await response!.text() };
   };
-  return { send, upstream, pool };
+  return { send, upstream, pool, forwarding };
 }
 
 /** Backend a fails with `failed`; backend b answers. */
@@ -120,5 +127,37 @@ describe("the forwarder's decisions, with a scripted transport", () => {
   test("an answer passes to the client with lb's request id; a 5xx from the backend is passed on as it is", async () => {
     const { send } = forwarder(() => answer("down for maintenance", 503));
     expect(await send("GET")).toEqual({ status: 503, text: "down for maintenance" });
+  });
+
+  test("requests stuck on a backend that stops answering its checks: a GET moves to the next backend, a POST waits on", async () => {
+    const stuckOnA: Script = (origin) => (origin === "http://a:80" ? "hang" : answer("b answered"));
+    const first = forwarder(stuckOnA);
+    const get = first.send("GET"); // round robin: a first
+    await Bun.sleep(0);
+    first.forwarding.backendUnresponsive(first.pool.backends[0]!);
+    expect(await get).toEqual({ status: 200, text: "b answered" });
+    expect(first.upstream.sent.map((s) => s.origin)).toEqual(["http://a:80", "http://b:80"]);
+
+    const second = forwarder(stuckOnA);
+    const leaving = new AbortController();
+    const post = second.send("POST", "once", leaving.signal);
+    await Bun.sleep(0);
+    second.forwarding.backendUnresponsive(second.pool.backends[0]!);
+    // Not moved: the backend may yet answer it, and a POST is never sent twice.
+    expect(await Promise.race([post.then(() => "answered"), Bun.sleep(50).then(() => "waiting")])).toBe("waiting");
+    expect(second.upstream.sent).toHaveLength(1);
+    leaving.abort();
+    expect((await post).status).toBe(499);
+  });
+
+  test("a client that leaves while its request waits on a backend is logged 499 and the backend call is called off", async () => {
+    const { send, pool } = forwarder(() => "hang");
+    const leaving = new AbortController();
+    const pending = send("GET", undefined, leaving.signal);
+    await Bun.sleep(0);
+    expect(pool.backends.map((b) => b.inflight).reduce((a, b) => a + b)).toBe(1);
+    leaving.abort();
+    expect((await pending).status).toBe(499);
+    expect(pool.backends.map((b) => b.inflight)).toEqual([0, 0]);
   });
 });

@@ -1,6 +1,7 @@
 import type { Backend } from "../pool/backend.ts";
 import { type Policy, type RequestContext, type WeightOf, configuredWeight } from "./policy.ts";
-import { type HashKey, keyOf } from "./request-keys.ts";
+import type { HashKey } from "../config/hash-key.ts";
+import { keyOf } from "./request-keys.ts";
 import { RoundRobin } from "./round-robin.ts";
 
 /**

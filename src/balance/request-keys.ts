@@ -1,4 +1,5 @@
 /** Pieces of a request that policies key on: a cookie's value, and the hash key an operator chose. */
+import type { HashKey } from "../config/hash-key.ts";
 import type { RequestContext } from "./policy.ts";
 
 /** The value of one cookie from the Cookie header(s), or undefined. */
@@ -10,15 +11,6 @@ export function cookieValue(headers: Headers, name: string): string | undefined 
     if (eq !== -1 && pair.slice(0, eq).trim() === name) return pair.slice(eq + 1).trim();
   }
   return undefined;
-}
-
-export type HashKey = { kind: "ip" } | { kind: "path" } | { kind: "header"; name: string } | { kind: "cookie"; name: string };
-
-/** Parses `ip`, `path`, `header:X-User` or `cookie:sid`; null when the text is none of these. */
-export function parseHashKey(text: string): HashKey | null {
-  if (text === "ip" || text === "path") return { kind: text };
-  const match = /^(header|cookie):([!#$%&'*+.^_`|~0-9A-Za-z-]+)$/.exec(text);
-  return match ? { kind: match[1] as "header" | "cookie", name: match[2]! } : null;
 }
 
 /** The request's key, or undefined when it has none (no such header or cookie). */

@@ -4,6 +4,7 @@
  * the admin API and metrics, restarts a worker that dies, and hands reloads and log reopening on. Processes, not
  * threads: Bun's fetch keeps its upstream connection pool per process.
  */
+import { settlesWithin } from "../deadline.ts";
 import type { Subprocess } from "bun";
 import type { Config } from "../config/settings.ts";
 import type { Logger } from "../log.ts";
@@ -64,7 +65,7 @@ export class WorkerSet {
   }
 
   /** Sends the pool's state to every worker; changes in the same tick go as one message. */
-  poolChanged(): void {
+  pushPoolState(): void {
     if (this.#stateQueued) return;
     this.#stateQueued = true;
     queueMicrotask(() => {
@@ -101,7 +102,7 @@ export class WorkerSet {
     this.#stopping = true;
     this.#broadcast({ type: "stop" });
     const exited = Promise.all(this.#workers.map((w) => w.process.exited));
-    const inTime = await Promise.race([exited.then(() => true), Bun.sleep(drainTimeoutMs + 2000).then(() => false)]);
+    const inTime = await settlesWithin(exited, drainTimeoutMs + 2000);
     if (!inTime) for (const worker of this.#workers) worker.process.kill("SIGKILL");
   }
 

@@ -4,7 +4,7 @@
  */
 import { type BackendSpec, type SpecCheck, WEIGHT_PROBLEM, checkBackendUrl, parseWeight } from "./backend-url.ts";
 import { ACCESS_FORMATS, type AccessFormat } from "../access-log.ts";
-import { type HashKey, parseHashKey } from "../balance/request-keys.ts";
+import { type HashKey, parseHashKey } from "./hash-key.ts";
 import { formatDuration, parseDuration } from "./duration.ts";
 import { availableParallelism } from "node:os";
 

@@ -146,7 +146,7 @@ export class Forwarder {
   }
 
   /** Wakes everyone waiting for room: the pool changed (a backend came back, was added, or left its ejection). */
-  poolChanged(): void {
+  wakeWaitingRequests(): void {
     while (this.#roomQueue.wakeOne());
   }
 

@@ -1,12 +1,13 @@
 /**
- * `--workers N`: a worker's side. It serves traffic on the shared port with the pool its primary describes, tells the
- * primary when a backend refuses a connection, and reports its counts every half second. It has no health checks, DNS,
- * admin API or signal handling of its own: the primary decides, and stopping is the primary's call (or its death's).
+ * `--workers N`: a worker process's main (main.ts hands over to it; the primary's side is cluster/workers.ts). It
+ * serves traffic on the shared port with the pool its primary describes, tells the primary when a backend refuses a
+ * connection, and reports its counts every half second. It has no health checks, DNS, admin API or signal handling of
+ * its own: the primary decides, and stopping is the primary's call (or its death's).
  */
-import { createLogger } from "../log.ts";
-import type { RunningLb } from "../server.ts";
-import { createAccessLog, startLb } from "../server.ts";
-import { type ToPrimary, type ToWorker, backendLoad, snapshotMetrics } from "./sync.ts";
+import { createLogger } from "./log.ts";
+import type { RunningLb } from "./server.ts";
+import { createAccessLog, startLb } from "./server.ts";
+import { type ToPrimary, type ToWorker, backendLoad, snapshotMetrics } from "./cluster/sync.ts";
 
 const REPORT_EVERY_MS = 500;
 
@@ -43,7 +44,7 @@ export function runWorker(id: string): void {
       return sendAndExit({ type: "failed", message: text, code }, 1);
     }
     const running = lb;
-    if (early) running.follow(early.state);
+    if (early) running.adoptPoolState(early.state);
     setInterval(() => send(report(running)), REPORT_EVERY_MS).unref();
     send({ type: "ready" });
   };
@@ -54,7 +55,7 @@ export function runWorker(id: string): void {
         return void start(message);
       case "state":
         if (!lb) early = message;
-        return lb?.follow(message.state);
+        return lb?.adoptPoolState(message.state);
       case "reload":
         return lb?.reload(message.config);
       case "reopen-logs":
