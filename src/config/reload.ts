@@ -25,25 +25,8 @@ export function diffBackends(previous: readonly BackendSpec[], next: readonly Ba
   };
 }
 
-/** Settings that only a restart can change: the listeners and where logs go. */
-export const RESTART_ONLY = new Set([
-  "port",
-  "host",
-  "admin",
-  "admin-token",
-  "log-format",
-  "access-log",
-  "access-log-format",
-  "access-log-file",
-  "dns-server",
-  "tls-cert",
-  "tls-key",
-  "tls-sni",
-  "http-redirect-port",
-  "max-body-size",
-  "client-timeout",
-  "workers",
-]);
+/** Settings that only a restart can change (marked so in the settings table): the listeners and where logs go. */
+export const RESTART_ONLY: ReadonlySet<string> = new Set(SETTINGS.filter((s) => s.restart).map((s) => s.name));
 
 /** Names of the settings (other than backends) whose values differ. */
 export function changedSettings(previous: Config, next: Config): string[] {

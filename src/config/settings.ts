@@ -91,6 +91,8 @@ export interface Setting<K extends keyof Config = keyof Config> {
   valueHint?: string;
   description: string;
   example: string;
+  /** Only a restart applies it (a listener, where logs go): a reload keeps the running value and says so. */
+  restart?: true;
   /** The default; a function when it depends on the environment (a terminal or not). */
   fallback: Config[K] | ((env: Environment) => Config[K]);
   parse(value: unknown): Parsed<Config[K]>;
@@ -119,16 +121,15 @@ export function isLoopback(host: string): boolean {
 /** A JSON Schema fragment describing what a setting accepts in a config file (for editors; see schema.ts). */
 export type JsonSchema = Record<string, unknown>;
 
-const SCHEMAS = new WeakMap<object, JsonSchema>();
+/** A parser that carries the schema of what it accepts, so the JSON Schema comes from the same definitions. */
+type Described<T extends (value: unknown) => Parsed<unknown>> = T & { readonly schema: JsonSchema };
 
-/** Attaches the schema of what `parse` accepts, so the JSON Schema comes from the same definitions. */
-function described<T extends (value: unknown) => Parsed<unknown>>(parse: T, schema: JsonSchema): T {
-  SCHEMAS.set(parse, schema);
-  return parse;
+function described<T extends (value: unknown) => Parsed<unknown>>(parse: T, schema: JsonSchema): Described<T> {
+  return Object.assign(parse, { schema });
 }
 
 export function schemaOf(setting: Setting): JsonSchema {
-  return SCHEMAS.get(setting.parse) ?? {};
+  return (setting.parse as Partial<Described<Setting["parse"]>>).schema ?? {};
 }
 
 const DURATION_SCHEMA: JsonSchema = {
@@ -373,12 +374,12 @@ const hashKeySetting = described(
 
 export const SETTINGS: Setting[] = [
   {
-    key: "port", name: "port", alias: "p", type: "string", valueHint: "port", fallback: 8000,
+    key: "port", name: "port", restart: true, alias: "p", type: "string", valueHint: "port", fallback: 8000,
     description: "Port to accept client requests on; 0 picks a free one (the startup line prints it)",
     example: "--port 8000", parse: integer(0, 65535, "a port"),
   },
   {
-    key: "host", name: "host", type: "string", valueHint: "address", fallback: "0.0.0.0",
+    key: "host", name: "host", restart: true, type: "string", valueHint: "address", fallback: "0.0.0.0",
     description: "Address to listen on", example: "--host 127.0.0.1", parse: text(() => null),
   },
   {
@@ -505,12 +506,12 @@ export const SETTINGS: Setting[] = [
     parse: integer(0, 1_000_000, "a request count"),
   },
   {
-    key: "maxBodySize", name: "max-body-size", type: "string", valueHint: "size", fallback: 1024 ** 3,
+    key: "maxBodySize", name: "max-body-size", restart: true, type: "string", valueHint: "size", fallback: 1024 ** 3,
     description: "Largest request body accepted; bigger ones get 413 (0 = no limit)", example: "--max-body-size 10mb",
     parse: byteSize,
   },
   {
-    key: "workers", name: "workers", type: "string", valueHint: "n|auto", fallback: 1,
+    key: "workers", name: "workers", restart: true, type: "string", valueHint: "n|auto", fallback: 1,
     description: "Processes that serve traffic, sharing the port (auto: one per CPU); health checks run once, in the primary",
     example: "--workers auto", parse: workerCount,
   },
@@ -520,7 +521,7 @@ export const SETTINGS: Setting[] = [
     example: "--max-connections 2000", parse: integer(0, 1_000_000, "a connection limit"),
   },
   {
-    key: "clientTimeout", name: "client-timeout", type: "string", valueHint: "duration", fallback: 10_000,
+    key: "clientTimeout", name: "client-timeout", restart: true, type: "string", valueHint: "duration", fallback: 10_000,
     description: "Longest a client may stay silent: idle keep-alive, between header bytes, between body chunks",
     example: "--client-timeout 30s", parse: duration(1000, 255_000),
   },
@@ -534,21 +535,21 @@ export const SETTINGS: Setting[] = [
     description: "Longest wait in the queue before a 503", example: "--queue-timeout 2s", parse: duration(0),
   },
   {
-    key: "tlsCert", name: "tls-cert", type: "string", valueHint: "file", fallback: "",
+    key: "tlsCert", name: "tls-cert", restart: true, type: "string", valueHint: "file", fallback: "",
     description: "PEM certificate (chain) to serve HTTPS with; needs --tls-key", example: "--tls-cert /etc/lb/cert.pem",
     parse: optionalText(() => null),
   },
   {
-    key: "tlsKey", name: "tls-key", type: "string", valueHint: "file", fallback: "",
+    key: "tlsKey", name: "tls-key", restart: true, type: "string", valueHint: "file", fallback: "",
     description: "PEM private key for --tls-cert", example: "--tls-key /etc/lb/key.pem", parse: optionalText(() => null),
   },
   {
-    key: "tlsSni", name: "tls-sni", type: "string", valueHint: "name=cert,key", fallback: [], repeatable: true,
+    key: "tlsSni", name: "tls-sni", restart: true, type: "string", valueHint: "name=cert,key", fallback: [], repeatable: true,
     description: "Another certificate for clients asking for that server name (SNI); repeat for more",
     example: "--tls-sni api.example.com=/etc/lb/api.pem,/etc/lb/api.key", parse: sniList,
   },
   {
-    key: "httpRedirectPort", name: "http-redirect-port", type: "string", valueHint: "port", fallback: 0,
+    key: "httpRedirectPort", name: "http-redirect-port", restart: true, type: "string", valueHint: "port", fallback: 0,
     description: "With TLS, also listen for plain HTTP on this port and redirect it to HTTPS (0 = off)",
     example: "--http-redirect-port 80", parse: integer(0, 65535, "a port"),
   },
@@ -563,12 +564,12 @@ export const SETTINGS: Setting[] = [
     example: "--backend-insecure", parse: boolean,
   },
   {
-    key: "admin", name: "admin", type: "string", valueHint: "host:port|off", fallback: { host: "127.0.0.1", port: 9090 },
+    key: "admin", name: "admin", restart: true, type: "string", valueHint: "host:port|off", fallback: { host: "127.0.0.1", port: 9090 },
     description: "Where the admin API listens (loopback unless a token is set); off turns it off",
     example: "--admin 127.0.0.1:9090", parse: adminAddress,
   },
   {
-    key: "adminToken", name: "admin-token", type: "string", valueHint: "token", fallback: (env) => env.adminToken ?? "",
+    key: "adminToken", name: "admin-token", restart: true, type: "string", valueHint: "token", fallback: (env) => env.adminToken ?? "",
     description: "Bearer token the admin API requires (default: $LB_ADMIN_TOKEN); needed to listen beyond loopback",
     example: "--admin-token $(cat /run/secrets/lb-token)", parse: optionalText(() => null),
   },
@@ -578,7 +579,7 @@ export const SETTINGS: Setting[] = [
     parse: duration(100),
   },
   {
-    key: "dnsServer", name: "dns-server", type: "string", valueHint: "host:port", fallback: "",
+    key: "dnsServer", name: "dns-server", restart: true, type: "string", valueHint: "host:port", fallback: "",
     description: "DNS server for resolve backends (default: the system's resolvers)", example: "--dns-server 10.96.0.10:53",
     parse: optionalText((s) => ("error" in adminAddress(s) ? `"${s}" is not host:port` : null)),
   },
@@ -592,23 +593,23 @@ export const SETTINGS: Setting[] = [
     description: "Least important messages to print", example: "--log-level debug", parse: oneOf(LOG_LEVELS),
   },
   {
-    key: "logFormat", name: "log-format", type: "string", valueHint: LOG_FORMATS.join("|"),
+    key: "logFormat", name: "log-format", restart: true, type: "string", valueHint: LOG_FORMATS.join("|"),
     fallback: (env) => (env.stdoutIsTTY ? "pretty" : "json"),
     description: "Log lines for people or for machines (default: pretty on a terminal, json otherwise)",
     example: "--log-format json", parse: oneOf(LOG_FORMATS),
   },
   {
-    key: "accessLog", name: "access-log", type: "boolean", fallback: true,
+    key: "accessLog", name: "access-log", restart: true, type: "boolean", fallback: true,
     description: "One line per request on stdout (--no-access-log turns it off)",
     example: "--no-access-log", parse: boolean,
   },
   {
-    key: "accessLogFormat", name: "access-log-format", type: "string", valueHint: ACCESS_FORMATS.join("|"), fallback: "",
+    key: "accessLogFormat", name: "access-log-format", restart: true, type: "string", valueHint: ACCESS_FORMATS.join("|"), fallback: "",
     description: "Access line format: json, combined (Apache/nginx) or pretty (default: as --log-format)",
     example: "--access-log-format combined", parse: oneOf(ACCESS_FORMATS),
   },
   {
-    key: "accessLogFile", name: "access-log-file", type: "string", valueHint: "path", fallback: "",
+    key: "accessLogFile", name: "access-log-file", restart: true, type: "string", valueHint: "path", fallback: "",
     description: "Write access lines to this file instead of stdout; SIGUSR1 reopens it (for logrotate)",
     example: "--access-log-file /var/log/lb/access.log", parse: optionalText(() => null),
   },
