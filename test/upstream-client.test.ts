@@ -311,6 +311,32 @@ describe("HttpClient", () => {
     expect(resends).toEqual([]);
   });
 
+  test("an answer head that arrives a byte at a time is read whole, and the connection is reused", async () => {
+    const answer = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: b\r\n\r\nhello";
+    let connections = 0;
+    const server = Bun.listen({
+      hostname: "127.0.0.1",
+      port: 0,
+      socket: {
+        open: () => void connections++,
+        async data(socket) {
+          for (const byte of answer) {
+            socket.write(byte);
+            await Bun.sleep(1);
+          }
+        },
+      },
+    });
+    cleanup.push(() => server.stop(true));
+    const { client } = httpClient();
+    for (let i = 0; i < 2; i++) {
+      const result = await send(client, `http://127.0.0.1:${server.port}`, "GET", "/");
+      expect(await answered(result)).toEqual({ status: 200, text: "hello" });
+      expect((result as UpstreamAnswer).headers).toEqual([["x-a", "b"]]);
+    }
+    expect(connections).toBe(1);
+  });
+
   test("a connection the backend closes while idle leaves the pool at once; the next request opens a fresh one", async () => {
     // Answers keep-alive, then closes the connection 100 ms later, as a backend with a short keep-alive timeout does.
     const backend = rawBackend((socket) => {

@@ -26,6 +26,8 @@ describe("answer heads that are accepted", () => {
     ["HEAD: no body, and its Content-Length is kept for the client", head("HTTP/1.1 200 OK", "Content-Length: 1234"), "HEAD",
       { framing: "none", headers: [["content-length", "1234"]] }],
     ["204 has no body", head("HTTP/1.1 204 No Content"), "DELETE", { framing: "none", reusable: true }],
+    ["a 204 that claims a body: none is read, and the connection is not reused (its bytes may follow)",
+      head("HTTP/1.1 204 No Content", "Content-Length: 5"), "DELETE", { framing: "none", reusable: false }],
     ["304 has no body even with a length", head("HTTP/1.1 304 Not Modified", "Content-Length: 99"), "GET", { framing: "none" }],
     ["1xx has no body", head("HTTP/1.1 100 Continue"), "POST", { status: 100, framing: "none" }],
     ["no reason phrase", head("HTTP/1.1 200", "Content-Length: 0"), "GET", { statusText: "" }],

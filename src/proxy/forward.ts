@@ -325,7 +325,7 @@ export class Forwarder {
       target: trip.context.path,
       headers,
       body: body.body,
-      streamLength: declared === null ? undefined : Number(declared),
+      streamLength: declared !== null && /^\d+$/.test(declared) ? Number(declared) : undefined,
       timeoutMs: this.options.timeoutMs,
       signal: request.signal,
       onStreamEnd: (bytes, failed) => attempt.bodyEnded(bytes, failed),

@@ -45,7 +45,11 @@ export class Tunnel {
   ) {
     upstream.binaryType = "arraybuffer";
     upstream.onmessage = (event) => this.#toClient(event.data as string | ArrayBuffer);
-    upstream.onclose = (event) => this.#closeClient(sendableCloseCode(event.code), event.reason || "backend closed");
+    upstream.onclose = (event) => {
+      this.#closeClient(sendableCloseCode(event.code), event.reason || "backend closed");
+      // A client whose upgrade never opened will not close either: the tunnel ends with its backend side.
+      if (!this.#client) this.#finish();
+    };
   }
 
   attach(client: ServerWebSocket<Tunnel>): void {

@@ -98,6 +98,9 @@ export function parseAnswerHead(text: string, method: string): AnswerHead | stri
   let length = contentLength;
   if (method === "HEAD" || status < 200 || status === 204 || status === 304) {
     framing = "none";
+    // A 204 that claims a body, or a bodiless answer that claims chunks, may well send them after all: bytes that
+    // would be read as the next answer. Such a connection is not reused.
+    if ((status === 204 && contentLength > 0) || (transferEncoding !== null && method !== "HEAD")) reusable = false;
   } else if (transferEncoding !== null) {
     // Only plain chunked is understood; any other coding would have to be passed on undecoded, and a body framed
     // two ways is how requests are smuggled. With a Content-Length beside it, chunked wins and the connection is

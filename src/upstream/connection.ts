@@ -35,7 +35,8 @@ export class Exchange {
   resent = false;
   /** When the connection must be up (while connecting), then when the answer's head must be here (performance.now). */
   connectDeadline = 0;
-  readonly deadline: number;
+  /** For a streamed body, pushed on by each piece the backend takes: --timeout is the backend's silence, not the upload's length. */
+  deadline: number;
   connection: Connection | null = null;
 
   constructor(
@@ -90,7 +91,11 @@ export class Connection {
   #exchange: Exchange | null = null;
   #reading = Reading.Nothing;
   #gotBytes = false;
-  #headBuffer: Buffer | null = null;
+  /** The answer's head so far, while it comes in pieces, and their total size. */
+  #headPieces: Buffer[] = [];
+  #headSize = 0;
+  /** The last (up to) 3 bytes of the head so far: where a head end split across pieces begins. */
+  #headTail: Buffer = Buffer.alloc(0);
   #head: AnswerHead | null = null;
   /** Body bytes still to come for a Content-Length answer. */
   #left = 0;
@@ -142,7 +147,7 @@ export class Connection {
     if (body instanceof ReadableStream) {
       const length = request.streamLength ?? -1;
       this.#write(encodeRequest(request.method, request.target, request.headers, this.owner.authority, length, null));
-      void this.#pump(exchange, body, length < 0);
+      void this.#pump(exchange, body, length);
     } else {
       this.#requestWritten = this.#write(encodeRequest(request.method, request.target, request.headers, this.owner.authority, body?.byteLength ?? null, body));
     }
@@ -188,8 +193,10 @@ export class Connection {
   }
 
   /** Streams a request body: each piece is written once the socket took the one before (TCP backpressure). */
-  async #pump(exchange: Exchange, body: ReadableStream<Uint8Array>, chunked: boolean): Promise<void> {
+  async #pump(exchange: Exchange, body: ReadableStream<Uint8Array>, length: number): Promise<void> {
     const reader = body.getReader();
+    const chunked = length < 0;
+    let sent = 0;
     try {
       for (;;) {
         const { done, value } = await reader.read();
@@ -199,16 +206,25 @@ export class Connection {
         }
         if (done) break;
         if (value.byteLength === 0) continue;
+        sent += value.byteLength;
         if (!this.#write(chunked ? encodeChunk(value) : value)) await this.#whenDrained();
+        exchange.deadline = performance.now() + exchange.request.timeoutMs; // the backend is taking it
       }
+      // A body shorter than the length it declared would leave the backend reading the next request as its rest.
+      if (!chunked && sent !== length) throw new Error("the body ended before its declared length");
       if (chunked && !this.#write(LAST_CHUNK)) await this.#whenDrained();
+      exchange.deadline = performance.now() + exchange.request.timeoutMs;
       this.#requestWritten = true;
       this.#maybeDone();
     } catch {
-      // The client's body failed (it left, or stalled): the backend got a part of a request. Close on it.
+      // The client's body failed (it left, or stalled): the backend got a part of a request. Close on it, and say
+      // it was the client's doing, so the backend is not blamed for the answer that is cut with it.
       reader.cancel().catch(() => {});
-      if (this.#exchange === exchange) {
-        exchange.abandon(failure("cancelled", "the client's body ended early"));
+      if (this.#exchange !== exchange) return;
+      const why = failure("cancelled", "the client's body ended early");
+      if (this.#reading === Reading.Stream) this.#bodyFailed(why);
+      else {
+        exchange.abandon(why);
         this.destroy();
       }
     }
@@ -231,17 +247,33 @@ export class Connection {
     if (rest && rest.length > 0 && this.#answerDone) this.destroy(); // bytes after the answer's end
   }
 
-  /** Takes head bytes; returns the bytes after the head (or null while it is incomplete). */
+  /**
+   * Takes head bytes; returns the bytes after the head (or null while it is incomplete). A head that arrives in many
+   * pieces is searched only where the new piece could complete it, and joined once.
+   */
   #readHead(bytes: Buffer): Buffer | null {
-    const before = this.#headBuffer?.length ?? 0;
-    const buffer = before ? Buffer.concat([this.#headBuffer!, bytes]) : bytes;
-    const end = buffer.indexOf(HEAD_END, Math.max(0, before - 3));
+    let buffer = bytes;
+    let end: number;
+    if (this.#headPieces.length === 0) end = bytes.indexOf(HEAD_END);
+    else {
+      const tail = this.#headTail;
+      const seam = Buffer.concat([tail, bytes.subarray(0, 3)]);
+      const across = seam.indexOf(HEAD_END);
+      const within = across === -1 ? bytes.indexOf(HEAD_END) : -1;
+      end = across !== -1 ? this.#headSize - tail.length + across : within === -1 ? -1 : this.#headSize + within;
+      if (end !== -1) buffer = Buffer.concat([...this.#headPieces, bytes]);
+    }
     if (end === -1) {
-      if (buffer.length > ANSWER_HEAD_LIMIT_BYTES) this.#refuse("answer head too large");
-      else this.#headBuffer = buffer;
+      this.#headPieces.push(bytes);
+      this.#headSize += bytes.length;
+      const joined = Buffer.concat([this.#headTail, bytes]);
+      this.#headTail = joined.subarray(Math.max(0, joined.length - 3));
+      if (this.#headSize > ANSWER_HEAD_LIMIT_BYTES) this.#refuse("answer head too large");
       return null;
     }
-    this.#headBuffer = null;
+    this.#headPieces = [];
+    this.#headSize = 0;
+    this.#headTail = Buffer.alloc(0);
     if (end > ANSWER_HEAD_LIMIT_BYTES) {
       this.#refuse("answer head too large");
       return null;
@@ -342,14 +374,20 @@ export class Connection {
     this.#pieces = [];
     this.#reading = Reading.Stream;
     this.#streamedBytes = 0;
+    let owner: ReadableStreamDefaultController<Uint8Array> | null = null;
     const body = new ReadableStream<Uint8Array>(
       {
         start: (controller) => {
-          this.#stream = controller;
+          this.#stream = owner = controller;
           for (const piece of kept) if (piece.byteLength) this.#take(piece);
         },
-        pull: () => this.#pause(false),
+        // Bun may call these after this stream ended and the connection moved on to another exchange: only the
+        // stream still being fed may resume or close the connection.
+        pull: () => {
+          if (this.#stream === owner) this.#pause(false);
+        },
         cancel: () => {
+          if (this.#stream !== owner) return;
           // The reader (the client) went away: the rest of this answer has nowhere to go.
           this.#streamEnded();
           this.#exchange = null;
@@ -419,8 +457,8 @@ export class Connection {
     const exchange = this.#exchange;
     if (!this.#answerDone || !exchange) return;
     if (!this.#requestWritten) {
-      if (!(exchange.request.body instanceof ReadableStream)) return; // a whole body still draining: wait for it
-      // The backend answered before taking the whole body (a 413, say): the rest is not worth sending.
+      // The backend answered before taking the whole request (a 413, say): the rest is not worth sending, and a
+      // connection with half a request on it cannot carry another.
       this.#exchange = null;
       this.destroy();
       return;
@@ -488,8 +526,8 @@ export class Connection {
     if (this.onReady) return this.#ready(failure("connect", `${why()} while connecting`));
     const exchange = this.#exchange;
     if (!exchange || this.#answerDone) return;
-    if (this.#head?.framing === "close" && this.#reading !== Reading.Head) {
-      // Read until close: the close is the body's end.
+    if (this.#head?.framing === "close" && this.#reading !== Reading.Head && !this.#error) {
+      // Read until close: a clean close is the body's end (a reset is a body cut short, below).
       this.#reusable = false;
       this.#bodyEnded();
       this.#exchange = null;
