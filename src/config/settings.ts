@@ -403,7 +403,7 @@ export const SETTINGS: Setting[] = [
   },
   {
     key: "timeout", name: "timeout", type: "string", valueHint: "duration", fallback: 60_000,
-    description: "Longest wait for a backend's response headers before answering 504",
+    description: "Longest wait for a backend's response headers (after the last body byte it took) before answering 504",
     example: "--timeout 30s", parse: duration(10),
   },
   {
