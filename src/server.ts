@@ -85,26 +85,9 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
   const events = new EventLog();
   /** True while a worker applies its primary's state: those changes are the primary's news, not the worker's. */
   let adopting = false;
-  const pool: Pool = new Pool(primary ? [] : staticBackends(config), {
-    ...poolRules(config),
-    listener: (event) => {
-      if (primary) tellPrimary(event);
-      else {
-        logPoolEvent(log, event, pool);
-        events.add(event.backend.name, describeState(event.backend), describeEvent(event));
-        if (event.type === "added") void checker.watch(event.backend);
-        if (event.type === "removed") checker.unwatch(event.backend);
-      }
-      // Else DNS churn would grow /metrics without bound.
-      if (event.type === "removed") {
-        metrics.backends.delete(event.backend.url);
-        upstream.forget(event.backend.url);
-      }
-      if (event.type === "health" && event.to.status === "unhealthy" && event.to.unanswered) forwarder.backendUnresponsive(event.backend);
-      forwarder.wakeWaitingRequests();
-      workers?.pushPoolState();
-    },
-  });
+  /** Set below, once every part a pool event reaches exists. */
+  let onPoolEvent: (event: PoolEvent) => void = () => {};
+  const pool: Pool = new Pool(primary ? [] : staticBackends(config), { ...poolRules(config), listener: (event) => onPoolEvent(event) });
   /** A worker's own findings: a refused connection goes up (the primary marks it down for all); ejections are local. */
   const tellPrimary = (event: PoolEvent) => {
     if (event.type === "health") {
@@ -133,6 +116,26 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
   const upstream = new HttpClient(upstreamSettings(config, tlsToBackends), { onResend: (url) => metrics.of(url).resends++ });
   const forwarder = new Forwarder({ pool, upstream, accessLog, metrics, log, ...forwarderTuning(config) });
   const queued = () => forwarder.queued;
+
+  // What a change in the pool sets off, wired here where every part it reaches exists.
+  onPoolEvent = (event) => {
+    if (primary) tellPrimary(event);
+    else {
+      logPoolEvent(log, event, pool);
+      events.add(event.backend.name, describeState(event.backend), describeEvent(event));
+      if (event.type === "added") void checker.watch(event.backend);
+      if (event.type === "removed") checker.unwatch(event.backend);
+    }
+    if (event.type === "removed") {
+      metrics.backends.delete(event.backend.url); // else DNS churn would grow /metrics without bound
+      upstream.forget(event.backend.url);
+    }
+    // Requests stuck on a backend whose checks get no answer move elsewhere now, not at --timeout.
+    if (event.type === "health" && event.to.status === "unhealthy" && event.to.unanswered) forwarder.backendUnresponsive(event.backend);
+    // Requests queued for room get another look at the pool; workers get the pool as it now is.
+    forwarder.wakeWaitingRequests();
+    workers?.pushPoolState();
+  };
   if (primary) adoptPoolState(primary.state);
 
   let ready = false;
