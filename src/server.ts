@@ -113,7 +113,12 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
   /** Listeners replaced by a certificate reload, finishing their requests. */
   const retiring = new Set<Server<Tunnel>>();
   const discovery = new DnsDiscovery(pool, dnsLookup(config.dnsServer), log, () => current.drainTimeout);
-  const upstream = new HttpClient(upstreamSettings(config, tlsToBackends), { onResend: (url) => metrics.of(url).resends++ });
+  const upstream = new HttpClient(upstreamSettings(config, tlsToBackends), {
+    onResend: (url) => {
+      metrics.of(url).resends++;
+      log.debug(`resent a request to ${url} on a fresh connection: the reused one closed before answering`);
+    },
+  });
   const forwarder = new Forwarder({ pool, upstream, accessLog, metrics, log, ...forwarderTuning(config) });
   const queued = () => forwarder.queued;
 
