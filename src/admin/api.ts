@@ -20,7 +20,7 @@ export interface AdminOptions {
   /** The metrics to show (with --workers, summed over the workers when asked). */
   metrics: () => Metrics;
   events: EventLog;
-  /** Requests waiting for an upstream slot or a backend with room. */
+  /** Requests waiting for a backend with room (--max-inflight). */
   queued: () => number;
   log: Logger;
   /** Empty: no token needed (loopback only, enforced at startup). */

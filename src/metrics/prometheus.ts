@@ -6,7 +6,7 @@ import { BACKEND_COUNTERS, COUNTER_NAMES, LATENCY_BUCKETS, type Metrics } from "
 export interface ScrapeState {
   backends: readonly Backend[];
   metrics: Metrics;
-  /** Requests waiting for an upstream slot or a backend with room. */
+  /** Requests waiting for a backend with room (--max-inflight). */
   queued: number;
 }
 
@@ -57,7 +57,7 @@ export function renderPrometheus({ backends, metrics, queued }: ScrapeState): st
   perBackend("lb_backend_inflight", "gauge", "Requests in flight to the backend.", (u) => current.get(u)!.inflight, current.keys());
   perBackend("lb_backend_weight", "gauge", "The backend's configured weight.", (u) => current.get(u)!.weight, current.keys());
 
-  family("lb_queue_depth", "gauge", "Requests waiting for an upstream slot or a backend with room.");
+  family("lb_queue_depth", "gauge", "Requests waiting for a backend with room (--max-inflight).");
   out.push(`lb_queue_depth ${queued}`);
 
   const memory = process.memoryUsage();

@@ -167,7 +167,7 @@ export class Forwarder {
   async #forward(trip: Trip): Promise<Response> {
     const { request } = trip;
     // Read (when small) while the client's idle timeout still runs: a client that never sends its body is closed
-    // by it, and it holds no upstream slot meanwhile.
+    // by it, and it holds no backend connection meanwhile.
     let body: OutgoingBody;
     try {
       body = await prepareBody(request);
