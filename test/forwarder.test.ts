@@ -160,4 +160,33 @@ describe("the forwarder's decisions, with a scripted transport", () => {
     expect((await pending).status).toBe(499);
     expect(pool.backends.map((b) => b.inflight)).toEqual([0, 0]);
   });
+
+  describe("the retry budget (Envoy's: retries in flight at most 20% of requests in flight, but 3 always)", () => {
+    /** Backend a resets everything; b holds everything: every retry of a's requests stays in flight on b. */
+    const aResetsBHolds: Script = (origin) => (origin === "http://a:80" ? failure("reset", "connection reset") : "hang");
+
+    test("isolated resets: the 4th retry while 3 are in flight is refused (502), not piled on", async () => {
+      const { send, upstream } = forwarder(aResetsBHolds);
+      const pending: Array<Promise<{ status: number }>> = [];
+      // Round robin alternates a, b: requests 1, 3, 5, 7 meet a's reset; 2, 4, 6 wait on b. Spaced 120 ms apart,
+      // the resets are no burst (a dying backend), so the budget applies to each.
+      for (let i = 0; i < 7; i++) {
+        pending.push(send("GET"));
+        await Bun.sleep(120);
+      }
+      // The 7th met a reset with 3 retries already in flight on b: answered at once, not sent on.
+      const seventh = await Promise.race([pending[6]!, Bun.sleep(100).then(() => null)]);
+      expect(seventh?.status).toBe(502);
+      expect(upstream.sent.filter((s) => s.origin === "http://b:80")).toHaveLength(6); // 3 retries + 3 first tries
+    });
+
+    test("resets in a burst from one backend (it died with requests in flight) are all retried, budget or not", async () => {
+      const { send, upstream } = forwarder(aResetsBHolds);
+      // 10 at once: 5 meet a's reset within the same moment, and all 5 go on to b although the floor is 3.
+      for (let i = 0; i < 10; i++) void send("GET");
+      await Bun.sleep(20);
+      expect(upstream.sent.filter((s) => s.origin === "http://a:80")).toHaveLength(5);
+      expect(upstream.sent.filter((s) => s.origin === "http://b:80")).toHaveLength(10);
+    });
+  });
 });
