@@ -59,6 +59,7 @@ describe("answer heads that are refused (502, connection dropped)", () => {
     ["HTTP/2 or other versions", "HTTP/2 200", /bad status line/],
     ["a status of two digits", "HTTP/1.1 20 OK", /bad status line/],
     ["a status of four digits", "HTTP/1.1 2000 OK", /bad status line/],
+    ["a status above 599 (no client could be given it)", "HTTP/1.1 999 Weird", /bad status line/],
     ["lowercase protocol name", "http/1.1 200 OK", /bad status line/],
     ["a NUL in the reason", "HTTP/1.1 200 O\x00K", /bad status line/],
     ["a bare CR in the reason (response splitting)", "HTTP/1.1 200 OK\rSet-Cookie: evil=1", /bad status line/],

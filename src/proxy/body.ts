@@ -1,4 +1,4 @@
-/** Request and response bodies: keeping a small request body replayable, and watching a response body end. */
+/** Request bodies: keeping a small one replayable, streaming a larger one, and cutting one whose client stalls. */
 
 /**
  * Request bodies up to this size are held in memory so a failed attempt can be retried on another backend.
@@ -8,7 +8,7 @@ export const REPLAY_LIMIT_BYTES = 64 * 1024;
 
 export type OutgoingBody =
   | { replayable: true; body: Uint8Array | null }
-  | { replayable: false; body: ReadableStream<Uint8Array> };
+  | { replayable: false; body: ReadableStream<Uint8Array>; /** The length the client declared, if it did. */ length?: number };
 
 /**
  * Reads up to `limit` bytes of the request body. If it ends by then, it is kept whole and can be sent again;
@@ -17,10 +17,10 @@ export type OutgoingBody =
 export async function prepareBody(request: Request, limit = REPLAY_LIMIT_BYTES): Promise<OutgoingBody> {
   if (request.body === null) return { replayable: true, body: null };
   const declared = Number(request.headers.get("content-length") ?? NaN);
-  if (declared > limit) return { replayable: false, body: request.body };
+  if (declared > limit) return { replayable: false, body: request.body, length: declared };
   const read = await readAhead(request.body, limit);
   if (read instanceof Uint8Array) return { replayable: true, body: read };
-  return { replayable: false, body: watchBody(read, () => {}) };
+  return { replayable: false, body: rejoin(read) };
 }
 
 /**
@@ -93,43 +93,20 @@ async function readAhead(body: ReadableStream<Uint8Array>, limit: number): Promi
   return { head, rest: reader };
 }
 
-/**
- * Passes a body through unchanged, counting bytes, and calls `onEnd` once when it is finished: fully read, cancelled
- * by a reader that went away, or failed (then with the error).
- */
-export function watchBody(
-  body: ReadableStream<Uint8Array> | ReadInPart,
-  onEnd: (bytes: number, backendError?: unknown) => void,
-): ReadableStream<Uint8Array> {
-  const { head, rest } = body instanceof ReadableStream ? { head: [], rest: body.getReader() } : body;
-  let bytes = 0;
-  let ended = false;
-  const end = (error?: unknown) => {
-    if (ended) return;
-    ended = true;
-    onEnd(bytes, error);
-  };
+/** A body read in part, whole again: the chunks read first, then the rest; errors and a cancel pass through. */
+function rejoin({ head, rest }: ReadInPart): ReadableStream<Uint8Array> {
   return new ReadableStream<Uint8Array>(
     {
       async pull(controller) {
         try {
           const { done, value } = head.length ? { done: false as const, value: head.shift()! } : await rest.read();
-          if (done) {
-            end();
-            controller.close();
-            return;
-          }
-          bytes += value.byteLength;
-          controller.enqueue(value);
+          if (done) controller.close();
+          else controller.enqueue(value);
         } catch (error) {
-          end(error);
           controller.error(error);
         }
       },
-      cancel(reason) {
-        end();
-        return rest.cancel(reason);
-      },
+      cancel: (reason) => rest.cancel(reason),
     },
     { highWaterMark: 0 },
   );

@@ -175,7 +175,7 @@ export class Forwarder {
       return this.#clientGone(trip);
     }
     if (!body.replayable) {
-      body = { replayable: false, body: failWhenIdle(body.body, this.options.clientTimeoutMs, () => (trip.bodyStalled = true)) };
+      body = { ...body, body: failWhenIdle(body.body, this.options.clientTimeoutMs, () => (trip.bodyStalled = true)) };
     }
     trip.client.holdOpen(true);
     const headers = upstreamRequestFields(request.headers, trip.client, trip.requestId);
@@ -319,13 +319,12 @@ export class Forwarder {
   async #attempt(backend: Backend, trip: Trip, headers: Fields, body: OutgoingBody): Promise<AttemptResult> {
     const { request } = trip;
     const attempt = this.#startAttempt(trip, backend);
-    const declared = request.headers.get("content-length");
     const call = this.options.upstream.send(backend.url, {
       method: request.method,
       target: trip.context.path,
       headers,
       body: body.body,
-      streamLength: declared !== null && /^\d+$/.test(declared) ? Number(declared) : undefined,
+      streamLength: body.replayable ? undefined : body.length,
       timeoutMs: this.options.timeoutMs,
       signal: request.signal,
       onStreamEnd: (bytes, failed) => attempt.bodyEnded(bytes, failed),

@@ -1,12 +1,9 @@
 /** When a failed attempt may be sent to another backend. */
 import type { FailureKind } from "../upstream/failure.ts";
 
-/** RFC 9110 §9.2.2: repeating these has the same effect as sending them once. */
-const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"]);
+import { isIdempotent } from "../upstream/request-head.ts";
 
-export function isIdempotent(method: string): boolean {
-  return IDEMPOTENT.has(method);
-}
+export { isIdempotent };
 
 /**
  * A connect failure is always safe to retry: the backend never saw the request. A reset before any response byte

@@ -2,7 +2,7 @@
  * Parsing a backend's answer head (status line and header fields), strictly: the backend is trusted less than it
  * seems, and whatever lb accepts here it passes on to a client. Pure: bytes in, a head or a reason out.
  */
-import { HOP_BY_HOP, connectionListed } from "./hop-by-hop.ts";
+import { HOP_BY_HOP, connectionListed, isToken } from "./hop-by-hop.ts";
 
 /** How the body after the head is delimited (RFC 9112 §6.3). */
 export type Framing =
@@ -30,9 +30,6 @@ export interface AnswerHead {
 /** Most bytes an answer head may take; past it the answer is refused (HAProxy's whole buffer is 16 KiB). */
 export const ANSWER_HEAD_LIMIT_BYTES = 64 * 1024;
 
-/** RFC 9110 §5.6.2: the characters of a token (a field name), by character code. */
-const TOKEN_CHARS = new Uint8Array(128);
-for (const c of "!#$%&'*+.^_`|~-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") TOKEN_CHARS[c.charCodeAt(0)] = 1;
 const DIGITS = /^\d{1,15}$/;
 const KEEP_ALIVE_TIMEOUT = /(?:^|[,;\s])timeout=(\d{1,6})/i;
 const SP = 32;
@@ -63,10 +60,7 @@ export function parseAnswerHead(text: string, method: string): AnswerHead | stri
       const first = text.charCodeAt(at);
       return first === SP || first === TAB ? "folded header line" : "header line without a name";
     }
-    for (let i = at; i < colon; i++) {
-      const c = text.charCodeAt(i);
-      if (c > 127 || TOKEN_CHARS[c] === 0) return `bad header name "${printable(text.slice(at, colon))}"`;
-    }
+    if (!isToken(text, at, colon)) return `bad header name "${printable(text.slice(at, colon))}"`;
     const name = text.slice(at, colon).toLowerCase();
     let from = colon + 1;
     let to = end;
@@ -141,7 +135,8 @@ function parseStatusLine(text: string, end: number): number {
     if (digit < 0 || digit > 9) return -1;
     status = status * 10 + digit;
   }
-  if (status < 100) return -1;
+  // 1xx to 5xx only: a client cannot be given any other (and 6xx-9xx mean nothing in HTTP).
+  if (status < 100 || status > 599) return -1;
   if (end > 12 && text.charCodeAt(12) !== SP) return -1;
   for (let i = 13; i < end; i++) {
     const c = text.charCodeAt(i);

@@ -71,7 +71,7 @@ export interface UpstreamClient {
   configure(settings: UpstreamSettings): void;
   /** Closes the idle connections to a backend that left; busy ones close when their request ends. */
   forget(origin: string): void;
-  /** Connections open now, for the admin API: busy with a request, and idle in the pools. */
+  /** Connections open now, busy with a request and idle in the pools (for tests and diagnostics; not yet exported). */
   connections(): { busy: number; idle: number };
   /** Closes every connection. */
   close(): void;

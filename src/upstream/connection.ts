@@ -8,13 +8,12 @@ import { ANSWER_HEAD_LIMIT_BYTES, type AnswerHead, parseAnswerHead } from "./ans
 import { ChunkedDecoder } from "./chunked.ts";
 import type { UpstreamAnswer, UpstreamRequest } from "./client.ts";
 import { type Failure, classifyFailure, failure } from "./failure.ts";
-import { LAST_CHUNK, encodeChunk, encodeRequest } from "./request-head.ts";
+import { LAST_CHUNK, encodeChunk, encodeRequest, isIdempotent } from "./request-head.ts";
 
 /** A body up to this size that has all arrived is handed over whole (so the client gets a Content-Length). */
 export const WHOLE_BODY_LIMIT_BYTES = 1024 * 1024;
 
 const HEAD_END = Buffer.from("\r\n\r\n");
-const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"]);
 
 /** What a connection needs from the pool that owns it. */
 export interface ConnectionOwner {
@@ -45,7 +44,13 @@ export class Exchange {
     /** Told when it settles, to stop watching its deadlines. */
     private readonly onSettled: (exchange: Exchange) => void,
   ) {
-    this.deadline = performance.now() + request.timeoutMs;
+    this.deadline = 0;
+    this.restartDeadline();
+  }
+
+  /** The answer's head is due --timeout from now (from the start, and again each time the backend takes body bytes). */
+  restartDeadline(): void {
+    this.deadline = performance.now() + this.request.timeoutMs;
   }
 
   resolve(result: UpstreamAnswer | Failure): void {
@@ -65,7 +70,7 @@ export class Exchange {
   /** Whether it may go out again after its connection closed unanswered: nothing of it can have been acted on twice. */
   get mayResend(): boolean {
     const { body, method } = this.request;
-    return !this.resent && !(body instanceof ReadableStream) && IDEMPOTENT.has(method);
+    return !this.resent && !(body instanceof ReadableStream) && isIdempotent(method);
   }
 }
 
@@ -125,14 +130,6 @@ export class Connection {
     /** null for http://; for https://, whether the backend's certificate must verify. */
     private readonly verifyTls: boolean | null,
   ) {}
-
-  get closed(): boolean {
-    return this.#closed;
-  }
-
-  get busy(): boolean {
-    return this.#exchange !== null;
-  }
 
   /** Starts an exchange on this (open) connection. */
   start(exchange: Exchange): void {
@@ -208,12 +205,12 @@ export class Connection {
         if (value.byteLength === 0) continue;
         sent += value.byteLength;
         if (!this.#write(chunked ? encodeChunk(value) : value)) await this.#whenDrained();
-        exchange.deadline = performance.now() + exchange.request.timeoutMs; // the backend is taking it
+        exchange.restartDeadline(); // the backend is taking it
       }
       // A body shorter than the length it declared would leave the backend reading the next request as its rest.
       if (!chunked && sent !== length) throw new Error("the body ended before its declared length");
       if (chunked && !this.#write(LAST_CHUNK)) await this.#whenDrained();
-      exchange.deadline = performance.now() + exchange.request.timeoutMs;
+      exchange.restartDeadline();
       this.#requestWritten = true;
       this.#maybeDone();
     } catch {
@@ -289,10 +286,6 @@ export class Connection {
     if (head.status < 200) {
       if (head.status === 101) this.#refuse("101 Switching Protocols to a request that asked for no upgrade");
       return rest;
-    }
-    if (head.status > 599) {
-      this.#refuse(`unusable status ${head.status}`);
-      return null;
     }
     this.#head = head;
     switch (head.framing) {

@@ -3,6 +3,7 @@
  * the least likely to have met the backend's own idle timeout), a closed one is dropped at once, and there is no cap:
  * a request that finds no idle connection opens one (--max-inflight is the way to bound a backend).
  */
+import { isIP } from "node:net";
 import { Connection, type ConnectionOwner, type Exchange, SOCKET_HANDLERS } from "./connection.ts";
 import { failure } from "./failure.ts";
 import type { UpstreamSettings } from "./client.ts";
@@ -64,7 +65,7 @@ export class OriginPool implements ConnectionOwner {
       port: this.#port,
       data: connection,
       socket: SOCKET_HANDLERS,
-      tls: this.#https ? { serverName: isIpAddress(this.#hostname) ? undefined : this.#hostname, ...tls } : undefined,
+      tls: this.#https ? { serverName: isIP(this.#hostname) ? undefined : this.#hostname, ...tls } : undefined,
     }).catch((error: unknown) => connection.onConnectError(error));
   }
 
@@ -118,8 +119,4 @@ const BACKEND_IDLE_MARGIN_MS = 1000;
 function idleLimit(connection: Connection, idleTimeoutMs: number): number {
   if (connection.backendIdleMs === 0) return idleTimeoutMs;
   return Math.min(idleTimeoutMs, connection.backendIdleMs - BACKEND_IDLE_MARGIN_MS);
-}
-
-function isIpAddress(hostname: string): boolean {
-  return /^[\d.]+$/.test(hostname) || hostname.includes(":");
 }

@@ -2,6 +2,13 @@
 
 /** Fields lb writes itself from the body it sends (and it never waits for a 100 Continue: it has the body). */
 const FRAMING = new Set(["content-length", "transfer-encoding", "expect"]);
+/** RFC 9110 §9.2.2: repeating these has the same effect as sending them once. */
+const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"]);
+
+export function isIdempotent(method: string): boolean {
+  return IDEMPOTENT.has(method);
+}
+
 /** Methods whose requests carry a body by definition: without one they say so (RFC 9110 §8.6). */
 const BODY_METHODS = new Set(["POST", "PUT", "PATCH"]);
 
