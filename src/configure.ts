@@ -1,4 +1,5 @@
 /** How each part of lb is set up from a Config; shared by startup and reload, so both mean the same thing. */
+import { AccessLog, FileSink, type Sink } from "./access-log.ts";
 import { createPolicy } from "./balance/create.ts";
 import { StickySessions } from "./balance/sticky.ts";
 import { currentWeight } from "./pool/backend.ts";
@@ -9,6 +10,7 @@ import type { ForwarderTuning } from "./proxy/forward.ts";
 import type { UpstreamSettings, UpstreamTls } from "./upstream/client.ts";
 import { ConfigError } from "./config/load.ts";
 import type { Config } from "./config/settings.ts";
+import type { Logger } from "./log.ts";
 
 export function poolRules(config: Config): PoolRules {
   return {
@@ -70,4 +72,13 @@ export function forwarderTuning(config: Config): ForwarderTuning {
     retryAfterSeconds: Math.max(1, Math.ceil((config.healthDownInterval || config.healthInterval) / 1000)),
     debug: config.logLevel === "debug",
   };
+}
+
+/** The access log the config asks for; `sink` overrides where its lines go (a worker hands them to its primary). */
+export function createAccessLog(config: Config, log: Logger, sink?: Sink): AccessLog | null {
+  if (!config.accessLog) return null;
+  const format = config.accessLogFormat || config.logFormat;
+  if (sink) return new AccessLog(format, sink);
+  if (!config.accessLogFile) return new AccessLog(format);
+  return new AccessLog(format, new FileSink(config.accessLogFile, (message) => log.warn(message)));
 }

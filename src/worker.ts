@@ -1,16 +1,94 @@
 /**
- * `--workers N`: a worker process's main (main.ts hands over to it; the primary's side is cluster/workers.ts). It
- * serves traffic on the shared port with the pool its primary describes, tells the primary when a backend refuses a
+ * `--workers N`: a worker process (main.ts hands over to it; the primary's side is cluster/workers.ts). It serves
+ * traffic on the shared port with the pool its primary describes, tells the primary when a backend refuses a
  * connection, and reports its counts every half second. It has no health checks, DNS, admin API or signal handling of
  * its own: the primary decides, and stopping is the primary's call (or its death's).
  */
-import { createLogger } from "./log.ts";
-import type { RunningLb } from "./server.ts";
-import { createAccessLog, startLb } from "./server.ts";
-import { type ToPrimary, type ToWorker, backendLoad, snapshotMetrics } from "./cluster/sync.ts";
+import type { AccessLog } from "./access-log.ts";
+import { type BackendState, type ToPrimary, type ToWorker, applyPoolState, backendLoad, snapshotMetrics } from "./cluster/sync.ts";
+import { effectiveConfig } from "./config/reload.ts";
+import type { Config } from "./config/settings.ts";
+import { createAccessLog, poolRules, upstreamTls } from "./configure.ts";
+import { DataPlane } from "./data-plane.ts";
+import { ProxyListener } from "./listeners.ts";
+import { type Logger, consolaLevel, createLogger } from "./log.ts";
+import { Metrics } from "./metrics/metrics.ts";
+import { logPoolEvent } from "./pool-log.ts";
+import { Pool, type PoolEvent } from "./pool/pool.ts";
 
 const REPORT_EVERY_MS = 500;
 
+interface RunningWorker {
+  report(): ToPrimary;
+  /** Makes the pool what the primary says (its changes are not echoed back). */
+  adoptPoolState(state: readonly BackendState[]): void;
+  reload(next: Config): void;
+  reopenLogs(): void;
+  /** Drains and closes (once: the process's stop guards it). */
+  stop(): Promise<void>;
+}
+
+/** Serves the port its primary claimed, with the pool the primary describes in `state`. */
+function startWorker(config: Config, log: Logger, accessLog: AccessLog | null, state: readonly BackendState[], send: (message: ToPrimary) => void): RunningWorker {
+  const metrics = new Metrics();
+  /** True while applying the primary's state: those changes are the primary's news, not this worker's. */
+  let adopting = false;
+  const tellPrimary = (event: PoolEvent) => {
+    if (event.type === "health") {
+      // A refused connection goes up: the primary marks the backend down for all.
+      if (!adopting && event.to.status === "unhealthy") send({ type: "down", url: event.backend.url, reason: event.to.reason });
+    } else if (event.type === "ejected" || event.type === "returned" || event.type === "ejection-refused") {
+      logPoolEvent(log, event, pool); // ejections are this worker's own
+    }
+  };
+  const pool: Pool = new Pool([], {
+    ...poolRules(config),
+    listener: (event) => {
+      tellPrimary(event);
+      data.onPoolEvent(event);
+    },
+  });
+  const adoptPoolState = (next: readonly BackendState[]) => {
+    adopting = true;
+    try {
+      applyPoolState(pool, next);
+    } finally {
+      adopting = false;
+    }
+  };
+  const data = new DataPlane(pool, config, upstreamTls(config), metrics, accessLog, log);
+  adoptPoolState(state);
+  let current = config;
+  const proxy = new ProxyListener(config, log, data.handle, true);
+  data.open();
+
+  return {
+    report: () => ({
+      type: "report",
+      report: { queued: data.queued, load: backendLoad(pool.backends), metrics: snapshotMetrics(metrics, Date.now()) },
+    }),
+    adoptPoolState,
+    // The pool's members are the primary's business: they follow the state it sends after its own reload.
+    reload(next) {
+      const nextTls = upstreamTls(next);
+      const effective = effectiveConfig(current, next);
+      proxy.renewCertificates(effective);
+      pool.reconfigure(poolRules(effective));
+      data.reconfigure(effective, nextTls);
+      log.level = consolaLevel(next.logLevel);
+      current = effective;
+    },
+    reopenLogs: () => accessLog?.reopen(),
+    async stop() {
+      pool.close();
+      await proxy.stop(current.drainTimeout);
+      data.close();
+      accessLog?.flush();
+    },
+  };
+}
+
+/** The worker process's main: starts on the primary's word, then follows its messages. */
 export function runWorker(id: string): void {
   const send = (message: ToPrimary) => process.send?.(message);
   /** Sends, then exits: exiting at once would lose what is still queued on the IPC channel (access lines). */
@@ -18,48 +96,41 @@ export function runWorker(id: string): void {
     if (!process.connected) process.exit(code);
     process.send!(message, undefined, undefined, () => process.exit(code));
   };
-  let lb: RunningLb | null = null;
+  let worker: RunningWorker | null = null;
   let log = createLogger("info", "pretty", `worker ${id}: `);
-  /** A state that came while lb was still starting, applied once it runs. */
-  let early: (ToWorker & { type: "state" }) | null = null;
   let stopping: Promise<void> | null = null;
-  const report = (running: RunningLb): ToPrimary => ({
-    type: "report",
-    report: { queued: running.queued(), load: backendLoad(running.pool.backends), metrics: snapshotMetrics(running.metrics, Date.now()) },
-  });
   const stop = () =>
     (stopping ??= (async () => {
-      if (!lb) process.exit(0);
-      await lb.stop();
-      sendAndExit(report(lb), 0);
+      if (!worker) process.exit(0);
+      await worker.stop();
+      sendAndExit(worker.report(), 0);
     })());
 
-  const start = async (message: ToWorker & { type: "start" }) => {
-    log = createLogger(message.config.logLevel, message.config.logFormat, `worker ${id}: `);
+  const start = (message: ToWorker & { type: "start" }) => {
+    const { config } = message;
+    log = createLogger(config.logLevel, config.logFormat, `worker ${id}: `);
     try {
-      const accessLog = createAccessLog(message.config, log, { write: (lines) => send({ type: "access", lines }), flush() {} });
-      lb = await startLb(message.config, { log, accessLog, primary: { send, state: message.state } });
+      const accessLog = createAccessLog(config, log, { write: (lines) => send({ type: "access", lines }), flush() {} });
+      worker = startWorker(config, log, accessLog, message.state, send);
     } catch (error) {
       const { message: text, code } = error as Error & { code?: string };
       return sendAndExit({ type: "failed", message: text, code }, 1);
     }
-    const running = lb;
-    if (early) running.adoptPoolState(early.state);
-    setInterval(() => send(report(running)), REPORT_EVERY_MS).unref();
+    const running = worker;
+    setInterval(() => send(running.report()), REPORT_EVERY_MS).unref();
     send({ type: "ready" });
   };
 
   const handle = (message: ToWorker) => {
     switch (message.type) {
       case "start":
-        return void start(message);
+        return start(message);
       case "state":
-        if (!lb) early = message;
-        return lb?.adoptPoolState(message.state);
+        return worker?.adoptPoolState(message.state);
       case "reload":
-        return lb?.reload(message.config);
+        return worker?.reload(message.config);
       case "reopen-logs":
-        return lb?.reopenLogs();
+        return worker?.reopenLogs();
       case "stop":
         return void stop();
     }

@@ -95,6 +95,8 @@ export interface Setting<K extends keyof Config = keyof Config> {
   restart?: true;
   /** The default; a function when it depends on the environment (a terminal or not). */
   fallback: Config[K] | ((env: Environment) => Config[K]);
+  /** How `--help` and the README write the default, where the value itself would not say it well ("" shows none). */
+  shownDefault?: string;
   parse(value: unknown): Parsed<Config[K]>;
 }
 
@@ -485,7 +487,7 @@ const SPECS: SettingSpec[] = [
     parse: integer(1, 100, "a check count"),
   },
   {
-    key: "healthDownInterval", type: "string", valueHint: "duration", fallback: 0,
+    key: "healthDownInterval", type: "string", valueHint: "duration", fallback: 0, shownDefault: "",
     description: "Time between checks of a backend that is down (default: the health interval)",
     example: "--health-down-interval 1s", parse: duration(0),
   },
@@ -514,7 +516,7 @@ const SPECS: SettingSpec[] = [
     parse: integer(0, 1_000_000, "a request count"),
   },
   {
-    key: "maxBodySize", restart: true, type: "string", valueHint: "size", fallback: 1024 ** 3,
+    key: "maxBodySize", restart: true, type: "string", valueHint: "size", fallback: 1024 ** 3, shownDefault: "1g",
     description: "Largest request body accepted; bigger ones get 413 (0 = no limit)", example: "--max-body-size 10mb",
     parse: byteSize,
   },
@@ -573,6 +575,7 @@ const SPECS: SettingSpec[] = [
   },
   {
     key: "admin", restart: true, type: "string", valueHint: "host:port|off", fallback: { host: "127.0.0.1", port: 9090 },
+    shownDefault: "127.0.0.1:9090",
     description: "Where the admin API listens (loopback unless a token is set); off turns it off",
     example: "--admin 127.0.0.1:9090", parse: adminAddress,
   },
@@ -627,10 +630,8 @@ export const SETTINGS: Setting[] = SPECS.map((spec) => ({ ...spec, name: spec.na
 
 /** The default as a person would write it ("10s", not 10000); empty when it depends on the environment. */
 export function describeDefault(setting: Setting): string {
-  const { fallback } = setting;
-  if (typeof fallback === "function") return "";
-  if (setting.key === "admin") return "127.0.0.1:9090";
-  if (setting.key === "maxBodySize") return "1g";
-  if (typeof fallback === "object" || fallback === "") return "";
+  const { fallback, shownDefault } = setting;
+  if (shownDefault !== undefined) return shownDefault;
+  if (typeof fallback === "function" || typeof fallback === "object" || fallback === "") return "";
   return setting.valueHint === "duration" ? formatDuration(fallback as number) : String(fallback);
 }

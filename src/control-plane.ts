@@ -1,0 +1,112 @@
+/**
+ * What decides which backends are in the pool and whether they take traffic: the health checker, DNS discovery and
+ * the config file's backend list, plus the log line and dashboard event each change makes. There is one per lb: in
+ * its single process, or in the primary with --workers (workers take the pool's state from it).
+ */
+import type { BackendSpec } from "./config/backend-url.ts";
+import { type BackendDiff, diffBackends } from "./config/reload.ts";
+import type { Config } from "./config/settings.ts";
+import { checkSettings } from "./configure.ts";
+import { EventLog } from "./admin/events.ts";
+import type { Logger } from "./log.ts";
+import type { Metrics } from "./metrics/metrics.ts";
+import { describeEvent, logPoolEvent } from "./pool-log.ts";
+import { describeState } from "./pool/backend.ts";
+import { HealthChecker } from "./pool/checker.ts";
+import { DnsDiscovery, dnsLookup } from "./pool/discovery.ts";
+import { drainAndRemove } from "./pool/drain.ts";
+import type { Pool, PoolEvent } from "./pool/pool.ts";
+import type { UpstreamTls } from "./upstream/client.ts";
+
+export class ControlPlane {
+  /** Recent pool changes, for the dashboard. */
+  readonly events = new EventLog();
+  readonly #checker: HealthChecker;
+  readonly #discovery: DnsDiscovery;
+  #config: Config;
+
+  constructor(
+    private readonly pool: Pool,
+    config: Config,
+    tlsToBackends: UpstreamTls | undefined,
+    private readonly metrics: Metrics,
+    private readonly log: Logger,
+  ) {
+    this.#config = config;
+    this.#checker = new HealthChecker(pool, checkSettings(config, tlsToBackends), (backend, ok) => {
+      const counts = metrics.of(backend.url);
+      if (ok) counts.checksPassed++;
+      else counts.checksFailed++;
+    });
+    this.#discovery = new DnsDiscovery(pool, dnsLookup(config.dnsServer), log, () => this.#config.drainTimeout);
+  }
+
+  /** The first round: DNS names resolved and every backend checked once. Then checks and lookups keep going. */
+  async start(): Promise<void> {
+    await this.#discovery.follow(resolvedBackends(this.#config));
+    await this.#checker.start();
+    this.#discovery.start(this.#config.resolveInterval);
+  }
+
+  /** What a pool change sets off here: a log line, a dashboard event, checks of a backend that came or went. */
+  onPoolEvent(event: PoolEvent): void {
+    logPoolEvent(this.log, event, this.pool);
+    this.events.add(event.backend.name, describeState(event.backend), describeEvent(event));
+    if (event.type === "added") void this.#checker.watch(event.backend);
+    if (event.type === "removed") {
+      this.#checker.unwatch(event.backend);
+      this.metrics.backends.delete(event.backend.url); // else DNS churn would grow /metrics without bound
+    }
+  }
+
+  /**
+   * Applies a reloaded config: new check settings, and the file's backends made the pool's — new ones added, changed
+   * weights set, dropped ones drained out.
+   */
+  reload(next: Config, tlsToBackends: UpstreamTls | undefined): BackendDiff {
+    const diff = diffBackends(staticBackends(this.#config), staticBackends(next));
+    this.#config = next;
+    this.#checker.reconfigure(checkSettings(next, tlsToBackends));
+    void this.#discovery.follow(resolvedBackends(next));
+    this.#discovery.start(next.resolveInterval);
+    for (const spec of diff.added) this.#adopt(spec);
+    for (const spec of diff.reweighted) {
+      const backend = this.pool.find(spec.url);
+      if (backend) backend.weight = spec.weight;
+    }
+    for (const url of diff.removed) {
+      const backend = this.pool.find(url);
+      if (backend) void drainAndRemove(this.pool, backend, next.drainTimeout);
+    }
+    return diff;
+  }
+
+  stop(): void {
+    this.#checker.stop();
+    this.#discovery.stop();
+  }
+
+  /** A backend the file now lists: added, or taken over if it came through the API before (or is still draining). */
+  #adopt(spec: BackendSpec): void {
+    const existing = this.pool.find(spec.url);
+    if (existing) {
+      existing.weight = spec.weight;
+      if (existing.admin === "draining") this.pool.setAdminState(existing, "active");
+      return;
+    }
+    try {
+      this.pool.add(spec);
+    } catch (error) {
+      this.log.warn(`config reload: ${spec.url} cannot be added: ${(error as Error).message}`);
+    }
+  }
+}
+
+/** The backends given as addresses (the pool starts with them); the others are names DNS resolves. */
+export function staticBackends(config: Config): BackendSpec[] {
+  return config.backends.filter((spec) => !spec.resolve);
+}
+
+function resolvedBackends(config: Config): BackendSpec[] {
+  return config.backends.filter((spec) => spec.resolve);
+}

@@ -1,0 +1,56 @@
+/** How a change in the pool reads: a line in lb's log, a few words on the dashboard. */
+import { formatDuration } from "./config/duration.ts";
+import type { Logger } from "./log.ts";
+import type { PoolEvent, Pool } from "./pool/pool.ts";
+
+export function plural(count: number, noun: string): string {
+  return `${count} ${noun}${count === 1 ? "" : "s"}`;
+}
+
+/** A pool event in a few words, for the dashboard's log. */
+export function describeEvent(event: PoolEvent): string {
+  switch (event.type) {
+    case "health":
+      return event.to.status === "healthy" ? `up (${event.to.reason})` : `down: ${event.to.reason}`;
+    case "ejected":
+      return `ejected for ${formatDuration(event.forMs)} after repeated errors`;
+    case "ejection-refused":
+      return "failing, but kept in rotation (ejection limit)";
+    case "returned":
+      return "back from ejection";
+    case "admin":
+      return event.state === "active" ? "enabled" : event.state;
+    case "added":
+      return "added";
+    case "removed":
+      return "removed";
+  }
+}
+
+export function logPoolEvent(log: Logger, event: PoolEvent, pool: Pool): void {
+  const { backend } = event;
+  switch (event.type) {
+    case "health":
+      if (event.to.status === "healthy") {
+        log.info(`backend ${backend.name} is ${event.from.status === "unknown" ? "up" : "back up"} (${event.to.reason})`);
+      } else {
+        log.warn(`backend ${backend.name} ${event.from.status === "unknown" ? "is down" : "went down"}: ${event.to.reason}`);
+      }
+      break;
+    case "added":
+    case "removed":
+      log.info(`backend ${backend.url} ${event.type} (${plural(pool.backends.length, "backend")} in the pool)`);
+      break;
+    case "ejected":
+      log.warn(`backend ${backend.name} ejected for ${formatDuration(event.forMs)}: too many 5xx or gateway errors in a row`);
+      break;
+    case "ejection-refused":
+      log.warn(`backend ${backend.name} keeps failing but stays in rotation: ejecting it would pass the outlier-max-ejected share`);
+      break;
+    case "returned":
+      log.info(`backend ${backend.name} is back in rotation after its ejection`);
+      break;
+  }
+  const tookOneOut = (event.type === "health" && event.to.status !== "healthy") || event.type === "ejected";
+  if (tookOneOut && pool.available().length === 0) log.error("no healthy backends: answering 503 until one recovers");
+}
