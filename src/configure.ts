@@ -53,7 +53,12 @@ export function checkSettings(config: Config, tls: UpstreamTls | undefined): Che
 }
 
 export function upstreamSettings(config: Config, tls: UpstreamTls | undefined): UpstreamSettings {
-  return { connectTimeoutMs: config.connectTimeout, idleTimeoutMs: config.upstreamIdleTimeout, tls };
+  return {
+    connectTimeoutMs: config.connectTimeout,
+    idleTimeoutMs: config.upstreamIdleTimeout,
+    readTimeoutMs: config.upstreamReadTimeout,
+    tls,
+  };
 }
 
 export function forwarderTuning(config: Config): ForwarderTuning {

@@ -60,6 +60,7 @@ describe("resolveConfig", () => {
       timeout: 60_000,
       connectTimeout: 3_000,
       upstreamIdleTimeout: 4_000,
+      upstreamReadTimeout: 60_000,
       retries: 3,
       retryBudget: 20,
       drainTimeout: 10_000,

@@ -1,40 +1,124 @@
 /**
- * Server-sent events through lb: each event reaches the client as it is sent (no buffering), and a stream that
- * outlasts the 10 s client idle timeout is not cut while data flows.
+ * Answers that stream for a long time (server-sent events, big downloads): the client's idle timeout must not cut a
+ * stream that is merely quiet, and --upstream-read-timeout must cut one that has stalled (the backend silent, or the
+ * client reading nothing), with a warning and a count. Real backends, real clients (curl, a raw socket), real lb.
  */
-import { afterAll, expect, test } from "bun:test";
-import { startBackend, startTestLb } from "./helpers.ts";
+import { afterEach, describe, expect, test } from "bun:test";
+import { connect } from "node:net";
+import { type InProcessLb, startBackend, startTestLb, waitFor } from "./helpers.ts";
 
-const EVENTS = 6;
-const GAP_MS = 2200;
-const sse = startBackend("sse", (request) => {
-  if (new URL(request.url).pathname === "/") return new Response("ok");
-  let n = 0;
-  return new Response(
-    new ReadableStream({
+const cleanup: Array<() => Promise<unknown>> = [];
+afterEach(async () => {
+  await Promise.all(cleanup.splice(0).map((stop) => stop()));
+});
+
+const encoder = new TextEncoder();
+
+/** A backend whose /events sends `first`, stays silent for `silenceMs`, then sends `second` and ends. */
+function eventsBackend(silenceMs: number) {
+  const backend = startBackend("sse", (request) => {
+    if (new URL(request.url).pathname !== "/events") return new Response("ok");
+    let step = 0;
+    const body = new ReadableStream<Uint8Array>({
       async pull(controller) {
-        if (n === EVENTS) return controller.close();
-        if (n > 0) await Bun.sleep(GAP_MS);
-        controller.enqueue(new TextEncoder().encode(`data: ${n++}\n\n`));
+        step++;
+        if (step === 1) controller.enqueue(encoder.encode("data: first\n\n"));
+        else if (step === 2) {
+          await Bun.sleep(silenceMs);
+          controller.enqueue(encoder.encode("data: second\n\n"));
+        } else controller.close();
       },
-    }),
-    { headers: { "content-type": "text/event-stream", "cache-control": "no-cache" } },
-  );
-});
-const lb = await startTestLb([sse.url], { "health-interval": "1m" });
-afterAll(async () => {
-  await lb.stop();
-  await sse.stop();
-});
+    });
+    return new Response(body, { headers: { "content-type": "text/event-stream" } });
+  });
+  cleanup.push(backend.stop);
+  return backend;
+}
 
-test("events arrive one by one, and the stream lives past the idle timeout", async () => {
-  const started = Date.now();
-  const response = await fetch(`${lb.url}/events`);
-  expect(response.headers.get("content-type")).toBe("text/event-stream");
-  const arrivals: Array<{ text: string; at: number }> = [];
-  for await (const chunk of response.body!) arrivals.push({ text: new TextDecoder().decode(chunk), at: Date.now() - started });
-  expect(arrivals.map((a) => a.text).join("")).toBe(Array.from({ length: EVENTS }, (_, i) => `data: ${i}\n\n`).join(""));
-  // Unbuffered: the first event came long before the last one was sent.
-  expect(arrivals[0]!.at).toBeLessThan(GAP_MS);
-  expect(arrivals.at(-1)!.at).toBeGreaterThan((EVENTS - 1) * GAP_MS - 500);
-}, 20_000);
+async function lbFor(url: string, settings: Record<string, unknown>): Promise<InProcessLb> {
+  const lb = await startTestLb([url], settings);
+  cleanup.push(lb.stop);
+  return lb;
+}
+
+async function curl(url: string): Promise<{ code: number; body: string; ms: number }> {
+  const started = performance.now();
+  const proc = Bun.spawn(["curl", "-sSN", "--max-time", "20", url], { stdout: "pipe", stderr: "pipe" });
+  const [body, code] = await Promise.all([new Response(proc.stdout).text(), proc.exited]);
+  return { code, body, ms: performance.now() - started };
+}
+
+async function streamsCut(lb: InProcessLb): Promise<number> {
+  const metrics = await (await fetch(`${lb.lb.adminUrl!.origin}/metrics`)).text();
+  return [...metrics.matchAll(/^lb_streams_cut_total\{[^}]*\} (\d+)$/gm)].reduce((sum, m) => sum + Number(m[1]), 0);
+}
+
+describe("streamed answers", () => {
+  test("server-sent events arrive one by one, and a quiet stretch longer than --client-timeout cuts nothing", async () => {
+    const silenceMs = 6000;
+    const backend = eventsBackend(silenceMs);
+    const lb = await lbFor(backend.url, { "client-timeout": "1s" });
+    const started = performance.now();
+    const response = await fetch(`${lb.url}/events`);
+    expect(response.headers.get("content-type")).toBe("text/event-stream");
+    const arrivals: Array<{ text: string; at: number }> = [];
+    for await (const chunk of response.body!) arrivals.push({ text: new TextDecoder().decode(chunk), at: performance.now() - started });
+    expect(arrivals.map((a) => a.text).join("")).toBe("data: first\n\ndata: second\n\n");
+    // Unbuffered: the first event came long before the second was sent.
+    expect(arrivals[0]!.at).toBeLessThan(silenceMs - 1000);
+    expect(arrivals.at(-1)!.at).toBeGreaterThan(silenceMs - 100);
+    expect(await streamsCut(lb)).toBe(0);
+  }, 15_000);
+
+  test("a backend silent past --upstream-read-timeout: the stream is cut, logged with its reason and counted", async () => {
+    const backend = eventsBackend(15_000);
+    const lb = await lbFor(backend.url, { "upstream-read-timeout": "1s" });
+    const { code, body, ms } = await curl(`${lb.url}/events`);
+    expect(body).toBe("data: first\n\n");
+    expect([18, 56]).toContain(code); // curl: the transfer was cut (closed or reset) before its end
+    expect(ms).toBeLessThan(5000);
+    const warning = await waitFor(() => lb.logs.find((l) => l.includes("was cut after")), "the cut's warning");
+    expect(warning).toMatch(/warn: the answer from 127\.0\.0\.1:\d+ to GET \/events was cut after 13 bytes: the backend sent nothing for 1s/);
+    expect(await streamsCut(lb)).toBe(1);
+    // lb keeps serving, and the backend is still in rotation: one stalled stream is no proof it is down.
+    expect((await fetch(`${lb.url}/`)).status).toBe(200);
+  });
+
+  test("a client that reads nothing of a big download is cut after --upstream-read-timeout, the backend not blamed", async () => {
+    const chunk = new Uint8Array(64 * 1024).fill(120);
+    const backend = startBackend("download", (request) => {
+      if (new URL(request.url).pathname !== "/big") return new Response("ok");
+      let sent = 0;
+      const body = new ReadableStream<Uint8Array>({
+        pull(controller) {
+          if (sent++ < 4096) controller.enqueue(chunk); // 256 MiB: far more than socket buffers hold
+          else controller.close();
+        },
+      });
+      return new Response(body);
+    });
+    cleanup.push(backend.stop);
+    const lb = await lbFor(backend.url, { "upstream-read-timeout": "1s" });
+    const socket = connect(Number(new URL(lb.url).port), "127.0.0.1");
+    cleanup.push(async () => socket.destroy());
+    let received = 0;
+    let closed = false;
+    socket.on("close", () => (closed = true));
+    socket.on("error", () => {});
+    socket.write("GET /big HTTP/1.1\r\nhost: lb\r\n\r\n");
+    // Read the head and a first piece, then stop reading altogether.
+    await new Promise<void>((resolve) => socket.once("data", (data: Buffer) => ((received += data.length), resolve())));
+    socket.pause();
+    const warning = await waitFor(() => lb.logs.find((l) => l.includes("was cut after")), "the cut's warning", 10_000);
+    expect(warning).toContain("to GET /big was cut after");
+    expect(warning).toContain("the client read nothing for 1s");
+    expect(await streamsCut(lb)).toBe(1);
+    socket.resume();
+    socket.on("data", (data: Buffer) => (received += data.length));
+    await waitFor(() => closed, "lb to close the stalled client's connection", 10_000);
+    expect(received).toBeLessThan(4096 * chunk.length);
+    const pool = lb.lb.pool.backends[0]!;
+    expect(pool.stats.errors).toBe(0);
+    expect((await fetch(`${lb.url}/`)).status).toBe(200);
+  });
+});

@@ -9,7 +9,7 @@ import { createServer } from "node:http";
 import { type Socket as NetSocket, connect } from "node:net";
 import { readFileSync } from "node:fs";
 import type { Socket } from "bun";
-import { type UpstreamAnswer, isFailure } from "../src/upstream/client.ts";
+import { type UpstreamAnswer, type UpstreamSettings, isFailure } from "../src/upstream/client.ts";
 import type { Failure } from "../src/upstream/failure.ts";
 import { HttpClient } from "../src/upstream/http-client.ts";
 import { type LbProcess, collectLines, spawnLb, startBackend, waitFor } from "./helpers.ts";
@@ -27,10 +27,10 @@ interface TestClient {
   resends: string[];
 }
 
-function httpClient(settings: { connectTimeoutMs?: number; idleTimeoutMs?: number } = {}): TestClient {
+function httpClient(settings: Partial<UpstreamSettings> = {}): TestClient {
   const resends: string[] = [];
   const client = new HttpClient(
-    { connectTimeoutMs: settings.connectTimeoutMs ?? 3000, idleTimeoutMs: settings.idleTimeoutMs ?? 4000, tls: undefined },
+    { connectTimeoutMs: 3000, idleTimeoutMs: 4000, readTimeoutMs: 60_000, tls: undefined, ...settings },
     { onResend: (origin) => resends.push(origin) },
   );
   cleanup.push(() => client.close());

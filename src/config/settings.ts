@@ -29,6 +29,7 @@ export interface Config {
   timeout: number;
   connectTimeout: number;
   upstreamIdleTimeout: number;
+  upstreamReadTimeout: number;
   retries: number;
   retryBudget: number;
   drainTimeout: number;
@@ -425,6 +426,11 @@ const SPECS: SettingSpec[] = [
     key: "upstreamIdleTimeout", type: "string", valueHint: "duration", fallback: 4_000,
     description: "An idle keep-alive connection to a backend is closed after this long (keep it under the backends' own)",
     example: "--upstream-idle-timeout 30s", parse: duration(10),
+  },
+  {
+    key: "upstreamReadTimeout", type: "string", valueHint: "duration", fallback: 60_000,
+    description: "Longest silence while an answer streams (the backend sends nothing, or the client reads nothing); past it lb cuts the stream",
+    example: "--upstream-read-timeout 5m", parse: duration(100),
   },
   {
     key: "retries", type: "string", valueHint: "n", fallback: 3,

@@ -8,7 +8,7 @@ export interface AttemptEnd {
   status: number;
   /** Body bytes passed to the client. */
   bytes: number;
-  /** Set when the backend broke off an answer already under way. */
+  /** Set when an answer already under way was cut: the backend broke it off or went silent, or the client stalled. */
   failure?: Failure;
 }
 
@@ -28,6 +28,11 @@ export class Attempt {
     private readonly onOver: (attempt: Attempt, end: AttemptEnd) => void,
   ) {
     backend.inflight++;
+  }
+
+  /** Its in-flight count has been given back. */
+  get over(): boolean {
+    return this.#over;
   }
 
   /** Over without an answer for the client: it failed, or the client left first. */

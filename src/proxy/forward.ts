@@ -132,7 +132,7 @@ export class Forwarder {
       return await this.#forward(trip);
     } finally {
       this.#requestsInFlight--;
-      trip.client.holdOpen(false);
+      if (!trip.streaming) trip.client.holdOpen(false);
     }
   }
 
@@ -300,17 +300,24 @@ export class Forwarder {
   }
 
   /**
-   * An attempt gave its in-flight count back: a request waiting for room may go, and an answered one is logged. A
-   * backend that broke off an answer already under way failed all the same: it counts toward ejection, and the log
-   * says so (nginx: "upstream prematurely closed"); the client sees the body cut off (no last chunk).
+   * An attempt gave its in-flight count back: a request waiting for room may go, and an answered one is logged. An
+   * answer cut while under way is counted and logged with its reason; the client sees the body cut off (no last
+   * chunk). When the backend broke it off or went silent, it failed all the same and counts toward ejection (nginx:
+   * "upstream prematurely closed", "upstream timed out").
    */
   #attemptOver(trip: Trip, attempt: Attempt, end: AttemptEnd): void {
     if (this.options.maxInflight > 0) this.#roomQueue.wakeOne();
+    if (trip.streaming) {
+      trip.streaming = false;
+      trip.client.holdOpen(false);
+    }
     if (end.status === 0) return;
-    if (end.failure && end.failure.kind !== "cancelled") {
-      this.options.pool.recordOutcome(attempt.backend, true);
+    if (end.failure) {
+      const { backend } = attempt;
+      this.options.metrics.of(backend.url).streamsCut++;
+      if (end.failure.kind !== "cancelled") this.options.pool.recordOutcome(backend, true);
       this.options.log.warn(
-        `backend ${attempt.backend.name} broke off its answer to ${trip.request.method} ${trip.context.path} after ${end.bytes} bytes: ${end.failure.reason}`,
+        `the answer from ${backend.name} to ${trip.request.method} ${trip.context.path} was cut after ${end.bytes} bytes: ${end.failure.reason}`,
       );
     }
     this.#tripLog.finish(trip, end.status, end.bytes);
@@ -345,6 +352,9 @@ export class Forwarder {
     const { response, wholeBytes } = clientResponse(result, trip.requestId, cookie);
     if (this.options.debug) this.options.log.debug(`Response from server: HTTP/1.1 ${result.status} ${result.statusText}`);
     attempt.responded(result.status, wholeBytes);
+    // A streaming answer keeps the client's idle timer off until it ends: a quiet stretch (server-sent events between
+    // two events) is the upstream read timeout's business, not the client's.
+    trip.streaming = !attempt.over;
     return response;
   }
 

@@ -30,6 +30,8 @@ export interface Trip {
   upstreamMs: number;
   /** Set when the client stopped sending its streamed body for longer than the client timeout. */
   bodyStalled: boolean;
+  /** The answer is streaming to the client: its idle timeout stays suspended until the stream ends. */
+  streaming: boolean;
 }
 
 export function startTrip(request: Request, client: ClientConnection): Trip {
@@ -44,6 +46,7 @@ export function startTrip(request: Request, client: ClientConnection): Trip {
     target: null,
     upstreamMs: 0,
     bodyStalled: false,
+    streaming: false,
   };
 }
 

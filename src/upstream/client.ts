@@ -60,6 +60,8 @@ export interface UpstreamSettings {
   connectTimeoutMs: number;
   /** An idle keep-alive connection is closed after this long, in ms. */
   idleTimeoutMs: number;
+  /** A streamed answer that moves no byte for this long is cut, in ms (the backend silent, or the reader stalled). */
+  readTimeoutMs: number;
   /** How https:// backends are verified; undefined: the system's CAs. */
   tls: UpstreamTls | undefined;
 }

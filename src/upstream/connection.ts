@@ -25,6 +25,8 @@ export interface ConnectionOwner {
   closed(connection: Connection): void;
   /** A request that met a stale pooled connection, to send again on a fresh one. */
   resend(exchange: Exchange): void;
+  /** Connections passing an answer on as a stream now, watched for silence. */
+  readonly streaming: Set<Connection>;
 }
 
 /** One request and the promise it settles; settles exactly once. */
@@ -111,6 +113,8 @@ export class Connection {
   #chunked: ChunkedDecoder | null = null;
   #stream: ReadableStreamDefaultController<Uint8Array> | null = null;
   #streamedBytes = 0;
+  /** When the stream last moved a byte (performance.now). */
+  #streamMovedAt = 0;
   /** Request bytes the socket has not taken yet, and who waits for them to go. */
   #unsent: Uint8Array | null = null;
   #drained: (() => void) | null = null;
@@ -347,6 +351,7 @@ export class Connection {
   #take(piece: Uint8Array): void {
     if (this.#reading === Reading.Stream) {
       this.#streamedBytes += piece.byteLength;
+      this.#streamMovedAt = performance.now();
       const stream = this.#stream!;
       stream.enqueue(piece);
       if ((stream.desiredSize ?? 1) <= 0) this.#pause(true);
@@ -367,6 +372,8 @@ export class Connection {
     this.#pieces = [];
     this.#reading = Reading.Stream;
     this.#streamedBytes = 0;
+    this.#streamMovedAt = performance.now();
+    this.owner.streaming.add(this);
     let owner: ReadableStreamDefaultController<Uint8Array> | null = null;
     const body = new ReadableStream<Uint8Array>(
       {
@@ -407,8 +414,23 @@ export class Connection {
     this.#answerEnded();
   }
 
+  /**
+   * Cuts a stream that has moved no byte for `limitMs`: the backend went silent, or (reading paused) the client
+   * stopped reading. The client's own idle timeout does not run while an answer streams, so this is what bounds it.
+   */
+  cutIfStalled(now: number, limitMs: number): void {
+    if (this.#reading !== Reading.Stream || now - this.#streamMovedAt < limitMs) return;
+    const silence = `${Math.round(limitMs / 1000)}s`;
+    this.#bodyFailed(
+      this.#paused
+        ? failure("cancelled", `the client read nothing for ${silence}`)
+        : failure("timeout", `the backend sent nothing for ${silence}`),
+    );
+  }
+
   #streamEnded(failed?: Failure): void {
     const onEnd = this.#exchange?.request.onStreamEnd;
+    this.owner.streaming.delete(this);
     this.#stream = null;
     onEnd?.(this.#streamedBytes, failed);
   }

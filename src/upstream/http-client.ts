@@ -11,7 +11,7 @@ import { OriginPool, type PoolHooks, expire } from "./origin-pool.ts";
  * --connect-timeout.
  */
 const SWEEP_MS = 20;
-/** How often idle connections are checked against the idle timeout. */
+/** How often idle connections are checked against the idle timeout, and streams against the read timeout. */
 const IDLE_SWEEP_MS = 1000;
 
 export class HttpClient implements UpstreamClient {
@@ -88,6 +88,6 @@ export class HttpClient implements UpstreamClient {
 
   #closeIdle(): void {
     const now = performance.now();
-    for (const pool of this.#pools.values()) pool.closeExpired(now, this.settings.idleTimeoutMs);
+    for (const pool of this.#pools.values()) pool.closeExpired(now, this.settings);
   }
 }

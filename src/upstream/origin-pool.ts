@@ -24,6 +24,7 @@ export class OriginPool implements ConnectionOwner {
   open = 0;
   /** The backend left the pool: connections close as they become idle. */
   forgotten = false;
+  readonly streaming = new Set<Connection>();
 
   constructor(
     readonly origin: string,
@@ -88,11 +89,13 @@ export class OriginPool implements ConnectionOwner {
 
   /**
    * Closes the connections idle for longer than `idleTimeoutMs`, or than the backend said it keeps them (less a
-   * margin, so lb lets go first and never sends a request into the backend's close).
+   * margin, so lb lets go first and never sends a request into the backend's close); cuts streams stalled for
+   * `readTimeoutMs`.
    */
-  closeExpired(now: number, idleTimeoutMs: number): void {
+  closeExpired(now: number, { idleTimeoutMs, readTimeoutMs }: UpstreamSettings): void {
     const expired = this.idle.filter((connection) => now - connection.idleSince >= idleLimit(connection, idleTimeoutMs));
     for (const connection of expired) connection.destroy();
+    for (const connection of [...this.streaming]) connection.cutIfStalled(now, readTimeoutMs);
   }
 
   closeIdle(): void {
