@@ -193,6 +193,9 @@ function servedByWorkers(config: Config, pool: Pool, metrics: Metrics, accessLog
   };
 }
 
+/** Shorter admin tokens get a warning: 16 random hex characters are 64 bits. */
+const MIN_TOKEN_LENGTH = 16;
+
 interface AdminWiring {
   pool: Pool;
   events: EventLog;
@@ -213,6 +216,9 @@ function openSideListeners(config: Config, proxyPort: number, log: Logger, wirin
   try {
     if (config.httpRedirectPort) open.push(serveHttpRedirect(config, proxyPort));
     if (config.backendInsecure) log.warn("--backend-insecure: https:// backends' certificates are NOT verified");
+    if (config.admin && config.adminToken && config.adminToken.length < MIN_TOKEN_LENGTH) {
+      log.warn(`the admin token has only ${config.adminToken.length} characters; use ${MIN_TOKEN_LENGTH} or more (openssl rand -hex 16)`);
+    }
     const handler = config.admin && createAdminHandler({ ...sources, log, token: config.adminToken });
     const admin = config.admin && handler ? listen("admin", () => startAdminServer(config.admin!, handler, log)) : null;
     if (admin) open.push(admin);

@@ -25,6 +25,13 @@ const api = (lb: InProcessLb, path: string, init?: RequestInit) => fetch(`${lb.l
 const post = (lb: InProcessLb, path: string, body?: unknown) =>
   api(lb, path, { method: "POST", body: body === undefined ? undefined : JSON.stringify(body), headers: { "content-type": "application/json" } });
 
+/** The status curl gets for `url` sent with this Host header (and any other header lines). */
+async function curlWithHost(url: string, host: string, headers: string[] = []): Promise<number> {
+  const args = [`Host: ${host}`, ...headers].flatMap((header) => ["-H", header]);
+  const proc = Bun.spawn(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", ...args, url]);
+  return Number(await new Response(proc.stdout).text());
+}
+
 /** Clients sending requests back to back until stopped; every status is kept. */
 function steadyLoad(url: string, clients = 8) {
   const statuses: number[] = [];
@@ -166,6 +173,74 @@ describe("admin security", () => {
     expect((await api(lb, "/healthz")).status).toBe(200);
     expect(lb.logs.some((l) => l.includes("refused GET /api/backends"))).toBe(true);
     expect(lb.logs.join("\n")).not.toContain(token);
+  });
+
+  test("DNS rebinding: without a token, a Host that is not an address or a localhost name gets 403 (curl)", async () => {
+    const a = backend("a");
+    const lb = await lbFor([a.url]);
+    const admin = lb.lb.adminUrl!;
+    const curlStatus = (host: string, path: string) => curlWithHost(`${admin.origin}${path}`, host);
+    expect(await curlStatus("attacker.example", "/api/backends")).toBe(403);
+    expect(await curlStatus(`attacker.example:${admin.port}`, "/metrics")).toBe(403);
+    expect(await curlStatus(`127.0.0.1.nip.io:${admin.port}`, "/api/stats")).toBe(403);
+    expect(await curlStatus(`localhost:${admin.port}`, "/api/backends")).toBe(200);
+    expect(await curlStatus(`dashboard.localhost:${admin.port}`, "/api/backends")).toBe(200);
+    expect(await curlStatus(`127.0.0.1:${admin.port}`, "/metrics")).toBe(200);
+    expect(await curlStatus(`[::1]:${admin.port}`, "/api/backends")).toBe(200);
+    expect(lb.logs.some((l) => l.includes('refused GET /api/backends: Host "attacker.example"'))).toBe(true);
+  });
+
+  test("with a token, any Host may reach the API (the token is what no web page can send)", async () => {
+    const a = backend("a");
+    const token = "a-long-enough-token-0123";
+    const lb = await lbFor([a.url], { "admin-token": token });
+    const url = `${lb.lb.adminUrl!.origin}/api/backends`;
+    expect(await curlWithHost(url, "lb.internal.example", [`Authorization: Bearer ${token}`])).toBe(200);
+    expect(await curlWithHost(url, "lb.internal.example")).toBe(401);
+  });
+
+  test("cross-site changes are refused: a foreign Origin, Sec-Fetch-Site cross-site or same-site, a JSON body not labelled JSON", async () => {
+    const a = backend("a");
+    const lb = await lbFor([a.url]);
+    const id = new URL(a.url).host;
+    const attempts: Array<[string, RequestInit, number]> = [
+      // A page's fetch with a text/plain body (no CORS preflight) from another origin.
+      ["/api/backends", { method: "POST", body: JSON.stringify({ url: "http://127.0.0.1:9", weight: 1000 }), headers: { "content-type": "text/plain", origin: "http://evil.example" } }, 403],
+      // A form post from another site.
+      [`/api/backends/${id}/disable`, { method: "POST", headers: { "content-type": "application/x-www-form-urlencoded", "sec-fetch-site": "cross-site" } }, 403],
+      // A dev server on another localhost port is the same site, but not the same origin.
+      [`/api/backends/${id}/drain`, { method: "POST", headers: { "sec-fetch-site": "same-site", origin: "http://localhost:3000" } }, 403],
+      [`/api/backends/${id}`, { method: "DELETE", headers: { origin: "null" } }, 403],
+      // No Origin (curl, lb's CLI) but a JSON body sent as text: 415.
+      ["/api/backends", { method: "POST", body: JSON.stringify({ url: "http://127.0.0.1:9" }), headers: { "content-type": "text/plain" } }, 415],
+    ];
+    for (const [path, init, status] of attempts) {
+      const response = await api(lb, path, init);
+      expect({ path, status: response.status }).toEqual({ path, status });
+      expect((await response.json()).error).toBeString();
+    }
+    expect(lb.lb.pool.backends.map((b) => [b.name, b.admin])).toEqual([[id, "active"]]);
+    // The dashboard's own requests (same origin) and the CLI's (no Origin) still work.
+    const own = { origin: lb.lb.adminUrl!.origin, "sec-fetch-site": "same-origin" };
+    expect((await api(lb, `/api/backends/${id}/disable`, { method: "POST", headers: own })).status).toBe(200);
+    expect((await post(lb, `/api/backends/${id}/enable`)).status).toBe(200);
+  });
+
+  test("an empty or blank admin token is refused at startup; a short one is warned about", async () => {
+    for (const token of ["", "   "]) {
+      const { code, stderr } = await runCommand(["--admin-token", token, "http://127.0.0.1:1"]);
+      expect(code).toBe(2);
+      expect(stderr).toContain("admin-token: is empty");
+    }
+    const padded = await runCommand(["--admin-token", " secret-token-with-a-space ", "http://127.0.0.1:1"]);
+    expect(padded.code).toBe(2);
+    expect(padded.stderr).toContain("admin-token: begins or ends with blank space");
+    const fromEnv = Bun.spawn(["bun", "src/main.ts", "http://127.0.0.1:1"], { env: { ...process.env, LB_ADMIN_TOKEN: "  " }, stderr: "pipe" });
+    expect(await fromEnv.exited).toBe(2);
+    expect(await new Response(fromEnv.stderr).text()).toContain("LB_ADMIN_TOKEN is empty");
+    const a = backend("a");
+    const lb = await lbFor([a.url], { "admin-token": "short" });
+    expect(lb.logs.some((l) => l.includes("the admin token has only 5 characters"))).toBe(true);
   });
 });
 

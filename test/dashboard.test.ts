@@ -164,6 +164,28 @@ describe("dashboard", () => {
     expect(errors.filter((e) => !/401/.test(e))).toEqual([]);
     await page.close();
   }, 10_000);
+
+  test("a page from another origin cannot change the pool: no-cors fetch and form posts are refused", async () => {
+    const a = backend("a");
+    const lb = await lbFor([a.url]);
+    const admin = lb.lb.adminUrl!.origin;
+    const id = idOf(a);
+    // The attacker's page, on another port of the same machine (same site, another origin), as in a browser tab.
+    const page = `<!doctype html><body><form id="f" method="POST" action="${admin}/api/backends/${id}/disable"></form><script>
+      fetch("${admin}/api/backends", { method: "POST", mode: "no-cors", headers: { "content-type": "text/plain" },
+        body: JSON.stringify({ url: "http://127.0.0.1:9", weight: 1000 }) }).finally(() => document.getElementById("f").submit());
+    </script></body>`;
+    const attacker = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: () => new Response(page, { headers: { "content-type": "text/html" } }) });
+    cleanup.push(async () => attacker.stop(true));
+    const { page: tab } = await newPage(800, 600);
+    await tab.goto(`http://127.0.0.1:${attacker.port}/`);
+    // The form's post navigates the tab to the admin API's answer.
+    await tab.waitForURL(`${admin}/api/backends/${id}/disable`, { timeout: 5000 });
+    expect(await tab.locator("body").textContent()).toContain("the admin API takes changes from its own page");
+    expect(lb.lb.pool.backends.map((b) => [b.name, b.admin])).toEqual([[id, "active"]]);
+    expect(lb.logs.filter((l) => l.includes("admin 127.0.0.1: refused POST"))).not.toEqual([]);
+    await tab.close();
+  }, 10_000);
 });
 
 /** Every visible piece of text is at least 14px. */

@@ -10,6 +10,7 @@ import { renderPrometheus } from "../metrics/prometheus.ts";
 import { drainAndRemove } from "../pool/drain.ts";
 import { type Pool, PoolConflict } from "../pool/pool.ts";
 import { bearerMatches } from "./auth.ts";
+import { isJson, refusal } from "./guard.ts";
 import dashboardPage from "./dashboard.html" with { type: "text" };
 import type { EventLog } from "./events.ts";
 import { statsSnapshot } from "./stats.ts";
@@ -46,10 +47,23 @@ export function createAdminHandler(options: AdminOptions): AdminHandler {
   const { pool, log } = options;
   const changed = (ip: string, what: string) => log.info(`admin ${ip}: ${what}`);
   const lastRefusal = new Map<string, number>();
+  /** At most one line a minute per client, so refused calls cannot flood the log. */
+  const logRefusal = (ip: string, what: string) => {
+    const now = Date.now();
+    if ((lastRefusal.get(ip) ?? 0) >= now - 60_000) return;
+    if (lastRefusal.size > 1000) lastRefusal.clear();
+    lastRefusal.set(ip, now);
+    log.warn(`admin ${ip}: refused ${what} (further refusals from it logged at most once a minute)`);
+  };
 
   return async (request, ip, holdOpen) => {
     const url = new URL(request.url);
     const path = url.pathname.replace(/\/+$/, "") || "/";
+    const refused = refusal(request, options.token !== "");
+    if (refused) {
+      logRefusal(ip, `${request.method} ${path}: ${refused.error}`);
+      return problem(refused.status, refused.error);
+    }
     if (path === "/" && request.method === "GET") {
       return new Response(DASHBOARD_HTML, { headers: { "content-type": "text/html; charset=utf-8", "cache-control": "no-store" } });
     }
@@ -60,13 +74,7 @@ export function createAdminHandler(options: AdminOptions): AdminHandler {
     }
     if (!path.startsWith("/api/") && path !== "/metrics") return problem(404, `no such endpoint: ${path}`);
     if (options.token && !bearerMatches(request.headers.get("authorization"), options.token)) {
-      // At most one line a minute per client, so refused calls cannot flood the log.
-      const now = Date.now();
-      if ((lastRefusal.get(ip) ?? 0) < now - 60_000) {
-        if (lastRefusal.size > 1000) lastRefusal.clear();
-        lastRefusal.set(ip, now);
-        log.warn(`admin ${ip}: refused ${request.method} ${path} (missing or wrong token; further refusals from it logged at most once a minute)`);
-      }
+      logRefusal(ip, `${request.method} ${path}: missing or wrong token`);
       return json({ error: "missing or wrong token: send Authorization: Bearer <token>" }, 401);
     }
     const sources = () => ({ backends: pool.backends, metrics: options.metrics(), events: options.events, queued: options.queued() });
@@ -78,6 +86,7 @@ export function createAdminHandler(options: AdminOptions): AdminHandler {
     if (path === "/api/backends") {
       if (request.method === "GET") return json({ backends: pool.backends.map(backendJson) });
       if (request.method !== "POST") return problem(405, "use GET or POST on /api/backends");
+      if (!isJson(request)) return problem(415, "send the body with Content-Type: application/json");
       const body = (await request.json().catch(() => null)) as { url?: unknown; weight?: unknown } | null;
       if (!body || typeof body.url !== "string") return problem(400, 'send JSON like {"url": "http://10.0.0.5:8080", "weight": 1}');
       const checked = checkBackendUrl(body.url, { weight: body.weight });

@@ -1,6 +1,6 @@
 /** Turns config files and command-line values into one validated Config, or one line that says what is wrong. */
 import { extname } from "node:path";
-import { type Config, type Environment, SETTINGS, isLoopback } from "./settings.ts";
+import { type Config, type Environment, SETTINGS, isLoopback, tokenProblem } from "./settings.ts";
 
 /** A problem with the user's input: printed as one line, exit status 2, no stack trace. */
 export class ConfigError extends Error {
@@ -77,6 +77,9 @@ export function resolveConfig(layers: Layer[], env: Environment): Config {
   }
   if (result.tlsSni.length && !result.tlsCert) problems.push("tls-sni: give the default certificate too (--tls-cert and --tls-key)");
   if (result.httpRedirectPort && !result.tlsCert) problems.push("http-redirect-port: redirects to HTTPS need --tls-cert and --tls-key");
+  // A token from LB_ADMIN_TOKEN is not parsed like a flag's: an empty one means none, a blank one is a mistake.
+  const envToken = env.adminToken && tokenProblem(env.adminToken);
+  if (envToken && result.adminToken === env.adminToken) problems.push(`LB_ADMIN_TOKEN ${envToken}`);
   if (result.admin && !isLoopback(result.admin.host) && !result.adminToken) {
     problems.push(
       `admin: ${result.admin.host} is not a loopback address, so the admin API needs a token: set --admin-token or LB_ADMIN_TOKEN (or use --admin 127.0.0.1:9090)`,

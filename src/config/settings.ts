@@ -240,6 +240,19 @@ function optionalText(check: (s: string) => string | null) {
   }, { type: "string" });
 }
 
+/** A token with no blank around it: a blank one would protect nothing, and no HTTP client sends the spaces. */
+const adminToken = described((value: unknown): Parsed<string> => {
+  if (typeof value !== "string") return { error: "must be text" };
+  const problem = tokenProblem(value);
+  return problem ? { error: problem } : { value };
+}, { type: "string", pattern: "^\\S(?:.*\\S)?$" });
+
+export function tokenProblem(token: string): string | null {
+  if (token.trim() === "") return "is empty; give a long random token (openssl rand -hex 16), or leave it out";
+  if (token.trim() !== token) return "begins or ends with blank space; remove it (clients do not send it)";
+  return null;
+}
+
 /** `host:port`, `[::1]:port`, or `off`. */
 export function adminAddress(value: unknown): Parsed<AdminAddress> {
   if (value === "off" || value === false) return { value: null };
@@ -588,7 +601,7 @@ const SPECS: SettingSpec[] = [
   {
     key: "adminToken", restart: true, type: "string", valueHint: "token", fallback: (env) => env.adminToken ?? "",
     description: "Bearer token the admin API requires (default: $LB_ADMIN_TOKEN); needed to listen beyond loopback",
-    example: "--admin-token $(cat /run/secrets/lb-token)", parse: optionalText(() => null),
+    example: "--admin-token $(cat /run/secrets/lb-token)", parse: adminToken,
   },
   {
     key: "resolveInterval", type: "string", valueHint: "duration", fallback: 30_000,
