@@ -171,6 +171,8 @@ test("many concurrent sessions, each with its own conversation; counted as conne
   const active = [...metrics.matchAll(/^lb_websocket_connections_active\{backend="[^"]+"\} (\d+)$/gm)].reduce((sum, m) => sum + Number(m[1]), 0);
   expect(active).toBe(50);
   expect(metrics).not.toMatch(/^lb_requests_total\{[^}]*code="101"/m);
+  // ...but `lb backends list` and the admin API count each tunnel among the backend's requests.
+  expect(lb.lb.pool.backends.reduce((sum, backend) => sum + backend.stats.requests, 0)).toBeGreaterThanOrEqual(50);
   await Promise.all(
     sessions.map(async (session) => {
       session.ws.close();
@@ -179,4 +181,70 @@ test("many concurrent sessions, each with its own conversation; counted as conne
   );
   // Each client's close reaches its backend: no tunnel is left half open.
   await waitFor(() => a.seen.sockets.size + b.seen.sockets.size === 0, "every backend socket to close");
+});
+
+/**
+ * A backend that speaks WebSocket by hand: it answers the handshake without selecting a subprotocol (as RFC 6455
+ * allows) — or with 403 when the path is /forbidden — then sends one text frame.
+ */
+function noProtocolBackend() {
+  const server = Bun.listen({
+    hostname: "127.0.0.1",
+    port: 0,
+    socket: {
+      data(socket, data) {
+        const head = data.toString();
+        if (head.startsWith("GET /forbidden ")) return void socket.end("HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\n\r\n");
+        if (!/^upgrade: websocket/im.test(head)) return void socket.end("HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+        const key = /^sec-websocket-key: *(\S+)/im.exec(head)![1]!;
+        const accept = new Bun.CryptoHasher("sha1").update(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest("base64");
+        const hello = "hello, no subprotocol";
+        socket.write(`HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: ${accept}\r\n\r\n`);
+        socket.write(new Uint8Array([0x81, hello.length, ...Buffer.from(hello)]));
+      },
+    },
+  });
+  return { url: `http://127.0.0.1:${server.port}`, stop: () => server.stop(true) };
+}
+
+/**
+ * Python's websockets client (a real, independent client; Debian's python3-websockets, hence Debian's python3),
+ * offering "chat": what it was answered, or its error.
+ */
+async function pythonClient(url: string): Promise<string> {
+  const script = `
+import asyncio, sys, websockets
+async def main():
+    try:
+        async with websockets.connect(sys.argv[1], subprotocols=["chat"]) as ws:
+            print("subprotocol", ws.subprotocol, "got", await ws.recv())
+    except Exception as error:
+        print("failed", type(error).__name__, error)
+asyncio.run(main())
+`;
+  const proc = Bun.spawn(["/usr/bin/python3", "-c", script, url], { stdout: "pipe", stderr: "inherit" });
+  return (await new Response(proc.stdout).text()).trim();
+}
+
+test("a backend that selects none of the offered subprotocols: the client gets its answer as it is (Python websockets)", async () => {
+  const backend = noProtocolBackend();
+  const viaLb = await startTestLb([backend.url], { "health-interval": "1m" });
+  try {
+    const direct = await pythonClient(backend.url.replace("http", "ws") + "/ws");
+    expect(direct).toBe("subprotocol None got hello, no subprotocol");
+    expect(await pythonClient(viaLb.url.replace("http", "ws") + "/ws")).toBe(direct);
+    // lb does not invent one either (Bun.serve would answer with the first one offered unless told otherwise).
+    const handshake =
+      "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n" +
+      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: superchat, other\r\n\r\n";
+    const answer = await rawRequest(viaLb.lb.port, handshake, 300);
+    expect(answer).toStartWith("HTTP/1.1 101");
+    expect(answer.toLowerCase()).not.toContain("sec-websocket-protocol");
+    // A handshake the backend refuses is a 502 from lb, and the log says why.
+    expect(await pythonClient(viaLb.url.replace("http", "ws") + "/forbidden")).toContain("502");
+    expect(viaLb.logs.find((l) => l.includes("refused the WebSocket handshake for /forbidden"))).toMatch(/: .*101/);
+  } finally {
+    await viaLb.stop();
+    await backend.stop();
+  }
 });

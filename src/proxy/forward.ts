@@ -121,6 +121,7 @@ export class Forwarder {
     if (isWebSocketUpgrade(request.headers)) {
       const tunnel = await openTunnel(trip, this.#candidates(trip) ?? [], {
         metrics: this.options.metrics,
+        log: this.options.log,
         retries: this.options.retries,
         timeoutMs: this.options.timeoutMs,
         attempt: (trip, backend) => this.#startAttempt(trip, backend),

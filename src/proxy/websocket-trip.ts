@@ -2,6 +2,7 @@
  * A WebSocket request's trip: the backend handshake first (candidates in the policy's order, like any request; a
  * handshake is safe to try elsewhere), then the client's upgrade. The tunnel is one attempt until it closes.
  */
+import type { Logger } from "../log.ts";
 import type { Metrics } from "../metrics/metrics.ts";
 import { type Backend, isAvailable } from "../pool/backend.ts";
 import type { Attempt } from "./attempt.ts";
@@ -11,6 +12,7 @@ import { Tunnel, openUpstream, tunnelRequestHeaders, webSocketUrl } from "./webs
 
 export interface TunnelDeps {
   metrics: Metrics;
+  log: Logger;
   retries: number;
   timeoutMs: number;
   /** Starts an attempt on `backend` for this trip. */
@@ -28,9 +30,13 @@ export async function openTunnel(trip: Trip, candidates: readonly Backend[], dep
     if (!isAvailable(backend)) continue;
     trip.attempts++;
     trip.target = backend;
+    backend.stats.requests++;
     const sent = performance.now();
     const upstream = await openUpstream(webSocketUrl(backend.url, trip.context.path), headers, protocols, deps.timeoutMs);
-    if (!upstream) continue;
+    if (typeof upstream === "string") {
+      deps.log.warn(`backend ${backend.name} refused the WebSocket handshake for ${trip.context.path}: ${upstream}`);
+      continue;
+    }
     trip.upstreamMs = performance.now() - sent;
     const attempt = deps.attempt(trip, backend);
     const metrics = deps.metrics.of(backend.url);
@@ -38,8 +44,8 @@ export async function openTunnel(trip: Trip, candidates: readonly Backend[], dep
       metrics.tunnelsOpen--;
       attempt.responded(101, 0);
     });
-    const answer: Record<string, string> = { "x-request-id": trip.requestId };
-    if (upstream.protocol) answer["sec-websocket-protocol"] = upstream.protocol;
+    // Always set, even empty: Bun.serve would otherwise answer with the first subprotocol the client offered.
+    const answer: Record<string, string> = { "x-request-id": trip.requestId, "sec-websocket-protocol": upstream.protocol };
     if (!trip.client.upgrade(tunnel, answer)) {
       upstream.close(1000, "client could not upgrade");
       attempt.failed();

@@ -103,24 +103,42 @@ export const tunnelHandlers = {
   close: (ws: ServerWebSocket<Tunnel>, code: number, reason: string) => ws.data.clientClosed(code, reason),
 };
 
+/** Bun's client refuses a handshake that selects none of the offered subprotocols (see openUpstream). */
+const NO_PROTOCOL_SELECTED = /missing client protocol/i;
+
 /**
- * Opens the backend side; resolves to the open socket, or to null (refused, rejected, or no answer in time).
- * Frames the backend sends at once are caught by the Tunnel built right after, before any await.
+ * Opens the backend side; resolves to the open socket, or to why it could not (refused, rejected, no answer in
+ * time). Frames the backend sends at once are caught by the Tunnel built right after, before any await.
+ *
+ * A backend may answer without selecting any of the client's subprotocols (RFC 6455 §4.2.2 allows it; the client
+ * then decides whether to go on). Bun's WebSocket client fails such a handshake, so lb makes it again without
+ * offering any, and the client gets the backend's answer as it was: no subprotocol.
  */
-export function openUpstream(url: string, headers: Headers, protocols: string[], timeoutMs: number): Promise<WebSocket | null> {
+export async function openUpstream(url: string, headers: Headers, protocols: string[], timeoutMs: number): Promise<WebSocket | string> {
+  const opened = await handshake(url, headers, protocols, timeoutMs);
+  if (typeof opened === "string" && protocols.length > 0 && NO_PROTOCOL_SELECTED.test(opened)) {
+    return handshake(url, headers, [], timeoutMs);
+  }
+  return opened;
+}
+
+function handshake(url: string, headers: Headers, protocols: string[], timeoutMs: number): Promise<WebSocket | string> {
   return new Promise((resolve) => {
     const upstream = new WebSocket(url, { headers: Object.fromEntries(headers), protocols } as unknown as string[]);
+    let why = "the backend closed the connection";
     const timer = setTimeout(() => {
       upstream.close();
-      resolve(null);
+      resolve(`no handshake answer within ${timeoutMs}ms`);
     }, timeoutMs);
     upstream.onopen = () => {
       clearTimeout(timer);
       resolve(upstream);
     };
+    // Bun's message is "WebSocket connection to '<url>' failed: <reason>": the reason is what the log needs.
+    upstream.onerror = (event) => (why = String((event as ErrorEvent).message ?? why).replace(/^.*failed: /, ""));
     upstream.onclose = () => {
       clearTimeout(timer);
-      resolve(null);
+      resolve(why);
     };
   });
 }
