@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { connect } from "node:net";
 import { WHOLE_BODY_LIMIT_BYTES as RESPONSE_BUFFER_LIMIT_BYTES } from "../src/upstream/connection.ts";
-import { type InProcessLb, type TestBackend, rawRequest, startBackend, startTestLb, waitFor } from "./helpers.ts";
+import { type InProcessLb, type TestBackend, rawBackend, rawRequest, startBackend, startTestLb, waitFor } from "./helpers.ts";
 
 /** What the backend saw of one request, read while the request was live (Bun drops headers once it is answered). */
 interface Received {
@@ -171,6 +171,17 @@ describe("X-Forwarded-* and Host", () => {
     expect(headers.get("x-forwarded-proto")).toBe("http");
   });
 
+  test("a Connection header naming Host or the fields lb sets removes none of them (curl)", async () => {
+    const proc = Bun.spawn(["curl", "-s", "-o", "/dev/null", "-H", "Host: app.example", "-H", "Connection: Host, X-Forwarded-For, X-Request-Id",
+      "-H", "X-Forwarded-For: 1.2.3.4", `${lb.url}/connection-host`]);
+    expect(await proc.exited).toBe(0);
+    const { headers } = await arrival("/connection-host");
+    expect(headers.get("host")).toBe("app.example");
+    // The client's own X-Forwarded-For was meant for this hop only (it listed it), so lb's value starts afresh.
+    expect(headers.get("x-forwarded-for")).toBe("127.0.0.1");
+    expect(headers.get("x-request-id")).toBeString();
+  });
+
   test("a client's own X-Forwarded-Proto/Host are replaced by what lb saw, not trusted", async () => {
     await raw("GET /xf-spoof HTTP/1.1", ["Host: real.example", "X-Forwarded-Proto: https", "X-Forwarded-Host: evil.example"]);
     const { headers } = await arrival("/xf-spoof");
@@ -281,6 +292,23 @@ describe("responses without a body", () => {
     expect(values(response, "content-length")).toEqual(["16"]);
     expect(values(response, "transfer-encoding")).toEqual([]);
     expect((await arrival("/head")).method).toBe("HEAD");
+  });
+
+  test("HEAD answered without a length (a chunked GET): no invented content-length: 0 (curl -I)", async () => {
+    const unsized = rawBackend("/health", "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-encoding: gzip\r\ntransfer-encoding: chunked\r\n\r\n");
+    const viaLb = await startTestLb([unsized.url], { "health-path": "/health" });
+    try {
+      const proc = Bun.spawn(["curl", "-sS", "-I", "--max-time", "3", `${viaLb.url}/page`], { stdout: "pipe" });
+      const head = (await new Response(proc.stdout).text()).toLowerCase();
+      expect(await proc.exited).toBe(0);
+      expect(head).toStartWith("http/1.1 200");
+      expect(head).toContain("content-encoding: gzip");
+      expect(head).not.toContain("content-length");
+      expect(head).toContain("transfer-encoding: chunked");
+    } finally {
+      await viaLb.stop();
+      await unsized.stop();
+    }
   });
 
   test("204: nothing after the header block, no framing headers", async () => {

@@ -25,6 +25,8 @@ describe("answer heads that are accepted", () => {
       head("HTTP/1.1 200 OK", "Content-Length: 3", "Transfer-Encoding: chunked"), "GET", { framing: "chunked", reusable: false, length: -1 }],
     ["HEAD: no body, and its Content-Length is kept for the client", head("HTTP/1.1 200 OK", "Content-Length: 1234"), "HEAD",
       { framing: "none", headers: [["content-length", "1234"]] }],
+    ["HEAD without a length says chunked (Bun would say content-length: 0)", head("HTTP/1.1 200 OK", "Content-Type: text/html", "Transfer-Encoding: chunked"),
+      "HEAD", { framing: "none", reusable: true, headers: [["content-type", "text/html"], ["transfer-encoding", "chunked"]] }],
     ["204 has no body", head("HTTP/1.1 204 No Content"), "DELETE", { framing: "none", reusable: true }],
     ["a 204 that claims a body: none is read, and the connection is not reused (its bytes may follow)",
       head("HTTP/1.1 204 No Content", "Content-Length: 5"), "DELETE", { framing: "none", reusable: false }],

@@ -115,6 +115,9 @@ export function parseAnswerHead(text: string, method: string): AnswerHead | stri
   const headers = fields.filter(
     ([name]) => !HOP_BY_HOP.has(name) && !listed.has(name) && (name !== "content-length" || keepLength),
   );
+  // A HEAD answer with no length of its own would get "content-length: 0" from Bun.serve — a claim that a GET is
+  // empty. It says chunked instead: how lb frames a body of unknown length, and what a GET through lb may get.
+  if (keepLength && contentLength < 0 && status >= 200 && status !== 204 && status !== 304) headers.push(["transfer-encoding", "chunked"]);
   return { status, statusText: text.slice(13, statusEnd), headers, framing, length, reusable, keepAliveMs };
 }
 
