@@ -4,6 +4,7 @@
  * listeners beside them (admin API, redirect). The pool's events are wired here, where every part they reach exists.
  */
 import type { Server } from "bun";
+import { readFileSync } from "node:fs";
 import type { AccessLog } from "./access-log.ts";
 import { createAdminHandler } from "./admin/api.ts";
 import type { EventLog } from "./admin/events.ts";
@@ -249,13 +250,38 @@ function proxyUrl(config: Config, port: number): URL {
 }
 
 function logListening(log: Logger, config: Config, port: number, pool: Pool, adminUrl: URL | null): void {
+  const fds = descriptorLimit();
   log.info(
     `lb listening on ${proxyUrl(config, port).origin} → ${plural(pool.backends.length, "backend")} (${pool.available().length} healthy): ` +
       `${config.backends.map(describeBackend).join(", ")}` +
       ` · policy ${config.policy} · health ${config.healthMethod} ${config.healthPath} expects ${describeStatuses(config.healthStatus)}` +
       ` every ${formatDuration(config.healthInterval)} · admin ${adminUrl ? adminUrl.origin : "off"}` +
-      (config.workers > 1 ? ` · ${config.workers} workers` : ""),
+      (config.workers > 1 ? ` · ${config.workers} workers` : "") +
+      (fds ? ` · fd limit ${fds}` : ""),
   );
+  // Each request holds two descriptors (the client's connection and the backend's); idle keep-alives hold more.
+  if (fds && config.maxConnections > 0 && fds < 2 * config.maxConnections + RESERVED_DESCRIPTORS) {
+    log.warn(
+      `the file descriptor limit (${fds}) allows about ${Math.floor((fds - RESERVED_DESCRIPTORS) / 2)} requests at once, fewer than ` +
+        `--max-connections ${config.maxConnections}: raise it (ulimit -n, systemd LimitNOFILE) or lower --max-connections`,
+    );
+  }
+}
+
+/** Descriptors lb needs besides requests: listeners, logs, health checks, Bun's own. */
+const RESERVED_DESCRIPTORS = 64;
+
+/**
+ * The soft limit on open files (Bun raises it to the hard limit at startup), from /proc; null where it cannot be
+ * read.
+ */
+function descriptorLimit(): number | null {
+  try {
+    const line = /^Max open files\s+(\d+)/m.exec(readFileSync("/proc/self/limits", "utf8"));
+    return line ? Number(line[1]) : null;
+  } catch {
+    return null;
+  }
 }
 
 function describeBackend({ url, weight, resolve }: BackendSpec): string {

@@ -1,7 +1,8 @@
 /** Client-side limits: request body size, open requests (--max-connections), client silence (--client-timeout). */
 import { afterAll, describe, expect, test } from "bun:test";
-import { connect } from "node:net";
-import { rawRequest, startBackend, startTestLb, waitFor } from "./helpers.ts";
+import { readdirSync } from "node:fs";
+import { type Socket, connect } from "node:net";
+import { ROOT, rawRequest, spawnLb, startBackend, startTestLb, waitFor } from "./helpers.ts";
 
 const backend = startBackend("echo", async (request) => new Response(`got ${(await request.arrayBuffer()).byteLength}`));
 const lb = await startTestLb([backend.url], { "max-body-size": "1k", "health-interval": "1m" });
@@ -103,3 +104,86 @@ describe("--client-timeout", () => {
     }
   });
 });
+
+describe("out of file descriptors", () => {
+  test("under a low ulimit -n: 503 (never 502), no backend blamed, one warning, and serving again after", async () => {
+    const release = Promise.withResolvers<void>();
+    const backend = startBackend("fine", async (request) => {
+      if (new URL(request.url).pathname === "/hold") await release.promise;
+      return new Response("ok");
+    });
+    // lb as a process of its own, so only it has the low limit (hard and soft: Bun raises the soft one to the hard).
+    const args = ["--port", "0", "--host", "127.0.0.1", "--log-format", "pretty", "--no-access-log", "--health-interval", "300ms", backend.url];
+    const lbProc = await spawnLb(args, ["bash", "-c", 'ulimit -n 160; exec bun "$0" "$@"', `${ROOT}src/main.ts`]);
+    const clients: KeptAlive[] = [];
+    try {
+      expect(await lbProc.waitForLine("stderr", /lb listening/)).toContain("fd limit 160");
+      const port = Number(new URL(lbProc.url).port);
+      const openFiles = () => readdirSync(`/proc/${lbProc.proc.pid}/fd`).length;
+      // Keep-alive clients, each served once, until lb holds every descriptor it may: one per client, one (reused)
+      // to the backend. Each is answered before the next comes, so none waits in lb's accept queue.
+      while (openFiles() < 160) {
+        const client = await keptAlive(port);
+        clients.push(client);
+        expect(await client.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n")).toStartWith("HTTP/1.1 200");
+      }
+      // One request takes the idle backend connection; the next needs a new one, and there is no descriptor left.
+      const held = clients[0]!.send("GET /hold HTTP/1.1\r\nHost: x\r\n\r\n");
+      await waitFor(() => backend.seen.some((r) => r.path === "/hold"), "the held request to reach the backend");
+      const refused = await clients[1]!.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+      expect(refused).toStartWith("HTTP/1.1 503");
+      expect(refused).toContain("lb is out of file descriptors");
+      expect(await clients[2]!.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n")).toStartWith("HTTP/1.1 503");
+      release.resolve();
+      expect(await held).toStartWith("HTTP/1.1 200");
+      for (const client of clients.splice(0)) client.close();
+      await waitFor(async () => (await rawRequest(port, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")).startsWith("HTTP/1.1 200"), "a 200 once the clients are gone");
+      const logs = lbProc.stderr.join("\n");
+      expect(logs).not.toContain("went down");
+      expect(logs).not.toContain("ejected");
+      expect(logs.match(/out of file descriptors: answering 503/g)).toHaveLength(1);
+      const metrics = await (await fetch(`${lbProc.url.replace(/:\d+$/, "")}:${adminPort(lbProc)}/metrics`)).text();
+      expect(metrics).toMatch(/^lb_fd_exhausted_total\{backend="[^"]+"\} 2$/m);
+    } finally {
+      release.resolve();
+      for (const client of clients) client.close();
+      await lbProc.kill();
+      await backend.stop();
+    }
+  }, 30_000);
+});
+
+interface KeptAlive {
+  /** Sends a request and resolves to its whole answer (a Content-Length one). */
+  send(request: string): Promise<string>;
+  close(): void;
+}
+
+/** A raw keep-alive connection that carries one request at a time. */
+function keptAlive(port: number): Promise<KeptAlive> {
+  return new Promise((resolve, reject) => {
+    const socket: Socket = connect(port, "127.0.0.1", () => resolve({ send, close: () => socket.destroy() }));
+    socket.on("error", reject);
+    let text = "";
+    let done: ((answer: string) => void) | null = null;
+    socket.on("data", (data) => {
+      text += data.toString("latin1");
+      const end = text.indexOf("\r\n\r\n");
+      const length = Number(/content-length: *(\d+)/i.exec(text)?.[1] ?? 0);
+      if (end === -1 || text.length < end + 4 + length) return;
+      const answer = text;
+      text = "";
+      done?.(answer);
+    });
+    const send = (request: string) =>
+      new Promise<string>((answered) => {
+        done = answered;
+        socket.write(request);
+      });
+  });
+}
+
+/** The admin port of a spawned lb, from its startup line. */
+function adminPort(lb: { stderr: string[] }): string {
+  return /admin http:\/\/[^ ]+:(\d+)/.exec(lb.stderr.join("\n"))![1]!;
+}

@@ -24,6 +24,7 @@ export const BACKEND_COUNTERS = {
   connectErrors: { metric: "lb_upstream_connect_errors_total", type: "counter", help: "Refused, unresolvable or timed-out connections to a backend." },
   resends: { metric: "lb_upstream_resends_total", type: "counter", help: "Idempotent requests sent again on a fresh connection after a reused one closed before answering." },
   streamsCut: { metric: "lb_streams_cut_total", type: "counter", help: "Answers cut while streaming: the backend broke off or went silent past --upstream-read-timeout, or the client read nothing for as long." },
+  descriptorsExhausted: { metric: "lb_fd_exhausted_total", type: "counter", help: "Connections to the backend lb could not open because it was out of file descriptors (answered 503; the backend is not blamed)." },
   retries: { metric: "lb_retries_total", type: "counter", help: "Attempts that retried a request on this backend after another failed." },
   tunnels: { metric: "lb_websocket_connections_total", type: "counter", help: "WebSocket tunnels opened to the backend." },
   tunnelsOpen: { metric: "lb_websocket_connections_active", type: "gauge", help: "WebSocket tunnels open now." },

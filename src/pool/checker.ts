@@ -78,6 +78,7 @@ export async function checkBackend(backend: Backend, settings: CheckSettings): P
   } catch (error) {
     const failure = classifyFailure(error);
     if (failure.kind === "timeout") return { ok: false, reason: `no answer within ${settings.timeoutMs}ms`, unanswered: true };
+    if (failure.kind === "local") return { ok: false, reason: failure.reason, inconclusive: true };
     return { ok: false, reason: failure.reason };
   }
 }
@@ -145,7 +146,7 @@ export class HealthChecker {
   async #check(backend: Backend): Promise<void> {
     const startedAt = Date.now();
     const result = await checkBackend(backend, this.settings);
-    if (this.#stopped || !this.#timers.has(backend)) return;
+    if (this.#stopped || !this.#timers.has(backend) || result.inconclusive) return;
     this.onResult(backend, result.ok);
     this.pool.recordCheck(backend, result, startedAt);
   }

@@ -32,6 +32,8 @@ export interface Observation {
   readonly reason: string;
   /** The check got no answer in time. */
   readonly unanswered?: boolean;
+  /** lb could not run the check (out of file descriptors): it says nothing about the backend and changes nothing. */
+  readonly inconclusive?: boolean;
 }
 
 export const DEFAULT_RULES: HealthRules = { rise: 1, fall: 1 };

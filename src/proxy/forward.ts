@@ -69,6 +69,8 @@ type Fields = Array<[string, string]>;
 /** Resets from one backend this close together mean it died (a stale keep-alive socket resets one request). */
 const RESET_BURST_MS = 100;
 const UNRESPONSIVE = failure("reset", "backend stopped answering");
+/** At most one "out of file descriptors" warning this often. */
+const DESCRIPTOR_WARNING_EVERY_MS = 10_000;
 
 /** How an attempt can end because of the client: it left, or stopped sending its body. */
 type ClientEnd = "client-gone" | "client-stalled";
@@ -85,6 +87,7 @@ export class Forwarder {
   readonly #movable = new WeakMap<Backend, Set<UpstreamCall>>();
 
   readonly #tripLog: TripLog;
+  #descriptorsWarnedAt = Number.NEGATIVE_INFINITY;
 
   constructor(private options: ForwarderOptions) {
     this.#roomQueue = new Waitlist(options.queueSize);
@@ -200,6 +203,7 @@ export class Forwarder {
           return this.#fail(trip, 408, `request body stalled for ${formatDuration(this.options.clientTimeoutMs)}`, { connection: "close" });
         }
         lastFailure = result;
+        if (result.kind === "local") return this.#outOfDescriptors(trip);
         if (result.kind === "timeout") {
           return this.#fail(trip, 504, `backend did not answer within ${formatDuration(this.options.timeoutMs)}`);
         }
@@ -230,6 +234,10 @@ export class Forwarder {
     const result = await this.#attempt(backend, trip, headers, body);
     if (isRetry) this.#retriesInFlight--;
     if (result === "client-gone" || result === "client-stalled") return result;
+    if (!(result instanceof Response) && result.kind === "local") {
+      this.options.metrics.of(backend.url).descriptorsExhausted++;
+      return result; // lb's own condition: the backend did nothing wrong
+    }
     const failed = !(result instanceof Response) || result.status >= 500;
     if (failed) backend.stats.errors++;
     if (!(result instanceof Response) && result.detail) {
@@ -363,6 +371,22 @@ export class Forwarder {
     const response = errorResponse(status, detail, { ...headers, "x-request-id": trip.requestId });
     this.#tripLog.finish(trip, status, 0);
     return response;
+  }
+
+  /**
+   * lb has no file descriptor left for a backend connection: a 503 (retrying elsewhere would meet the same wall),
+   * no backend blamed, and one warning per interval instead of one per request.
+   */
+  #outOfDescriptors(trip: Trip): Response {
+    const now = performance.now();
+    if (now - this.#descriptorsWarnedAt >= DESCRIPTOR_WARNING_EVERY_MS) {
+      this.#descriptorsWarnedAt = now;
+      this.options.log.warn(
+        "out of file descriptors: answering 503 and blaming no backend; each request needs two (client and backend): " +
+          "raise the limit (ulimit -n, systemd LimitNOFILE) or lower --max-connections",
+      );
+    }
+    return this.#fail(trip, 503, "lb is out of file descriptors", { "retry-after": "1" });
   }
 
   #clientGone(trip: Trip): Response {

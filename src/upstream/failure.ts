@@ -3,6 +3,8 @@
  * The kind decides what may be retried; the reason is what the log and the 502 body say.
  */
 
+import { closeSync, openSync } from "node:fs";
+
 export type FailureKind =
   /** No connection was made (refused, unresolvable, timed out, TLS refused): the backend cannot have seen the request. */
   | "connect"
@@ -13,7 +15,9 @@ export type FailureKind =
   /** No answer in time. */
   | "timeout"
   /** The request was called off by lb (the client left, or the backend stopped answering health checks). */
-  | "cancelled";
+  | "cancelled"
+  /** lb itself could not open a socket: it is out of file descriptors. No backend is at fault. */
+  | "local";
 
 export interface Failure {
   kind: FailureKind;
@@ -24,6 +28,8 @@ export interface Failure {
 }
 
 export const failure = (kind: FailureKind, reason: string): Failure => ({ kind, reason });
+
+export const OUT_OF_DESCRIPTORS = failure("local", "lb is out of file descriptors");
 
 const CONNECT_CODES: Record<string, string> = {
   ECONNREFUSED: "connection refused",
@@ -44,12 +50,28 @@ const RESET_CODES: Record<string, string> = {
   EPIPE: "connection closed",
 };
 
+/**
+ * Whether this process has no file descriptor left. Bun reports a socket() that failed with EMFILE as a refused
+ * connection (ECONNREFUSED, measured with Bun 1.4.5), so a refusal is checked against this before a backend is blamed:
+ * opening /dev/null fails with EMFILE/ENFILE exactly when a socket would.
+ */
+function outOfDescriptors(): boolean {
+  try {
+    closeSync(openSync("/dev/null", "r"));
+    return false;
+  } catch (error) {
+    const { code } = error as NodeJS.ErrnoException;
+    return code === "EMFILE" || code === "ENFILE";
+  }
+}
+
 /** A failure from an error thrown by fetch or Bun.connect (its `code`, or a TimeoutError). */
 export function classifyFailure(error: unknown): Failure {
   const err = error as { name?: string; code?: string; message?: string };
   const code = err?.code ?? "";
   if (err?.name === "TimeoutError") return { kind: "timeout", reason: "timed out" };
-  if (code in CONNECT_CODES) return { kind: "connect", reason: CONNECT_CODES[code]! };
+  if (code === "EMFILE" || code === "ENFILE") return OUT_OF_DESCRIPTORS;
+  if (code in CONNECT_CODES) return outOfDescriptors() ? OUT_OF_DESCRIPTORS : { kind: "connect", reason: CONNECT_CODES[code]! };
   if (code in RESET_CODES) return { kind: "reset", reason: RESET_CODES[code]! };
   if (code === "Malformed_HTTP_Response" || code.startsWith("Invalid")) return { kind: "protocol", reason: "malformed response" };
   // Certificate problems (fetch's and Bun.connect's codes): the request never reached the backend's application.
