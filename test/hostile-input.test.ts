@@ -9,7 +9,7 @@ import type { TCPSocketListener } from "bun";
 import { connect, type Socket as NetSocket } from "node:net";
 import { AccessLog } from "../src/access-log.ts";
 import { pathOf } from "../src/proxy/trip.ts";
-import { type InProcessLb, type TestBackend, startBackend, startTestLb } from "./helpers.ts";
+import { type InProcessLb, type TestBackend, rawRequest, startBackend, startTestLb } from "./helpers.ts";
 
 // ---------------------------------------------------------------------------------------------------------------
 // A raw HTTP/1.1 client: writes exact bytes, reads whole responses (Content-Length or chunked), sees the close.
@@ -456,15 +456,42 @@ describe("3. request smuggling probes", () => {
     ]);
   });
 
-  // Bun limitation: Bun.serve hands the handler a GET (or HEAD) request with `body === null` even when the client
-  // sent a Content-Length or chunked body; it reads and discards the bytes. lb never sees them, so it forwards the GET
-  // without its body (and without a Content-Length). Seen: the backend receives GET /get-body with body "".
-  // Nothing lb can do short of its own HTTP parser; it starts passing when Bun exposes GET bodies.
-  test.failing("a GET's body reaches the backend (fails: Bun.serve drops GET request bodies)", async () => {
-    const { response, conn } = await exchange("GET /get-body HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\n{\"q\":\"abc\"}");
+  // Bun.serve hands the handler a GET (or HEAD) request with `body === null` even when the client sent a
+  // Content-Length or chunked body: it reads and drops the bytes. Forwarding the GET without them would change its
+  // meaning (an Elasticsearch _search without its query), so lb refuses it; HAProxy would pass the body on.
+  const bodies: Record<string, string> = {
+    "a GET with a Content-Length body": "GET /get-body HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\n{\"q\":\"abc\"}",
+    "a GET with a chunked body": "GET /get-chunked HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    "a GET with a malformed chunked body": "GET /get-bad-chunks HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+  };
+  for (const [name, bytes] of Object.entries(bodies)) {
+    test(`${name}: 400, nothing forwarded (Bun.serve would drop the body)`, async () => {
+      const response = await expectRefused(bytes, (status) => status === 400, { mustClose: false });
+      expect(response?.status).toBe(400);
+    });
+  }
+
+  test("a HEAD with a body: 400 (its answer has no body), nothing forwarded", async () => {
+    const answer = await rawRequest(port, "HEAD /head-body HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello");
+    expect(answer).toStartWith("HTTP/1.1 400");
+    expect(received).toEqual([]);
+    await expectServed();
+  });
+
+  test("a GET with an empty body (Content-Length: 0) is forwarded as usual", async () => {
+    const { response, conn } = await exchange("GET /get-empty HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
     conn.destroy();
     expect(response?.status).toBe(200);
-    expect(received.map(meant)).toEqual([{ method: "GET", path: "/get-body", body: '{"q":"abc"}' }]);
+    expect(received.map(meant)).toEqual([{ method: "GET", path: "/get-empty", body: "" }]);
+  });
+
+  // RFC 9110 §5.6.1: a list may hold empty elements, which recipients ignore; Bun reads ",chunked" as chunked, and lb
+  // sends the backend the body it decoded, framed anew. (HAProxy answers 422.)
+  test("Transfer-Encoding: ,chunked is read as chunked and forwarded exactly", async () => {
+    const { response, conn } = await exchange("POST /te-comma HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: ,chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n");
+    conn.destroy();
+    expect(response?.status).toBe(200);
+    expect(received.map(meant)).toEqual([{ method: "POST", path: "/te-comma", body: "hello" }]);
   });
 
   // Bun limitation: Bun's chunked parser (uWS) does not accept a trailer section. With `0\r\nX-T: 1\r\n\r\n` it

@@ -120,6 +120,7 @@ export class Forwarder {
     // RFC 9112 §3.2: a request with several Host headers or an invalid one gets a 400 (backends build URLs from it).
     const host = request.headers.get("host");
     if (host !== null && !VALID_HOST.test(host)) return this.#fail(trip, 400, "invalid Host header");
+    if (bodyDropped(request)) return this.#fail(trip, 400, "lb cannot pass on a body sent with GET or HEAD; send it with POST");
     if (this.options.pool.available().length === 0) return this.#fail(trip, 503, "no healthy backend", this.#retryAfter());
     if (isWebSocketUpgrade(request.headers)) {
       const tunnel = await openTunnel(trip, this.#candidates(trip) ?? [], {
@@ -405,6 +406,16 @@ export class Forwarder {
     log.debug(`${trip.request.method} ${trip.context.path} HTTP/1.1`);
     for (const [name, value] of trip.request.headers) log.debug(`${name}: ${redact(name, value)}`);
   }
+}
+
+/**
+ * A GET or HEAD that came with a body: Bun.serve reads and drops it (the handler gets no body), so forwarding the
+ * request would change its meaning without a word. HAProxy passes such bodies on; lb refuses them instead.
+ */
+function bodyDropped(request: Request): boolean {
+  if (request.method !== "GET" && request.method !== "HEAD") return false;
+  const { headers } = request;
+  return headers.has("transfer-encoding") || Number(headers.get("content-length") ?? 0) > 0;
 }
 
 /** host[:port] or [ipv6][:port]; Bun joins repeated Host headers with ", ", which this refuses too. */
