@@ -1,6 +1,6 @@
 /** Active check rules and passive ejection, against real backends whose answers the test controls. */
 import { afterEach, describe, expect, test } from "bun:test";
-import { type InProcessLb, type TestBackend, startBackend, startTestLb, waitFor } from "./helpers.ts";
+import { type InProcessLb, type TestBackend, deadPort, startBackend, startTestLb, waitFor } from "./helpers.ts";
 
 const cleanup: Array<() => Promise<unknown>> = [];
 afterEach(async () => {
@@ -76,6 +76,27 @@ describe("active checks", () => {
     const upAt = b.checks().length;
     await Bun.sleep(300); // at the 5 s up interval, no check falls in this window
     expect(b.checks().length).toBe(upAt);
+  });
+
+  test("a backend still starting when lb does is checked again within a second, not a whole interval later", async () => {
+    const port = deadPort();
+    const lb = await lbFor([`http://127.0.0.1:${port}`], { "health-interval": "1m" });
+    expect(status(lb)).toBe("unhealthy");
+    const late = startBackend("late", () => new Response("ok"), port);
+    cleanup.push(late.stop);
+    const started = performance.now();
+    await waitFor(() => status(lb) === "healthy", "the late backend to be checked again", 2000);
+    expect(performance.now() - started).toBeLessThan(1000);
+    expect((await fetch(`${lb.url}/`)).status).toBe(200);
+  });
+
+  test("a backend down from the start gets one quick second check, then the interval", async () => {
+    const b = controllable("down");
+    b.state.status = 503;
+    await lbFor([b.server.url], { "health-interval": "1m" });
+    await waitFor(() => b.checks().length >= 2, "the quick second check", 2000);
+    await Bun.sleep(1000);
+    expect(b.checks().length).toBe(2);
   });
 });
 

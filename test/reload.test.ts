@@ -145,7 +145,7 @@ describe("reload of a running lb", () => {
     const lb = await spawnLb(["--config", file, "--no-access-log"]);
     try {
       const admin = /admin (http:\/\/[\d.]+:\d+)/.exec(lb.stderr.find((l) => l.includes("listening"))!)![1]!;
-      const added = await fetch(`${admin}/api/backends`, { method: "POST", body: JSON.stringify({ url: b.url }) });
+      const added = await fetch(`${admin}/api/backends`, { method: "POST", body: JSON.stringify({ url: b.url }), headers: { "content-type": "application/json" } });
       expect(added.status).toBe(201);
       write([a.url], 'policy = "random"\n');
       await lb.waitForLine("stderr", /config reloaded: 0 backend\(s\) added, 0 draining out/, 5000);

@@ -94,6 +94,12 @@ export function nextCheckDelay(backend: Backend, settings: CheckSettings, random
   return Math.max(1, Math.round(base + (random() * 2 - 1) * spread));
 }
 
+/**
+ * A backend whose first check fails is checked again this soon: it is often still starting (lb and its backends
+ * launched together), and waiting a whole interval would answer 503 meanwhile.
+ */
+const FIRST_RECHECK_MS = 500;
+
 /** Checks every backend on its own timer; the first round runs for all at once. */
 export class HealthChecker {
   readonly #timers = new Map<Backend, ReturnType<typeof setTimeout> | null>();
@@ -121,7 +127,7 @@ export class HealthChecker {
     let first = this.#firstChecks.get(backend);
     if (!first) {
       this.#timers.set(backend, null);
-      first = this.#check(backend).then(() => this.#schedule(backend));
+      first = this.#check(backend).then(() => this.#schedule(backend, FIRST_RECHECK_MS));
       this.#firstChecks.set(backend, first);
     }
     return first;
@@ -151,12 +157,14 @@ export class HealthChecker {
     this.pool.recordCheck(backend, result, startedAt);
   }
 
-  #schedule(backend: Backend): void {
+  /** `soonest`: after a first check that failed, the next one comes at most this soon. */
+  #schedule(backend: Backend, soonest = Number.POSITIVE_INFINITY): void {
     if (this.#stopped || !this.#timers.has(backend)) return;
+    const delay = nextCheckDelay(backend, this.settings, this.random);
     const timer = setTimeout(async () => {
       await this.#check(backend);
       this.#schedule(backend);
-    }, nextCheckDelay(backend, this.settings, this.random));
+    }, backend.health.status === "healthy" ? delay : Math.min(delay, soonest));
     this.#timers.set(backend, timer);
   }
 }
