@@ -37,7 +37,7 @@ test("dist/lb balances, fails over and shuts down cleanly", async () => {
 test("dist/lb rejects bad input with exit 2", async () => {
   const { code, stderr } = await runCommand(["--timeout", "forever", "http://a:1"], [binary]);
   expect(code).toBe(2);
-  expect(stderr.trim()).toBe('lb: command line: timeout: "forever" is not a duration; write 250ms, 10s, 1m or a number of seconds');
+  expect(stderr.trim()).toBe('lb: command line: timeout: "forever" is not a duration; write 250ms, 10s, 1m30s, 1h, 1d or a number of seconds');
 });
 
 test("build.ts knows the other targets: linux arm64 builds here (or says clearly why it cannot)", async () => {

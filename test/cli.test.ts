@@ -55,7 +55,7 @@ describe("bad input exits 2 with one line that says what to do", () => {
     [["http://a:1/path"], "has a path or query"],
     [["--prot", "80", "http://a:1"], "unknown option --prot; run lb --help to see the options"],
     [["-x", "http://a:1"], "unknown option -x"],
-    [["--health-interval", "soon", "http://a:1"], 'health-interval: "soon" is not a duration; write 250ms, 10s, 1m or a number of seconds'],
+    [["--health-interval", "soon", "http://a:1"], 'health-interval: "soon" is not a duration; write 250ms, 10s, 1m30s, 1h, 1d or a number of seconds'],
     [["--port", "99999", "http://a:1"], 'port: "99999" is not a port'],
     [["--log-level", "loud", "http://a:1"], "is not one of error, warn, info, debug"],
     [["--config", join(dir, "missing.toml")], "cannot read the config file (no such file); check the --config path"],

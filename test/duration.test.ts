@@ -7,6 +7,10 @@ describe("parseDuration", () => {
     ["10s", 10_000],
     ["1m", 60_000],
     ["1h", 3_600_000],
+    ["1d", 86_400_000],
+    ["1m30s", 90_000],
+    ["1h30m", 5_400_000],
+    ["2m 500ms", 120_500],
     ["1.5s", 1500],
     ["2", 2000],
     [" 3s ", 3000],
@@ -16,7 +20,7 @@ describe("parseDuration", () => {
     expect(parseDuration(input)).toBe(ms);
   });
 
-  test.each(["", "s", "10x", "-1s", "1 m s", "ten", "1e3", "10S"])("%p is not a duration", (input) => {
+  test.each(["", "s", "10x", "-1s", "1 m s", "ten", "1e3", "10S", "1m30", "m30s"])("%p is not a duration", (input) => {
     expect(parseDuration(input)).toBeNull();
   });
 
@@ -34,6 +38,8 @@ describe("formatDuration", () => {
     [60_000, "1m"],
     [90_000, "90s"],
     [1234, "1234ms"],
+    [3_600_000, "1h"],
+    [86_400_000, "1d"],
   ])("%p ms reads %p", (ms, text) => {
     expect(formatDuration(ms)).toBe(text);
   });

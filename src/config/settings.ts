@@ -137,7 +137,7 @@ export function schemaOf(setting: Setting): JsonSchema {
 
 const DURATION_SCHEMA: JsonSchema = {
   anyOf: [
-    { type: "string", pattern: "^\\s*\\d+(\\.\\d+)?\\s*(ms|s|m|h)?\\s*$" },
+    { type: "string", pattern: "^\\s*(\\d+(\\.\\d+)?\\s*(ms|s|m|h|d)\\s*)+$|^\\s*\\d+(\\.\\d+)?\\s*$" },
     { type: "number", minimum: 0 },
   ],
 };
@@ -145,7 +145,7 @@ const DURATION_SCHEMA: JsonSchema = {
 function duration(min: number, max = Infinity) {
   return described((value: unknown): Parsed<number> => {
     const ms = typeof value === "string" || typeof value === "number" ? parseDuration(value) : null;
-    if (ms === null) return { error: `"${value}" is not a duration; write 250ms, 10s, 1m or a number of seconds` };
+    if (ms === null) return { error: `"${value}" is not a duration; write 250ms, 10s, 1m30s, 1h, 1d or a number of seconds` };
     if (ms < min) return { error: `${formatDuration(ms)} is too short; the least is ${formatDuration(min)}` };
     if (ms > max) return { error: `${formatDuration(ms)} is too long; the most is ${formatDuration(max)}` };
     return { value: ms };
