@@ -1,65 +1,127 @@
-/** Command-line parsing on top of citty: flags from the settings table, strict about unknown options. */
-import { type ArgsDef, parseArgs, renderUsage } from "citty";
+/**
+ * Command-line parsing on top of citty, strict about unknown options (citty lets them through), and the --help
+ * pages: at most 100 columns, options grouped, colour only on a terminal (consola's colours: NO_COLOR and
+ * FORCE_COLOR are respected).
+ */
+import { type ArgsDef, parseArgs } from "citty";
+import { colors } from "consola/utils";
 import { ConfigError, type Layer } from "./config/load.ts";
-import { SETTINGS, describeDefault } from "./config/settings.ts";
-import { VERSION } from "./version.ts";
+export { closest } from "./config/did-you-mean.ts";
+import { SETTINGS, SETTING_GROUPS, type Setting, describeDefault } from "./config/settings.ts";
 
-export interface CommandSpec {
-  name: string;
+const HELP_WIDTH = 100;
+
+/** One option as --help shows it. */
+export interface HelpOption {
+  flag: string;
+  hint?: string;
   description: string;
-  /** Settings this command does not take (the demo brings its own backends). */
-  omit?: string[];
-  /** Lines shown under EXAMPLES in --help. */
-  examples: string[];
+  /** Shown as "(default …)" after the description; empty or absent shows none. */
+  shownDefault?: string;
 }
 
-const CONFIG_ARG: ArgsDef = {
-  config: {
-    type: "string",
-    valueHint: "file",
-    description: "Read settings from a TOML, YAML or JSON file; flags override it. e.g. --config lb.toml",
-  },
-};
+/** A --help page: what the command does, how to call it, its commands and options, examples. */
+export interface HelpPage {
+  description: string;
+  usage: string[];
+  commands?: Array<[name: string, description: string]>;
+  sections: Array<{ title: string; options: HelpOption[] }>;
+  examples?: string[];
+  /** Free text after the options. */
+  notes?: string[];
+}
 
-function argsFor(spec: CommandSpec, withDefaults: boolean): ArgsDef {
-  const args: ArgsDef = {};
-  if (!spec.omit?.includes("backends")) {
-    args.urls = { type: "positional", required: false, description: "Backend URLs, e.g. http://localhost:8080" };
+export function renderHelp(page: HelpPage): string {
+  const heading = (title: string) => colors.bold(title.toUpperCase());
+  const lines = [...wrap(page.description, 0), "", heading("Usage"), ...page.usage.map((u) => `  ${u}`)];
+  if (page.commands?.length) {
+    const width = Math.max(...page.commands.map(([name]) => name.length)) + 4;
+    lines.push("", heading("Commands"));
+    for (const [name, text] of page.commands) lines.push(...column(`  ${colors.cyan(name)}`, name.length + 2, width, text));
   }
+  const flags = page.sections.flatMap((s) => s.options).map(flagText);
+  const width = Math.min(Math.max(0, ...flags.map((f) => f.length)) + 4, 40);
+  for (const section of page.sections) {
+    lines.push("", heading(section.title));
+    for (const option of section.options) {
+      const flag = flagText(option);
+      const text = option.shownDefault ? `${option.description} (default ${option.shownDefault})` : option.description;
+      lines.push(...column(`  ${colors.cyan(flag)}`, flag.length + 2, width, text));
+    }
+  }
+  if (page.notes?.length) lines.push("", ...page.notes.flatMap((note) => wrap(note, 0)));
+  if (page.examples?.length) lines.push("", heading("Examples"), ...page.examples.map((e) => `  ${e}`));
+  return `${lines.join("\n")}\n`;
+}
+
+function flagText(option: HelpOption): string {
+  return option.hint ? `${option.flag} <${option.hint}>` : option.flag;
+}
+
+/** `left` (printed `leftWidth` wide), then `text` wrapped in a column starting at `at`. */
+function column(left: string, leftWidth: number, at: number, text: string): string[] {
+  const body = wrap(text, at);
+  const first = body[0]!.trimStart();
+  if (leftWidth + 2 > at) return [left, ...wrap(text, at)];
+  return [`${left}${" ".repeat(at - leftWidth)}${first}`, ...body.slice(1)];
+}
+
+/** Words wrapped to HELP_WIDTH, every line indented by `indent`. */
+function wrap(text: string, indent: number): string[] {
+  const lines: string[] = [];
+  let line = "";
+  for (const word of text.split(/\s+/)) {
+    if (line && indent + line.length + 1 + word.length > HELP_WIDTH) {
+      lines.push(" ".repeat(indent) + line);
+      line = word;
+    } else line = line ? `${line} ${word}` : word;
+  }
+  lines.push(" ".repeat(indent) + line);
+  return lines;
+}
+
+/** The settings as --help options, in their groups; `omit` leaves some out (the demo brings its own backends). */
+export function settingSections(omit: readonly string[] = []): HelpPage["sections"] {
+  const sections: HelpPage["sections"] = Object.entries(SETTING_GROUPS).map(([group, title]) => ({
+    title,
+    options: SETTINGS.filter((s) => s.group === group && !omit.includes(s.name)).map(settingOption),
+  }));
+  sections.push({ title: "Config", options: [{ flag: "--config", hint: "file", description: CONFIG_DESCRIPTION }] });
+  return sections.filter((s) => s.options.length > 0);
+}
+
+const CONFIG_DESCRIPTION = "Read settings from a TOML, YAML or JSON file; flags override it; lb reloads it on change and on SIGHUP";
+
+function settingOption(setting: Setting): HelpOption {
+  const flag = `${setting.alias ? `-${setting.alias}, ` : ""}--${setting.name}`;
+  // A switch that is on by default is also the way to turn it off.
+  if (setting.type === "boolean") return { flag: setting.fallback === true ? `--[no-]${setting.name}` : flag, description: setting.description };
+  return { flag, hint: setting.valueHint, description: setting.description, shownDefault: describeDefault(setting) };
+}
+
+/** citty's definition of the settings' flags (and --config); `omit` as for settingSections. */
+export function settingArgs(omit: readonly string[] = []): ArgsDef {
+  const args: ArgsDef = {};
   for (const s of SETTINGS) {
-    if (spec.omit?.includes(s.name)) continue;
-    const shownDefault = withDefaults ? describeDefault(s) : "";
-    const common = {
+    if (omit.includes(s.name)) continue;
+    args[s.name] = {
+      type: s.type,
+      description: s.description,
       ...(s.alias ? { alias: s.alias } : {}),
       ...(s.valueHint ? { valueHint: s.valueHint } : {}),
-      description: `${s.description}. e.g. ${s.example}`,
     };
-    args[s.name] =
-      s.type === "boolean"
-        ? { ...common, type: "boolean", ...(withDefaults ? { default: s.fallback === true } : {}) }
-        : { ...common, type: "string", ...(shownDefault !== "" ? { default: shownDefault } : {}) };
   }
-  return { ...args, ...CONFIG_ARG };
+  args.config = { type: "string", valueHint: "file", description: CONFIG_DESCRIPTION };
+  return args;
 }
 
-export async function usage(spec: CommandSpec): Promise<string> {
-  const text = await renderUsage({ meta: { name: spec.name, version: VERSION, description: spec.description }, args: argsFor(spec, true) });
-  return `${text}\n\nEXAMPLES\n\n${spec.examples.map((e) => `  ${e}`).join("\n")}\n`;
-}
-
-export interface ParsedCommandLine {
-  /** Settings given on the command line, keyed by setting name; only those actually given. */
-  layer: Layer;
-  configPath: string | undefined;
-}
-
-export function parseCommandLine(spec: CommandSpec, argv: string[]): ParsedCommandLine {
-  const args = argsFor(spec, false);
+/** Parses `argv` with citty, refusing options `args` does not define. `command` names the command in messages. */
+export function parseStrict(argv: string[], args: ArgsDef, command: string): Record<string, unknown> & { _: string[] } {
   let parsed: Record<string, unknown> & { _: string[] };
   try {
     parsed = parseArgs(argv, args) as typeof parsed;
   } catch (error) {
-    throw new ConfigError(`${(error as Error).message}; run ${spec.name} --help`);
+    throw new ConfigError(`${(error as Error).message}; run ${command} --help`);
   }
   const known = new Set<string>(["_"]);
   for (const [name, def] of Object.entries(args)) {
@@ -67,26 +129,36 @@ export function parseCommandLine(spec: CommandSpec, argv: string[]): ParsedComma
     if ("alias" in def && typeof def.alias === "string") known.add(def.alias);
   }
   for (const key of Object.keys(parsed)) {
-    if (!known.has(key)) throw new ConfigError(`unknown option ${key.length === 1 ? "-" : "--"}${key}; run ${spec.name} --help to see the options`);
+    if (!known.has(key)) throw new ConfigError(`unknown option ${key.length === 1 ? "-" : "--"}${key}; run ${command} --help to see the options`);
   }
+  return parsed;
+}
 
+export interface ParsedCommandLine {
+  /** Settings given on the command line, keyed by setting name; only those actually given. */
+  layer: Layer;
+  configPath: string | undefined;
+  /** Positional words, in order. */
+  positionals: string[];
+}
+
+/** The settings a serving command was given (`omit`: those it does not take). */
+export function parseCommandLine(command: string, argv: string[], omit: readonly string[] = []): ParsedCommandLine {
+  const parsed = parseStrict(argv, settingArgs(omit), command);
   const values: Record<string, unknown> = {};
   for (const s of SETTINGS) {
+    if (omit.includes(s.name) || s.name === "backends") continue;
     const value = s.repeatable ? everyValue(argv, s.name) : parsed[s.name];
-    if (value !== undefined && s.name !== "backends") values[s.name] = value;
+    if (value !== undefined) values[s.name] = value;
   }
-  if (!spec.omit?.includes("backends")) {
-    const flagged = typeof parsed.backends === "string" ? parsed.backends.split(",").filter((u) => u.trim() !== "") : [];
-    const urls = [...parsed._, ...flagged];
-    if (urls.length > 0) values.backends = urls;
-  } else if (parsed._.length > 0) {
-    throw new ConfigError(`${spec.name} takes no backend URLs (it brings its own); got ${parsed._[0]}`);
+  if (!omit.includes("backends") && typeof parsed.backends === "string") {
+    values.backends = parsed.backends.split(",").filter((u) => u.trim() !== "");
   }
   const configPath = parsed.config;
   if (configPath !== undefined && (typeof configPath !== "string" || configPath === "")) {
     throw new ConfigError("--config needs a file path, e.g. --config lb.toml");
   }
-  return { layer: { source: "command line", values }, configPath: configPath as string | undefined };
+  return { layer: { source: "command line", values }, configPath: configPath as string | undefined, positionals: parsed._ };
 }
 
 /** Every value of a repeated `--name value` / `--name=value` flag (citty keeps only the last); undefined if absent. */

@@ -13,8 +13,9 @@ function serveDemoBackend(number: number, port: number): Server<undefined> {
     port,
     hostname: "127.0.0.1",
     development: false,
-    fetch: (request) =>
-      new Response(`Hello from demo backend ${number} (port ${port}): ${request.method} ${new URL(request.url).pathname}\n`),
+    // The port it got, not the one asked for (0: any free one).
+    fetch: (request, server) =>
+      new Response(`Hello from demo backend ${number} (port ${server.port}): ${request.method} ${new URL(request.url).pathname}\n`),
   });
 }
 
@@ -38,11 +39,13 @@ export async function toggleDemoBackend(backend: DemoBackend, log: Logger): Prom
   }
 }
 
-export function demoInstructions(lbUrl: string, backends: DemoBackend[]): string {
-  const local = lbUrl.replace("://0.0.0.0", "://localhost").replace("://127.0.0.1", "://localhost");
+export function demoInstructions(lbUrl: string, adminUrl: string | null, backends: DemoBackend[]): string {
+  const localhost = (url: string) => url.replace("://0.0.0.0", "://localhost").replace("://127.0.0.1", "://localhost");
+  const local = localhost(lbUrl);
   return [
     "",
     `lb demo: three backends (ports ${backends.map((b) => b.port).join(", ")}) behind lb at ${local}`,
+    ...(adminUrl ? [`the dashboard: ${localhost(adminUrl)}/`] : []),
     "",
     `  curl ${local}/                                  one request`,
     `  for i in 1 2 3 4 5 6; do curl -s ${local}/; done    watch round robin`,

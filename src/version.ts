@@ -8,3 +8,11 @@ export const COMMIT: string = process.env.LB_BUILD_COMMIT ?? "source";
 
 /** What `lb --version` prints: "0.1.0 (abc1234)". */
 export const VERSION_LINE = `${VERSION} (${COMMIT})`;
+
+/** What `lb version --json` prints and lb_build_info carries. */
+export const BUILD_INFO = {
+  version: VERSION,
+  commit: COMMIT,
+  bun: Bun.version,
+  target: `${process.platform}-${process.arch}`,
+} as const;

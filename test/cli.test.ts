@@ -17,18 +17,22 @@ describe("lb --version and --help", () => {
     expect(stdout.trim()).toBe(`${pkg.version} (source)`);
   });
 
-  test("--help lists every option with an example, and the defaults", async () => {
+  test("--help lists every option in its group with its default, the commands, within 100 columns, no escapes when piped", async () => {
     const { code, stdout } = await runCommand(["--help"]);
     expect(code).toBe(0);
-    for (const setting of SETTINGS) {
-      expect(stdout).toContain(`--${setting.name}`);
-      expect(stdout).toContain(setting.example);
-    }
-    for (const shown of ["(Default: 8000)", "(Default: 0.0.0.0)", "(Default: 10s)", "(Default: 2s)", "(Default: 1m)", "(Default: info)"]) {
+    for (const setting of SETTINGS) expect(stdout).toContain(`--${setting.type === "boolean" && setting.fallback === true ? "[no-]" : ""}${setting.name}`);
+    for (const shown of ["(default 8000)", "(default 0.0.0.0)", "(default 10s)", "(default 2s)", "(default 1m)", "(default info)"]) {
       expect(stdout).toContain(shown);
     }
+    for (const heading of ["LISTENING", "BACKENDS AND FORWARDING", "HEALTH CHECKS AND EJECTION", "BALANCING", "LIMITS", "TLS", "ADMIN API", "LOGGING", "COMMANDS"]) {
+      expect(stdout).toContain(`\n${heading}\n`);
+    }
+    for (const command of ["demo", "backends", "status", "validate", "version", "schema"]) expect(stdout).toMatch(new RegExp(`^  ${command} `, "m"));
     expect(stdout).toContain("--config");
-    expect(stdout).toContain("lb demo");
+    expect(Math.max(...stdout.split("\n").map((line) => line.length))).toBeLessThanOrEqual(100);
+    expect(stdout).not.toContain("\x1b[");
+    expect(stdout).not.toContain("Default: 0ms"); // --health-down-interval's default is the interval, said in its text
+    expect(stdout).not.toContain('""status');
   });
 
   test("the README's option table names every option", async () => {
@@ -59,7 +63,7 @@ describe("bad input exits 2 with one line that says what to do", () => {
     [["--port", "99999", "http://a:1"], 'port: "99999" is not a port'],
     [["--log-level", "loud", "http://a:1"], "is not one of error, warn, info, debug"],
     [["--config", join(dir, "missing.toml")], "cannot read the config file (no such file); check the --config path"],
-    [["--config", badConfig], 'bad.toml: port: "high" is not a port'],
+    [["--config", badConfig], 'bad.toml:1: port: "high" is not a port'],
     [[], "no backends: give their URLs"],
   ])("lb %p", async (args, message) => {
     const { code, stdout, stderr } = await runCommand(args);
@@ -90,5 +94,91 @@ describe("settings from a config file, flags override", () => {
       expect(await lb.kill()).toBe(0);
       await backend.stop();
     }
+  });
+});
+
+describe("commands", () => {
+  test("lb version and lb version --json; lb help", async () => {
+    const plain = await runCommand(["version"]);
+    expect(plain.stdout.trim()).toBe(`${pkg.version} (source)`);
+    const json = JSON.parse((await runCommand(["version", "--json"])).stdout);
+    expect(json).toEqual({ version: pkg.version, commit: "source", bun: Bun.version, target: `${process.platform}-${process.arch}` });
+    const help = await runCommand(["help", "validate"]);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toContain("lb validate --config <file>");
+  });
+
+  test.each([
+    [["stauts"], 'unknown command "stauts"; did you mean "status"?'],
+    [["versoin"], 'unknown command "versoin"; did you mean "version"?'],
+    [["valdiate", "--config", "x.toml"], 'unknown command "valdiate"; did you mean "validate"?'],
+    [["frobnicate"], '"frobnicate" is neither a command nor a backend; write backends as http://host:port or host:port'],
+    [["--port", "8000", "status"], '"status" is a command: put it first (lb status …)'],
+    [["backends", "list", "--jsno"], "unknown option --jsno; run lb backends --help"],
+    [["status", "--wtach"], "unknown option --wtach; run lb status --help"],
+    [["version", "--verbose"], "unknown option --verbose; run lb version --help"],
+    [["--config", "/nonexistent/dir/lb.toml"], "/nonexistent/dir/lb.toml: cannot read the config file (no such file); check the --config path"],
+    [["validate"], "lb validate needs --config <file>"],
+  ])("lb %p exits 2 with one line", async (args, message) => {
+    const { code, stdout, stderr } = await runCommand(args);
+    expect({ code, stdout }).toEqual({ code: 2, stdout: "" });
+    expect(stderr.trimEnd().split("\n")).toHaveLength(1);
+    expect(stderr).toContain(message);
+  });
+
+  test("a backend written host:port is taken as http://host:port", async () => {
+    const backend = startBackend("bare");
+    const lb = await spawnLb(["--port", "0", "--host", "127.0.0.1", `127.0.0.1:${backend.port}`]);
+    try {
+      expect(await (await fetch(`${lb.url}/`)).text()).toBe("backend bare");
+    } finally {
+      await lb.kill();
+      await backend.stop();
+    }
+  });
+
+  test("each subcommand's --help fits 100 columns", async () => {
+    for (const command of ["demo", "backends", "status", "validate", "version", "schema"]) {
+      const { code, stdout } = await runCommand([command, "--help"]);
+      expect(code).toBe(0);
+      expect(Math.max(...stdout.split("\n").map((line) => line.length))).toBeLessThanOrEqual(100);
+    }
+  });
+});
+
+describe("lb validate", () => {
+  test("a good file: exit 0 and a one-line summary; flags beside it are checked with it", async () => {
+    const file = join(dir, "good.toml");
+    writeFileSync(file, 'port = 8080\nbackends = ["http://10.0.0.1:8080", "10.0.0.2:8080"]\npolicy = "least-connections"\n');
+    const ok = await runCommand(["validate", "--config", file]);
+    expect(ok).toEqual({ code: 0, stdout: `${file}: OK (2 backends, policy least-connections, port 8080)\n`, stderr: "" });
+    const check = await runCommand(["--config", file, "--check", "--port", "9000"]);
+    expect(check.code).toBe(0);
+    expect(check.stdout).toContain("port 9000");
+    const badFlag = await runCommand(["validate", "--config", file, "--retries", "many"]);
+    expect(badFlag.code).toBe(2);
+    expect(badFlag.stderr).toContain('command line: retries: "many"');
+  });
+
+  test("a bad file: exit 2, every problem on its own line with file and line", async () => {
+    const file = join(dir, "broken.yaml");
+    writeFileSync(file, "backends:\n  - http://a:1\n  - ftp://b:2\nprot: 80\nhealth_interval: 2s\npolicy: fastest\n");
+    const { code, stdout, stderr } = await runCommand(["validate", "--config", file]);
+    expect(code).toBe(2);
+    expect(stdout).toBe("");
+    expect(stderr.trimEnd().split("\n")).toEqual([
+      `${file}:4: "prot" is not a setting; did you mean port?`,
+      `${file}:5: "health_interval" is not a setting; settings use dashes: write health-interval`,
+      `${file}:1: backends[1]: "ftp://b:2" uses ftp; backends must be http:// or https://`,
+      `${file}:6: policy: "fastest" is not one of round-robin, least-connections, random, p2c, ewma, hash`,
+    ]);
+  });
+
+  test("a file that does not parse: exit 2 with the parser's reason", async () => {
+    const file = join(dir, "unparsable.toml");
+    writeFileSync(file, "port = = 1\n");
+    const { code, stderr } = await runCommand(["validate", "--config", file]);
+    expect(code).toBe(2);
+    expect(stderr).toContain("not valid TOML");
   });
 });

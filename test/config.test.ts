@@ -277,8 +277,15 @@ describe("config files", () => {
     expect(readConfigFile(file("list.json", "[1,2]"))).rejects.toThrow("must be a table of settings");
   });
 
-  test("problems in a file name the file", async () => {
-    const layer = await readConfigFile(file("typo.toml", 'prot = 1\nbackends = ["http://a:1"]\n'));
-    expect(() => resolveConfig([layer], env)).toThrow(`${join(dir, "typo.toml")}: "prot" is not a setting`);
+  test("problems in a file name the file and the line; a misspelt key gets a guess, an underscore a hint", async () => {
+    const layer = await readConfigFile(file("typo.toml", 'backends = ["http://a:1"]\nprot = 1\nhealth_path = "/up"\ncolour = "red"\n'));
+    const path = join(dir, "typo.toml");
+    expect(() => resolveConfig([layer], env)).toThrow(`${path}:2: "prot" is not a setting; did you mean port?`);
+    expect(() => resolveConfig([layer], env)).toThrow(`${path}:3: "health_path" is not a setting; settings use dashes: write health-path`);
+    expect(() => resolveConfig([layer], env)).toThrow(`${path}:4: "colour" is not a setting; lb schema lists them all`);
+    const yaml = await readConfigFile(file("lines.yaml", "backends:\n  - http://a:1\nport: high\n"));
+    expect(() => resolveConfig([yaml], env)).toThrow(`${join(dir, "lines.yaml")}:3: port: "high" is not a port`);
+    const json = await readConfigFile(file("lines.json", '{\n  "backends": ["http://a:1"],\n  "retries": -1\n}\n'));
+    expect(() => resolveConfig([json], env)).toThrow(`${join(dir, "lines.json")}:3: retries:`);
   });
 });

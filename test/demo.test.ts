@@ -1,6 +1,6 @@
 /** `lb demo`: three built-in backends, and failover driven from the keyboard (stdin). */
 import { expect, test } from "bun:test";
-import { spawnLb } from "./helpers.ts";
+import { ROOT, collectLines, spawnLb, waitFor } from "./helpers.ts";
 
 test("lb demo rotates over three backends and fails over when one is stopped", async () => {
   const demo = await spawnLb(["demo", "--port", "0", "--no-access-log"]);
@@ -8,6 +8,11 @@ test("lb demo rotates over three backends and fails over when one is stopped", a
     await demo.waitForLine("stderr", /Type 1, 2 or 3/);
     expect(demo.stderr.join("\n")).toContain(`curl ${demo.url.replace("127.0.0.1", "localhost")}/`);
     const hello = async () => (await (await fetch(`${demo.url}/`)).text()).match(/demo backend (\d)/)![1];
+    // Each says the port it really listens on (it asked for any free one).
+    const ports = new Set([1, 2, 3].map(() => 0));
+    for (let i = 0; i < 3; i++) ports.add(Number(/\(port (\d+)\)/.exec(await (await fetch(`${demo.url}/`)).text())![1]));
+    ports.delete(0);
+    expect(ports.size).toBe(3);
     const firstRound = [await hello(), await hello(), await hello()];
     expect(firstRound.sort()).toEqual(["1", "2", "3"]);
 
@@ -23,5 +28,29 @@ test("lb demo rotates over three backends and fails over when one is stopped", a
     expect(after).toContain("2");
   } finally {
     expect(await demo.kill("SIGINT")).toBe(0);
+  }
+});
+
+test("lb demo starts even when the usual ports (8000, 9090) are taken, and says where it went", async () => {
+  const taken = [8000, 9090].flatMap((port) => {
+    try {
+      return [Bun.listen({ hostname: "127.0.0.1", port, socket: { data() {} } })];
+    } catch {
+      return []; // already taken by something else: just as good for this test
+    }
+  });
+  // Not spawnLb: it would choose an admin port itself, and the point is what the demo does without one.
+  const demo = Bun.spawn(["bun", `${ROOT}src/main.ts`, "demo", "--no-access-log"], { stdin: "pipe", stdout: "pipe", stderr: "pipe" });
+  const stderr = collectLines(demo.stderr);
+  try {
+    const line = await waitFor(() => stderr.find((l) => /the dashboard: http:\/\/localhost:\d+\//.test(l)), () => stderr.join("\n"), 8000);
+    expect(line).not.toContain(":9090/");
+    const url = /behind lb at (http:\/\/localhost:\d+)/.exec(stderr.join("\n"))![1]!;
+    expect(url).not.toEndWith(":8000");
+    expect((await fetch(`${url.replace("localhost", "127.0.0.1")}/`)).status).toBe(200);
+  } finally {
+    demo.kill("SIGINT");
+    await demo.exited;
+    for (const listener of taken) listener.stop(true);
   }
 });

@@ -1,5 +1,6 @@
 /** `lb backends ...`: the admin API from the terminal, for a running lb. */
-import { parseArgs } from "citty";
+import type { ArgsDef } from "citty";
+import { type HelpOption, type HelpPage, parseStrict } from "../cli.ts";
 import { hostInUrl } from "../config/backend-url.ts";
 import { ConfigError } from "../config/load.ts";
 import { adminAddress } from "../config/settings.ts";
@@ -7,48 +8,56 @@ import type { backendJson } from "./views.ts";
 
 type BackendView = ReturnType<typeof backendJson>;
 
-export const BACKENDS_USAGE = `Change the pool of a running lb through its admin API.
+/** The options every command that talks to a running lb takes. */
+export const ADMIN_ARGS = {
+  admin: { type: "string", valueHint: "host:port", description: "Where lb's admin API listens", default: "127.0.0.1:9090" },
+  "admin-token": { type: "string", valueHint: "token", description: "Its token, if it has one (default: $LB_ADMIN_TOKEN)" },
+} as const satisfies ArgsDef;
 
-USAGE
-  lb backends list [--json]
-  lb backends add <url> [--weight N]
-  lb backends drain|enable|disable <id>
-  lb backends remove <id> [--timeout 30s]
+const JSON_ARG = { json: { type: "boolean", description: "Print JSON instead of a table" } } as const satisfies ArgsDef;
 
-OPTIONS
-  --admin host:port     where lb's admin API listens (default 127.0.0.1:9090)
-  --admin-token token   its token, if it has one (default: $LB_ADMIN_TOKEN)
-  --json                print JSON instead of a table
+export const BACKENDS_ARGS = {
+  ...ADMIN_ARGS,
+  ...JSON_ARG,
+  weight: { type: "string", valueHint: "n", description: "With add: the new backend's weight (1-1000)" },
+  timeout: { type: "string", valueHint: "duration", description: "With remove: the longest wait for its requests (default: lb's --drain-timeout)" },
+} as const satisfies ArgsDef;
 
-<id> is a backend's host:port as list shows it, or its URL.
-`;
-
-const ARGS = {
-  admin: { type: "string" },
-  "admin-token": { type: "string" },
-  weight: { type: "string" },
-  timeout: { type: "string" },
-  json: { type: "boolean" },
-  watch: { type: "boolean" },
-} as const;
+export const BACKENDS_HELP: HelpPage = {
+  description: "Change the pool of a running lb through its admin API.",
+  usage: ["lb backends list [--json]", "lb backends add <url> [--weight N]", "lb backends drain|enable|disable <id>", "lb backends remove <id> [--timeout 30s]"],
+  sections: [{ title: "Options", options: helpOptions(BACKENDS_ARGS) }],
+  notes: ["<id> is a backend's host:port as list shows it, or its URL."],
+  examples: ["lb backends list", "lb backends add http://10.0.0.5:8080 --weight 2", "lb backends drain 10.0.0.5:8080"],
+};
 
 export type AdminCall = (method: string, path: string, body?: unknown) => Promise<unknown>;
 
-/** Parses a command's flags (--admin, --admin-token and its own) and returns a way to call lb's admin API. */
-export function adminClient(argv: string[], env: { adminToken?: string }) {
-  const args = parseArgs(argv, ARGS) as Record<string, unknown> & { _: string[] };
-  const address = adminAddress(args.admin ?? "127.0.0.1:9090");
+/** Parses a command's flags strictly (`args`: --admin, --admin-token and its own) and returns a way to call lb's admin API. */
+export function adminClient(argv: string[], args: ArgsDef, command: string, env: { adminToken?: string }) {
+  const parsed = parseStrict(argv, args, command);
+  const address = adminAddress(parsed.admin ?? "127.0.0.1:9090");
   if ("error" in address || !address.value) throw new ConfigError(`--admin: ${"error" in address ? address.error : "cannot be off here"}`);
   const { host, port } = address.value;
   const base = `http://${hostInUrl(host)}:${port}`;
-  const token = (args["admin-token"] as string | undefined) ?? env.adminToken ?? "";
+  const token = (parsed["admin-token"] as string | undefined) ?? env.adminToken ?? "";
   const call: AdminCall = (method, path, body) => request(base, token, method, path, body);
-  return { args, call };
+  return { args: parsed, call };
+}
+
+/** citty argument definitions as --help options. */
+export function helpOptions(args: ArgsDef): HelpOption[] {
+  return Object.entries(args).map(([name, def]) => ({
+    flag: `--${name}`,
+    hint: "valueHint" in def ? def.valueHint : undefined,
+    description: def.description ?? "",
+    shownDefault: "default" in def && typeof def.default === "string" ? def.default : undefined,
+  }));
 }
 
 /** Runs one subcommand; resolves to the text to print. Bad usage throws ConfigError (exit 2). */
 export async function runBackendsCommand(argv: string[], env: { adminToken?: string }): Promise<string> {
-  const { args, call } = adminClient(argv, env);
+  const { args, call } = adminClient(argv, BACKENDS_ARGS, "lb backends", env);
   const [command, target] = args._;
   const id = () => {
     if (!target) throw new ConfigError(`lb backends ${command} needs a backend id (host:port); lb backends list shows them`);

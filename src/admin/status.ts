@@ -1,20 +1,23 @@
 /** `lb status [--watch]`: the pool of a running lb as a table, coloured on a terminal, refreshed with --watch. */
 import type { statsSnapshot } from "./stats.ts";
-import { adminClient, formatTable } from "./client.ts";
+import type { ArgsDef } from "citty";
+import type { HelpPage } from "../cli.ts";
+import { ADMIN_ARGS, adminClient, formatTable, helpOptions } from "./client.ts";
 
 type Stats = ReturnType<typeof statsSnapshot>;
 
-export const STATUS_USAGE = `Show the pool of a running lb: state, requests/s, errors, latency, in-flight.
+export const STATUS_ARGS = {
+  ...ADMIN_ARGS,
+  watch: { type: "boolean", description: "Redraw every second until Ctrl-C" },
+  json: { type: "boolean", description: "Print the raw /api/stats JSON" },
+} as const satisfies ArgsDef;
 
-USAGE
-  lb status [--watch] [--json]
-
-OPTIONS
-  --admin host:port     where lb's admin API listens (default 127.0.0.1:9090)
-  --admin-token token   its token, if it has one (default: $LB_ADMIN_TOKEN)
-  --watch               redraw every second until Ctrl-C
-  --json                print the raw /api/stats JSON
-`;
+export const STATUS_HELP: HelpPage = {
+  description: "Show the pool of a running lb: state, requests/s, errors, latency, in-flight.",
+  usage: ["lb status [--watch] [--json]"],
+  sections: [{ title: "Options", options: helpOptions(STATUS_ARGS) }],
+  examples: ["lb status --watch", "lb status --admin 10.0.0.1:9090 --admin-token $TOKEN --json"],
+};
 
 const COLOURS: Record<string, string> = {
   healthy: "32",
@@ -49,7 +52,7 @@ export function renderStatus(stats: Stats, colour: boolean): string {
 }
 
 export async function runStatusCommand(argv: string[], env: { adminToken?: string }, tty: boolean): Promise<string> {
-  const { args, call } = adminClient(argv, env);
+  const { args, call } = adminClient(argv, STATUS_ARGS, "lb status", env);
   const fetchStats = async () => (await call("GET", "/api/stats")) as Stats;
   if (args.json) return JSON.stringify(await fetchStats(), null, 2);
   if (!args.watch) return renderStatus(await fetchStats(), tty);

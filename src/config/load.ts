@@ -1,5 +1,6 @@
 /** Turns config files and command-line values into one validated Config, or one line that says what is wrong. */
 import { extname } from "node:path";
+import { closest } from "./did-you-mean.ts";
 import { type Config, type Environment, SETTINGS, isLoopback, tokenProblem } from "./settings.ts";
 
 /** A problem with the user's input: printed as one line, exit status 2, no stack trace. */
@@ -11,6 +12,8 @@ export class ConfigError extends Error {
 export interface Layer {
   source: string;
   values: Record<string, unknown>;
+  /** The line a key is written on, where the source is a file (for messages: "lb.toml:3: port: …"). */
+  lineOf?: (key: string) => number | undefined;
 }
 
 const PARSERS: Record<string, (text: string) => unknown> = {
@@ -39,7 +42,24 @@ export async function readConfigFile(path: string): Promise<Layer> {
   if (typeof values !== "object" || values === null || Array.isArray(values)) {
     throw new ConfigError(`${path}: the config must be a table of settings such as port = 8000`);
   }
-  return { source: path, values: values as Record<string, unknown> };
+  return { source: path, values: values as Record<string, unknown>, lineOf: (key) => lineOfKey(text, key) };
+}
+
+/**
+ * The first line where `key` is set: `key =` (TOML), `key:` (YAML), `"key":` (JSON). Bun's parsers report no
+ * positions; a top-level key is found this way as well as a parser would, without a second parser to depend on.
+ */
+function lineOfKey(text: string, key: string): number | undefined {
+  const escaped = key.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  const pattern = new RegExp(`^\\s*["']?${escaped}["']?\\s*[=:]`);
+  const index = text.split("\n").findIndex((line) => pattern.test(line));
+  return index === -1 ? undefined : index + 1;
+}
+
+/** "lb.toml:3" when the layer knows the key's line, else just the source. */
+function placeOf(layer: Layer, key: string): string {
+  const line = layer.lineOf?.(key);
+  return line ? `${layer.source}:${line}` : layer.source;
 }
 
 /**
@@ -47,12 +67,19 @@ export async function readConfigFile(path: string): Promise<Layer> {
  * Every problem in every layer is reported at once, each with where it came from.
  */
 export function resolveConfig(layers: Layer[], env: Environment): Config {
+  const { config, problems } = checkConfig(layers, env);
+  if (problems.length) throw new ConfigError(problems.join("; "));
+  return config;
+}
+
+/** The config the layers make, and every problem found in them, each with its place. */
+export function checkConfig(layers: Layer[], env: Environment): { config: Config; problems: string[] } {
   const problems: string[] = [];
-  const known = new Set(SETTINGS.map((s) => s.name));
+  const known = SETTINGS.map((s) => s.name);
   for (const layer of layers) {
     for (const key of Object.keys(layer.values)) {
       // "$schema" points editors at deploy/lb.schema.json; it is not a setting.
-      if (!known.has(key) && key !== "$schema") problems.push(`${layer.source}: "${key}" is not a setting; known: ${[...known].join(", ")}`);
+      if (!known.includes(key) && key !== "$schema") problems.push(`${placeOf(layer, key)}: ${unknownSetting(key, known)}`);
     }
   }
   const config: Record<string, unknown> = {};
@@ -64,8 +91,8 @@ export function resolveConfig(layers: Layer[], env: Environment): Config {
       if (raw === undefined) continue;
       const parsed = setting.parse(raw);
       if (!("error" in parsed)) config[setting.key] = parsed.value;
-      else if (Array.isArray(parsed.error)) problems.push(...parsed.error.map((item) => `${layer.source}: ${setting.name}${item}`));
-      else problems.push(`${layer.source}: ${setting.name}: ${parsed.error}`);
+      else if (Array.isArray(parsed.error)) problems.push(...parsed.error.map((item) => `${placeOf(layer, setting.name)}: ${setting.name}${item}`));
+      else problems.push(`${placeOf(layer, setting.name)}: ${setting.name}: ${parsed.error}`);
     }
   }
   const result = config as unknown as Config;
@@ -85,6 +112,12 @@ export function resolveConfig(layers: Layer[], env: Environment): Config {
       `admin: ${result.admin.host} is not a loopback address, so the admin API needs a token: set --admin-token or LB_ADMIN_TOKEN (or use --admin 127.0.0.1:9090)`,
     );
   }
-  if (problems.length) throw new ConfigError(problems.join("; "));
-  return result;
+  return { config: result, problems };
+}
+
+function unknownSetting(key: string, known: readonly string[]): string {
+  const dashed = key.replaceAll("_", "-");
+  if (dashed !== key && known.includes(dashed)) return `"${key}" is not a setting; settings use dashes: write ${dashed}`;
+  const guess = closest(key, known);
+  return guess ? `"${key}" is not a setting; did you mean ${guess}?` : `"${key}" is not a setting; lb schema lists them all`;
 }

@@ -81,8 +81,21 @@ export interface Config {
  */
 type Parsed<T> = { value: T } | { error: string | string[] };
 
+/** Where --help lists a setting. */
+export const SETTING_GROUPS = {
+  listening: "Listening",
+  backends: "Backends and forwarding",
+  health: "Health checks and ejection",
+  balancing: "Balancing",
+  limits: "Limits",
+  tls: "TLS",
+  admin: "Admin API",
+  logging: "Logging",
+} as const;
+
 export interface Setting<K extends keyof Config = keyof Config> {
   key: K;
+  group: keyof typeof SETTING_GROUPS;
   /** The flag name, which is also the key in a config file. */
   name: string;
   alias?: string;
@@ -398,248 +411,248 @@ function kebab(key: string): string {
 
 const SPECS: SettingSpec[] = [
   {
-    key: "port", restart: true, alias: "p", type: "string", valueHint: "port", fallback: 8000,
+    key: "port", group: "listening", restart: true, alias: "p", type: "string", valueHint: "port", fallback: 8000,
     description: "Port to accept client requests on; 0 picks a free one (the startup line prints it)",
     example: "--port 8000", parse: integer(0, 65535, "a port"),
   },
   {
-    key: "host", restart: true, type: "string", valueHint: "address", fallback: "0.0.0.0",
+    key: "host", group: "listening", restart: true, type: "string", valueHint: "address", fallback: "0.0.0.0",
     description: "Address to listen on", example: "--host 127.0.0.1", parse: text(() => null),
   },
   {
-    key: "backends", type: "string", valueHint: "url,url", fallback: [],
+    key: "backends", group: "backends", type: "string", valueHint: "url,url", fallback: [],
     description: "Backend servers, comma-separated (or give them as arguments); #weight=N sets a weight",
     example: "--backends http://10.0.0.1:8080,http://10.0.0.2:8080", parse: backendList,
   },
   {
-    key: "healthPath", type: "string", valueHint: "path", fallback: "/",
+    key: "healthPath", group: "health", type: "string", valueHint: "path", fallback: "/",
     description: "Path requested on each backend by the health check (passing statuses: --health-status)",
     example: "--health-path /healthz",
     parse: text((s) => (s.startsWith("/") ? null : `"${s}" must start with /`)),
   },
   {
-    key: "healthInterval", type: "string", valueHint: "duration", fallback: 10_000,
+    key: "healthInterval", group: "health", type: "string", valueHint: "duration", fallback: 10_000,
     description: "Time between checks of each backend", example: "--health-interval 2s", parse: duration(100),
   },
   {
-    key: "healthTimeout", type: "string", valueHint: "duration", fallback: 2_000,
+    key: "healthTimeout", group: "health", type: "string", valueHint: "duration", fallback: 2_000,
     description: "A health check that takes longer fails", example: "--health-timeout 500ms", parse: duration(10),
   },
   {
-    key: "timeout", type: "string", valueHint: "duration", fallback: 60_000,
+    key: "timeout", group: "backends", type: "string", valueHint: "duration", fallback: 60_000,
     description: "Longest wait for a backend's response headers (after the last body byte it took) before answering 504",
     example: "--timeout 30s", parse: duration(10),
   },
   {
-    key: "connectTimeout", type: "string", valueHint: "duration", fallback: 3_000,
+    key: "connectTimeout", group: "backends", type: "string", valueHint: "duration", fallback: 3_000,
     description: "Longest wait for a connection to a backend; past it the request goes to the next one and the backend is marked down",
     example: "--connect-timeout 1s", parse: duration(10),
   },
   {
-    key: "upstreamIdleTimeout", type: "string", valueHint: "duration", fallback: 4_000,
+    key: "upstreamIdleTimeout", group: "backends", type: "string", valueHint: "duration", fallback: 4_000,
     description: "An idle keep-alive connection to a backend is closed after this long (keep it under the backends' own)",
     example: "--upstream-idle-timeout 30s", parse: duration(10),
   },
   {
-    key: "upstreamReadTimeout", type: "string", valueHint: "duration", fallback: 60_000,
+    key: "upstreamReadTimeout", group: "backends", type: "string", valueHint: "duration", fallback: 60_000,
     description: "Longest silence while an answer streams (the backend sends nothing, or the client reads nothing); past it lb cuts the stream",
     example: "--upstream-read-timeout 5m", parse: duration(100),
   },
   {
-    key: "retries", type: "string", valueHint: "n", fallback: 3,
+    key: "retries", group: "backends", type: "string", valueHint: "n", fallback: 3,
     description: "Other backends to try after a connection failure (never the same one twice)",
     example: "--retries 1", parse: integer(0, 100, "a retry count"),
   },
   {
-    key: "retryBudget", type: "string", valueHint: "percent", fallback: 20,
+    key: "retryBudget", group: "backends", type: "string", valueHint: "percent", fallback: 20,
     description: "Retries after a reset may be at most this share of requests in flight (at least 3), so a failing pool is not hammered",
     example: "--retry-budget 10", parse: percent,
   },
   {
-    key: "policy", type: "string", valueHint: POLICIES.join("|"), fallback: "round-robin",
+    key: "policy", group: "balancing", type: "string", valueHint: POLICIES.join("|"), fallback: "round-robin",
     description: "How a backend is chosen for each request (see the README for when to use which)",
     example: "--policy least-connections", parse: oneOf(POLICIES),
   },
   {
-    key: "hashKey", type: "string", valueHint: "ip|path|header:NAME|cookie:NAME", fallback: { kind: "ip" },
+    key: "hashKey", group: "balancing", type: "string", valueHint: "ip|path|header:NAME|cookie:NAME", fallback: { kind: "ip" },
     description: "What --policy hash hashes; requests without it are balanced round robin",
     example: "--hash-key header:X-User",
     parse: hashKeySetting,
   },
   {
-    key: "stickyCookie", type: "string", valueHint: "name", fallback: "",
+    key: "stickyCookie", group: "balancing", type: "string", valueHint: "name", fallback: "",
     description: "Pin each client to one backend with a cookie of this name (off when empty)",
     example: "--sticky-cookie lb_backend",
     parse: optionalText((s) => (/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(s) ? null : `"${s}" is not a cookie name`)),
   },
   {
-    key: "slowStart", type: "string", valueHint: "duration", fallback: 0,
+    key: "slowStart", group: "balancing", type: "string", valueHint: "duration", fallback: 0,
     description: "A backend that comes back ramps from 10% to its full weight over this time (0 = off)",
     example: "--slow-start 30s", parse: duration(0),
   },
   {
-    key: "healthMethod", type: "string", valueHint: HEALTH_METHODS.join("|"), fallback: "GET",
+    key: "healthMethod", group: "health", type: "string", valueHint: HEALTH_METHODS.join("|"), fallback: "GET",
     description: "Method of the health check request", example: "--health-method HEAD", parse: oneOf(HEALTH_METHODS),
   },
   {
-    key: "healthStatus", type: "string", valueHint: "list", fallback: [[200, 200]],
+    key: "healthStatus", group: "health", type: "string", valueHint: "list", fallback: [[200, 200]],
     description: "Statuses that pass the health check (default 200)", example: "--health-status 200-399", parse: statusRanges,
   },
   {
-    key: "healthBody", type: "string", valueHint: "text", fallback: "",
+    key: "healthBody", group: "health", type: "string", valueHint: "text", fallback: "",
     description: "Text the health check answer must contain (not checked when empty)",
-    example: '--health-body "\"status\":\"ok\""', parse: optionalText(() => null),
+    example: `--health-body '"status":"ok"'`, parse: optionalText(() => null),
   },
   {
-    key: "healthHeaders", name: "health-header", type: "string", valueHint: "name: value", fallback: [], repeatable: true,
+    key: "healthHeaders", group: "health", name: "health-header", type: "string", valueHint: "name: value", fallback: [], repeatable: true,
     description: "Extra header for health checks, Host included; repeat the flag for more",
     example: '--health-header "Host: app.internal"', parse: headerList,
   },
   {
-    key: "healthRise", type: "string", valueHint: "n", fallback: 1,
+    key: "healthRise", group: "health", type: "string", valueHint: "n", fallback: 1,
     description: "Consecutive passing checks that bring a down backend back", example: "--health-rise 2",
     parse: integer(1, 100, "a check count"),
   },
   {
-    key: "healthFall", type: "string", valueHint: "n", fallback: 1,
+    key: "healthFall", group: "health", type: "string", valueHint: "n", fallback: 1,
     description: "Consecutive failing checks that take a backend down", example: "--health-fall 3",
     parse: integer(1, 100, "a check count"),
   },
   {
-    key: "healthDownInterval", type: "string", valueHint: "duration", fallback: 0, shownDefault: "",
+    key: "healthDownInterval", group: "health", type: "string", valueHint: "duration", fallback: 0, shownDefault: "",
     description: "Time between checks of a backend that is down (default: the health interval)",
     example: "--health-down-interval 1s", parse: duration(0),
   },
   {
-    key: "healthJitter", type: "string", valueHint: "percent", fallback: 10,
+    key: "healthJitter", group: "health", type: "string", valueHint: "percent", fallback: 10,
     description: "Spread each backend's check times by up to this share of the interval, so checks do not fire together",
     example: "--health-jitter 20", parse: percent,
   },
   {
-    key: "outlierErrors", type: "string", valueHint: "n", fallback: 5,
+    key: "outlierErrors", group: "health", type: "string", valueHint: "n", fallback: 5,
     description: "Consecutive 5xx or gateway errors that eject a backend (0 = never)", example: "--outlier-errors 3",
     parse: integer(0, 1000, "an error count"),
   },
   {
-    key: "outlierEjection", type: "string", valueHint: "duration", fallback: 30_000,
+    key: "outlierEjection", group: "health", type: "string", valueHint: "duration", fallback: 30_000,
     description: "How long a first ejection lasts; it doubles with each repeat, up to 10 times this",
     example: "--outlier-ejection 10s", parse: duration(100),
   },
   {
-    key: "outlierMaxEjected", type: "string", valueHint: "percent", fallback: 50,
+    key: "outlierMaxEjected", group: "health", type: "string", valueHint: "percent", fallback: 50,
     description: "Never eject more than this share of the backends", example: "--outlier-max-ejected 30", parse: percent,
   },
   {
-    key: "maxInflight", type: "string", valueHint: "n", fallback: 0,
+    key: "maxInflight", group: "limits", type: "string", valueHint: "n", fallback: 0,
     description: "Most requests in flight to one backend; more wait in the queue (0 = no limit)", example: "--max-inflight 100",
     parse: integer(0, 1_000_000, "a request count"),
   },
   {
-    key: "maxBodySize", restart: true, type: "string", valueHint: "size", fallback: 1024 ** 3, shownDefault: "1g",
+    key: "maxBodySize", group: "limits", restart: true, type: "string", valueHint: "size", fallback: 1024 ** 3, shownDefault: "1g",
     description: "Largest request body accepted; bigger ones get 413 (0 = no limit)", example: "--max-body-size 10mb",
     parse: byteSize,
   },
   {
-    key: "workers", restart: true, type: "string", valueHint: "n|auto", fallback: 1,
+    key: "workers", group: "limits", restart: true, type: "string", valueHint: "n|auto", fallback: 1,
     description: "Processes that serve traffic, sharing the port (auto: one per CPU); health checks run once, in the primary",
     example: "--workers auto", parse: workerCount,
   },
   {
-    key: "maxConnections", type: "string", valueHint: "n", fallback: 10_000,
+    key: "maxConnections", group: "limits", type: "string", valueHint: "n", fallback: 10_000,
     description: "Most client requests (and WebSocket tunnels) open at once; beyond it, 503 at once (0 = no limit)",
     example: "--max-connections 2000", parse: integer(0, 1_000_000, "a connection limit"),
   },
   {
-    key: "clientTimeout", restart: true, type: "string", valueHint: "duration", fallback: 10_000,
+    key: "clientTimeout", group: "limits", restart: true, type: "string", valueHint: "duration", fallback: 10_000,
     description: "Longest a client may stay silent: idle keep-alive, between header bytes, between body chunks",
     example: "--client-timeout 30s", parse: duration(1000, 255_000),
   },
   {
-    key: "queueSize", type: "string", valueHint: "n", fallback: 1000,
+    key: "queueSize", group: "limits", type: "string", valueHint: "n", fallback: 1000,
     description: "Most requests waiting for a backend with room; beyond it, 503 at once", example: "--queue-size 200",
     parse: integer(0, 1_000_000, "a queue size"),
   },
   {
-    key: "queueTimeout", type: "string", valueHint: "duration", fallback: 10_000,
+    key: "queueTimeout", group: "limits", type: "string", valueHint: "duration", fallback: 10_000,
     description: "Longest wait in the queue before a 503", example: "--queue-timeout 2s", parse: duration(0),
   },
   {
-    key: "tlsCert", restart: true, type: "string", valueHint: "file", fallback: "",
+    key: "tlsCert", group: "tls", restart: true, type: "string", valueHint: "file", fallback: "",
     description: "PEM certificate (chain) to serve HTTPS with; needs --tls-key", example: "--tls-cert /etc/lb/cert.pem",
     parse: optionalText(() => null),
   },
   {
-    key: "tlsKey", restart: true, type: "string", valueHint: "file", fallback: "",
+    key: "tlsKey", group: "tls", restart: true, type: "string", valueHint: "file", fallback: "",
     description: "PEM private key for --tls-cert", example: "--tls-key /etc/lb/key.pem", parse: optionalText(() => null),
   },
   {
-    key: "tlsSni", restart: true, type: "string", valueHint: "name=cert,key", fallback: [], repeatable: true,
+    key: "tlsSni", group: "tls", restart: true, type: "string", valueHint: "name=cert,key", fallback: [], repeatable: true,
     description: "Another certificate for clients asking for that server name (SNI); repeat for more",
     example: "--tls-sni api.example.com=/etc/lb/api.pem,/etc/lb/api.key", parse: sniList,
   },
   {
-    key: "httpRedirectPort", restart: true, type: "string", valueHint: "port", fallback: 0,
+    key: "httpRedirectPort", group: "tls", restart: true, type: "string", valueHint: "port", fallback: 0,
     description: "With TLS, also listen for plain HTTP on this port and redirect it to HTTPS (0 = off)",
     example: "--http-redirect-port 80", parse: integer(0, 65535, "a port"),
   },
   {
-    key: "backendCa", type: "string", valueHint: "file", fallback: "",
+    key: "backendCa", group: "tls", type: "string", valueHint: "file", fallback: "",
     description: "PEM CA certificate(s) that https:// backends are verified against (default: the system's)",
     example: "--backend-ca /etc/lb/internal-ca.pem", parse: optionalText(() => null),
   },
   {
-    key: "backendInsecure", type: "boolean", fallback: false,
+    key: "backendInsecure", group: "tls", type: "boolean", fallback: false,
     description: "Do not verify https:// backends' certificates (test setups only; warned about at startup)",
     example: "--backend-insecure", parse: boolean,
   },
   {
-    key: "admin", restart: true, type: "string", valueHint: "host:port|off", fallback: { host: "127.0.0.1", port: 9090 },
+    key: "admin", group: "admin", restart: true, type: "string", valueHint: "host:port|off", fallback: { host: "127.0.0.1", port: 9090 },
     shownDefault: "127.0.0.1:9090",
     description: "Where the admin API listens (loopback unless a token is set); off turns it off",
     example: "--admin 127.0.0.1:9090", parse: adminAddress,
   },
   {
-    key: "adminToken", restart: true, type: "string", valueHint: "token", fallback: (env) => env.adminToken ?? "",
+    key: "adminToken", group: "admin", restart: true, type: "string", valueHint: "token", fallback: (env) => env.adminToken ?? "",
     description: "Bearer token the admin API requires (default: $LB_ADMIN_TOKEN); needed to listen beyond loopback",
     example: "--admin-token $(cat /run/secrets/lb-token)", parse: adminToken,
   },
   {
-    key: "resolveInterval", type: "string", valueHint: "duration", fallback: 30_000,
+    key: "resolveInterval", group: "backends", type: "string", valueHint: "duration", fallback: 30_000,
     description: "How often backends marked resolve are looked up again in DNS", example: "--resolve-interval 10s",
     parse: duration(100),
   },
   {
-    key: "dnsServer", restart: true, type: "string", valueHint: "host:port", fallback: "",
+    key: "dnsServer", group: "backends", restart: true, type: "string", valueHint: "host:port", fallback: "",
     description: "DNS server for resolve backends (default: the system's resolvers)", example: "--dns-server 10.96.0.10:53",
     parse: optionalText((s) => ("error" in adminAddress(s) ? `"${s}" is not host:port` : null)),
   },
   {
-    key: "drainTimeout", type: "string", valueHint: "duration", fallback: 10_000,
+    key: "drainTimeout", group: "backends", type: "string", valueHint: "duration", fallback: 10_000,
     description: "On SIGINT/SIGTERM, how long in-flight requests may take to finish",
     example: "--drain-timeout 30s", parse: duration(0),
   },
   {
-    key: "logLevel", type: "string", valueHint: LOG_LEVELS.join("|"), fallback: "info",
+    key: "logLevel", group: "logging", type: "string", valueHint: LOG_LEVELS.join("|"), fallback: "info",
     description: "Least important messages to print", example: "--log-level debug", parse: oneOf(LOG_LEVELS),
   },
   {
-    key: "logFormat", restart: true, type: "string", valueHint: LOG_FORMATS.join("|"),
+    key: "logFormat", group: "logging", restart: true, type: "string", valueHint: LOG_FORMATS.join("|"),
     fallback: (env) => (env.stdoutIsTTY ? "pretty" : "json"),
     description: "Log lines for people or for machines (default: pretty on a terminal, json otherwise)",
     example: "--log-format json", parse: oneOf(LOG_FORMATS),
   },
   {
-    key: "accessLog", restart: true, type: "boolean", fallback: true,
+    key: "accessLog", group: "logging", restart: true, type: "boolean", fallback: true,
     description: "One line per request on stdout (--no-access-log turns it off)",
     example: "--no-access-log", parse: boolean,
   },
   {
-    key: "accessLogFormat", restart: true, type: "string", valueHint: ACCESS_FORMATS.join("|"), fallback: "",
+    key: "accessLogFormat", group: "logging", restart: true, type: "string", valueHint: ACCESS_FORMATS.join("|"), fallback: "",
     description: "Access line format: json, combined (Apache/nginx) or pretty (default: as --log-format)",
     example: "--access-log-format combined", parse: oneOf(ACCESS_FORMATS),
   },
   {
-    key: "accessLogFile", restart: true, type: "string", valueHint: "path", fallback: "",
+    key: "accessLogFile", group: "logging", restart: true, type: "string", valueHint: "path", fallback: "",
     description: "Write access lines to this file instead of stdout; SIGUSR1 reopens it (for logrotate)",
     example: "--access-log-file /var/log/lb/access.log", parse: optionalText(() => null),
   },

@@ -1,0 +1,157 @@
+/**
+ * A serving lb's life as a process: start it from a config, stop it on SIGINT/SIGTERM (a second one means now),
+ * reopen logs on SIGUSR1, reload on SIGHUP and when the config file changes; and `lb demo`, the same with three
+ * built-in backends.
+ */
+import { watch } from "node:fs";
+import { basename, dirname, resolve as resolvePath } from "node:path";
+import type { ParsedCommandLine } from "./cli.ts";
+import { ConfigError, type Layer, readConfigFile, resolveConfig } from "./config/load.ts";
+import type { Config } from "./config/settings.ts";
+import { demoInstructions, readDemoCommands, startDemoBackends } from "./demo.ts";
+import { type Logger, createLogger } from "./log.ts";
+import { ListenError, type RunningLb, startLb } from "./server.ts";
+
+const environment = () => ({ stdoutIsTTY: Boolean(process.stdout.isTTY), adminToken: process.env.LB_ADMIN_TOKEN });
+
+/** `lb [options] <backend>...`: serves until a signal stops it; the config file, if any, is followed. */
+export async function runServe(commandLine: ParsedCommandLine): Promise<void> {
+  const path = commandLine.configPath;
+  const configChanges = path ? watchConfigFile(path) : null;
+  const layers: Layer[] = path ? [await readConfigFile(path)] : [];
+  const config = resolveConfig([...layers, commandLine.layer], environment());
+  const { lb, log } = await serve(config);
+  if (path && configChanges) {
+    reloadOnChange(path, configChanges, log, async () => resolveConfig([await readConfigFile(path), commandLine.layer], environment()), lb);
+  }
+  // Without a file there is nothing to reload; SIGHUP must not end the process (its default action).
+  else process.on("SIGHUP", () => log.warn("SIGHUP: no --config file to reload"));
+}
+
+/** `lb demo`: three backends in this process and lb in front of them, on free ports where the usual ones are taken. */
+export async function runDemo(commandLine: ParsedCommandLine): Promise<void> {
+  const path = commandLine.configPath;
+  const layers: Layer[] = path ? [await readConfigFile(path)] : [];
+  const backends = startDemoBackends();
+  const given = { ...Object.fromEntries(layers.flatMap((l) => Object.entries(l.values))), ...commandLine.layer.values };
+  const demoLayer: Layer = {
+    source: "demo",
+    values: {
+      backends: backends.map((b) => `http://127.0.0.1:${b.port}`),
+      "health-interval": "2s",
+      host: "127.0.0.1",
+      // A first try must not fail because the usual ports are busy: unless chosen, a taken one becomes a free one.
+      ...(given.port === undefined && isTaken(8000) ? { port: 0 } : {}),
+      ...(given.admin === undefined && isTaken(9090) ? { admin: "127.0.0.1:0" } : {}),
+    },
+  };
+  const config = resolveConfig([demoLayer, ...layers, commandLine.layer], environment());
+  const { lb, log } = await serve(config);
+  process.stderr.write(demoInstructions(lb.url.origin, lb.adminUrl?.origin ?? null, backends));
+  void readDemoCommands(backends, log);
+}
+
+/** Whether something listens on this loopback port already. */
+function isTaken(port: number): boolean {
+  try {
+    Bun.listen({ hostname: "127.0.0.1", port, exclusive: true, socket: { data() {} } }).stop(true);
+    return false;
+  } catch {
+    return true;
+  }
+}
+
+async function serve(config: Config): Promise<{ lb: RunningLb; log: Logger }> {
+  const log = createLogger(config.logLevel, config.logFormat);
+  let lb: RunningLb;
+  try {
+    lb = await startLb(config, { log });
+  } catch (error) {
+    throw listenError(error, config);
+  }
+  // A stray rejection must not take down a process that is serving everyone else.
+  process.on("unhandledRejection", (reason) => log.error(`unhandled error: ${describeError(reason)}`));
+  let signals = 0;
+  const shutdown = async (signal: string) => {
+    if (++signals > 1) process.exit(1); // a second Ctrl-C means now
+    log.info(`${signal} received: stopping`);
+    await lb.stop();
+    log.info("stopped");
+    process.exit(0);
+  };
+  process.on("SIGUSR1", () => {
+    lb.reopenLogs();
+    log.info("SIGUSR1: access log reopened");
+  });
+  process.on("SIGINT", () => void shutdown("SIGINT"));
+  process.on("SIGTERM", () => void shutdown("SIGTERM"));
+  return { lb, log };
+}
+
+/** How long the config file must be quiet before a change is reloaded (editors write in several steps). */
+const RELOAD_DEBOUNCE_MS = 300;
+
+/**
+ * Watches the config file from before it is first read, so an edit made while lb starts is not missed; changes go to
+ * the listener set later (one seen before it is set is passed on at once). The directory is watched, not the file,
+ * because editors often replace the file (a new inode) rather than write into it, and Kubernetes swaps a "..data"
+ * link.
+ */
+function watchConfigFile(path: string): (listener: () => void) => void {
+  let listener: (() => void) | null = null;
+  let missed = false;
+  try {
+    watch(dirname(resolvePath(path)), (_, file) => {
+      if (file !== basename(path) && file !== "..data") return;
+      if (listener) listener();
+      else missed = true;
+    });
+  } catch {
+    // Its folder does not exist: say so as a missing file is said (reading it fails the same way).
+    throw new ConfigError(`${path}: cannot read the config file (no such file); check the --config path`);
+  }
+  return (next) => {
+    listener = next;
+    if (missed) next();
+  };
+}
+
+/** Reloads on SIGHUP and when the config file changes. An invalid file is logged and ignored. */
+function reloadOnChange(path: string, onChange: (listener: () => void) => void, log: Logger, load: () => Promise<Config>, lb: RunningLb): void {
+  const reload = async (why: string) => {
+    try {
+      log.info(`${lb.reload(await load())} (${why})`);
+    } catch (error) {
+      const message = error instanceof ConfigError ? error.message : describeError(error);
+      log.error(`config reload rejected, the running config stays in force: ${message}`);
+    }
+  };
+  process.on("SIGHUP", () => void reload("SIGHUP"));
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  onChange(() => {
+    clearTimeout(timer);
+    timer = setTimeout(() => void reload(`${path} changed`), RELOAD_DEBOUNCE_MS);
+  });
+}
+
+function listenError(error: unknown, config: Config): unknown {
+  if (!(error instanceof ListenError)) return error;
+  const [host, port, flag, what] =
+    error.listener === "admin"
+      ? [config.admin!.host, config.admin!.port, "--admin", "admin port"]
+      : error.listener === "redirect"
+        ? [config.host, config.httpRedirectPort, "--http-redirect-port", "redirect port"]
+        : [config.host, config.port, "--port", "port"];
+  if (error.code === "EADDRINUSE") {
+    return new ConfigError(`${what} ${port} is already in use on ${host}; stop what uses it or choose another with ${flag}`);
+  }
+  if (error.code === "EACCES") {
+    return new ConfigError(`not allowed to listen on ${host}:${port}; use a port above 1023 or run with the right privileges`);
+  }
+  if (error.code === "EADDRNOTAVAIL") return new ConfigError(`${host} is not an address of this machine; check ${flag}`);
+  return error;
+}
+
+export function describeError(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,0 +1,45 @@
+/**
+ * `lb validate` (also `lb --check`): checks a config file and the flags beside it as lb would at startup, without
+ * starting anything — nginx -t, haproxy -c and caddy validate are the models. Exit 0 with a one-line summary, or 2
+ * with every problem on its own line, each with its place (file:line where the file says it).
+ */
+import type { ArgsDef } from "citty";
+import { helpOptions } from "./admin/client.ts";
+import { type HelpPage, parseCommandLine } from "./cli.ts";
+import { ConfigError, type Layer, checkConfig, readConfigFile } from "./config/load.ts";
+
+export const VALIDATE_ARGS = {
+  config: { type: "string", valueHint: "file", description: "The config file to check (TOML, YAML or JSON)" },
+} as const satisfies ArgsDef;
+
+export const VALIDATE_HELP: HelpPage = {
+  description: "Checks a config file, with any flags given beside it, as lb would at startup, and starts nothing. " +
+    "Exit 0 when lb would start with it; exit 2 with every problem on its own line.",
+  usage: ["lb validate --config <file> [options]", "lb --config <file> --check [options]"],
+  sections: [{ title: "Options", options: helpOptions(VALIDATE_ARGS) }],
+  notes: ["Any of lb's options may be given too: they are checked together with the file, as they would be used."],
+  examples: ["lb validate --config /etc/lb/lb.toml", "lb --config lb.yaml --check --port 8080"],
+};
+
+export interface Validation {
+  code: 0 | 2;
+  stdout: string;
+  stderr: string;
+}
+
+export async function validateCommand(argv: string[], env: { adminToken?: string }): Promise<Validation> {
+  const commandLine = parseCommandLine("lb validate", argv);
+  if (commandLine.positionals.length) commandLine.layer.values.backends = commandLine.positionals;
+  const path = commandLine.configPath;
+  if (!path) throw new ConfigError("lb validate needs --config <file>, e.g. lb validate --config lb.toml");
+  let file: Layer;
+  try {
+    file = await readConfigFile(path);
+  } catch (error) {
+    return { code: 2, stdout: "", stderr: `${(error as Error).message}\n` };
+  }
+  const { config, problems } = checkConfig([file, commandLine.layer], { stdoutIsTTY: false, adminToken: env.adminToken });
+  if (problems.length) return { code: 2, stdout: "", stderr: problems.map((p) => `${p}\n`).join("") };
+  const backends = config.backends.length;
+  return { code: 0, stdout: `${path}: OK (${backends} backend${backends === 1 ? "" : "s"}, policy ${config.policy}, port ${config.port})\n`, stderr: "" };
+}
