@@ -33,7 +33,11 @@ const SERVE_HELP = (): HelpPage => ({
     .filter(([name]) => name !== "serve")
     .map(([name, command]) => [name, String(command.def.meta && "description" in command.def.meta ? command.def.meta.description : "")]),
   sections: settingSections(),
-  notes: ["A backend is http://host:port, https://host:port or host:port. Run lb <command> --help for a command's options."],
+  notes: [
+    "A backend is http://host:port, https://host:port or host:port. Run lb <command> --help for a command's options.",
+    "Every option can also come from the environment: LB_ and its name in capitals, dashes as underscores " +
+      "(LB_PORT=8080, LB_HEALTH_PATH=/healthz, LB_BACKENDS=a:1,b:2). Flags win over the environment, which wins over --config.",
+  ],
   examples: [
     "lb http://localhost:8080 http://localhost:8081 http://localhost:8082",
     "lb --port 8000 --health-interval 2s --health-path /healthz 10.0.0.1:8080 10.0.0.2:8080",
@@ -98,7 +102,7 @@ const COMMANDS: Record<string, Command> = {
       meta: { name: "validate", description: "Check a config file (and flags) without starting lb: exit 0, or 2 with every problem" },
       args: VALIDATE_ARGS as ArgsDef,
       run: async ({ rawArgs }) => {
-        const { code, stdout, stderr } = await validateCommand(rawArgs, env());
+        const { code, stdout, stderr } = await validateCommand(rawArgs, process.env);
         process.stdout.write(stdout);
         process.stderr.write(stderr);
         process.exitCode = code;

@@ -6,23 +6,28 @@
 import { watch } from "node:fs";
 import { basename, dirname, resolve as resolvePath } from "node:path";
 import type { ParsedCommandLine } from "./cli.ts";
+import { environmentLayer } from "./config/environment.ts";
 import { ConfigError, type Layer, readConfigFile, resolveConfig } from "./config/load.ts";
 import type { Config } from "./config/settings.ts";
 import { demoInstructions, readDemoCommands, startDemoBackends } from "./demo.ts";
 import { type Logger, createLogger } from "./log.ts";
 import { ListenError, type RunningLb, startLb } from "./server.ts";
 
-const environment = () => ({ stdoutIsTTY: Boolean(process.stdout.isTTY), adminToken: process.env.LB_ADMIN_TOKEN });
+const environment = () => ({ stdoutIsTTY: Boolean(process.stdout.isTTY) });
+
+/** The settings in order of precedence, lowest first: the file, the environment, the flags. */
+function layersOf(file: Layer | null, commandLine: ParsedCommandLine): Layer[] {
+  return [...(file ? [file] : []), environmentLayer(process.env), commandLine.layer];
+}
 
 /** `lb [options] <backend>...`: serves until a signal stops it; the config file, if any, is followed. */
 export async function runServe(commandLine: ParsedCommandLine): Promise<void> {
   const path = commandLine.configPath;
   const configChanges = path ? watchConfigFile(path) : null;
-  const layers: Layer[] = path ? [await readConfigFile(path)] : [];
-  const config = resolveConfig([...layers, commandLine.layer], environment());
+  const config = resolveConfig(layersOf(path ? await readConfigFile(path) : null, commandLine), environment());
   const { lb, log } = await serve(config);
   if (path && configChanges) {
-    reloadOnChange(path, configChanges, log, async () => resolveConfig([await readConfigFile(path), commandLine.layer], environment()), lb);
+    reloadOnChange(path, configChanges, log, async () => resolveConfig(layersOf(await readConfigFile(path), commandLine), environment()), lb);
   }
   // Without a file there is nothing to reload; SIGHUP must not end the process (its default action).
   else process.on("SIGHUP", () => log.warn("SIGHUP: no --config file to reload"));
@@ -31,9 +36,9 @@ export async function runServe(commandLine: ParsedCommandLine): Promise<void> {
 /** `lb demo`: three backends in this process and lb in front of them, on free ports where the usual ones are taken. */
 export async function runDemo(commandLine: ParsedCommandLine): Promise<void> {
   const path = commandLine.configPath;
-  const layers: Layer[] = path ? [await readConfigFile(path)] : [];
+  const layers = layersOf(path ? await readConfigFile(path) : null, commandLine);
   const backends = startDemoBackends();
-  const given = { ...Object.fromEntries(layers.flatMap((l) => Object.entries(l.values))), ...commandLine.layer.values };
+  const given = Object.fromEntries(layers.flatMap((l) => Object.entries(l.values)));
   const demoLayer: Layer = {
     source: "demo",
     values: {
@@ -45,7 +50,7 @@ export async function runDemo(commandLine: ParsedCommandLine): Promise<void> {
       ...(given.admin === undefined && isTaken(9090) ? { admin: "127.0.0.1:0" } : {}),
     },
   };
-  const config = resolveConfig([demoLayer, ...layers, commandLine.layer], environment());
+  const config = resolveConfig([demoLayer, ...layers], environment());
   const { lb, log } = await serve(config);
   process.stderr.write(demoInstructions(lb.url.origin, lb.adminUrl?.origin ?? null, backends));
   void readDemoCommands(backends, log);

@@ -6,6 +6,7 @@
 import type { ArgsDef } from "citty";
 import { helpOptions } from "./admin/client.ts";
 import { type HelpPage, parseCommandLine } from "./cli.ts";
+import { environmentLayer } from "./config/environment.ts";
 import { ConfigError, type Layer, checkConfig, readConfigFile } from "./config/load.ts";
 
 export const VALIDATE_ARGS = {
@@ -27,7 +28,7 @@ export interface Validation {
   stderr: string;
 }
 
-export async function validateCommand(argv: string[], env: { adminToken?: string }): Promise<Validation> {
+export async function validateCommand(argv: string[], vars: Record<string, string | undefined>): Promise<Validation> {
   const commandLine = parseCommandLine("lb validate", argv);
   if (commandLine.positionals.length) commandLine.layer.values.backends = commandLine.positionals;
   const path = commandLine.configPath;
@@ -38,7 +39,7 @@ export async function validateCommand(argv: string[], env: { adminToken?: string
   } catch (error) {
     return { code: 2, stdout: "", stderr: `${(error as Error).message}\n` };
   }
-  const { config, problems } = checkConfig([file, commandLine.layer], { stdoutIsTTY: false, adminToken: env.adminToken });
+  const { config, problems } = checkConfig([file, environmentLayer(vars), commandLine.layer], { stdoutIsTTY: false });
   if (problems.length) return { code: 2, stdout: "", stderr: problems.map((p) => `${p}\n`).join("") };
   const backends = config.backends.length;
   return { code: 0, stdout: `${path}: OK (${backends} backend${backends === 1 ? "" : "s"}, policy ${config.policy}, port ${config.port})\n`, stderr: "" };

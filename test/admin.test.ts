@@ -237,7 +237,7 @@ describe("admin security", () => {
     expect(padded.stderr).toContain("admin-token: begins or ends with blank space");
     const fromEnv = Bun.spawn(["bun", "src/main.ts", "http://127.0.0.1:1"], { env: { ...process.env, LB_ADMIN_TOKEN: "  " }, stderr: "pipe" });
     expect(await fromEnv.exited).toBe(2);
-    expect(await new Response(fromEnv.stderr).text()).toContain("LB_ADMIN_TOKEN is empty");
+    expect(await new Response(fromEnv.stderr).text()).toContain("environment LB_ADMIN_TOKEN: admin-token: is empty");
     const a = backend("a");
     const lb = await lbFor([a.url], { "admin-token": "short" });
     expect(lb.logs.some((l) => l.includes("the admin token has only 5 characters"))).toBe(true);

@@ -1,3 +1,5 @@
+import { envName, environmentLayer } from "../src/config/environment.ts";
+import { SETTINGS } from "../src/config/settings.ts";
 import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -231,11 +233,26 @@ describe("resolveConfig", () => {
       "admin: 0.0.0.0 is not a loopback address, so the admin API needs a token",
     );
     expect(resolve({ backends: ["http://a:1"], admin: "0.0.0.0:9090", "admin-token": "s3cret" }).adminToken).toBe("s3cret");
-    const fromEnv = resolveConfig([{ source: "test", values: { backends: ["http://a:1"], admin: "10.0.0.1:9090" } }], {
-      stdoutIsTTY: false,
-      adminToken: "from-env",
-    });
+    const file = { source: "test", values: { backends: ["http://a:1"], admin: "10.0.0.1:9090" } };
+    const fromEnv = resolveConfig([file, environmentLayer({ LB_ADMIN_TOKEN: "from-env" })], { stdoutIsTTY: false });
     expect(fromEnv.adminToken).toBe("from-env");
+  });
+
+  test("every setting from the environment (LB_ + its name); flags win over it, it wins over the file", () => {
+    const file = { source: "lb.toml", values: { backends: ["http://file:1"], port: 1000, "health-path": "/file", retries: 1 } };
+    const vars = { LB_PORT: "2000", LB_HEALTH_PATH: "/env", LB_BACKENDS: "http://env:1,http://env:2", LB_ACCESS_LOG: "false", LB_HEALTH_HEADER: "Host: a\nX-A: b", LB_RETRIES: "" };
+    const flags = { source: "command line", values: { port: "3000" } };
+    const config = resolveConfig([file, environmentLayer(vars), flags], { stdoutIsTTY: false });
+    expect(config.port).toBe(3000);
+    expect(config.healthPath).toBe("/env");
+    expect(config.backends.map((b) => b.url)).toEqual(["http://env:1", "http://env:2"]);
+    expect(config.accessLog).toBe(false);
+    expect(config.healthHeaders).toEqual([["Host", "a"], ["X-A", "b"]]);
+    expect(config.retries).toBe(1); // an empty variable is unset
+    expect(() => resolveConfig([file, environmentLayer({ LB_PORT: "high", LB_ADMIN_TOKEN: "  " })], { stdoutIsTTY: false })).toThrow(
+      'environment LB_PORT: port: "high" is not a port',
+    );
+    for (const setting of SETTINGS) expect(envName(setting)).toMatch(/^LB_[A-Z_]+$/);
   });
 
   test("no backends at all says how to give them", () => {

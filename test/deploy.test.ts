@@ -3,6 +3,7 @@
  * chroot (no Docker engine here), and the Kubernetes and systemd files checked against lb's own config code.
  * The chroot part needs root (chroot, mount), as CI runs.
  */
+import { environmentLayer } from "../src/config/environment.ts";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -252,7 +253,7 @@ describe("deploy/kubernetes", () => {
       const configPath = container.args[container.args.indexOf("--config") + 1] as string;
       const file = join(dir, basename(configPath));
       writeFileSync(file, configMap.data[basename(configPath)]);
-      config = resolveConfig([await readConfigFile(file)], { stdoutIsTTY: false, adminToken: secret.stringData.token });
+      config = resolveConfig([await readConfigFile(file), environmentLayer({ LB_ADMIN_TOKEN: secret.stringData.token })], { stdoutIsTTY: false });
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

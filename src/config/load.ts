@@ -1,7 +1,7 @@
 /** Turns config files and command-line values into one validated Config, or one line that says what is wrong. */
 import { extname } from "node:path";
 import { closest } from "./did-you-mean.ts";
-import { type Config, type Environment, SETTINGS, isLoopback, tokenProblem } from "./settings.ts";
+import { type Config, type Environment, SETTINGS, isLoopback } from "./settings.ts";
 
 /** A problem with the user's input: printed as one line, exit status 2, no stack trace. */
 export class ConfigError extends Error {
@@ -12,8 +12,8 @@ export class ConfigError extends Error {
 export interface Layer {
   source: string;
   values: Record<string, unknown>;
-  /** The line a key is written on, where the source is a file (for messages: "lb.toml:3: port: …"). */
-  lineOf?: (key: string) => number | undefined;
+  /** Where a key was given, for messages ("lb.toml:3", "environment LB_PORT"); the source alone when absent. */
+  placeOf?: (key: string) => string;
 }
 
 const PARSERS: Record<string, (text: string) => unknown> = {
@@ -42,7 +42,11 @@ export async function readConfigFile(path: string): Promise<Layer> {
   if (typeof values !== "object" || values === null || Array.isArray(values)) {
     throw new ConfigError(`${path}: the config must be a table of settings such as port = 8000`);
   }
-  return { source: path, values: values as Record<string, unknown>, lineOf: (key) => lineOfKey(text, key) };
+  const placeOf = (key: string) => {
+    const line = lineOfKey(text, key);
+    return line ? `${path}:${line}` : path;
+  };
+  return { source: path, values: values as Record<string, unknown>, placeOf };
 }
 
 /**
@@ -56,10 +60,8 @@ function lineOfKey(text: string, key: string): number | undefined {
   return index === -1 ? undefined : index + 1;
 }
 
-/** "lb.toml:3" when the layer knows the key's line, else just the source. */
 function placeOf(layer: Layer, key: string): string {
-  const line = layer.lineOf?.(key);
-  return line ? `${layer.source}:${line}` : layer.source;
+  return layer.placeOf?.(key) ?? layer.source;
 }
 
 /**
@@ -104,9 +106,6 @@ export function checkConfig(layers: Layer[], env: Environment): { config: Config
   }
   if (result.tlsSni.length && !result.tlsCert) problems.push("tls-sni: give the default certificate too (--tls-cert and --tls-key)");
   if (result.httpRedirectPort && !result.tlsCert) problems.push("http-redirect-port: redirects to HTTPS need --tls-cert and --tls-key");
-  // A token from LB_ADMIN_TOKEN is not parsed like a flag's: an empty one means none, a blank one is a mistake.
-  const envToken = env.adminToken && tokenProblem(env.adminToken);
-  if (envToken && result.adminToken === env.adminToken) problems.push(`LB_ADMIN_TOKEN ${envToken}`);
   if (result.admin && !isLoopback(result.admin.host) && !result.adminToken) {
     problems.push(
       `admin: ${result.admin.host} is not a loopback address, so the admin API needs a token: set --admin-token or LB_ADMIN_TOKEN (or use --admin 127.0.0.1:9090)`,

@@ -116,8 +116,6 @@ export interface Setting<K extends keyof Config = keyof Config> {
 
 export interface Environment {
   stdoutIsTTY: boolean;
-  /** LB_ADMIN_TOKEN, the way to give the token without it showing in `ps`. */
-  adminToken?: string;
 }
 
 /** An extra certificate, served to clients that ask for `serverName` (SNI). */
@@ -612,8 +610,8 @@ const SPECS: SettingSpec[] = [
     example: "--admin 127.0.0.1:9090", parse: adminAddress,
   },
   {
-    key: "adminToken", group: "admin", restart: true, type: "string", valueHint: "token", fallback: (env) => env.adminToken ?? "",
-    description: "Bearer token the admin API requires (default: $LB_ADMIN_TOKEN); needed to listen beyond loopback",
+    key: "adminToken", group: "admin", restart: true, type: "string", valueHint: "token", fallback: "",
+    description: "Bearer token the admin API requires (LB_ADMIN_TOKEN keeps it out of ps); needed to listen beyond loopback",
     example: "--admin-token $(cat /run/secrets/lb-token)", parse: adminToken,
   },
   {
