@@ -4,7 +4,16 @@
  * a bare word that is neither a command nor a backend address is refused with "did you mean …?".
  */
 import { type ArgsDef, type CommandDef, defineCommand, runCommand } from "citty";
-import { AdminCallError, BACKENDS_ARGS, BACKENDS_HELP, helpOptions, runBackendsCommand } from "./admin/client.ts";
+import {
+  ADMIN_ARGS,
+  AdminCallError,
+  BACKENDS_ARGS,
+  BACKENDS_HELP,
+  RELOAD_HELP,
+  helpOptions,
+  runBackendsCommand,
+  runReloadCommand,
+} from "./admin/client.ts";
 import { STATUS_ARGS, STATUS_HELP, runStatusCommand } from "./admin/status.ts";
 import { type HelpPage, closest, parseCommandLine, parseStrict, renderHelp, settingSections } from "./cli.ts";
 import { ConfigError } from "./config/load.ts";
@@ -96,6 +105,14 @@ const COMMANDS: Record<string, Command> = {
       },
     }),
     help: () => STATUS_HELP,
+  },
+  reload: {
+    def: defineCommand({
+      meta: { name: "reload", description: "Make a running lb apply its config file again, and say what changed" },
+      args: ADMIN_ARGS as ArgsDef,
+      run: async ({ rawArgs }) => console.log(await runReloadCommand(rawArgs, env())),
+    }),
+    help: () => RELOAD_HELP,
   },
   validate: {
     def: defineCommand({

@@ -11,7 +11,8 @@ import { ConfigError, type Layer, readConfigFile, resolveConfig } from "./config
 import type { Config } from "./config/settings.ts";
 import { demoInstructions, readDemoCommands, startDemoBackends } from "./demo.ts";
 import { type Logger, createLogger } from "./log.ts";
-import { ListenError, type RunningLb, startLb } from "./server.ts";
+import type { ReloadOutcome } from "./admin/api.ts";
+import { ListenError, type RunningLb, type StartOptions, startLb } from "./server.ts";
 
 const environment = () => ({ stdoutIsTTY: Boolean(process.stdout.isTTY) });
 
@@ -25,9 +26,12 @@ export async function runServe(commandLine: ParsedCommandLine): Promise<void> {
   const path = commandLine.configPath;
   const configChanges = path ? watchConfigFile(path) : null;
   const config = resolveConfig(layersOf(path ? await readConfigFile(path) : null, commandLine), environment());
-  const { lb, log } = await serve(config);
+  // Set once lb runs; POST /api/reload cannot come before.
+  let reload: (why: string) => Promise<ReloadOutcome> = async () => ({ applied: false, error: "lb is still starting" });
+  const { lb, log } = await serve(config, path ? (why) => reload(why) : undefined);
   if (path && configChanges) {
-    reloadOnChange(path, configChanges, log, async () => resolveConfig(layersOf(await readConfigFile(path), commandLine), environment()), lb);
+    reload = reloader(lb, log, async () => resolveConfig(layersOf(await readConfigFile(path), commandLine), environment()));
+    reloadOnChange(path, configChanges, reload);
   }
   // Without a file there is nothing to reload; SIGHUP must not end the process (its default action).
   else process.on("SIGHUP", () => log.warn("SIGHUP: no --config file to reload"));
@@ -66,11 +70,11 @@ function isTaken(port: number): boolean {
   }
 }
 
-async function serve(config: Config): Promise<{ lb: RunningLb; log: Logger }> {
+async function serve(config: Config, reload?: StartOptions["reload"]): Promise<{ lb: RunningLb; log: Logger }> {
   const log = createLogger(config.logLevel, config.logFormat);
   let lb: RunningLb;
   try {
-    lb = await startLb(config, { log });
+    lb = await startLb(config, { log, reload });
   } catch (error) {
     throw listenError(error, config);
   }
@@ -121,16 +125,30 @@ function watchConfigFile(path: string): (listener: () => void) => void {
   };
 }
 
-/** Reloads on SIGHUP and when the config file changes. An invalid file is logged and ignored. */
-function reloadOnChange(path: string, onChange: (listener: () => void) => void, log: Logger, load: () => Promise<Config>, lb: RunningLb): void {
-  const reload = async (why: string) => {
+/**
+ * Reads the config again and applies it; an invalid one is logged and refused, the running config staying in force.
+ * Each outcome is counted (lb_config_reloads_total).
+ */
+function reloader(lb: RunningLb, log: Logger, load: () => Promise<Config>): (why: string) => Promise<ReloadOutcome> {
+  return async (why) => {
+    const { reloads } = lb.metrics;
     try {
-      log.info(`${lb.reload(await load())} (${why})`);
+      const summary = lb.reload(await load());
+      reloads.success++;
+      reloads.lastSuccessMs = Date.now();
+      log.info(`${summary} (${why})`);
+      return { applied: true, summary };
     } catch (error) {
+      reloads.failure++;
       const message = error instanceof ConfigError ? error.message : describeError(error);
-      log.error(`config reload rejected, the running config stays in force: ${message}`);
+      log.error(`config reload rejected, the running config stays in force: ${message} (${why})`);
+      return { applied: false, error: message };
     }
   };
+}
+
+/** Reloads on SIGHUP and when the config file changes. */
+function reloadOnChange(path: string, onChange: (listener: () => void) => void, reload: (why: string) => Promise<ReloadOutcome>): void {
   process.on("SIGHUP", () => void reload("SIGHUP"));
   let timer: ReturnType<typeof setTimeout> | undefined;
   onChange(() => {

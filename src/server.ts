@@ -6,7 +6,7 @@
 import type { Server } from "bun";
 import { readFileSync } from "node:fs";
 import type { AccessLog } from "./access-log.ts";
-import { createAdminHandler } from "./admin/api.ts";
+import { type AdminOptions, createAdminHandler } from "./admin/api.ts";
 import type { EventLog } from "./admin/events.ts";
 import { startAdminServer } from "./admin/server.ts";
 import { WorkerSet } from "./cluster/workers.ts";
@@ -41,6 +41,8 @@ export interface RunningLb {
   reopenLogs(): void;
   /** Applies a new config without a restart (see config/reload.ts for what changes); returns a one-line summary. */
   reload(next: Config): string;
+  /** The config in force: the last one applied, restart-only settings as they were at the start. */
+  config(): Config;
   /** Stops accepting, lets in-flight requests finish within the drain timeout, then closes what is left. */
   stop(): Promise<void>;
 }
@@ -49,6 +51,8 @@ export interface StartOptions {
   log: Logger;
   /** Where access lines go; null turns the access log off. Defaults to stdout when the config enables it. */
   accessLog?: AccessLog | null;
+  /** Reloads the config file, for POST /api/reload; absent when lb runs without one. */
+  reload?: AdminOptions["reload"];
 }
 
 /**
@@ -80,6 +84,8 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
     metrics: traffic.metrics,
     queued: traffic.queued,
     drainTimeoutMs: () => current.drainTimeout,
+    config: () => current,
+    reload: options.reload,
     closeOnFailure: traffic.close,
   });
   await control.start();
@@ -100,6 +106,7 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
     pool,
     metrics,
     queued: traffic.queued,
+    config: () => current,
     reopenLogs: traffic.reopenLogs,
     reload(next) {
       // First the files a reload reads: one that cannot be read rejects the whole reload before anything changed.
@@ -197,7 +204,7 @@ function servedByWorkers(config: Config, pool: Pool, metrics: Metrics, accessLog
 /** Shorter admin tokens get a warning: 16 random hex characters are 64 bits. */
 const MIN_TOKEN_LENGTH = 16;
 
-interface AdminWiring {
+interface AdminWiring extends Pick<AdminOptions, "config" | "reload"> {
   pool: Pool;
   events: EventLog;
   metrics: () => Metrics;

@@ -261,6 +261,11 @@ describe("lb backends (the CLI)", () => {
     expect(list.stdout).toContain(new URL(a.url).host);
     const json = JSON.parse((await cli("list", "--json")).stdout);
     expect(json.map((x: { id: string }) => x.id)).toEqual([new URL(a.url).host, new URL(b.url).host]);
+    // HAProxy's "set weight": PATCH /api/backends/<id>, from the terminal.
+    expect((await cli("weight", new URL(a.url).host, "7")).stdout).toContain(`weight 7: ${new URL(a.url).host}`);
+    expect(JSON.parse((await cli("list", "--json")).stdout)[0].weight).toBe(7);
+    expect((await cli("weight", new URL(a.url).host, "5000")).stderr).toContain("400: send JSON like {\"weight\": 5}");
+    expect((await cli("weight", new URL(a.url).host, "heavy")).code).toBe(2);
     expect((await cli("drain", new URL(b.url).host)).stdout).toContain("is draining");
     expect((await cli("remove", new URL(b.url).host)).stdout).toBe(`removed ${new URL(b.url).host} (drained)\n`);
     await lb.waitForLine("stderr", /admin 127\.0\.0\.1: removed backend/);

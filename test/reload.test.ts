@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { resolveConfig } from "../src/config/load.ts";
 import { changedSettings, diffBackends, effectiveConfig } from "../src/config/reload.ts";
-import { spawnLb, startBackend, waitFor } from "./helpers.ts";
+import { runCommand, spawnLb, startBackend, waitFor } from "./helpers.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "lb-reload-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -151,6 +151,56 @@ describe("reload of a running lb", () => {
       await lb.waitForLine("stderr", /config reloaded: 0 backend\(s\) added, 0 draining out/, 5000);
       const { backends: after } = (await (await fetch(`${admin}/api/backends`)).json()) as { backends: Array<{ url: string }> };
       expect(after.map((x) => x.url)).toEqual([a.url, b.url]);
+    } finally {
+      await lb.kill();
+    }
+  });
+
+  test("lb reload and POST /api/reload: what changed, or why not; GET /api/config; the reload metrics", async () => {
+    write([a.url], 'retries = 2\nadmin-token = "a-token-long-enough-1234"\n');
+    const token = "a-token-long-enough-1234";
+    const lb = await spawnLb(["--config", file, "--no-access-log"]);
+    const admin = /admin (http:\/\/[\d.]+:\d+)/.exec(lb.stderr.find((l) => l.includes("listening"))!)![1]!;
+    const adminArgs = ["--admin", admin.replace("http://", ""), "--admin-token", token];
+    const api = (path: string) => fetch(`${admin}${path}`, { headers: { authorization: `Bearer ${token}` } });
+    const reloads = async () => {
+      const text = await (await api("/metrics")).text();
+      return Object.fromEntries([...text.matchAll(/^lb_config_reloads_total\{result="(\w+)"\} (\d+)$/gm)].map((m) => [m[1], Number(m[2])]));
+    };
+    try {
+      const shown = (await (await api("/api/config")).json()) as Record<string, unknown>;
+      expect(shown).toMatchObject({ retries: 2, "health-interval": "200ms", "admin-token": "[redacted]", port: 0 });
+      expect(JSON.stringify(shown)).not.toContain(token);
+
+      write([a.url, b.url], `retries = 4\nadmin-token = "${token}"\n`);
+      await lb.waitForLine("stderr", /config reloaded: 1 backend\(s\) added/, 5000); // the file watcher's reload
+      const ok = await runCommand(["reload", ...adminArgs]);
+      expect(ok.code).toBe(0);
+      expect(ok.stdout).toStartWith("config reloaded: 0 backend(s) added, 0 draining out, 0 reweighted");
+      expect(((await (await api("/api/config")).json()) as { retries: number }).retries).toBe(4);
+
+      write([a.url], 'retries = "many"\n');
+      await lb.waitForLine("stderr", /config reload rejected/, 5000);
+      const refused = await runCommand(["reload", ...adminArgs]);
+      expect(refused.code).toBe(1);
+      expect(refused.stderr.trim()).toMatch(/^lb: reload refused, the running config stays in force: .*lb\.toml:\d+: retries: "many"/);
+      expect(await reloads()).toEqual({ success: 2, failure: 2 });
+      const metrics = await (await api("/metrics")).text();
+      expect(metrics).toMatch(/^lb_config_last_reload_success_timestamp_seconds \d{10}$/m);
+      expect(metrics).toMatch(/^lb_build_info\{version="[^"]+",commit="source",bun="[^"]+"\} 1$/m);
+      expect(((await (await api("/api/stats")).json()) as { version: string }).version).toEndWith("(source)");
+    } finally {
+      await lb.kill();
+    }
+  });
+
+  test("without --config there is nothing to reload: 409", async () => {
+    const lb = await spawnLb(["--port", "0", "--host", "127.0.0.1", a.url]);
+    try {
+      const admin = /admin (http:\/\/[\d.]+:\d+)/.exec(lb.stderr.find((l) => l.includes("listening"))!)![1]!;
+      const response = await fetch(`${admin}/api/reload`, { method: "POST" });
+      expect(response.status).toBe(409);
+      expect(((await response.json()) as { error: string }).error).toContain("started without --config");
     } finally {
       await lb.kill();
     }

@@ -2,7 +2,9 @@
  * The admin API: read the pool, and change it while lb runs (add, drain, remove, disable, enable). Every change is
  * logged with who asked (client address) and what. It only touches the pool; the listener lives in server.ts.
  */
-import { checkBackendUrl } from "../config/backend-url.ts";
+import { WEIGHT_PROBLEM, checkBackendUrl, parseWeight } from "../config/backend-url.ts";
+import type { Config } from "../config/settings.ts";
+import { configView } from "../config/view.ts";
 import { parseDuration } from "../config/duration.ts";
 import type { Logger } from "../log.ts";
 import type { Metrics } from "../metrics/metrics.ts";
@@ -28,7 +30,14 @@ export interface AdminOptions {
   token: string;
   /** How long DELETE waits for in-flight requests before removing anyway (overridable with ?timeout=). */
   drainTimeoutMs: () => number;
+  /** The config in force (GET /api/config). */
+  config: () => Config;
+  /** Reloads the config file (POST /api/reload); absent when lb was started without one. */
+  reload?: (why: string) => Promise<ReloadOutcome>;
 }
+
+/** What a reload did: applied (with the one-line summary of what changed), or refused (why; the old config stays). */
+export type ReloadOutcome = { applied: true; summary: string } | { applied: false; error: string };
 
 /** `holdOpen` lifts the connection's idle timeout, for calls that wait (a drain). */
 export type AdminHandler = (request: Request, clientIp: string, holdOpen: () => void) => Promise<Response>;
@@ -82,6 +91,13 @@ export function createAdminHandler(options: AdminOptions): AdminHandler {
       return new Response(renderPrometheus(sources()), { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" } });
     }
     if (path === "/api/stats") return json(statsSnapshot(sources()));
+    if (path === "/api/config") return json(configView(options.config()));
+    if (path === "/api/reload") {
+      if (request.method !== "POST") return problem(405, "use POST on /api/reload");
+      if (!options.reload) return problem(409, "lb was started without --config: there is no file to reload");
+      const outcome = await options.reload(`POST /api/reload from ${ip}`);
+      return json(outcome, outcome.applied ? 200 : 422);
+    }
 
     if (path === "/api/backends") {
       if (request.method === "GET") return json({ backends: pool.backends.map(backendJson) });
@@ -116,7 +132,16 @@ export function createAdminHandler(options: AdminOptions): AdminHandler {
 
     if (!action) {
       if (request.method === "GET") return json(backendJson(backend));
-      if (request.method !== "DELETE") return problem(405, "use GET or DELETE on a backend");
+      if (request.method === "PATCH") {
+        if (!isJson(request)) return problem(415, "send the body with Content-Type: application/json");
+        const body = (await request.json().catch(() => null)) as { weight?: unknown } | null;
+        const weight = parseWeight(body?.weight);
+        if (weight === null) return problem(400, `send JSON like {"weight": 5}: ${WEIGHT_PROBLEM}`);
+        backend.weight = weight;
+        changed(ip, `backend ${backend.url} weight is now ${weight}`);
+        return json(backendJson(backend));
+      }
+      if (request.method !== "DELETE") return problem(405, "use GET, PATCH or DELETE on a backend");
       const given = url.searchParams.get("timeout");
       const timeoutMs = given === null ? options.drainTimeoutMs() : parseDuration(given);
       if (timeoutMs === null) return problem(400, `timeout "${given}" is not a duration; write 250ms, 10s or 1m`);

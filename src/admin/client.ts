@@ -25,7 +25,13 @@ export const BACKENDS_ARGS = {
 
 export const BACKENDS_HELP: HelpPage = {
   description: "Change the pool of a running lb through its admin API.",
-  usage: ["lb backends list [--json]", "lb backends add <url> [--weight N]", "lb backends drain|enable|disable <id>", "lb backends remove <id> [--timeout 30s]"],
+  usage: [
+    "lb backends list [--json]",
+    "lb backends add <url> [--weight N]",
+    "lb backends weight <id> <N>",
+    "lb backends drain|enable|disable <id>",
+    "lb backends remove <id> [--timeout 30s]",
+  ],
   sections: [{ title: "Options", options: helpOptions(BACKENDS_ARGS) }],
   notes: ["<id> is a backend's host:port as list shows it, or its URL."],
   examples: ["lb backends list", "lb backends add http://10.0.0.5:8080 --weight 2", "lb backends drain 10.0.0.5:8080"],
@@ -75,6 +81,12 @@ export async function runBackendsCommand(argv: string[], env: { adminToken?: str
       if (weight !== undefined && !Number.isInteger(weight)) throw new ConfigError(`--weight "${args.weight}" is not a whole number`);
       return describe(await call("POST", "/api/backends", { url: target, weight }), args.json, "added");
     }
+    case "weight": {
+      const weight = args._[2];
+      if (!weight) throw new ConfigError("lb backends weight needs a backend id and a weight, e.g. lb backends weight 10.0.0.5:8080 5");
+      if (!/^\d+$/.test(weight)) throw new ConfigError(`weight "${weight}" is not a whole number`);
+      return describe(await call("PATCH", `/api/backends/${id()}`, { weight: Number(weight) }), args.json, `weight ${weight}`);
+    }
     case "drain":
     case "enable":
     case "disable":
@@ -88,6 +100,27 @@ export async function runBackendsCommand(argv: string[], env: { adminToken?: str
     }
     default:
       throw new ConfigError(`${command ? `unknown subcommand "${command}"` : "a subcommand is needed"}; run lb backends --help`);
+  }
+}
+
+export const RELOAD_HELP: HelpPage = {
+  description: "Makes a running lb read its config file again and apply it (as SIGHUP does), and says what changed.",
+  usage: ["lb reload [--admin host:port] [--admin-token token]"],
+  sections: [{ title: "Options", options: helpOptions(ADMIN_ARGS) }],
+  notes: ["Exit 0 when the new config was applied; 1 (the reason on one line) when it was refused: the running config stays."],
+};
+
+/** `lb reload`: POST /api/reload; resolves to the summary of what changed. */
+export async function runReloadCommand(argv: string[], env: { adminToken?: string }): Promise<string> {
+  const { call } = adminClient(argv, ADMIN_ARGS, "lb reload", env);
+  try {
+    const outcome = (await call("POST", "/api/reload")) as { summary: string };
+    return outcome.summary;
+  } catch (error) {
+    if (error instanceof AdminCallError && error.message.startsWith("422: ")) {
+      throw new AdminCallError(`reload refused, the running config stays in force: ${error.message.slice(5)}`);
+    }
+    throw error;
   }
 }
 

@@ -1,4 +1,5 @@
 /** The live view the dashboard polls (GET /api/stats): per-backend rates, latency and history, pool totals, events. */
+import { VERSION_LINE } from "../version.ts";
 import type { Backend } from "../pool/backend.ts";
 import { type Metrics, type Second, mergeBuckets, quantile } from "../metrics/metrics.ts";
 import type { EventLog } from "./events.ts";
@@ -48,6 +49,7 @@ export function statsSnapshot({ backends, metrics, events, queued }: StatsSource
   const poolRates = rates(recent.length ? recent : [{ requests: 0, errors: 0, buckets: [] }]);
   return {
     time: new Date(nowMs).toISOString(),
+    version: VERSION_LINE,
     uptimeSeconds: Math.round((nowMs - metrics.startedAt) / 1000),
     pool: {
       backends: backends.length,

@@ -148,6 +148,9 @@ export function applyMetricsSnapshot(mirror: Metrics, snapshot: MetricsSnapshot)
 export function addMetrics(total: Metrics, part: Metrics): void {
   for (const [url, m] of part.backends) addBackendMetrics(total.of(url), m);
   for (const [status, count] of part.unrouted) total.unrouted.set(status, (total.unrouted.get(status) ?? 0) + count);
+  total.reloads.success += part.reloads.success;
+  total.reloads.failure += part.reloads.failure;
+  total.reloads.lastSuccessMs = Math.max(total.reloads.lastSuccessMs, part.reloads.lastSuccessMs);
 }
 
 function addBackendMetrics(total: BackendMetrics, part: BackendMetrics): void {

@@ -126,8 +126,12 @@ export class Metrics {
   readonly backends = new Map<string, BackendMetrics>();
   /** Requests that never reached a backend (no healthy backend, queue full, client gone), by status. */
   readonly unrouted = new Map<number, number>();
+  /** Config reloads (SIGHUP, the file changing, the admin API) by result; the start counts as the first success. */
+  readonly reloads: { success: number; failure: number; lastSuccessMs: number };
 
-  constructor(readonly startedAt = Date.now()) {}
+  constructor(readonly startedAt = Date.now()) {
+    this.reloads = { success: 0, failure: 0, lastSuccessMs: startedAt };
+  }
 
   of(url: string): BackendMetrics {
     let metrics = this.backends.get(url);

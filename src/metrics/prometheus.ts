@@ -1,6 +1,7 @@
 /** The Prometheus text exposition (format 0.0.4) of lb's metrics, rendered on each scrape of /metrics. */
 import { readdirSync } from "node:fs";
 import { type Backend, isAvailable } from "../pool/backend.ts";
+import { BUILD_INFO } from "../version.ts";
 import { BACKEND_COUNTERS, COUNTER_NAMES, LATENCY_BUCKETS, type Metrics } from "./metrics.ts";
 
 export interface ScrapeState {
@@ -59,6 +60,13 @@ export function renderPrometheus({ backends, metrics, queued }: ScrapeState): st
 
   family("lb_queue_depth", "gauge", "Requests waiting for a backend with room (--max-inflight).");
   out.push(`lb_queue_depth ${queued}`);
+
+  family("lb_config_reloads_total", "counter", "Config reloads (SIGHUP, the file changing, POST /api/reload), by result.");
+  out.push(`lb_config_reloads_total{result="success"} ${metrics.reloads.success}`, `lb_config_reloads_total{result="failure"} ${metrics.reloads.failure}`);
+  family("lb_config_last_reload_success_timestamp_seconds", "gauge", "When the config was last loaded successfully (the start counts).");
+  out.push(`lb_config_last_reload_success_timestamp_seconds ${Math.floor(metrics.reloads.lastSuccessMs / 1000)}`);
+  family("lb_build_info", "gauge", "Always 1; its labels say which lb this is.");
+  out.push(`lb_build_info{version="${label(BUILD_INFO.version)}",commit="${label(BUILD_INFO.commit)}",bun="${label(BUILD_INFO.bun)}"} 1`);
 
   const memory = process.memoryUsage();
   const cpu = process.cpuUsage();

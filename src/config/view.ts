@@ -1,0 +1,15 @@
+/** The config in force as an operator writes it (GET /api/config): setting names, durations as "10s", no secrets. */
+import { formatDuration } from "./duration.ts";
+import { type Config, SETTINGS } from "./settings.ts";
+
+export function configView(config: Config): Record<string, unknown> {
+  const view: Record<string, unknown> = {};
+  for (const setting of SETTINGS) {
+    const value = config[setting.key];
+    if (setting.key === "adminToken") view[setting.name] = value ? "[redacted]" : "";
+    else if (setting.key === "admin") view[setting.name] = config.admin ? `${config.admin.host}:${config.admin.port}` : "off";
+    else if (setting.valueHint === "duration") view[setting.name] = formatDuration(value as number);
+    else view[setting.name] = value;
+  }
+  return view;
+}
