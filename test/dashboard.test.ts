@@ -103,6 +103,7 @@ describe("dashboard", () => {
     await waitForState(page, b, "healthy");
     expect(await stateOf(page, a).textContent()).toContain("healthy");
     expect(await page.locator("#t-backends").textContent()).toBe("2");
+    expect(await page.locator("#t-version").textContent()).toEndWith("(source)");
     await page.waitForFunction(() => document.querySelector("#conn")?.getAttribute("data-conn") === "live");
     // Traffic shows up in the rates within a poll or two.
     await page.waitForFunction(() => Number(document.querySelector("#t-rps")?.textContent?.replace(/[^\d.]/g, "")) > 0);
