@@ -7,6 +7,7 @@ import { type ArgsDef, type CommandDef, defineCommand, runCommand } from "citty"
 import {
   ADMIN_ARGS,
   AdminCallError,
+  BACKEND_ACTIONS,
   BACKENDS_ARGS,
   BACKENDS_HELP,
   RELOAD_HELP,
@@ -15,7 +16,8 @@ import {
   runReloadCommand,
 } from "./admin/client.ts";
 import { STATUS_ARGS, STATUS_HELP, runStatusCommand } from "./admin/status.ts";
-import { type HelpPage, closest, parseCommandLine, parseStrict, renderHelp, settingSections } from "./cli.ts";
+import { type HelpPage, closest, parseCommandLine, parseStrict, renderHelp, settingArgs, settingSections } from "./cli.ts";
+import { type CompletionTree, SHELLS, type Shell, completionScript } from "./completion.ts";
 import { ConfigError } from "./config/load.ts";
 import { configSchema } from "./config/schema.ts";
 import { describeError, runDemo, runServe } from "./serve.ts";
@@ -138,6 +140,22 @@ const COMMANDS: Record<string, Command> = {
     }),
     help: () => ({ description: "Prints lb's version and the commit it was built from.", usage: ["lb version [--json]"], sections: [{ title: "Options", options: helpOptions(VERSION_ARGS) }] }),
   },
+  completion: {
+    def: defineCommand({
+      meta: { name: "completion", description: "Print shell completion for bash, zsh or fish" },
+      run: ({ rawArgs }) => {
+        const [shell, ...extra] = parseStrict(rawArgs, {}, "lb completion")._;
+        if (!SHELLS.includes(shell as Shell) || extra.length) throw new ConfigError(`lb completion needs one of ${SHELLS.join(", ")}, e.g. lb completion bash`);
+        process.stdout.write(completionScript(shell as Shell, completionTree()));
+      },
+    }),
+    help: () => ({
+      description: "Prints a completion script for your shell, generated from lb's commands and options.",
+      usage: ["lb completion bash|zsh|fish"],
+      sections: [],
+      examples: ["source <(lb completion bash)          # in ~/.bashrc", "source <(lb completion zsh)           # in ~/.zshrc", "lb completion fish > ~/.config/fish/completions/lb.fish"],
+    }),
+  },
   schema: {
     def: defineCommand({
       meta: { name: "schema", description: "Print the config file's JSON Schema, for editors" },
@@ -156,6 +174,24 @@ const ROOT = defineCommand({
 });
 
 const COMMAND_NAMES = Object.keys(COMMANDS).filter((name) => name !== "serve");
+
+/** Each command's options (and the fixed words some take), from the same definitions --help is made of. */
+function completionTree(): CompletionTree {
+  const flags = (args: ArgsDef) => ["--help", ...Object.keys(args).map((name) => `--${name}`)];
+  return {
+    commands: COMMAND_NAMES,
+    words: {
+      "": flags(settingArgs()),
+      demo: flags(settingArgs(DEMO_OMIT)),
+      backends: [...BACKEND_ACTIONS, ...flags(BACKENDS_ARGS)],
+      status: flags(STATUS_ARGS),
+      reload: flags(ADMIN_ARGS),
+      validate: flags(settingArgs()),
+      version: flags(VERSION_ARGS),
+      completion: [...SHELLS],
+    },
+  };
+}
 
 /** Runs the command line; resolves when a one-shot command is done (a serving one keeps the process alive). */
 export async function runCli(argv: string[]): Promise<void> {

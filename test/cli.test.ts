@@ -182,3 +182,32 @@ describe("lb validate", () => {
     expect(stderr).toContain("not valid TOML");
   });
 });
+
+describe("lb completion", () => {
+  test("bash: commands, each command's options and words, from the same definitions as --help", async () => {
+    const { code, stdout } = await runCommand(["completion", "bash"]);
+    expect(code).toBe(0);
+    const script = join(dir, "lb.bash");
+    writeFileSync(script, stdout);
+    const complete = async (...words: string[]) => {
+      const line = `source ${script}; COMP_WORDS=(${words.map((w) => `'${w}'`).join(" ")}); COMP_CWORD=${words.length - 1}; _lb; echo "\${COMPREPLY[@]}"`;
+      const proc = Bun.spawn(["bash", "-c", line], { stdout: "pipe" });
+      return (await new Response(proc.stdout).text()).trim().split(" ");
+    };
+    expect(await complete("lb", "sta")).toEqual(["status"]);
+    expect(await complete("lb", "--health-i")).toEqual(["--health-interval"]);
+    expect(await complete("lb", "backends", "d")).toEqual(["drain", "disable"]);
+    expect(await complete("lb", "status", "--w")).toEqual(["--watch"]);
+    expect(await complete("lb", "demo", "--backe")).toEqual(["--backend-ca", "--backend-insecure"]);
+  });
+
+  test("zsh and fish scripts; an unknown shell exits 2", async () => {
+    expect((await runCommand(["completion", "zsh"])).stdout).toStartWith("autoload -U +X bashcompinit && bashcompinit\n");
+    const fish = (await runCommand(["completion", "fish"])).stdout;
+    expect(fish).toContain('complete -c lb -f -n __fish_use_subcommand -a "demo backends status reload validate version completion schema"');
+    expect(fish).toContain('complete -c lb -n "__fish_seen_subcommand_from status" -l watch');
+    const bad = await runCommand(["completion", "tcsh"]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain("lb completion needs one of bash, zsh, fish");
+  });
+});

@@ -23,6 +23,9 @@ export const BACKENDS_ARGS = {
   timeout: { type: "string", valueHint: "duration", description: "With remove: the longest wait for its requests (default: lb's --drain-timeout)" },
 } as const satisfies ArgsDef;
 
+/** What `lb backends` does, the first word after it. */
+export const BACKEND_ACTIONS = ["list", "add", "weight", "drain", "enable", "disable", "remove"];
+
 export const BACKENDS_HELP: HelpPage = {
   description: "Change the pool of a running lb through its admin API.",
   usage: [
