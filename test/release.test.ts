@@ -1,10 +1,10 @@
 /**
- * Releases: `bun run release` (archives and SHA256SUMS in dist/release), and install.sh run by a POSIX shell from
- * those very files. Real processes and files: tar, sha256sum and curl, which Debian has (.ci/run installs curl if
- * missing).
+ * Releases: `bun run release` (archives and SHA256SUMS in dist/release), install.sh run by a POSIX shell from those
+ * very files, and the GitHub workflows that make a release. Real processes and files: tar, sha256sum and curl, which
+ * Debian has (.ci/run installs curl if missing).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { appendFileSync, cpSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { appendFileSync, cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pkg from "../package.json" with { type: "json" };
@@ -124,5 +124,45 @@ describe("install.sh", () => {
     const check = await runCommand(["--force", "--extra", INSTALL_SH], ["checkbashisms"]);
     expect(check.stderr).toBe("");
     expect(check.code).toBe(0);
+  });
+});
+
+describe("the GitHub workflows", () => {
+  const workflow = (name: string) => Bun.YAML.parse(readFileSync(`${ROOT}.github/workflows/${name}`, "utf8")) as Workflow;
+  interface Step {
+    run?: string;
+  }
+  interface Job {
+    needs?: string | string[];
+    uses?: string;
+    steps?: Step[];
+  }
+  interface Workflow {
+    on: Record<string, { tags?: string[] } | null>;
+    jobs: Record<string, Job>;
+  }
+  const runs = (job: Job) => (job.steps ?? []).flatMap((step) => (step.run ? [step.run.trim()] : []));
+  const needs = (job: Job) => [job.needs ?? []].flat();
+
+  test("ci.yml runs bash .ci/run on push and pull_request (and for release.yml), and .ci/run runs bun test", () => {
+    const ci = workflow("ci.yml");
+    expect(Object.keys(ci.on)).toEqual(expect.arrayContaining(["push", "pull_request", "workflow_call"]));
+    expect(Object.values(ci.jobs).flatMap(runs)).toContain("bash .ci/run");
+    expect(readFileSync(`${ROOT}.ci/run`, "utf8")).toMatch(/^bun test$/m);
+  });
+
+  test("release.yml, on a v* tag: CI first, then bun run release with Bun pinned like .ci/run, and the image for both architectures", () => {
+    const release = workflow("release.yml");
+    expect(release.on.push?.tags).toEqual(["v*"]);
+    const jobNamed = (has: (job: Job) => boolean) => Object.entries(release.jobs).find(([, job]) => has(job))!;
+    const [ciName] = jobNamed((job) => job.uses === "./.github/workflows/ci.yml");
+    const [filesName, files] = jobNamed((job) => runs(job).some((run) => run.startsWith("bun run release")));
+    const [, image] = jobNamed((job) => runs(job).some((run) => run.includes("docker buildx build")));
+    expect(needs(files)).toContain(ciName);
+    expect(needs(image)).toContain(filesName);
+    const bunVersion = /BUN_VERSION=(\S+)/.exec(readFileSync(`${ROOT}.ci/run`, "utf8"))![1];
+    expect(runs(files)).toContain(`npm install -g bun@${bunVersion}`);
+    expect(runs(files).join("\n")).toContain("gh release create");
+    expect(runs(image).join("\n")).toMatch(/docker buildx build --platform linux\/amd64,linux\/arm64 --file deploy\/Dockerfile .*--push/);
   });
 });
