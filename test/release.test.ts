@@ -166,3 +166,18 @@ describe("the GitHub workflows", () => {
     expect(runs(image).join("\n")).toMatch(/docker buildx build --platform linux\/amd64,linux\/arm64 --file deploy\/Dockerfile .*--push/);
   });
 });
+
+describe("README.md and CHANGELOG.md", () => {
+  const readme = readFileSync(`${ROOT}README.md`, "utf8");
+
+  test("the README gives the commands the workflows run, and installs from the address install.sh downloads from", () => {
+    for (const command of ["bash .ci/run", "bun test", "bun run release"]) expect(readme).toContain(command);
+    const repoUrl = /^REPO_URL=(\S+)$/m.exec(readFileSync(INSTALL_SH, "utf8"))![1]!;
+    expect(readme).toContain(`curl -fsSL ${repoUrl}/releases/latest/download/install.sh | sh`);
+    expect(readme).toContain(`ghcr.io/${new URL(repoUrl).pathname.split("/")[1]}/lb`);
+  });
+
+  test("CHANGELOG.md has notes for package.json's version", () => {
+    expect(readFileSync(`${ROOT}CHANGELOG.md`, "utf8")).toMatch(new RegExp(`^## \\[${pkg.version}\\] - \\d{4}-\\d{2}-\\d{2}$`, "m"));
+  });
+});
