@@ -4,14 +4,17 @@
  *   bun build.ts --target <target>    dist/lb-<target>, e.g. bun-linux-arm64, bun-linux-x64-musl, bun-darwin-arm64
  *   bun build.ts --all                every target in TARGETS
  * Other targets need Bun's runtime for them, which Bun downloads; offline, only this machine's target builds, and
- * the others fail with a line that says so.
+ * the others fail with a line that says so. release.ts builds on the exports below.
  */
 import { parseArgs } from "node:util";
 
 export const TARGETS = ["bun-linux-x64", "bun-linux-arm64", "bun-linux-x64-musl", "bun-linux-arm64-musl", "bun-darwin-x64", "bun-darwin-arm64"];
 
+/** A Bun target's platform as lb's file names spell it: bun-linux-x64-musl → linux-x64-musl. */
+export const platformOf = (target: string) => target.replace(/^bun-/, "");
+
 /** The commit the binary is built from, shown by `lb --version` ("unknown" outside a git checkout). */
-function gitCommit(): string {
+export function gitCommit(): string {
   try {
     const git = Bun.spawnSync(["git", "rev-parse", "--short", "HEAD"], { stderr: "ignore" });
     return git.success ? git.stdout.toString().trim() : "unknown";
@@ -20,7 +23,15 @@ function gitCommit(): string {
   }
 }
 
-async function build(outfile: string, commit: string, target?: string): Promise<boolean> {
+/** The first line of why Bun.build threw: its first build message, since the error's own is only "Bundle failed". */
+function failureReason(error: unknown): string {
+  const first: unknown = error instanceof AggregateError && error.errors.length ? error.errors[0] : error;
+  const message = typeof first === "object" && first && "message" in first ? String(first.message) : String(first);
+  return message.split("\n")[0]!;
+}
+
+/** Compiles lb to `outfile` (for `target`, else this machine); on failure prints why and returns false. */
+export async function build(outfile: string, commit: string, target?: string): Promise<boolean> {
   try {
     const result = await Bun.build({
       entrypoints: ["src/main.ts"],
@@ -37,22 +48,25 @@ async function build(outfile: string, commit: string, target?: string): Promise<
     }
     for (const log of result.logs) console.error(log);
   } catch (error) {
-    const reason = (error as Error).message.split("\n")[0];
     console.error(
-      `cannot build ${target}: ${reason}. Bun downloads the runtime for another target from the internet; ` +
+      `cannot build ${target}: ${failureReason(error)}. Bun downloads the runtime for another target from the internet; ` +
         "build it on a machine with internet access (or with that runtime in $BUN_INSTALL_CACHE_DIR).",
     );
   }
   return false;
 }
 
-const { values } = parseArgs({ options: { target: { type: "string" }, all: { type: "boolean" } }, allowPositionals: true });
-const commit = gitCommit();
-const targets = values.all ? TARGETS : values.target ? [values.target] : [undefined];
-if (values.target && !TARGETS.includes(values.target)) {
-  console.error(`unknown target ${values.target}; known: ${TARGETS.join(", ")}`);
-  process.exit(2);
+async function main() {
+  const { values } = parseArgs({ options: { target: { type: "string" }, all: { type: "boolean" } }, allowPositionals: true });
+  const commit = gitCommit();
+  const targets = values.all ? TARGETS : values.target ? [values.target] : [undefined];
+  if (values.target && !TARGETS.includes(values.target)) {
+    console.error(`unknown target ${values.target}; known: ${TARGETS.join(", ")}`);
+    process.exit(2);
+  }
+  let ok = true;
+  for (const target of targets) ok = (await build(target ? `dist/lb-${platformOf(target)}` : "dist/lb", commit, target)) && ok;
+  process.exit(ok ? 0 : 1);
 }
-let ok = true;
-for (const target of targets) ok = (await build(target ? `dist/lb-${target.replace(/^bun-/, "")}` : "dist/lb", commit, target)) && ok;
-process.exit(ok ? 0 : 1);
+
+if (import.meta.main) await main();

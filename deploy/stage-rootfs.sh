@@ -16,8 +16,10 @@ LB_UID=10001
 paths=$(sed -e 's/#.*//' -e 's/^[[:space:]]*//' -e 's/[[:space:]]*$//' -e '/^$/d' "$list")
 
 # ldd prints "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)" and "/lib64/ld-linux-x86-64.so.2 (0x...)";
-# linux-vdso.so.1 is the kernel's and has no file.
-needed=$(ldd "$binary" | awk '$2 == "=>" { print ($3 ~ /^\//) ? $3 : $1 " (not found)" } $1 ~ /^\// { print $1 }')
+# linux-vdso.so.1 is the kernel's and has no file. It fails for a binary built for another architecture than this
+# system's, which would otherwise pass with no library needed.
+linked=$(ldd "$binary") || { echo "$0: ldd cannot read $binary (missing, or built for another architecture than this system's?)" >&2; exit 1; }
+needed=$(printf '%s\n' "$linked" | awk '$2 == "=>" { print ($3 ~ /^\//) ? $3 : $1 " (not found)" } $1 ~ /^\// { print $1 }')
 missing=0
 for lib in $needed; do
   if ! printf '%s\n' "$paths" | grep -qxF "$lib"; then

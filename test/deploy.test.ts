@@ -17,9 +17,9 @@ const DEPLOY = `${ROOT}deploy/`;
 const BINARY = `${ROOT}dist/lb`;
 const read = (path: string) => readFileSync(`${DEPLOY}${path}`, "utf8");
 
-/** deploy/rootfs.txt: one path a line, `#` comments. */
-function rootfsPaths(): string[] {
-  return read("rootfs.txt")
+/** deploy/rootfs.txt (or the arm64 image's list): one path a line, `#` comments. */
+function rootfsPaths(list = "rootfs.txt"): string[] {
+  return read(list)
     .split("\n")
     .map((line) => line.replace(/#.*/, "").trim())
     .filter(Boolean);
@@ -85,7 +85,7 @@ describe("the container image's root filesystem, run in a chroot", () => {
     expect(await build.exited).toBe(0);
     dns = await startDnsServer();
     root = mkdtempSync(join(tmpdir(), "lb-rootfs-"));
-    // The Dockerfile's build stage runs the same script on the same list.
+    // The Dockerfile's rootfs stage runs the same script on the same list (for amd64).
     const stage = await runCommand([`${DEPLOY}rootfs.txt`, BINARY, root], ["sh", `${DEPLOY}stage-rootfs.sh`]);
     if (stage.code !== 0) throw new Error(`deploy/stage-rootfs.sh failed: ${stage.stderr}`);
     // Read-only, as deployment.yaml's readOnlyRootFilesystem has it, and with /proc, as every runtime mounts it.
@@ -207,6 +207,17 @@ describe("deploy/rootfs.txt and deploy/Dockerfile", () => {
     // Bun pinned to the version CI installs.
     const ciVersion = /BUN_VERSION=(\S+)/.exec(readFileSync(`${ROOT}.ci/run`, "utf8"))![1];
     expect(build.find((i) => i.keyword === "ARG" && i.args.startsWith("BUN_VERSION="))?.args).toBe(`BUN_VERSION=${ciVersion}`);
+  });
+
+  // No arm64 machine here: the list is checked for shape, and against ldd when the arm64 image is built.
+  test("for arm64, Bun runs on the build machine's platform and rootfs-arm64.txt lists the same libraries at arm64 paths", () => {
+    const [buildStage, rootfsStage] = DOCKERFILE;
+    expect(buildStage![0]!.args).toStartWith("--platform=$BUILDPLATFORM ");
+    expect(rootfsStage!.some((i) => i.keyword === "RUN" && i.args.includes("arm64) list=deploy/rootfs-arm64.txt"))).toBe(true);
+    const arm64 = rootfsPaths("rootfs-arm64.txt");
+    const libraries = (paths: string[]) => paths.map((path) => basename(path)).filter((name) => !name.startsWith("ld-linux")).sort();
+    expect(libraries(arm64)).toEqual(libraries(rootfsPaths()));
+    expect(arm64.filter((path) => !/^\/lib\/(aarch64-linux-gnu\/lib[a-z]+\.so\.\d+|ld-linux-aarch64\.so\.1)$/.test(path))).toEqual([]);
   });
 });
 

@@ -127,9 +127,14 @@ export async function spawnLb(args: string[], command: string[] = ["bun", `${ROO
   };
 }
 
-/** Runs a command to completion: its exit code and output. */
-export async function runCommand(args: string[], command: string[] = ["bun", `${ROOT}src/main.ts`]) {
-  const proc = Bun.spawn([...command, ...args], { stdout: "pipe", stderr: "pipe", stdin: "ignore", env: { ...process.env, NO_COLOR: "1" } });
+/** Runs a command to completion: its exit code and output. `options.env` adds to this process's environment. */
+export async function runCommand(
+  args: string[],
+  command: string[] = ["bun", `${ROOT}src/main.ts`],
+  options: { env?: Record<string, string>; cwd?: string } = {},
+) {
+  const env = { ...process.env, NO_COLOR: "1", ...options.env };
+  const proc = Bun.spawn([...command, ...args], { stdout: "pipe", stderr: "pipe", stdin: "ignore", env, cwd: options.cwd });
   const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
   return { code, stdout, stderr };
 }
