@@ -21,7 +21,11 @@ export interface AccessEntry {
   /** Milliseconds from the request's arrival until the last response byte was handed over. */
   totalMs: number;
   bytes: number;
-  /** The request's headers, read only by formats that show some (combined: Referer, User-Agent). */
+  /** Request body bytes taken from the client. */
+  bytesIn: number;
+  /** The client came over TLS. */
+  tls: boolean;
+  /** The request's headers, read only by formats that show some (Host, Referer, User-Agent). */
   headers: Headers;
 }
 
@@ -219,6 +223,12 @@ const FORMATTERS: Record<AccessFormat, (e: AccessEntry, out: LineBuffer) => void
     out.tenths(e.totalMs);
     out.text(',"bytes":');
     out.uint(e.bytes);
+    out.text(',"bytes_in":');
+    out.uint(e.bytesIn);
+    out.text(e.tls ? ',"tls":true,"host":' : ',"tls":false,"host":');
+    jsonString(e.headers.get("host") ?? "", out);
+    out.text(',"user_agent":');
+    jsonString(e.headers.get("user-agent") ?? "", out);
     out.text("}\n");
   },
   // Apache/nginx "combined": what log analysers read.

@@ -33,12 +33,20 @@ function prettyLine(entry: LogObject, colors: boolean, prefix: string): string {
   const level = LEVEL_NAMES[entry.level] ?? entry.type;
   const label = level.toUpperCase().padEnd(5);
   const shown = colors ? `\x1b[${LEVEL_COLORS[level] ?? "0"}m${label}\x1b[0m` : label;
-  return `${entry.date.toISOString()} ${shown} ${prefix}${format(...entry.args)}\n`;
+  return `${entry.date.toISOString()} ${shown} ${prefix}${splitFields(entry).msg}\n`;
 }
 
 function jsonLine(entry: LogObject, prefix: string): string {
+  const { msg, fields } = splitFields(entry);
+  return `${JSON.stringify({ time: entry.date.toISOString(), level: LEVEL_NAMES[entry.level] ?? entry.type, msg: prefix + msg, ...fields })}\n`;
+}
+
+/**
+ * A message, and the fields given after it as one object (`log.warn("backend x went down", { backend, state })`):
+ * JSON lines carry them as fields alerts can match, pretty lines show the message alone.
+ */
+function splitFields(entry: LogObject): { msg: string; fields?: object } {
   const [first, ...rest] = entry.args;
-  const fields = rest.length === 1 && typeof rest[0] === "object" ? rest[0] : undefined;
-  const msg = prefix + (fields ? format(first) : format(first, ...rest));
-  return `${JSON.stringify({ time: entry.date.toISOString(), level: LEVEL_NAMES[entry.level] ?? entry.type, msg, ...fields })}\n`;
+  const fields = rest.length === 1 && typeof rest[0] === "object" && rest[0] !== null ? (rest[0] as object) : undefined;
+  return { msg: fields ? format(first) : format(first, ...rest), fields };
 }

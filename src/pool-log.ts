@@ -1,6 +1,7 @@
 /** How a change in the pool reads: a line in lb's log, a few words on the dashboard. */
 import { formatDuration } from "./config/duration.ts";
 import type { Logger } from "./log.ts";
+import { describeState } from "./pool/backend.ts";
 import type { PoolEvent, Pool } from "./pool/pool.ts";
 
 export function plural(count: number, noun: string): string {
@@ -27,28 +28,33 @@ export function describeEvent(event: PoolEvent): string {
   }
 }
 
+/**
+ * The event's line, with fields JSON logs carry for alerts to match (`event`, `backend`, `state`, `reason`); admin
+ * actions are logged where they are made, with who made them.
+ */
 export function logPoolEvent(log: Logger, event: PoolEvent, pool: Pool): void {
   const { backend } = event;
+  const fields = (reason?: string) => ({ event: event.type, backend: backend.name, state: describeState(backend), ...(reason ? { reason } : {}) });
   switch (event.type) {
     case "health":
       if (event.to.status === "healthy") {
-        log.info(`backend ${backend.name} is ${event.from.status === "unknown" ? "up" : "back up"} (${event.to.reason})`);
+        log.info(`backend ${backend.name} is ${event.from.status === "unknown" ? "up" : "back up"} (${event.to.reason})`, fields(event.to.reason));
       } else {
-        log.warn(`backend ${backend.name} ${event.from.status === "unknown" ? "is down" : "went down"}: ${event.to.reason}`);
+        log.warn(`backend ${backend.name} ${event.from.status === "unknown" ? "is down" : "went down"}: ${event.to.reason}`, fields(event.to.reason));
       }
       break;
     case "added":
     case "removed":
-      log.info(`backend ${backend.url} ${event.type} (${plural(pool.backends.length, "backend")} in the pool)`);
+      log.info(`backend ${backend.url} ${event.type} (${plural(pool.backends.length, "backend")} in the pool)`, fields());
       break;
     case "ejected":
-      log.warn(`backend ${backend.name} ejected for ${formatDuration(event.forMs)}: too many 5xx or gateway errors in a row`);
+      log.warn(`backend ${backend.name} ejected for ${formatDuration(event.forMs)}: too many 5xx or gateway errors in a row`, fields("errors in a row"));
       break;
     case "ejection-refused":
-      log.warn(`backend ${backend.name} keeps failing but stays in rotation: ejecting it would pass the outlier-max-ejected share`);
+      log.warn(`backend ${backend.name} keeps failing but stays in rotation: ejecting it would pass the outlier-max-ejected share`, fields("ejection limit"));
       break;
     case "returned":
-      log.info(`backend ${backend.name} is back in rotation after its ejection`);
+      log.info(`backend ${backend.name} is back in rotation after its ejection`, fields());
       break;
   }
   const tookOneOut = (event.type === "health" && event.to.status !== "healthy") || event.type === "ejected";

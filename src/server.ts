@@ -4,7 +4,6 @@
  * listeners beside them (admin API, redirect). The pool's events are wired here, where every part they reach exists.
  */
 import type { Server } from "bun";
-import { readFileSync } from "node:fs";
 import type { AccessLog } from "./access-log.ts";
 import { type AdminOptions, createAdminHandler } from "./admin/api.ts";
 import type { EventLog } from "./admin/events.ts";
@@ -16,6 +15,7 @@ import { type BackendDiff, RESTART_ONLY, changedSettings, effectiveConfig } from
 import type { Config } from "./config/settings.ts";
 import { createAccessLog, poolRules, upstreamTls } from "./configure.ts";
 import { ControlPlane, staticBackends } from "./control-plane.ts";
+import { descriptorLimit } from "./descriptors.ts";
 import { DataPlane } from "./data-plane.ts";
 import { ListenError, ProxyListener, claimPort, listen, readCertificates, serveHttpRedirect } from "./listeners.ts";
 import { type Logger, consolaLevel } from "./log.ts";
@@ -78,6 +78,7 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
       ? servedByWorkers(config, pool, metrics, accessLog, log)
       : servedHere(config, pool, tlsToBackends, metrics, accessLog, log);
   let current = config;
+  let ready = false;
   const sides = openSideListeners(config, traffic.port, log, {
     pool,
     events: control.events,
@@ -86,6 +87,7 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
     drainTimeoutMs: () => current.drainTimeout,
     config: () => current,
     reload: options.reload,
+    ready: () => ready,
     closeOnFailure: traffic.close,
   });
   await control.start();
@@ -96,6 +98,7 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
     sides.stop();
     throw error;
   }
+  ready = true;
   logListening(log, config, traffic.port, pool, sides.adminUrl);
 
   let stopping: Promise<void> | undefined;
@@ -121,6 +124,7 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
     },
     stop: () =>
       (stopping ??= (async () => {
+        ready = false; // a draining lb takes no new clients: readiness says so to whoever routes to it
         control.stop();
         pool.close();
         sides.stop();
@@ -204,7 +208,7 @@ function servedByWorkers(config: Config, pool: Pool, metrics: Metrics, accessLog
 /** Shorter admin tokens get a warning: 16 random hex characters are 64 bits. */
 const MIN_TOKEN_LENGTH = 16;
 
-interface AdminWiring extends Pick<AdminOptions, "config" | "reload"> {
+interface AdminWiring extends Pick<AdminOptions, "config" | "reload" | "ready"> {
   pool: Pool;
   events: EventLog;
   metrics: () => Metrics;
@@ -278,18 +282,6 @@ function logListening(log: Logger, config: Config, port: number, pool: Pool, adm
 /** Descriptors lb needs besides requests: listeners, logs, health checks, Bun's own. */
 const RESERVED_DESCRIPTORS = 64;
 
-/**
- * The soft limit on open files (Bun raises it to the hard limit at startup), from /proc; null where it cannot be
- * read.
- */
-function descriptorLimit(): number | null {
-  try {
-    const line = /^Max open files\s+(\d+)/m.exec(readFileSync("/proc/self/limits", "utf8"));
-    return line ? Number(line[1]) : null;
-  } catch {
-    return null;
-  }
-}
 
 function describeBackend({ url, weight, resolve }: BackendSpec): string {
   const notes = [...(weight === 1 ? [] : [`weight ${weight}`]), ...(resolve ? ["resolved from DNS"] : [])];

@@ -33,7 +33,9 @@ describe("AccessLog", () => {
     upstreamMs,
     totalMs: 1.25,
     bytes: 1024,
-    headers: new Headers({ "user-agent": 'curl "8"', referer: "https://x/" }),
+    bytesIn: 77,
+    tls: true,
+    headers: new Headers({ "user-agent": 'curl "8"', referer: "https://x/", host: "shop.example:8443" }),
   });
 
   test("json lines parse back to the entry, escaping included, one flush for all of them", () => {
@@ -47,6 +49,7 @@ describe("AccessLog", () => {
     expect(lines.map((l) => l.path)).toEqual(paths);
     expect(lines.map((l) => l.upstream_ms)).toEqual([0, 1.1, 2.1, 3.2]);
     expect(lines[0]).toMatchObject({ request_id: "req-1", client: "10.0.0.9", method: "GET", status: 503, backend: "10.0.0.5:8080", attempts: 2, total_ms: 1.3, bytes: 1024 });
+    expect(lines[0]).toMatchObject({ bytes_in: 77, tls: true, host: "shop.example:8443", user_agent: 'curl "8"' });
     expect(Number.isNaN(Date.parse(lines[0].time))).toBe(false);
   });
 

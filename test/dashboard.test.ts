@@ -115,6 +115,13 @@ describe("dashboard", () => {
     await page.waitForSelector(`#events li[data-event-backend="${idOf(b)}"].st-unhealthy`, { timeout: 3000 });
     expect(await page.locator(`[data-backend="${idOf(b)}"]`).evaluate((n) => getComputedStyle(n).borderLeftColor)).toBe("rgb(220, 38, 38)");
 
+    // Each card says how its last check went.
+    expect(await page.locator(`[data-backend="${idOf(a)}"] .check-text`).textContent()).toBe("pass · status 200");
+    // Disable a from its card; Enable puts it back.
+    await page.click(`[data-backend="${idOf(a)}"] button.disable`);
+    await waitForState(page, a, "disabled", 3000);
+    await page.click(`[data-backend="${idOf(a)}"] button.enable`);
+    await waitForState(page, a, "healthy", 3000);
     // Drain a from its card; Enable puts it back.
     await page.click(`[data-backend="${idOf(a)}"] button.drain`);
     await waitForState(page, a, "draining", 3000);

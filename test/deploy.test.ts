@@ -296,6 +296,19 @@ describe("deploy/kubernetes", () => {
     expect(container.securityContext.readOnlyRootFilesystem).toBe(true); // the chroot test runs lb on a read-only root
   });
 
+  test("the ServiceMonitor scrapes /metrics on the admin port with the token from the lb-admin Secret", () => {
+    const monitor = one("servicemonitor.yaml", "ServiceMonitor");
+    const adminService = one("servicemonitor.yaml", "Service");
+    const endpoint = monitor.spec.endpoints[0];
+    expect(endpoint).toMatchObject({ port: "admin", path: "/metrics" });
+    expect(endpoint.authorization.credentials).toEqual({ name: secret.metadata.name, key: "token" });
+    expect(Object.keys(secret.stringData)).toContain("token");
+    expect(adminService.spec.ports[0].name).toBe("admin");
+    expect(portNumber(adminService.spec.ports[0].targetPort)).toBe(config.admin!.port);
+    expect(adminService.metadata.labels).toMatchObject(monitor.spec.selector.matchLabels);
+    expect(adminService.spec.selector).toMatchObject(deployment.spec.selector.matchLabels);
+  });
+
   test("the grace period outlasts preStop plus lb's drain; preStop needs nothing the image lacks", () => {
     const preStop = container.lifecycle.preStop;
     expect(preStop.exec).toBeUndefined(); // the image has no shell and no sleep binary

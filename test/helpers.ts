@@ -82,7 +82,8 @@ export async function startTestLb(backends: string[], settings: Record<string, u
   const log = createConsola({
     level: 4,
     throttle: 0,
-    reporters: [{ log: (entry) => logs.push(`${entry.type}: ${format(...entry.args)}`) }],
+    // A message's fields object (for JSON logs) is left out, as the pretty format does.
+    reporters: [{ log: (entry) => logs.push(`${entry.type}: ${format(...(typeof entry.args[1] === "object" ? entry.args.slice(0, 1) : entry.args))}`) }],
   });
   const accessLog = new AccessLog("json", { write: () => {}, flush: () => {} });
   accessLog.write = (entry) => void access.push(entry);

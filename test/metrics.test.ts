@@ -58,6 +58,15 @@ test("counters, histograms and gauges match the traffic that went through", asyn
     expect(family(families, name)).toBeDefined();
   }
   expect(Number(family(families, "process_resident_memory_bytes").metrics[0]!.value)).toBeGreaterThan(1e6);
+  expect(Number(family(families, "process_max_fds").metrics[0]!.value)).toBeGreaterThanOrEqual(Number(family(families, "process_open_fds").metrics[0]!.value));
+
+  // The state as a labelled gauge (HAProxy's exporter): exactly one state is 1 for each backend.
+  const state = family(families, "lb_backend_state");
+  expect(Number(sample(state, { backend: ok.url, state: "healthy" })!.value)).toBe(1);
+  expect(Number(sample(state, { backend: "http://127.0.0.1:1", state: "unhealthy" })!.value)).toBe(1);
+  for (const url of [ok.url, failing.url, "http://127.0.0.1:1"]) {
+    expect(state.metrics.filter((m) => m.labels?.backend === url).reduce((sum, m) => sum + Number(m.value), 0)).toBe(1);
+  }
 });
 
 test("a refused connection and the retry it causes are counted", async () => {
@@ -99,7 +108,11 @@ test("latency buckets and quantiles", () => {
   const counts = new Array(LATENCY_BUCKETS.length + 1).fill(0);
   counts[1] = 98;
   counts[6] = 2;
-  expect(quantile(counts, 0.5)).toBe(0.0025);
-  expect(quantile(counts, 0.99)).toBe(0.1);
+  // Interpolated within the bucket, as PromQL's histogram_quantile: 50 of 98 samples into (1 ms, 2.5 ms].
+  expect(quantile(counts, 0.5)).toBeCloseTo(0.001 + 0.0015 * (50 / 98), 9);
+  expect(quantile(counts, 0.99)).toBeCloseTo(0.075, 9); // half way through the 2 samples in (50 ms, 100 ms]
   expect(quantile(new Array(LATENCY_BUCKETS.length + 1).fill(0), 0.5)).toBeNull();
+  const slow = new Array(LATENCY_BUCKETS.length + 1).fill(0);
+  slow[LATENCY_BUCKETS.length] = 3; // past the last bound: the last finite bound, as PromQL answers
+  expect(quantile(slow, 0.5)).toBe(LATENCY_BUCKETS.at(-1)!);
 });

@@ -63,6 +63,19 @@ describe("access log formats and files", () => {
     expect(clfTime(Date.UTC(2026, 10, 5, 7, 8, 9))).toBe("05/Nov/2026:07:08:09 +0000");
   });
 
+  test("json access lines carry host, user agent, bytes in and tls; json lifecycle lines carry event, backend, state, reason", async () => {
+    const lb = await spawnLb([...baseArgs, "--log-format", "json", "--access-log-format", "json", backend.url, "http://127.0.0.1:1"]);
+    try {
+      await (await fetch(`${lb.url}/j`, { method: "POST", body: "x".repeat(300), headers: { "user-agent": "probe/1", host: "shop.example" } })).text();
+      const line = JSON.parse(await lb.waitForLine("stdout", /"path":"\/j"/));
+      expect(line).toMatchObject({ method: "POST", path: "/j", status: 200, bytes_in: 300, tls: false, host: "shop.example", user_agent: "probe/1" });
+      const down = JSON.parse(await lb.waitForLine("stderr", /127\.0\.0\.1:1 is down/));
+      expect(down).toMatchObject({ level: "warn", event: "health", backend: "127.0.0.1:1", state: "unhealthy", reason: "connection refused" });
+    } finally {
+      await lb.kill();
+    }
+  });
+
   test("a log file that cannot be written (disk full) or reopened costs lines, never the process", async () => {
     const lb = await spawnLb([...baseArgs, "--access-log-file", "/dev/full", backend.url]);
     try {

@@ -32,6 +32,8 @@ export interface AdminOptions {
   drainTimeoutMs: () => number;
   /** The config in force (GET /api/config). */
   config: () => Config;
+  /** Whether lb takes requests: listening, and its first health round done (GET /readyz). */
+  ready: () => boolean;
   /** Reloads the config file (POST /api/reload); absent when lb was started without one. */
   reload?: (why: string) => Promise<ReloadOutcome>;
 }
@@ -77,9 +79,12 @@ export function createAdminHandler(options: AdminOptions): AdminHandler {
       return new Response(DASHBOARD_HTML, { headers: { "content-type": "text/html; charset=utf-8", "cache-control": "no-store" } });
     }
     if (path === "/healthz") return json({ status: "ok" });
+    // Ready means lb can answer: it listens and its first health round is done. No healthy backend does not make
+    // it unready: every replica would leave the Service at once, and clients would meet refused connections instead
+    // of lb's 503 with Retry-After. lb_backend_up and /api/stats show that case.
     if (path === "/readyz") {
-      const healthy = pool.available().length;
-      return json({ ready: healthy > 0, healthy }, healthy > 0 ? 200 : 503);
+      const ready = options.ready();
+      return json({ ready, healthy: pool.available().length }, ready ? 200 : 503);
     }
     if (!path.startsWith("/api/") && path !== "/metrics") return problem(404, `no such endpoint: ${path}`);
     if (options.token && !bearerMatches(request.headers.get("authorization"), options.token)) {

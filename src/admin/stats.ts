@@ -38,6 +38,7 @@ export function statsSnapshot({ backends, metrics, events, queued }: StatsSource
     const history = m.lastSeconds(SERIES_SECONDS, nowMs);
     return {
       ...backendSummary(backend),
+      lastCheck: backend.lastCheck && { ok: backend.lastCheck.ok, reason: backend.lastCheck.reason },
       ...rates(history.slice(-RATE_WINDOW_SECONDS)),
       series: {
         rps: history.map((s) => s.requests),

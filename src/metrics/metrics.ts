@@ -102,16 +102,25 @@ export function bucketOf(seconds: number): number {
   return LATENCY_BUCKETS.length;
 }
 
-/** A quantile estimated from bucket counts (upper bound of the bucket it falls in), in seconds; null when empty. */
+/**
+ * A quantile estimated from bucket counts, in seconds, as PromQL's histogram_quantile does: linear within the bucket
+ * it falls in (from the bucket below's bound, 0 for the first), and the last finite bound when it falls past them.
+ * Null when there is no sample.
+ */
 export function quantile(buckets: readonly number[], q: number): number | null {
   const total = buckets.reduce((a, b) => a + b, 0);
   if (total === 0) return null;
-  let seen = 0;
-  for (let i = 0; i < buckets.length; i++) {
-    seen += buckets[i]!;
-    if (seen >= q * total) return LATENCY_BUCKETS[i] ?? Number.POSITIVE_INFINITY;
+  const rank = q * total;
+  let below = 0;
+  for (let i = 0; i < LATENCY_BUCKETS.length; i++) {
+    const count = buckets[i]!;
+    if (count > 0 && below + count >= rank) {
+      const lower = i === 0 ? 0 : LATENCY_BUCKETS[i - 1]!;
+      return lower + (LATENCY_BUCKETS[i]! - lower) * ((rank - below) / count);
+    }
+    below += count;
   }
-  return Number.POSITIVE_INFINITY;
+  return LATENCY_BUCKETS.at(-1)!;
 }
 
 /** Adds bucket counts of several seconds together. */

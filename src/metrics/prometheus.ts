@@ -1,6 +1,6 @@
 /** The Prometheus text exposition (format 0.0.4) of lb's metrics, rendered on each scrape of /metrics. */
-import { readdirSync } from "node:fs";
-import { type Backend, isAvailable } from "../pool/backend.ts";
+import { descriptorLimit, openDescriptors } from "../descriptors.ts";
+import { BACKEND_STATES, type Backend, describeState, isAvailable } from "../pool/backend.ts";
 import { BUILD_INFO } from "../version.ts";
 import { BACKEND_COUNTERS, COUNTER_NAMES, LATENCY_BUCKETS, type Metrics } from "./metrics.ts";
 
@@ -55,6 +55,11 @@ export function renderPrometheus({ backends, metrics, queued }: ScrapeState): st
 
   const current = new Map(backends.map((b) => [b.url, b]));
   perBackend("lb_backend_up", "gauge", "1 when the backend is in rotation, else 0.", (u) => (isAvailable(current.get(u)!) ? 1 : 0), current.keys());
+  family("lb_backend_state", "gauge", "1 for the state the backend is in, 0 for the others (as HAProxy's exporter).");
+  for (const [url, backend] of current) {
+    const now = describeState(backend);
+    for (const state of BACKEND_STATES) out.push(`lb_backend_state{backend="${label(url)}",state="${state}"} ${state === now ? 1 : 0}`);
+  }
   perBackend("lb_backend_inflight", "gauge", "Requests in flight to the backend.", (u) => current.get(u)!.inflight, current.keys());
   perBackend("lb_backend_weight", "gauge", "The backend's configured weight.", (u) => current.get(u)!.weight, current.keys());
 
@@ -77,14 +82,11 @@ export function renderPrometheus({ backends, metrics, queued }: ScrapeState): st
   family("process_start_time_seconds", "gauge", "Start time of the process since the Unix epoch, in seconds.");
   out.push(`process_start_time_seconds ${Math.floor(metrics.startedAt / 1000)}`);
   family("process_open_fds", "gauge", "Open file descriptors.");
-  out.push(`process_open_fds ${openFds()}`);
-  return `${out.join("\n")}\n`;
-}
-
-function openFds(): number {
-  try {
-    return readdirSync("/proc/self/fd").length;
-  } catch {
-    return 0;
+  out.push(`process_open_fds ${openDescriptors()}`);
+  const limit = descriptorLimit();
+  if (limit !== null) {
+    family("process_max_fds", "gauge", "Maximum number of open file descriptors.");
+    out.push(`process_max_fds ${limit}`);
   }
+  return `${out.join("\n")}\n`;
 }

@@ -73,7 +73,10 @@ export function isAvailable(backend: Backend): boolean {
 }
 
 /** One word for operators: the admin state when it is not active, else what the checks say. */
-export function describeState(backend: Backend): "healthy" | "unhealthy" | "checking" | "ejected" | "draining" | "disabled" {
+/** Every state describeState() can give. */
+export const BACKEND_STATES = ["healthy", "unhealthy", "checking", "ejected", "draining", "disabled"] as const;
+
+export function describeState(backend: Backend): (typeof BACKEND_STATES)[number] {
   if (backend.admin !== "active") return backend.admin;
   if (backend.ejected) return "ejected";
   return backend.health.status === "unknown" ? "checking" : backend.health.status;

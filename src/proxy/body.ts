@@ -27,7 +27,13 @@ export async function prepareBody(request: Request, limit = REPLAY_LIMIT_BYTES):
  * Passes a streamed request body through, erroring it when the client sends nothing for `idleMs`: a client that
  * trickles (or stops) its body would otherwise hold an upstream connection until --timeout.
  */
-export function failWhenIdle(body: ReadableStream<Uint8Array>, idleMs: number, onIdle: () => void): ReadableStream<Uint8Array> {
+export function failWhenIdle(
+  body: ReadableStream<Uint8Array>,
+  idleMs: number,
+  onIdle: () => void,
+  /** Told each piece's size as it passes (the access log's bytes_in). */
+  onPiece: (bytes: number) => void = () => {},
+): ReadableStream<Uint8Array> {
   const reader = body.getReader();
   return new ReadableStream<Uint8Array>(
     {
@@ -44,7 +50,10 @@ export function failWhenIdle(body: ReadableStream<Uint8Array>, idleMs: number, o
             controller.error(error);
             reader.cancel(error).catch(() => {});
           } else if (read.done) controller.close();
-          else controller.enqueue(read.value);
+          else {
+            onPiece(read.value.byteLength);
+            controller.enqueue(read.value);
+          }
         } catch (error) {
           controller.error(error);
         } finally {

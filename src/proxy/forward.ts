@@ -179,8 +179,10 @@ export class Forwarder {
     } catch {
       return this.#clientGone(trip);
     }
-    if (!body.replayable) {
-      body = { ...body, body: failWhenIdle(body.body, this.options.clientTimeoutMs, () => (trip.bodyStalled = true)) };
+    if (body.replayable) trip.bytesIn = body.body?.byteLength ?? 0;
+    else {
+      const streamed = failWhenIdle(body.body, this.options.clientTimeoutMs, () => (trip.bodyStalled = true), (bytes) => (trip.bytesIn += bytes));
+      body = { ...body, body: streamed };
     }
     trip.client.holdOpen(true);
     const headers = upstreamRequestFields(request.headers, trip.client, trip.requestId);

@@ -31,6 +31,8 @@ export class TripLog {
       upstreamMs: trip.upstreamMs,
       totalMs,
       bytes,
+      bytesIn: trip.bytesIn,
+      tls: trip.client.proto === "https",
     });
   }
 }

@@ -32,6 +32,8 @@ export interface Trip {
   bodyStalled: boolean;
   /** The answer is streaming to the client: its idle timeout stays suspended until the stream ends. */
   streaming: boolean;
+  /** Request body bytes taken from the client. */
+  bytesIn: number;
 }
 
 export function startTrip(request: Request, client: ClientConnection): Trip {
@@ -47,6 +49,7 @@ export function startTrip(request: Request, client: ClientConnection): Trip {
     upstreamMs: 0,
     bodyStalled: false,
     streaming: false,
+    bytesIn: 0,
   };
 }
 
