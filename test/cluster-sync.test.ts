@@ -30,7 +30,7 @@ describe("pool state", () => {
     const report = (inflight: number, requests: number) => ({
       queued: 0,
       load: [{ url: "http://a:1", inflight, requests, errors: 1, retries: 0 }],
-      metrics: { backends: [], unrouted: [] },
+      metrics: { backends: [], pool: { unrouted: [], rejected: [] } },
     });
     sumLoad(primary.backends, [report(2, 10), report(3, 5)]);
     const [a, b] = primary.backends;
@@ -47,7 +47,9 @@ describe("metrics", () => {
     one.of("http://a:1").record("GET", 502, 0.3, NOW);
     two.of("http://a:1").record("GET", 200, 0.002, NOW);
     two.of("http://b:1").record("POST", 201, 0.02, NOW - 1000);
-    two.recordUnrouted(503);
+    two.count("unrouted", "503");
+    one.count("rejected", "queue-full");
+    two.count("rejected", "queue-full");
     const mirrors = [one, two].map((m) => {
       const mirror = new Metrics();
       applyMetricsSnapshot(mirror, JSON.parse(JSON.stringify(snapshotMetrics(m, NOW))));
@@ -61,7 +63,8 @@ describe("metrics", () => {
     const [second] = a.lastSeconds(1, NOW);
     expect([second!.requests, second!.errors]).toEqual([3, 1]);
     expect(total.of("http://b:1").lastSeconds(2, NOW).map((s) => s.requests)).toEqual([1, 0]);
-    expect(total.unrouted.get(503)).toBe(1);
+    expect(total.pool.unrouted.get("503")).toBe(1);
+    expect(total.pool.rejected.get("queue-full")).toBe(2);
   });
 
   test("a snapshot carries only the last seconds, and the mirror keeps the older ones", () => {

@@ -48,6 +48,8 @@ describe("--max-connections", () => {
       gate.resolve();
       expect(await Promise.all(held.map(async (r) => (await r).status))).toEqual([200, 200]);
       expect((await fetch(`${capped.url}/d`)).status).toBe(200);
+      const metrics = await (await fetch(`${capped.lb.adminUrl!.origin}/metrics`)).text();
+      expect(metrics).toMatch(/^lb_requests_rejected_total\{reason="max-connections"\} 1$/m);
     } finally {
       gate.resolve();
       await capped.stop();

@@ -43,6 +43,12 @@ test("counters, histograms and gauges match the traffic that went through", asyn
   expect(Number(okDuration.buckets!["60"])).toBeLessThanOrEqual(Number(okDuration.count));
   expect(Number(okDuration.sum)).toBeGreaterThan(0);
 
+  // Body bytes both ways, by backend: the POST's one byte went to whichever backend answered it.
+  const sent = family(families, "lb_request_body_bytes_total").metrics.reduce((sum, m) => sum + Number(m.value), 0);
+  expect(sent).toBe(1);
+  // ok answered its 5 GETs, and the POST too when round robin sent it there.
+  expect([5, 6].map((n) => n * "backend ok".length)).toContain(Number(sample(family(families, "lb_response_body_bytes_total"), { backend: ok.url })!.value));
+
   const up = family(families, "lb_backend_up");
   expect(up.type).toBe("GAUGE");
   expect(Number(sample(up, { backend: ok.url })!.value)).toBe(1);

@@ -5,7 +5,7 @@
  */
 import type { BackendSpec } from "../config/backend-url.ts";
 import type { Config } from "../config/settings.ts";
-import { BackendMetrics, COUNTER_NAMES, type Counters, type Metrics, type Second, WINDOW_SECONDS } from "../metrics/metrics.ts";
+import { BackendMetrics, COUNTER_NAMES, type Counters, type Metrics, POOL_COUNT_NAMES, type PoolCount, type Second, WINDOW_SECONDS } from "../metrics/metrics.ts";
 import type { AdminState, Backend, BackendStats } from "../pool/backend.ts";
 import type { HealthState } from "../pool/health.ts";
 import type { Pool } from "../pool/pool.ts";
@@ -35,7 +35,7 @@ export interface MetricsSnapshot {
     /** Only the last few seconds: older ones do not change any more, and the primary already has them. */
     recent: Array<Second & { at: number }>;
   }>;
-  unrouted: Array<[number, number]>;
+  pool: Record<PoolCount, Array<[string, number]>>;
 }
 
 export interface WorkerReport {
@@ -118,7 +118,7 @@ export function snapshotMetrics(metrics: Metrics, nowMs: number): MetricsSnapsho
       counters: countersOf(m),
       recent: m.seconds.filter((s) => s.at >= oldest),
     })),
-    unrouted: [...metrics.unrouted],
+    pool: Object.fromEntries(POOL_COUNT_NAMES.map((name) => [name, [...metrics.pool[name]]])) as MetricsSnapshot["pool"],
   };
 }
 
@@ -140,14 +140,18 @@ export function applyMetricsSnapshot(mirror: Metrics, snapshot: MetricsSnapshot)
       slot.buckets.splice(0, slot.buckets.length, ...second.buckets);
     }
   }
-  mirror.unrouted.clear();
-  for (const [status, count] of snapshot.unrouted) mirror.unrouted.set(status, count);
+  for (const name of POOL_COUNT_NAMES) {
+    mirror.pool[name].clear();
+    for (const [key, count] of snapshot.pool[name]) mirror.pool[name].set(key, count);
+  }
 }
 
 /** Adds `part` into `total`: counters and histograms add up, and so do the per-second windows of the same second. */
 export function addMetrics(total: Metrics, part: Metrics): void {
   for (const [url, m] of part.backends) addBackendMetrics(total.of(url), m);
-  for (const [status, count] of part.unrouted) total.unrouted.set(status, (total.unrouted.get(status) ?? 0) + count);
+  for (const name of POOL_COUNT_NAMES) {
+    for (const [key, count] of part.pool[name]) total.pool[name].set(key, (total.pool[name].get(key) ?? 0) + count);
+  }
   total.reloads.success += part.reloads.success;
   total.reloads.failure += part.reloads.failure;
   total.reloads.lastSuccessMs = Math.max(total.reloads.lastSuccessMs, part.reloads.lastSuccessMs);

@@ -25,6 +25,8 @@ export const BACKEND_COUNTERS = {
   resends: { metric: "lb_upstream_resends_total", type: "counter", help: "Idempotent requests sent again on a fresh connection after a reused one closed before answering." },
   streamsCut: { metric: "lb_streams_cut_total", type: "counter", help: "Answers cut while streaming: the backend broke off or went silent past --upstream-read-timeout, or the client read nothing for as long." },
   descriptorsExhausted: { metric: "lb_fd_exhausted_total", type: "counter", help: "Connections to the backend lb could not open because it was out of file descriptors (answered 503; the backend is not blamed)." },
+  requestBytes: { metric: "lb_request_body_bytes_total", type: "counter", help: "Request body bytes taken from clients for the backend." },
+  responseBytes: { metric: "lb_response_body_bytes_total", type: "counter", help: "Response body bytes passed from the backend to clients." },
   retries: { metric: "lb_retries_total", type: "counter", help: "Attempts that retried a request on this backend after another failed." },
   tunnels: { metric: "lb_websocket_connections_total", type: "counter", help: "WebSocket tunnels opened to the backend." },
   tunnelsOpen: { metric: "lb_websocket_connections_active", type: "gauge", help: "WebSocket tunnels open now." },
@@ -33,6 +35,19 @@ export const BACKEND_COUNTERS = {
 } as const satisfies Record<string, { metric: string; type: "counter" | "gauge"; help: string; labels?: string }>;
 
 export type BackendCounter = keyof typeof BACKEND_COUNTERS;
+
+/**
+ * Counts kept for the pool as a whole, by a key, declared once like BACKEND_COUNTERS: a worker's snapshot, the
+ * primary's sum and /metrics follow from this list.
+ */
+export const POOL_COUNTS = {
+  /** Requests that never reached a backend (no healthy backend, queue full, client gone), by status. */
+  unrouted: "status",
+  /** Requests lb turned away on purpose, by reason: max-connections, queue-full, queue-timeout, no-backend. */
+  rejected: "reason",
+} as const;
+export type PoolCount = keyof typeof POOL_COUNTS;
+export const POOL_COUNT_NAMES = Object.keys(POOL_COUNTS) as PoolCount[];
 export const COUNTER_NAMES = Object.keys(BACKEND_COUNTERS) as BackendCounter[];
 export type Counters = Record<BackendCounter, number>;
 
@@ -133,8 +148,8 @@ export function mergeBuckets(seconds: readonly Second[]): number[] {
 /** Metrics of every backend by URL (so they survive a backend leaving and coming back), plus pool-wide ones. */
 export class Metrics {
   readonly backends = new Map<string, BackendMetrics>();
-  /** Requests that never reached a backend (no healthy backend, queue full, client gone), by status. */
-  readonly unrouted = new Map<number, number>();
+  /** Pool-wide counts by key (see POOL_COUNTS). */
+  readonly pool: Record<PoolCount, Map<string, number>> = { unrouted: new Map(), rejected: new Map() };
   /** Config reloads (SIGHUP, the file changing, the admin API) by result; the start counts as the first success. */
   readonly reloads: { success: number; failure: number; lastSuccessMs: number };
 
@@ -148,7 +163,9 @@ export class Metrics {
     return metrics;
   }
 
-  recordUnrouted(status: number): void {
-    this.unrouted.set(status, (this.unrouted.get(status) ?? 0) + 1);
+  /** One more of `key` in a pool-wide count. */
+  count(name: PoolCount, key: string): void {
+    const counts = this.pool[name];
+    counts.set(key, (counts.get(key) ?? 0) + 1);
   }
 }

@@ -27,7 +27,9 @@ export function renderPrometheus({ backends, metrics, queued }: ScrapeState): st
       out.push(`lb_requests_total{backend="${label(url)}",code="${code}",method="${label(method!)}"} ${count}`);
     }
   }
-  for (const [code, count] of metrics.unrouted) out.push(`lb_requests_total{backend="",code="${code}",method=""} ${count}`);
+  for (const [code, count] of metrics.pool.unrouted) out.push(`lb_requests_total{backend="",code="${code}",method=""} ${count}`);
+  family("lb_requests_rejected_total", "counter", "Requests lb turned away itself (503), by reason: max-connections, queue-full, queue-timeout, no-backend.");
+  for (const [reason, count] of metrics.pool.rejected) out.push(`lb_requests_rejected_total{reason="${reason}"} ${count}`);
 
   family("lb_request_duration_seconds", "histogram", "Time from a request's arrival to its last response byte, by backend.");
   for (const [url, m] of metrics.backends) {

@@ -111,6 +111,7 @@ export class Forwarder {
     if (this.options.debug) this.#logRequest(trip);
     const { maxConnections } = this.options;
     if (maxConnections > 0 && client.openRequests > maxConnections) {
+      this.options.metrics.count("rejected", "max-connections");
       return this.#fail(trip, 503, "lb is at its connection limit", { ...this.#retryAfter(), connection: "close" });
     }
     // lb is not a forward proxy: CONNECT would ask it to open a tunnel to a host of the client's choosing.
@@ -121,7 +122,7 @@ export class Forwarder {
     const host = request.headers.get("host");
     if (host !== null && !VALID_HOST.test(host)) return this.#fail(trip, 400, "invalid Host header");
     if (bodyDropped(request)) return this.#fail(trip, 400, "lb cannot pass on a body sent with GET or HEAD; send it with POST");
-    if (this.options.pool.available().length === 0) return this.#fail(trip, 503, "no healthy backend", this.#retryAfter());
+    if (this.options.pool.available().length === 0) return this.#noBackend(trip);
     if (isWebSocketUpgrade(request.headers)) {
       const tunnel = await openTunnel(trip, this.#candidates(trip) ?? [], {
         metrics: this.options.metrics,
@@ -218,7 +219,7 @@ export class Forwarder {
       const waited = await this.#waitForRoom(trip, queueDeadline);
       if (waited) return waited;
     }
-    if (!lastFailure) return this.#fail(trip, 503, "no healthy backend", this.#retryAfter());
+    if (!lastFailure) return this.#noBackend(trip);
     return this.#fail(trip, 502, `backend failed (${lastFailure.reason})`);
   }
 
@@ -295,8 +296,9 @@ export class Forwarder {
       return null;
     } catch (error) {
       if (request.signal.aborted) return this.#clientGone(trip);
-      const why =
-        error instanceof QueueFull ? "every backend is at its limit and the queue is full" : "waited too long for a backend with room";
+      const full = error instanceof QueueFull;
+      this.options.metrics.count("rejected", full ? "queue-full" : "queue-timeout");
+      const why = full ? "every backend is at its limit and the queue is full" : "waited too long for a backend with room";
       return this.#fail(trip, 503, why, this.#retryAfter());
     }
   }
@@ -390,6 +392,11 @@ export class Forwarder {
       );
     }
     return this.#fail(trip, 503, "lb is out of file descriptors", { "retry-after": "1" });
+  }
+
+  #noBackend(trip: Trip): Response {
+    this.options.metrics.count("rejected", "no-backend");
+    return this.#fail(trip, 503, "no healthy backend", this.#retryAfter());
   }
 
   #clientGone(trip: Trip): Response {

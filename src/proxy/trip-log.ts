@@ -16,8 +16,12 @@ export class TripLog {
     const totalMs = performance.now() - trip.started;
     // A closed WebSocket tunnel (101) is a connection, counted by lb_websocket_*, not a request.
     if (status !== 101) {
-      if (trip.target) this.metrics.of(trip.target.url).record(trip.request.method, status, totalMs / 1000, Date.now());
-      else this.metrics.recordUnrouted(status);
+      if (trip.target) {
+        const counts = this.metrics.of(trip.target.url);
+        counts.record(trip.request.method, status, totalMs / 1000, Date.now());
+        counts.requestBytes += trip.bytesIn;
+        counts.responseBytes += bytes;
+      } else this.metrics.count("unrouted", String(status));
     }
     this.accessLog?.write({
       client: trip.client.ip,
