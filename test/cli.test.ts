@@ -35,8 +35,8 @@ describe("lb --version and --help", () => {
     expect(stdout).not.toContain('""status');
   });
 
-  test("the README's option table names every option", async () => {
-    const readme = await Bun.file(new URL("../README.md", import.meta.url)).text();
+  test("the option table in docs/usage.md names every option", async () => {
+    const readme = await Bun.file(new URL("../docs/usage.md", import.meta.url)).text();
     for (const setting of SETTINGS) expect(readme).toMatch(new RegExp(`\\| \`(-\\w, )?--${setting.name}\``));
   });
 
