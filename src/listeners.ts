@@ -116,6 +116,11 @@ export class ProxyListener {
     });
   }
 
+  /** Client requests in progress and WebSocket tunnels open (Bun.serve does not count idle keep-alive connections). */
+  openRequests(): number {
+    return this.#server.pendingRequests + this.#server.pendingWebSockets;
+  }
+
   /** Closes at once (a start that failed further on). */
   close(): void {
     void this.#server.stop(true);

@@ -84,6 +84,7 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
     events: control.events,
     metrics: traffic.metrics,
     queued: traffic.queued,
+    clients: traffic.clients,
     drainTimeoutMs: () => current.drainTimeout,
     config: () => current,
     reload: options.reload,
@@ -140,6 +141,8 @@ interface Traffic {
   /** The metrics the admin API shows. */
   metrics(): Metrics;
   queued(): number;
+  /** Client requests and tunnels open now. */
+  clients(): number;
   onPoolEvent(event: PoolEvent): void;
   /** Lets requests in, once the first health round is done. */
   open(): Promise<void>;
@@ -160,6 +163,7 @@ function servedHere(config: Config, pool: Pool, tlsToBackends: UpstreamTls | und
     port: proxy.port,
     metrics: () => metrics,
     queued: () => data.queued,
+    clients: () => proxy.openRequests(),
     onPoolEvent: (event) => data.onPoolEvent(event),
     open: async () => data.open(),
     reload(effective, _next, nextTls) {
@@ -187,6 +191,7 @@ function servedByWorkers(config: Config, pool: Pool, metrics: Metrics, accessLog
     port,
     metrics: () => workers.metrics(),
     queued: () => workers.queued(),
+    clients: () => workers.clients(),
     onPoolEvent: () => workers.pushPoolState(),
     open: () =>
       workers.start(config.workers, { ...config, port }).catch((error) => {
@@ -208,7 +213,7 @@ function servedByWorkers(config: Config, pool: Pool, metrics: Metrics, accessLog
 /** Shorter admin tokens get a warning: 16 random hex characters are 64 bits. */
 const MIN_TOKEN_LENGTH = 16;
 
-interface AdminWiring extends Pick<AdminOptions, "config" | "reload" | "ready"> {
+interface AdminWiring extends Pick<AdminOptions, "config" | "reload" | "ready" | "clients"> {
   pool: Pool;
   events: EventLog;
   metrics: () => Metrics;

@@ -65,7 +65,12 @@ function startWorker(config: Config, log: Logger, accessLog: AccessLog | null, s
   return {
     report: () => ({
       type: "report",
-      report: { queued: data.queued, load: backendLoad(pool.backends), metrics: snapshotMetrics(metrics, Date.now()) },
+      report: {
+        queued: data.queued,
+        clients: proxy.openRequests(),
+        load: backendLoad(pool.backends),
+        metrics: snapshotMetrics(metrics, Date.now()),
+      },
     }),
     adoptPoolState,
     // The pool's members are the primary's business: they follow the state it sends after its own reload.

@@ -29,6 +29,7 @@ describe("pool state", () => {
     const primary = new Pool([{ url: "http://a:1", weight: 1 }, { url: "http://b:1", weight: 1 }]);
     const report = (inflight: number, requests: number) => ({
       queued: 0,
+      clients: 0,
       load: [{ url: "http://a:1", inflight, requests, errors: 1, retries: 0 }],
       metrics: { backends: [], pool: { unrouted: [], rejected: [] } },
     });
@@ -59,7 +60,7 @@ describe("metrics", () => {
     for (const mirror of mirrors) addMetrics(total, mirror);
     const a = total.of("http://a:1");
     expect(Object.fromEntries(a.requests)).toEqual({ "200 GET": 2, "502 GET": 1 });
-    expect(a.durationCount).toBe(3);
+    expect(a.histograms.duration.count).toBe(3);
     const [second] = a.lastSeconds(1, NOW);
     expect([second!.requests, second!.errors]).toEqual([3, 1]);
     expect(total.of("http://b:1").lastSeconds(2, NOW).map((s) => s.requests)).toEqual([1, 0]);

@@ -45,6 +45,8 @@ describe("--max-connections", () => {
       expect(await refused.text()).toContain("connection limit");
       expect(performance.now() - started).toBeLessThan(1000);
       expect(proxied().sort()).toEqual(["/a", "/b"]); // the refused one never reached the backend
+      const during = await (await fetch(`${capped.lb.adminUrl!.origin}/metrics`)).text();
+      expect(during).toMatch(/^lb_client_connections 2$/m); // the two held requests
       gate.resolve();
       expect(await Promise.all(held.map(async (r) => (await r).status))).toEqual([200, 200]);
       expect((await fetch(`${capped.url}/d`)).status).toBe(200);

@@ -49,6 +49,11 @@ test("counters, histograms and gauges match the traffic that went through", asyn
   // ok answered its 5 GETs, and the POST too when round robin sent it there.
   expect([5, 6].map((n) => n * "backend ok".length)).toContain(Number(sample(family(families, "lb_response_body_bytes_total"), { backend: ok.url })!.value));
 
+  // Time to response headers, per backend, beside the total duration: same buckets, no more samples than requests.
+  const headers = text.split("\n").find((line) => line.startsWith(`lb_upstream_header_duration_seconds_count{backend="${ok.url}"}`))!;
+  expect(Number(headers.split(" ")[1])).toBeGreaterThanOrEqual(5);
+  expect(Number(headers.split(" ")[1])).toBeLessThanOrEqual(Number(okDuration.count));
+
   const up = family(families, "lb_backend_up");
   expect(up.type).toBe("GAUGE");
   expect(Number(sample(up, { backend: ok.url })!.value)).toBe(1);

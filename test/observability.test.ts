@@ -97,7 +97,7 @@ describe("access log formats and files", () => {
     } finally {
       await lb2.kill();
     }
-  });
+  }, 15_000); // two lb processes: more than the default 5 s when the whole suite runs beside it
 
   test("a file, reopened on SIGUSR1 after logrotate moved it", async () => {
     const file = join(dir, "access.log");

@@ -25,6 +25,8 @@ export interface AdminOptions {
   events: EventLog;
   /** Requests waiting for a backend with room (--max-inflight). */
   queued: () => number;
+  /** Client requests and WebSocket tunnels open now. */
+  clients: () => number;
   log: Logger;
   /** Empty: no token needed (loopback only, enforced at startup). */
   token: string;
@@ -91,7 +93,7 @@ export function createAdminHandler(options: AdminOptions): AdminHandler {
       logRefusal(ip, `${request.method} ${path}: missing or wrong token`);
       return json({ error: "missing or wrong token: send Authorization: Bearer <token>" }, 401);
     }
-    const sources = () => ({ backends: pool.backends, metrics: options.metrics(), events: options.events, queued: options.queued() });
+    const sources = () => ({ backends: pool.backends, metrics: options.metrics(), events: options.events, queued: options.queued(), clients: options.clients() });
     if (path === "/metrics") {
       return new Response(renderPrometheus(sources()), { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" } });
     }

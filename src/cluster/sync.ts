@@ -5,7 +5,7 @@
  */
 import type { BackendSpec } from "../config/backend-url.ts";
 import type { Config } from "../config/settings.ts";
-import { BackendMetrics, COUNTER_NAMES, type Counters, type Metrics, POOL_COUNT_NAMES, type PoolCount, type Second, WINDOW_SECONDS } from "../metrics/metrics.ts";
+import { BackendMetrics, type BackendHistogram, COUNTER_NAMES, HISTOGRAM_NAMES, type Counters, type Metrics, POOL_COUNT_NAMES, type PoolCount, type Second, WINDOW_SECONDS } from "../metrics/metrics.ts";
 import type { AdminState, Backend, BackendStats } from "../pool/backend.ts";
 import type { HealthState } from "../pool/health.ts";
 import type { Pool } from "../pool/pool.ts";
@@ -28,9 +28,7 @@ export interface MetricsSnapshot {
   backends: Array<{
     url: string;
     requests: Array<[string, number]>;
-    buckets: number[];
-    durationSum: number;
-    durationCount: number;
+    histograms: Record<BackendHistogram, { buckets: number[]; sum: number; count: number }>;
     counters: Counters;
     /** Only the last few seconds: older ones do not change any more, and the primary already has them. */
     recent: Array<Second & { at: number }>;
@@ -40,6 +38,7 @@ export interface MetricsSnapshot {
 
 export interface WorkerReport {
   queued: number;
+  clients: number;
   load: BackendLoad[];
   metrics: MetricsSnapshot;
 }
@@ -112,9 +111,7 @@ export function snapshotMetrics(metrics: Metrics, nowMs: number): MetricsSnapsho
     backends: [...metrics.backends].map(([url, m]) => ({
       url,
       requests: [...m.requests],
-      buckets: m.buckets,
-      durationSum: m.durationSum,
-      durationCount: m.durationCount,
+      histograms: m.histograms,
       counters: countersOf(m),
       recent: m.seconds.filter((s) => s.at >= oldest),
     })),
@@ -128,9 +125,7 @@ export function applyMetricsSnapshot(mirror: Metrics, snapshot: MetricsSnapshot)
     const m = mirror.of(b.url);
     m.requests.clear();
     for (const [key, count] of b.requests) m.requests.set(key, count);
-    m.buckets.splice(0, m.buckets.length, ...b.buckets);
-    m.durationSum = b.durationSum;
-    m.durationCount = b.durationCount;
+    for (const name of HISTOGRAM_NAMES) m.histograms[name].copy(b.histograms[name]);
     Object.assign(m, b.counters);
     for (const second of b.recent) {
       const slot = m.seconds[second.at % WINDOW_SECONDS]!;
@@ -159,9 +154,7 @@ export function addMetrics(total: Metrics, part: Metrics): void {
 
 function addBackendMetrics(total: BackendMetrics, part: BackendMetrics): void {
   for (const [key, count] of part.requests) total.requests.set(key, (total.requests.get(key) ?? 0) + count);
-  addInto(total.buckets, part.buckets);
-  total.durationSum += part.durationSum;
-  total.durationCount += part.durationCount;
+  for (const name of HISTOGRAM_NAMES) total.histograms[name].add(part.histograms[name]);
   for (const name of COUNTER_NAMES) total[name] += part[name];
   for (const second of part.seconds) {
     if (second.at < 0) continue;

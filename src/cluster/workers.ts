@@ -88,6 +88,11 @@ export class WorkerSet {
     return this.#workers.reduce((sum, w) => sum + (w.report?.queued ?? 0), 0);
   }
 
+  /** Client requests and tunnels open in all workers, as of their latest reports. */
+  clients(): number {
+    return this.#workers.reduce((sum, w) => sum + (w.report?.clients ?? 0), 0);
+  }
+
   /** The pool's metrics as a whole: the primary's checks plus every worker's requests, dead workers' included. */
   metrics(): Metrics {
     const total = new Metrics(this.own.startedAt);

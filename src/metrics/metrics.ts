@@ -36,6 +36,44 @@ export const BACKEND_COUNTERS = {
 
 export type BackendCounter = keyof typeof BACKEND_COUNTERS;
 
+/** The latency histograms kept per backend, declared once like the counters. */
+export const BACKEND_HISTOGRAMS = {
+  duration: { metric: "lb_request_duration_seconds", help: "Time from a request's arrival to its last response byte, by backend." },
+  headers: { metric: "lb_upstream_header_duration_seconds", help: "Time from sending a request to the backend to its response headers (its time to first byte), by backend." },
+} as const;
+export type BackendHistogram = keyof typeof BACKEND_HISTOGRAMS;
+export const HISTOGRAM_NAMES = Object.keys(BACKEND_HISTOGRAMS) as BackendHistogram[];
+
+/** Counts per LATENCY_BUCKETS slot (plus +Inf), not cumulative, with the sum and count of what was observed. */
+export class Histogram {
+  readonly buckets = new Array<number>(LATENCY_BUCKETS.length + 1).fill(0);
+  sum = 0;
+  count = 0;
+
+  /** Returns the bucket the value fell in. */
+  observe(seconds: number): number {
+    const slot = bucketOf(seconds);
+    this.buckets[slot]!++;
+    this.sum += seconds;
+    this.count++;
+    return slot;
+  }
+
+  /** Adds another histogram's counts into this one. */
+  add(part: { buckets: readonly number[]; sum: number; count: number }): void {
+    for (let i = 0; i < this.buckets.length; i++) this.buckets[i]! += part.buckets[i] ?? 0;
+    this.sum += part.sum;
+    this.count += part.count;
+  }
+
+  /** Makes this one what `from` says (a worker's latest report). */
+  copy(from: { buckets: readonly number[]; sum: number; count: number }): void {
+    this.buckets.splice(0, this.buckets.length, ...from.buckets);
+    this.sum = from.sum;
+    this.count = from.count;
+  }
+}
+
 /**
  * Counts kept for the pool as a whole, by a key, declared once like BACKEND_COUNTERS: a worker's snapshot, the
  * primary's sum and /metrics follow from this list.
@@ -57,9 +95,7 @@ export interface BackendMetrics extends Counters {}
 export class BackendMetrics {
   /** Requests by "code method", e.g. "200 GET". */
   readonly requests = new Map<string, number>();
-  readonly buckets = new Array<number>(LATENCY_BUCKETS.length + 1).fill(0);
-  durationSum = 0;
-  durationCount = 0;
+  readonly histograms: Record<BackendHistogram, Histogram> = { duration: new Histogram(), headers: new Histogram() };
   /** Ring of the last WINDOW_SECONDS seconds, indexed by epoch second modulo its length. */
   readonly seconds: Array<Second & { at: number }> = Array.from({ length: WINDOW_SECONDS }, () => ({
     at: -1,
@@ -75,10 +111,7 @@ export class BackendMetrics {
   record(method: string, status: number, seconds: number, nowMs: number): void {
     const key = `${status} ${method}`;
     this.requests.set(key, (this.requests.get(key) ?? 0) + 1);
-    const slot = bucketOf(seconds);
-    this.buckets[slot]!++;
-    this.durationSum += seconds;
-    this.durationCount++;
+    const slot = this.histograms.duration.observe(seconds);
     const second = this.#second(nowMs);
     second.requests++;
     if (status >= 500) second.errors++;

@@ -2,13 +2,15 @@
 import { descriptorLimit, openDescriptors } from "../descriptors.ts";
 import { BACKEND_STATES, type Backend, describeState, isAvailable } from "../pool/backend.ts";
 import { BUILD_INFO } from "../version.ts";
-import { BACKEND_COUNTERS, COUNTER_NAMES, LATENCY_BUCKETS, type Metrics } from "./metrics.ts";
+import { BACKEND_COUNTERS, BACKEND_HISTOGRAMS, COUNTER_NAMES, HISTOGRAM_NAMES, LATENCY_BUCKETS, type Metrics } from "./metrics.ts";
 
 export interface ScrapeState {
   backends: readonly Backend[];
   metrics: Metrics;
   /** Requests waiting for a backend with room (--max-inflight). */
   queued: number;
+  /** Client requests and WebSocket tunnels open now. */
+  clients: number;
 }
 
 /** Label values escaped as the format requires (backslash, quote, newline). */
@@ -16,7 +18,7 @@ function label(value: string): string {
   return value.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
 }
 
-export function renderPrometheus({ backends, metrics, queued }: ScrapeState): string {
+export function renderPrometheus({ backends, metrics, queued, clients }: ScrapeState): string {
   const out: string[] = [];
   const family = (name: string, type: string, help: string) => out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
 
@@ -31,16 +33,20 @@ export function renderPrometheus({ backends, metrics, queued }: ScrapeState): st
   family("lb_requests_rejected_total", "counter", "Requests lb turned away itself (503), by reason: max-connections, queue-full, queue-timeout, no-backend.");
   for (const [reason, count] of metrics.pool.rejected) out.push(`lb_requests_rejected_total{reason="${reason}"} ${count}`);
 
-  family("lb_request_duration_seconds", "histogram", "Time from a request's arrival to its last response byte, by backend.");
-  for (const [url, m] of metrics.backends) {
-    let cumulative = 0;
-    LATENCY_BUCKETS.forEach((le, i) => {
-      cumulative += m.buckets[i]!;
-      out.push(`lb_request_duration_seconds_bucket{backend="${label(url)}",le="${le}"} ${cumulative}`);
-    });
-    out.push(`lb_request_duration_seconds_bucket{backend="${label(url)}",le="+Inf"} ${m.durationCount}`);
-    out.push(`lb_request_duration_seconds_sum{backend="${label(url)}"} ${m.durationSum}`);
-    out.push(`lb_request_duration_seconds_count{backend="${label(url)}"} ${m.durationCount}`);
+  for (const name of HISTOGRAM_NAMES) {
+    const { metric, help } = BACKEND_HISTOGRAMS[name];
+    family(metric, "histogram", help);
+    for (const [url, m] of metrics.backends) {
+      const { buckets, sum, count } = m.histograms[name];
+      let cumulative = 0;
+      LATENCY_BUCKETS.forEach((le, i) => {
+        cumulative += buckets[i]!;
+        out.push(`${metric}_bucket{backend="${label(url)}",le="${le}"} ${cumulative}`);
+      });
+      out.push(`${metric}_bucket{backend="${label(url)}",le="+Inf"} ${count}`);
+      out.push(`${metric}_sum{backend="${label(url)}"} ${sum}`);
+      out.push(`${metric}_count{backend="${label(url)}"} ${count}`);
+    }
   }
 
   const perBackend = (name: string, type: string, help: string, value: (url: string) => number, urls: Iterable<string>) => {
@@ -67,6 +73,8 @@ export function renderPrometheus({ backends, metrics, queued }: ScrapeState): st
 
   family("lb_queue_depth", "gauge", "Requests waiting for a backend with room (--max-inflight).");
   out.push(`lb_queue_depth ${queued}`);
+  family("lb_client_connections", "gauge", "Client requests in progress and WebSocket tunnels open (idle keep-alive connections are not seen).");
+  out.push(`lb_client_connections ${clients}`);
 
   family("lb_config_reloads_total", "counter", "Config reloads (SIGHUP, the file changing, POST /api/reload), by result.");
   out.push(`lb_config_reloads_total{result="success"} ${metrics.reloads.success}`, `lb_config_reloads_total{result="failure"} ${metrics.reloads.failure}`);

@@ -361,6 +361,7 @@ export class Forwarder {
       return result.kind === "cancelled" ? "client-gone" : result;
     }
     trip.upstreamMs = performance.now() - attempt.sent;
+    this.options.metrics.of(backend.url).histograms.headers.observe(trip.upstreamMs / 1000);
     const { sticky } = this.options;
     const cookie = sticky && backend !== trip.pinned ? sticky.cookieFor(backend) : null;
     const { response, wholeBytes } = clientResponse(result, trip.requestId, cookie);
