@@ -4,7 +4,7 @@
  */
 import { closeSync, openSync, writeSync } from "node:fs";
 
-export const ACCESS_FORMATS = ["json", "combined", "pretty"] as const;
+export const ACCESS_FORMATS = ["json", "combined", "combined-time", "pretty"] as const;
 export type AccessFormat = (typeof ACCESS_FORMATS)[number];
 
 export interface AccessEntry {
@@ -232,11 +232,9 @@ const FORMATTERS: Record<AccessFormat, (e: AccessEntry, out: LineBuffer) => void
     out.text("}\n");
   },
   // Apache/nginx "combined": what log analysers read.
-  combined: (e, out) =>
-    out.text(
-      `${e.client} - - [${clfTime(Date.now())}] "${e.method} ${quoted(e.path)} HTTP/1.1" ${e.status} ${e.bytes} ` +
-        `"${quoted(e.headers.get("referer"))}" "${quoted(e.headers.get("user-agent"))}"\n`,
-    ),
+  combined: (e, out) => out.text(`${combinedLine(e)}\n`),
+  // The same, then the request's time in seconds, as nginx's $request_time (GoAccess: --log-format=COMBINED + %T).
+  "combined-time": (e, out) => out.text(`${combinedLine(e)} ${(e.totalMs / 1000).toFixed(3)}\n`),
   pretty: (e, out) =>
     out.text(
       `${now()} ${e.client} ${e.method} ${e.path} ${e.status} → ${e.backend} attempts=${e.attempts} ` +
@@ -244,6 +242,13 @@ const FORMATTERS: Record<AccessFormat, (e: AccessEntry, out: LineBuffer) => void
     ),
 };
 const round = (ms: number) => Math.round(ms * 10) / 10;
+
+function combinedLine(e: AccessEntry): string {
+  return (
+    `${e.client} - - [${clfTime(Date.now())}] "${e.method} ${quoted(e.path)} HTTP/1.1" ${e.status} ${e.bytes} ` +
+    `"${quoted(e.headers.get("referer"))}" "${quoted(e.headers.get("user-agent"))}"`
+  );
+}
 
 const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 const pad = (n: number) => String(n).padStart(2, "0");

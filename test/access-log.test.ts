@@ -53,6 +53,14 @@ describe("AccessLog", () => {
     expect(Number.isNaN(Date.parse(lines[0].time))).toBe(false);
   });
 
+  test("combined-time: the combined line, then the request's time in seconds (nginx's $request_time)", () => {
+    let text = "";
+    const log = new AccessLog("combined-time", { write: (chunk) => void (text += decode(chunk as Uint8Array)), flush() {} });
+    log.write(entry("/x", 1));
+    log.flush();
+    expect(text).toMatch(/^10\.0\.0\.9 - - \[[^\]]+\] "GET \/x HTTP\/1\.1" 503 1024 "https:\/\/x\/" "curl \\"8\\"" 0\.001\n$/);
+  });
+
   test("combined lines quote what the client sent", () => {
     let text = "";
     const log = new AccessLog("combined", { write: (chunk) => void (text += decode(chunk as Uint8Array)), flush() {} });

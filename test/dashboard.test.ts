@@ -117,6 +117,11 @@ describe("dashboard", () => {
 
     // Each card says how its last check went.
     expect(await page.locator(`[data-backend="${idOf(a)}"] .check-text`).textContent()).toBe("pass · status 200");
+    // Weight… asks for a number (the browser's prompt) and sets it; the card shows it.
+    page.once("dialog", (dialog) => void dialog.accept("4"));
+    await page.click(`[data-backend="${idOf(a)}"] button.weight`);
+    await page.waitForFunction((id) => document.querySelector(`[data-backend="${id}"] .m-weight`)?.textContent === "4", idOf(a), { timeout: 3000 });
+    expect(lb.lb.pool.find(idOf(a))!.weight).toBe(4);
     // Disable a from its card; Enable puts it back.
     await page.click(`[data-backend="${idOf(a)}"] button.disable`);
     await waitForState(page, a, "disabled", 3000);
@@ -142,6 +147,11 @@ describe("dashboard", () => {
     await page.screenshot({ path: `${ARTIFACTS}/dashboard-phone.png`, fullPage: true });
 
     await load.stop();
+    // Remove asks first (the browser's confirm), drains b, and its card goes.
+    page.once("dialog", (dialog) => void dialog.accept());
+    await page.click(`[data-backend="${idOf(b)}"] button.remove`);
+    await page.waitForSelector(`[data-backend="${idOf(b)}"]`, { state: "detached", timeout: 5000 });
+    expect(lb.lb.pool.find(idOf(b))).toBeUndefined();
     expect(errors).toEqual([]);
 
     // lb goes away: the page says so instead of showing stale numbers as if they were live.

@@ -646,7 +646,7 @@ const SPECS: SettingSpec[] = [
   },
   {
     key: "accessLogFormat", group: "logging", restart: true, type: "string", valueHint: ACCESS_FORMATS.join("|"), fallback: "",
-    description: "Access line format: json, combined (Apache/nginx) or pretty (default: as --log-format)",
+    description: "Access line format: json, combined (Apache/nginx), combined-time (combined + request seconds) or pretty (default: as --log-format)",
     example: "--access-log-format combined", parse: oneOf(ACCESS_FORMATS),
   },
   {
