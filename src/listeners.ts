@@ -147,6 +147,8 @@ function serveProxy(config: Config, tls: TlsCertificates | undefined, reusePort:
     port: config.port,
     hostname: config.host,
     tls,
+    http2: config.http2,
+    http3: config.http3,
     development: false,
     idleTimeout: clientIdleSeconds,
     // Explicit: Bun's sockets are not exclusive by default.

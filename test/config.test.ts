@@ -96,6 +96,8 @@ describe("resolveConfig", () => {
       tlsKey: "",
       tlsSni: [],
       httpRedirectPort: 0,
+      http2: true,
+      http3: false,
       backendCa: "",
       backendInsecure: false,
       logLevel: "info",
@@ -252,7 +254,7 @@ describe("resolveConfig", () => {
     expect(() => resolveConfig([file, environmentLayer({ LB_PORT: "high", LB_ADMIN_TOKEN: "  " })], { stdoutIsTTY: false })).toThrow(
       'environment LB_PORT: port: "high" is not a port',
     );
-    for (const setting of SETTINGS) expect(envName(setting)).toMatch(/^LB_[A-Z_]+$/);
+    for (const setting of SETTINGS) expect(envName(setting)).toMatch(/^LB_[A-Z0-9_]+$/);
   });
 
   test("no backends at all says how to give them", () => {

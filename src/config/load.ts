@@ -106,6 +106,7 @@ export function checkConfig(layers: Layer[], env: Environment): { config: Config
   }
   if (result.tlsSni.length && !result.tlsCert) problems.push("tls-sni: give the default certificate too (--tls-cert and --tls-key)");
   if (result.httpRedirectPort && !result.tlsCert) problems.push("http-redirect-port: redirects to HTTPS need --tls-cert and --tls-key");
+  if (result.http3 && !result.tlsCert) problems.push("http3: HTTP/3 runs over TLS only; give --tls-cert and --tls-key");
   if (result.admin && !isLoopback(result.admin.host) && !result.adminToken) {
     problems.push(
       `admin: ${result.admin.host} is not a loopback address, so the admin API needs a token: set --admin-token or LB_ADMIN_TOKEN (or use --admin 127.0.0.1:9090)`,

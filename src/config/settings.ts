@@ -64,6 +64,8 @@ export interface Config {
   tlsKey: string;
   tlsSni: SniCert[];
   httpRedirectPort: number;
+  http2: boolean;
+  http3: boolean;
   backendCa: string;
   backendInsecure: boolean;
   logLevel: LogLevel;
@@ -587,6 +589,16 @@ const SPECS: SettingSpec[] = [
     key: "tlsSni", group: "tls", restart: true, type: "string", valueHint: "name=cert,key", fallback: [], repeatable: true,
     description: "Another certificate for clients asking for that server name (SNI); repeat for more",
     example: "--tls-sni api.example.com=/etc/lb/api.pem,/etc/lb/api.key", parse: sniList,
+  },
+  {
+    key: "http2", group: "listening", restart: true, type: "boolean", fallback: true,
+    description: "Also serve HTTP/2 on the port: by ALPN over TLS, and in clear to clients that open with its preface (h2c); --no-http2 turns it off",
+    example: "--no-http2", parse: boolean,
+  },
+  {
+    key: "http3", group: "listening", restart: true, type: "boolean", fallback: false,
+    description: "Also serve HTTP/3 (QUIC, over UDP) on the same port number; needs --tls-cert (experimental in Bun)",
+    example: "--http3", parse: boolean,
   },
   {
     key: "httpRedirectPort", group: "tls", restart: true, type: "string", valueHint: "port", fallback: 0,

@@ -1,0 +1,121 @@
+/**
+ * HTTP/2 (and HTTP/3) to clients: curl over h2c (prior knowledge) and over TLS by ALPN, h2load for many streams on few
+ * connections; lb's own behaviour (request ids, X-Forwarded-Proto, limits) holds over HTTP/2; --no-http2 turns it off.
+ * Backends are still spoken to in HTTP/1.1.
+ */
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { type InProcessLb, runCommand, selfSignedCertificate, startBackend, startTestLb } from "./helpers.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "lb-h2-"));
+const backend = startBackend("h2", async (request) => new Response(`backend h2: ${request.method} ${(await request.text()).length}`));
+const lbs: InProcessLb[] = [];
+afterAll(async () => {
+  await Promise.all(lbs.map((lb) => lb.stop()));
+  await backend.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+async function lbWith(settings: Record<string, unknown> = {}): Promise<InProcessLb> {
+  const lb = await startTestLb([backend.url], { "health-interval": "1m", ...settings });
+  lbs.push(lb);
+  return lb;
+}
+
+async function curl(...args: string[]): Promise<{ code: number; out: string }> {
+  const proc = Bun.spawn(["curl", "-s", "-i", "--max-time", "5", ...args], { stdout: "pipe", stderr: "pipe" });
+  return { out: await new Response(proc.stdout).text(), code: await proc.exited };
+}
+
+describe("HTTP/2", () => {
+  test("h2c by prior knowledge: the answer, lb's request id, and what the backend is told", async () => {
+    const lb = await lbWith();
+    const { out } = await curl("--http2-prior-knowledge", "-H", "x-request-id: h2-trace-1", "-d", "hello", `${lb.url}/post`);
+    expect(out).toStartWith("HTTP/2 200");
+    expect(out).toContain("x-request-id: h2-trace-1");
+    expect(out).toEndWith("backend h2: POST 5");
+    const seen = backend.seen.findLast((r) => r.path === "/post")!;
+    expect(seen.headers.get("x-forwarded-proto")).toBe("http");
+    expect(seen.headers.get("x-request-id")).toBe("h2-trace-1");
+    expect(lb.access.findLast((e) => e.path === "/post")).toMatchObject({ status: 200, method: "POST", bytesIn: 5 });
+    // HTTP/1.1 on the same port, as before.
+    expect((await curl("--http1.1", `${lb.url}/`)).out).toStartWith("HTTP/1.1 200");
+  });
+
+  test("over TLS, by ALPN; X-Forwarded-Proto is https", async () => {
+    const { cert, key } = selfSignedCertificate(dir, "localhost");
+    const lb = await lbWith({ "tls-cert": cert, "tls-key": key });
+    const { out } = await curl("--http2", "--cacert", cert, `https://localhost:${lb.lb.port}/tls`);
+    expect(out).toStartWith("HTTP/2 200");
+    expect(backend.seen.findLast((r) => r.path === "/tls")!.headers.get("x-forwarded-proto")).toBe("https");
+    expect((await curl("--http1.1", "--cacert", cert, `https://localhost:${lb.lb.port}/`)).out).toStartWith("HTTP/1.1 200");
+  });
+
+  test("h2load: 2,000 requests as 10 streams on each of 10 connections, none failed", async () => {
+    const lb = await lbWith({ "access-log": false });
+    const proc = Bun.spawn(["h2load", "-n", "2000", "-c", "10", "-m", "10", `${lb.url}/load`], { stdout: "pipe", stderr: "pipe" });
+    const out = await new Response(proc.stdout).text();
+    expect(await proc.exited).toBe(0);
+    expect(out).toContain("2000 total, 2000 started, 2000 done, 2000 succeeded, 0 failed, 0 errored");
+    expect(out).toContain("status codes: 2000 2xx");
+  });
+
+  test("limits hold over HTTP/2: a body over --max-body-size gets 413", async () => {
+    const lb = await lbWith({ "max-body-size": "1k" });
+    const { out } = await curl("--http2-prior-knowledge", "--data-binary", "x".repeat(4096), `${lb.url}/big`);
+    expect(out).toStartWith("HTTP/2 413");
+    expect(backend.seen.some((r) => r.path === "/big")).toBe(false);
+  });
+
+  test("a stream over HTTP/2, quiet for longer than --client-timeout, arrives whole", async () => {
+    const events = startBackend("events", (request) => {
+      if (new URL(request.url).pathname !== "/events") return new Response("ok");
+      let step = 0;
+      const body = new ReadableStream<Uint8Array>({
+        async pull(controller) {
+          step++;
+          if (step === 2) await Bun.sleep(6000);
+          if (step <= 2) controller.enqueue(new TextEncoder().encode(`data: ${step}\n\n`));
+          else controller.close();
+        },
+      });
+      return new Response(body, { headers: { "content-type": "text/event-stream" } });
+    });
+    const lb = await startTestLb([events.url], { "health-interval": "1m", "client-timeout": "1s" });
+    lbs.push(lb);
+    try {
+      const { out, code } = await curl("--http2-prior-knowledge", "-N", "--max-time", "15", `${lb.url}/events`);
+      expect(code).toBe(0);
+      expect(out).toStartWith("HTTP/2 200");
+      expect(out).toEndWith("data: 1\n\ndata: 2\n\n");
+    } finally {
+      await events.stop();
+    }
+  }, 20_000);
+
+  test("--no-http2: a client speaking HTTP/2 by prior knowledge gets no HTTP/2", async () => {
+    const lb = await lbWith({ http2: false });
+    const { out } = await curl("--http2-prior-knowledge", `${lb.url}/off`);
+    expect(out).not.toStartWith("HTTP/2");
+    expect(backend.seen.some((r) => r.path === "/off")).toBe(false);
+  });
+});
+
+describe("HTTP/3", () => {
+  test("needs TLS: without it lb exits 2 with one line", async () => {
+    const { code, stderr } = await runCommand(["--http3", "http://127.0.0.1:1"]);
+    expect(code).toBe(2);
+    expect(stderr.trim()).toBe("lb: http3: HTTP/3 runs over TLS only; give --tls-cert and --tls-key");
+  });
+
+  test("with TLS it also listens on UDP, and HTTP/2 and HTTP/1.1 keep working", async () => {
+    const { cert, key } = selfSignedCertificate(dir, "h3.localhost", "DNS:localhost");
+    const lb = await lbWith({ "tls-cert": cert, "tls-key": key, http3: true });
+    const udp = await Bun.file("/proc/net/udp").text();
+    const port = lb.lb.port.toString(16).toUpperCase().padStart(4, "0");
+    expect(udp).toMatch(new RegExp(`^\\s*\\d+: [0-9A-F]{8}:${port} `, "m"));
+    expect((await curl("--http2", "--cacert", cert, `https://localhost:${lb.lb.port}/`)).out).toStartWith("HTTP/2 200");
+  });
+});
