@@ -1,13 +1,19 @@
 /**
  * WebSocket tunnels. The backend connection is opened first, so a dead backend gives the client a 502 instead of an
  * open-then-close; then frames flow both ways unchanged (text and binary), with the subprotocol the backend chose and
- * close codes and reasons passed through. Memory is bounded: a peer that reads too slowly gets its tunnel closed
- * (1013, try again later) rather than lb buffering for it without limit.
+ * close codes and reasons passed through. Flow control is real: while one peer reads slower than the other sends, lb
+ * stops reading from the sender (TCP backpressure reaches it) instead of queueing for the reader.
  */
 import type { ServerWebSocket } from "bun";
 
-/** Most bytes lb queues toward one slow peer before it gives up on the tunnel. */
-export const TUNNEL_BUFFER_LIMIT_BYTES = 16 * 1024 * 1024;
+/** Bytes queued toward a peer at which lb stops reading from the other one... */
+const PAUSE_AT_BYTES = 1024 * 1024;
+/** ...and at or below which it reads again. */
+const RESUME_AT_BYTES = 256 * 1024;
+/** How often a paused client side looks whether the backend has taken its queue (the client WebSocket has no drain). */
+const UPSTREAM_DRAIN_POLL_MS = 20;
+/** A last resort, for a peer that never reads while the other sends one huge message: the tunnel is closed (1013). */
+export const TUNNEL_BUFFER_LIMIT_BYTES = 64 * 1024 * 1024;
 
 /** Whether a request asks to become a WebSocket. */
 export function isWebSocketUpgrade(headers: Headers): boolean {
@@ -38,6 +44,8 @@ export class Tunnel {
   /** Backend frames that arrived before the client side was ready. */
   #early: Array<string | ArrayBuffer> = [];
   #closed = false;
+  /** Set while the client side is paused, waiting for the backend to take what lb queued for it. */
+  #drainPoll: Timer | null = null;
 
   constructor(
     readonly upstream: WebSocket,
@@ -61,7 +69,23 @@ export class Tunnel {
   fromClient(message: string | Buffer): void {
     if (this.upstream.readyState !== WebSocket.OPEN) return;
     this.upstream.send(message);
-    if (this.upstream.bufferedAmount > TUNNEL_BUFFER_LIMIT_BYTES) this.#abort("backend reads too slowly");
+    const queued = this.upstream.bufferedAmount;
+    if (queued > TUNNEL_BUFFER_LIMIT_BYTES) return this.#abort("backend reads too slowly");
+    if (queued > PAUSE_AT_BYTES && this.#client && !this.#drainPoll) {
+      // The backend reads slower than the client sends: stop reading the client until the backend caught up.
+      const client = this.#client;
+      client.pause();
+      this.#drainPoll = setInterval(() => {
+        if (this.upstream.bufferedAmount > RESUME_AT_BYTES && this.upstream.readyState === WebSocket.OPEN) return;
+        this.#stopDrainPoll();
+        client.resume();
+      }, UPSTREAM_DRAIN_POLL_MS);
+    }
+  }
+
+  /** The client took what lb had queued for it: read from the backend again. */
+  clientDrained(): void {
+    if (this.#client && this.#client.getBufferedAmount() <= RESUME_AT_BYTES) this.upstream.resume();
   }
 
   /** The client closed: pass its code and reason on (the WebSocket API only lets lb send 1000 and 3000–4999). */
@@ -77,7 +101,10 @@ export class Tunnel {
       return;
     }
     this.#client.send(frame);
-    if (this.#client.getBufferedAmount() > TUNNEL_BUFFER_LIMIT_BYTES) this.#abort("client reads too slowly");
+    const queued = this.#client.getBufferedAmount();
+    if (queued > TUNNEL_BUFFER_LIMIT_BYTES) return this.#abort("client reads too slowly");
+    // The client reads slower than the backend sends: stop reading the backend until the client's drain.
+    if (queued > PAUSE_AT_BYTES) this.upstream.pause();
   }
 
   #closeClient(code: number, reason: string): void {
@@ -89,9 +116,15 @@ export class Tunnel {
     if (this.upstream.readyState < WebSocket.CLOSING) this.upstream.close(1000, reason);
   }
 
+  #stopDrainPoll(): void {
+    if (this.#drainPoll) clearInterval(this.#drainPoll);
+    this.#drainPoll = null;
+  }
+
   #finish(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#stopDrainPoll();
     this.onClosed();
   }
 }
@@ -100,6 +133,7 @@ export class Tunnel {
 export const tunnelHandlers = {
   open: (ws: ServerWebSocket<Tunnel>) => ws.data.attach(ws),
   message: (ws: ServerWebSocket<Tunnel>, message: string | Buffer) => ws.data.fromClient(message),
+  drain: (ws: ServerWebSocket<Tunnel>) => ws.data.clientDrained(),
   close: (ws: ServerWebSocket<Tunnel>, code: number, reason: string) => ws.data.clientClosed(code, reason),
 };
 
