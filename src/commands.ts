@@ -196,8 +196,8 @@ function completionTree(): CompletionTree {
 /** Runs the command line; resolves when a one-shot command is done (a serving one keeps the process alive). */
 export async function runCli(argv: string[]): Promise<void> {
   try {
-    if (argv[0] === "help") return void process.stdout.write(renderHelp(COMMANDS[argv[1] ?? "serve"]?.help() ?? SERVE_HELP()));
-    let name = argv[0] !== undefined && argv[0] in COMMANDS ? argv[0] : "serve";
+    if (argv[0] === "help") return void process.stdout.write(renderHelp(helpTopic(argv[1])));
+    let name = argv[0] !== undefined && Object.hasOwn(COMMANDS, argv[0]) ? argv[0] : "serve";
     let rest = name === "serve" && argv[0] !== "serve" ? argv : argv.slice(1);
     if (rest.includes("--help") || rest.includes("-h")) return void process.stdout.write(renderHelp(COMMANDS[name]!.help()));
     // nginx -t's habit: the serving command line with --check validates instead of serving.
@@ -213,6 +213,14 @@ export async function runCli(argv: string[]): Promise<void> {
     process.stderr.write(`lb: ${error.message}\n`);
     process.exit(1);
   }
+}
+
+/** The help page `lb help [topic]` asks for; an unknown topic is a usage error, with a guess. */
+function helpTopic(topic: string | undefined): HelpPage {
+  if (topic === undefined) return SERVE_HELP();
+  if (Object.hasOwn(COMMANDS, topic)) return COMMANDS[topic]!.help();
+  const guess = closest(topic, COMMAND_NAMES);
+  throw new ConfigError(`no command "${topic}"${guess ? `; did you mean "${guess}"?` : ""} (lb help lists them)`);
 }
 
 /**

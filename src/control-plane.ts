@@ -10,7 +10,7 @@ import { checkSettings } from "./configure.ts";
 import { EventLog } from "./admin/events.ts";
 import type { Logger } from "./log.ts";
 import type { Metrics } from "./metrics/metrics.ts";
-import { describeEvent, logPoolEvent } from "./pool-log.ts";
+import { NoBackendAlarm, describeEvent, logPoolEvent } from "./pool-log.ts";
 import { describeState } from "./pool/backend.ts";
 import { HealthChecker } from "./pool/checker.ts";
 import { DnsDiscovery, dnsLookup } from "./pool/discovery.ts";
@@ -23,6 +23,7 @@ export class ControlPlane {
   readonly events = new EventLog();
   readonly #checker: HealthChecker;
   readonly #discovery: DnsDiscovery;
+  readonly #alarm = new NoBackendAlarm();
   #config: Config;
 
   constructor(
@@ -51,6 +52,7 @@ export class ControlPlane {
   /** What a pool change sets off here: a log line, a dashboard event, checks of a backend that came or went. */
   onPoolEvent(event: PoolEvent): void {
     logPoolEvent(this.log, event, this.pool);
+    this.#alarm.check(this.pool, this.log);
     this.events.add(event.backend.name, describeState(event.backend), describeEvent(event));
     if (event.type === "added") void this.#checker.watch(event.backend);
     if (event.type === "removed") {
@@ -72,7 +74,7 @@ export class ControlPlane {
     for (const spec of diff.added) this.#adopt(spec);
     for (const spec of diff.reweighted) {
       const backend = this.pool.find(spec.url);
-      if (backend) backend.weight = spec.weight;
+      if (backend) this.pool.setWeight(backend, spec.weight);
     }
     for (const url of diff.removed) {
       const backend = this.pool.find(url);
@@ -90,7 +92,7 @@ export class ControlPlane {
   #adopt(spec: BackendSpec): void {
     const existing = this.pool.find(spec.url);
     if (existing) {
-      existing.weight = spec.weight;
+      this.pool.setWeight(existing, spec.weight);
       if (existing.admin === "draining") this.pool.setAdminState(existing, "active");
       return;
     }

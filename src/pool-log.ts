@@ -21,6 +21,8 @@ export function describeEvent(event: PoolEvent): string {
       return "back from ejection";
     case "admin":
       return event.state === "active" ? "enabled" : event.state;
+    case "weight":
+      return `weight ${event.weight}`;
     case "added":
       return "added";
     case "removed":
@@ -57,6 +59,15 @@ export function logPoolEvent(log: Logger, event: PoolEvent, pool: Pool): void {
       log.info(`backend ${backend.name} is back in rotation after its ejection`, fields());
       break;
   }
-  const tookOneOut = (event.type === "health" && event.to.status !== "healthy") || event.type === "ejected";
-  if (tookOneOut && pool.available().length === 0) log.error("no healthy backends: answering 503 until one recovers");
+}
+
+/** Says once that no backend is left in rotation (not once per backend found down), and again after one came back. */
+export class NoBackendAlarm {
+  #raised = false;
+
+  check(pool: Pool, log: Logger): void {
+    const none = pool.backends.length > 0 && pool.available().length === 0;
+    if (none && !this.#raised) log.error("no healthy backends: answering 503 until one recovers");
+    this.#raised = none;
+  }
 }

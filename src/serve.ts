@@ -46,7 +46,6 @@ export async function runDemo(commandLine: ParsedCommandLine): Promise<void> {
   const demoLayer: Layer = {
     source: "demo",
     values: {
-      backends: backends.map((b) => `http://127.0.0.1:${b.port}`),
       "health-interval": "2s",
       host: "127.0.0.1",
       // A first try must not fail because the usual ports are busy: unless chosen, a taken one becomes a free one.
@@ -54,7 +53,9 @@ export async function runDemo(commandLine: ParsedCommandLine): Promise<void> {
       ...(given.admin === undefined && isTaken(9090) ? { admin: "127.0.0.1:0" } : {}),
     },
   };
-  const config = resolveConfig([demoLayer, ...layers], environment());
+  // The demo's own backends come last: LB_BACKENDS or a file's list must not replace them.
+  const demoBackends: Layer = { source: "demo", values: { backends: backends.map((b) => `http://127.0.0.1:${b.port}`) } };
+  const config = resolveConfig([demoLayer, ...layers, demoBackends], environment());
   const { lb, log } = await serve(config);
   process.stderr.write(demoInstructions(lb.url.origin, lb.adminUrl?.origin ?? null, backends));
   void readDemoCommands(backends, log);

@@ -128,8 +128,9 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
         ready = false; // a draining lb takes no new clients: readiness says so to whoever routes to it
         control.stop();
         pool.close();
-        sides.stop();
+        // The admin API stays up while requests drain: /readyz says 503, /metrics and /healthz still answer.
         await traffic.stop(current.drainTimeout);
+        sides.stop();
         accessLog?.flush();
       })()),
   };
@@ -199,7 +200,7 @@ function servedByWorkers(config: Config, pool: Pool, metrics: Metrics, accessLog
       }),
     reload(effective, next) {
       readCertificates(effective); // so a reload the workers would refuse is refused as a whole
-      workers.reload(next);
+      workers.reload(effective); // restart-only settings as running: a worker restarted later starts like its siblings
     },
     reopenLogs() {
       accessLog?.reopen();
@@ -276,9 +277,10 @@ function logListening(log: Logger, config: Config, port: number, pool: Pool, adm
       (fds ? ` · fd limit ${fds}` : ""),
   );
   // Each request holds two descriptors (the client's connection and the backend's); idle keep-alives hold more.
-  if (fds && config.maxConnections > 0 && fds < 2 * config.maxConnections + RESERVED_DESCRIPTORS) {
+  const requestsAtOnce = fds ? Math.floor((fds - RESERVED_DESCRIPTORS) / 2) : Number.POSITIVE_INFINITY;
+  if (config.maxConnections > 0 && requestsAtOnce < config.maxConnections / 2) {
     log.warn(
-      `the file descriptor limit (${fds}) allows about ${Math.floor((fds - RESERVED_DESCRIPTORS) / 2)} requests at once, fewer than ` +
+      `the file descriptor limit (${fds}) allows about ${requestsAtOnce} requests at once, under half of ` +
         `--max-connections ${config.maxConnections}: raise it (ulimit -n, systemd LimitNOFILE) or lower --max-connections`,
     );
   }

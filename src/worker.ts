@@ -13,7 +13,7 @@ import { DataPlane } from "./data-plane.ts";
 import { ProxyListener } from "./listeners.ts";
 import { type Logger, consolaLevel, createLogger } from "./log.ts";
 import { Metrics } from "./metrics/metrics.ts";
-import { logPoolEvent } from "./pool-log.ts";
+import { NoBackendAlarm, logPoolEvent } from "./pool-log.ts";
 import { Pool, type PoolEvent } from "./pool/pool.ts";
 
 const REPORT_EVERY_MS = 500;
@@ -31,6 +31,7 @@ interface RunningWorker {
 /** Serves the port its primary claimed, with the pool the primary describes in `state`. */
 function startWorker(config: Config, log: Logger, accessLog: AccessLog | null, state: readonly BackendState[], send: (message: ToPrimary) => void): RunningWorker {
   const metrics = new Metrics();
+  const alarm = new NoBackendAlarm();
   /** True while applying the primary's state: those changes are the primary's news, not this worker's. */
   let adopting = false;
   const tellPrimary = (event: PoolEvent) => {
@@ -39,6 +40,7 @@ function startWorker(config: Config, log: Logger, accessLog: AccessLog | null, s
       if (!adopting && event.to.status === "unhealthy") send({ type: "down", url: event.backend.url, reason: event.to.reason });
     } else if (event.type === "ejected" || event.type === "returned" || event.type === "ejection-refused") {
       logPoolEvent(log, event, pool); // ejections are this worker's own
+      alarm.check(pool, log);
     }
   };
   const pool: Pool = new Pool([], {

@@ -82,6 +82,34 @@ describe("admin API", () => {
     expect(await body(ready)).toEqual({ ready: true, healthy: 0 });
   });
 
+  test("GET /api/config redacts credentials in health-check headers; readiness is 503 while lb drains", async () => {
+    const gate = Promise.withResolvers<void>();
+    const a = backend("a", async (request) => {
+      if (new URL(request.url).pathname === "/hold") await gate.promise;
+      return new Response("a");
+    });
+    const lb = await spawnLb(["--port", "0", "--host", "127.0.0.1", "--drain-timeout", "10s", "--health-header", "Authorization: Bearer backend-secret", a.url]);
+    const admin = /admin (http:\/\/[\d.]+:\d+)/.exec(lb.stderr.find((l) => l.includes("listening"))!)![1]!;
+    try {
+      const shown = await (await fetch(`${admin}/api/config`)).text();
+      expect(shown).not.toContain("backend-secret");
+      expect(JSON.parse(shown)["health-header"]).toEqual([["Authorization", "[redacted]"]]);
+      expect((await fetch(`${admin}/readyz`)).status).toBe(200);
+      const held = fetch(`${lb.url}/hold`);
+      await waitFor(() => a.seen.some((r) => r.path === "/hold"), "the held request");
+      lb.proc.kill("SIGTERM");
+      await lb.waitForLine("stderr", /draining 1 in-flight/);
+      // Draining: not ready (no new clients), but the admin API still answers.
+      expect((await fetch(`${admin}/readyz`)).status).toBe(503);
+      expect((await fetch(`${admin}/healthz`)).status).toBe(200);
+      gate.resolve();
+      expect((await held).status).toBe(200);
+    } finally {
+      gate.resolve();
+      await lb.kill();
+    }
+  });
+
   test("a backend added under load is checked at once and takes traffic, with no failed request", async () => {
     const [a, b] = [backend("a"), backend("b")];
     const lb = await lbFor([a.url], { "health-interval": "1m" });

@@ -119,6 +119,8 @@ describe("commands", () => {
     [["version", "--verbose"], "unknown option --verbose; run lb version --help"],
     [["--config", "/nonexistent/dir/lb.toml"], "/nonexistent/dir/lb.toml: cannot read the config file (no such file); check the --config path"],
     [["validate"], "lb validate needs --config <file>"],
+    [["help", "stauts"], 'no command "stauts"; did you mean "status"?'],
+    [["constructor"], '"constructor" is neither a command nor a backend'],
   ])("lb %p exits 2 with one line", async (args, message) => {
     const { code, stdout, stderr } = await runCommand(args);
     expect({ code, stdout }).toEqual({ code: 2, stdout: "" });

@@ -39,8 +39,10 @@ test("lb demo starts even when the usual ports (8000, 9090) are taken, and says 
       return []; // already taken by something else: just as good for this test
     }
   });
-  // Not spawnLb: it would choose an admin port itself, and the point is what the demo does without one.
-  const demo = Bun.spawn(["bun", `${ROOT}src/main.ts`, "demo", "--no-access-log"], { stdin: "pipe", stdout: "pipe", stderr: "pipe" });
+  // Not spawnLb: it would choose an admin port itself, and the point is what the demo does without one. An
+  // LB_BACKENDS left in the environment must not replace the demo's own backends either.
+  const env = { ...process.env, LB_BACKENDS: "http://127.0.0.1:1" };
+  const demo = Bun.spawn(["bun", `${ROOT}src/main.ts`, "demo", "--no-access-log"], { stdin: "pipe", stdout: "pipe", stderr: "pipe", env });
   const stderr = collectLines(demo.stderr);
   try {
     const line = await waitFor(() => stderr.find((l) => /the dashboard: http:\/\/localhost:\d+\//.test(l)), () => stderr.join("\n"), 8000);
@@ -48,6 +50,7 @@ test("lb demo starts even when the usual ports (8000, 9090) are taken, and says 
     const url = /behind lb at (http:\/\/localhost:\d+)/.exec(stderr.join("\n"))![1]!;
     expect(url).not.toEndWith(":8000");
     expect((await fetch(`${url.replace("localhost", "127.0.0.1")}/`)).status).toBe(200);
+    expect(stderr.join("\n")).toMatch(/lb listening on \S+ → 3 backends/);
   } finally {
     demo.kill("SIGINT");
     await demo.exited;

@@ -84,6 +84,19 @@ describe("streamed answers", () => {
     expect((await fetch(`${lb.url}/`)).status).toBe(200);
   });
 
+  test("a backend removed while its stream is silent: the read timeout still cuts the stream", async () => {
+    const backend = eventsBackend(15_000);
+    const lb = await lbFor(backend.url, { "upstream-read-timeout": "1s" });
+    const stream = curl(`${lb.url}/events`);
+    await waitFor(() => backend.seen.some((r) => r.path === "/events"), "the stream to start");
+    // The operator removes the backend (a drain of 100 ms): the stream outlives it, and must still be bounded.
+    const removed = await fetch(`${lb.lb.adminUrl!.origin}/api/backends/${new URL(backend.url).host}?timeout=100ms`, { method: "DELETE" });
+    expect(removed.status).toBe(200);
+    const { code, ms } = await stream;
+    expect([18, 56]).toContain(code);
+    expect(ms).toBeLessThan(5000);
+  });
+
   test("a client that reads nothing of a big download is cut after --upstream-read-timeout, the backend not blamed", async () => {
     const chunk = new Uint8Array(64 * 1024).fill(120);
     const backend = startBackend("download", (request) => {

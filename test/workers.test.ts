@@ -118,6 +118,22 @@ describe("--workers 2", () => {
     }
   }, 20_000);
 
+  test("a weight set through the admin API reaches every worker", async () => {
+    const lb = await startWorkers(["--health-path", "/health", a.url, b.url]);
+    const id = new URL(a.url).host;
+    const patched = await fetch(`${lb.admin}/api/backends/${id}`, {
+      method: "PATCH",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ weight: 100 }),
+    });
+    expect(patched.status).toBe(200);
+    // The workers hear of it within a state push; then nearly everything goes to a (100 to 1).
+    await waitFor(async () => {
+      const bodies = await Promise.all(Array.from({ length: 40 }, () => fetch(`${lb.url}/w`).then((r) => r.text())));
+      return bodies.filter((body) => body === "backend a").length >= 36;
+    }, "the workers to use the new weight");
+  });
+
   test("with TLS every worker serves HTTPS on the shared port", async () => {
     const { cert, key } = selfSignedCertificate(mkdtempSync(join(tmpdir(), "lb-workers-tls-")), "localhost", "DNS:localhost,IP:127.0.0.1");
     const lb = await startWorkers(["--tls-cert", cert, "--tls-key", key, a.url]);

@@ -144,7 +144,7 @@ export function createAdminHandler(options: AdminOptions): AdminHandler {
         const body = (await request.json().catch(() => null)) as { weight?: unknown } | null;
         const weight = parseWeight(body?.weight);
         if (weight === null) return problem(400, `send JSON like {"weight": 5}: ${WEIGHT_PROBLEM}`);
-        backend.weight = weight;
+        pool.setWeight(backend, weight);
         changed(ip, `backend ${backend.url} weight is now ${weight}`);
         return json(backendJson(backend));
       }

@@ -71,7 +71,7 @@ export class DnsDiscovery {
         group.spec = spec;
         for (const member of group.members) {
           const backend = this.pool.find(member);
-          if (backend) backend.weight = spec.weight;
+          if (backend) this.pool.setWeight(backend, spec.weight);
         }
       } else {
         const created = { spec, members: new Set<string>(), failing: false };

@@ -13,6 +13,7 @@ export type PoolEvent =
   | { type: "ejection-refused"; backend: Backend }
   | { type: "returned"; backend: Backend }
   | { type: "admin"; backend: Backend; state: AdminState }
+  | { type: "weight"; backend: Backend; weight: number }
   | { type: "added"; backend: Backend }
   | { type: "removed"; backend: Backend };
 
@@ -97,6 +98,13 @@ export class Pool {
     backend.admin = state;
     this.#rebuild();
     this.#emit({ type: "admin", backend, state });
+  }
+
+  /** A new weight, told to the listeners (workers follow the primary's weights through them). */
+  setWeight(backend: Backend, weight: number): void {
+    if (backend.weight === weight) return;
+    backend.weight = weight;
+    this.#emit({ type: "weight", backend, weight });
   }
 
   /** Backends in rotation, in configured order; rebuilt on each change, not on each request. */

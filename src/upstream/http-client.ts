@@ -16,6 +16,8 @@ const IDLE_SWEEP_MS = 1000;
 
 export class HttpClient implements UpstreamClient {
   readonly #pools = new Map<string, OriginPool>();
+  /** Pools of backends that left, still passing answers on: their streams stay under the read timeout until done. */
+  readonly #leaving = new Set<OriginPool>();
   /** Exchanges not yet answered, watched for their deadlines. */
   readonly #waiting = new Set<Exchange>();
   #sweeper: Timer | null = null;
@@ -51,6 +53,7 @@ export class HttpClient implements UpstreamClient {
     pool.forgotten = true;
     pool.closeIdle();
     this.#pools.delete(origin);
+    if (pool.streaming.size > 0) this.#leaving.add(pool);
   }
 
   connections(): { busy: number; idle: number } {
@@ -89,5 +92,9 @@ export class HttpClient implements UpstreamClient {
   #closeIdle(): void {
     const now = performance.now();
     for (const pool of this.#pools.values()) pool.closeExpired(now, this.settings);
+    for (const pool of this.#leaving) {
+      pool.closeExpired(now, this.settings);
+      if (pool.streaming.size === 0) this.#leaving.delete(pool);
+    }
   }
 }
