@@ -84,7 +84,7 @@ EOF
 
 start_proxy() {
   case $1 in
-    lb) taskset -c 0 bun src/main.ts --port "${PORT[lb]}" --host 127.0.0.1 --admin off --no-access-log \
+    lb) taskset -c 0 bun src/main.ts --port "${PORT[lb]}" --host 127.0.0.1 --admin off --no-access-log --http2 on \
           "http://127.0.0.1:${BACKEND_PORTS[0]}" "http://127.0.0.1:${BACKEND_PORTS[1]}" >"$WORK/lb.log" 2>&1 & ;;
     haproxy) taskset -c 0 "$HAPROXY" -db -f "$WORK/haproxy.cfg" >"$WORK/haproxy.log" 2>&1 & ;;
     nginx) taskset -c 0 "$NGINX" -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/error.log" >/dev/null 2>&1 & ;;

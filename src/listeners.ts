@@ -147,7 +147,8 @@ function serveProxy(config: Config, tls: TlsCertificates | undefined, reusePort:
     port: config.port,
     hostname: config.host,
     tls,
-    http2: config.http2,
+    // h2c (clear-text HTTP/2) only when asked for: HAProxy and nginx do not offer it by default either.
+    http2: config.http2 === "on" || (config.http2 === "auto" && Boolean(tls)),
     http3: config.http3,
     development: false,
     idleTimeout: clientIdleSeconds,

@@ -96,7 +96,7 @@ describe("resolveConfig", () => {
       tlsKey: "",
       tlsSni: [],
       httpRedirectPort: 0,
-      http2: true,
+      http2: "auto",
       http3: false,
       backendCa: "",
       backendInsecure: false,

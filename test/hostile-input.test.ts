@@ -268,7 +268,8 @@ describe("1. malformed request lines and header names", () => {
     "an unknown method": "FOO /foo HTTP/1.1\r\nHost: x\r\n\r\n",
     "a target that is not a path": "GET x HTTP/1.1\r\nHost: x\r\n\r\n",
     "HTTP/1.1 without a Host": "GET /no-host HTTP/1.1\r\n\r\n",
-    // With --http2 (the default) the preface starts HTTP/2: garbage after it must end the connection, nothing forwarded.
+    // With --http2 on the preface starts HTTP/2 (by default it is a malformed HTTP/1 line): either way garbage after it
+    // ends the connection and nothing is forwarded.
     "the HTTP/2 preface, then garbage": "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
     "garbage bytes (a TLS ClientHello start)": "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\xff\xfe garbage\r\n\r\n",
   };

@@ -1,6 +1,7 @@
 /**
  * HTTP/2 (and HTTP/3) to clients: curl over h2c (prior knowledge) and over TLS by ALPN, h2load for many streams on few
- * connections; lb's own behaviour (request ids, X-Forwarded-Proto, limits) holds over HTTP/2; --no-http2 turns it off.
+ * connections; lb's own behaviour (request ids, X-Forwarded-Proto, limits) holds over HTTP/2. h2c is offered with
+ * --http2 on (by default, HTTP/2 only by ALPN over TLS); --http2 off turns it off.
  * Backends are still spoken to in HTTP/1.1.
  */
 import { afterAll, describe, expect, test } from "bun:test";
@@ -19,7 +20,7 @@ afterAll(async () => {
 });
 
 async function lbWith(settings: Record<string, unknown> = {}): Promise<InProcessLb> {
-  const lb = await startTestLb([backend.url], { "health-interval": "1m", ...settings });
+  const lb = await startTestLb([backend.url], { "health-interval": "1m", http2: "on", ...settings });
   lbs.push(lb);
   return lb;
 }
@@ -83,7 +84,7 @@ describe("HTTP/2", () => {
       });
       return new Response(body, { headers: { "content-type": "text/event-stream" } });
     });
-    const lb = await startTestLb([events.url], { "health-interval": "1m", "client-timeout": "1s" });
+    const lb = await startTestLb([events.url], { "health-interval": "1m", "client-timeout": "1s", http2: "on" });
     lbs.push(lb);
     try {
       const { out, code } = await curl("--http2-prior-knowledge", "-N", "--max-time", "15", `${lb.url}/events`);
@@ -95,11 +96,19 @@ describe("HTTP/2", () => {
     }
   }, 20_000);
 
-  test("--no-http2: a client speaking HTTP/2 by prior knowledge gets no HTTP/2", async () => {
-    const lb = await lbWith({ http2: false });
-    const { out } = await curl("--http2-prior-knowledge", `${lb.url}/off`);
-    expect(out).not.toStartWith("HTTP/2");
-    expect(backend.seen.some((r) => r.path === "/off")).toBe(false);
+  test("--http2 off, and the default (auto) on plain HTTP: a client speaking HTTP/2 by prior knowledge gets no HTTP/2", async () => {
+    for (const http2 of ["off", "auto"]) {
+      const lb = await lbWith({ http2 });
+      const { out } = await curl("--http2-prior-knowledge", `${lb.url}/off-${http2}`);
+      expect(out).not.toStartWith("HTTP/2");
+      expect(backend.seen.some((r) => r.path === `/off-${http2}`)).toBe(false);
+    }
+  });
+
+  test("the default (auto) with TLS: HTTP/2 by ALPN", async () => {
+    const { cert, key } = selfSignedCertificate(dir, "auto.localhost", "DNS:localhost");
+    const lb = await lbWith({ "tls-cert": cert, "tls-key": key, http2: "auto" });
+    expect((await curl("--http2", "--cacert", cert, `https://localhost:${lb.lb.port}/auto`)).out).toStartWith("HTTP/2 200");
   });
 });
 

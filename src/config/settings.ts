@@ -12,6 +12,9 @@ export const LOG_LEVELS = ["error", "warn", "info", "debug"] as const;
 export const LOG_FORMATS = ["pretty", "json"] as const;
 export const POLICIES = ["round-robin", "least-connections", "random", "p2c", "ewma", "hash"] as const;
 export const HEALTH_METHODS = ["GET", "HEAD", "OPTIONS", "POST"] as const;
+/** auto: HTTP/2 by ALPN when lb serves TLS; on: also h2c (clear text, by prior knowledge); off: HTTP/1.1 only. */
+export const HTTP2_MODES = ["auto", "on", "off"] as const;
+export type Http2Mode = (typeof HTTP2_MODES)[number];
 export type PolicyName = (typeof POLICIES)[number];
 export type HealthMethod = (typeof HEALTH_METHODS)[number];
 /** Inclusive status ranges: "200,301-302" is [[200, 200], [301, 302]]. */
@@ -64,7 +67,7 @@ export interface Config {
   tlsKey: string;
   tlsSni: SniCert[];
   httpRedirectPort: number;
-  http2: boolean;
+  http2: Http2Mode;
   http3: boolean;
   backendCa: string;
   backendInsecure: boolean;
@@ -591,9 +594,9 @@ const SPECS: SettingSpec[] = [
     example: "--tls-sni api.example.com=/etc/lb/api.pem,/etc/lb/api.key", parse: sniList,
   },
   {
-    key: "http2", group: "listening", restart: true, type: "boolean", fallback: true,
-    description: "Also serve HTTP/2 on the port: by ALPN over TLS, and in clear to clients that open with its preface (h2c); --no-http2 turns it off",
-    example: "--no-http2", parse: boolean,
+    key: "http2", group: "listening", restart: true, type: "string", valueHint: HTTP2_MODES.join("|"), fallback: "auto",
+    description: "HTTP/2 beside HTTP/1.1: auto = by ALPN when serving TLS; on = also in clear text to clients that open with its preface (h2c); off",
+    example: "--http2 on", parse: oneOf(HTTP2_MODES),
   },
   {
     key: "http3", group: "listening", restart: true, type: "boolean", fallback: false,
