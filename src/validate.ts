@@ -7,6 +7,7 @@ import type { ArgsDef } from "citty";
 import { helpOptions } from "./admin/client.ts";
 import { type HelpPage, parseCommandLine } from "./cli.ts";
 import { environmentLayer } from "./config/environment.ts";
+import { plural } from "./pool-log.ts";
 import { ConfigError, type Layer, checkConfig, readConfigFile } from "./config/load.ts";
 
 export const VALIDATE_ARGS = {
@@ -41,6 +42,5 @@ export async function validateCommand(argv: string[], vars: Record<string, strin
   }
   const { config, problems } = checkConfig([file, environmentLayer(vars), commandLine.layer], { stdoutIsTTY: false });
   if (problems.length) return { code: 2, stdout: "", stderr: problems.map((p) => `${p}\n`).join("") };
-  const backends = config.backends.length;
-  return { code: 0, stdout: `${path}: OK (${backends} backend${backends === 1 ? "" : "s"}, policy ${config.policy}, port ${config.port})\n`, stderr: "" };
+  return { code: 0, stdout: `${path}: OK (${plural(config.backends.length, "backend")}, policy ${config.policy}, port ${config.port})\n`, stderr: "" };
 }

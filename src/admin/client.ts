@@ -45,7 +45,7 @@ export type AdminCall = (method: string, path: string, body?: unknown) => Promis
 /** Parses a command's flags strictly (`args`: --admin, --admin-token and its own) and returns a way to call lb's admin API. */
 export function adminClient(argv: string[], args: ArgsDef, command: string, env: { adminToken?: string }) {
   const parsed = parseStrict(argv, args, command);
-  const address = adminAddress(parsed.admin ?? "127.0.0.1:9090");
+  const address = adminAddress(parsed.admin ?? ADMIN_ARGS.admin.default);
   if ("error" in address || !address.value) throw new ConfigError(`--admin: ${"error" in address ? address.error : "cannot be off here"}`);
   const { host, port } = address.value;
   const base = `http://${hostInUrl(host)}:${port}`;
