@@ -137,7 +137,7 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
 }
 
 /** Where requests are served: in this process, or in worker processes (--workers). */
-interface Traffic {
+export interface Traffic {
   readonly port: number;
   /** The metrics the admin API shows. */
   metrics(): Metrics;
@@ -156,10 +156,21 @@ interface Traffic {
   stop(drainTimeoutMs: number): Promise<void>;
 }
 
-/** One process does everything: the forwarding happens here, behind the proxy listener. */
-function servedHere(config: Config, pool: Pool, tlsToBackends: UpstreamTls | undefined, metrics: Metrics, accessLog: AccessLog | null, log: Logger): Traffic {
+/**
+ * The forwarding happens in this process, behind the proxy listener: lb's single process, or a worker (`shared`: on
+ * the port its primary claimed).
+ */
+export function servedHere(
+  config: Config,
+  pool: Pool,
+  tlsToBackends: UpstreamTls | undefined,
+  metrics: Metrics,
+  accessLog: AccessLog | null,
+  log: Logger,
+  shared = false,
+): Traffic {
   const data = new DataPlane(pool, config, tlsToBackends, metrics, accessLog, log);
-  const proxy = new ProxyListener(config, log, data.handle, false);
+  const proxy = new ProxyListener(config, log, data.handle, shared);
   return {
     port: proxy.port,
     metrics: () => metrics,

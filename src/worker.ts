@@ -9,12 +9,11 @@ import { type BackendState, type ToPrimary, type ToWorker, applyPoolState, backe
 import { effectiveConfig } from "./config/reload.ts";
 import type { Config } from "./config/settings.ts";
 import { createAccessLog, poolRules, upstreamTls } from "./configure.ts";
-import { DataPlane } from "./data-plane.ts";
-import { ProxyListener } from "./listeners.ts";
 import { type Logger, consolaLevel, createLogger } from "./log.ts";
 import { Metrics } from "./metrics/metrics.ts";
 import { NoBackendAlarm, logPoolEvent } from "./pool-log.ts";
 import { Pool, type PoolEvent } from "./pool/pool.ts";
+import { servedHere } from "./server.ts";
 
 const REPORT_EVERY_MS = 500;
 
@@ -47,7 +46,7 @@ function startWorker(config: Config, log: Logger, accessLog: AccessLog | null, s
     ...poolRules(config),
     listener: (event) => {
       tellPrimary(event);
-      data.onPoolEvent(event);
+      traffic.onPoolEvent(event);
     },
   });
   const adoptPoolState = (next: readonly BackendState[]) => {
@@ -58,18 +57,17 @@ function startWorker(config: Config, log: Logger, accessLog: AccessLog | null, s
       adopting = false;
     }
   };
-  const data = new DataPlane(pool, config, upstreamTls(config), metrics, accessLog, log);
+  const traffic = servedHere(config, pool, upstreamTls(config), metrics, accessLog, log, true);
   adoptPoolState(state);
   let current = config;
-  const proxy = new ProxyListener(config, log, data.handle, true);
-  data.open();
+  void traffic.open();
 
   return {
     report: () => ({
       type: "report",
       report: {
-        queued: data.queued,
-        clients: proxy.openRequests(),
+        queued: traffic.queued(),
+        clients: traffic.clients(),
         load: backendLoad(pool.backends),
         metrics: snapshotMetrics(metrics, Date.now()),
       },
@@ -77,19 +75,16 @@ function startWorker(config: Config, log: Logger, accessLog: AccessLog | null, s
     adoptPoolState,
     // The pool's members are the primary's business: they follow the state it sends after its own reload.
     reload(next) {
-      const nextTls = upstreamTls(next);
       const effective = effectiveConfig(current, next);
-      proxy.renewCertificates(effective);
+      traffic.reload(effective, next, upstreamTls(next));
       pool.reconfigure(poolRules(effective));
-      data.reconfigure(effective, nextTls);
       log.level = consolaLevel(next.logLevel);
       current = effective;
     },
-    reopenLogs: () => accessLog?.reopen(),
+    reopenLogs: traffic.reopenLogs,
     async stop() {
       pool.close();
-      await proxy.stop(current.drainTimeout);
-      data.close();
+      await traffic.stop(current.drainTimeout);
       accessLog?.flush();
     },
   };
