@@ -63,6 +63,26 @@ export function startBackend(
   return { url: `http://127.0.0.1:${server.port}`, port: server.port!, name, seen, stop: () => server.stop(true) };
 }
 
+/** A backend whose /events sends `data: first`, stays silent for `silenceMs`, then sends `data: second` and ends. */
+export function startEventsBackend(silenceMs: number): TestBackend {
+  const encoder = new TextEncoder();
+  return startBackend("sse", (request) => {
+    if (new URL(request.url).pathname !== "/events") return new Response("ok");
+    let step = 0;
+    const body = new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        step++;
+        if (step === 1) controller.enqueue(encoder.encode("data: first\n\n"));
+        else if (step === 2) {
+          await Bun.sleep(silenceMs);
+          controller.enqueue(encoder.encode("data: second\n\n"));
+        } else controller.close();
+      },
+    });
+    return new Response(body, { headers: { "content-type": "text/event-stream" } });
+  });
+}
+
 export interface InProcessLb {
   lb: RunningLb;
   url: string;

@@ -8,7 +8,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type InProcessLb, runCommand, selfSignedCertificate, startBackend, startTestLb } from "./helpers.ts";
+import { type InProcessLb, runCommand, selfSignedCertificate, startBackend, startEventsBackend, startTestLb } from "./helpers.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "lb-h2-"));
 const backend = startBackend("h2", async (request) => new Response(`backend h2: ${request.method} ${(await request.text()).length}`));
@@ -71,26 +71,14 @@ describe("HTTP/2", () => {
   });
 
   test("a stream over HTTP/2, quiet for longer than --client-timeout, arrives whole", async () => {
-    const events = startBackend("events", (request) => {
-      if (new URL(request.url).pathname !== "/events") return new Response("ok");
-      let step = 0;
-      const body = new ReadableStream<Uint8Array>({
-        async pull(controller) {
-          step++;
-          if (step === 2) await Bun.sleep(6000);
-          if (step <= 2) controller.enqueue(new TextEncoder().encode(`data: ${step}\n\n`));
-          else controller.close();
-        },
-      });
-      return new Response(body, { headers: { "content-type": "text/event-stream" } });
-    });
+    const events = startEventsBackend(6000);
     const lb = await startTestLb([events.url], { "health-interval": "1m", "client-timeout": "1s", http2: "on" });
     lbs.push(lb);
     try {
       const { out, code } = await curl("--http2-prior-knowledge", "-N", "--max-time", "15", `${lb.url}/events`);
       expect(code).toBe(0);
       expect(out).toStartWith("HTTP/2 200");
-      expect(out).toEndWith("data: 1\n\ndata: 2\n\n");
+      expect(out).toEndWith("data: first\n\ndata: second\n\n");
     } finally {
       await events.stop();
     }

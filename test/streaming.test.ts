@@ -5,32 +5,16 @@
  */
 import { afterEach, describe, expect, test } from "bun:test";
 import { connect } from "node:net";
-import { type InProcessLb, startBackend, startTestLb, waitFor } from "./helpers.ts";
+import { type InProcessLb, type TestBackend, startBackend, startEventsBackend, startTestLb, waitFor } from "./helpers.ts";
 
 const cleanup: Array<() => Promise<unknown>> = [];
 afterEach(async () => {
   await Promise.all(cleanup.splice(0).map((stop) => stop()));
 });
 
-const encoder = new TextEncoder();
-
-/** A backend whose /events sends `first`, stays silent for `silenceMs`, then sends `second` and ends. */
-function eventsBackend(silenceMs: number) {
-  const backend = startBackend("sse", (request) => {
-    if (new URL(request.url).pathname !== "/events") return new Response("ok");
-    let step = 0;
-    const body = new ReadableStream<Uint8Array>({
-      async pull(controller) {
-        step++;
-        if (step === 1) controller.enqueue(encoder.encode("data: first\n\n"));
-        else if (step === 2) {
-          await Bun.sleep(silenceMs);
-          controller.enqueue(encoder.encode("data: second\n\n"));
-        } else controller.close();
-      },
-    });
-    return new Response(body, { headers: { "content-type": "text/event-stream" } });
-  });
+/** startEventsBackend, stopped after the test. */
+function eventsBackend(silenceMs: number): TestBackend {
+  const backend = startEventsBackend(silenceMs);
   cleanup.push(backend.stop);
   return backend;
 }
