@@ -12,6 +12,7 @@ import type { Config } from "./config/settings.ts";
 import { demoInstructions, readDemoCommands, startDemoBackends } from "./demo.ts";
 import { type Logger, createLogger } from "./log.ts";
 import type { ReloadOutcome } from "./admin/api.ts";
+import { claimPort } from "./listeners.ts";
 import { ListenError, type RunningLb, type StartOptions, startLb } from "./server.ts";
 
 const environment = () => ({ stdoutIsTTY: Boolean(process.stdout.isTTY) });
@@ -61,10 +62,10 @@ export async function runDemo(commandLine: ParsedCommandLine): Promise<void> {
   void readDemoCommands(backends, log);
 }
 
-/** Whether something listens on this loopback port already. */
+/** Whether something listens on this loopback port already (listeners' exclusive claim fails). */
 function isTaken(port: number): boolean {
   try {
-    Bun.listen({ hostname: "127.0.0.1", port, exclusive: true, socket: { data() {} } }).stop(true);
+    claimPort("127.0.0.1", port);
     return false;
   } catch {
     return true;
