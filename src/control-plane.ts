@@ -1,13 +1,13 @@
 /**
  * What decides which backends are in the pool and whether they take traffic: the health checker, DNS discovery and
- * the config file's backend list, plus the log line and dashboard event each change makes. There is one per lb: in
- * its single process, or in the primary with --workers (workers take the pool's state from it).
+ * the config file's backend list, plus the log line and dashboard event each change makes. There is one per pool: in
+ * lb's single process, or in the primary with --workers (workers take the pool's state from it).
  */
 import type { BackendSpec } from "./config/backend-url.ts";
 import { type BackendDiff, diffBackends } from "./config/reload.ts";
 import type { Config } from "./config/settings.ts";
 import { checkSettings } from "./configure.ts";
-import { EventLog } from "./admin/events.ts";
+import type { EventLog } from "./admin/events.ts";
 import type { Logger } from "./log.ts";
 import type { Metrics } from "./metrics/metrics.ts";
 import { NoBackendAlarm, describeEvent, logPoolEvent } from "./pool-log.ts";
@@ -19,11 +19,9 @@ import type { Pool, PoolEvent } from "./pool/pool.ts";
 import type { UpstreamTls } from "./upstream/client.ts";
 
 export class ControlPlane {
-  /** Recent pool changes, for the dashboard. */
-  readonly events = new EventLog();
   readonly #checker: HealthChecker;
   readonly #discovery: DnsDiscovery;
-  readonly #alarm = new NoBackendAlarm();
+  readonly #alarm: NoBackendAlarm;
   #config: Config;
 
   constructor(
@@ -32,8 +30,13 @@ export class ControlPlane {
     tlsToBackends: UpstreamTls | undefined,
     private readonly metrics: Metrics,
     private readonly log: Logger,
+    /** Recent pool changes, for the dashboard (one log for every pool). */
+    private readonly events: EventLog,
+    /** The pool's name, said in its alarms when lb has several; "" when it has one. */
+    poolName: string,
   ) {
     this.#config = config;
+    this.#alarm = new NoBackendAlarm(poolName);
     this.#checker = new HealthChecker(pool, checkSettings(config, tlsToBackends), (backend, ok) => {
       const counts = metrics.of(backend.url);
       if (ok) counts.checksPassed++;

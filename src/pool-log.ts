@@ -65,9 +65,13 @@ export function logPoolEvent(log: Logger, event: PoolEvent, pool: Pool): void {
 export class NoBackendAlarm {
   #raised = false;
 
+  /** `poolName` is said when lb has several pools. */
+  constructor(private readonly poolName = "") {}
+
   check(pool: Pool, log: Logger): void {
     const none = pool.backends.length > 0 && pool.available().length === 0;
-    if (none && !this.#raised) log.error("no healthy backends: answering 503 until one recovers");
+    const where = this.poolName ? ` in pool ${this.poolName}` : "";
+    if (none && !this.#raised) log.error(`no healthy backends${where}: answering 503 for it until one recovers`);
     this.#raised = none;
   }
 }

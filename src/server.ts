@@ -6,17 +6,18 @@
 import type { Server } from "bun";
 import type { AccessLog } from "./access-log.ts";
 import { type AdminOptions, createAdminHandler } from "./admin/api.ts";
-import type { EventLog } from "./admin/events.ts";
+import { EventLog } from "./admin/events.ts";
 import { startAdminServer } from "./admin/server.ts";
 import { WorkerSet } from "./cluster/workers.ts";
 import { type BackendSpec, hostInUrl } from "./config/backend-url.ts";
 import { formatDuration } from "./config/duration.ts";
+import { DEFAULT_POOL, type NamedPoolConfig, namedPools } from "./config/pools.ts";
 import { type BackendDiff, RESTART_ONLY, changedSettings, effectiveConfig } from "./config/reload.ts";
 import type { Config } from "./config/settings.ts";
 import { createAccessLog, poolRules, upstreamTls } from "./configure.ts";
 import { ControlPlane, staticBackends } from "./control-plane.ts";
 import { descriptorLimit } from "./descriptors.ts";
-import { DataPlane } from "./data-plane.ts";
+import { DataPlane, type ServedPool } from "./data-plane.ts";
 import { ListenError, ProxyListener, claimPort, listen, readCertificates, serveHttpRedirect } from "./listeners.ts";
 import { type Logger, consolaLevel } from "./log.ts";
 import { Metrics } from "./metrics/metrics.ts";
@@ -32,6 +33,9 @@ export interface RunningLb {
   readonly port: number;
   /** Where the admin API listens; null when it is off. */
   readonly adminUrl: URL | null;
+  /** The pools by name; one, "default", when the config names none. */
+  pools(): ReadonlyMap<string, Pool>;
+  /** The default pool (or the first): the one pool of an lb without named pools. */
   readonly pool: Pool;
   /** This process's metrics (with --workers, the primary's view is in the admin API). */
   readonly metrics: Metrics;
@@ -63,25 +67,35 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
   const { log } = options;
   const accessLog = options.accessLog !== undefined ? options.accessLog : createAccessLog(config, log);
   const metrics = new Metrics();
-  // What a change in the pool sets off: log lines and checks (control), then the requests it concerns (traffic).
-  const pool: Pool = new Pool(staticBackends(config), {
-    ...poolRules(config),
-    listener: (event) => {
-      control.onPoolEvent(event);
-      traffic.onPoolEvent(event);
-    },
-  });
-  const tlsToBackends = upstreamTls(config);
-  const control = new ControlPlane(pool, config, tlsToBackends, metrics, log);
+  const events = new EventLog();
+  /** Each pool with what decides its members and health; one when the config names no pools. */
+  const units = new Map<string, PoolUnit>();
+  const createUnit = ({ name, config: poolConfig }: NamedPoolConfig, several: boolean): PoolUnit => {
+    const tls = upstreamTls(poolConfig);
+    // What a change in the pool sets off: log lines and checks (control), then the requests it concerns (traffic).
+    const pool: Pool = new Pool(staticBackends(poolConfig), {
+      ...poolRules(poolConfig),
+      listener: (event) => {
+        control.onPoolEvent(event);
+        traffic.onPoolEvent(name, event);
+      },
+    });
+    const control = new ControlPlane(pool, poolConfig, tls, metrics, log, events, several ? name : "");
+    return { served: { name, pool, config: poolConfig, tls }, control };
+  };
+  const initial = namedPools(config);
+  for (const named of initial) units.set(named.name, createUnit(named, initial.length > 1));
+  const served = () => [...units.values()].map((unit) => unit.served);
   const traffic =
     config.workers > 1
-      ? servedByWorkers(config, pool, metrics, accessLog, log)
-      : servedHere(config, pool, tlsToBackends, metrics, accessLog, log);
+      ? servedByWorkers(config, units.get(DEFAULT_POOL)!.served.pool, metrics, accessLog, log)
+      : servedHere(config, served(), metrics, accessLog, log);
   let current = config;
   let ready = false;
+  const pools = () => new Map([...units].map(([name, unit]) => [name, unit.served.pool]));
   const sides = openSideListeners(config, traffic.port, log, {
-    pool,
-    events: control.events,
+    pools,
+    events,
     metrics: traffic.metrics,
     queued: traffic.queued,
     clients: traffic.clients,
@@ -91,49 +105,88 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
     ready: () => ready,
     closeOnFailure: traffic.close,
   });
-  await control.start();
+  const stopControl = () => {
+    for (const unit of units.values()) unit.control.stop();
+  };
+  await Promise.all([...units.values()].map((unit) => unit.control.start()));
   try {
     await traffic.open();
   } catch (error) {
-    control.stop();
+    stopControl();
     sides.stop();
     throw error;
   }
   ready = true;
-  logListening(log, config, traffic.port, pool, sides.adminUrl);
+  logListening(log, config, traffic.port, pools(), sides.adminUrl);
 
   let stopping: Promise<void> | undefined;
   return {
     url: proxyUrl(config, traffic.port),
     port: traffic.port,
     adminUrl: sides.adminUrl,
-    pool,
+    pools,
+    get pool() {
+      return (units.get(DEFAULT_POOL) ?? units.values().next().value!).served.pool;
+    },
     metrics,
     queued: traffic.queued,
     config: () => current,
     reopenLogs: traffic.reopenLogs,
     reload(next) {
-      // First the files a reload reads: one that cannot be read rejects the whole reload before anything changed.
-      const nextTls = upstreamTls(next);
       const effective = effectiveConfig(current, next);
-      traffic.reload(effective, next, nextTls);
-      const diff = control.reload(effective, nextTls);
-      pool.reconfigure(poolRules(effective));
-      const summary = describeReload(current, next, diff, log);
+      const listed = namedPools(effective);
+      // First the files a reload reads (in upstreamTls and the traffic side): one that cannot be read rejects the
+      // whole reload before anything changed.
+      const nextTls = new Map(listed.map((named) => [named.name, upstreamTls(named.config)]));
+      const added = listed.filter((named) => !units.has(named.name)).map((named) => createUnit(named, listed.length > 1));
+      const firstRounds = new Map(added.map((unit) => [unit.served.name, Promise.withResolvers<void>()]));
+      const nextServed = listed.map(({ name, config: poolConfig }) => {
+        const unit = units.get(name);
+        if (unit) return { ...unit.served, config: poolConfig, tls: nextTls.get(name) };
+        return { ...added.find((a) => a.served.name === name)!.served, checked: firstRounds.get(name)!.promise };
+      });
+      traffic.reload(effective, next, nextServed);
+      const diffs: BackendDiff[] = [];
+      for (const { name, config: poolConfig } of listed) {
+        const unit = units.get(name);
+        if (!unit) continue;
+        diffs.push(unit.control.reload(poolConfig, nextTls.get(name)));
+        unit.served.pool.reconfigure(poolRules(poolConfig));
+        unit.served = { ...unit.served, config: poolConfig, tls: nextTls.get(name) };
+      }
+      const retired = [...units.keys()].filter((name) => !listed.some((named) => named.name === name));
+      for (const name of retired) {
+        // Its requests drain on the traffic side; its checks and ejection timers stop now.
+        units.get(name)!.control.stop();
+        units.get(name)!.served.pool.close();
+        units.delete(name);
+      }
+      for (const unit of added) {
+        units.set(unit.served.name, unit);
+        const round = firstRounds.get(unit.served.name)!;
+        unit.control.start().then(round.resolve, round.resolve);
+      }
+      const summary = describeReload(current, next, diffs, { added: added.map((u) => u.served.name), retired }, log);
       current = effective;
       return summary;
     },
     stop: () =>
       (stopping ??= (async () => {
         ready = false; // a draining lb takes no new clients: readiness says so to whoever routes to it
-        control.stop();
-        pool.close();
+        stopControl();
+        for (const unit of units.values()) unit.served.pool.close();
         // The admin API stays up while requests drain: /readyz says 503, /metrics and /healthz still answer.
         await traffic.stop(current.drainTimeout);
         sides.stop();
         accessLog?.flush();
       })()),
   };
+}
+
+/** A pool and what decides its members and health. */
+interface PoolUnit {
+  served: ServedPool;
+  control: ControlPlane;
 }
 
 /** Where requests are served: in this process, or in worker processes (--workers). */
@@ -144,11 +197,14 @@ export interface Traffic {
   queued(): number;
   /** Client requests and tunnels open now. */
   clients(): number;
-  onPoolEvent(event: PoolEvent): void;
+  onPoolEvent(poolName: string, event: PoolEvent): void;
   /** Lets requests in, once the first health round is done. */
   open(): Promise<void>;
-  /** Throws (a ConfigError) before changing anything when a file the new config names cannot be read. */
-  reload(effective: Config, next: Config, tlsToBackends: UpstreamTls | undefined): void;
+  /**
+   * Applies the config and the pools a reload lists (new ones wait for their first health round, missing ones drain);
+   * throws (a ConfigError) before changing anything when a file the new config names cannot be read.
+   */
+  reload(effective: Config, next: Config, pools: readonly ServedPool[]): void;
   reopenLogs(): void;
   /** Closes at once: the start failed further on. */
   close(): void;
@@ -162,25 +218,24 @@ export interface Traffic {
  */
 export function servedHere(
   config: Config,
-  pool: Pool,
-  tlsToBackends: UpstreamTls | undefined,
+  pools: readonly ServedPool[],
   metrics: Metrics,
   accessLog: AccessLog | null,
   log: Logger,
   shared = false,
 ): Traffic {
-  const data = new DataPlane(pool, config, tlsToBackends, metrics, accessLog, log);
+  const data = new DataPlane(config, pools, metrics, accessLog, log);
   const proxy = new ProxyListener(config, log, data.handle, shared);
   return {
     port: proxy.port,
     metrics: () => metrics,
     queued: () => data.queued,
     clients: () => proxy.openRequests(),
-    onPoolEvent: (event) => data.onPoolEvent(event),
+    onPoolEvent: (poolName, event) => data.onPoolEvent(poolName, event),
     open: async () => data.open(),
-    reload(effective, _next, nextTls) {
+    reload(effective, _next, nextPools) {
       proxy.renewCertificates(effective);
-      data.reconfigure(effective, nextTls);
+      data.reconfigure(effective, nextPools);
     },
     reopenLogs: () => accessLog?.reopen(),
     close: () => proxy.close(),
@@ -225,8 +280,7 @@ function servedByWorkers(config: Config, pool: Pool, metrics: Metrics, accessLog
 /** Shorter admin tokens get a warning: 16 random hex characters are 64 bits. */
 const MIN_TOKEN_LENGTH = 16;
 
-interface AdminWiring extends Pick<AdminOptions, "config" | "reload" | "ready" | "clients"> {
-  pool: Pool;
+interface AdminWiring extends Pick<AdminOptions, "config" | "reload" | "ready" | "clients" | "pools"> {
   events: EventLog;
   metrics: () => Metrics;
   queued: () => number;
@@ -259,16 +313,23 @@ function openSideListeners(config: Config, proxyPort: number, log: Logger, wirin
   }
 }
 
-/** What a reload changed, in one line; the log level follows now, and what only a restart changes gets a warning. */
-function describeReload(current: Config, next: Config, diff: BackendDiff, log: Logger): string {
+/**
+ * What a reload changed, in one line (backends of kept pools, pools that came and went); the log level follows now,
+ * and what only a restart changes gets a warning.
+ */
+function describeReload(current: Config, next: Config, diffs: readonly BackendDiff[], pools: { added: string[]; retired: string[] }, log: Logger): string {
   log.level = consolaLevel(next.logLevel);
   const changed = changedSettings(current, next);
   const needRestart = changed.filter((name) => RESTART_ONLY.has(name));
   if (needRestart.length) log.warn(`config reload: ${needRestart.join(", ")} change only on restart; the running values stay`);
   const applied = changed.filter((name) => !RESTART_ONLY.has(name));
+  if (!Bun.deepEquals(current.pools, next.pools)) applied.push("pools");
+  if (!Bun.deepEquals(current.routes, next.routes)) applied.push("routes");
+  const count = (key: keyof BackendDiff) => diffs.reduce((sum, diff) => sum + diff[key].length, 0);
   return (
-    `config reloaded: ${diff.added.length} backend(s) added, ${diff.removed.length} draining out, ` +
-    `${diff.reweighted.length} reweighted` +
+    `config reloaded: ${count("added")} backend(s) added, ${count("removed")} draining out, ${count("reweighted")} reweighted` +
+    (pools.added.length ? `; pools added: ${pools.added.join(", ")}` : "") +
+    (pools.retired.length ? `; pools draining out: ${pools.retired.join(", ")}` : "") +
     (applied.length ? `; changed: ${applied.join(", ")}` : "")
   );
 }
@@ -277,13 +338,18 @@ function proxyUrl(config: Config, port: number): URL {
   return new URL(`${config.tlsCert ? "https" : "http"}://${hostInUrl(config.host)}:${port}`);
 }
 
-function logListening(log: Logger, config: Config, port: number, pool: Pool, adminUrl: URL | null): void {
+function logListening(log: Logger, config: Config, port: number, pools: ReadonlyMap<string, Pool>, adminUrl: URL | null): void {
   const fds = descriptorLimit();
+  const [only] = pools.values();
+  const pooled = (pool: Pool) => `${plural(pool.backends.length, "backend")} (${pool.available().length} healthy)`;
+  const target =
+    pools.size === 1
+      ? `${pooled(only!)}: ${config.backends.map(describeBackend).join(", ")}` +
+        ` · policy ${config.policy} · health ${config.healthMethod} ${config.healthPath} expects ${describeStatuses(config.healthStatus)}` +
+        ` every ${formatDuration(config.healthInterval)}`
+      : `pools ${[...pools].map(([name, pool]) => `${name}: ${pooled(pool)}`).join(", ")} · ${plural(config.routes.length, "route")}`;
   log.info(
-    `lb listening on ${proxyUrl(config, port).origin} → ${plural(pool.backends.length, "backend")} (${pool.available().length} healthy): ` +
-      `${config.backends.map(describeBackend).join(", ")}` +
-      ` · policy ${config.policy} · health ${config.healthMethod} ${config.healthPath} expects ${describeStatuses(config.healthStatus)}` +
-      ` every ${formatDuration(config.healthInterval)} · admin ${adminUrl ? adminUrl.origin : "off"}` +
+    `lb listening on ${proxyUrl(config, port).origin} → ${target} · admin ${adminUrl ? adminUrl.origin : "off"}` +
       (config.workers > 1 ? ` · ${config.workers} workers` : "") +
       (fds ? ` · fd limit ${fds}` : ""),
   );

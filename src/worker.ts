@@ -6,6 +6,7 @@
  */
 import type { AccessLog } from "./access-log.ts";
 import { type BackendState, type ToPrimary, type ToWorker, applyPoolState, backendLoad, snapshotMetrics } from "./cluster/sync.ts";
+import { DEFAULT_POOL } from "./config/pools.ts";
 import { effectiveConfig } from "./config/reload.ts";
 import type { Config } from "./config/settings.ts";
 import { createAccessLog, poolRules, upstreamTls } from "./configure.ts";
@@ -46,7 +47,7 @@ function startWorker(config: Config, log: Logger, accessLog: AccessLog | null, s
     ...poolRules(config),
     listener: (event) => {
       tellPrimary(event);
-      traffic.onPoolEvent(event);
+      traffic.onPoolEvent(DEFAULT_POOL, event);
     },
   });
   const adoptPoolState = (next: readonly BackendState[]) => {
@@ -57,7 +58,9 @@ function startWorker(config: Config, log: Logger, accessLog: AccessLog | null, s
       adopting = false;
     }
   };
-  const traffic = servedHere(config, pool, upstreamTls(config), metrics, accessLog, log, true);
+  // With --workers lb has one pool (load.ts refuses named pools with it).
+  const served = (poolConfig: Config) => [{ name: DEFAULT_POOL, pool, config: poolConfig, tls: upstreamTls(poolConfig) }];
+  const traffic = servedHere(config, served(config), metrics, accessLog, log, true);
   adoptPoolState(state);
   let current = config;
   void traffic.open();
@@ -76,7 +79,7 @@ function startWorker(config: Config, log: Logger, accessLog: AccessLog | null, s
     // The pool's members are the primary's business: they follow the state it sends after its own reload.
     reload(next) {
       const effective = effectiveConfig(current, next);
-      traffic.reload(effective, next, upstreamTls(next));
+      traffic.reload(effective, next, served(effective));
       pool.reconfigure(poolRules(effective));
       log.level = consolaLevel(next.logLevel);
       current = effective;

@@ -287,7 +287,7 @@ describe("lb backends (the CLI)", () => {
     expect(added.stdout).toContain(`added: ${new URL(b.url).host}`);
     await waitFor(async () => (await cli("list")).stdout.includes("healthy  3"), "the added backend to be healthy");
     const list = await cli("list");
-    expect(list.stdout.split("\n")[0]).toMatch(/^ID\s+STATE\s+WEIGHT\s+INFLIGHT\s+REQUESTS\s+ERRORS\s+RETRIES\s+LAST CHECK$/);
+    expect(list.stdout.split("\n")[0]).toMatch(/^ID\s+POOL\s+STATE\s+WEIGHT\s+INFLIGHT\s+REQUESTS\s+ERRORS\s+RETRIES\s+LAST CHECK$/);
     expect(list.stdout).toContain(new URL(a.url).host);
     const json = JSON.parse((await cli("list", "--json")).stdout);
     expect(json.map((x: { id: string }) => x.id)).toEqual([new URL(a.url).host, new URL(b.url).host]);

@@ -105,6 +105,8 @@ describe("resolveConfig", () => {
       accessLog: true,
       accessLogFormat: "",
       accessLogFile: "",
+      pools: [],
+      routes: [],
     });
     expect(resolve({ backends: ["http://a:1"] }, true).logFormat).toBe("pretty");
   });

@@ -147,7 +147,7 @@ describe("out of file descriptors", () => {
       expect(logs).not.toContain("ejected");
       expect(logs.match(/out of file descriptors: answering 503/g)).toHaveLength(1);
       const metrics = await (await fetch(`${lbProc.url.replace(/:\d+$/, "")}:${adminPort(lbProc)}/metrics`)).text();
-      expect(metrics).toMatch(/^lb_fd_exhausted_total\{backend="[^"]+"\} 2$/m);
+      expect(metrics).toMatch(/^lb_fd_exhausted_total\{backend="[^"]+",pool="default"\} 2$/m);
     } finally {
       release.resolve();
       for (const client of clients) client.close();

@@ -33,7 +33,7 @@ test("counters, histograms and gauges match the traffic that went through", asyn
   const oneBackend = text
     .split("\n")
     .filter((line) => line.includes("lb_request_duration_seconds") && (line.startsWith("#") || line.includes(`backend="${ok.url}"`)))
-    .map((line) => line.replace(`backend="${ok.url}",`, "").replace(`{backend="${ok.url}"}`, ""))
+    .map((line) => line.replace(`backend="${ok.url}",pool="default",`, "").replace(`{backend="${ok.url}",pool="default"}`, ""))
     .join("\n");
   const duration = family(parsePrometheus(`${oneBackend}\n`), "lb_request_duration_seconds");
   expect(duration.type).toBe("HISTOGRAM");
@@ -50,7 +50,7 @@ test("counters, histograms and gauges match the traffic that went through", asyn
   expect([5, 6].map((n) => n * "backend ok".length)).toContain(Number(sample(family(families, "lb_response_body_bytes_total"), { backend: ok.url })!.value));
 
   // Time to response headers, per backend, beside the total duration: same buckets, no more samples than requests.
-  const headers = text.split("\n").find((line) => line.startsWith(`lb_upstream_header_duration_seconds_count{backend="${ok.url}"}`))!;
+  const headers = text.split("\n").find((line) => line.startsWith(`lb_upstream_header_duration_seconds_count{backend="${ok.url}",pool="default"}`))!;
   expect(Number(headers.split(" ")[1])).toBeGreaterThanOrEqual(5);
   expect(Number(headers.split(" ")[1])).toBeLessThanOrEqual(Number(okDuration.count));
 

@@ -423,7 +423,7 @@ describe("through lb", () => {
     const b = backend.seen.filter((r) => r.line === "GET /b HTTP/1.1");
     expect(b.map((r) => r.nth)).toEqual([2, 1]);
     const metrics = await (await fetch(`${lb.admin}/metrics`)).text();
-    const resends = new RegExp(`^lb_upstream_resends_total\\{backend="${backend.origin}"\\} (\\d+)$`, "m").exec(metrics);
+    const resends = new RegExp(`^lb_upstream_resends_total\\{backend="${backend.origin}",pool="default"\\} (\\d+)$`, "m").exec(metrics);
     expect(resends).not.toBeNull();
     expect(Number(resends![1])).toBeGreaterThanOrEqual(1);
   });

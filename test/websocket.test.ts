@@ -168,7 +168,7 @@ test("many concurrent sessions, each with its own conversation; counted as conne
     }),
   );
   const metrics = await (await fetch(`${lb.lb.adminUrl!.origin}/metrics`)).text();
-  const active = [...metrics.matchAll(/^lb_websocket_connections_active\{backend="[^"]+"\} (\d+)$/gm)].reduce((sum, m) => sum + Number(m[1]), 0);
+  const active = [...metrics.matchAll(/^lb_websocket_connections_active\{backend="[^"]+",pool="default"\} (\d+)$/gm)].reduce((sum, m) => sum + Number(m[1]), 0);
   expect(active).toBe(50);
   expect(metrics).not.toMatch(/^lb_requests_total\{[^}]*code="101"/m);
   // ...but `lb backends list` and the admin API count each tunnel among the backend's requests.

@@ -19,7 +19,8 @@ import { statsSnapshot } from "./stats.ts";
 import { backendJson } from "./views.ts";
 
 export interface AdminOptions {
-  pool: Pool;
+  /** The pools by name (one, "default", when the config names none). */
+  pools: () => ReadonlyMap<string, Pool>;
   /** The metrics to show (with --workers, summed over the workers when asked). */
   metrics: () => Metrics;
   events: EventLog;
@@ -57,7 +58,7 @@ const problem = (status: number, error: string) => json({ error }, status);
 
 
 export function createAdminHandler(options: AdminOptions): AdminHandler {
-  const { pool, log } = options;
+  const { log } = options;
   const changed = (ip: string, what: string) => log.info(`admin ${ip}: ${what}`);
   const lastRefusal = new Map<string, number>();
   /** At most one line a minute per client, so refused calls cannot flood the log. */
@@ -86,14 +87,16 @@ export function createAdminHandler(options: AdminOptions): AdminHandler {
     // of lb's 503 with Retry-After. lb_backend_up and /api/stats show that case.
     if (path === "/readyz") {
       const ready = options.ready();
-      return json({ ready, healthy: pool.available().length }, ready ? 200 : 503);
+      const healthy = [...options.pools().values()].reduce((sum, pool) => sum + pool.available().length, 0);
+      return json({ ready, healthy }, ready ? 200 : 503);
     }
     if (!path.startsWith("/api/") && path !== "/metrics") return problem(404, `no such endpoint: ${path}`);
     if (options.token && !bearerMatches(request.headers.get("authorization"), options.token)) {
       logRefusal(ip, `${request.method} ${path}: missing or wrong token`);
       return json({ error: "missing or wrong token: send Authorization: Bearer <token>" }, 401);
     }
-    const sources = () => ({ backends: pool.backends, metrics: options.metrics(), events: options.events, queued: options.queued(), clients: options.clients() });
+    const pools = options.pools();
+    const sources = () => ({ pools, metrics: options.metrics(), events: options.events, queued: options.queued(), clients: options.clients() });
     if (path === "/metrics") {
       return new Response(renderPrometheus(sources()), { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" } });
     }
@@ -107,18 +110,28 @@ export function createAdminHandler(options: AdminOptions): AdminHandler {
     }
 
     if (path === "/api/backends") {
-      if (request.method === "GET") return json({ backends: pool.backends.map(backendJson) });
+      if (request.method === "GET") {
+        const only = url.searchParams.get("pool");
+        if (only !== null && !pools.has(only)) return problem(404, `no pool ${only}; the pools are ${[...pools.keys()].join(", ")}`);
+        const listed = [...pools].filter(([name]) => only === null || name === only);
+        return json({ backends: listed.flatMap(([name, pool]) => pool.backends.map((backend) => backendJson(backend, name))) });
+      }
       if (request.method !== "POST") return problem(405, "use GET or POST on /api/backends");
       if (!isJson(request)) return problem(415, "send the body with Content-Type: application/json");
-      const body = (await request.json().catch(() => null)) as { url?: unknown; weight?: unknown } | null;
+      const body = (await request.json().catch(() => null)) as { url?: unknown; weight?: unknown; pool?: unknown } | null;
       if (!body || typeof body.url !== "string") return problem(400, 'send JSON like {"url": "http://10.0.0.5:8080", "weight": 1}');
       const checked = checkBackendUrl(body.url, { weight: body.weight });
       if ("error" in checked) return problem(400, checked.error);
       if (checked.spec.resolve) return problem(400, "resolve backends come from the config file (DNS discovery); add an address here");
+      const target = poolFor(pools, body.pool);
+      if (typeof target === "string") return problem(400, target);
+      const [poolName, pool] = target;
+      const elsewhere = findBackend(pools, checked.spec.url);
+      if (elsewhere && elsewhere.pool !== pool) return problem(409, `${checked.spec.url} is in pool ${elsewhere.poolName} already; a backend belongs to one pool`);
       try {
         const backend = pool.add(checked.spec);
-        changed(ip, `added backend ${backend.url} (weight ${backend.weight})`);
-        return json(backendJson(backend), 201);
+        changed(ip, `added backend ${backend.url} (weight ${backend.weight}) to pool ${poolName}`);
+        return json(backendJson(backend, poolName), 201);
       } catch (error) {
         if (error instanceof PoolConflict) return problem(409, error.message);
         throw error;
@@ -133,12 +146,13 @@ export function createAdminHandler(options: AdminOptions): AdminHandler {
     } catch {
       return problem(400, `"${match[1]}" is not a valid backend id`);
     }
-    const backend = pool.find(id);
-    if (!backend) return problem(404, `no backend ${id}; GET /api/backends lists them`);
+    const found = findBackend(pools, id);
+    if (!found) return problem(404, `no backend ${id}; GET /api/backends lists them`);
+    const { pool, poolName, backend } = found;
     const action = match[2];
 
     if (!action) {
-      if (request.method === "GET") return json(backendJson(backend));
+      if (request.method === "GET") return json(backendJson(backend, poolName));
       if (request.method === "PATCH") {
         if (!isJson(request)) return problem(415, "send the body with Content-Type: application/json");
         const body = (await request.json().catch(() => null)) as { weight?: unknown } | null;
@@ -146,7 +160,7 @@ export function createAdminHandler(options: AdminOptions): AdminHandler {
         if (weight === null) return problem(400, `send JSON like {"weight": 5}: ${WEIGHT_PROBLEM}`);
         pool.setWeight(backend, weight);
         changed(ip, `backend ${backend.url} weight is now ${weight}`);
-        return json(backendJson(backend));
+        return json(backendJson(backend, poolName));
       }
       if (request.method !== "DELETE") return problem(405, "use GET, PATCH or DELETE on a backend");
       const given = url.searchParams.get("timeout");
@@ -163,6 +177,26 @@ export function createAdminHandler(options: AdminOptions): AdminHandler {
     const next = ADMIN_ACTIONS[action as keyof typeof ADMIN_ACTIONS];
     pool.setAdminState(backend, next);
     changed(ip, `backend ${backend.url} is now ${next}`);
-    return json(backendJson(backend));
+    return json(backendJson(backend, poolName));
   };
+}
+
+/** The backend with this name or URL, in whichever pool has it (a backend belongs to one pool). */
+function findBackend(pools: ReadonlyMap<string, Pool>, id: string) {
+  for (const [poolName, pool] of pools) {
+    const backend = pool.find(id);
+    if (backend) return { pool, poolName, backend };
+  }
+  return undefined;
+}
+
+/** The pool a POST names, or the one pool there is; else what to send instead. */
+function poolFor(pools: ReadonlyMap<string, Pool>, name: unknown): [string, Pool] | string {
+  const names = [...pools.keys()].join(", ");
+  if (name === undefined) {
+    if (pools.size === 1) return [...pools][0]!;
+    return `lb has several pools (${names}): say which, e.g. {"url": "http://10.0.0.5:8080", "pool": "${[...pools.keys()][0]}"}`;
+  }
+  const pool = typeof name === "string" ? pools.get(name) : undefined;
+  return pool ? [name as string, pool] : `no pool ${JSON.stringify(name)}; the pools are ${names}`;
 }

@@ -19,6 +19,7 @@ const JSON_ARG = { json: { type: "boolean", description: "Print JSON instead of 
 export const BACKENDS_ARGS = {
   ...ADMIN_ARGS,
   ...JSON_ARG,
+  pool: { type: "string", valueHint: "name", description: "With list: only this pool's backends; with add: the pool to add to" },
   weight: { type: "string", valueHint: "n", description: "With add: the new backend's weight (1-1000)" },
   timeout: { type: "string", valueHint: "duration", description: "With remove: the longest wait for its requests (default: lb's --drain-timeout)" },
 } as const satisfies ArgsDef;
@@ -29,15 +30,15 @@ export const BACKEND_ACTIONS = ["list", "add", "weight", "drain", "enable", "dis
 export const BACKENDS_HELP: HelpPage = {
   description: "Change the pool of a running lb through its admin API.",
   usage: [
-    "lb backends list [--json]",
-    "lb backends add <url> [--weight N]",
+    "lb backends list [--pool NAME] [--json]",
+    "lb backends add <url> [--weight N] [--pool NAME]",
     "lb backends weight <id> <N>",
     "lb backends drain|enable|disable <id>",
     "lb backends remove <id> [--timeout 30s]",
   ],
   sections: [{ title: "Options", options: helpOptions(BACKENDS_ARGS) }],
   notes: ["<id> is a backend's host:port as list shows it, or its URL."],
-  examples: ["lb backends list", "lb backends add http://10.0.0.5:8080 --weight 2", "lb backends drain 10.0.0.5:8080"],
+  examples: ["lb backends list --pool api", "lb backends add http://10.0.0.5:8080 --weight 2 --pool api", "lb backends drain 10.0.0.5:8080"],
 };
 
 export type AdminCall = (method: string, path: string, body?: unknown) => Promise<unknown>;
@@ -75,14 +76,15 @@ export async function runBackendsCommand(argv: string[], env: { adminToken?: str
 
   switch (command) {
     case "list": {
-      const { backends } = (await call("GET", "/api/backends")) as { backends: BackendView[] };
+      const query = args.pool ? `?pool=${encodeURIComponent(String(args.pool))}` : "";
+      const { backends } = (await call("GET", `/api/backends${query}`)) as { backends: BackendView[] };
       return args.json ? JSON.stringify(backends, null, 2) : table(backends);
     }
     case "add": {
       if (!target) throw new ConfigError("lb backends add needs a URL, e.g. lb backends add http://10.0.0.5:8080");
       const weight = args.weight === undefined ? undefined : Number(args.weight);
       if (weight !== undefined && !Number.isInteger(weight)) throw new ConfigError(`--weight "${args.weight}" is not a whole number`);
-      return describe(await call("POST", "/api/backends", { url: target, weight }), args.json, "added");
+      return describe(await call("POST", "/api/backends", { url: target, weight, pool: args.pool }), args.json, "added");
     }
     case "weight": {
       const weight = args._[2];
@@ -155,9 +157,10 @@ function describe(backend: unknown, asJson: unknown, what: string): string {
 }
 
 function table(backends: BackendView[]): string {
-  const header = ["ID", "STATE", "WEIGHT", "INFLIGHT", "REQUESTS", "ERRORS", "RETRIES", "LAST CHECK"];
+  const header = ["ID", "POOL", "STATE", "WEIGHT", "INFLIGHT", "REQUESTS", "ERRORS", "RETRIES", "LAST CHECK"];
   return formatTable(header, backends.map((b) => [
     b.id,
+    b.pool,
     b.state,
     String(b.weight),
     String(b.inflight),

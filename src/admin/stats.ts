@@ -11,7 +11,8 @@ export const RATE_WINDOW_SECONDS = 10;
 export const SERIES_SECONDS = 120;
 
 export interface StatsSources {
-  backends: readonly Backend[];
+  /** The backends of each pool, by pool name. */
+  pools: ReadonlyMap<string, { readonly backends: readonly Backend[] }>;
   metrics: Metrics;
   events: EventLog;
   queued: number;
@@ -32,12 +33,15 @@ function rates(seconds: readonly Second[]) {
   };
 }
 
-export function statsSnapshot({ backends, metrics, events, queued }: StatsSources, nowMs = Date.now()) {
-  const rows = backends.map((backend) => {
+export function statsSnapshot({ pools, metrics, events, queued }: StatsSources, nowMs = Date.now()) {
+  const members = [...pools].flatMap(([pool, { backends }]) => backends.map((backend) => ({ pool, backend })));
+  const backends = members.map((member) => member.backend);
+  const rows = members.map(({ pool, backend }) => {
     const m = metrics.of(backend.url);
     const history = m.lastSeconds(SERIES_SECONDS, nowMs);
     return {
       ...backendSummary(backend),
+      pool,
       lastCheck: backend.lastCheck && { ok: backend.lastCheck.ok, reason: backend.lastCheck.reason },
       ...rates(history.slice(-RATE_WINDOW_SECONDS)),
       series: {
@@ -61,6 +65,11 @@ export function statsSnapshot({ backends, metrics, events, queued }: StatsSource
       rps: round(rows.reduce((sum, r) => sum + r.rps, 0)),
       errorRate: poolRates.errorRate,
     },
+    /** Per pool: its backends, how many are healthy, its request rate. */
+    pools: [...pools.keys()].map((name) => {
+      const own = rows.filter((row) => row.pool === name);
+      return { name, backends: own.length, healthy: own.filter((r) => r.state === "healthy").length, rps: round(own.reduce((sum, r) => sum + r.rps, 0)) };
+    }),
     backends: rows,
     events: events.recent(),
   };

@@ -33,10 +33,11 @@ export function renderStatus(stats: Stats, colour: boolean): string {
   const summary =
     `${p.healthy}/${p.backends} healthy · ${p.rps} req/s · ${(p.errorRate * 100).toFixed(1)}% errors · ` +
     `${p.inflight} in flight · ${p.queued} queued · up ${stats.uptimeSeconds}s`;
-  const header = ["ID", "STATE", "REQ/S", "ERR%", "P50", "P99", "INFLIGHT", "WEIGHT", "SINCE"];
+  const header = ["ID", "POOL", "STATE", "REQ/S", "ERR%", "P50", "P99", "INFLIGHT", "WEIGHT", "SINCE"];
   const ms = (v: number | null) => (v === null ? "-" : `${v}ms`);
   const rows = stats.backends.map((b) => [
     b.id,
+    b.pool,
     b.state,
     String(b.rps),
     (b.errorRate * 100).toFixed(1),
@@ -47,8 +48,9 @@ export function renderStatus(stats: Stats, colour: boolean): string {
     new Date(b.since).toLocaleTimeString(),
   ]);
   const paint = (cell: string, column: number) =>
-    colour && column === 1 && COLOURS[cell] ? `\x1b[${COLOURS[cell]}m${cell}\x1b[0m` : cell;
-  return `${summary}\n\n${formatTable(header, rows, paint)}`;
+    colour && column === 2 && COLOURS[cell] ? `\x1b[${COLOURS[cell]}m${cell}\x1b[0m` : cell;
+  const pools = stats.pools.length > 1 ? `\n${stats.pools.map((pool) => `pool ${pool.name}: ${pool.healthy}/${pool.backends} healthy · ${pool.rps} req/s`).join("\n")}` : "";
+  return `${summary}${pools}\n\n${formatTable(header, rows, paint)}`;
 }
 
 export async function runStatusCommand(argv: string[], env: { adminToken?: string }, tty: boolean): Promise<string> {

@@ -15,11 +15,12 @@ export function backendSummary(backend: Backend) {
   };
 }
 
-/** The admin API's view (GET /api/backends): the summary plus the check state and retries. */
-export function backendJson(backend: Backend) {
+/** The admin API's view (GET /api/backends): the summary plus its pool, the check state and retries. */
+export function backendJson(backend: Backend, pool: string) {
   const { health, lastCheck } = backend;
   return {
     ...backendSummary(backend),
+    pool,
     health: health.status,
     passes: health.passes,
     failures: health.failures,

@@ -1,6 +1,7 @@
 /** Turns config files and command-line values into one validated Config, or one line that says what is wrong. */
 import { extname } from "node:path";
 import { closest } from "./did-you-mean.ts";
+import { checkRouting, parsePools, parseRoutes } from "./pools.ts";
 import { type Config, type Environment, SETTINGS, isLoopback } from "./settings.ts";
 
 /** A problem with the user's input: printed as one line, exit status 2, no stack trace. */
@@ -81,10 +82,16 @@ export function checkConfig(layers: Layer[], env: Environment): { config: Config
   for (const layer of layers) {
     for (const key of Object.keys(layer.values)) {
       // "$schema" points editors at deploy/lb.schema.json; it is not a setting.
-      if (!known.includes(key) && key !== "$schema") problems.push(`${placeOf(layer, key)}: ${unknownSetting(key, known)}`);
+      if (!known.includes(key) && !SECTIONS.includes(key)) problems.push(`${placeOf(layer, key)}: ${unknownSetting(key, known)}`);
     }
   }
-  const config: Record<string, unknown> = {};
+  const config: Record<string, unknown> = { pools: [], routes: [] };
+  for (const layer of layers) {
+    const found: string[] = [];
+    if (layer.values.pools !== undefined) config.pools = parsePools(layer.values.pools, found);
+    if (layer.values.routes !== undefined) config.routes = parseRoutes(layer.values.routes, found);
+    problems.push(...found.map((problem) => `${layer.source}: ${problem}`));
+  }
   for (const setting of SETTINGS) {
     const { fallback } = setting;
     config[setting.key] = typeof fallback === "function" ? fallback(env) : fallback;
@@ -98,7 +105,9 @@ export function checkConfig(layers: Layer[], env: Environment): { config: Config
     }
   }
   const result = config as unknown as Config;
-  if (problems.length === 0 && result.backends.length === 0) {
+  if (problems.length === 0) checkRouting(result, problems);
+  if (result.pools.length && result.workers > 1) problems.push("workers: named pools run in one process for now; remove workers, or the [pools] tables");
+  if (problems.length === 0 && result.backends.length === 0 && result.pools.length === 0) {
     problems.push("no backends: give their URLs, e.g. lb http://localhost:8080 http://localhost:8081 (or try: lb demo)");
   }
   if (Boolean(result.tlsCert) !== Boolean(result.tlsKey)) {
@@ -114,6 +123,9 @@ export function checkConfig(layers: Layer[], env: Environment): { config: Config
   }
   return { config: result, problems };
 }
+
+/** Config file keys that are not settings: the schema link for editors, and the routing tables (pools.ts). */
+const SECTIONS = ["$schema", "pools", "routes"];
 
 function unknownSetting(key: string, known: readonly string[]): string {
   const dashed = key.replaceAll("_", "-");

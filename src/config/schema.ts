@@ -1,4 +1,5 @@
 /** The JSON Schema of lb's config file, generated from the settings table (`lb schema` prints it). */
+import { routingSchema } from "./pools.ts";
 import { type JsonSchema, SETTINGS, describeDefault, schemaOf } from "./settings.ts";
 
 export function configSchema(): JsonSchema {
@@ -10,6 +11,7 @@ export function configSchema(): JsonSchema {
       description: `${setting.description}.${shown ? ` Default: ${shown}.` : ""} Flag: ${setting.example}`,
     };
   }
+  Object.assign(properties, routingSchema());
   return {
     $schema: "https://json-schema.org/draft/2020-12/schema",
     title: "lb configuration (TOML, YAML or JSON)",

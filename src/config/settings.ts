@@ -7,6 +7,7 @@ import { ACCESS_FORMATS, type AccessFormat } from "../access-log.ts";
 import { type HashKey, parseHashKey } from "./hash-key.ts";
 import { formatDuration, parseDuration } from "./duration.ts";
 import { availableParallelism } from "node:os";
+import type { PoolSpec, RouteSpec } from "./pools.ts";
 
 export const LOG_LEVELS = ["error", "warn", "info", "debug"] as const;
 export const LOG_FORMATS = ["pretty", "json"] as const;
@@ -78,6 +79,10 @@ export interface Config {
   accessLogFormat: AccessFormat | "";
   /** Empty: stdout. */
   accessLogFile: string;
+  /** Named pools from the config file ([pools.NAME]); none: the top-level backends are the one pool. */
+  pools: PoolSpec[];
+  /** Which requests go to which pool ([[routes]]), first match wins; none: every request goes to the one pool. */
+  routes: RouteSpec[];
 }
 
 /**
@@ -112,6 +117,8 @@ export interface Setting<K extends keyof Config = keyof Config> {
   example: string;
   /** Only a restart applies it (a listener, where logs go): a reload keeps the running value and says so. */
   restart?: true;
+  /** A named pool may set its own value (`[pools.api]`); the top-level one is its default. */
+  perPool?: true;
   /** The default; a function when it depends on the environment (a terminal or not). */
   fallback: Config[K] | ((env: Environment) => Config[K]);
   /** How `--help` and the README write the default, where the value itself would not say it well ("" shows none). */
@@ -423,130 +430,130 @@ const SPECS: SettingSpec[] = [
     description: "Address to listen on", example: "--host 127.0.0.1", parse: text(() => null),
   },
   {
-    key: "backends", group: "backends", type: "string", valueHint: "url,url", fallback: [],
+    key: "backends", perPool: true, group: "backends", type: "string", valueHint: "url,url", fallback: [],
     description: "Backend servers, comma-separated (or give them as arguments); #weight=N sets a weight",
     example: "--backends http://10.0.0.1:8080,http://10.0.0.2:8080", parse: backendList,
   },
   {
-    key: "healthPath", group: "health", type: "string", valueHint: "path", fallback: "/",
+    key: "healthPath", perPool: true, group: "health", type: "string", valueHint: "path", fallback: "/",
     description: "Path requested on each backend by the health check (passing statuses: --health-status)",
     example: "--health-path /healthz",
     parse: text((s) => (s.startsWith("/") ? null : `"${s}" must start with /`)),
   },
   {
-    key: "healthInterval", group: "health", type: "string", valueHint: "duration", fallback: 10_000,
+    key: "healthInterval", perPool: true, group: "health", type: "string", valueHint: "duration", fallback: 10_000,
     description: "Time between checks of each backend", example: "--health-interval 2s", parse: duration(100),
   },
   {
-    key: "healthTimeout", group: "health", type: "string", valueHint: "duration", fallback: 2_000,
+    key: "healthTimeout", perPool: true, group: "health", type: "string", valueHint: "duration", fallback: 2_000,
     description: "A health check that takes longer fails", example: "--health-timeout 500ms", parse: duration(10),
   },
   {
-    key: "timeout", group: "backends", type: "string", valueHint: "duration", fallback: 60_000,
+    key: "timeout", perPool: true, group: "backends", type: "string", valueHint: "duration", fallback: 60_000,
     description: "Longest wait for a backend's response headers (after the last body byte it took) before answering 504",
     example: "--timeout 30s", parse: duration(10),
   },
   {
-    key: "connectTimeout", group: "backends", type: "string", valueHint: "duration", fallback: 3_000,
+    key: "connectTimeout", perPool: true, group: "backends", type: "string", valueHint: "duration", fallback: 3_000,
     description: "Longest wait for a connection to a backend; past it the request goes to the next one and the backend is marked down",
     example: "--connect-timeout 1s", parse: duration(10),
   },
   {
-    key: "upstreamIdleTimeout", group: "backends", type: "string", valueHint: "duration", fallback: 4_000,
+    key: "upstreamIdleTimeout", perPool: true, group: "backends", type: "string", valueHint: "duration", fallback: 4_000,
     description: "An idle keep-alive connection to a backend is closed after this long (keep it under the backends' own)",
     example: "--upstream-idle-timeout 30s", parse: duration(10),
   },
   {
-    key: "upstreamReadTimeout", group: "backends", type: "string", valueHint: "duration", fallback: 60_000,
+    key: "upstreamReadTimeout", perPool: true, group: "backends", type: "string", valueHint: "duration", fallback: 60_000,
     description: "Longest silence while an answer streams (the backend sends nothing, or the client reads nothing); past it lb cuts the stream",
     example: "--upstream-read-timeout 5m", parse: duration(100),
   },
   {
-    key: "retries", group: "backends", type: "string", valueHint: "n", fallback: 3,
+    key: "retries", perPool: true, group: "backends", type: "string", valueHint: "n", fallback: 3,
     description: "Other backends to try after a connection failure (never the same one twice)",
     example: "--retries 1", parse: integer(0, 100, "a retry count"),
   },
   {
-    key: "retryBudget", group: "backends", type: "string", valueHint: "percent", fallback: 20,
+    key: "retryBudget", perPool: true, group: "backends", type: "string", valueHint: "percent", fallback: 20,
     description: "Retries after a reset may be at most this share of requests in flight (at least 3), so a failing pool is not hammered",
     example: "--retry-budget 10", parse: percent,
   },
   {
-    key: "policy", group: "balancing", type: "string", valueHint: POLICIES.join("|"), fallback: "round-robin",
+    key: "policy", perPool: true, group: "balancing", type: "string", valueHint: POLICIES.join("|"), fallback: "round-robin",
     description: "How a backend is chosen for each request (see the README for when to use which)",
     example: "--policy least-connections", parse: oneOf(POLICIES),
   },
   {
-    key: "hashKey", group: "balancing", type: "string", valueHint: "ip|path|header:NAME|cookie:NAME", fallback: { kind: "ip" },
+    key: "hashKey", perPool: true, group: "balancing", type: "string", valueHint: "ip|path|header:NAME|cookie:NAME", fallback: { kind: "ip" },
     description: "What --policy hash hashes; requests without it are balanced round robin",
     example: "--hash-key header:X-User",
     parse: hashKeySetting,
   },
   {
-    key: "stickyCookie", group: "balancing", type: "string", valueHint: "name", fallback: "",
+    key: "stickyCookie", perPool: true, group: "balancing", type: "string", valueHint: "name", fallback: "",
     description: "Pin each client to one backend with a cookie of this name (off when empty)",
     example: "--sticky-cookie lb_backend",
     parse: optionalText((s) => (/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(s) ? null : `"${s}" is not a cookie name`)),
   },
   {
-    key: "slowStart", group: "balancing", type: "string", valueHint: "duration", fallback: 0,
+    key: "slowStart", perPool: true, group: "balancing", type: "string", valueHint: "duration", fallback: 0,
     description: "A backend that comes back ramps from 10% to its full weight over this time (0 = off)",
     example: "--slow-start 30s", parse: duration(0),
   },
   {
-    key: "healthMethod", group: "health", type: "string", valueHint: HEALTH_METHODS.join("|"), fallback: "GET",
+    key: "healthMethod", perPool: true, group: "health", type: "string", valueHint: HEALTH_METHODS.join("|"), fallback: "GET",
     description: "Method of the health check request", example: "--health-method HEAD", parse: oneOf(HEALTH_METHODS),
   },
   {
-    key: "healthStatus", group: "health", type: "string", valueHint: "list", fallback: [[200, 200]],
+    key: "healthStatus", perPool: true, group: "health", type: "string", valueHint: "list", fallback: [[200, 200]],
     description: "Statuses that pass the health check (default 200)", example: "--health-status 200-399", parse: statusRanges,
   },
   {
-    key: "healthBody", group: "health", type: "string", valueHint: "text", fallback: "",
+    key: "healthBody", perPool: true, group: "health", type: "string", valueHint: "text", fallback: "",
     description: "Text the health check answer must contain (not checked when empty)",
     example: `--health-body '"status":"ok"'`, parse: optionalText(() => null),
   },
   {
-    key: "healthHeaders", group: "health", name: "health-header", type: "string", valueHint: "name: value", fallback: [], repeatable: true,
+    key: "healthHeaders", perPool: true, group: "health", name: "health-header", type: "string", valueHint: "name: value", fallback: [], repeatable: true,
     description: "Extra header for health checks, Host included; repeat the flag for more",
     example: '--health-header "Host: app.internal"', parse: headerList,
   },
   {
-    key: "healthRise", group: "health", type: "string", valueHint: "n", fallback: 1,
+    key: "healthRise", perPool: true, group: "health", type: "string", valueHint: "n", fallback: 1,
     description: "Consecutive passing checks that bring a down backend back", example: "--health-rise 2",
     parse: integer(1, 100, "a check count"),
   },
   {
-    key: "healthFall", group: "health", type: "string", valueHint: "n", fallback: 1,
+    key: "healthFall", perPool: true, group: "health", type: "string", valueHint: "n", fallback: 1,
     description: "Consecutive failing checks that take a backend down", example: "--health-fall 3",
     parse: integer(1, 100, "a check count"),
   },
   {
-    key: "healthDownInterval", group: "health", type: "string", valueHint: "duration", fallback: 0, shownDefault: "",
+    key: "healthDownInterval", perPool: true, group: "health", type: "string", valueHint: "duration", fallback: 0, shownDefault: "",
     description: "Time between checks of a backend that is down (default: the health interval)",
     example: "--health-down-interval 1s", parse: duration(0),
   },
   {
-    key: "healthJitter", group: "health", type: "string", valueHint: "percent", fallback: 10,
+    key: "healthJitter", perPool: true, group: "health", type: "string", valueHint: "percent", fallback: 10,
     description: "Spread each backend's check times by up to this share of the interval, so checks do not fire together",
     example: "--health-jitter 20", parse: percent,
   },
   {
-    key: "outlierErrors", group: "health", type: "string", valueHint: "n", fallback: 5,
+    key: "outlierErrors", perPool: true, group: "health", type: "string", valueHint: "n", fallback: 5,
     description: "Consecutive 5xx or gateway errors that eject a backend (0 = never)", example: "--outlier-errors 3",
     parse: integer(0, 1000, "an error count"),
   },
   {
-    key: "outlierEjection", group: "health", type: "string", valueHint: "duration", fallback: 30_000,
+    key: "outlierEjection", perPool: true, group: "health", type: "string", valueHint: "duration", fallback: 30_000,
     description: "How long a first ejection lasts; it doubles with each repeat, up to 10 times this",
     example: "--outlier-ejection 10s", parse: duration(100),
   },
   {
-    key: "outlierMaxEjected", group: "health", type: "string", valueHint: "percent", fallback: 50,
+    key: "outlierMaxEjected", perPool: true, group: "health", type: "string", valueHint: "percent", fallback: 50,
     description: "Never eject more than this share of the backends", example: "--outlier-max-ejected 30", parse: percent,
   },
   {
-    key: "maxInflight", group: "limits", type: "string", valueHint: "n", fallback: 0,
+    key: "maxInflight", perPool: true, group: "limits", type: "string", valueHint: "n", fallback: 0,
     description: "Most requests in flight to one backend; more wait in the queue (0 = no limit)", example: "--max-inflight 100",
     parse: integer(0, 1_000_000, "a request count"),
   },
@@ -571,12 +578,12 @@ const SPECS: SettingSpec[] = [
     example: "--client-timeout 30s", parse: duration(1000, 255_000),
   },
   {
-    key: "queueSize", group: "limits", type: "string", valueHint: "n", fallback: 1000,
+    key: "queueSize", perPool: true, group: "limits", type: "string", valueHint: "n", fallback: 1000,
     description: "Most requests waiting for a backend with room; beyond it, 503 at once", example: "--queue-size 200",
     parse: integer(0, 1_000_000, "a queue size"),
   },
   {
-    key: "queueTimeout", group: "limits", type: "string", valueHint: "duration", fallback: 10_000,
+    key: "queueTimeout", perPool: true, group: "limits", type: "string", valueHint: "duration", fallback: 10_000,
     description: "Longest wait in the queue before a 503", example: "--queue-timeout 2s", parse: duration(0),
   },
   {
@@ -609,12 +616,12 @@ const SPECS: SettingSpec[] = [
     example: "--http-redirect-port 80", parse: integer(0, 65535, "a port"),
   },
   {
-    key: "backendCa", group: "tls", type: "string", valueHint: "file", fallback: "",
+    key: "backendCa", perPool: true, group: "tls", type: "string", valueHint: "file", fallback: "",
     description: "PEM CA certificate(s) that https:// backends are verified against (default: the system's)",
     example: "--backend-ca /etc/lb/internal-ca.pem", parse: optionalText(() => null),
   },
   {
-    key: "backendInsecure", group: "tls", type: "boolean", fallback: false,
+    key: "backendInsecure", perPool: true, group: "tls", type: "boolean", fallback: false,
     description: "Do not verify https:// backends' certificates (test setups only; warned about at startup)",
     example: "--backend-insecure", parse: boolean,
   },
@@ -630,7 +637,7 @@ const SPECS: SettingSpec[] = [
     example: "--admin-token $(cat /run/secrets/lb-token)", parse: adminToken,
   },
   {
-    key: "resolveInterval", group: "backends", type: "string", valueHint: "duration", fallback: 30_000,
+    key: "resolveInterval", perPool: true, group: "backends", type: "string", valueHint: "duration", fallback: 30_000,
     description: "How often backends marked resolve are looked up again in DNS", example: "--resolve-interval 10s",
     parse: duration(100),
   },

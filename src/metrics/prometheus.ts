@@ -5,7 +5,8 @@ import { BUILD_INFO } from "../version.ts";
 import { BACKEND_COUNTERS, BACKEND_HISTOGRAMS, COUNTER_NAMES, HISTOGRAM_NAMES, LATENCY_BUCKETS, type Metrics } from "./metrics.ts";
 
 export interface ScrapeState {
-  backends: readonly Backend[];
+  /** The backends of each pool, by pool name. */
+  pools: ReadonlyMap<string, { readonly backends: readonly Backend[] }>;
   metrics: Metrics;
   /** Requests waiting for a backend with room (--max-inflight). */
   queued: number;
@@ -18,19 +19,23 @@ function label(value: string): string {
   return value.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
 }
 
-export function renderPrometheus({ backends, metrics, queued, clients }: ScrapeState): string {
+export function renderPrometheus({ pools, metrics, queued, clients }: ScrapeState): string {
   const out: string[] = [];
+  const poolOf = new Map<string, string>();
+  for (const [name, pool] of pools) for (const backend of pool.backends) poolOf.set(backend.url, name);
+  /** Every per-backend series carries its pool, so dashboards can sum by pool. */
+  const of = (url: string) => `backend="${label(url)}",pool="${label(poolOf.get(url) ?? "")}"`;
   const family = (name: string, type: string, help: string) => out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
 
   family("lb_requests_total", "counter", "Requests answered, by backend, status code and method.");
   for (const [url, m] of metrics.backends) {
     for (const [key, count] of m.requests) {
       const [code, method] = key.split(" ");
-      out.push(`lb_requests_total{backend="${label(url)}",code="${code}",method="${label(method!)}"} ${count}`);
+      out.push(`lb_requests_total{${of(url)},code="${code}",method="${label(method!)}"} ${count}`);
     }
   }
-  for (const [code, count] of metrics.pool.unrouted) out.push(`lb_requests_total{backend="",code="${code}",method=""} ${count}`);
-  family("lb_requests_rejected_total", "counter", "Requests lb turned away itself (503), by reason: max-connections, queue-full, queue-timeout, no-backend.");
+  for (const [code, count] of metrics.pool.unrouted) out.push(`lb_requests_total{backend="",pool="",code="${code}",method=""} ${count}`);
+  family("lb_requests_rejected_total", "counter", "Requests lb turned away itself, by reason: max-connections, queue-full, queue-timeout, no-backend (503s), no-route (404).");
   for (const [reason, count] of metrics.pool.rejected) out.push(`lb_requests_rejected_total{reason="${reason}"} ${count}`);
 
   for (const name of HISTOGRAM_NAMES) {
@@ -41,32 +46,32 @@ export function renderPrometheus({ backends, metrics, queued, clients }: ScrapeS
       let cumulative = 0;
       LATENCY_BUCKETS.forEach((le, i) => {
         cumulative += buckets[i]!;
-        out.push(`${metric}_bucket{backend="${label(url)}",le="${le}"} ${cumulative}`);
+        out.push(`${metric}_bucket{${of(url)},le="${le}"} ${cumulative}`);
       });
-      out.push(`${metric}_bucket{backend="${label(url)}",le="+Inf"} ${count}`);
-      out.push(`${metric}_sum{backend="${label(url)}"} ${sum}`);
-      out.push(`${metric}_count{backend="${label(url)}"} ${count}`);
+      out.push(`${metric}_bucket{${of(url)},le="+Inf"} ${count}`);
+      out.push(`${metric}_sum{${of(url)}} ${sum}`);
+      out.push(`${metric}_count{${of(url)}} ${count}`);
     }
   }
 
   const perBackend = (name: string, type: string, help: string, value: (url: string) => number, urls: Iterable<string>) => {
     family(name, type, help);
-    for (const url of urls) out.push(`${name}{backend="${label(url)}"} ${value(url)}`);
+    for (const url of urls) out.push(`${name}{${of(url)}} ${value(url)}`);
   };
   const declared = new Set<string>();
   for (const name of COUNTER_NAMES) {
     const { metric, type, help, labels } = BACKEND_COUNTERS[name] as { metric: string; type: string; help: string; labels?: string };
     if (!declared.has(metric)) family(metric, type, help); // counters that share a metric differ by a label
     declared.add(metric);
-    for (const [url, m] of metrics.backends) out.push(`${metric}{backend="${label(url)}"${labels ? `,${labels}` : ""}} ${m[name]}`);
+    for (const [url, m] of metrics.backends) out.push(`${metric}{${of(url)}${labels ? `,${labels}` : ""}} ${m[name]}`);
   }
 
-  const current = new Map(backends.map((b) => [b.url, b]));
+  const current = new Map([...pools.values()].flatMap((pool) => pool.backends.map((b) => [b.url, b] as const)));
   perBackend("lb_backend_up", "gauge", "1 when the backend is in rotation, else 0.", (u) => (isAvailable(current.get(u)!) ? 1 : 0), current.keys());
   family("lb_backend_state", "gauge", "1 for the state the backend is in, 0 for the others (as HAProxy's exporter).");
   for (const [url, backend] of current) {
     const now = describeState(backend);
-    for (const state of BACKEND_STATES) out.push(`lb_backend_state{backend="${label(url)}",state="${state}"} ${state === now ? 1 : 0}`);
+    for (const state of BACKEND_STATES) out.push(`lb_backend_state{${of(url)},state="${state}"} ${state === now ? 1 : 0}`);
   }
   perBackend("lb_backend_inflight", "gauge", "Requests in flight to the backend.", (u) => current.get(u)!.inflight, current.keys());
   perBackend("lb_backend_weight", "gauge", "The backend's configured weight.", (u) => current.get(u)!.weight, current.keys());

@@ -105,9 +105,12 @@ export class Forwarder {
     return this.#roomQueue.size;
   }
 
-  /** Resolves to the response, or to undefined when the request became a WebSocket tunnel. */
-  async handle(request: Request, client: ClientConnection): Promise<Response | undefined> {
-    const trip = startTrip(request, client);
+  /**
+   * Resolves to the response, or to undefined when the request became a WebSocket tunnel. `upstreamPath` is the path
+   * to send when a route rewrote it.
+   */
+  async handle(request: Request, client: ClientConnection, upstreamPath?: string): Promise<Response | undefined> {
+    const trip = startTrip(request, client, upstreamPath);
     if (this.options.debug) this.#logRequest(trip);
     const { maxConnections } = this.options;
     if (maxConnections > 0 && client.openRequests > maxConnections) {
@@ -342,7 +345,7 @@ export class Forwarder {
     const attempt = this.#startAttempt(trip, backend);
     const call = this.options.upstream.send(backend.url, {
       method: request.method,
-      target: trip.context.path,
+      target: trip.upstreamPath,
       headers,
       body: body.body,
       streamLength: body.replayable ? undefined : body.length,

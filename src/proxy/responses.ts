@@ -2,6 +2,7 @@
 
 const REASONS: Record<number, string> = {
   400: "Bad Request",
+  404: "Not Found",
   405: "Method Not Allowed",
   500: "Internal Server Error",
   502: "Bad Gateway",

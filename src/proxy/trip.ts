@@ -20,6 +20,8 @@ export interface Trip {
   requestId: string;
   client: ClientConnection;
   context: RequestContext;
+  /** The path and query sent to the backend: the client's, or as a route rewrote it (prefix stripped). */
+  upstreamPath: string;
   /** The backend a sticky cookie named, if it is available. */
   pinned: Backend | undefined;
   started: number;
@@ -36,12 +38,14 @@ export interface Trip {
   bytesIn: number;
 }
 
-export function startTrip(request: Request, client: ClientConnection): Trip {
+export function startTrip(request: Request, client: ClientConnection, upstreamPath?: string): Trip {
+  const path = pathOf(request.url);
   return {
     request,
     requestId: requestIdOf(request.headers),
     client,
-    context: { clientIp: client.ip, path: pathOf(request.url), headers: request.headers },
+    context: { clientIp: client.ip, path, headers: request.headers },
+    upstreamPath: upstreamPath ?? path,
     pinned: undefined,
     started: performance.now(),
     attempts: 0,

@@ -32,7 +32,7 @@ export async function openTunnel(trip: Trip, candidates: readonly Backend[], dep
     trip.target = backend;
     backend.stats.requests++;
     const sent = performance.now();
-    const upstream = await openUpstream(webSocketUrl(backend.url, trip.context.path), headers, protocols, deps.timeoutMs);
+    const upstream = await openUpstream(webSocketUrl(backend.url, trip.upstreamPath), headers, protocols, deps.timeoutMs);
     if (typeof upstream === "string") {
       deps.log.warn(`backend ${backend.name} refused the WebSocket handshake for ${trip.context.path}: ${upstream}`);
       continue;

@@ -1,0 +1,155 @@
+/** Named pools and routes through real sockets: each request reaches the pool its route names, or gets lb's 404. */
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { runCommand, spawnLb, startBackend, startTestLb, waitFor } from "./helpers.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "lb-pools-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe("routes pick the pool", async () => {
+  const api = [startBackend("api1"), startBackend("api2")];
+  const web = startBackend("web");
+  const canary = startBackend("canary");
+  const writes = startBackend("writes");
+  const lb = await startTestLb([], {
+    pools: {
+      api: { backends: api.map((b) => b.url), policy: "least-connections" },
+      web: { backends: [web.url] },
+      canary: { backends: [canary.url] },
+      writes: { backends: [writes.url] },
+    },
+    routes: [
+      { host: "api.example.com", pool: "api" },
+      { "path-prefix": "/api/", "strip-prefix": true, pool: "api" },
+      { header: { "x-canary": "1" }, pool: "canary" },
+      { method: ["POST", "PUT"], "path-prefix": "/site/", pool: "writes" },
+      { "path-prefix": "/site/", pool: "web" },
+    ],
+  });
+  afterAll(async () => {
+    await lb.stop();
+    await Promise.all([...api, web, canary, writes].map((b) => b.stop()));
+  });
+  const get = async (path: string, init: RequestInit = {}) => {
+    const response = await fetch(lb.url + path, init);
+    return { status: response.status, body: await response.text(), headers: response.headers };
+  };
+
+  test("by host, path prefix (stripped), header and method; the backend sees the rewritten path", async () => {
+    expect((await get("/anything", { headers: { host: "API.example.com:443" } })).body).toMatch(/^backend api[12]$/);
+    expect((await get("/api/users?id=7")).body).toMatch(/^backend api[12]$/);
+    const seen = [...api[0]!.seen, ...api[1]!.seen].map((r) => r.path);
+    expect(seen).toContain("/users?id=7");
+    expect(seen).toContain("/anything");
+    expect((await get("/site/", { headers: { "x-canary": "1" } })).body).toBe("backend canary");
+    expect((await get("/site/form", { method: "POST", body: "x=1" })).body).toBe("backend writes");
+    expect((await get("/site/page")).body).toBe("backend web");
+    expect(web.seen.at(-1)!.path).toBe("/site/page");
+  });
+
+  test("no route: lb's 404 in plain text with the request id, in the access log and the metrics", async () => {
+    const answer = await get("/elsewhere", { headers: { "x-request-id": "route-test-1" } });
+    expect(answer.status).toBe(404);
+    expect(answer.body).toBe("404 Not Found: no route for this request\n");
+    expect(answer.headers.get("x-request-id")).toBe("route-test-1");
+    expect(answer.headers.get("content-type")).toStartWith("text/plain");
+    expect(lb.access.find((entry) => entry.requestId === "route-test-1")).toMatchObject({ status: 404, backend: "-", path: "/elsewhere" });
+    expect(lb.logs).toContain(`info: no route for GET ${new URL(lb.url).host}/elsewhere: answered 404`);
+    const metrics = await (await fetch(`${lb.lb.adminUrl}/metrics`)).text();
+    expect(metrics).toContain('lb_requests_rejected_total{reason="no-route"} 1');
+    expect(metrics).toMatch(new RegExp(`lb_backend_up\\{backend="${web.url}",pool="web"\\} 1`));
+  });
+
+  test("the admin API shows each backend's pool, filters by pool, and adds to a named pool", async () => {
+    const admin = lb.lb.adminUrl!.origin;
+    const all = (await (await fetch(`${admin}/api/backends`)).json()) as { backends: Array<{ url: string; pool: string }> };
+    expect(all.backends.map((b) => [b.pool, b.url])).toEqual([
+      ["api", api[0]!.url],
+      ["api", api[1]!.url],
+      ["web", web.url],
+      ["canary", canary.url],
+      ["writes", writes.url],
+    ]);
+    const onlyApi = (await (await fetch(`${admin}/api/backends?pool=api`)).json()) as { backends: unknown[] };
+    expect(onlyApi.backends).toHaveLength(2);
+    expect((await fetch(`${admin}/api/backends?pool=nope`)).status).toBe(404);
+
+    const extra = startBackend("web2");
+    try {
+      const post = (body: unknown) => fetch(`${admin}/api/backends`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+      const unnamed = await post({ url: extra.url });
+      expect(unnamed.status).toBe(400);
+      expect(((await unnamed.json()) as { error: string }).error).toContain("say which");
+      expect((await post({ url: api[0]!.url, pool: "web" })).status).toBe(409);
+      const added = await post({ url: extra.url, pool: "web" });
+      expect(added.status).toBe(201);
+      expect(((await added.json()) as { pool: string }).pool).toBe("web");
+      await waitFor(async () => (await get("/site/x")).body === "backend web2", "the added backend to take web's requests");
+
+      const stats = (await (await fetch(`${admin}/api/stats`)).json()) as { pools: Array<{ name: string; backends: number }> };
+      expect(stats.pools.map((p) => [p.name, p.backends])).toEqual([["api", 2], ["web", 2], ["canary", 1], ["writes", 1]]);
+
+      const listed = await runCommand(["backends", "list", "--pool", "web", "--admin", lb.lb.adminUrl!.host]);
+      expect(listed.code).toBe(0);
+      expect(listed.stdout).toContain(extra.url.replace("http://", ""));
+      expect(listed.stdout).not.toContain(api[0]!.url.replace("http://", ""));
+      expect(listed.stdout.split("\n")[0]).toMatch(/^ID\s+POOL\s+STATE/);
+    } finally {
+      await extra.stop();
+    }
+  });
+});
+
+describe("a reload adds and removes pools", () => {
+  const file = join(dir, "lb.toml");
+  const old = startBackend("old", async (request) => {
+    if (new URL(request.url).pathname.endsWith("/slow")) await Bun.sleep(600);
+    return new Response("backend old");
+  });
+  const fresh = startBackend("new");
+  const web = startBackend("web");
+  afterAll(() => Promise.all([old, fresh, web].map((b) => b.stop())));
+  const write = (pool: string, backend: string) =>
+    writeFileSync(
+      file,
+      `host = "127.0.0.1"\nport = 0\nhealth-interval = "200ms"\ndrain-timeout = "5s"\n` +
+        `[pools.${pool}]\nbackends = ["${backend}"]\n[pools.web]\nbackends = ["${web.url}"]\n` +
+        `[[routes]]\npath-prefix = "/x/"\npool = "${pool}"\n[[routes]]\npool = "web"\n`,
+    );
+
+  test("under load, with a request in flight on the pool that leaves: nothing fails", async () => {
+    write("old", old.url);
+    const lb = await spawnLb(["--config", file, "--no-access-log"]);
+    try {
+      const statuses: number[] = [];
+      const answers: string[] = [];
+      let running = true;
+      const load = Promise.all(
+        Array.from({ length: 6 }, async (_, i) => {
+          while (running) {
+            const response = await fetch(`${lb.url}${i % 2 ? "/x/a" : "/b"}`);
+            statuses.push(response.status);
+            answers.push(await response.text());
+          }
+        }),
+      );
+      await waitFor(() => answers.length > 200, "load");
+      const slow = fetch(`${lb.url}/x/slow`).then(async (r) => [r.status, await r.text()]);
+      await waitFor(() => old.seen.some((r) => r.path === "/x/slow"), "the slow request to reach the old pool");
+      write("new", fresh.url);
+      await lb.waitForLine("stderr", /config reloaded: .*pools added: new; pools draining out: old; changed: pools, routes/, 5000);
+      await waitFor(() => answers.includes("backend new"), "the new pool to take /x/", 5000);
+      const mark = answers.length;
+      await waitFor(() => answers.length > mark + 200, "load after the reload");
+      running = false;
+      await load;
+      expect(await slow).toEqual([200, "backend old"]);
+      expect(statuses.filter((s) => s !== 200)).toEqual([]);
+      expect(answers.slice(mark).includes("backend old")).toBe(false);
+    } finally {
+      await lb.kill();
+    }
+  });
+});
