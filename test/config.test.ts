@@ -105,6 +105,8 @@ describe("resolveConfig", () => {
       accessLog: true,
       accessLogFormat: "",
       accessLogFile: "",
+      hooks: "",
+      hooksTimeout: 1_000,
     });
     expect(resolve({ backends: ["http://a:1"] }, true).logFormat).toBe("pretty");
   });
