@@ -10,7 +10,7 @@ import { HookSet } from "../src/hooks/hook-set.ts";
 import { createHookContext } from "../src/hooks/context.ts";
 import { type LoadedHooks, loadHooks } from "../src/hooks/load.ts";
 import { runHook } from "../src/hooks/run.ts";
-import { ROOT, waitFor } from "./helpers.ts";
+import { ROOT, runCommand, waitFor } from "./helpers.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "lb-hooks-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -172,5 +172,25 @@ describe("HookSet reloads the file when it changes", () => {
     } finally {
       watching.stop();
     }
+  });
+});
+
+describe("the hooks settings", () => {
+  test("a missing hooks file stops lb at startup: exit 2, one line", async () => {
+    const missing = join(dir, "missing.hooks.ts");
+    const { code, stderr } = await runCommand(["--hooks", missing, "http://a:1"]);
+    expect(code).toBe(2);
+    expect(stderr.trim()).toBe(`lb: command line: hooks: ${missing}: no such file`);
+  });
+
+  test("lb validate loads the hooks file: a broken one is exit 2 with its error", async () => {
+    const config = join(dir, "lb.toml");
+    const broken = hooksFile("export function onrequest() {}\n");
+    writeFileSync(config, `backends = ["http://a:1"]\nhooks = "${broken}"\nhooks-timeout = "200ms"\n`);
+    const failed = await runCommand(["validate", "--config", config]);
+    expect(failed.code).toBe(2);
+    expect(failed.stderr.trim()).toBe(`hooks: ${broken}: exports "onrequest", which is not a hook; did you mean onRequest? (a hooks file exports onRequest and/or onResponse only)`);
+    writeFileSync(config, `backends = ["http://a:1"]\nhooks = "${hooksFile(versionFile(1))}"\n`);
+    expect(await runCommand(["validate", "--config", config])).toMatchObject({ code: 0, stderr: "" });
   });
 });
