@@ -20,6 +20,7 @@ import { type HelpPage, closest, parseCommandLine, parseStrict, renderHelp, sett
 import { type CompletionTree, SHELLS, type Shell, completionScript } from "./completion.ts";
 import { ConfigError } from "./config/load.ts";
 import { configSchema } from "./config/schema.ts";
+import { PUBLISHED_HOOK_TYPES } from "./hooks/published-types.ts";
 import { describeError, runDemo, runServe } from "./serve.ts";
 import { VALIDATE_ARGS, VALIDATE_HELP, validateCommand } from "./validate.ts";
 import { BUILD_INFO, VERSION, VERSION_LINE } from "./version.ts";
@@ -165,6 +166,21 @@ const COMMANDS: Record<string, Command> = {
       },
     }),
     help: () => ({ description: "Prints the config file's JSON Schema (for editors and CI).", usage: ["lb schema > lb.schema.json"], sections: [] }),
+  },
+  types: {
+    def: defineCommand({
+      meta: { name: "types", description: "Print the TypeScript types of a --hooks file (lb-hooks.d.ts), for editors" },
+      run: ({ rawArgs }) => {
+        parseStrict(rawArgs, {}, "lb types");
+        process.stdout.write(PUBLISHED_HOOK_TYPES);
+      },
+    }),
+    help: () => ({
+      description: "Prints the types of a hooks file's ctx and hooks; save them beside it and import them from there.",
+      usage: ["lb types > lb-hooks.d.ts"],
+      sections: [],
+      examples: ['lb types > lb-hooks.d.ts      # then in lb.hooks.ts: import type { HookContext } from "./lb-hooks"'],
+    }),
   },
 };
 

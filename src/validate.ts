@@ -7,6 +7,7 @@ import type { ArgsDef } from "citty";
 import { helpOptions } from "./admin/client.ts";
 import { type HelpPage, parseCommandLine } from "./cli.ts";
 import { environmentLayer } from "./config/environment.ts";
+import { loadHooks } from "./hooks/load.ts";
 import { plural } from "./pool-log.ts";
 import { ConfigError, type Layer, checkConfig, readConfigFile } from "./config/load.ts";
 
@@ -42,5 +43,13 @@ export async function validateCommand(argv: string[], vars: Record<string, strin
   }
   const { config, problems } = checkConfig([file, environmentLayer(vars), commandLine.layer], { stdoutIsTTY: false });
   if (problems.length) return { code: 2, stdout: "", stderr: problems.map((p) => `${p}\n`).join("") };
+  if (config.hooks) {
+    // Loading runs the file's top-level code, as lb's start would: a broken hooks file fails here, not at startup.
+    try {
+      await loadHooks(config.hooks);
+    } catch (error) {
+      return { code: 2, stdout: "", stderr: `${(error as Error).message}\n` };
+    }
+  }
   return { code: 0, stdout: `${path}: OK (${plural(config.backends.length, "backend")}, policy ${config.policy}, port ${config.port})\n`, stderr: "" };
 }

@@ -1,5 +1,8 @@
 /** The compiled dist/lb: built here, run as its own process, in front of real backends. */
 import { beforeAll, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import pkg from "../package.json" with { type: "json" };
 import { ROOT, runCommand, spawnLb, startBackend } from "./helpers.ts";
 
@@ -38,6 +41,28 @@ test("dist/lb rejects bad input with exit 2", async () => {
   const { code, stderr } = await runCommand(["--timeout", "forever", "http://a:1"], [binary]);
   expect(code).toBe(2);
   expect(stderr.trim()).toBe('lb: command line: timeout: "forever" is not a duration; write 250ms, 10s, 1m30s, 1h, 1d or a number of seconds');
+});
+
+test("dist/lb prints the hook types, and imports a TypeScript hooks file (with its relative imports) at runtime", async () => {
+  const types = await runCommand(["types"], [binary]);
+  expect(types.code).toBe(0);
+  expect(types.stdout).toBe(await Bun.file(`${ROOT}src/hooks/lb-hooks.d.ts`).text());
+  const dir = mkdtempSync(join(tmpdir(), "lb-binary-hooks-"));
+  try {
+    const config = join(dir, "lb.toml");
+    writeFileSync(config, `backends = ["http://a:1"]\nhooks = "${join(dir, "lb.hooks.ts")}"\n`);
+    writeFileSync(join(dir, "lb-hooks.d.ts"), types.stdout);
+    writeFileSync(join(dir, "pools.ts"), 'export const CANARY = "canary";\n');
+    const hooks = 'import type { HookContext } from "./lb-hooks";\nimport { CANARY } from "./pools";\nexport function onRequest(ctx: HookContext) { ctx.pool = CANARY; }\n';
+    writeFileSync(join(dir, "lb.hooks.ts"), hooks);
+    expect(await runCommand(["validate", "--config", config], [binary])).toMatchObject({ code: 0, stderr: "" });
+    writeFileSync(join(dir, "lb.hooks.ts"), hooks.replace("onRequest", "onrequest"));
+    const broken = await runCommand(["validate", "--config", config], [binary]);
+    expect(broken.code).toBe(2);
+    expect(broken.stderr).toContain('exports "onrequest", which is not a hook; did you mean onRequest?');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test("build.ts knows the other targets: linux arm64 builds here (or says clearly why it cannot)", async () => {

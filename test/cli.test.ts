@@ -27,7 +27,7 @@ describe("lb --version and --help", () => {
     for (const heading of ["LISTENING", "BACKENDS AND FORWARDING", "HEALTH CHECKS AND EJECTION", "BALANCING", "LIMITS", "TLS", "ADMIN API", "LOGGING", "COMMANDS"]) {
       expect(stdout).toContain(`\n${heading}\n`);
     }
-    for (const command of ["demo", "backends", "status", "validate", "version", "schema"]) expect(stdout).toMatch(new RegExp(`^  ${command} `, "m"));
+    for (const command of ["demo", "backends", "status", "validate", "version", "schema", "types"]) expect(stdout).toMatch(new RegExp(`^  ${command} `, "m"));
     expect(stdout).toContain("--config");
     expect(Math.max(...stdout.split("\n").map((line) => line.length))).toBeLessThanOrEqual(100);
     expect(stdout).not.toContain("\x1b[");
@@ -140,7 +140,7 @@ describe("commands", () => {
   });
 
   test("each subcommand's --help fits 100 columns", async () => {
-    for (const command of ["demo", "backends", "status", "validate", "version", "schema"]) {
+    for (const command of ["demo", "backends", "status", "validate", "version", "schema", "types"]) {
       const { code, stdout } = await runCommand([command, "--help"]);
       expect(code).toBe(0);
       expect(Math.max(...stdout.split("\n").map((line) => line.length))).toBeLessThanOrEqual(100);
@@ -206,7 +206,7 @@ describe("lb completion", () => {
   test("zsh and fish scripts; an unknown shell exits 2", async () => {
     expect((await runCommand(["completion", "zsh"])).stdout).toStartWith("autoload -U +X bashcompinit && bashcompinit\n");
     const fish = (await runCommand(["completion", "fish"])).stdout;
-    expect(fish).toContain('complete -c lb -f -n __fish_use_subcommand -a "demo backends status reload validate version completion schema"');
+    expect(fish).toContain('complete -c lb -f -n __fish_use_subcommand -a "demo backends status reload validate version completion schema types"');
     expect(fish).toContain('complete -c lb -n "__fish_seen_subcommand_from status" -l watch');
     const bad = await runCommand(["completion", "tcsh"]);
     expect(bad.code).toBe(2);

@@ -107,6 +107,8 @@ describe("resolveConfig", () => {
       accessLogFile: "",
       pools: [],
       routes: [],
+      hooks: "",
+      hooksTimeout: 1_000,
     });
     expect(resolve({ backends: ["http://a:1"] }, true).logFormat).toBe("pretty");
   });

@@ -6,6 +6,7 @@ import { type BackendSpec, type SpecCheck, WEIGHT_PROBLEM, checkBackendUrl, pars
 import { ACCESS_FORMATS, type AccessFormat } from "../access-log.ts";
 import { type HashKey, parseHashKey } from "./hash-key.ts";
 import { formatDuration, parseDuration } from "./duration.ts";
+import { existsSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import type { PoolSpec, RouteSpec } from "./pools.ts";
 
@@ -83,6 +84,10 @@ export interface Config {
   pools: PoolSpec[];
   /** Which requests go to which pool ([[routes]]), first match wins; none: every request goes to the one pool. */
   routes: RouteSpec[];
+  /** The hooks file (src/hooks/); empty: none. */
+  hooks: string;
+  /** The longest an async hook may take before its request gets an error from lb. */
+  hooksTimeout: number;
 }
 
 /**
@@ -635,6 +640,18 @@ const SPECS: SettingSpec[] = [
     key: "adminToken", group: "admin", restart: true, type: "string", valueHint: "token", fallback: "",
     description: "Bearer token the admin API requires (LB_ADMIN_TOKEN keeps it out of ps); needed to listen beyond loopback",
     example: "--admin-token $(cat /run/secrets/lb-token)", parse: adminToken,
+  },
+  {
+    key: "hooks", group: "backends", type: "string", valueHint: "file", fallback: "",
+    description: "TypeScript or JavaScript module whose onRequest/onResponse lb calls for each request (lb types prints their types)",
+    example: "--hooks ./lb.hooks.ts",
+    // Only that it exists: loading it (an import) is async, and done where lb starts and where it validates.
+    parse: optionalText((s) => (existsSync(s) ? null : `${s}: no such file`)),
+  },
+  {
+    key: "hooksTimeout", group: "backends", type: "string", valueHint: "duration", fallback: 1_000,
+    description: "Longest an async hook may take; past it the request gets an error from lb (a synchronous hook cannot be interrupted)",
+    example: "--hooks-timeout 200ms", parse: duration(1, 60_000),
   },
   {
     key: "resolveInterval", perPool: true, group: "backends", type: "string", valueHint: "duration", fallback: 30_000,
