@@ -8,12 +8,14 @@ import { fallbackPool } from "./config/pools.ts";
 import type { Config } from "./config/settings.ts";
 import { forwarderTuning, upstreamSettings } from "./configure.ts";
 import type { RequestHandler } from "./listeners.ts";
-import type { Logger } from "./log.ts";
+import { type BeforeTrip, HookCalls } from "./hooks/calls.ts";
+import type { HookSet } from "./hooks/hook-set.ts";
+import { type Logger, ThrottledLine } from "./log.ts";
 import type { Metrics } from "./metrics/metrics.ts";
 import type { Pool, PoolEvent } from "./pool/pool.ts";
 import { Forwarder } from "./proxy/forward.ts";
 import { errorResponse } from "./proxy/responses.ts";
-import { type ClientConnection, pathOf, startTrip } from "./proxy/trip.ts";
+import { type ClientConnection, type Trip, startTrip } from "./proxy/trip.ts";
 import { TripLog } from "./proxy/trip-log.ts";
 import { RouteTable } from "./routing/routes.ts";
 import type { UpstreamTls } from "./upstream/client.ts";
@@ -47,9 +49,11 @@ export class DataPlane {
   #routes: RouteTable;
   /** The one lane when there are no routes to look at: requests go straight to it, as before pools existed. */
   #only: Lane | null = null;
-  readonly #unrouted: TripLog;
-  #noRouteLoggedAt = Number.NEGATIVE_INFINITY;
-  #noRouteUnlogged = 0;
+  /** Logs the requests answered before any pool: no route, or a hook answered. */
+  readonly #ownAnswers: TripLog;
+  readonly #noRouteLine = new ThrottledLine(NO_ROUTE_LOG_EVERY_MS);
+  readonly #hooks: HookCalls | null;
+  #hooksTimeout: number;
   /** Requests are held until open(): the first health round is done, so the first one already avoids dead backends. */
   readonly #opened = Promise.withResolvers<void>();
   #open = false;
@@ -60,41 +64,70 @@ export class DataPlane {
     private readonly metrics: Metrics,
     private readonly accessLog: AccessLog | null,
     private readonly log: Logger,
+    /** The hooks file's hooks, reloaded when it changes; null without --hooks. */
+    hooks: HookSet | null,
   ) {
-    this.#unrouted = new TripLog(metrics, accessLog);
+    this.#ownAnswers = new TripLog(metrics, accessLog);
+    this.#hooksTimeout = config.hooksTimeout;
+    this.#hooks = hooks && new HookCalls(() => hooks.current, () => this.#hooksTimeout, log);
     this.#routes = this.#serve(config, pools);
   }
 
   readonly handle: RequestHandler = (request, client) =>
     this.#open ? this.#route(request, client) : this.#opened.promise.then(() => this.#route(request, client));
 
+  /** Routes the request (and runs its hooks, when there are some), then hands its trip to the pool's lane. */
   #route(request: Request, client: ClientConnection): Promise<Response | undefined> {
-    if (this.#only && !this.#only.checked) return this.#only.forwarder.handle(request, client);
-    const path = pathOf(request.url);
-    const match = this.#routes.match({ method: request.method, headers: request.headers, path });
-    if (!match) return Promise.resolve(this.#noRoute(request, client));
-    const lane = this.#lanes.get(match.pool)!;
-    const upstreamPath = match.path === path ? undefined : match.path;
-    if (lane.checked) return lane.checked.then(() => lane.forwarder.handle(request, client, upstreamPath));
-    return lane.forwarder.handle(request, client, upstreamPath);
+    const trip = startTrip(request, client);
+    // No routes, no hooks: nothing to decide, as before lb had either.
+    if (this.#only && !this.#only.checked && !this.#hooks) return this.#only.forwarder.handle(trip);
+    const match = this.#routes.match({ method: request.method, headers: request.headers, path: trip.context.path });
+    if (match) trip.upstreamPath = match.path;
+    if (!this.#hooks) return this.#forward(trip, match?.pool ?? null);
+    const before = this.#hooks.beforeTrip(trip, match?.pool ?? null);
+    return before instanceof Promise ? before.then((done) => this.#afterOnRequest(trip, done)) : this.#afterOnRequest(trip, before);
+  }
+
+  /** What onRequest decided, checked (lb only ever sends to its own pools and backends) and made the trip's plan. */
+  #afterOnRequest(trip: Trip, before: BeforeTrip): Promise<Response | undefined> {
+    const hooks = this.#hooks!;
+    if ("answer" in before) return this.#answer(trip, before.answer);
+    const { ctx } = before;
+    const lane = ctx.pool === null ? undefined : this.#lanes.get(ctx.pool);
+    if (ctx.pool !== null && !lane) return this.#answer(trip, hooks.refuse(trip, `chose pool "${ctx.pool}", which lb does not have`));
+    if (typeof ctx.path !== "string" || !ctx.path.startsWith("/")) return this.#answer(trip, hooks.refuse(trip, `set path ${JSON.stringify(ctx.path)}, which does not start with "/"`));
+    if (ctx.backend !== null) {
+      trip.preferred = lane?.pool.find(ctx.backend);
+      if (!trip.preferred) return this.#answer(trip, hooks.refuse(trip, `chose backend ${ctx.backend}, which is not in pool ${ctx.pool}`));
+    }
+    trip.upstreamPath = ctx.path;
+    trip.upstreamHeaders = ctx.headers;
+    trip.onResponse = hooks.onResponse(trip, ctx);
+    return this.#forward(trip, ctx.pool);
+  }
+
+  #forward(trip: Trip, poolName: string | null): Promise<Response | undefined> {
+    if (poolName === null) return this.#noRoute(trip);
+    const lane = this.#lanes.get(poolName)!;
+    if (lane.checked) return lane.checked.then(() => lane.forwarder.handle(trip));
+    return lane.forwarder.handle(trip);
   }
 
   /**
    * No route takes the request and there is no default pool: lb's own 404, counted, in the access log, and said in
    * lb's log with what was asked (at most one line a second: a scanner must not flood it).
    */
-  #noRoute(request: Request, client: ClientConnection): Response {
-    const trip = startTrip(request, client);
+  #noRoute(trip: Trip): Promise<Response> {
+    const { method, headers } = trip.request;
     this.metrics.count("rejected", "no-route");
-    const now = performance.now();
-    if (now - this.#noRouteLoggedAt >= NO_ROUTE_LOG_EVERY_MS) {
-      const skipped = this.#noRouteUnlogged ? ` (and ${this.#noRouteUnlogged} more since the last such line)` : "";
-      this.log.info(`no route for ${request.method} ${request.headers.get("host") ?? "(no host)"}${trip.context.path}: answered 404${skipped}`);
-      this.#noRouteLoggedAt = now;
-      this.#noRouteUnlogged = 0;
-    } else this.#noRouteUnlogged++;
-    this.#unrouted.finish(trip, 404, 0);
-    return errorResponse(404, "no route for this request", { "x-request-id": trip.requestId });
+    this.#noRouteLine.say((line) => this.log.info(line), `no route for ${method} ${headers.get("host") ?? "(no host)"}${trip.context.path}: answered 404`);
+    return this.#answer(trip, errorResponse(404, "no route for this request", { "x-request-id": trip.requestId }));
+  }
+
+  /** An answer from lb itself or a hook, not a backend: in the access log all the same. */
+  #answer(trip: Trip, response: Response): Promise<Response> {
+    this.#ownAnswers.finish(trip, response.status, 0);
+    return Promise.resolve(response);
   }
 
   /** Lets requests through (those held so far go first). */
@@ -132,6 +165,7 @@ export class DataPlane {
     const listed = new Set(pools.map((p) => p.name));
     const retired = [...this.#lanes].filter(([name]) => !listed.has(name));
     for (const [name] of retired) this.#lanes.delete(name);
+    this.#hooksTimeout = config.hooksTimeout;
     this.#routes = this.#serve(config, pools);
     for (const [, lane] of retired) void drainLane(lane, config.drainTimeout);
   }

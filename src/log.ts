@@ -50,3 +50,25 @@ function splitFields(entry: LogObject): { msg: string; fields?: object } {
   const fields = rest.length === 1 && typeof rest[0] === "object" && rest[0] !== null ? (rest[0] as object) : undefined;
   return { msg: fields ? format(first) : format(first, ...rest), fields };
 }
+
+/**
+ * A line that may recur on every request (no route, a failing hook): said at most once per interval, with how many
+ * were left unsaid since, so a scanner or a broken hook cannot flood the log.
+ */
+export class ThrottledLine {
+  #saidAt = Number.NEGATIVE_INFINITY;
+  #unsaid = 0;
+
+  constructor(private readonly everyMs: number) {}
+
+  say(write: (text: string) => void, text: string): void {
+    const now = performance.now();
+    if (now - this.#saidAt < this.everyMs) {
+      this.#unsaid++;
+      return;
+    }
+    write(this.#unsaid ? `${text} (and ${this.#unsaid} more like it since the last such line)` : text);
+    this.#saidAt = now;
+    this.#unsaid = 0;
+  }
+}

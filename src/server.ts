@@ -18,6 +18,8 @@ import { createAccessLog, poolRules, upstreamTls } from "./configure.ts";
 import { ControlPlane, staticBackends } from "./control-plane.ts";
 import { descriptorLimit } from "./descriptors.ts";
 import { DataPlane, type ServedPool } from "./data-plane.ts";
+import { HookSet } from "./hooks/hook-set.ts";
+import { loadHooks } from "./hooks/load.ts";
 import { ListenError, ProxyListener, claimPort, listen, readCertificates, serveHttpRedirect } from "./listeners.ts";
 import { type Logger, consolaLevel } from "./log.ts";
 import { Metrics } from "./metrics/metrics.ts";
@@ -65,6 +67,8 @@ export interface StartOptions {
  */
 export async function startLb(config: Config, options: StartOptions): Promise<RunningLb> {
   const { log } = options;
+  // Loaded before anything binds: a broken hooks file is a startup error. With --workers each worker loads its own.
+  const hooks = config.hooks ? await loadHooks(config.hooks) : null;
   const accessLog = options.accessLog !== undefined ? options.accessLog : createAccessLog(config, log);
   const metrics = new Metrics();
   const events = new EventLog();
@@ -89,7 +93,7 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
   const traffic =
     config.workers > 1
       ? servedByWorkers(config, units.get(DEFAULT_POOL)!.served.pool, metrics, accessLog, log)
-      : servedHere(config, served(), metrics, accessLog, log);
+      : servedHere(config, served(), metrics, accessLog, log, hooks && new HookSet(hooks, log));
   let current = config;
   let ready = false;
   const pools = () => new Map([...units].map(([name, unit]) => [name, unit.served.pool]));
@@ -214,7 +218,7 @@ export interface Traffic {
 
 /**
  * The forwarding happens in this process, behind the proxy listener: lb's single process, or a worker (`shared`: on
- * the port its primary claimed).
+ * the port its primary claimed). It owns the hooks' file watcher from here on.
  */
 export function servedHere(
   config: Config,
@@ -222,10 +226,17 @@ export function servedHere(
   metrics: Metrics,
   accessLog: AccessLog | null,
   log: Logger,
+  hooks: HookSet | null,
   shared = false,
 ): Traffic {
-  const data = new DataPlane(config, pools, metrics, accessLog, log);
-  const proxy = new ProxyListener(config, log, data.handle, shared);
+  const data = new DataPlane(config, pools, metrics, accessLog, log, hooks);
+  let proxy: ProxyListener;
+  try {
+    proxy = new ProxyListener(config, log, data.handle, shared);
+  } catch (error) {
+    hooks?.stop();
+    throw error;
+  }
   return {
     port: proxy.port,
     metrics: () => metrics,
@@ -238,8 +249,12 @@ export function servedHere(
       data.reconfigure(effective, nextPools);
     },
     reopenLogs: () => accessLog?.reopen(),
-    close: () => proxy.close(),
+    close: () => {
+      proxy.close();
+      hooks?.stop();
+    },
     async stop(drainTimeoutMs) {
+      hooks?.stop();
       await proxy.stop(drainTimeoutMs);
       data.close();
     },

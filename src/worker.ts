@@ -7,6 +7,8 @@
 import type { AccessLog } from "./access-log.ts";
 import { type BackendState, type ToPrimary, type ToWorker, applyPoolState, backendLoad, snapshotMetrics } from "./cluster/sync.ts";
 import { DEFAULT_POOL } from "./config/pools.ts";
+import { HookSet } from "./hooks/hook-set.ts";
+import { loadHooks } from "./hooks/load.ts";
 import { effectiveConfig } from "./config/reload.ts";
 import type { Config } from "./config/settings.ts";
 import { createAccessLog, poolRules, upstreamTls } from "./configure.ts";
@@ -29,7 +31,14 @@ interface RunningWorker {
 }
 
 /** Serves the port its primary claimed, with the pool the primary describes in `state`. */
-function startWorker(config: Config, log: Logger, accessLog: AccessLog | null, state: readonly BackendState[], send: (message: ToPrimary) => void): RunningWorker {
+function startWorker(
+  config: Config,
+  log: Logger,
+  accessLog: AccessLog | null,
+  hooks: HookSet | null,
+  state: readonly BackendState[],
+  send: (message: ToPrimary) => void,
+): RunningWorker {
   const metrics = new Metrics();
   const alarm = new NoBackendAlarm();
   /** True while applying the primary's state: those changes are the primary's news, not this worker's. */
@@ -60,7 +69,7 @@ function startWorker(config: Config, log: Logger, accessLog: AccessLog | null, s
   };
   // With --workers lb has one pool (load.ts refuses named pools with it).
   const served = (poolConfig: Config) => [{ name: DEFAULT_POOL, pool, config: poolConfig, tls: upstreamTls(poolConfig) }];
-  const traffic = servedHere(config, served(config), metrics, accessLog, log, true);
+  const traffic = servedHere(config, served(config), metrics, accessLog, log, hooks, true);
   adoptPoolState(state);
   let current = config;
   void traffic.open();
@@ -111,12 +120,14 @@ export function runWorker(id: string): void {
       sendAndExit(worker.report(), 0);
     })());
 
-  const start = (message: ToWorker & { type: "start" }) => {
+  const start = async (message: ToWorker & { type: "start" }) => {
     const { config } = message;
     log = createLogger(config.logLevel, config.logFormat, `worker ${id}: `);
     try {
       const accessLog = createAccessLog(config, log, { write: (lines) => send({ type: "access", lines }), flush() {} });
-      worker = startWorker(config, log, accessLog, message.state, send);
+      // Each worker loads and watches the hooks file itself: a module cannot be sent over IPC.
+      const hooks = config.hooks ? new HookSet(await loadHooks(config.hooks), log) : null;
+      worker = startWorker(config, log, accessLog, hooks, message.state, send);
     } catch (error) {
       const { message: text, code } = error as Error & { code?: string };
       return sendAndExit({ type: "failed", message: text, code }, 1);
@@ -140,12 +151,10 @@ export function runWorker(id: string): void {
         return void stop();
     }
   };
+  // One at a time, in order: a start still loading the hooks file holds back the pool states sent after it.
+  let handled = Promise.resolve();
   process.on("message", (message: ToWorker) => {
-    try {
-      handle(message);
-    } catch (error) {
-      log.error(`${message.type} failed: ${(error as Error).message}`);
-    }
+    handled = handled.then(() => handle(message)).catch((error) => log.error(`${message.type} failed: ${(error as Error).message}`));
   });
   process.on("unhandledRejection", (reason) => log.error(`unhandled error: ${(reason as Error)?.message ?? reason}`));
   // Ctrl-C reaches the whole process group: the primary orders the stop, so that it is one drain, not two.

@@ -9,7 +9,7 @@ import { createLogger } from "../src/log.ts";
 import { Metrics } from "../src/metrics/metrics.ts";
 import { Pool } from "../src/pool/pool.ts";
 import { Forwarder } from "../src/proxy/forward.ts";
-import type { ClientConnection } from "../src/proxy/trip.ts";
+import { type ClientConnection, startTrip } from "../src/proxy/trip.ts";
 import type { UpstreamAnswer, UpstreamCall, UpstreamClient, UpstreamRequest } from "../src/upstream/client.ts";
 import { type Failure, failure } from "../src/upstream/failure.ts";
 import { waitFor } from "./helpers.ts";
@@ -84,7 +84,7 @@ function forwarder(script: Script) {
     debug: false,
   });
   const send = async (method: string, body?: string, signal?: AbortSignal) => {
-    const response = await forwarding.handle(new Request("http://lb/x", { method, body, signal }), client);
+    const response = await forwarding.handle(startTrip(new Request("http://lb/x", { method, body, signal }), client));
     return { status: response!.status, text: await response!.text() };
   };
   return { send, upstream, pool, forwarding };

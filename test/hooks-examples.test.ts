@@ -12,7 +12,7 @@ import { ROOT, runCommand } from "./helpers.ts";
 const example = (name: string) => `${ROOT}deploy/hooks/${name}`;
 
 function contextFor(path: string, headers: Record<string, string> = {}): HookContext {
-  return createHookContext(new Request(`http://lb.test${path}`, { headers }), { requestId: "r1", clientIp: "127.0.0.1", pool: "web" });
+  return createHookContext(new Request(`http://lb.test${path}`, { headers }), { requestId: "r1", clientIp: "127.0.0.1", pool: "web", path });
 }
 
 /** onRequest's answer, if it gave one, and the ctx it left. */

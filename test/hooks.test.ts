@@ -21,7 +21,7 @@ function versionFile(n: number): string {
 }
 
 function versionOf(hooks: LoadedHooks): string | null {
-  const ctx = createHookContext(new Request("http://lb.test/"), { requestId: "r1", clientIp: "127.0.0.1", pool: null });
+  const ctx = createHookContext(new Request("http://lb.test/"), { requestId: "r1", clientIp: "127.0.0.1", pool: null, path: "/" });
   hooks.onRequest!(ctx);
   return ctx.pool;
 }

@@ -22,13 +22,14 @@ export function onRequest(ctx: HookContext): Response | void {
 }
 
 /**
- * /admin, /admin/… — compared decoded and in lower case, since a backend may well serve /%61dmin/ or /ADMIN/ as
- * /admin/. A path that does not decode is treated as protected.
+ * /admin, /admin/… — compared decoded, in lower case and with slashes collapsed, since a backend may well serve
+ * /%61dmin/, /ADMIN/ or //admin/ as /admin/. A path that does not decode is treated as protected.
  */
 function isProtected(path: string): boolean {
   let pathname: string;
   try {
-    pathname = decodeURIComponent(path.split("?", 1)[0]!).toLowerCase();
+    // Repeated slashes collapsed too: many servers take //admin/ for /admin/.
+    pathname = decodeURIComponent(path.split("?", 1)[0]!).toLowerCase().replace(/\/{2,}/g, "/");
   } catch {
     return true;
   }

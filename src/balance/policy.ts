@@ -29,6 +29,11 @@ export function rotation<T>(items: readonly T[], start: number): T[] {
   return start === 0 ? items.slice() : [...items.slice(start), ...items.slice(0, start)];
 }
 
+/** The candidates with `first` in front (a sticky client's backend, one a hook chose), then the rest in their order. */
+export function preferFirst(first: Backend, candidates: readonly Backend[]): readonly Backend[] {
+  return [first, ...candidates.filter((backend) => backend !== first)];
+}
+
 /** An index drawn with probability proportional to weight; `random` returns [0, 1). */
 export function weightedIndex(items: readonly Backend[], weightOf: WeightOf, random: () => number): number {
   let total = 0;

@@ -3,6 +3,7 @@
  * later requests carrying it go to that backend first while it is available, and move when it is not.
  */
 import type { Backend } from "../pool/backend.ts";
+import { preferFirst } from "./policy.ts";
 import { cookieValue } from "./request-keys.ts";
 
 export class StickySessions {
@@ -25,7 +26,7 @@ export class StickySessions {
 
   /** Candidates with the pinned backend first, then the policy's order without it. */
   prefer(pinned: Backend | undefined, candidates: readonly Backend[]): readonly Backend[] {
-    return pinned ? [pinned, ...candidates.filter((backend) => backend !== pinned)] : candidates;
+    return pinned ? preferFirst(pinned, candidates) : candidates;
   }
 
   /** The Set-Cookie value that pins a client to `backend`. */

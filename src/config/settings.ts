@@ -642,7 +642,7 @@ const SPECS: SettingSpec[] = [
     example: "--admin-token $(cat /run/secrets/lb-token)", parse: adminToken,
   },
   {
-    key: "hooks", group: "backends", type: "string", valueHint: "file", fallback: "",
+    key: "hooks", group: "backends", restart: true, type: "string", valueHint: "file", fallback: "",
     description: "TypeScript or JavaScript module whose onRequest/onResponse lb calls for each request (lb types prints their types)",
     example: "--hooks ./lb.hooks.ts",
     // Only that it exists: loading it (an import) is async, and done where lb starts and where it validates.

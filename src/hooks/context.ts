@@ -6,9 +6,10 @@ export interface RequestFacts {
   clientIp: string;
   /** The pool lb's routes chose, or null. */
   pool: string | null;
+  /** The path and query lb would send (a route may have stripped a prefix). */
+  path: string;
 }
 
-export function createHookContext(request: Request, { requestId, clientIp, pool }: RequestFacts): HookContext {
-  const url = new URL(request.url);
-  return { request, requestId, clientIp, pool, backend: null, path: url.pathname + url.search, headers: new Headers(request.headers) };
+export function createHookContext(request: Request, facts: RequestFacts): HookContext {
+  return { request, ...facts, backend: null, headers: new Headers(request.headers) };
 }

@@ -40,8 +40,13 @@ export async function loadHooks(path: string): Promise<LoadedHooks> {
   return { path, ...(module as Hooks) };
 }
 
-/** A syntax error (Bun's BuildMessage, with its place) or what the module threw while it ran. */
-function importProblem(error: unknown): string {
+/**
+ * A syntax error (Bun's BuildMessage, with its place; several come as an AggregateError, the first says enough) or
+ * what the module threw while it ran.
+ */
+function importProblem(thrown: unknown): string {
+  const errors = thrown instanceof AggregateError ? thrown.errors : [];
+  const error: unknown = errors[0]?.name === "BuildMessage" ? errors[0] : thrown;
   const position = (error as { position?: { line: number; column: number } | null }).position;
   if (error instanceof Error && error.name === "BuildMessage") {
     return `${position ? `line ${position.line}:${position.column}: ` : ""}${error.message}`;

@@ -4,7 +4,7 @@
  * attempt's in-flight count (attempt.ts), the client's response (respond.ts), the WebSocket trip (websocket-trip.ts)
  * and the access line and metrics of a finished request (trip-log.ts).
  */
-import type { Policy } from "../balance/policy.ts";
+import { type Policy, preferFirst } from "../balance/policy.ts";
 import type { StickySessions } from "../balance/sticky.ts";
 import { formatDuration } from "../config/duration.ts";
 import type { AccessLog } from "../access-log.ts";
@@ -21,7 +21,7 @@ import { upstreamRequestFields } from "./headers.ts";
 import { clientResponse } from "./respond.ts";
 import { errorResponse } from "./responses.ts";
 import { isIdempotent, mayRetry, retryBudgetAllows } from "./retry.ts";
-import { type ClientConnection, type Trip, redact, startTrip } from "./trip.ts";
+import { type Trip, redact } from "./trip.ts";
 import { CLIENT_CLOSED, TripLog } from "./trip-log.ts";
 import { QueueFull, Waitlist } from "./waitlist.ts";
 import { isWebSocketUpgrade } from "./websocket.ts";
@@ -106,11 +106,11 @@ export class Forwarder {
   }
 
   /**
-   * Resolves to the response, or to undefined when the request became a WebSocket tunnel. `upstreamPath` is the path
-   * to send when a route rewrote it.
+   * Resolves to the response, or to undefined when the request became a WebSocket tunnel. The trip comes from the
+   * front (data-plane.ts), with what a route or a hook decided for it.
    */
-  async handle(request: Request, client: ClientConnection, upstreamPath?: string): Promise<Response | undefined> {
-    const trip = startTrip(request, client, upstreamPath);
+  async handle(trip: Trip): Promise<Response | undefined> {
+    const { request, client } = trip;
     if (this.options.debug) this.#logRequest(trip);
     const { maxConnections } = this.options;
     if (maxConnections > 0 && client.openRequests > maxConnections) {
@@ -167,6 +167,7 @@ export class Forwarder {
     const available = this.options.pool.available();
     if (available.length === 0) return null;
     const ordered = this.options.policy.candidates(available, trip.context);
+    if (trip.preferred) return preferFirst(trip.preferred, ordered);
     const { sticky } = this.options;
     if (!sticky) return ordered;
     trip.pinned = sticky.pinned(available, trip.context.headers);
@@ -189,7 +190,7 @@ export class Forwarder {
       body = { ...body, body: streamed };
     }
     trip.client.holdOpen(true);
-    const headers = upstreamRequestFields(request.headers, trip.client, trip.requestId);
+    const headers = upstreamRequestFields(trip.upstreamHeaders, trip.client, trip.requestId);
     const queueDeadline = Date.now() + this.options.queueTimeoutMs;
     let lastFailure: Failure | undefined;
     for (;;) {
@@ -369,6 +370,11 @@ export class Forwarder {
     const cookie = sticky && backend !== trip.pinned ? sticky.cookieFor(backend) : null;
     const { response, wholeBytes } = clientResponse(result, trip.requestId, cookie);
     if (this.options.debug) this.options.log.debug(`Response from server: HTTP/1.1 ${result.status} ${result.statusText}`);
+    if (trip.onResponse && !(await trip.onResponse(response))) {
+      void response.body?.cancel().catch(() => {}); // frees the backend connection the answer was streaming on
+      attempt.failed();
+      return this.#fail(trip, 502, "the onResponse hook failed");
+    }
     attempt.responded(result.status, wholeBytes);
     // A streaming answer keeps the client's idle timer off until it ends: a quiet stretch (server-sent events between
     // two events) is the upstream read timeout's business, not the client's.

@@ -20,8 +20,14 @@ export interface Trip {
   requestId: string;
   client: ClientConnection;
   context: RequestContext;
-  /** The path and query sent to the backend: the client's, or as a route rewrote it (prefix stripped). */
+  /** The path and query sent to the backend: the client's, or as a route or a hook rewrote it. */
   upstreamPath: string;
+  /** The request fields the backend gets (before lb's own are added): the client's, or a hook's copy. */
+  upstreamHeaders: Headers;
+  /** A backend a hook chose: tried first when it is available. */
+  preferred: Backend | undefined;
+  /** The onResponse hook, when one is set: false when it failed (the client gets lb's 502 instead). */
+  onResponse: ((response: Response) => boolean | Promise<boolean>) | undefined;
   /** The backend a sticky cookie named, if it is available. */
   pinned: Backend | undefined;
   started: number;
@@ -38,14 +44,17 @@ export interface Trip {
   bytesIn: number;
 }
 
-export function startTrip(request: Request, client: ClientConnection, upstreamPath?: string): Trip {
+export function startTrip(request: Request, client: ClientConnection): Trip {
   const path = pathOf(request.url);
   return {
     request,
     requestId: requestIdOf(request.headers),
     client,
     context: { clientIp: client.ip, path, headers: request.headers },
-    upstreamPath: upstreamPath ?? path,
+    upstreamPath: path,
+    upstreamHeaders: request.headers,
+    preferred: undefined,
+    onResponse: undefined,
     pinned: undefined,
     started: performance.now(),
     attempts: 0,

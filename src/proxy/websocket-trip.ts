@@ -23,7 +23,7 @@ export interface TunnelDeps {
 export type TunnelOutcome = { upgraded: true } | { upgraded: false; status: number; detail: string };
 
 export async function openTunnel(trip: Trip, candidates: readonly Backend[], deps: TunnelDeps): Promise<TunnelOutcome> {
-  const headers = tunnelRequestHeaders(new Headers(upstreamRequestFields(trip.request.headers, trip.client, trip.requestId)));
+  const headers = tunnelRequestHeaders(new Headers(upstreamRequestFields(trip.upstreamHeaders, trip.client, trip.requestId)));
   const protocols = (trip.request.headers.get("sec-websocket-protocol") ?? "").split(",").map((p) => p.trim()).filter(Boolean);
   for (const backend of candidates) {
     if (trip.attempts > deps.retries) break;
