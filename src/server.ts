@@ -89,14 +89,13 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
   };
   const initial = namedPools(config);
   for (const named of initial) units.set(named.name, createUnit(named, initial.length > 1));
-  const served = () => [...units.values()].map((unit) => unit.served);
+  const pools = () => new Map([...units].map(([name, unit]) => [name, unit.served.pool]));
   const traffic =
     config.workers > 1
-      ? servedByWorkers(config, units.get(DEFAULT_POOL)!.served.pool, metrics, accessLog, log)
-      : servedHere(config, served(), metrics, accessLog, log, hooks && new HookSet(hooks, log));
+      ? servedByWorkers(config, pools, metrics, accessLog, log)
+      : servedHere(config, [...units.values()].map((unit) => unit.served), metrics, accessLog, log, hooks && new HookSet(hooks, log));
   let current = config;
   let ready = false;
-  const pools = () => new Map([...units].map(([name, unit]) => [name, unit.served.pool]));
   const sides = openSideListeners(config, traffic.port, log, {
     pools,
     events,
@@ -265,10 +264,12 @@ export function servedHere(
  * --workers N: this process claims the port and keeps the pool; the workers serve the shared port with the pool state
  * it pushes to them, and report their counts back (cluster/workers.ts, worker.ts).
  */
-function servedByWorkers(config: Config, pool: Pool, metrics: Metrics, accessLog: AccessLog | null, log: Logger): Traffic {
+function servedByWorkers(config: Config, pools: () => ReadonlyMap<string, Pool>, metrics: Metrics, accessLog: AccessLog | null, log: Logger): Traffic {
   readCertificates(config); // the workers read them too: a missing file is reported once, here, before they start
   const port = claimPort(config.host, config.port);
-  const workers = new WorkerSet(config, pool, metrics, log, (lines) => accessLog?.writeLines(lines));
+  const workers = new WorkerSet(config, pools, metrics, log, (lines) => accessLog?.writeLines(lines));
+  /** Reloads reach the workers in order, each once the pools it adds have had their first health round here. */
+  let reloads = Promise.resolve();
   return {
     port,
     metrics: () => workers.metrics(),
@@ -279,9 +280,17 @@ function servedByWorkers(config: Config, pool: Pool, metrics: Metrics, accessLog
       workers.start(config.workers, { ...config, port }).catch((error) => {
         throw new ListenError("proxy", error);
       }),
-    reload(effective, next) {
+    reload(effective, _next, served) {
       readCertificates(effective); // so a reload the workers would refuse is refused as a whole
-      workers.reload(effective); // restart-only settings as running: a worker restarted later starts like its siblings
+      const firstRounds = served.flatMap((pool) => (pool.checked ? [pool.checked] : []));
+      reloads = reloads
+        .then(() => Promise.all(firstRounds))
+        .then(() => {
+          // Restart-only settings as running: a worker restarted later starts like its siblings. The state follows
+          // at once, so a pool the reload added has its backends before it takes requests.
+          workers.reload(effective);
+          workers.pushPoolState();
+        });
     },
     reopenLogs() {
       accessLog?.reopen();

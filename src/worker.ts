@@ -1,12 +1,12 @@
 /**
  * `--workers N`: a worker process (main.ts hands over to it; the primary's side is cluster/workers.ts). It serves
- * traffic on the shared port with the pool its primary describes, tells the primary when a backend refuses a
+ * traffic on the shared port with the pools its primary describes, tells the primary when a backend refuses a
  * connection, and reports its counts every half second. It has no health checks, DNS, admin API or signal handling of
  * its own: the primary decides, and stopping is the primary's call (or its death's).
  */
 import type { AccessLog } from "./access-log.ts";
-import { type BackendState, type ToPrimary, type ToWorker, applyPoolState, backendLoad, snapshotMetrics } from "./cluster/sync.ts";
-import { DEFAULT_POOL } from "./config/pools.ts";
+import { type PoolStates, type ToPrimary, type ToWorker, applyPoolState, backendLoad, snapshotMetrics } from "./cluster/sync.ts";
+import { namedPools } from "./config/pools.ts";
 import { HookSet } from "./hooks/hook-set.ts";
 import { loadHooks } from "./hooks/load.ts";
 import { effectiveConfig } from "./config/reload.ts";
@@ -22,28 +22,47 @@ const REPORT_EVERY_MS = 500;
 
 interface RunningWorker {
   report(): ToPrimary;
-  /** Makes the pool what the primary says (its changes are not echoed back). */
-  adoptPoolState(state: readonly BackendState[]): void;
+  /** Makes the pools what the primary says (its changes are not echoed back). */
+  adoptPoolStates(states: PoolStates): void;
   reload(next: Config): void;
   reopenLogs(): void;
   /** Drains and closes (once: the process's stop guards it). */
   stop(): Promise<void>;
 }
 
-/** Serves the port its primary claimed, with the pool the primary describes in `state`. */
+/** One of the worker's pools: its members follow the primary's state; ejections are the worker's own. */
+interface WorkerPool {
+  pool: Pool;
+  alarm: NoBackendAlarm;
+  /** Settles at the first state the primary sends for it (a pool a reload added waits for it). */
+  stated: PromiseWithResolvers<void>;
+}
+
+/** Serves the port its primary claimed, with the pools the primary describes in `states`. */
 function startWorker(
   config: Config,
   log: Logger,
   accessLog: AccessLog | null,
   hooks: HookSet | null,
-  state: readonly BackendState[],
+  states: PoolStates,
   send: (message: ToPrimary) => void,
 ): RunningWorker {
   const metrics = new Metrics();
-  const alarm = new NoBackendAlarm();
+  const pools = new Map<string, WorkerPool>();
   /** True while applying the primary's state: those changes are the primary's news, not this worker's. */
   let adopting = false;
-  const tellPrimary = (event: PoolEvent) => {
+  const createPool = (name: string, poolConfig: Config, several: boolean): WorkerPool => {
+    const pool: Pool = new Pool([], {
+      ...poolRules(poolConfig),
+      listener: (event) => {
+        tellPrimary(unit, event);
+        traffic.onPoolEvent(name, event);
+      },
+    });
+    const unit: WorkerPool = { pool, alarm: new NoBackendAlarm(several ? name : ""), stated: Promise.withResolvers() };
+    return unit;
+  };
+  const tellPrimary = ({ pool, alarm }: WorkerPool, event: PoolEvent) => {
     if (event.type === "health") {
       // A refused connection goes up: the primary marks the backend down for all.
       if (!adopting && event.to.status === "unhealthy") send({ type: "down", url: event.backend.url, reason: event.to.reason });
@@ -52,25 +71,40 @@ function startWorker(
       alarm.check(pool, log);
     }
   };
-  const pool: Pool = new Pool([], {
-    ...poolRules(config),
-    listener: (event) => {
-      tellPrimary(event);
-      traffic.onPoolEvent(DEFAULT_POOL, event);
-    },
-  });
-  const adoptPoolState = (next: readonly BackendState[]) => {
+  /** The pools `next` names, created where new; those it no longer names are closed (their requests drain). */
+  const follow = (next: Config) => {
+    const listed = namedPools(next);
+    for (const { name, config: poolConfig } of listed) {
+      const known = pools.get(name);
+      if (known) known.pool.reconfigure(poolRules(poolConfig));
+      else pools.set(name, createPool(name, poolConfig, listed.length > 1));
+    }
+    for (const [name, { pool }] of pools) {
+      if (listed.some((named) => named.name === name)) continue;
+      pool.close();
+      pools.delete(name);
+    }
+    return listed.map(({ name, config: poolConfig }) => {
+      const { pool, stated } = pools.get(name)!;
+      return { name, pool, config: poolConfig, tls: upstreamTls(poolConfig), checked: stated.promise };
+    });
+  };
+  const adoptPoolStates = (next: PoolStates) => {
     adopting = true;
     try {
-      applyPoolState(pool, next);
+      // A pool the primary has and this worker not yet: a reload this worker has still to get adds it.
+      for (const [name, { pool, stated }] of pools) {
+        const state = next[name];
+        if (!state) continue;
+        applyPoolState(pool, state);
+        stated.resolve();
+      }
     } finally {
       adopting = false;
     }
   };
-  // With --workers lb has one pool (load.ts refuses named pools with it).
-  const served = (poolConfig: Config) => [{ name: DEFAULT_POOL, pool, config: poolConfig, tls: upstreamTls(poolConfig) }];
-  const traffic = servedHere(config, served(config), metrics, accessLog, log, hooks, true);
-  adoptPoolState(state);
+  const traffic = servedHere(config, follow(config), metrics, accessLog, log, hooks, true);
+  adoptPoolStates(states);
   let current = config;
   void traffic.open();
 
@@ -80,22 +114,21 @@ function startWorker(
       report: {
         queued: traffic.queued(),
         clients: traffic.clients(),
-        load: backendLoad(pool.backends),
+        load: backendLoad([...pools.values()].flatMap(({ pool }) => pool.backends)),
         metrics: snapshotMetrics(metrics, Date.now()),
       },
     }),
-    adoptPoolState,
-    // The pool's members are the primary's business: they follow the state it sends after its own reload.
+    adoptPoolStates,
+    // The pools' members are the primary's business: they follow the state it sends after its own reload.
     reload(next) {
       const effective = effectiveConfig(current, next);
-      traffic.reload(effective, next, served(effective));
-      pool.reconfigure(poolRules(effective));
+      traffic.reload(effective, next, follow(effective));
       log.level = consolaLevel(next.logLevel);
       current = effective;
     },
     reopenLogs: traffic.reopenLogs,
     async stop() {
-      pool.close();
+      for (const { pool } of pools.values()) pool.close();
       await traffic.stop(current.drainTimeout);
       accessLog?.flush();
     },
@@ -142,7 +175,7 @@ export function runWorker(id: string): void {
       case "start":
         return start(message);
       case "state":
-        return worker?.adoptPoolState(message.state);
+        return worker?.adoptPoolStates(message.state);
       case "reload":
         return worker?.reload(message.config);
       case "reopen-logs":

@@ -1,6 +1,6 @@
 /** The messages between the primary and its workers, without processes: pool state down, counts and metrics up. */
 import { describe, expect, test } from "bun:test";
-import { addMetrics, applyMetricsSnapshot, applyPoolState, poolState, snapshotMetrics, sumLoad } from "../src/cluster/sync.ts";
+import { addMetrics, applyMetricsSnapshot, applyPoolState, poolStates, snapshotMetrics, sumLoad } from "../src/cluster/sync.ts";
 import { Metrics } from "../src/metrics/metrics.ts";
 import { Pool } from "../src/pool/pool.ts";
 
@@ -14,14 +14,14 @@ describe("pool state", () => {
     primary.setAdminState(primary.find("http://a:1")!, "draining");
     const worker = new Pool([{ url: "http://gone:1", weight: 1 }]);
     // Through a JSON round trip, as over IPC.
-    applyPoolState(worker, JSON.parse(JSON.stringify(poolState(primary))));
+    applyPoolState(worker, JSON.parse(JSON.stringify(poolStates(new Map([["default", primary]]))))["default"]);
     expect(worker.backends.map((b) => [b.url, b.weight, b.health.status, b.admin])).toEqual([
       ["http://a:1", 1, "healthy", "draining"],
       ["http://b:1", 3, "unhealthy", "active"],
     ]);
     expect(worker.available()).toEqual([]);
     primary.setAdminState(primary.find("http://a:1")!, "active");
-    applyPoolState(worker, poolState(primary));
+    applyPoolState(worker, poolStates(new Map([["default", primary]]))["default"]!);
     expect(worker.available().map((b) => b.url)).toEqual(["http://a:1"]);
   });
 

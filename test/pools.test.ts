@@ -102,8 +102,10 @@ describe("routes pick the pool", async () => {
   });
 });
 
-describe("a reload adds and removes pools", () => {
-  const file = join(dir, "lb.toml");
+describe.each([1, 2])("a reload adds and removes pools (--workers %d)", (workers) => {
+  const file = join(dir, `lb-${workers}.toml`);
+  const hooks = join(dir, `hooks-${workers}.ts`);
+  writeFileSync(hooks, `export function onResponse(ctx, response) { response.headers.set("x-hooked", ctx.pool); }`);
   const old = startBackend("old", async (request) => {
     if (new URL(request.url).pathname.endsWith("/slow")) await Bun.sleep(600);
     return new Response("backend old");
@@ -114,23 +116,25 @@ describe("a reload adds and removes pools", () => {
   const write = (pool: string, backend: string) =>
     writeFileSync(
       file,
-      `host = "127.0.0.1"\nport = 0\nhealth-interval = "200ms"\ndrain-timeout = "5s"\n` +
+      `host = "127.0.0.1"\nport = 0\nworkers = ${workers}\nhooks = "${hooks}"\nhealth-interval = "200ms"\ndrain-timeout = "5s"\n` +
         `[pools.${pool}]\nbackends = ["${backend}"]\n[pools.web]\nbackends = ["${web.url}"]\n` +
         `[[routes]]\npath-prefix = "/x/"\npool = "${pool}"\n[[routes]]\npool = "web"\n`,
     );
 
-  test("under load, with a request in flight on the pool that leaves: nothing fails", async () => {
+  test("under load, with a request in flight on the pool that leaves: nothing fails; every process runs the hooks", async () => {
     write("old", old.url);
     const lb = await spawnLb(["--config", file, "--no-access-log"]);
     try {
       const statuses: number[] = [];
       const answers: string[] = [];
+      const hooked = new Set<string | null>();
       let running = true;
       const load = Promise.all(
         Array.from({ length: 6 }, async (_, i) => {
           while (running) {
             const response = await fetch(`${lb.url}${i % 2 ? "/x/a" : "/b"}`);
             statuses.push(response.status);
+            hooked.add(response.headers.get("x-hooked"));
             answers.push(await response.text());
           }
         }),
@@ -148,6 +152,7 @@ describe("a reload adds and removes pools", () => {
       expect(await slow).toEqual([200, "backend old"]);
       expect(statuses.filter((s) => s !== 200)).toEqual([]);
       expect(answers.slice(mark).includes("backend old")).toBe(false);
+      expect([...hooked].sort()).toEqual(["new", "old", "web"]);
     } finally {
       await lb.kill();
     }

@@ -123,7 +123,6 @@ describe("pools and routes in the config file", () => {
       "routes: 2 pools (a, b) but no routes",
     );
     expect(problemsOf({ pools: { default: { backends: ["http://10.0.0.1:1"] } } })).toContain('pools.default: "default" is the pool the top-level backends form');
-    expect(problemsOf({ ...example, workers: 2 })).toContain("workers: named pools run in one process for now");
   });
 
   test("one named pool and no routes: it takes every request", () => {

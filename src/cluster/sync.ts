@@ -43,9 +43,12 @@ export interface WorkerReport {
   metrics: MetricsSnapshot;
 }
 
+/** Every pool's backends as the primary decided them, by pool name. */
+export type PoolStates = Record<string, BackendState[]>;
+
 export type ToWorker =
-  | { type: "start"; config: Config; state: BackendState[] }
-  | { type: "state"; state: BackendState[] }
+  | { type: "start"; config: Config; state: PoolStates }
+  | { type: "state"; state: PoolStates }
   | { type: "reload"; config: Config }
   | { type: "reopen-logs" }
   | { type: "stop" };
@@ -58,8 +61,10 @@ export type ToPrimary =
   | { type: "access"; lines: string | Uint8Array }
   | { type: "report"; report: WorkerReport };
 
-export function poolState(pool: Pool): BackendState[] {
-  return pool.backends.map(({ url, weight, health, admin }) => ({ url, weight, health, admin }));
+export function poolStates(pools: ReadonlyMap<string, Pool>): PoolStates {
+  const states: PoolStates = {};
+  for (const [name, pool] of pools) states[name] = pool.backends.map(({ url, weight, health, admin }) => ({ url, weight, health, admin }));
+  return states;
 }
 
 /**

@@ -9,8 +9,9 @@ import type { Subprocess } from "bun";
 import type { Config } from "../config/settings.ts";
 import type { Logger } from "../log.ts";
 import { Metrics } from "../metrics/metrics.ts";
+import type { Backend } from "../pool/backend.ts";
 import type { Pool } from "../pool/pool.ts";
-import { type ToPrimary, type ToWorker, type WorkerReport, addMetrics, applyMetricsSnapshot, poolState, sumLoad } from "./sync.ts";
+import { type ToPrimary, type ToWorker, type WorkerReport, addMetrics, applyMetricsSnapshot, poolStates, sumLoad } from "./sync.ts";
 
 /** Set in a worker's environment (to its number); main.ts then runs the worker side (worker.ts). */
 export const WORKER_ENV = "LB_WORKER";
@@ -42,7 +43,8 @@ export class WorkerSet {
 
   constructor(
     config: Config,
-    private readonly pool: Pool,
+    /** The primary's pools by name: it decides their members and health. */
+    private readonly pools: () => ReadonlyMap<string, Pool>,
     /** The primary's own metrics (health checks); the workers' are added to it for the admin API. */
     private readonly own: Metrics,
     private readonly log: Logger,
@@ -64,13 +66,13 @@ export class WorkerSet {
     }
   }
 
-  /** Sends the pool's state to every worker; changes in the same tick go as one message. */
+  /** Sends the pools' state to every worker; changes in the same tick go as one message. */
   pushPoolState(): void {
     if (this.#stateQueued) return;
     this.#stateQueued = true;
     queueMicrotask(() => {
       this.#stateQueued = false;
-      this.#broadcast({ type: "state", state: poolState(this.pool) });
+      this.#broadcast({ type: "state", state: poolStates(this.pools()) });
     });
   }
 
@@ -98,7 +100,8 @@ export class WorkerSet {
     const total = new Metrics(this.own.startedAt);
     for (const part of [this.own, ...this.#retired, ...this.#workers.map((w) => w.metrics)]) addMetrics(total, part);
     // Backends that left the pool leave /metrics too (as in a single process), or DNS churn would grow it forever.
-    for (const url of total.backends.keys()) if (!this.pool.find(url)) total.backends.delete(url);
+    const listed = new Set(this.#backends().map((backend) => backend.url));
+    for (const url of total.backends.keys()) if (!listed.has(url)) total.backends.delete(url);
     return total;
   }
 
@@ -145,7 +148,7 @@ export class WorkerSet {
     const index = this.#workers.findIndex((w) => w.id === id);
     if (index >= 0) this.#workers[index] = worker;
     else this.#workers.push(worker);
-    proc.send({ type: "start", config: this.#config, state: poolState(this.pool) } satisfies ToWorker);
+    proc.send({ type: "start", config: this.#config, state: poolStates(this.pools()) } satisfies ToWorker);
     return ready.promise;
   }
 
@@ -153,13 +156,20 @@ export class WorkerSet {
     if (message.type === "report") {
       worker.report = message.report;
       applyMetricsSnapshot(worker.metrics, message.report.metrics);
-      sumLoad(this.pool.backends, this.#reports());
+      sumLoad(this.#backends(), this.#reports());
     } else if (message.type === "access") {
       this.accessLines(message.lines);
     } else if (message.type === "down") {
-      const backend = this.pool.find(message.url);
-      if (backend) this.pool.recordConnectFailure(backend, message.reason);
+      for (const pool of this.pools().values()) {
+        const backend = pool.find(message.url);
+        if (backend) pool.recordConnectFailure(backend, message.reason);
+      }
     }
+  }
+
+  /** Every pool's backends (a backend is in one pool, so their URLs are unique). */
+  #backends(): Backend[] {
+    return [...this.pools().values()].flatMap((pool) => pool.backends);
   }
 
   #reports(): WorkerReport[] {
@@ -171,7 +181,7 @@ export class WorkerSet {
     worker.report = null;
     this.#retired.push(worker.metrics);
     worker.metrics = new Metrics();
-    sumLoad(this.pool.backends, this.#reports());
+    sumLoad(this.#backends(), this.#reports());
     const diedYoung = Date.now() - worker.startedAt < HEALTHY_UPTIME_MS;
     const delay = diedYoung ? worker.restartDelayMs : 0;
     this.log.warn(`worker ${worker.id} (pid ${worker.process.pid}) exited (${how}); restarting it${delay ? ` in ${delay}ms` : ""}`);

@@ -106,7 +106,6 @@ export function checkConfig(layers: Layer[], env: Environment): { config: Config
   }
   const result = config as unknown as Config;
   if (problems.length === 0) checkRouting(result, problems);
-  if (result.pools.length && result.workers > 1) problems.push("workers: named pools run in one process for now; remove workers, or the [pools] tables");
   if (problems.length === 0 && result.backends.length === 0 && result.pools.length === 0) {
     problems.push("no backends: give their URLs, e.g. lb http://localhost:8080 http://localhost:8081 (or try: lb demo)");
   }
