@@ -71,7 +71,6 @@ export function forwarderTuning(config: Config): ForwarderTuning {
     maxInflight: config.maxInflight,
     queueSize: config.queueSize,
     queueTimeoutMs: config.queueTimeout,
-    maxConnections: config.maxConnections,
     clientTimeoutMs: config.clientTimeout,
     // The soonest a down backend can be back: its next check, at the down interval when one is set.
     retryAfterSeconds: Math.max(1, Math.ceil((config.healthDownInterval || config.healthInterval) / 1000)),

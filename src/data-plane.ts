@@ -13,6 +13,7 @@ import type { HookSet } from "./hooks/hook-set.ts";
 import { type Logger, ThrottledLine } from "./log.ts";
 import type { Metrics } from "./metrics/metrics.ts";
 import type { Pool, PoolEvent } from "./pool/pool.ts";
+import { type Refusal, refusal } from "./proxy/admission.ts";
 import { Forwarder } from "./proxy/forward.ts";
 import { errorResponse } from "./proxy/responses.ts";
 import { type ClientConnection, type Trip, startTrip } from "./proxy/trip.ts";
@@ -54,6 +55,7 @@ export class DataPlane {
   readonly #noRouteLine = new ThrottledLine(NO_ROUTE_LOG_EVERY_MS);
   readonly #hooks: HookCalls | null;
   #hooksTimeout: number;
+  #maxConnections: number;
   /** Requests are held until open(): the first health round is done, so the first one already avoids dead backends. */
   readonly #opened = Promise.withResolvers<void>();
   #open = false;
@@ -69,6 +71,7 @@ export class DataPlane {
   ) {
     this.#ownAnswers = new TripLog(metrics, accessLog);
     this.#hooksTimeout = config.hooksTimeout;
+    this.#maxConnections = config.maxConnections;
     this.#hooks = hooks && new HookCalls(() => hooks.current, () => this.#hooksTimeout, log);
     this.#routes = this.#serve(config, pools);
   }
@@ -76,26 +79,29 @@ export class DataPlane {
   readonly handle: RequestHandler = (request, client) =>
     this.#open ? this.#route(request, client) : this.#opened.promise.then(() => this.#route(request, client));
 
-  /** Routes the request (and runs its hooks, when there are some), then hands its trip to the pool's lane. */
+  /**
+   * Refuses what lb never forwards, routes the rest (and runs its hooks, when there are some), then hands the trip
+   * to the pool's lane.
+   */
   #route(request: Request, client: ClientConnection): Promise<Response | undefined> {
     const trip = startTrip(request, client);
+    const refused = refusal(request, client, this.#maxConnections);
+    if (refused) return this.#refuse(trip, refused);
     // No routes, no hooks: nothing to decide, as before lb had either.
     if (this.#only && !this.#only.checked && !this.#hooks) return this.#only.forwarder.handle(trip);
-    const match = this.#routes.match({ method: request.method, headers: request.headers, path: trip.context.path });
-    if (match) trip.upstreamPath = match.path;
-    if (!this.#hooks) return this.#forward(trip, match?.pool ?? null);
-    const before = this.#hooks.beforeTrip(trip, match?.pool ?? null);
-    return before instanceof Promise ? before.then((done) => this.#afterOnRequest(trip, done)) : this.#afterOnRequest(trip, before);
+    const pool = this.#poolFor(trip);
+    if (!this.#hooks) return this.#forward(trip, pool);
+    const before = this.#hooks.beforeTrip(trip, pool);
+    return before instanceof Promise ? before.then((done) => this.#followHooks(trip, done)) : this.#followHooks(trip, before);
   }
 
   /** What onRequest decided, checked (lb only ever sends to its own pools and backends) and made the trip's plan. */
-  #afterOnRequest(trip: Trip, before: BeforeTrip): Promise<Response | undefined> {
+  #followHooks(trip: Trip, before: BeforeTrip): Promise<Response | undefined> {
     const hooks = this.#hooks!;
     if ("answer" in before) return this.#answer(trip, before.answer);
     const { ctx } = before;
     const lane = ctx.pool === null ? undefined : this.#lanes.get(ctx.pool);
-    if (ctx.pool !== null && !lane) return this.#answer(trip, hooks.refuse(trip, `chose pool "${ctx.pool}", which lb does not have`));
-    if (typeof ctx.path !== "string" || !ctx.path.startsWith("/")) return this.#answer(trip, hooks.refuse(trip, `set path ${JSON.stringify(ctx.path)}, which does not start with "/"`));
+    if (ctx.pool !== null && !lane) return this.#answer(trip, hooks.refuse(trip, `chose pool ${JSON.stringify(ctx.pool)}, which lb does not have`));
     if (ctx.backend !== null) {
       trip.preferred = lane?.pool.find(ctx.backend);
       if (!trip.preferred) return this.#answer(trip, hooks.refuse(trip, `chose backend ${ctx.backend}, which is not in pool ${ctx.pool}`));
@@ -109,8 +115,25 @@ export class DataPlane {
   #forward(trip: Trip, poolName: string | null): Promise<Response | undefined> {
     if (poolName === null) return this.#noRoute(trip);
     const lane = this.#lanes.get(poolName)!;
-    if (lane.checked) return lane.checked.then(() => lane.forwarder.handle(trip));
-    return lane.forwarder.handle(trip);
+    if (!lane.checked) return lane.forwarder.handle(trip);
+    return lane.checked.then(() => {
+      if (this.#lanes.get(poolName) === lane) return lane.forwarder.handle(trip);
+      // A later reload dropped the pool while the request waited for its first health round: routed anew.
+      return this.#forward(trip, this.#poolFor(trip));
+    });
+  }
+
+  /** The pool the routes choose (null: none), with the path they send. */
+  #poolFor(trip: Trip): string | null {
+    const { method, headers } = trip.request;
+    const match = this.#routes.match({ method, headers, path: trip.context.path });
+    trip.upstreamPath = match?.path ?? trip.context.path;
+    return match?.pool ?? null;
+  }
+
+  #refuse(trip: Trip, { status, detail, headers, reason }: Refusal): Promise<Response> {
+    if (reason) this.metrics.count("rejected", reason);
+    return this.#answer(trip, errorResponse(status, detail, { ...headers, "x-request-id": trip.requestId }));
   }
 
   /**
@@ -166,8 +189,19 @@ export class DataPlane {
     const retired = [...this.#lanes].filter(([name]) => !listed.has(name));
     for (const [name] of retired) this.#lanes.delete(name);
     this.#hooksTimeout = config.hooksTimeout;
+    this.#maxConnections = config.maxConnections;
     this.#routes = this.#serve(config, pools);
-    for (const [, lane] of retired) void drainLane(lane, config.drainTimeout);
+    for (const [, lane] of retired) {
+      void drainLane(lane, config.drainTimeout).then(() => {
+        // Its backends leave /metrics, unless a pool still served has them (the reload moved them there).
+        for (const { url } of lane.pool.backends) if (!this.#serves(url)) this.metrics.backends.delete(url);
+      });
+    }
+  }
+
+  #serves(url: string): boolean {
+    for (const lane of this.#lanes.values()) if (lane.pool.find(url)) return true;
+    return false;
   }
 
   /** Closes the connections to backends (after the listener drained). */
@@ -204,9 +238,13 @@ export class DataPlane {
   }
 }
 
-/** A pool a reload dropped: its requests in flight finish (until the deadline), then its connections close. */
+/**
+ * A pool a reload dropped: its requests finish (until the deadline) — those still reading a body or queued, and
+ * answers and tunnels still streaming — then its connections close.
+ */
 async function drainLane(lane: Lane, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  while (lane.pool.backends.some((b) => b.inflight > 0) && Date.now() < deadline) await Bun.sleep(DRAIN_POLL_MS);
+  const busy = () => lane.forwarder.unanswered > 0 || lane.pool.backends.some((b) => b.inflight > 0);
+  while (busy() && Date.now() < deadline) await Bun.sleep(DRAIN_POLL_MS);
   lane.upstream.close();
 }

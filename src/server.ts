@@ -364,13 +364,14 @@ function proxyUrl(config: Config, port: number): URL {
 
 function logListening(log: Logger, config: Config, port: number, pools: ReadonlyMap<string, Pool>, adminUrl: URL | null): void {
   const fds = descriptorLimit();
-  const [only] = pools.values();
   const pooled = (pool: Pool) => `${plural(pool.backends.length, "backend")} (${pool.available().length} healthy)`;
+  const [only] = namedPools(config);
+  const own = only!.config; // with one pool, its settings (a lone [pools.NAME] sets its own)
   const target =
     pools.size === 1
-      ? `${pooled(only!)}: ${config.backends.map(describeBackend).join(", ")}` +
-        ` · policy ${config.policy} · health ${config.healthMethod} ${config.healthPath} expects ${describeStatuses(config.healthStatus)}` +
-        ` every ${formatDuration(config.healthInterval)}`
+      ? `${pooled(pools.get(only!.name)!)}: ${own.backends.map(describeBackend).join(", ")}` +
+        ` · policy ${own.policy} · health ${own.healthMethod} ${own.healthPath} expects ${describeStatuses(own.healthStatus)}` +
+        ` every ${formatDuration(own.healthInterval)}`
       : `pools ${[...pools].map(([name, pool]) => `${name}: ${pooled(pool)}`).join(", ")} · ${plural(config.routes.length, "route")}`;
   log.info(
     `lb listening on ${proxyUrl(config, port).origin} → ${target} · admin ${adminUrl ? adminUrl.origin : "off"}` +

@@ -10,6 +10,8 @@ import { environmentLayer } from "./config/environment.ts";
 import { loadHooks } from "./hooks/load.ts";
 import { plural } from "./pool-log.ts";
 import { ConfigError, type Layer, checkConfig, readConfigFile } from "./config/load.ts";
+import { namedPools } from "./config/pools.ts";
+import type { Config } from "./config/settings.ts";
 
 export const VALIDATE_ARGS = {
   config: { type: "string", valueHint: "file", description: "The config file to check (TOML, YAML or JSON)" },
@@ -51,5 +53,13 @@ export async function validateCommand(argv: string[], vars: Record<string, strin
       return { code: 2, stdout: "", stderr: `${(error as Error).message}\n` };
     }
   }
-  return { code: 0, stdout: `${path}: OK (${plural(config.backends.length, "backend")}, policy ${config.policy}, port ${config.port})\n`, stderr: "" };
+  return { code: 0, stdout: `${path}: OK (${describePools(config)}, port ${config.port})\n`, stderr: "" };
+}
+
+/** "3 backends, policy round-robin" for one pool; "2 pools (api: 2 backends, web: 1 backend), 3 routes" for several. */
+function describePools(config: Config): string {
+  const pools = namedPools(config);
+  if (pools.length === 1) return `${plural(pools[0]!.config.backends.length, "backend")}, policy ${pools[0]!.config.policy}`;
+  const each = pools.map(({ name, config: own }) => `${name}: ${plural(own.backends.length, "backend")}`);
+  return `${plural(pools.length, "pool")} (${each.join(", ")}), ${plural(config.routes.length, "route")}`;
 }

@@ -78,7 +78,6 @@ function forwarder(script: Script) {
     maxInflight: 0,
     queueSize: 10,
     queueTimeoutMs: 1000,
-    maxConnections: 0,
     clientTimeoutMs: 1000,
     retryAfterSeconds: 1,
     debug: false,

@@ -40,6 +40,7 @@ test("the examples, failing hooks and reloads, through a running lb", async () =
     const response = await fetch(lb.url + path, { headers });
     return { status: response.status, body: await response.text(), headers: response.headers };
   };
+  const admin = /admin (http:\/\/[\d.:]+)/.exec(lb.stderr.find((line) => line.includes("lb listening on"))!)![1];
   const reloads = () => lb.stderr.filter((line) => line.includes(`hooks: reloaded ${hooksFile}`)).length;
   /** Writes a new version of the hooks file and waits until lb has loaded it. */
   const install = async (source: string) => {
@@ -103,11 +104,20 @@ test("the examples, failing hooks and reloads, through a running lb", async () =
     expect(rewritten.body).toBe("canary /rewritten/y auth=from-hook");
     expect(rewritten.headers.get("x-hooked")).toBe("hook-1");
 
-    // What lb cannot do is refused with a 500 and a log line: a pool it does not have, a backend not in the pool.
-    await install(`export function onRequest(ctx) { if (ctx.path === "/pool") ctx.pool = "nope"; else ctx.backend = ${JSON.stringify(canary.url)}; }`);
+    // What lb cannot do is refused with a 500 and a log line: a pool it does not have, a backend not in the pool, a
+    // path that would smuggle a second request into the request line, headers that are not a Headers.
+    await install(`export function onRequest(ctx) {
+      if (ctx.path === "/pool") ctx.pool = "nope";
+      else if (ctx.path === "/smuggle") ctx.path = "/a HTTP/1.1\\r\\nHost: evil\\r\\n\\r\\nGET /admin";
+      else if (ctx.path === "/latin1") ctx.path = "/a\\u010D\\u010AX-Injected: 1";
+      else if (ctx.path === "/headers") ctx.headers = new Map([["x-a", "1\\r\\nX-Injected: yes"]]);
+      else ctx.backend = ${JSON.stringify(canary.url)};
+    }`);
     expect((await get("/pool")).status).toBe(500);
     await lb.waitForLine("stderr", /hooks: onRequest chose pool \\"nope\\", which lb does not have \(GET \/pool, request /);
-    expect((await get("/other")).status).toBe(500);
+    const seenBefore = web.seen.length + canary.seen.length + b.seen.length;
+    for (const path of ["/other", "/smuggle", "/latin1", "/headers"]) expect([path, (await get(path)).status]).toEqual([path, 500]);
+    expect(web.seen.length + canary.seen.length + b.seen.length).toBe(seenBefore);
 
     // A hook that throws: 500 (onRequest) or 502 (onResponse), a log line, and lb serves on.
     await install(`export function onRequest(ctx) { if (ctx.path === "/boom") throw new Error("boom"); }
@@ -116,10 +126,12 @@ test("the examples, failing hooks and reloads, through a running lb", async () =
     expect(boom.status).toBe(500);
     expect(boom.body).toBe("500 Internal Server Error: a hook failed; lb's log says why\n");
     await lb.waitForLine("stderr", /hooks: onRequest threw: Error: boom \(GET \/boom, request /);
-    expect((await get("/late")).status).toBe(502);
+    for (let i = 0; i < 12; i++) expect((await get("/late")).status).toBe(502);
     await lb.waitForLine("stderr", /hooks: onResponse threw: TypeError: late boom/);
+    // The backend answered 200 each time: the hook's failure is not the backend's (no errors, no ejection).
+    const backends = async () => ((await (await fetch(`${admin}/api/backends`)).json()) as { backends: Array<{ errors: number; state: string }> }).backends;
+    expect((await backends()).map((x) => [x.errors, x.state])).toEqual([[0, "healthy"], [0, "healthy"], [0, "healthy"]]);
     // The answer lb dropped gave its backend's in-flight count back.
-    const admin = /admin (http:\/\/[\d.:]+)/.exec(lb.stderr.find((line) => line.includes("lb listening on"))!)![1];
     const inflight = async () => ((await (await fetch(`${admin}/api/backends`)).json()) as { backends: Array<{ inflight: number }> }).backends.map((x) => x.inflight);
     await waitFor(async () => (await inflight()).every((n) => n === 0), "every in-flight count back to 0");
     expect((await get("/fine")).body).toBe("web /fine auth=-");

@@ -1,7 +1,7 @@
 /** Hooks files: loading and its errors, the time budget of a call, and reloading when the file changes. */
 import { afterAll, describe, expect, test } from "bun:test";
 import { createConsola } from "consola";
-import { mkdtempSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { format } from "node:util";
@@ -152,6 +152,26 @@ describe("HookSet reloads the file when it changes", () => {
       writeFileSync(saved, versionFile(3));
       renameSync(saved, path);
       await waitFor(() => current() === "v3", "version 3, renamed into place");
+    } finally {
+      hooks.stop();
+    }
+  });
+
+  test("a Kubernetes ConfigMap update (a ..data symlink swapped, the file's own name untouched) is loaded", async () => {
+    const mount = mkdtempSync(join(dir, "configmap-"));
+    const publish = (version: number) => {
+      const data = join(mount, `..2026_${version}`);
+      mkdirSync(data);
+      writeFileSync(join(data, "lb.hooks.ts"), versionFile(version));
+      symlinkSync(`..2026_${version}`, join(mount, "..data_tmp"));
+      renameSync(join(mount, "..data_tmp"), join(mount, "..data")); // atomic, as the kubelet does it
+    };
+    publish(1);
+    symlinkSync("..data/lb.hooks.ts", join(mount, "lb.hooks.ts"));
+    const hooks = new HookSet(await loadHooks(join(mount, "lb.hooks.ts")), log, 20);
+    try {
+      publish(2);
+      await waitFor(() => versionOf(hooks.current) === "v2", "the new version behind the swapped symlink");
     } finally {
       hooks.stop();
     }

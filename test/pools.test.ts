@@ -3,7 +3,8 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { runCommand, spawnLb, startBackend, startTestLb, waitFor } from "./helpers.ts";
+import { resolveConfig } from "../src/config/load.ts";
+import { rawRequest, runCommand, spawnLb, startBackend, startTestLb, waitFor } from "./helpers.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "lb-pools-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -62,6 +63,17 @@ describe("routes pick the pool", async () => {
     expect(metrics).toMatch(new RegExp(`lb_backend_up\\{backend="${web.url}",pool="web"\\} 1`));
   });
 
+  test("CONNECT and a doubled Host are refused whatever the routes say (not 404), and reach no backend", async () => {
+    const port = Number(new URL(lb.url).port);
+    for (const host of ["api.example.com:443", "elsewhere.org:443"]) {
+      expect(await rawRequest(port, `CONNECT ${host} HTTP/1.1\r\nHost: ${host}\r\n\r\n`, 300)).toStartWith("HTTP/1.1 405");
+    }
+    const doubled = await rawRequest(port, "GET / HTTP/1.1\r\nHost: b.org\r\nHost: a.example.com\r\nConnection: close\r\n\r\n", 300);
+    expect(doubled).toStartWith("HTTP/1.1 400");
+    const carried = [...api, web, canary, writes].flatMap((s) => s.seen).filter((r) => r.method === "CONNECT" || /elsewhere\.org|b\.org/.test(r.headers.get("host") ?? ""));
+    expect(carried).toEqual([]);
+  });
+
   test("the admin API shows each backend's pool, filters by pool, and adds to a named pool", async () => {
     const admin = lb.lb.adminUrl!.origin;
     const all = (await (await fetch(`${admin}/api/backends`)).json()) as { backends: Array<{ url: string; pool: string }> };
@@ -98,6 +110,43 @@ describe("routes pick the pool", async () => {
       expect(listed.stdout.split("\n")[0]).toMatch(/^ID\s+POOL\s+STATE/);
     } finally {
       await extra.stop();
+    }
+  });
+});
+
+describe("lb's own checks come before the routes; the top-level pool takes what no route does", async () => {
+  const web = startBackend("web");
+  const api = startBackend("api");
+  const settings = {
+    pools: { api: { backends: [api.url] } },
+    routes: [{ host: "*.example.com", pool: "api" }, { "path-prefix": "/api/", pool: "api" }],
+  };
+  const lb = await startTestLb([web.url], settings);
+  afterAll(async () => {
+    await lb.stop();
+    await Promise.all([web, api].map((s) => s.stop()));
+  });
+
+  test("no route matches: the default pool (HAProxy's default_backend), not a 404", async () => {
+    expect(await (await fetch(`${lb.url}/elsewhere`)).text()).toBe("backend web");
+    expect(await (await fetch(`${lb.url}/api/x`)).text()).toBe("backend api");
+  });
+
+  test("a pool a reload removes while a request waits for its first health round: the request is routed anew", async () => {
+    const slowCheck = startBackend("slow-check", async (request) => {
+      if (new URL(request.url).pathname === "/") await Bun.sleep(1500); // its first check takes 1.5 s
+      return new Response("backend slow-check");
+    });
+    try {
+      const config = (values: Record<string, unknown>) =>
+        resolveConfig([{ source: "t", values: { host: "127.0.0.1", port: 0, admin: "off", "health-interval": "1s", backends: [web.url], ...values } }], { stdoutIsTTY: false });
+      lb.lb.reload(config({ pools: { ...settings.pools, late: { backends: [slowCheck.url] } }, routes: [...settings.routes, { "path-prefix": "/late/", pool: "late" }] }));
+      const waiting = fetch(`${lb.url}/late/x`).then(async (r) => [r.status, await r.text()]);
+      await Bun.sleep(200);
+      lb.lb.reload(config(settings));
+      expect(await waiting).toEqual([200, "backend web"]);
+    } finally {
+      await slowCheck.stop();
     }
   });
 });

@@ -1,7 +1,7 @@
 /** Routes and named pools without sockets: the route table's choices, and what the config file's sections accept. */
 import { describe, expect, test } from "bun:test";
 import { ConfigError, resolveConfig } from "../src/config/load.ts";
-import { namedPools } from "../src/config/pools.ts";
+import { fallbackPool, namedPools } from "../src/config/pools.ts";
 import { RouteTable, hostName, stripPrefix } from "../src/routing/routes.ts";
 
 const resolve = (values: Record<string, unknown>) => resolveConfig([{ source: "lb.toml", values }], { stdoutIsTTY: false });
@@ -83,10 +83,13 @@ describe("pools and routes in the config file", () => {
     expect(config.routes[1]).toEqual({ pathPrefix: "/api/", stripPrefix: true, pool: "api" });
   });
 
-  test("top-level backends are the pool named default; without routes requests go there", () => {
-    const config = resolve({ backends: ["http://10.0.0.9:1"], pools: { api: { backends: ["http://10.0.0.1:1"] } }, routes: [{ "path-prefix": "/api/", pool: "api" }, { pool: "default" }] });
+  test("top-level backends are the pool named default; requests no route takes go there", () => {
+    const config = resolve({ backends: ["http://10.0.0.9:1"], pools: { api: { backends: ["http://10.0.0.1:1"] } }, routes: [{ "path-prefix": "/api/", pool: "api" }] });
     expect(namedPools(config).map((p) => p.name)).toEqual(["default", "api"]);
+    expect(fallbackPool(config)).toBe("default");
     expect(namedPools(resolve({ backends: ["http://10.0.0.9:1"] })).map((p) => p.name)).toEqual(["default"]);
+    // Named pools only: what no route takes gets lb's 404.
+    expect(fallbackPool(resolve({ pools: { api: { backends: ["http://10.0.0.1:1"] } }, routes: [{ "path-prefix": "/api/", pool: "api" }] }))).toBeNull();
   });
 
   test("every problem is reported with its place", () => {
@@ -114,8 +117,12 @@ describe("pools and routes in the config file", () => {
 
   test("routes must name pools that exist, a backend belongs to one pool, and several pools need routes", () => {
     expect(problemsOf({ pools: { api: { backends: ["http://10.0.0.1:1"] } }, routes: [{ pool: "apx" }] })).toContain(
-      'routes[0].pool: no pool is named "apx"; the pools are api',
+      'lb.toml: routes[0].pool: no pool is named "apx"; the pools are api',
     );
+    // Reported together with the file's other problems, not only once those are fixed.
+    const together = problemsOf({ port: "high", pools: { api: { backends: ["http://10.0.0.1:1"] } }, routes: [{ pool: "apx" }] });
+    expect(together).toContain("port: ");
+    expect(together).toContain('lb.toml: routes[0].pool: no pool is named "apx"');
     expect(problemsOf({ backends: ["http://10.0.0.1:1"], pools: { api: { backends: ["http://10.0.0.1:1"] } } })).toContain(
       "pools.api.backends: http://10.0.0.1:1 is in pool default too; a backend belongs to one pool",
     );

@@ -86,12 +86,18 @@ export function checkConfig(layers: Layer[], env: Environment): { config: Config
     }
   }
   const config: Record<string, unknown> = { pools: [], routes: [] };
+  /** Where pools and routes came from (a config file), to name it in the problems found across them. */
+  let routingSource = "";
+  let routingParsed = true;
   for (const layer of layers) {
     const found: string[] = [];
     if (layer.values.pools !== undefined) config.pools = parsePools(layer.values.pools, found);
     if (layer.values.routes !== undefined) config.routes = parseRoutes(layer.values.routes, found);
+    if (layer.values.pools !== undefined || layer.values.routes !== undefined) routingSource = layer.source;
+    if (found.length) routingParsed = false;
     problems.push(...found.map((problem) => `${layer.source}: ${problem}`));
   }
+  const beforeSettings = problems.length;
   for (const setting of SETTINGS) {
     const { fallback } = setting;
     config[setting.key] = typeof fallback === "function" ? fallback(env) : fallback;
@@ -105,7 +111,13 @@ export function checkConfig(layers: Layer[], env: Environment): { config: Config
     }
   }
   const result = config as unknown as Config;
-  if (problems.length === 0) checkRouting(result, problems);
+  // Across pools and routes, once both parsed and so did the top-level backends (the default pool).
+  const backendsFailed = problems.slice(beforeSettings).some((problem) => /: backends[:[]/.test(problem));
+  if (routingParsed && !backendsFailed) {
+    const found: string[] = [];
+    checkRouting(result, found);
+    problems.push(...found.map((problem) => (routingSource ? `${routingSource}: ${problem}` : problem)));
+  }
   if (problems.length === 0 && result.backends.length === 0 && result.pools.length === 0) {
     problems.push("no backends: give their URLs, e.g. lb http://localhost:8080 http://localhost:8081 (or try: lb demo)");
   }

@@ -45,11 +45,14 @@ export function namedPools(config: Config): NamedPoolConfig[] {
   return [{ name: DEFAULT_POOL, config }, ...named];
 }
 
-/** Where requests that no route names go when the file has no routes: the default pool, or the only one. */
+/**
+ * Where requests no route takes go: the default pool when the top-level backends form one (HAProxy's
+ * default_backend: adding a route to a working config does not turn the rest of its traffic into 404s); without it,
+ * the only named pool when there are no routes; else nowhere (lb's 404).
+ */
 export function fallbackPool(config: Config): string | null {
-  if (config.routes.length) return null;
-  if (!config.pools.length || config.backends.length) return DEFAULT_POOL;
-  return config.pools.length === 1 ? config.pools[0]!.name : null;
+  if (config.backends.length || !config.pools.length) return DEFAULT_POOL;
+  return !config.routes.length && config.pools.length === 1 ? config.pools[0]!.name : null;
 }
 
 type Problems = string[];

@@ -16,6 +16,9 @@ const FAILURE_LOG_EVERY_MS = 1000;
 
 type FailureKind = "threw" | "timed out" | "refused";
 
+/** An origin-form request target (RFC 9112 §3.2.1): "/" then visible ASCII. */
+const REQUEST_TARGET = /^\/[\x21-\x7E]*$/;
+
 /** What onRequest made of the request: an answer for the client (the hook's own, or lb's 500), or its ctx to go on with. */
 export type BeforeTrip = { answer: Response } | { ctx: HookContext };
 
@@ -36,7 +39,7 @@ export class HookCalls {
     const ctx = createHookContext(trip.request, { requestId: trip.requestId, clientIp: trip.client.ip, pool, path: trip.upstreamPath });
     if (!onRequest) return { ctx };
     const outcome = runHook(() => onRequest(ctx), this.budgetMs());
-    return outcome instanceof Promise ? outcome.then((done) => this.#afterOnRequest(trip, ctx, done)) : this.#afterOnRequest(trip, ctx, outcome);
+    return outcome instanceof Promise ? outcome.then((done) => this.#settle(trip, ctx, done)) : this.#settle(trip, ctx, outcome);
   }
 
   /** The trip's onResponse step, or undefined when the hooks have no onResponse. */
@@ -55,7 +58,8 @@ export class HookCalls {
     return this.#error(trip);
   }
 
-  #afterOnRequest(trip: Trip, ctx: HookContext, outcome: HookOutcome<void | Response>): BeforeTrip {
+  /** What onRequest's outcome means for the request; what it left in ctx is checked before anything is sent. */
+  #settle(trip: Trip, ctx: HookContext, outcome: HookOutcome<void | Response>): BeforeTrip {
     if (!this.#succeeded(trip, "onRequest", outcome)) return { answer: this.#error(trip) };
     const answer = (outcome as { value: unknown }).value;
     if (answer instanceof Response) {
@@ -63,6 +67,12 @@ export class HookCalls {
       return { answer };
     }
     if (answer !== undefined) return { answer: this.refuse(trip, `returned ${typeof answer}, not a Response or nothing`) };
+    // The path goes into the request line as it is: a space, CR or LF (or a character latin1 would turn into one)
+    // would let a hook smuggle a second request to the backend.
+    if (typeof ctx.path !== "string" || !REQUEST_TARGET.test(ctx.path)) {
+      return { answer: this.refuse(trip, `set path ${JSON.stringify(ctx.path)}: it must start with "/" and hold printable ASCII only (percent-encode the rest)`) };
+    }
+    if (!(ctx.headers instanceof Headers)) return { answer: this.refuse(trip, "replaced ctx.headers with something that is not a Headers; change it in place") };
     return { ctx };
   }
 

@@ -2,7 +2,7 @@
  * Loading a hooks file (`--hooks`): imported fresh each time, and checked, so a typo in an export's name is an
  * error at load rather than a hook that silently never runs.
  */
-import { existsSync } from "node:fs";
+import { existsSync, realpathSync } from "node:fs";
 import { resolve } from "node:path";
 import { closest } from "../config/did-you-mean.ts";
 import { ConfigError } from "../config/load.ts";
@@ -31,7 +31,8 @@ export async function loadHooks(path: string): Promise<LoadedHooks> {
   if (!existsSync(file)) throw new ConfigError(`hooks: ${path}: no such file`);
   let module: Record<string, unknown>;
   try {
-    module = await import(`${file}?v=${++imports}`);
+    // The real path: Bun keeps where a symlink pointed, so a swapped one (a ConfigMap update) would load the old file.
+    module = await import(`${realpathSync(file)}?v=${++imports}`);
   } catch (error) {
     throw new ConfigError(`hooks: ${path}: ${importProblem(error)}`);
   }

@@ -8,7 +8,7 @@ import { type Policy, preferFirst } from "../balance/policy.ts";
 import type { StickySessions } from "../balance/sticky.ts";
 import { formatDuration } from "../config/duration.ts";
 import type { AccessLog } from "../access-log.ts";
-import type { Logger } from "../log.ts";
+import { type Logger, ThrottledLine } from "../log.ts";
 import type { Metrics } from "../metrics/metrics.ts";
 import { type Backend, isAvailable } from "../pool/backend.ts";
 import type { Pool } from "../pool/pool.ts";
@@ -53,8 +53,6 @@ export interface ForwarderTuning {
   /** Requests waiting for a backend with room (when all are at maxInflight), and for how long at most. */
   queueSize: number;
   queueTimeoutMs: number;
-  /** Most client requests (and tunnels) open at once; 0 means no limit. */
-  maxConnections: number;
   /** Longest silence from a client streaming a request body before lb gives up on it (408). */
   clientTimeoutMs: number;
   /** Sent with 503s: when a backend might be back (one health interval). */
@@ -74,7 +72,12 @@ const DESCRIPTOR_WARNING_EVERY_MS = 10_000;
 
 /** How an attempt can end because of the client: it left, or stopped sending its body. */
 type ClientEnd = "client-gone" | "client-stalled";
-type AttemptResult = Response | Failure | ClientEnd;
+/** The backend answered with `status`, but the onResponse hook failed: the client gets lb's 502 instead. */
+class ResponseHookFailed {
+  constructor(readonly status: number) {}
+}
+
+type AttemptResult = Response | Failure | ClientEnd | ResponseHookFailed;
 
 export class Forwarder {
   /** Woken whenever a backend finishes a request, for requests waiting for one with room. */
@@ -87,7 +90,7 @@ export class Forwarder {
   readonly #movable = new WeakMap<Backend, Set<UpstreamCall>>();
 
   readonly #tripLog: TripLog;
-  #descriptorsWarnedAt = Number.NEGATIVE_INFINITY;
+  readonly #descriptorWarning = new ThrottledLine(DESCRIPTOR_WARNING_EVERY_MS);
 
   constructor(private options: ForwarderOptions) {
     this.#roomQueue = new Waitlist(options.queueSize);
@@ -105,26 +108,18 @@ export class Forwarder {
     return this.#roomQueue.size;
   }
 
+  /** Requests this forwarder has taken and not yet answered (reading a body, queued, or waiting on a backend). */
+  get unanswered(): number {
+    return this.#requestsInFlight;
+  }
+
   /**
    * Resolves to the response, or to undefined when the request became a WebSocket tunnel. The trip comes from the
    * front (data-plane.ts), with what a route or a hook decided for it.
    */
   async handle(trip: Trip): Promise<Response | undefined> {
-    const { request, client } = trip;
+    const { request } = trip;
     if (this.options.debug) this.#logRequest(trip);
-    const { maxConnections } = this.options;
-    if (maxConnections > 0 && client.openRequests > maxConnections) {
-      this.options.metrics.count("rejected", "max-connections");
-      return this.#fail(trip, 503, "lb is at its connection limit", { ...this.#retryAfter(), connection: "close" });
-    }
-    // lb is not a forward proxy: CONNECT would ask it to open a tunnel to a host of the client's choosing.
-    if (request.method === "CONNECT") {
-      return this.#fail(trip, 405, "lb does not tunnel CONNECT", { allow: "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS" });
-    }
-    // RFC 9112 §3.2: a request with several Host headers or an invalid one gets a 400 (backends build URLs from it).
-    const host = request.headers.get("host");
-    if (host !== null && !VALID_HOST.test(host)) return this.#fail(trip, 400, "invalid Host header");
-    if (bodyDropped(request)) return this.#fail(trip, 400, "lb cannot pass on a body sent with GET or HEAD; send it with POST");
     if (this.options.pool.available().length === 0) return this.#noBackend(trip);
     if (isWebSocketUpgrade(request.headers)) {
       const tunnel = await openTunnel(trip, this.#candidates(trip) ?? [], {
@@ -206,6 +201,7 @@ export class Forwarder {
         }
         const result = await this.#attemptCounted(backend, trip, headers, body);
         if (result instanceof Response) return result;
+        if (result instanceof ResponseHookFailed) return this.#fail(trip, 502, "the onResponse hook failed");
         if (result === "client-gone") return this.#clientGone(trip);
         if (result === "client-stalled") {
           return this.#fail(trip, 408, `request body stalled for ${formatDuration(this.options.clientTimeoutMs)}`, { connection: "close" });
@@ -242,24 +238,31 @@ export class Forwarder {
     const result = await this.#attempt(backend, trip, headers, body);
     if (isRetry) this.#retriesInFlight--;
     if (result === "client-gone" || result === "client-stalled") return result;
-    if (!(result instanceof Response) && result.kind === "local") {
+    const { pool } = this.options;
+    // The backend answered: judged by its status, even when the onResponse hook then failed (no fault of its own).
+    if (result instanceof Response || result instanceof ResponseHookFailed) {
+      const failed = result.status >= 500;
+      if (failed) backend.stats.errors++;
+      this.options.policy.observe?.(backend, trip.upstreamMs);
+      pool.recordOutcome(backend, failed);
+      return result;
+    }
+    if (result.kind === "local") {
       this.options.metrics.of(backend.url).descriptorsExhausted++;
       return result; // lb's own condition: the backend did nothing wrong
     }
-    const failed = !(result instanceof Response) || result.status >= 500;
-    if (failed) backend.stats.errors++;
-    if (!(result instanceof Response) && result.detail) {
+    backend.stats.errors++;
+    if (result.detail) {
       this.options.log.warn(`backend ${backend.name} answered ${trip.request.method} ${trip.context.path} with a ${result.reason}: ${result.detail}`);
     }
     // A failure counts as a slow answer, so a latency-aware policy moves away from a backend that hangs or errs.
-    this.options.policy.observe?.(backend, result instanceof Response ? trip.upstreamMs : performance.now() - started);
-    const { pool } = this.options;
+    this.options.policy.observe?.(backend, performance.now() - started);
     // Only a refused connection proves a backend down. A reset may be a stale keep-alive socket the backend closed
     // just as it was reused; it is retried (when safe) and counts toward outlier ejection instead.
-    if (!(result instanceof Response) && result.kind === "connect") {
+    if (result.kind === "connect") {
       this.options.metrics.of(backend.url).connectErrors++;
       pool.recordConnectFailure(backend, `${result.reason} (seen forwarding a request)`);
-    } else pool.recordOutcome(backend, failed);
+    } else pool.recordOutcome(backend, true);
     return result;
   }
 
@@ -373,7 +376,7 @@ export class Forwarder {
     if (trip.onResponse && !(await trip.onResponse(response))) {
       void response.body?.cancel().catch(() => {}); // frees the backend connection the answer was streaming on
       attempt.failed();
-      return this.#fail(trip, 502, "the onResponse hook failed");
+      return new ResponseHookFailed(result.status);
     }
     attempt.responded(result.status, wholeBytes);
     // A streaming answer keeps the client's idle timer off until it ends: a quiet stretch (server-sent events between
@@ -393,14 +396,11 @@ export class Forwarder {
    * no backend blamed, and one warning per interval instead of one per request.
    */
   #outOfDescriptors(trip: Trip): Response {
-    const now = performance.now();
-    if (now - this.#descriptorsWarnedAt >= DESCRIPTOR_WARNING_EVERY_MS) {
-      this.#descriptorsWarnedAt = now;
-      this.options.log.warn(
-        "out of file descriptors: answering 503 and blaming no backend; each request needs two (client and backend): " +
-          "raise the limit (ulimit -n, systemd LimitNOFILE) or lower --max-connections",
-      );
-    }
+    this.#descriptorWarning.say(
+      (line) => this.options.log.warn(line),
+      "out of file descriptors: answering 503 and blaming no backend; each request needs two (client and backend): " +
+        "raise the limit (ulimit -n, systemd LimitNOFILE) or lower --max-connections",
+    );
     return this.#fail(trip, 503, "lb is out of file descriptors", { "retry-after": "1" });
   }
 
@@ -427,15 +427,3 @@ export class Forwarder {
   }
 }
 
-/**
- * A GET or HEAD that came with a body: Bun.serve reads and drops it (the handler gets no body), so forwarding the
- * request would change its meaning without a word. HAProxy passes such bodies on; lb refuses them instead.
- */
-function bodyDropped(request: Request): boolean {
-  if (request.method !== "GET" && request.method !== "HEAD") return false;
-  const { headers } = request;
-  return headers.has("transfer-encoding") || Number(headers.get("content-length") ?? 0) > 0;
-}
-
-/** host[:port] or [ipv6][:port]; Bun joins repeated Host headers with ", ", which this refuses too. */
-const VALID_HOST = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+;=%-]*)(?::\d*)?$/;

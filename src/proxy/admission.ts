@@ -1,0 +1,43 @@
+/**
+ * What lb refuses before it routes a request, whatever pool it would go to: past the connection limit, CONNECT (lb
+ * is not a forward proxy), an invalid Host, a GET or HEAD with a body. Checked first, so routes and hooks only ever
+ * see requests lb will forward.
+ */
+import type { ClientConnection } from "./trip.ts";
+
+export interface Refusal {
+  status: number;
+  detail: string;
+  headers?: Record<string, string>;
+  /** Counted in lb_requests_rejected_total under this reason. */
+  reason?: string;
+}
+
+/** Why lb refuses this request, or null when it may go on. `maxConnections` 0: no limit. */
+export function refusal(request: Request, client: ClientConnection, maxConnections: number): Refusal | null {
+  if (maxConnections > 0 && client.openRequests > maxConnections) {
+    return { status: 503, detail: "lb is at its connection limit", headers: { "retry-after": "1", connection: "close" }, reason: "max-connections" };
+  }
+  // A forward proxy's CONNECT would ask lb to open a tunnel to a host of the client's choosing.
+  if (request.method === "CONNECT") {
+    return { status: 405, detail: "lb does not tunnel CONNECT", headers: { allow: "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS" } };
+  }
+  // RFC 9112 §3.2: a request with several Host headers or an invalid one gets a 400 (backends build URLs from it).
+  const host = request.headers.get("host");
+  if (host !== null && !VALID_HOST.test(host)) return { status: 400, detail: "invalid Host header" };
+  if (bodyDropped(request)) return { status: 400, detail: "lb cannot pass on a body sent with GET or HEAD; send it with POST" };
+  return null;
+}
+
+/**
+ * A GET or HEAD that came with a body: Bun.serve reads and drops it (the handler gets no body), so forwarding the
+ * request would change its meaning without a word. HAProxy passes such bodies on; lb refuses them instead.
+ */
+function bodyDropped(request: Request): boolean {
+  if (request.method !== "GET" && request.method !== "HEAD") return false;
+  const { headers } = request;
+  return headers.has("transfer-encoding") || Number(headers.get("content-length") ?? 0) > 0;
+}
+
+/** host[:port] or [ipv6][:port]; Bun joins repeated Host headers with ", ", which this refuses too. */
+const VALID_HOST = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+;=%-]*)(?::\d*)?$/;
