@@ -119,7 +119,7 @@ OUT=bench/results/$(date +%F)-features.md
   echo
   echo "\`bash bench/features.sh\` at $(git rev-parse --short HEAD)${BASE:+, base $BASE}: $REPS interleaved repetitions × $DURATION, lb pinned to CPU 0, wrk and two Bun backends on CPU 1. Medians in requests/s; ratio to \`lb\` (no routes, no hooks) in brackets."
   echo
-  echo "| variant | $(printf 'c=%s | ' "${CONNS[@]}")"
+  echo "| variant |$(printf ' c=%s |' "${CONNS[@]}")"
   echo "|---|$(printf -- '---|%.0s' "${CONNS[@]}")"
   for variant in "${VARIANTS[@]}"; do
     row="| $variant |"
@@ -131,7 +131,7 @@ OUT=bench/results/$(date +%F)-features.md
     echo "$row"
   done
   echo
-  echo "Every run per variant and connection count: "
+  echo "Every run per variant and connection count:"
   for variant in "${VARIANTS[@]}"; do for c in "${CONNS[@]}"; do echo "- $variant c=$c: ${RESULTS[$variant,$c]}"; done; done
 } >"$OUT"
 cat "$OUT"
