@@ -84,6 +84,10 @@ describe("routes pick the pool", async () => {
       ["canary", canary.url],
       ["writes", writes.url],
     ]);
+    const shown = (await (await fetch(`${admin}/api/config`)).json()) as { pools: Record<string, Record<string, unknown>>; routes: unknown[] };
+    expect(shown.pools.api).toMatchObject({ policy: "least-connections", backends: api.map((b) => ({ url: b.url, weight: 1 })) });
+    expect(shown.routes[1]).toEqual({ "path-prefix": "/api/", "strip-prefix": true, pool: "api" });
+    expect(shown.routes[2]).toEqual({ header: { "x-canary": "1" }, pool: "canary" });
     const onlyApi = (await (await fetch(`${admin}/api/backends?pool=api`)).json()) as { backends: unknown[] };
     expect(onlyApi.backends).toHaveLength(2);
     expect((await fetch(`${admin}/api/backends?pool=nope`)).status).toBe(404);
