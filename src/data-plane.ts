@@ -48,14 +48,14 @@ const DRAIN_POLL_MS = 20;
 export class DataPlane {
   readonly #lanes = new Map<string, Lane>();
   #routes: RouteTable;
-  /** The one lane when there are no routes to look at: requests go straight to it, as before pools existed. */
+  /** The one lane when there are no routes and no hooks: requests go straight to it, as before either existed. */
   #only: Lane | null = null;
   /** Logs the requests answered before any pool: no route, or a hook answered. */
   readonly #ownAnswers: TripLog;
   readonly #noRouteLine = new ThrottledLine(NO_ROUTE_LOG_EVERY_MS);
   readonly #hooks: HookCalls | null;
-  #hooksTimeout: number;
-  #maxConnections: number;
+  /** The config in force (lb-wide settings: the connection limit, the hooks' budget). */
+  #config: Config;
   /** Requests are held until open(): the first health round is done, so the first one already avoids dead backends. */
   readonly #opened = Promise.withResolvers<void>();
   #open = false;
@@ -70,9 +70,8 @@ export class DataPlane {
     hooks: HookSet | null,
   ) {
     this.#ownAnswers = new TripLog(metrics, accessLog);
-    this.#hooksTimeout = config.hooksTimeout;
-    this.#maxConnections = config.maxConnections;
-    this.#hooks = hooks && new HookCalls(() => hooks.current, () => this.#hooksTimeout, log);
+    this.#config = config;
+    this.#hooks = hooks && new HookCalls(() => hooks.current, () => this.#config.hooksTimeout, log);
     this.#routes = this.#serve(config, pools);
   }
 
@@ -85,10 +84,10 @@ export class DataPlane {
    */
   #route(request: Request, client: ClientConnection): Promise<Response | undefined> {
     const trip = startTrip(request, client);
-    const refused = refusal(request, client, this.#maxConnections);
+    const refused = refusal(request, client, this.#config.maxConnections);
     if (refused) return this.#refuse(trip, refused);
     // No routes, no hooks: nothing to decide, as before lb had either.
-    if (this.#only && !this.#only.checked && !this.#hooks) return this.#only.forwarder.handle(trip);
+    if (this.#only && !this.#only.checked) return this.#only.forwarder.handle(trip);
     const pool = this.#poolFor(trip);
     if (!this.#hooks) return this.#forward(trip, pool);
     const before = this.#hooks.beforeTrip(trip, pool);
@@ -188,8 +187,7 @@ export class DataPlane {
     const listed = new Set(pools.map((p) => p.name));
     const retired = [...this.#lanes].filter(([name]) => !listed.has(name));
     for (const [name] of retired) this.#lanes.delete(name);
-    this.#hooksTimeout = config.hooksTimeout;
-    this.#maxConnections = config.maxConnections;
+    this.#config = config;
     this.#routes = this.#serve(config, pools);
     for (const [, lane] of retired) {
       void drainLane(lane, config.drainTimeout).then(() => {
@@ -219,7 +217,7 @@ export class DataPlane {
       } else this.#lanes.set(served.name, this.#lane(served));
     }
     const fallback = fallbackPool(config);
-    this.#only = config.routes.length === 0 && this.#lanes.size === 1 ? this.#lanes.get(fallback!)! : null;
+    this.#only = !this.#hooks && config.routes.length === 0 && this.#lanes.size === 1 ? this.#lanes.get(fallback!)! : null;
     return new RouteTable(config.routes, fallback);
   }
 

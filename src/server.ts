@@ -150,12 +150,12 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
       });
       traffic.reload(effective, next, nextServed);
       const diffs: BackendDiff[] = [];
-      for (const { name, config: poolConfig } of listed) {
-        const unit = units.get(name);
+      for (const served of nextServed) {
+        const unit = units.get(served.name);
         if (!unit) continue;
-        diffs.push(unit.control.reload(poolConfig, nextTls.get(name)));
-        unit.served.pool.reconfigure(poolRules(poolConfig));
-        unit.served = { ...unit.served, config: poolConfig, tls: nextTls.get(name) };
+        diffs.push(unit.control.reload(served.config, served.tls));
+        served.pool.reconfigure(poolRules(served.config));
+        unit.served = served;
       }
       const retired = [...units.keys()].filter((name) => !listed.some((named) => named.name === name));
       for (const name of retired) {
