@@ -37,7 +37,7 @@ async function withEnv<T>(vars: Record<string, string | undefined>, run: () => P
   }
 }
 
-test("deploy/hooks/lb-hooks.d.ts is what `lb types` prints (regenerate: lb types > deploy/hooks/lb-hooks.d.ts)", async () => {
+test("deploy/hooks/lb-hooks.d.ts (a link to src/hooks/lb-hooks.d.ts, the one source) is what `lb types` prints", async () => {
   const { code, stdout } = await runCommand(["types"]);
   expect(code).toBe(0);
   expect(stdout).toBe(PUBLISHED_HOOK_TYPES);
