@@ -26,6 +26,12 @@ export async function waitFor<T>(
   }
 }
 
+/** How many UDP sockets are bound to `port` on any IPv4 address (/proc/net/udp writes ports in hex). */
+export async function udpSocketsOn(port: number): Promise<number> {
+  const local = new RegExp(`^\\s*\\d+: [0-9A-F]{8}:${port.toString(16).toUpperCase().padStart(4, "0")} `);
+  return (await Bun.file("/proc/net/udp").text()).split("\n").filter((line) => local.test(line)).length;
+}
+
 /** What a backend received; copied on arrival, since Bun empties a Request's URL once it has been answered. */
 export interface SeenRequest {
   method: string;

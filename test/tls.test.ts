@@ -3,7 +3,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { deadPort, runCommand, selfSignedCertificate, spawnLb, startBackend, waitFor } from "./helpers.ts";
+import { deadPort, runCommand, selfSignedCertificate, spawnLb, startBackend, udpSocketsOn, waitFor } from "./helpers.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "lb-tls-"));
 
@@ -63,7 +63,7 @@ describe("TLS termination", () => {
     }
   });
 
-  test("SIGHUP picks up renewed certificate files; a request in flight finishes; the port stays exclusive", async () => {
+  test("SIGHUP picks up renewed certificate files; a request in flight finishes; the port stays exclusive; HTTP/3 follows", async () => {
     const liveCert = join(dir, "live-cert.pem");
     const liveKey = join(dir, "live-key.pem");
     copyFileSync(cert, liveCert);
@@ -74,11 +74,13 @@ describe("TLS termination", () => {
       return new Response("slow done");
     });
     const config = join(dir, "tls.toml");
-    writeFileSync(config, `tls-cert = "${liveCert}"\ntls-key = "${liveKey}"\nbackends = ["${slow.url}"]\n`);
+    writeFileSync(config, `tls-cert = "${liveCert}"\ntls-key = "${liveKey}"\nhttp3 = true\nbackends = ["${slow.url}"]\n`);
+    const overHttp3 = async () => (await fetch(`${lb.url}/h3`, { protocol: "http3", tls: { rejectUnauthorized: false } } as RequestInit)).text();
     const lb = await spawnLb([...baseArgs, "--config", config]);
     const port = new URL(lb.url).port;
     try {
       expect(await subjectOf(port, "localhost")).toBe("subject=CN = localhost");
+      expect(await overHttp3()).toBe("slow done");
       const held = fetch(`${lb.url}/hold`, { tls: { ca } });
       await waitFor(() => slow.seen.some((r) => r.path === "/hold"), "the held request");
       const renewed = makeCertificate("renewed.test");
@@ -87,6 +89,9 @@ describe("TLS termination", () => {
       lb.proc.kill("SIGHUP");
       await lb.waitForLine("stderr", /config reloaded.*\(SIGHUP\)/);
       expect(await subjectOf(port, "renewed.test")).toBe("subject=CN = renewed.test");
+      // The old listener stops taking connections at once, its UDP socket too: HTTP/3 is the new listener's.
+      expect(await udpSocketsOn(Number(port))).toBe(1);
+      expect(await overHttp3()).toBe("slow done");
       gate.resolve();
       expect(await (await held).text()).toBe("slow done");
       // Still exclusive: a second lb on the same port is refused, not silently sharing it.

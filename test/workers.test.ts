@@ -134,14 +134,16 @@ describe("--workers 2", () => {
     }, "the workers to use the new weight");
   });
 
-  test("with TLS every worker serves HTTPS on the shared port", async () => {
+  test("with TLS every worker serves HTTPS on the shared port, and HTTP/3 on its UDP twin", async () => {
     const { cert, key } = selfSignedCertificate(mkdtempSync(join(tmpdir(), "lb-workers-tls-")), "localhost", "DNS:localhost,IP:127.0.0.1");
-    const lb = await startWorkers(["--tls-cert", cert, "--tls-key", key, a.url]);
+    const lb = await startWorkers(["--tls-cert", cert, "--tls-key", key, "--http3", a.url]);
     expect(lb.url).toStartWith("https://");
     const tls = { rejectUnauthorized: false };
     // New connections land on either worker (SO_REUSEPORT); all of them must answer.
     const bodies = await Promise.all(Array.from({ length: 12 }, () => fetch(`${lb.url}/`, { tls, keepalive: false } as RequestInit).then((r) => r.text())));
     expect(bodies.every((body) => body === "backend a")).toBe(true);
+    const h3 = await Promise.all(Array.from({ length: 12 }, () => fetch(`${lb.url}/`, { tls, protocol: "http3" } as RequestInit).then((r) => r.text())));
+    expect(h3.every((body) => body === "backend a")).toBe(true);
     expect(await lb.kill("SIGTERM")).toBe(0);
   }, 20_000);
 
