@@ -4,6 +4,8 @@
  *   GET /     → "hello from <port> ....\n", padded with dots to 100 bytes (text/plain, Content-Length)
  *   GET /big  → 64 KiB of 'x' (application/octet-stream, Content-Length)
  *   GET /chunked → the 100-byte greeting as a stream, so it goes out chunked, without a Content-Length
+ *   GET /stats → "REQUESTS MOST": the requests answered and the most at once since the last /stats (which is
+ *                neither counted nor delayed), for bench/h2.sh's rapid-reset mode
  * The bodies are built once at startup, so the backend does as little work per request as Bun.serve allows.
  */
 const port = Number(process.argv[2]);
@@ -19,31 +21,50 @@ const big = new Uint8Array(64 * 1024).fill(0x78);
 const smallHeaders = { "content-type": "text/plain" };
 const bigHeaders = { "content-type": "application/octet-stream" };
 
+let requests = 0;
+let concurrent = 0;
+let maxConcurrent = 0;
+
 const server = Bun.serve({
   port,
   hostname: "127.0.0.1",
   development: false,
   reusePort: false,
   async fetch(request) {
-    if (delayMs > 0) await Bun.sleep(delayMs);
     const path = request.url.slice(request.url.indexOf("/", 8));
-    if (path === "/big") return new Response(big, { headers: bigHeaders });
-    if (path === "/chunked") {
-      // Bun.serve gives a stream that is complete after its first read a Content-Length; this one takes two.
-      let sent = 0;
-      const body = new ReadableStream({
-        async pull(controller) {
-          if (sent++ === 0) return controller.enqueue(small.subarray(0, 50));
-          await new Promise((resolve) => setImmediate(resolve));
-          controller.enqueue(small.subarray(50));
-          controller.close();
-        },
-      });
-      return new Response(body, { headers: smallHeaders });
+    if (path === "/stats") {
+      const stats = new Response(`${requests} ${maxConcurrent}`);
+      requests = maxConcurrent = 0;
+      return stats;
     }
-    return new Response(small, { headers: smallHeaders });
+    requests++;
+    maxConcurrent = Math.max(maxConcurrent, ++concurrent);
+    try {
+      return await answer(path);
+    } finally {
+      concurrent--;
+    }
   },
 });
+
+async function answer(path: string): Promise<Response> {
+  if (delayMs > 0) await Bun.sleep(delayMs);
+  if (path === "/big") return new Response(big, { headers: bigHeaders });
+  if (path === "/chunked") {
+    // Bun.serve gives a stream that is complete after its first read a Content-Length; this one takes two.
+    let sent = 0;
+    const body = new ReadableStream({
+      async pull(controller) {
+        if (sent++ === 0) return controller.enqueue(small.subarray(0, 50));
+        await new Promise((resolve) => setImmediate(resolve));
+        controller.enqueue(small.subarray(50));
+        controller.close();
+      },
+    });
+    return new Response(body, { headers: smallHeaders });
+  }
+  return new Response(small, { headers: smallHeaders });
+}
 
 process.stderr.write(`backend listening on http://127.0.0.1:${server.port}\n`);
 for (const signal of ["SIGINT", "SIGTERM"] as const) {

@@ -3,13 +3,21 @@
 # two Bun backends (spoken to in HTTP/1.1), with h2load (Debian's nghttp2-client) as the client, on loopback.
 #
 #   bash bench/h2.sh                       # REPS=3, REQUESTS=100000, CONNS=50, STREAMS=10 (streams per connection)
+#   MODE=rapid-reset bash bench/h2.sh      # the CVE-2023-44487 flood instead (needs Debian's python3-h2), below
 #
 # Pinned like bench/run.sh: the proxy on CPU 0, h2load and the backends on CPU 1, one proxy process/thread each. Each
 # repetition runs lb, HAProxy and nginx in turn (rotating the order); the report gives median req/s and the ratios,
 # written to bench/results/<YYYY-MM-DD>-h2.md and printed.
+#
+# MODE=rapid-reset: backends that take 1 s per answer; against each proxy in turn, bench/rapid_reset.py opens and
+# cancels streams on 2 connections for FLOOD_SECONDS (8) while curl asks for / every 0.4 s. Reported: the streams
+# sent, how many reached a backend and how many were there at once, the proxy's CPU seconds, and the legitimate
+# requests' slowest answer (1 s is the backend's own delay). Written to bench/results/<YYYY-MM-DD>-rapid-reset.md.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+MODE=${MODE:-load}
+FLOOD_SECONDS=${FLOOD_SECONDS:-8}
 REPS=${REPS:-3}
 REQUESTS=${REQUESTS:-100000}
 CONNS=${CONNS:-50}
@@ -19,6 +27,8 @@ declare -A PORT=([lb]=8301 [haproxy]=8302 [nginx]=8303)
 PROXIES=(lb haproxy nginx)
 
 log() { printf '[h2 %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+[[ $MODE == load || $MODE == rapid-reset ]] || { log "MODE is load or rapid-reset, not $MODE"; exit 1; }
+[[ $MODE == load ]] || /usr/bin/python3 -c "import h2" 2>/dev/null || { log "missing python3-h2: apt-get install -y python3-h2"; exit 1; }
 for tool in h2load haproxy nginx; do
   command -v "$tool" >/dev/null || [[ -x /usr/sbin/$tool ]] ||
     { log "missing $tool: apt-get install -y nghttp2-client haproxy nginx-light"; exit 1; }
@@ -34,8 +44,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
+DELAY_MS=0
+[[ $MODE == rapid-reset ]] && DELAY_MS=1000
 for port in "${BACKEND_PORTS[@]}"; do
-  taskset -c 1 bun bench/backend.ts "$port" >/dev/null 2>&1 &
+  taskset -c 1 bun bench/backend.ts "$port" "$DELAY_MS" >/dev/null 2>&1 &
   PIDS+=($!)
 done
 
@@ -96,6 +108,68 @@ start_proxy() {
   done
   log "$1 did not answer over HTTP/2: $(cat "$WORK/$1.log" 2>/dev/null | tail -3)"; exit 1
 }
+
+# CPU seconds (user + system) of a process and its children (nginx's worker) so far.
+cpu_seconds() {
+  local ticks=0 pid
+  for pid in "$1" $(pgrep -P "$1"); do ticks=$((ticks + $(awk '{ print $14 + $15 }' "/proc/$pid/stat"))); done
+  awk -v t="$ticks" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", t / hz }'
+}
+# The backends' requests (summed) and most at once (the larger) since the last call.
+backend_stats() {
+  local port requests=0 most=0 answered at_once
+  for port in "${BACKEND_PORTS[@]}"; do
+    read -r answered at_once <<<"$(curl -sf "http://127.0.0.1:$port/stats")"
+    requests=$((requests + answered))
+    ((at_once > most)) && most=$at_once
+  done
+  echo "$requests $most"
+}
+
+if [[ $MODE == rapid-reset ]]; then
+  rows=""
+  for proxy in "${PROXIES[@]}"; do
+    start_proxy "$proxy"
+    backend_stats >/dev/null
+    cpu_before=$(cpu_seconds "$PROXY_PID")
+    (for _ in $(seq $((FLOOD_SECONDS * 5 / 2))); do
+      curl -s -o /dev/null -w '%{http_code} %{time_total}\n' --max-time 10 --http2-prior-knowledge "http://127.0.0.1:${PORT[$proxy]}/"
+      sleep 0.4
+    done) >"$WORK/legit" &
+    legit_pid=$!
+    sent=$(taskset -c 1 /usr/bin/python3 bench/rapid_reset.py 127.0.0.1 "${PORT[$proxy]}" "$FLOOD_SECONDS")
+    wait "$legit_pid"
+    sleep 1.5 # the backends' last delayed answers
+    cpu=$(awk -v a="$cpu_before" -v b="$(cpu_seconds "$PROXY_PID")" 'BEGIN { printf "%.2f", b - a }')
+    read -r reached most <<<"$(backend_stats)"
+    legit=$(wc -l <"$WORK/legit")
+    reached=$((reached - legit))
+    failed=$(awk '$1 != 200' "$WORK/legit" | wc -l)
+    slowest=$(sort -k2 -n "$WORK/legit" | tail -1 | awk '{ print $2 }')
+    log "$proxy: $sent streams sent, $reached reached a backend (at most $most at once), $cpu s CPU, $failed of $legit legitimate requests failed, slowest $slowest s"
+    rows+="| $proxy | $sent | $reached | $most | $cpu | $failed of $legit | $slowest |"$'\n'
+    kill "$PROXY_PID" 2>/dev/null; wait "$PROXY_PID" 2>/dev/null || true
+  done
+  report=$(cat <<EOF
+# HTTP/2 rapid reset (CVE-2023-44487), $(date +%Y-%m-%d)
+
+bench/rapid_reset.py for $FLOOD_SECONDS s on 2 h2c connections (GET then RST_STREAM at once, 100 pairs a write,
+reconnecting when closed) against each proxy in front of two Bun backends that take 1 s per answer; curl asks for /
+every 0.4 s meanwhile. The proxy pinned to CPU 0 (one process / one thread), the rest to CPU 1. Commit
+$(git rev-parse --short HEAD), $(haproxy -v | head -1 | sed 's/ - https.*//'), $("$NGINX" -v 2>&1 | sed 's/^nginx version: //').
+"Reached" counts the cancelled streams a backend was asked for anyway (legitimate requests taken off); "at once" is
+the most one backend held together.
+
+| proxy | streams sent | reached a backend | at once | proxy CPU s | legitimate failed | slowest legitimate s |
+|---|---|---|---|---|---|---|
+$rows
+EOF
+)
+  mkdir -p bench/results
+  printf '%s\n' "$report" >"bench/results/$(date +%Y-%m-%d)-rapid-reset.md"
+  printf '%s\n' "$report"
+  exit 0
+fi
 
 declare -A RESULTS=()
 for rep in $(seq "$REPS"); do

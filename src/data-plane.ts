@@ -7,7 +7,7 @@ import type { AccessLog } from "./access-log.ts";
 import { fallbackPool } from "./config/pools.ts";
 import type { Config } from "./config/settings.ts";
 import { forwarderTuning, upstreamSettings } from "./configure.ts";
-import type { RequestHandler } from "./listeners.ts";
+import { type RequestHandler, servesHttp2 } from "./listeners.ts";
 import { type BeforeTrip, HookCalls } from "./hooks/calls.ts";
 import type { HookSet } from "./hooks/hook-set.ts";
 import { type Logger, ThrottledLine } from "./log.ts";
@@ -17,7 +17,7 @@ import { type Refusal, refusal } from "./proxy/admission.ts";
 import { Forwarder } from "./proxy/forward.ts";
 import { errorResponse } from "./proxy/responses.ts";
 import { type ClientConnection, type Trip, startTrip } from "./proxy/trip.ts";
-import { TripLog } from "./proxy/trip-log.ts";
+import { CLIENT_CLOSED, TripLog } from "./proxy/trip-log.ts";
 import { RouteTable } from "./routing/routes.ts";
 import type { UpstreamTls } from "./upstream/client.ts";
 import { HttpClient } from "./upstream/http-client.ts";
@@ -56,6 +56,12 @@ export class DataPlane {
   readonly #hooks: HookCalls | null;
   /** The config in force (lb-wide settings: the connection limit, the hooks' budget). */
   #config: Config;
+  /**
+   * Over HTTP/2 and HTTP/3 a client can open a request and cancel it in the same packet, thousands a second ("rapid
+   * reset", CVE-2023-44487), and Bun calls the handler for each before it reads the cancel. Waiting one turn of the
+   * event loop lets those cancels land first, so they never reach a backend.
+   */
+  readonly #multiplexed: boolean;
   /** Requests are held until open(): the first health round is done, so the first one already avoids dead backends. */
   readonly #opened = Promise.withResolvers<void>();
   #open = false;
@@ -71,12 +77,15 @@ export class DataPlane {
   ) {
     this.#ownAnswers = new TripLog(metrics, accessLog);
     this.#config = config;
+    this.#multiplexed = servesHttp2(config) || config.http3;
     this.#hooks = hooks && new HookCalls(() => hooks.current, () => this.#config.hooksTimeout, log);
     this.#routes = this.#serve(config, pools);
   }
 
-  readonly handle: RequestHandler = (request, client) =>
-    this.#open ? this.#route(request, client) : this.#opened.promise.then(() => this.#route(request, client));
+  readonly handle: RequestHandler = (request, client) => {
+    if (!this.#open) return this.#opened.promise.then(() => this.#route(request, client));
+    return this.#multiplexed ? nextTurn().then(() => this.#route(request, client)) : this.#route(request, client);
+  };
 
   /**
    * Refuses what lb never forwards, routes the rest (and runs its hooks, when there are some), then hands the trip
@@ -86,6 +95,7 @@ export class DataPlane {
     const trip = startTrip(request, client);
     const refused = refusal(request, client, this.#config.maxConnections);
     if (refused) return this.#refuse(trip, refused);
+    if (request.signal.aborted) return this.#answer(trip, new Response(null, { status: CLIENT_CLOSED }));
     // No routes, no hooks: nothing to decide, as before lb had either.
     if (this.#only && !this.#only.checked) return this.#only.forwarder.handle(trip);
     const pool = this.#poolFor(trip);
@@ -240,6 +250,8 @@ export class DataPlane {
  * A pool a reload dropped: its requests finish (until the deadline) — those still reading a body or queued, and
  * answers and tunnels still streaming — then its connections close.
  */
+const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
 async function drainLane(lane: Lane, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   const busy = () => lane.forwarder.unanswered > 0 || lane.pool.backends.some((b) => b.inflight > 0);

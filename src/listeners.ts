@@ -71,6 +71,11 @@ function readPem(path: string, setting: string): string {
 
 export type RequestHandler = (request: Request, client: ClientConnection) => Promise<Response | undefined>;
 
+/** Whether the listener speaks HTTP/2: always with `--http2 on`, by ALPN when lb serves TLS with `auto`. */
+export function servesHttp2(config: Pick<Config, "http2" | "tlsCert">): boolean {
+  return config.http2 === "on" || (config.http2 === "auto" && Boolean(config.tlsCert));
+}
+
 /**
  * The client-facing listener. With TLS it is opened with SO_REUSEPORT, so a reload can open one with new certificates
  * beside it and retire the old one gracefully; an exclusive bind first keeps "port in use" an error. Worker processes
@@ -148,7 +153,7 @@ function serveProxy(config: Config, tls: TlsCertificates | undefined, reusePort:
     hostname: config.host,
     tls,
     // h2c (clear-text HTTP/2) only when asked for: HAProxy and nginx do not offer it by default either.
-    http2: config.http2 === "on" || (config.http2 === "auto" && Boolean(tls)),
+    http2: servesHttp2(config),
     http3: config.http3,
     development: false,
     idleTimeout: clientIdleSeconds,

@@ -8,7 +8,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type InProcessLb, runCommand, selfSignedCertificate, startBackend, startEventsBackend, startTestLb, udpSocketsOn } from "./helpers.ts";
+import { type InProcessLb, runCommand, selfSignedCertificate, startBackend, spawnLb, startEventsBackend, startTestLb, udpSocketsOn } from "./helpers.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "lb-h2-"));
 const backend = startBackend("h2", async (request) => new Response(`backend h2: ${request.method} ${(await request.text()).length}`));
@@ -83,6 +83,58 @@ describe("HTTP/2", () => {
       await events.stop();
     }
   }, 20_000);
+
+  test("rapid reset (CVE-2023-44487): 500 requests each cancelled in the same packet reach no backend", async () => {
+    // lb in its own process, as in production: its writes to the backend are not ordered with this process's reads.
+    const lb = await spawnLb(["--port", "0", "--host", "127.0.0.1", "--http2", "on", "--health-interval", "1m", "--access-log-format", "json", backend.url]);
+    const port = Number(new URL(lb.url).port);
+    const authority = new TextEncoder().encode(`127.0.0.1:${port}`);
+    const frame = (type: number, flags: number, stream: number, payload: Uint8Array) => {
+      const head = new Uint8Array(9 + payload.length);
+      head.set([payload.length >> 16, (payload.length >> 8) & 0xff, payload.length & 0xff, type, flags]);
+      new DataView(head.buffer).setUint32(5, stream);
+      head.set(payload, 9);
+      return head;
+    };
+    // HPACK: :method GET, :path /, :scheme http from the static table, :authority as a literal not indexed.
+    const headerBlock = new Uint8Array([0x82, 0x84, 0x86, 0x01, authority.length, ...authority]);
+    const CANCEL = new Uint8Array([0, 0, 0, 8]);
+    const frames = [new TextEncoder().encode("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), frame(4, 0, 0, new Uint8Array())];
+    for (let stream = 1; stream < 1000; stream += 2) frames.push(frame(1, 0x5, stream, headerBlock), frame(3, 0, stream, CANCEL));
+    // A PING after them: its answer means lb has read every frame before it.
+    frames.push(frame(6, 0, 0, new Uint8Array(8)));
+    const pingAnswered = Promise.withResolvers<void>();
+    let received = new Uint8Array();
+    const socket = await Bun.connect({
+      hostname: "127.0.0.1",
+      port,
+      socket: {
+        data(_, chunk) {
+          received = new Uint8Array([...received, ...chunk]);
+          for (let at = 0; at + 9 <= received.length; at += 9 + ((received[at]! << 16) | (received[at + 1]! << 8) | received[at + 2]!)) {
+            if (received[at + 3] === 6 && received[at + 4] === 1) pingAnswered.resolve();
+          }
+        },
+        close: () => pingAnswered.resolve(),
+      },
+    });
+    // Idle connections to the backend, as a busy lb has: a request can be written to one at once.
+    await Promise.all(Array.from({ length: 50 }, (_, i) => fetch(`${lb.url}/warm-${i}`).then((r) => r.text())));
+    const before = backend.seen.length;
+    socket.write(Buffer.concat(frames));
+    await pingAnswered.promise;
+    socket.end();
+    // Requests are taken in order: once a later one is answered, each cancelled one was decided.
+    try {
+      expect((await curl("--http1.1", `${lb.url}/after-reset`)).out).toStartWith("HTTP/1.1 200");
+      const reached = backend.seen.slice(before).map((r) => r.path);
+      expect(reached).toEqual(["/after-reset"]);
+      await lb.waitForLine("stdout", /"path":"\/after-reset"/);
+      expect(lb.stdout.filter((line) => line.includes('"status":499')).length).toBeGreaterThan(100);
+    } finally {
+      await lb.kill();
+    }
+  });
 
   test("--http2 off, and the default (auto) on plain HTTP: a client speaking HTTP/2 by prior knowledge gets no HTTP/2", async () => {
     for (const http2 of ["off", "auto"]) {
