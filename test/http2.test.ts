@@ -63,10 +63,15 @@ describe("HTTP/2", () => {
     expect(out).toContain("status codes: 2000 2xx");
   });
 
-  test("limits hold over HTTP/2: a body over --max-body-size gets 413", async () => {
+  // Bun answers it before lb sees the request; about one time in twenty it resets the stream instead of sending its
+  // 413 (curl exits 92, "stream was not closed cleanly"), so either is accepted here, and nothing may reach a backend.
+  test("limits hold over HTTP/2: a body over --max-body-size gets 413 (or its stream reset), and goes nowhere", async () => {
     const lb = await lbWith({ "max-body-size": "1k" });
-    const { out } = await curl("--http2-prior-knowledge", "--data-binary", "x".repeat(4096), `${lb.url}/big`);
-    expect(out).toStartWith("HTTP/2 413");
+    for (let i = 0; i < 10; i++) {
+      const { out, code } = await curl("--http2-prior-knowledge", "--data-binary", "x".repeat(4096), `${lb.url}/big`);
+      if (code === 92) expect(out).toBe("");
+      else expect(out).toStartWith("HTTP/2 413");
+    }
     expect(backend.seen.some((r) => r.path === "/big")).toBe(false);
   });
 
@@ -142,6 +147,30 @@ describe("HTTP/2", () => {
       const { out } = await curl("--http2-prior-knowledge", `${lb.url}/off-${http2}`);
       expect(out).not.toStartWith("HTTP/2");
       expect(backend.seen.some((r) => r.path === `/off-${http2}`)).toBe(false);
+    }
+  });
+
+  test("with HTTP/2 on, a WebSocket upgrade (wss://, HTTP/1.1) still reaches the backend and echoes", async () => {
+    const echo = Bun.serve<undefined>({
+      port: 0,
+      hostname: "127.0.0.1",
+      fetch: (request, server) => (server.upgrade(request) ? undefined : new Response("not a WebSocket")),
+      websocket: { message: (ws, message) => void ws.send(`echo: ${message}`) },
+    });
+    const { cert, key } = selfSignedCertificate(dir, "ws.localhost", "DNS:localhost,IP:127.0.0.1");
+    const lb = await startTestLb([`http://127.0.0.1:${echo.port}`], { "health-interval": "1m", "tls-cert": cert, "tls-key": key });
+    lbs.push(lb);
+    try {
+      const ws = new WebSocket(`wss://127.0.0.1:${lb.lb.port}/ws`, { tls: { rejectUnauthorized: false } });
+      const answer = await new Promise<unknown>((resolve, reject) => {
+        ws.onopen = () => ws.send("hi");
+        ws.onmessage = (event) => resolve(event.data);
+        ws.onerror = () => reject(new Error("the WebSocket failed"));
+      });
+      expect(answer).toBe("echo: hi");
+      ws.close();
+    } finally {
+      await echo.stop(true);
     }
   });
 
