@@ -10,7 +10,7 @@
  */
 const port = Number(process.argv[2]);
 if (!Number.isInteger(port) || port <= 0 || port > 65535) {
-  process.stderr.write("usage: bun bench/backend.ts <port>\n");
+  process.stderr.write("usage: bun bench/backend.ts <port> [delay-ms]\n");
   process.exit(2);
 }
 

@@ -4,14 +4,18 @@
 #
 #   bash bench/features.sh                       # REPS=5 × DURATION=4s at c=50 and c=200, about 5 minutes
 #   BASE=b24d9fd bash bench/features.sh          # also lb at that commit (a git worktree in a temp dir)
+#   VARIANTS="lb h2" BASE=bce0d0e bash bench/features.sh   # only these variants (and base, base-h2 at BASE)
 #
 # Variants (each in front of the same two Bun backends, GET /, no access log, no admin API):
 #   base     lb at BASE, when given
 #   lb       lb without routes or hooks: the path the "no cost when unused" claim is about
 #   routes   3 pools and 4 routes (host, path prefix, header, then a default); requests match the last one
 #   hook     lb with a synchronous onRequest hook that reads a header and sets nothing
+#   h2       lb with --http2 on (still HTTP/1.1 from wrk): the listener offers h2c, so every request waits one
+#            event-loop turn for a cancel (rapid reset); not run unless named in VARIANTS
+#   base-h2  h2 at BASE, when given and h2 is named
 # Each repetition runs every variant once (the order rotates); the report gives medians, and each variant's ratio
-# to lb. Written to bench/results/<YYYY-MM-DD>-features.md and printed.
+# to lb. Written to bench/results/<YYYY-MM-DD>-features.md (or OUT=file) and printed.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -78,18 +82,21 @@ export function onRequest(ctx) {
 EOF
 cp "$WORK/plain.toml" "$WORK/hook.toml"
 echo "hooks = \"$WORK/hooks.ts\"" >>"$WORK/hook.toml"
+cp "$WORK/plain.toml" "$WORK/h2.toml"
+echo 'http2 = "on"' >>"$WORK/h2.toml"
 
-VARIANTS=(lb routes hook)
+read -r -a VARIANTS <<<"${VARIANTS:-lb routes hook}"
 if [[ -n ${BASE:-} ]]; then
   git worktree add --detach "$WORK/base" "$BASE" >/dev/null 2>&1 || { log "error: cannot check out $BASE"; exit 1; }
   (cd "$WORK/base" && bun install --frozen-lockfile >/dev/null 2>&1)
+  [[ " ${VARIANTS[*]} " == *" h2 "* ]] && VARIANTS=(base-h2 "${VARIANTS[@]}")
   VARIANTS=(base "${VARIANTS[@]}")
 fi
 
 start_variant() {
-  local variant=$1 tree=. config=$WORK/$1.toml
+  local variant=$1 tree=. config=$WORK/${1#base-}.toml
   [[ $variant == lb || $variant == base ]] && config=$WORK/plain.toml
-  [[ $variant == base ]] && tree=$WORK/base
+  [[ $variant == base* ]] && tree=$WORK/base
   (cd "$tree" && exec taskset -c 0 bun src/main.ts --config "$config" --port "$PORT") >"$WORK/$variant.log" 2>&1 &
   LB_PID=$!
   wait_http "http://127.0.0.1:$PORT/"
@@ -113,7 +120,7 @@ for rep in $(seq "$REPS"); do
 done
 
 median() { tr ' ' '\n' | grep . | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
-OUT=bench/results/$(date +%F)-features.md
+OUT=${OUT:-bench/results/$(date +%F)-features.md}
 {
   echo "# Routes and hooks on the hot path ($(date +%F))"
   echo

@@ -14,6 +14,7 @@ import h2.config
 import h2.connection
 import h2.errors
 import h2.events
+import h2.exceptions
 
 host, port, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
 count = int(sys.argv[4]) if len(sys.argv) > 4 else 2
@@ -38,16 +39,16 @@ def flood(sock, conn):
     sock.setblocking(False)
     try:
         data = sock.recv(65536)
-        if not data:
-            raise ConnectionError("closed")
-        for event in conn.receive_data(data):
-            if isinstance(event, h2.events.ConnectionTerminated):
-                raise ConnectionError("GOAWAY")
-        sock.sendall(conn.data_to_send())
     except BlockingIOError:
-        pass
+        return
     finally:
         sock.setblocking(True)
+    if not data:
+        raise ConnectionError("closed")
+    for event in conn.receive_data(data):
+        if isinstance(event, h2.events.ConnectionTerminated):
+            raise ConnectionError("GOAWAY")
+    sock.sendall(conn.data_to_send())
 
 
 connections = [connect() for _ in range(count)]
@@ -58,7 +59,7 @@ while time.time() < end:
         try:
             flood(sock, conn)
             sent += 100
-        except (ConnectionError, OSError):
+        except (ConnectionError, OSError, h2.exceptions.H2Error):
             sock.close()
             connections[i] = connect()
 print(sent)

@@ -59,7 +59,8 @@ export class DataPlane {
   /**
    * Over HTTP/2 and HTTP/3 a client can open a request and cancel it in the same packet, thousands a second ("rapid
    * reset", CVE-2023-44487), and Bun calls the handler for each before it reads the cancel. Waiting one turn of the
-   * event loop lets those cancels land first, so they never reach a backend.
+   * event loop lets those cancels land first, so they never reach a backend. Bun does not say which protocol a request
+   * came over, so when the listener offers HTTP/2 or HTTP/3 every request waits (HTTP/1.1 and upgrades too).
    */
   readonly #multiplexed: boolean;
   /** Requests are held until open(): the first health round is done, so the first one already avoids dead backends. */
@@ -93,9 +94,10 @@ export class DataPlane {
    */
   #route(request: Request, client: ClientConnection): Promise<Response | undefined> {
     const trip = startTrip(request, client);
+    // Cancelled while it waited its turn: not counted against --max-connections, not refused, just logged.
+    if (request.signal.aborted) return this.#answer(trip, new Response(null, { status: CLIENT_CLOSED }));
     const refused = refusal(request, client, this.#config.maxConnections);
     if (refused) return this.#refuse(trip, refused);
-    if (request.signal.aborted) return this.#answer(trip, new Response(null, { status: CLIENT_CLOSED }));
     // No routes, no hooks: nothing to decide, as before lb had either.
     if (this.#only && !this.#only.checked) return this.#only.forwarder.handle(trip);
     const pool = this.#poolFor(trip);
@@ -246,12 +248,13 @@ export class DataPlane {
   }
 }
 
+/** Resolves on the event loop's next turn, after the I/O already read (a cancel in the same packet) is handled. */
+const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
 /**
  * A pool a reload dropped: its requests finish (until the deadline) — those still reading a body or queued, and
  * answers and tunnels still streaming — then its connections close.
  */
-const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
-
 async function drainLane(lane: Lane, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   const busy = () => lane.forwarder.unanswered > 0 || lane.pool.backends.some((b) => b.inflight > 0);

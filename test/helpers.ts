@@ -26,6 +26,12 @@ export async function waitFor<T>(
   }
 }
 
+/** Bun's own HTTP/3 client (`fetch` with `protocol: "http3"`, experimental). It takes no `ca`, only the system's
+ * CAs or `rejectUnauthorized: false`; lb's certificate is checked over HTTP/1.1 and HTTP/2 elsewhere. */
+export function fetchH3(url: string, init: RequestInit = {}): Promise<Response> {
+  return fetch(url, { ...init, protocol: "http3", tls: { rejectUnauthorized: false } } as RequestInit);
+}
+
 /** How many UDP sockets are bound to `port` on any IPv4 address (/proc/net/udp writes ports in hex). */
 export async function udpSocketsOn(port: number): Promise<number> {
   const local = new RegExp(`^\\s*\\d+: [0-9A-F]{8}:${port.toString(16).toUpperCase().padStart(4, "0")} `);

@@ -8,7 +8,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type InProcessLb, runCommand, selfSignedCertificate, startBackend, spawnLb, startEventsBackend, startTestLb, udpSocketsOn } from "./helpers.ts";
+import { type InProcessLb, fetchH3, runCommand, selfSignedCertificate, startBackend, spawnLb, startEventsBackend, startTestLb, udpSocketsOn } from "./helpers.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "lb-h2-"));
 const backend = startBackend("h2", async (request) => new Response(`backend h2: ${request.method} ${(await request.text()).length}`));
@@ -28,6 +28,51 @@ async function lbWith(settings: Record<string, unknown> = {}): Promise<InProcess
 async function curl(...args: string[]): Promise<{ code: number; out: string }> {
   const proc = Bun.spawn(["curl", "-s", "-i", "--max-time", "5", ...args], { stdout: "pipe", stderr: "pipe" });
   return { out: await new Response(proc.stdout).text(), code: await proc.exited };
+}
+
+/** One HTTP/2 frame: a 9-byte header (length, type, flags, stream id) and its payload. */
+function h2Frame(type: number, flags: number, stream: number, payload = new Uint8Array()): Uint8Array {
+  const frame = new Uint8Array(9 + payload.length);
+  frame.set([payload.length >> 16, (payload.length >> 8) & 0xff, payload.length & 0xff, type, flags]);
+  new DataView(frame.buffer).setUint32(5, stream);
+  frame.set(payload, 9);
+  return frame;
+}
+
+/** The client preface, then `count` GETs each followed at once by RST_STREAM(CANCEL), then a PING. */
+function rapidResetFrames(authority: string, count: number): Uint8Array {
+  const name = new TextEncoder().encode(authority);
+  // HPACK: :method GET, :path /, :scheme http from the static table, :authority as a literal not indexed.
+  const headerBlock = new Uint8Array([0x82, 0x84, 0x86, 0x01, name.length, ...name]);
+  const [HEADERS, RST_STREAM, SETTINGS, PING] = [1, 3, 4, 6];
+  const frames = [new TextEncoder().encode("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), h2Frame(SETTINGS, 0, 0)];
+  for (let stream = 1; stream < 2 * count; stream += 2) {
+    frames.push(h2Frame(HEADERS, 0x5 /* END_STREAM | END_HEADERS */, stream, headerBlock), h2Frame(RST_STREAM, 0, stream, new Uint8Array([0, 0, 0, 8])));
+  }
+  frames.push(h2Frame(PING, 0, 0, new Uint8Array(8)));
+  return Buffer.concat(frames);
+}
+
+/** Writes `bytes` to lb and waits for the PING's answer (or the connection's end): lb has read every frame before it. */
+async function sendAndAwaitPing(port: number, bytes: Uint8Array): Promise<void> {
+  const answered = Promise.withResolvers<void>();
+  let received = new Uint8Array();
+  const socket = await Bun.connect({
+    hostname: "127.0.0.1",
+    port,
+    socket: {
+      data(_, chunk) {
+        received = new Uint8Array([...received, ...chunk]);
+        for (let at = 0; at + 9 <= received.length; at += 9 + ((received[at]! << 16) | (received[at + 1]! << 8) | received[at + 2]!)) {
+          if (received[at + 3] === 6 && received[at + 4] === 1) answered.resolve(); // PING with ACK
+        }
+      },
+      close: () => answered.resolve(),
+    },
+  });
+  socket.write(bytes);
+  await answered.promise;
+  socket.end();
 }
 
 describe("HTTP/2", () => {
@@ -92,48 +137,15 @@ describe("HTTP/2", () => {
   test("rapid reset (CVE-2023-44487): 500 requests each cancelled in the same packet reach no backend", async () => {
     // lb in its own process, as in production: its writes to the backend are not ordered with this process's reads.
     const lb = await spawnLb(["--port", "0", "--host", "127.0.0.1", "--http2", "on", "--health-interval", "1m", "--access-log-format", "json", backend.url]);
-    const port = Number(new URL(lb.url).port);
-    const authority = new TextEncoder().encode(`127.0.0.1:${port}`);
-    const frame = (type: number, flags: number, stream: number, payload: Uint8Array) => {
-      const head = new Uint8Array(9 + payload.length);
-      head.set([payload.length >> 16, (payload.length >> 8) & 0xff, payload.length & 0xff, type, flags]);
-      new DataView(head.buffer).setUint32(5, stream);
-      head.set(payload, 9);
-      return head;
-    };
-    // HPACK: :method GET, :path /, :scheme http from the static table, :authority as a literal not indexed.
-    const headerBlock = new Uint8Array([0x82, 0x84, 0x86, 0x01, authority.length, ...authority]);
-    const CANCEL = new Uint8Array([0, 0, 0, 8]);
-    const frames = [new TextEncoder().encode("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), frame(4, 0, 0, new Uint8Array())];
-    for (let stream = 1; stream < 1000; stream += 2) frames.push(frame(1, 0x5, stream, headerBlock), frame(3, 0, stream, CANCEL));
-    // A PING after them: its answer means lb has read every frame before it.
-    frames.push(frame(6, 0, 0, new Uint8Array(8)));
-    const pingAnswered = Promise.withResolvers<void>();
-    let received = new Uint8Array();
-    const socket = await Bun.connect({
-      hostname: "127.0.0.1",
-      port,
-      socket: {
-        data(_, chunk) {
-          received = new Uint8Array([...received, ...chunk]);
-          for (let at = 0; at + 9 <= received.length; at += 9 + ((received[at]! << 16) | (received[at + 1]! << 8) | received[at + 2]!)) {
-            if (received[at + 3] === 6 && received[at + 4] === 1) pingAnswered.resolve();
-          }
-        },
-        close: () => pingAnswered.resolve(),
-      },
-    });
-    // Idle connections to the backend, as a busy lb has: a request can be written to one at once.
-    await Promise.all(Array.from({ length: 50 }, (_, i) => fetch(`${lb.url}/warm-${i}`).then((r) => r.text())));
-    const before = backend.seen.length;
-    socket.write(Buffer.concat(frames));
-    await pingAnswered.promise;
-    socket.end();
-    // Requests are taken in order: once a later one is answered, each cancelled one was decided.
     try {
+      const port = Number(new URL(lb.url).port);
+      // Idle connections to the backend, as a busy lb has: a request can be written to one at once.
+      await Promise.all(Array.from({ length: 50 }, (_, i) => fetch(`${lb.url}/warm-${i}`).then((r) => r.text())));
+      const before = backend.seen.length;
+      await sendAndAwaitPing(port, rapidResetFrames(`127.0.0.1:${port}`, 500));
+      // Requests are taken in order: once a later one is answered, each cancelled one was decided.
       expect((await curl("--http1.1", `${lb.url}/after-reset`)).out).toStartWith("HTTP/1.1 200");
-      const reached = backend.seen.slice(before).map((r) => r.path);
-      expect(reached).toEqual(["/after-reset"]);
+      expect(backend.seen.slice(before).map((r) => r.path)).toEqual(["/after-reset"]);
       await lb.waitForLine("stdout", /"path":"\/after-reset"/);
       expect(lb.stdout.filter((line) => line.includes('"status":499')).length).toBeGreaterThan(100);
     } finally {
@@ -180,12 +192,6 @@ describe("HTTP/2", () => {
     expect((await curl("--http2", "--cacert", cert, `https://localhost:${lb.lb.port}/auto`)).out).toStartWith("HTTP/2 200");
   });
 });
-
-/** Bun's own HTTP/3 client (`fetch` with `protocol: "http3"`, experimental). It takes no `ca`, only the system's
- * CAs or `rejectUnauthorized: false`; lb's certificate is checked over HTTP/1.1 and HTTP/2 by curl above. */
-function fetchH3(url: string, init: RequestInit = {}): Promise<Response> {
-  return fetch(url, { ...init, protocol: "http3", tls: { rejectUnauthorized: false } } as RequestInit);
-}
 
 describe("HTTP/3", () => {
   test("needs TLS: without it lb exits 2 with one line", async () => {
@@ -283,13 +289,17 @@ describe("HTTP/3", () => {
     const origin = `https://127.0.0.1:${lb.lb.port}`;
     const junk = await Bun.udpSocket({});
     const noise = new Uint8Array(1200);
+    let sent = 0;
     for (let i = 0; i < 2000; i++) {
       crypto.getRandomValues(noise);
       // Half of them look like QUIC long-header Initial packets, the rest are any bytes.
       if (i % 2 === 0) noise[0] = 0xc0 | (noise[0]! & 0x0f);
-      junk.send(noise, lb.lb.port, "127.0.0.1");
+      if (junk.send(noise, lb.lb.port, "127.0.0.1")) sent++;
+      // lb shares this process: let it read, so the kernel's buffer does not drop what it has not read yet.
+      if (i % 20 === 19) await new Promise((resolve) => setImmediate(resolve));
     }
     junk.close();
+    expect(sent).toBe(2000);
     expect((await fetchH3(`${origin}/after-junk`)).status).toBe(200);
     expect((await fetch(`${origin}/after-junk`, { tls: { rejectUnauthorized: false } })).status).toBe(200);
   });

@@ -3,7 +3,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { deadPort, runCommand, selfSignedCertificate, spawnLb, startBackend, udpSocketsOn, waitFor } from "./helpers.ts";
+import { deadPort, fetchH3, runCommand, selfSignedCertificate, spawnLb, startBackend, udpSocketsOn, waitFor } from "./helpers.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "lb-tls-"));
 
@@ -75,7 +75,7 @@ describe("TLS termination", () => {
     });
     const config = join(dir, "tls.toml");
     writeFileSync(config, `tls-cert = "${liveCert}"\ntls-key = "${liveKey}"\nhttp3 = true\nbackends = ["${slow.url}"]\n`);
-    const overHttp3 = async () => (await fetch(`${lb.url}/h3`, { protocol: "http3", tls: { rejectUnauthorized: false } } as RequestInit)).text();
+    const overHttp3 = async () => (await fetchH3(`${lb.url}/h3`)).text();
     const lb = await spawnLb([...baseArgs, "--config", config]);
     const port = new URL(lb.url).port;
     try {

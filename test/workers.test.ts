@@ -4,7 +4,7 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import parsePrometheus from "parse-prometheus-text-format";
-import { type LbProcess, selfSignedCertificate, spawnLb, startBackend, waitFor } from "./helpers.ts";
+import { type LbProcess, fetchH3, selfSignedCertificate, spawnLb, startBackend, udpSocketsOn, waitFor } from "./helpers.ts";
 
 const a = startBackend("a");
 const b = startBackend("b");
@@ -142,7 +142,9 @@ describe("--workers 2", () => {
     // New connections land on either worker (SO_REUSEPORT); all of them must answer.
     const bodies = await Promise.all(Array.from({ length: 12 }, () => fetch(`${lb.url}/`, { tls, keepalive: false } as RequestInit).then((r) => r.text())));
     expect(bodies.every((body) => body === "backend a")).toBe(true);
-    const h3 = await Promise.all(Array.from({ length: 12 }, () => fetch(`${lb.url}/`, { tls, protocol: "http3" } as RequestInit).then((r) => r.text())));
+    // Each worker binds the UDP port too (one QUIC connection lands on one of them).
+    expect(await udpSocketsOn(Number(new URL(lb.url).port))).toBe(2);
+    const h3 = await Promise.all(Array.from({ length: 12 }, () => fetchH3(`${lb.url}/`).then((r) => r.text())));
     expect(h3.every((body) => body === "backend a")).toBe(true);
     expect(await lb.kill("SIGTERM")).toBe(0);
   }, 20_000);
