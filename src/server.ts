@@ -1,7 +1,8 @@
 /**
- * Starts lb from its building blocks: the control plane (which backends, and whether they are up), the traffic side
- * (forwarding in this process, or worker processes with --workers; a worker's own side is worker.ts), and the
- * listeners beside them (admin API, redirect). The pool's events are wired here, where every part they reach exists.
+ * Starts lb from its building blocks: the pools, each with its control plane (which backends, and whether they are
+ * up; pool-set.ts), the traffic side (forwarding in this process, or worker processes with --workers; a worker's own
+ * side is worker.ts), and the listeners beside them (admin API, redirect). The pools' events are wired here, where
+ * every part they reach exists.
  */
 import type { Server } from "bun";
 import type { AccessLog } from "./access-log.ts";
@@ -11,11 +12,10 @@ import { startAdminServer } from "./admin/server.ts";
 import { WorkerSet } from "./cluster/workers.ts";
 import { type BackendSpec, hostInUrl } from "./config/backend-url.ts";
 import { formatDuration } from "./config/duration.ts";
-import { DEFAULT_POOL, type NamedPoolConfig, namedPools } from "./config/pools.ts";
+import { namedPools } from "./config/pools.ts";
 import { type BackendDiff, RESTART_ONLY, changedSettings, effectiveConfig } from "./config/reload.ts";
 import type { Config } from "./config/settings.ts";
-import { createAccessLog, poolRules, upstreamTls } from "./configure.ts";
-import { ControlPlane, staticBackends } from "./control-plane.ts";
+import { createAccessLog } from "./configure.ts";
 import { descriptorLimit } from "./descriptors.ts";
 import { DataPlane, type ServedPool } from "./data-plane.ts";
 import { HookSet } from "./hooks/hook-set.ts";
@@ -25,8 +25,8 @@ import { type Logger, consolaLevel } from "./log.ts";
 import { Metrics } from "./metrics/metrics.ts";
 import { plural } from "./pool-log.ts";
 import { describeStatuses } from "./pool/checker.ts";
-import { Pool, type PoolEvent } from "./pool/pool.ts";
-import type { UpstreamTls } from "./upstream/client.ts";
+import type { Pool, PoolEvent } from "./pool/pool.ts";
+import { type PoolChange, PoolSet } from "./pool-set.ts";
 
 export { ListenError } from "./listeners.ts";
 
@@ -72,28 +72,13 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
   const accessLog = options.accessLog !== undefined ? options.accessLog : createAccessLog(config, log);
   const metrics = new Metrics();
   const events = new EventLog();
-  /** Each pool with what decides its members and health; one when the config names no pools. */
-  const units = new Map<string, PoolUnit>();
-  const createUnit = ({ name, config: poolConfig }: NamedPoolConfig, several: boolean): PoolUnit => {
-    const tls = upstreamTls(poolConfig);
-    // What a change in the pool sets off: log lines and checks (control), then the requests it concerns (traffic).
-    const pool: Pool = new Pool(staticBackends(poolConfig), {
-      ...poolRules(poolConfig),
-      listener: (event) => {
-        control.onPoolEvent(event);
-        traffic.onPoolEvent(name, event);
-      },
-    });
-    const control = new ControlPlane(pool, poolConfig, tls, metrics, log, events, several ? name : "");
-    return { served: { name, pool, config: poolConfig, tls }, control };
-  };
-  const initial = namedPools(config);
-  for (const named of initial) units.set(named.name, createUnit(named, initial.length > 1));
-  const pools = () => new Map([...units].map(([name, unit]) => [name, unit.served.pool]));
+  // A pool's events reach its control plane, then the traffic side (built next, from the pools).
+  const poolSet = new PoolSet(config, { metrics, log, events, onPoolEvent: (name, event) => traffic.onPoolEvent(name, event) });
+  const pools = () => poolSet.pools();
   const traffic =
     config.workers > 1
       ? servedByWorkers(config, pools, metrics, accessLog, log)
-      : servedHere(config, [...units.values()].map((unit) => unit.served), metrics, accessLog, log, hooks && new HookSet(hooks, log));
+      : servedHere(config, poolSet.served(), metrics, accessLog, log, hooks && new HookSet(hooks, log));
   let current = config;
   let ready = false;
   const sides = openSideListeners(config, traffic.port, log, {
@@ -108,14 +93,11 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
     ready: () => ready,
     closeOnFailure: traffic.close,
   });
-  const stopControl = () => {
-    for (const unit of units.values()) unit.control.stop();
-  };
-  await Promise.all([...units.values()].map((unit) => unit.control.start()));
+  await poolSet.start();
   try {
     await traffic.open();
   } catch (error) {
-    stopControl();
+    poolSet.stopChecks();
     sides.stop();
     throw error;
   }
@@ -129,7 +111,7 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
     adminUrl: sides.adminUrl,
     pools,
     get pool() {
-      return (units.get(DEFAULT_POOL) ?? units.values().next().value!).served.pool;
+      return poolSet.main;
     },
     metrics,
     queued: traffic.queued,
@@ -137,59 +119,23 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
     reopenLogs: traffic.reopenLogs,
     reload(next) {
       const effective = effectiveConfig(current, next);
-      const listed = namedPools(effective);
-      // First the files a reload reads (in upstreamTls and the traffic side): one that cannot be read rejects the
-      // whole reload before anything changed.
-      const nextTls = new Map(listed.map((named) => [named.name, upstreamTls(named.config)]));
-      const added = listed.filter((named) => !units.has(named.name)).map((named) => createUnit(named, listed.length > 1));
-      const firstRounds = new Map(added.map((unit) => [unit.served.name, Promise.withResolvers<void>()]));
-      const nextServed = listed.map(({ name, config: poolConfig }) => {
-        const unit = units.get(name);
-        if (unit) return { ...unit.served, config: poolConfig, tls: nextTls.get(name) };
-        return { ...added.find((a) => a.served.name === name)!.served, checked: firstRounds.get(name)!.promise };
-      });
-      traffic.reload(effective, next, nextServed);
-      const diffs: BackendDiff[] = [];
-      for (const served of nextServed) {
-        const unit = units.get(served.name);
-        if (!unit) continue;
-        diffs.push(unit.control.reload(served.config, served.tls));
-        served.pool.reconfigure(poolRules(served.config));
-        unit.served = served;
-      }
-      const retired = [...units.keys()].filter((name) => !listed.some((named) => named.name === name));
-      for (const name of retired) {
-        // Its requests drain on the traffic side; its checks and ejection timers stop now.
-        units.get(name)!.control.stop();
-        units.get(name)!.served.pool.close();
-        units.delete(name);
-      }
-      for (const unit of added) {
-        units.set(unit.served.name, unit);
-        const round = firstRounds.get(unit.served.name)!;
-        unit.control.start().then(round.resolve, round.resolve);
-      }
-      const summary = describeReload(current, next, diffs, { added: added.map((u) => u.served.name), retired }, log);
+      // Both throw before changing anything when a file the new config names cannot be read.
+      const change = poolSet.prepare(effective);
+      traffic.reload(effective, next, change.served);
+      const summary = describeReload(current, next, change.apply(), log);
       current = effective;
       return summary;
     },
     stop: () =>
       (stopping ??= (async () => {
         ready = false; // a draining lb takes no new clients: readiness says so to whoever routes to it
-        stopControl();
-        for (const unit of units.values()) unit.served.pool.close();
+        poolSet.close();
         // The admin API stays up while requests drain: /readyz says 503, /metrics and /healthz still answer.
         await traffic.stop(current.drainTimeout);
         sides.stop();
         accessLog?.flush();
       })()),
   };
-}
-
-/** A pool and what decides its members and health. */
-interface PoolUnit {
-  served: ServedPool;
-  control: ControlPlane;
 }
 
 /** Where requests are served: in this process, or in worker processes (--workers). */
@@ -341,7 +287,7 @@ function openSideListeners(config: Config, proxyPort: number, log: Logger, wirin
  * What a reload changed, in one line (backends of kept pools, pools that came and went); the log level follows now,
  * and what only a restart changes gets a warning.
  */
-function describeReload(current: Config, next: Config, diffs: readonly BackendDiff[], pools: { added: string[]; retired: string[] }, log: Logger): string {
+function describeReload(current: Config, next: Config, { diffs, added, retired }: ReturnType<PoolChange["apply"]>, log: Logger): string {
   log.level = consolaLevel(next.logLevel);
   const changed = changedSettings(current, next);
   const needRestart = changed.filter((name) => RESTART_ONLY.has(name));
@@ -352,8 +298,8 @@ function describeReload(current: Config, next: Config, diffs: readonly BackendDi
   const count = (key: keyof BackendDiff) => diffs.reduce((sum, diff) => sum + diff[key].length, 0);
   return (
     `config reloaded: ${count("added")} backend(s) added, ${count("removed")} draining out, ${count("reweighted")} reweighted` +
-    (pools.added.length ? `; pools added: ${pools.added.join(", ")}` : "") +
-    (pools.retired.length ? `; pools draining out: ${pools.retired.join(", ")}` : "") +
+    (added.length ? `; pools added: ${added.join(", ")}` : "") +
+    (retired.length ? `; pools draining out: ${retired.join(", ")}` : "") +
     (applied.length ? `; changed: ${applied.join(", ")}` : "")
   );
 }

@@ -1,0 +1,131 @@
+/**
+ * The pools lb runs, each beside its control plane (checks, DNS, the file's list): built from the config, changed by
+ * reloads (kept pools retuned, new ones started, missing ones retired), stopped with lb. The one owner of that set.
+ */
+import type { EventLog } from "./admin/events.ts";
+import type { BackendDiff } from "./config/reload.ts";
+import { DEFAULT_POOL, type NamedPoolConfig, namedPools } from "./config/pools.ts";
+import type { Config } from "./config/settings.ts";
+import { poolRules, upstreamTls } from "./configure.ts";
+import { ControlPlane, staticBackends } from "./control-plane.ts";
+import type { ServedPool } from "./data-plane.ts";
+import type { Logger } from "./log.ts";
+import type { Metrics } from "./metrics/metrics.ts";
+import { Pool, type PoolEvent } from "./pool/pool.ts";
+
+/** A pool and what decides its members and health. */
+interface PoolUnit {
+  served: ServedPool;
+  control: ControlPlane;
+}
+
+/** What a reload does to the pools: what the traffic side is to serve, and the changes, made by `apply()`. */
+export interface PoolChange {
+  /** Every pool the new config lists, as the traffic side serves it (a new one with `checked`, its first round). */
+  readonly served: readonly ServedPool[];
+  /** Retunes the kept pools, retires the missing ones, starts the new ones; returns what changed. */
+  apply(): { diffs: BackendDiff[]; added: string[]; retired: string[] };
+}
+
+export class PoolSet {
+  readonly #units = new Map<string, PoolUnit>();
+
+  constructor(
+    config: Config,
+    private readonly parts: {
+      metrics: Metrics;
+      log: Logger;
+      events: EventLog;
+      /** What a change in a pool sets off on the traffic side, after its control plane had it. */
+      onPoolEvent(poolName: string, event: PoolEvent): void;
+    },
+  ) {
+    const listed = namedPools(config);
+    for (const named of listed) this.#units.set(named.name, this.#unit(named, listed.length > 1));
+  }
+
+  pools(): ReadonlyMap<string, Pool> {
+    return new Map([...this.#units].map(([name, unit]) => [name, unit.served.pool]));
+  }
+
+  /** The default pool (or the first): the one pool of an lb without named pools. */
+  get main(): Pool {
+    return (this.#units.get(DEFAULT_POOL) ?? this.#units.values().next().value!).served.pool;
+  }
+
+  served(): ServedPool[] {
+    return [...this.#units.values()].map((unit) => unit.served);
+  }
+
+  /** The first health round of every pool. */
+  async start(): Promise<void> {
+    await Promise.all([...this.#units.values()].map((unit) => unit.control.start()));
+  }
+
+  /** Stops the checks, DNS look-ups and ejection timers. */
+  stopChecks(): void {
+    for (const unit of this.#units.values()) unit.control.stop();
+  }
+
+  /** Stops the checks, and the pools take no more requests. */
+  close(): void {
+    this.stopChecks();
+    for (const unit of this.#units.values()) unit.served.pool.close();
+  }
+
+  /**
+   * Reads what `effective` needs (a file that cannot be read throws here, before anything changed) and builds the
+   * pools it adds, unstarted.
+   */
+  prepare(effective: Config): PoolChange {
+    const listed = namedPools(effective);
+    const nextTls = new Map(listed.map((named) => [named.name, upstreamTls(named.config)]));
+    const added = listed.filter((named) => !this.#units.has(named.name)).map((named) => this.#unit(named, listed.length > 1));
+    const firstRounds = new Map(added.map((unit) => [unit.served.name, Promise.withResolvers<void>()]));
+    const served = listed.map(({ name, config }): ServedPool => {
+      const unit = this.#units.get(name);
+      if (unit) return { ...unit.served, config, tls: nextTls.get(name) };
+      return { ...added.find((a) => a.served.name === name)!.served, checked: firstRounds.get(name)!.promise };
+    });
+    const apply = () => {
+      const diffs: BackendDiff[] = [];
+      for (const next of served) {
+        const unit = this.#units.get(next.name);
+        if (!unit) continue;
+        diffs.push(unit.control.reload(next.config, next.tls));
+        next.pool.reconfigure(poolRules(next.config));
+        unit.served = next;
+      }
+      const retired = [...this.#units.keys()].filter((name) => !listed.some((named) => named.name === name));
+      for (const name of retired) {
+        // Its requests drain on the traffic side; its checks and ejection timers stop now.
+        const unit = this.#units.get(name)!;
+        unit.control.stop();
+        unit.served.pool.close();
+        this.#units.delete(name);
+      }
+      for (const unit of added) {
+        this.#units.set(unit.served.name, unit);
+        const round = firstRounds.get(unit.served.name)!;
+        unit.control.start().then(round.resolve, round.resolve);
+      }
+      return { diffs, added: added.map((unit) => unit.served.name), retired };
+    };
+    return { served, apply };
+  }
+
+  #unit({ name, config }: NamedPoolConfig, several: boolean): PoolUnit {
+    const { metrics, log, events } = this.parts;
+    const tls = upstreamTls(config);
+    // What a change in the pool sets off: log lines and checks (control), then the requests it concerns (traffic).
+    const pool: Pool = new Pool(staticBackends(config), {
+      ...poolRules(config),
+      listener: (event) => {
+        control.onPoolEvent(event);
+        this.parts.onPoolEvent(name, event);
+      },
+    });
+    const control = new ControlPlane(pool, config, tls, metrics, log, events, several ? name : "");
+    return { served: { name, pool, config, tls }, control };
+  }
+}
