@@ -82,6 +82,14 @@ describe("loadHooks", () => {
     else expect(problem).toMatch(expected);
   });
 
+  test("a broken module it imports is named with its place; an import that does not resolve, with the import's", async () => {
+    writeFileSync(join(dir, "broken-dep.ts"), 'export const a = 1;\nexport const b = (;\n');
+    const broken = await loadProblem(hooksFile('import { b } from "./broken-dep.ts";\nexport function onRequest() { return b; }\n'));
+    expect(broken).toMatch(/^broken-dep\.ts line 2:\d+: /);
+    const missing = await loadProblem(hooksFile('import { c } from "./nowhere.ts";\nexport function onRequest() { return c; }\n'));
+    expect(missing).toBe('line 1:19: Could not resolve: "./nowhere.ts"');
+  });
+
   test("refuses a missing file", async () => {
     expect(await loadProblem(join(dir, "missing.ts"))).toBe("no such file");
   });
@@ -152,6 +160,35 @@ describe("HookSet reloads the file when it changes", () => {
       writeFileSync(saved, versionFile(3));
       renameSync(saved, path);
       await waitFor(() => current() === "v3", "version 3, renamed into place");
+    } finally {
+      hooks.stop();
+    }
+  });
+
+  test("a change to a module it imports (here in a subdirectory) reloads the hooks; other files change nothing", async () => {
+    const sub = mkdtempSync(join(dir, "imports-"));
+    mkdirSync(join(sub, "lib"));
+    const setting = (n: number) => writeFileSync(join(sub, "lib", "pool.ts"), `export const pool = "v${n}";\n`);
+    setting(1);
+    const path = join(sub, "lb.hooks.ts");
+    writeFileSync(path, 'import { pool } from "./lib/pool.ts";\nexport function onRequest(ctx: { pool: string | null }) { ctx.pool = pool; }\n');
+    const before = logs.length;
+    const hooks = new HookSet(await loadHooks(path), log, 20);
+    try {
+      setting(2);
+      await waitFor(() => versionOf(hooks.current) === "v2", "the hooks with the imported module's new value");
+      // An unrelated file, and the same content written again: nothing to reload.
+      writeFileSync(join(sub, "notes.txt"), "x");
+      setting(2);
+      writeFileSync(join(sub, "lib", "pool.ts"), 'export const pool = "v3"; (\n');
+      await waitFor(() => logs.slice(before).find((line) => line.startsWith("error: ")), "the broken import's error");
+      writeFileSync(join(sub, "notes.txt"), "y"); // the same broken version: not logged again
+      setting(4);
+      await waitFor(() => versionOf(hooks.current) === "v4", "version 4");
+      const lines = logs.slice(before);
+      expect(lines.filter((line) => line === `info: hooks: reloaded ${path}`)).toHaveLength(2);
+      expect(lines.filter((line) => line.startsWith("error: "))).toHaveLength(1);
+      expect(lines.find((line) => line.startsWith("error: "))).toMatch(new RegExp(`^error: hooks: ${path}: lib/pool\\.ts line 1:\\d+: .*; the last good hooks stay$`));
     } finally {
       hooks.stop();
     }
