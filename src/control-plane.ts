@@ -58,10 +58,7 @@ export class ControlPlane {
     this.#alarm.check(this.pool, this.log);
     this.events.add(event.backend.name, describeState(event.backend), describeEvent(event));
     if (event.type === "added") void this.#checker.watch(event.backend);
-    if (event.type === "removed") {
-      this.#checker.unwatch(event.backend);
-      this.metrics.backends.delete(event.backend.url); // else DNS churn would grow /metrics without bound
-    }
+    if (event.type === "removed") this.#checker.unwatch(event.backend);
   }
 
   /**

@@ -182,8 +182,13 @@ export class DataPlane {
     const lane = this.#lanes.get(poolName);
     if (!lane) return;
     if (event.type === "removed") {
-      lane.upstream.forget(event.backend.url);
-      this.metrics.backends.delete(event.backend.url);
+      const { url } = event.backend;
+      lane.upstream.forget(url);
+      // A worker's own counts (lb's single process shares them with the pools' owner, which does the same), kept while
+      // another pool has the address (a reload moved it there: looked at once the change, which may remove first, is in).
+      queueMicrotask(() => {
+        if (!this.#serves(url)) this.metrics.backends.delete(url);
+      });
     }
     // Requests stuck on a backend whose checks get no answer move elsewhere now, not at --timeout.
     if (event.type === "health" && event.to.status === "unhealthy" && event.to.unanswered) lane.forwarder.backendUnresponsive(event.backend);

@@ -114,6 +114,10 @@ export class PoolSet {
     return { served, apply };
   }
 
+  #servedByAnother(poolName: string, url: string): boolean {
+    return [...this.#units].some(([name, unit]) => name !== poolName && unit.served.pool.find(url) !== undefined);
+  }
+
   #unit({ name, config }: NamedPoolConfig, several: boolean): PoolUnit {
     const { metrics, log, events } = this.parts;
     const tls = upstreamTls(config);
@@ -122,6 +126,14 @@ export class PoolSet {
       ...poolRules(config),
       listener: (event) => {
         control.onPoolEvent(event);
+        // Else DNS churn would grow /metrics without bound; kept while another pool has the address (a reload moved
+        // it there: looked at once the reload, which may remove before it adds, is done).
+        if (event.type === "removed") {
+          const { url } = event.backend;
+          queueMicrotask(() => {
+            if (!this.#servedByAnother(name, url)) metrics.backends.delete(url);
+          });
+        }
         this.parts.onPoolEvent(name, event);
       },
     });

@@ -155,6 +155,30 @@ describe("lb's own checks come before the routes; the top-level pool takes what 
   });
 });
 
+test("a reload that moves a backend from one kept pool to another keeps its counts", async () => {
+  const [a1, a2, moving] = [startBackend("a1"), startBackend("a2"), startBackend("moving")];
+  const config = (pools: Record<string, string[]>) =>
+    resolveConfig(
+      [{ source: "t", values: { host: "127.0.0.1", port: 0, admin: "127.0.0.1:0", "health-interval": "1m", "drain-timeout": "1s", pools: Object.fromEntries(Object.entries(pools).map(([name, urls]) => [name, { backends: urls }])), routes: [{ "path-prefix": "/b/", pool: "b" }, { pool: "a" }] } }],
+      { stdoutIsTTY: false },
+    );
+  const lb = await startTestLb([], { pools: { a: { backends: [a1.url, moving.url] }, b: { backends: [a2.url] } }, routes: [{ "path-prefix": "/b/", pool: "b" }, { pool: "a" }] });
+  try {
+    for (let i = 0; i < 6; i++) await (await fetch(`${lb.url}/r${i}`)).text(); // round robin: 3 to moving
+    const served = () => lb.lb.metrics.backends.get(moving.url)?.requests.get("200 GET");
+    expect(served()).toBe(3);
+    lb.lb.reload(config({ a: [a1.url], b: [a2.url, moving.url] }));
+    // The drain in pool a ends (nothing in flight): its "removed" must not take the counts pool b goes on with.
+    await waitFor(() => !lb.lb.pools().get("a")!.backends.some((b) => b.url === moving.url), "moving gone from pool a");
+    await waitFor(() => lb.lb.pools().get("b")!.available().some((b) => b.url === moving.url), "moving up in pool b");
+    for (let i = 0; i < 4; i++) await (await fetch(`${lb.url}/b/r${i}`)).text(); // 2 more to moving
+    expect(served()).toBe(5);
+  } finally {
+    await lb.stop();
+    await Promise.all([a1, a2, moving].map((b) => b.stop()));
+  }
+});
+
 describe.each([1, 2])("a reload adds and removes pools (--workers %d)", (workers) => {
   const file = join(dir, `lb-${workers}.toml`);
   const hooks = join(dir, `hooks-${workers}.ts`);
