@@ -22,9 +22,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 REPS=${REPS:-5}
 DURATION=${DURATION:-4s}
 CONNS=(50 200)
-log() { printf '[features %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-for tool in wrk curl taskset; do command -v "$tool" >/dev/null || { log "error: $tool is not installed"; exit 1; }; done
-(($(nproc) >= 2)) || { log "error: needs 2 CPUs (lb on one, wrk and backends on the other)"; exit 1; }
+LOG_TAG=features
+source bench/lib.sh
+for tool in wrk curl taskset; do command -v "$tool" >/dev/null || die "$tool is not installed"; done
+(($(nproc) >= 2)) || die "needs 2 CPUs (lb on one, wrk and backends on the other)"
 
 WORK=$(mktemp -d /tmp/lb-features.XXXXXX)
 PIDS=()
@@ -36,14 +37,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { bun -e 'const s = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } }); console.log(s.port); s.stop(true)'; }
-wait_http() { for _ in $(seq 100); do curl -sf "$1" >/dev/null && return 0; sleep 0.1; done; log "error: nothing answers at $1"; exit 1; }
 
-B1=$(free_port) B2=$(free_port) PORT=$(free_port)
+read -r B1 B2 PORT <<<"$(free_ports 3)"
 for port in "$B1" "$B2"; do
   taskset -c 1 bun bench/backend.ts "$port" >/dev/null 2>&1 &
   PIDS+=($!)
-  wait_http "http://127.0.0.1:$port/"
+  wait_http "http://127.0.0.1:$port/" "backend $port" "$!"
 done
 BACKENDS="\"http://127.0.0.1:$B1\", \"http://127.0.0.1:$B2\""
 
@@ -87,7 +86,7 @@ echo 'http2 = "on"' >>"$WORK/h2.toml"
 
 read -r -a VARIANTS <<<"${VARIANTS:-lb routes hook}"
 if [[ -n ${BASE:-} ]]; then
-  git worktree add --detach "$WORK/base" "$BASE" >/dev/null 2>&1 || { log "error: cannot check out $BASE"; exit 1; }
+  git worktree add --detach "$WORK/base" "$BASE" >/dev/null 2>&1 || die "cannot check out $BASE"
   (cd "$WORK/base" && bun install --frozen-lockfile >/dev/null 2>&1)
   [[ " ${VARIANTS[*]} " == *" h2 "* ]] && VARIANTS=(base-h2 "${VARIANTS[@]}")
   VARIANTS=(base "${VARIANTS[@]}")
@@ -99,7 +98,7 @@ start_variant() {
   [[ $variant == base* ]] && tree=$WORK/base
   (cd "$tree" && exec taskset -c 0 bun src/main.ts --config "$config" --port "$PORT") >"$WORK/$variant.log" 2>&1 &
   LB_PID=$!
-  wait_http "http://127.0.0.1:$PORT/"
+  wait_http "http://127.0.0.1:$PORT/" "lb ($variant)" "$LB_PID"
 }
 
 declare -A RESULTS
@@ -119,7 +118,6 @@ for rep in $(seq "$REPS"); do
   done
 done
 
-median() { tr ' ' '\n' | grep . | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
 OUT=${OUT:-bench/results/$(date +%F)-features.md}
 {
   echo "# Routes and hooks on the hot path ($(date +%F))"

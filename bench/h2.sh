@@ -22,17 +22,18 @@ REPS=${REPS:-3}
 REQUESTS=${REQUESTS:-100000}
 CONNS=${CONNS:-50}
 STREAMS=${STREAMS:-10}
-BACKEND_PORTS=(9301 9302)
-declare -A PORT=([lb]=8301 [haproxy]=8302 [nginx]=8303)
 PROXIES=(lb haproxy nginx)
+LOG_TAG=h2
+source bench/lib.sh
+read -r -a FREE <<<"$(free_ports 5)"
+BACKEND_PORTS=("${FREE[@]:0:2}")
+declare -A PORT=([lb]=${FREE[2]} [haproxy]=${FREE[3]} [nginx]=${FREE[4]})
 
-log() { printf '[h2 %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-[[ $MODE == load || $MODE == rapid-reset ]] || { log "MODE is load or rapid-reset, not $MODE"; exit 1; }
-[[ $MODE == load ]] || /usr/bin/python3 -c "import h2" 2>/dev/null || { log "missing python3-h2: apt-get install -y python3-h2"; exit 1; }
-[[ $MODE == rapid-reset ]] || command -v h2load >/dev/null || { log "missing h2load: apt-get install -y nghttp2-client"; exit 1; }
+[[ $MODE == load || $MODE == rapid-reset ]] || die "MODE is load or rapid-reset, not $MODE"
+[[ $MODE == load ]] || /usr/bin/python3 -c "import h2" 2>/dev/null || die "missing python3-h2: apt-get install -y python3-h2"
+[[ $MODE == rapid-reset ]] || command -v h2load >/dev/null || die "missing h2load: apt-get install -y nghttp2-client"
 for tool in haproxy nginx; do
-  command -v "$tool" >/dev/null || [[ -x /usr/sbin/$tool ]] ||
-    { log "missing $tool: apt-get install -y haproxy nginx-light"; exit 1; }
+  command -v "$tool" >/dev/null || [[ -x /usr/sbin/$tool ]] || die "missing $tool: apt-get install -y haproxy nginx-light"
 done
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
@@ -107,7 +108,7 @@ start_proxy() {
     curl -sf --http2-prior-knowledge "http://127.0.0.1:${PORT[$1]}/" >/dev/null && return 0
     sleep 0.1
   done
-  log "$1 did not answer over HTTP/2: $(cat "$WORK/$1.log" 2>/dev/null | tail -3)"; exit 1
+  die "$1 did not answer over HTTP/2: $(tail -3 "$WORK/$1.log" 2>/dev/null)"
 }
 
 # CPU seconds (user + system) of a process and its children (nginx's worker) so far.
@@ -190,8 +191,7 @@ for rep in $(seq "$REPS"); do
   done
 done
 
-median() { tr ' ' '\n' <<<"$1" | grep . | sort -n | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
-lb=$(median "${RESULTS[lb]}"); haproxy=$(median "${RESULTS[haproxy]}"); nginx=$(median "${RESULTS[nginx]}")
+lb=$(median <<<"${RESULTS[lb]}"); haproxy=$(median <<<"${RESULTS[haproxy]}"); nginx=$(median <<<"${RESULTS[nginx]}")
 report=$(cat <<EOF
 # HTTP/2 (h2c) to clients, $(date +%Y-%m-%d)
 

@@ -44,8 +44,8 @@ DIRECT=${DIRECT:-1}
 RUNS=("1 /" "50 /" "200 /" "1000 /" "50 /big" "50 /chunked")
 PROXIES=(lb lb+log nginx haproxy)
 
-log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
+LOG_TAG=bench
+source bench/lib.sh
 [[ $DURATION =~ ^[1-9][0-9]*s$ && $WARMUP =~ ^[0-9]+s$ ]] || die "DURATION and WARMUP are whole seconds, e.g. 5s"
 [[ $REPS =~ ^[1-9][0-9]*$ && $THREADS =~ ^[1-9][0-9]*$ && $BACKENDS =~ ^[1-9][0-9]*$ ]] ||
   die "REPS, THREADS and BACKENDS are positive integers"
@@ -143,26 +143,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-# Free ports on 127.0.0.1, all held open at once so they are distinct.
-free_ports() {
-  bun -e '
-    const n = Number(process.argv[1]);
-    const held = Array.from({ length: n }, () => Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } }));
-    console.log(held.map((s) => s.port).join(" "));
-    for (const s of held) s.stop(true);
-  ' "$1"
-}
-
-wait_http() { # url, name, pid — until the url answers 200 (at most 15 s)
-  local url=$1 name=$2 pid=$3
-  for _ in $(seq 150); do
-    kill -0 "$pid" 2>/dev/null || die "$name exited during startup (logs in $WORK)"
-    if [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$url" || true) == 200 ]]; then return 0; fi
-    sleep 0.1
-  done
-  die "$name did not answer 200 on $url within 15 s"
-}
 
 # Checks that a proxy really forwards: / and /chunked are the backend's 100-byte greeting, /big is exactly 64 KiB.
 check_proxy() { # base url, name

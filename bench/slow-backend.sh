@@ -8,28 +8,31 @@ DURATION=${DURATION:-10s}
 CONNS=${CONNS:-30}
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 
+LOG_TAG="slow-backend"
+source bench/lib.sh
+
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_http() { for _ in $(seq 100); do curl -sf "$1" >/dev/null && return 0; sleep 0.05; done; echo "no answer from $1" >&2; return 1; }
+read -r -a ports <<<"$(free_ports 4)"
+lb_port=${ports[3]}
 
 urls=()
-for delay in 2 2 20; do
-  port=$(free_port)
-  taskset -c 1 bun bench/backend.ts "$port" "$delay" 2>/dev/null &
+delays=(2 2 20)
+for i in 0 1 2; do
+  port=${ports[$i]}
+  taskset -c 1 bun bench/backend.ts "$port" "${delays[$i]}" 2>/dev/null &
   pids+=($!)
   urls+=("http://127.0.0.1:$port")
-  wait_http "http://127.0.0.1:$port/"
+  wait_http "http://127.0.0.1:$port/" "backend $port" "$!"
 done
 
 printf '%-18s %10s %10s %10s %10s %10s\n' policy "req/s" "p50" "p90" "p99" "to slow"
 for policy in round-robin least-connections p2c ewma; do
-  port=$(free_port)
-  taskset -c 0 bun src/main.ts --port "$port" --host 127.0.0.1 --policy "$policy" --log-format json "${urls[@]}" \
+  taskset -c 0 bun src/main.ts --port "$lb_port" --host 127.0.0.1 --admin off --policy "$policy" --log-format json "${urls[@]}" \
     >"/tmp/lb-slow-$policy.log" 2>/dev/null &
   lb=$!
-  wait_http "http://127.0.0.1:$port/"
-  out=$(taskset -c 1 wrk -t2 -c"$CONNS" -d"$DURATION" --latency "http://127.0.0.1:$port/")
+  wait_http "http://127.0.0.1:$lb_port/" "lb ($policy)" "$lb"
+  out=$(taskset -c 1 wrk -t2 -c"$CONNS" -d"$DURATION" --latency "http://127.0.0.1:$lb_port/")
   kill -TERM "$lb"; wait "$lb" 2>/dev/null || true
   slow=$(grep -c "\"backend\":\"127.0.0.1:${urls[2]##*:}\"" "/tmp/lb-slow-$policy.log" || true)
   total=$(wc -l <"/tmp/lb-slow-$policy.log")

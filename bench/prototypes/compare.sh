@@ -19,13 +19,13 @@ DURATION=${DURATION:-10s}
 WARMUP=${WARMUP:-2s}
 REPS=${REPS:-3}
 CONNS=${CONNS:-50 200}
-PROXIES=(${PROXIES:-proto lb haproxy})
+read -r -a PROXIES <<<"${PROXIES:-proto lb haproxy}"
 WORK=$(mktemp -d /tmp/lb-proto.XXXXXX)
 OUT=${OUT:-$WORK/results.tsv}
 PIDS=()
 
-log() { printf '[compare %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
+LOG_TAG=compare
+source bench/lib.sh
 cleanup() {
   local p
   for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
@@ -46,25 +46,13 @@ wait_quiet() { # the bracket keeps pgrep from matching this script's own command
   die "the machine did not become quiet within 15 min"
 }
 
-read -r -a PORTS <<<"$(bun -e '
-  const held = Array.from({ length: 3 }, () => Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } }));
-  console.log(held.map((s) => s.port).join(" ")); for (const s of held) s.stop(true);')"
-B1=${PORTS[0]} B2=${PORTS[1]} PORT=${PORTS[2]}
+read -r B1 B2 PORT <<<"$(free_ports 3)"
 BACKENDS=("http://127.0.0.1:$B1" "http://127.0.0.1:$B2")
-
-wait_200() { # url, pid
-  for _ in $(seq 150); do
-    kill -0 "$2" 2>/dev/null || die "process $2 exited during startup"
-    [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$1" || true) == 200 ]] && return 0
-    sleep 0.1
-  done
-  die "$1 did not answer 200"
-}
 
 for p in "$B1" "$B2"; do
   taskset -c 1 bun bench/backend.ts "$p" 2>/dev/null &
   PIDS+=($!)
-  wait_200 "http://127.0.0.1:$p/" "$!"
+  wait_http "http://127.0.0.1:$p/" "backend $p" "$!"
 done
 
 cat >"$WORK/haproxy.cfg" <<EOF
@@ -115,7 +103,7 @@ for ((rep = 1; rep <= REPS; rep++)); do
     name=${PROXIES[(i + rep - 1) % ${#PROXIES[@]}]}
     wait_quiet
     start "$name"
-    wait_200 "http://127.0.0.1:$PORT/" "$PROXY"
+    wait_http "http://127.0.0.1:$PORT/" "$name" "$PROXY"
     body=$(curl -s "http://127.0.0.1:$PORT/")
     [[ $body == "hello from "* && ${#body} == 99 ]] || die "$name: unexpected body: ${body:0:80}"
     taskset -c 1 wrk -t2 -c50 -d"$WARMUP" "http://127.0.0.1:$PORT/" >/dev/null

@@ -1,0 +1,31 @@
+# Helpers the bench scripts share; sourced, after the script sets LOG_TAG (the word its log lines start with).
+#   source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"        (bench/prototypes: .../../lib.sh)
+
+log() { printf '[%s %s] %s\n' "${LOG_TAG:-bench}" "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# N free ports on 127.0.0.1, all held open at once so they are distinct; printed on one line.
+free_ports() {
+  bun -e '
+    const n = Number(process.argv[1]);
+    const held = Array.from({ length: n }, () => Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } }));
+    console.log(held.map((s) => s.port).join(" "));
+    for (const s of held) s.stop(true);
+  ' "$1"
+}
+
+# Until the url answers 200 (at most 15 s); dies if the process with that pid exits first.
+wait_http() { # url, name, pid
+  local url=$1 name=$2 pid=$3
+  for _ in $(seq 150); do
+    kill -0 "$pid" 2>/dev/null || die "$name exited during startup"
+    if [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$url" || true) == 200 ]]; then return 0; fi
+    sleep 0.1
+  done
+  die "$name did not answer 200 on $url within 15 s"
+}
+
+# The median of the numbers on standard input (separated by spaces or new lines).
+median() {
+  tr -s ' ' '\n' | grep . | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'
+}
