@@ -114,8 +114,9 @@ export class PoolSet {
     return { served, apply };
   }
 
-  #servedByAnother(poolName: string, url: string): boolean {
-    return [...this.#units].some(([name, unit]) => name !== poolName && unit.served.pool.find(url) !== undefined);
+  /** Whether a pool has this address now (another one it moved to, or the same one it came back to). */
+  #serves(url: string): boolean {
+    return [...this.#units.values()].some((unit) => unit.served.pool.find(url) !== undefined);
   }
 
   #unit({ name, config }: NamedPoolConfig, several: boolean): PoolUnit {
@@ -131,7 +132,7 @@ export class PoolSet {
         if (event.type === "removed") {
           const { url } = event.backend;
           queueMicrotask(() => {
-            if (!this.#servedByAnother(name, url)) metrics.backends.delete(url);
+            if (!this.#serves(url)) metrics.backends.delete(url);
           });
         }
         this.parts.onPoolEvent(name, event);

@@ -5,7 +5,7 @@
 import { type FSWatcher, watch } from "node:fs";
 import { dirname, resolve } from "node:path";
 import type { Logger } from "../log.ts";
-import { type LoadedHooks, bundleHooks, loadHooks } from "./load.ts";
+import { HooksBuildError, type LoadedHooks, bundleHooks, filesVersion, loadHooks } from "./load.ts";
 
 /** Editors save in bursts (write, rename, chmod): one reload once the burst is over. */
 const DEFAULT_SETTLE_MS = 100;
@@ -14,11 +14,13 @@ export class HookSet {
   #current: LoadedHooks;
   readonly #log: Logger;
   readonly #settleMs: number;
-  /** One per directory watched: the configured file's, and each of its local sources'. */
-  readonly #watchers = new Map<string, FSWatcher>();
+  readonly #watchers: FSWatcher[] = [];
   #settle: ReturnType<typeof setTimeout> | undefined;
   /** Loads started; a load applies only if no later one started, so a slow old load never replaces a newer one. */
   #loads = 0;
+  /** The files the last build read (or, when it failed, the good hooks' and the faulty one), and their state then. */
+  #tracked: string[];
+  #trackedVersion: string;
   /** The last refusal logged: the same problem seen again (another change in the directory) is not logged twice. */
   #lastProblem = "";
 
@@ -27,7 +29,9 @@ export class HookSet {
     this.#current = initial;
     this.#log = log;
     this.#settleMs = settleMs;
-    this.#watch(initial);
+    this.#tracked = this.#withPath(initial.sources);
+    this.#trackedVersion = filesVersion(this.#tracked);
+    this.#watch();
   }
 
   get current(): LoadedHooks {
@@ -37,28 +41,25 @@ export class HookSet {
   stop(): void {
     this.#loads++; // a load still in flight is dropped
     clearTimeout(this.#settle);
-    for (const watcher of this.#watchers.values()) watcher.close();
-    this.#watchers.clear();
+    for (const watcher of this.#watchers.splice(0)) watcher.close();
+  }
+
+  /** The configured path first (a symlink swapped under it changes what it stats as), then the files. */
+  #withPath(files: readonly string[]): string[] {
+    return [resolve(this.#current.path), ...files];
   }
 
   /**
    * Directories, not files: editors that save by writing a new file and renaming it over the old one would leave a
    * watcher on the file itself watching a file that is gone. Any change in them is looked at, not only the files'
-   * names: a Kubernetes ConfigMap swaps a symlink (..data) and the file's own name sees no event. Packages (under
-   * node_modules) are bundled but not watched.
+   * names: a Kubernetes ConfigMap swaps a symlink (..data) and the file's own name sees no event. Watched anew after
+   * every build, so a directory that was removed and made again is followed too. Packages are not watched.
    */
-  #watch(hooks: LoadedHooks): void {
-    const local = hooks.sources.filter((source) => !source.includes("/node_modules/"));
-    const wanted = new Set([dirname(resolve(hooks.path)), ...local.map((source) => dirname(source))]);
-    for (const [directory, watcher] of this.#watchers) {
-      if (wanted.has(directory)) continue;
-      watcher.close();
-      this.#watchers.delete(directory);
-    }
-    for (const directory of wanted) {
-      if (this.#watchers.has(directory)) continue;
+  #watch(): void {
+    for (const watcher of this.#watchers.splice(0)) watcher.close();
+    for (const directory of new Set(this.#tracked.map((file) => dirname(file)))) {
       try {
-        this.#watchers.set(directory, watch(directory, () => this.#changed()));
+        this.#watchers.push(watch(directory, () => this.#changed()));
       } catch (error) {
         this.#log.warn(`hooks: cannot watch ${directory} for changes (${(error as Error).message})`);
       }
@@ -71,21 +72,22 @@ export class HookSet {
   }
 
   async #reload(): Promise<void> {
+    // Another file in the directory changed (a log, an editor's swap file): nothing the hooks are built from.
+    if (filesVersion(this.#tracked) === this.#trackedVersion) return;
     const load = ++this.#loads;
-    const { path, version } = this.#current;
+    const { path } = this.#current;
     try {
-      const bundled = await bundleHooks(path);
+      const bundle = await bundleHooks(path).catch((error: unknown) => {
+        const culprit = error instanceof HooksBuildError ? error.file : undefined;
+        this.#track([...this.#current.sources, ...(culprit ? [culprit] : [])]);
+        throw error;
+      });
       if (load !== this.#loads) return;
-      // A change that leaves the bundled code as it was (another file in the directory, a touch) reloads nothing.
-      if (bundled.version === version) {
-        this.#lastProblem = "";
-        return;
-      }
-      const hooks = await loadHooks(path, bundled);
+      this.#track(bundle.sources);
+      const hooks = await loadHooks(path, bundle);
       if (load !== this.#loads) return;
       this.#current = hooks;
       this.#lastProblem = "";
-      this.#watch(hooks);
       this.#log.info(`hooks: reloaded ${path}`);
     } catch (error) {
       const problem = (error as Error).message;
@@ -93,5 +95,12 @@ export class HookSet {
       this.#lastProblem = problem;
       this.#log.error(`${problem}; the last good hooks stay`);
     }
+  }
+
+  /** Follows these files from now on: their state as it is now, their directories watched. */
+  #track(files: readonly string[]): void {
+    this.#tracked = this.#withPath(files);
+    this.#trackedVersion = filesVersion(this.#tracked);
+    this.#watch();
   }
 }

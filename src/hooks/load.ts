@@ -1,9 +1,11 @@
 /**
- * Loading a hooks file (`--hooks`): bundled with what it imports (Bun.build) and imported fresh each time, and
- * checked, so a typo in an export's name is an error at load rather than a hook that silently never runs.
+ * Loading a hooks file (`--hooks`): bundled with the local modules it imports (Bun.build) and imported fresh each
+ * time, and checked, so a typo in an export's name is an error at load rather than a hook that silently never runs.
  */
-import { existsSync, realpathSync } from "node:fs";
-import { dirname, relative, resolve } from "node:path";
+import { existsSync, mkdtempSync, realpathSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, relative, resolve } from "node:path";
+import type { BunPlugin } from "bun";
 import { closest } from "../config/did-you-mean.ts";
 import { ConfigError } from "../config/load.ts";
 import type { Hooks } from "./lb-hooks.d.ts";
@@ -16,47 +18,97 @@ export interface LoadedHooks extends Readonly<Hooks> {
   readonly path: string;
   /** The files bundled into it, absolute: the hooks file (its real path) and every local module it imports. */
   readonly sources: readonly string[];
-  /** Tells this version from the next: a hash of the bundled code. */
-  readonly version: string;
+}
+
+/** The hooks file and its local modules as one module's code, and those files. */
+export interface HooksBundle {
+  readonly code: string;
+  readonly sources: readonly string[];
+}
+
+/** A hooks file that does not build; `file` is the one at fault (an imported module's, maybe). */
+export class HooksBuildError extends ConfigError {
+  constructor(
+    message: string,
+    readonly file: string | undefined,
+  ) {
+    super(message);
+  }
 }
 
 const HOOK_NAMES = ["onRequest", "onResponse"] as const;
 
-/** Loads so far, process-wide. */
+/** Loads so far, process-wide: each bundle is imported from a file of its own name, so it is a new module. */
 let loads = 0;
 
-/** Bundles and checks the hooks file without running it: its code, version and sources, or a ConfigError. */
-export async function bundleHooks(path: string): Promise<{ code: string; version: string; sources: string[] }> {
+/**
+ * Packages stay outside the bundle, imported by their resolved path: loaded once and shared by every version of the
+ * hooks (a reload re-runs the hooks' own code, not a package's), and found wherever the bundle is imported from.
+ */
+const packagesByPath: BunPlugin = {
+  name: "lb-hooks-packages",
+  setup(build) {
+    build.onResolve({ filter: /^[^./]/ }, ({ path, importer }) => {
+      let resolved: string;
+      try {
+        resolved = Bun.resolveSync(path, dirname(importer));
+      } catch {
+        return undefined; // Bun's own resolver says it cannot, with the import's place
+      }
+      return { path: resolved.startsWith("/") ? resolved : path, external: true };
+    });
+  },
+};
+
+/** Bundles the hooks file without running it: its code and sources, or a HooksBuildError of one line. */
+export async function bundleHooks(path: string): Promise<HooksBundle> {
   const file = resolve(path);
-  if (!existsSync(file)) throw new ConfigError(`hooks: ${path}: no such file`);
+  if (!existsSync(file)) throw new HooksBuildError(`hooks: ${path}: no such file`, file);
   // The real path: Bun keeps where a symlink pointed, so a swapped one (a ConfigMap update) would bundle the old file.
   const entry = realpathSync(file);
   try {
-    // One module with everything it imports from files and packages, so a change to any of them is a new version.
-    const build = await Bun.build({ entrypoints: [entry], target: "bun", format: "esm", metafile: true });
-    const code = await build.outputs[0]!.text();
+    // An inline source map: a hook's stack trace names the hooks file (or module) and line, not the bundle's.
+    const build = await Bun.build({ entrypoints: [entry], target: "bun", format: "esm", metafile: true, sourcemap: "inline", plugins: [packagesByPath] });
     const sources = Object.keys(build.metafile?.inputs ?? {}).map((input) => resolve(input));
-    return { code, version: Bun.hash(code).toString(36), sources };
+    return { code: await build.outputs[0]!.text(), sources };
   } catch (error) {
-    throw new ConfigError(`hooks: ${path}: ${buildProblem(error, entry)}`);
+    const { message, file: culprit } = buildProblem(error, entry);
+    throw new HooksBuildError(`hooks: ${path}: ${message}`, culprit);
   }
 }
 
-/** Bundles, imports and checks the hooks file; a problem is a ConfigError of one line: `hooks: <path>: <what is wrong>`. */
-export async function loadHooks(path: string, bundled?: Awaited<ReturnType<typeof bundleHooks>>): Promise<LoadedHooks> {
-  const { code, version, sources } = bundled ?? (await bundleHooks(path));
+/** Bundles (unless given the bundle), imports and checks the hooks file; a problem is a ConfigError of one line. */
+export async function loadHooks(path: string, bundle?: HooksBundle): Promise<LoadedHooks> {
+  const { code, sources } = bundle ?? (await bundleHooks(path));
   let module: Record<string, unknown>;
+  // Imported from a file (a data: URL would print the whole bundle in every stack trace), removed once imported.
+  const dir = mkdtempSync(join(tmpdir(), "lb-hooks-"));
   try {
-    // A data: URL is imported in `bun` and the compiled binary alike; the count makes each load a module of its own
-    // (the same code would be the cached module, its top-level code not run again).
-    const source = `${code}\n// lb load ${++loads}\n`;
-    module = await import(`data:text/javascript;base64,${Buffer.from(source).toString("base64")}`);
+    const file = join(dir, `lb.hooks.${++loads}.js`);
+    writeFileSync(file, code);
+    module = await import(file);
   } catch (error) {
     throw new ConfigError(`hooks: ${path}: threw while loading: ${describeThrown(error)}`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
   const problem = exportsProblem(module);
   if (problem) throw new ConfigError(`hooks: ${path}: ${problem}`);
-  return { path, sources, version, ...(module as Hooks) };
+  return { path, sources, ...(module as Hooks) };
+}
+
+/** What tells one state of these files from the next: inode, size and modification time of each, through symlinks. */
+export function filesVersion(files: Iterable<string>): string {
+  return [...files]
+    .map((file) => {
+      try {
+        const { ino, size, mtimeMs } = statSync(file);
+        return `${ino}:${size}:${mtimeMs}`;
+      } catch {
+        return "missing";
+      }
+    })
+    .join(",");
 }
 
 /**
@@ -64,12 +116,12 @@ export async function loadHooks(path: string, bundled?: Awaited<ReturnType<typeo
  * file, from the hooks file's directory, when that is not the hooks file itself; several come as an AggregateError,
  * the first says enough).
  */
-function buildProblem(thrown: unknown, entry: string): string {
+function buildProblem(thrown: unknown, entry: string): { message: string; file: string | undefined } {
   const first: unknown = thrown instanceof AggregateError && thrown.errors.length ? thrown.errors[0] : thrown;
   const { message, position } = first as { message?: string; position?: { file?: string; line: number; column: number } | null };
-  if (!position) return String(message ?? first);
+  if (!position) return { message: String(message ?? first), file: undefined };
   const where = position.file && position.file !== entry ? `${relative(dirname(entry), position.file)} ` : "";
-  return `${where}line ${position.line}:${position.column}: ${message}`;
+  return { message: `${where}line ${position.line}:${position.column}: ${message}`, file: position.file };
 }
 
 export function describeThrown(error: unknown): string {
