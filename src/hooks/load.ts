@@ -2,9 +2,8 @@
  * Loading a hooks file (`--hooks`): bundled with the local modules it imports (Bun.build) and imported fresh each
  * time, and checked, so a typo in an export's name is an error at load rather than a hook that silently never runs.
  */
-import { existsSync, mkdtempSync, realpathSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { dirname, join, relative, resolve } from "node:path";
+import { existsSync, realpathSync, statSync } from "node:fs";
+import { dirname, relative, resolve } from "node:path";
 import type { BunPlugin } from "bun";
 import { closest } from "../config/did-you-mean.ts";
 import { ConfigError } from "../config/load.ts";
@@ -38,7 +37,7 @@ export class HooksBuildError extends ConfigError {
 
 const HOOK_NAMES = ["onRequest", "onResponse"] as const;
 
-/** Loads so far, process-wide: each bundle is imported from a file of its own name, so it is a new module. */
+/** Loads so far, process-wide: each bundle is a module of its own name, so a new one. */
 let loads = 0;
 
 /**
@@ -81,16 +80,14 @@ export async function bundleHooks(path: string): Promise<HooksBundle> {
 export async function loadHooks(path: string, bundle?: HooksBundle): Promise<LoadedHooks> {
   const { code, sources } = bundle ?? (await bundleHooks(path));
   let module: Record<string, unknown>;
-  // Imported from a file (a data: URL would print the whole bundle in every stack trace), removed once imported.
-  const dir = mkdtempSync(join(tmpdir(), "lb-hooks-"));
   try {
-    const file = join(dir, `lb.hooks.${++loads}.js`);
-    writeFileSync(file, code);
-    module = await import(file);
+    // A virtual module of its own name: nothing written to disk (lb may run on a read-only filesystem), and a stack
+    // trace names the hooks file's lines through the bundle's source map (a data: URL would print the whole bundle).
+    const name = `lb-hooks-${++loads}`;
+    Bun.plugin({ name, setup: (build) => void build.module(name, () => ({ contents: code, loader: "js" })) });
+    module = await import(name);
   } catch (error) {
     throw new ConfigError(`hooks: ${path}: threw while loading: ${describeThrown(error)}`);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
   }
   const problem = exportsProblem(module);
   if (problem) throw new ConfigError(`hooks: ${path}: ${problem}`);
