@@ -54,7 +54,9 @@ const packagesByPath: BunPlugin = {
       } catch {
         return undefined; // Bun's own resolver says it cannot, with the import's place
       }
-      return { path: resolved.startsWith("/") ? resolved : path, external: true };
+      if (!resolved.startsWith("/")) return { path, external: true }; // a built-in module (fs, bun:sqlite)
+      // A package; a bare name that leads to a local file (a tsconfig path alias) is bundled like other local modules.
+      return resolved.includes("/node_modules/") ? { path: resolved, external: true } : undefined;
     });
   },
 };
