@@ -17,7 +17,7 @@ import { type Refusal, refusal } from "./proxy/admission.ts";
 import { Forwarder } from "./proxy/forward.ts";
 import { errorResponse } from "./proxy/responses.ts";
 import { type ClientConnection, type Trip, startTrip } from "./proxy/trip.ts";
-import { CLIENT_CLOSED, TripLog } from "./proxy/trip-log.ts";
+import { TripLog } from "./proxy/trip-log.ts";
 import { RouteTable } from "./routing/routes.ts";
 import type { UpstreamTls } from "./upstream/client.ts";
 import { HttpClient } from "./upstream/http-client.ts";
@@ -95,7 +95,7 @@ export class DataPlane {
   #route(request: Request, client: ClientConnection): Promise<Response | undefined> {
     const trip = startTrip(request, client);
     // Cancelled while it waited its turn: not counted against --max-connections, not refused, just logged.
-    if (request.signal.aborted) return this.#answer(trip, new Response(null, { status: CLIENT_CLOSED }));
+    if (request.signal.aborted) return Promise.resolve(this.#ownAnswers.clientGone(trip));
     const refused = refusal(request, client, this.#config.maxConnections);
     if (refused) return this.#refuse(trip, refused);
     // No routes, no hooks: nothing to decide, as before lb had either.

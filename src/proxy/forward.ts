@@ -22,7 +22,7 @@ import { clientResponse } from "./respond.ts";
 import { errorResponse } from "./responses.ts";
 import { isIdempotent, mayRetry, retryBudgetAllows } from "./retry.ts";
 import { type Trip, redact } from "./trip.ts";
-import { CLIENT_CLOSED, TripLog } from "./trip-log.ts";
+import { TripLog } from "./trip-log.ts";
 import { QueueFull, Waitlist } from "./waitlist.ts";
 import { isWebSocketUpgrade } from "./websocket.ts";
 import { openTunnel } from "./websocket-trip.ts";
@@ -177,7 +177,7 @@ export class Forwarder {
     try {
       body = await prepareBody(request);
     } catch {
-      return this.#clientGone(trip);
+      return this.#tripLog.clientGone(trip);
     }
     if (body.replayable) trip.bytesIn = body.body?.byteLength ?? 0;
     else {
@@ -202,7 +202,7 @@ export class Forwarder {
         const result = await this.#attemptCounted(backend, trip, headers, body);
         if (result instanceof Response) return result;
         if (result instanceof ResponseHookFailed) return this.#fail(trip, 502, "the onResponse hook failed");
-        if (result === "client-gone") return this.#clientGone(trip);
+        if (result === "client-gone") return this.#tripLog.clientGone(trip);
         if (result === "client-stalled") {
           return this.#fail(trip, 408, `request body stalled for ${formatDuration(this.options.clientTimeoutMs)}`, { connection: "close" });
         }
@@ -302,7 +302,7 @@ export class Forwarder {
       await this.#roomQueue.wait(request.signal, Math.max(0, deadline - Date.now()));
       return null;
     } catch (error) {
-      if (request.signal.aborted) return this.#clientGone(trip);
+      if (request.signal.aborted) return this.#tripLog.clientGone(trip);
       const full = error instanceof QueueFull;
       this.options.metrics.count("rejected", full ? "queue-full" : "queue-timeout");
       const why = full ? "every backend is at its limit and the queue is full" : "waited too long for a backend with room";
@@ -407,12 +407,6 @@ export class Forwarder {
   #noBackend(trip: Trip): Response {
     this.options.metrics.count("rejected", "no-backend");
     return this.#fail(trip, 503, "no healthy backend", this.#retryAfter());
-  }
-
-  #clientGone(trip: Trip): Response {
-    this.#tripLog.finish(trip, CLIENT_CLOSED, 0);
-    // Nobody reads it: the client is gone. It carries the status the log says.
-    return new Response(null, { status: CLIENT_CLOSED });
   }
 
   #retryAfter(): Record<string, string> {

@@ -12,6 +12,12 @@ export class TripLog {
     private readonly accessLog: AccessLog | null,
   ) {}
 
+  /** A trip whose client left before it got an answer: logged as 499, and the answer nobody reads carries it. */
+  clientGone(trip: Trip): Response {
+    this.finish(trip, CLIENT_CLOSED, 0);
+    return new Response(null, { status: CLIENT_CLOSED });
+  }
+
   finish(trip: Trip, status: number, bytes: number): void {
     const totalMs = performance.now() - trip.started;
     // A closed WebSocket tunnel (101) is a connection, counted by lb_websocket_*, not a request.
