@@ -36,7 +36,7 @@ export interface NamedPoolConfig {
   config: Config;
 }
 
-export const PER_POOL_SETTINGS: readonly Setting[] = SETTINGS.filter((s) => s.perPool);
+const PER_POOL_SETTINGS: readonly Setting[] = SETTINGS.filter((s) => s.perPool);
 
 /** The pools a config defines, each with its effective config; the top-level backends form "default" when given. */
 export function namedPools(config: Config): NamedPoolConfig[] {

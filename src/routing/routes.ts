@@ -18,13 +18,18 @@ export interface RoutedRequest {
 }
 
 export class RouteTable {
+  /** Whether a route looks at the host: only then is the Host header read and normalised. */
+  readonly #usesHost: boolean;
+
   constructor(
     private readonly routes: readonly RouteSpec[],
     private readonly fallback: string | null,
-  ) {}
+  ) {
+    this.#usesHost = routes.some((route) => Boolean(route.host));
+  }
 
   match(request: RoutedRequest): RouteMatch | null {
-    const host = this.routes.some((route) => route.host) ? hostName(request.headers.get("host")) : "";
+    const host = this.#usesHost ? hostName(request.headers.get("host")) : "";
     for (const route of this.routes) {
       if (matches(route, request, host)) return { pool: route.pool, path: route.stripPrefix ? stripPrefix(request.path, route.pathPrefix!) : request.path };
     }
@@ -40,7 +45,7 @@ function matches(route: RouteSpec, request: RoutedRequest, host: string): boolea
 }
 
 /** "*.example.com" takes any name under example.com (a.example.com, a.b.example.com) but not example.com itself, as nginx. */
-export function hostMatches(pattern: string, host: string): boolean {
+function hostMatches(pattern: string, host: string): boolean {
   if (!pattern.startsWith("*.")) return host === pattern;
   const suffix = pattern.slice(1);
   return host.length > suffix.length && host.endsWith(suffix);
