@@ -2,7 +2,7 @@
 import { extname } from "node:path";
 import { closest } from "./did-you-mean.ts";
 import { checkRouting, parsePools, parseRoutes } from "./pools.ts";
-import { type Config, type Environment, SETTINGS, isLoopback } from "./settings.ts";
+import { type Config, type Environment, SETTINGS, isLoopback, parseSettingAt } from "./settings.ts";
 
 /** A problem with the user's input: printed as one line, exit status 2, no stack trace. */
 export class ConfigError extends Error {
@@ -97,22 +97,20 @@ export function checkConfig(layers: Layer[], env: Environment): { config: Config
     if (found.length) routingParsed = false;
     problems.push(...found.map((problem) => `${layer.source}: ${problem}`));
   }
-  const beforeSettings = problems.length;
+  let backendsFailed = false;
   for (const setting of SETTINGS) {
     const { fallback } = setting;
     config[setting.key] = typeof fallback === "function" ? fallback(env) : fallback;
     for (const layer of layers) {
       const raw = layer.values[setting.name];
       if (raw === undefined) continue;
-      const parsed = setting.parse(raw);
-      if (!("error" in parsed)) config[setting.key] = parsed.value;
-      else if (Array.isArray(parsed.error)) problems.push(...parsed.error.map((item) => `${placeOf(layer, setting.name)}: ${setting.name}${item}`));
-      else problems.push(`${placeOf(layer, setting.name)}: ${setting.name}: ${parsed.error}`);
+      const parsed = parseSettingAt(setting, raw, `${placeOf(layer, setting.name)}: ${setting.name}`, problems);
+      if (parsed) config[setting.key] = parsed.value;
+      else if (setting.key === "backends") backendsFailed = true;
     }
   }
   const result = config as unknown as Config;
   // Across pools and routes, once both parsed and so did the top-level backends (the default pool).
-  const backendsFailed = problems.slice(beforeSettings).some((problem) => /: backends[:[]/.test(problem));
   if (routingParsed && !backendsFailed) {
     const found: string[] = [];
     checkRouting(result, found);

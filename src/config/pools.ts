@@ -5,7 +5,7 @@
  * "default", and every request goes there: the one-pool command line is unchanged.
  */
 import { closest } from "./did-you-mean.ts";
-import { type Config, type JsonSchema, SETTINGS, type Setting, schemaOf } from "./settings.ts";
+import { type Config, type JsonSchema, SETTINGS, type Setting, parseSettingAt, schemaOf } from "./settings.ts";
 
 /** The pool the top-level backends form, and where requests go when there are no routes. */
 export const DEFAULT_POOL = "default";
@@ -92,10 +92,8 @@ function parsePoolSettings(at: string, table: Record<string, unknown>, problems:
       );
       continue;
     }
-    const parsed = setting.parse(value);
-    if (!("error" in parsed)) overrides[setting.key] = parsed.value;
-    else if (Array.isArray(parsed.error)) problems.push(...parsed.error.map((item) => `${at}.${key}${item}`));
-    else problems.push(`${at}.${key}: ${parsed.error}`);
+    const parsed = parseSettingAt(setting, value, `${at}.${key}`, problems);
+    if (parsed) overrides[setting.key] = parsed.value;
   }
   return overrides as Partial<Config>;
 }

@@ -131,6 +131,18 @@ export interface Setting<K extends keyof Config = keyof Config> {
   parse(value: unknown): Parsed<Config[K]>;
 }
 
+/**
+ * A setting's value as written at `place` (which names it: "lb.toml: timeout", "pools.api.timeout"), or null with its
+ * problems added, each starting with `place`.
+ */
+export function parseSettingAt(setting: Setting, raw: unknown, place: string, problems: string[]): { value: unknown } | null {
+  const parsed = setting.parse(raw);
+  if (!("error" in parsed)) return { value: parsed.value };
+  if (Array.isArray(parsed.error)) problems.push(...parsed.error.map((item) => `${place}${item}`));
+  else problems.push(`${place}: ${parsed.error}`);
+  return null;
+}
+
 export interface Environment {
   stdoutIsTTY: boolean;
 }
