@@ -57,6 +57,7 @@ export function upstreamSettings(config: Config, tls: UpstreamTls | undefined): 
     connectTimeoutMs: config.connectTimeout,
     idleTimeoutMs: config.upstreamIdleTimeout,
     readTimeoutMs: config.upstreamReadTimeout,
+    clientIdleMs: config.clientTimeout,
     tls,
   };
 }

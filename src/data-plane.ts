@@ -240,10 +240,23 @@ export class DataPlane {
 
   #lane({ pool, config, tls, checked }: ServedPool): Lane {
     const { metrics, log } = this;
+    const strayWarnings = new Map<string, ThrottledLine>();
     const upstream = new HttpClient(upstreamSettings(config, tls), {
       onResend: (url) => {
         metrics.of(url).resends++;
         log.debug(`resent a request to ${url} on a fresh connection: the reused one closed before answering`);
+      },
+      onProtocolError: (url, kind, detail) => {
+        if (kind === "malformed") return void metrics.of(url).malformedAnswers++; // the 502 it causes is logged
+        metrics.of(url).strayBytes++;
+        let warning = strayWarnings.get(url);
+        if (!warning) strayWarnings.set(url, (warning = new ThrottledLine(STRAY_WARNING_INTERVAL_MS)));
+        const name = pool.backends.find((backend) => backend.url === url)?.name ?? url;
+        warning.say(
+          (line) => log.warn(line),
+          `backend ${name} sent bytes nobody asked for (${detail}): the connection was closed, no client got them; ` +
+            "a body after a 204, 304 or HEAD answer, or an answer sent twice, means the backend is broken",
+        );
       },
     });
     const forwarder = new Forwarder({ pool, upstream, accessLog: this.accessLog, metrics, log, ...forwarderTuning(config) });
@@ -252,6 +265,9 @@ export class DataPlane {
     return lane;
   }
 }
+
+/** A backend that keeps sending stray bytes is named in the log at most this often. */
+const STRAY_WARNING_INTERVAL_MS = 60_000;
 
 /** Resolves on the event loop's next turn, after the I/O already read (a cancel in the same packet) is handled. */
 const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));

@@ -162,8 +162,10 @@ function serveProxy(config: Config, tls: TlsCertificates | undefined, reusePort:
     // Bodies stream, so memory does not bound them; --max-body-size does (Bun answers 413 past it).
     maxRequestBodySize: config.maxBodySize || Number.MAX_SAFE_INTEGER,
     fetch(request, server) {
+      const peer = server.requestIP(request);
       return handle(request, {
-        ip: server.requestIP(request)?.address ?? "-",
+        ip: peer?.address ?? "-",
+        connection: peer ? `${peer.address}:${peer.port}` : null,
         proto: tls ? "https" : "http",
         openRequests: server.pendingRequests + server.pendingWebSockets,
         holdOpen: (waiting) => server.timeout(request, waiting ? 0 : clientIdleSeconds),

@@ -355,6 +355,17 @@ describe("3. a backend that hangs up before a whole status line and headers", ()
   });
 });
 
+describe("a backend whose chunk size does not fit a number exactly", () => {
+  test("a chunk size past 2^53 (which a number cannot hold exactly) is refused with a 502, not streamed as data", async () => {
+    const huge = rawBackend("/health", "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n20000000000001\r\nhello\r\n0\r\n\r\n");
+    cleanup.push(huge.stop);
+    const lb = await lbFor([huge.url]);
+    const response = await fetch(`${lb.url}/huge`);
+    expect(response.status).toBe(502);
+    expect(await response.text()).toBe("502 Bad Gateway: backend failed (malformed response)\n");
+  });
+});
+
 describe("4. a backend that resets connections as it accepts them", () => {
   /** Passes health checks, then (once armed) resets (RST) or closes (FIN) every new connection before reading it. */
   function resetOnAccept(how: "rst" | "fin") {

@@ -52,6 +52,7 @@ const client: ClientConnection = {
   ip: "10.0.0.9",
   proto: "http",
   openRequests: 1,
+  connection: "10.0.0.9:50000",
   holdOpen() {},
   upgrade: () => false,
 };

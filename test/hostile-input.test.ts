@@ -278,6 +278,12 @@ describe("1. malformed request lines and header names", () => {
       await expectRefused(bytes, isClientErrorOr505);
     });
   }
+
+  // RFC 9110 §4.2.4: a fragment is the client's own; a backend that routes on what follows "#" would see another path.
+  test("a target with a fragment: 400, not forwarded, lb keeps serving", async () => {
+    const response = await expectRefused("GET /x#/internal/ HTTP/1.1\r\nHost: x\r\n\r\n", (status) => status === 400, { mustClose: false });
+    expect(response?.body).toContain("fragment");
+  });
 });
 
 describe("2. duplicate or conflicting Content-Length", () => {

@@ -12,6 +12,7 @@ import type { Socket } from "bun";
 import { type UpstreamAnswer, type UpstreamSettings, isFailure } from "../src/upstream/client.ts";
 import type { Failure } from "../src/upstream/failure.ts";
 import { HttpClient } from "../src/upstream/http-client.ts";
+import { IDLE_LIMIT } from "../src/upstream/origin-pool.ts";
 import { type LbProcess, collectLines, spawnLb, startBackend, waitFor } from "./helpers.ts";
 
 const cleanup: Array<() => unknown> = [];
@@ -30,17 +31,24 @@ interface TestClient {
 function httpClient(settings: Partial<UpstreamSettings> = {}): TestClient {
   const resends: string[] = [];
   const client = new HttpClient(
-    { connectTimeoutMs: 3000, idleTimeoutMs: 4000, readTimeoutMs: 60_000, tls: undefined, ...settings },
-    { onResend: (origin) => resends.push(origin) },
+    { connectTimeoutMs: 3000, idleTimeoutMs: 4000, readTimeoutMs: 60_000, clientIdleMs: 10_000, tls: undefined, ...settings },
+    { onResend: (origin) => resends.push(origin), onProtocolError() {} },
   );
   cleanup.push(() => client.close());
   return { client, resends };
 }
 
-function send(client: HttpClient, origin: string, method: string, target: string, body: string | null = null): Promise<UpstreamAnswer | Failure> {
+function send(
+  client: HttpClient,
+  origin: string,
+  method: string,
+  target: string,
+  body: string | null = null,
+  from: string | null = "test",
+): Promise<UpstreamAnswer | Failure> {
   const bytes = body === null ? null : new TextEncoder().encode(body);
   const headers: [string, string][] = bytes ? [["content-length", String(bytes.byteLength)]] : [];
-  return client.send(origin, { method, target, headers, body: bytes, timeoutMs: 5000 }).result;
+  return client.send(origin, { method, target, headers, body: bytes, client: from, timeoutMs: 5000 }).result;
 }
 
 /** The answer's status and body text; a Failure fails the test with its reason. */
@@ -285,6 +293,48 @@ describe("HttpClient", () => {
     expect(opened).toBeGreaterThan(1); // they did run at once
     expect(client.connections()).toEqual({ busy: 0, idle: opened });
     expect(backend.open()).toBe(opened);
+  });
+
+  test("a connection carries one client's requests only: another client opens its own, an unknown client's is closed after its answer", async () => {
+    const backend = await nodeBackend();
+    const { client } = httpClient();
+    for (const from of ["10.0.0.1:1000", "10.0.0.1:1000", "10.0.0.2:1000", "10.0.0.1:1000", "10.0.0.2:1000"]) {
+      expect(await answered(await send(client, backend.origin, "GET", "/", null, from))).toEqual({ status: 200, text: "ok /" });
+    }
+    expect(backend.connections()).toBe(2);
+    expect(client.connections()).toEqual({ busy: 0, idle: 2 });
+    expect(await answered(await send(client, backend.origin, "GET", "/", null, null))).toEqual({ status: 200, text: "ok /" });
+    expect(backend.connections()).toBe(3);
+    await waitFor(() => backend.open() === 2, "the unknown client's connection to close");
+  });
+
+  test("a connection whose client has not come back within the clients' idle timeout (300 ms) is closed", async () => {
+    const backend = await nodeBackend();
+    const { client } = httpClient({ idleTimeoutMs: 60_000, clientIdleMs: 300 });
+    expect(await answered(await send(client, backend.origin, "GET", "/once"))).toEqual({ status: 200, text: "ok /once" });
+    await waitFor(() => backend.closedAt.length === 1, "the backend to see its connection closed", 2000);
+    expect(client.connections()).toEqual({ busy: 0, idle: 0 });
+  });
+
+  test(`at most ${IDLE_LIMIT} idle connections per backend: the oldest client's goes first`, async () => {
+    const backend = await nodeBackend();
+    const { client } = httpClient();
+    const clients = Array.from({ length: IDLE_LIMIT + 5 }, (_, i) => `10.0.${i >> 8}.${i & 255}:1000`);
+    for (const from of clients) await send(client, backend.origin, "GET", "/", null, from);
+    expect(client.connections()).toEqual({ busy: 0, idle: IDLE_LIMIT });
+    await waitFor(() => backend.open() === IDLE_LIMIT, "the backend to see the oldest five closed");
+    await send(client, backend.origin, "GET", "/", null, clients.at(-1)!); // the newest client's is still there
+    expect(backend.connections()).toBe(IDLE_LIMIT + 5);
+  }, 15_000);
+
+  test("after a HEAD, 204 or 304 answer (no body by definition) the connection is not reused", async () => {
+    const backend = await nodeBackend();
+    const { client } = httpClient();
+    await send(client, backend.origin, "HEAD", "/");
+    await waitFor(() => backend.open() === 0, "the connection closed after the HEAD answer");
+    await send(client, backend.origin, "GET", "/");
+    await send(client, backend.origin, "GET", "/");
+    expect(backend.connections()).toBe(2);
   });
 
   test("an idle connection is closed by the client after the idle timeout (300 ms), within 1.5 s", async () => {

@@ -1,6 +1,6 @@
 /**
  * What lb refuses before it routes a request, whatever pool it would go to: past the connection limit, CONNECT (lb
- * is not a forward proxy), an invalid Host, a GET or HEAD with a body. Checked first, so routes and hooks only ever
+ * is not a forward proxy), a target with a fragment, an invalid Host, a GET or HEAD with a body. Checked first, so routes and hooks only ever
  * see requests lb will forward.
  */
 import type { ClientConnection } from "./trip.ts";
@@ -22,6 +22,9 @@ export function refusal(request: Request, client: ClientConnection, maxConnectio
   if (request.method === "CONNECT") {
     return { status: 405, detail: "lb does not tunnel CONNECT", headers: { allow: "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS" } };
   }
+  // A fragment never belongs in a request target (RFC 9110 §4.2.4; HAProxy answers 400): a backend could read what
+  // follows "#" as the path lb routed by.
+  if (request.url.includes("#")) return { status: 400, detail: "a request target may not carry a fragment (#)" };
   // RFC 9112 §3.2: a request with several Host headers or an invalid one gets a 400 (backends build URLs from it).
   const host = request.headers.get("host");
   if (host !== null && !VALID_HOST.test(host)) return { status: 400, detail: "invalid Host header" };

@@ -353,6 +353,7 @@ export class Forwarder {
       headers,
       body: body.body,
       streamLength: body.replayable ? undefined : body.length,
+      client: trip.client.connection,
       timeoutMs: this.options.timeoutMs,
       signal: request.signal,
       onStreamEnd: (bytes, failed) => attempt.bodyEnded(bytes, failed),

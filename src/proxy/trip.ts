@@ -6,6 +6,11 @@ import type { Tunnel } from "./websocket.ts";
 
 /** The client side of one request, as the server edge sees it. */
 export interface ClientConnection extends ClientInfo {
+  /**
+   * The client's TCP connection ("address:port"; null when unknown): a backend connection only ever carries the
+   * requests of one client connection, so nothing a backend sends can reach another client.
+   */
+  connection: string | null;
   /** Requests and WebSocket tunnels open on the listener, this one included. */
   openRequests: number;
   /** Suspends (true) or restores (false) the client connection's idle timeout while lb waits on a backend. */

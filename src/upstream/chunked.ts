@@ -10,7 +10,7 @@ const LINE_LIMIT = 4096;
 const TRAILER_LIMIT = 16 * 1024;
 const CR = 13;
 const LF = 10;
-const HEX_SIZE = /^[0-9A-Fa-f]{1,15}$/;
+const HEX_SIZE = /^[0-9A-Fa-f]+$/;
 
 const enum State {
   Size,
@@ -90,6 +90,8 @@ export class ChunkedDecoder {
     if (!HEX_SIZE.test(digits)) return `bad chunk size "${JSON.stringify(digits.slice(0, 20)).slice(1, -1)}"`;
     if (/[\x00-\x08\x0a-\x1f\x7f]/.test(line)) return "control character in chunk extension";
     this.#left = parseInt(digits, 16);
+    // Past 2^53 a size no longer fits a number exactly: refused, never rounded (HAProxy refuses past 2^63 - 1).
+    if (this.#left > Number.MAX_SAFE_INTEGER) return `chunk size ${digits.slice(0, 20)} too large`;
     this.#state = this.#left === 0 ? State.Trailers : State.Data;
     return null;
   }

@@ -16,6 +16,12 @@ export interface UpstreamRequest {
   body: Uint8Array | ReadableStream<Uint8Array> | null;
   /** A stream's length when the client declared it; without one the body goes chunked. */
   streamLength?: number;
+  /**
+   * Whose request it is: the client connection's key. A backend connection carries requests for one client connection
+   * only, so a backend that sends more than it was asked for (a second answer, a body after a 304) can only confuse
+   * the client that asked; null (unknown) gets a connection of its own that is closed after the answer.
+   */
+  client: string | null;
   /** Longest wait, in ms, for the answer's head (and for a body read whole, the whole of it). */
   timeoutMs: number;
   /**
@@ -62,6 +68,11 @@ export interface UpstreamSettings {
   idleTimeoutMs: number;
   /** A streamed answer that moves no byte for this long is cut, in ms (the backend silent, or the reader stalled). */
   readTimeoutMs: number;
+  /**
+   * The clients' idle timeout, in ms: a backend connection whose client has not come back for this long is closed,
+   * because that client's own connection is gone (lb closed it) and no other client may have it.
+   */
+  clientIdleMs: number;
   /** How https:// backends are verified; undefined: the system's CAs. */
   tls: UpstreamTls | undefined;
 }

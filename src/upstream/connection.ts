@@ -8,12 +8,15 @@ import { ANSWER_HEAD_LIMIT_BYTES, type AnswerHead, parseAnswerHead } from "./ans
 import { ChunkedDecoder } from "./chunked.ts";
 import type { UpstreamAnswer, UpstreamRequest } from "./client.ts";
 import { type Failure, classifyFailure, failure } from "./failure.ts";
+import type { ProtocolErrorKind } from "./origin-pool.ts";
 import { LAST_CHUNK, encodeChunk, encodeRequest, isIdempotent } from "./request-head.ts";
 
 /** A body up to this size that has all arrived is handed over whole (so the client gets a Content-Length). */
 export const WHOLE_BODY_LIMIT_BYTES = 1024 * 1024;
 
 const HEAD_END = Buffer.from("\r\n\r\n");
+/** A backend's own idle timeout is cut by this much: its close and lb's next request must not cross. */
+const BACKEND_IDLE_MARGIN_MS = 1000;
 
 /** What a connection needs from the pool that owns it. */
 export interface ConnectionOwner {
@@ -27,6 +30,8 @@ export interface ConnectionOwner {
   resend(exchange: Exchange): void;
   /** Connections passing an answer on as a stream now, watched for silence. */
   readonly streaming: Set<Connection>;
+  /** The backend broke HTTP/1.1 on this connection (which then closes): counted and logged. */
+  protocolError(kind: ProtocolErrorKind, detail: string): void;
 }
 
 /** One request and the promise it settles; settles exactly once. */
@@ -90,8 +95,11 @@ export class Connection {
   socket: Socket<Connection> | null = null;
   /** When it went back to the pool (performance.now), for the idle timeout. */
   idleSince = 0;
-  /** How long the backend said it keeps an idle connection (Keep-Alive: timeout=N), in ms; 0 if it did not say. */
-  backendIdleMs = 0;
+  /**
+   * How long this connection may stay idle by the backend's word (Keep-Alive: timeout=N, less a margin so that lb
+   * lets go first and never sends a request into the backend's close), in ms; Infinity if it did not say.
+   */
+  backendLimitMs = Number.POSITIVE_INFINITY;
   /** It has carried a request before: a close before any answer byte may be the backend's idle timeout. */
   reused = false;
   #closed = false;
@@ -131,6 +139,8 @@ export class Connection {
 
   constructor(
     readonly owner: ConnectionOwner,
+    /** The client connection whose requests, and only whose, this connection carries (null: one request only). */
+    readonly client: string | null,
     /** null for http://; for https://, whether the backend's certificate must verify. */
     private readonly verifyTls: boolean | null,
   ) {}
@@ -237,7 +247,7 @@ export class Connection {
     const exchange = this.#exchange;
     if (!exchange || this.#answerDone) {
       // Nobody asked: a backend talking out of turn cannot be trusted with the next request.
-      this.destroy();
+      this.#stray(bytes, exchange ? "after an answer's end" : "on an idle connection");
       return;
     }
     this.#gotBytes = true;
@@ -245,7 +255,13 @@ export class Connection {
     while (rest && rest.length > 0 && this.#exchange === exchange && !this.#answerDone) {
       rest = this.#reading === Reading.Head ? this.#readHead(rest) : this.#readBody(rest);
     }
-    if (rest && rest.length > 0 && this.#answerDone) this.destroy(); // bytes after the answer's end
+    if (rest && rest.length > 0 && this.#answerDone) this.#stray(rest, "after an answer's end");
+  }
+
+  /** Bytes that answer no request: whatever they are, the connection cannot be trusted with another one. */
+  #stray(bytes: Buffer, where: string): void {
+    this.owner.protocolError("stray-bytes", `${bytes.length} bytes ${where}`);
+    this.destroy();
   }
 
   /**
@@ -337,7 +353,9 @@ export class Connection {
     if (this.#chunked) {
       const used = this.#chunked.feed(bytes, (piece) => this.#take(piece));
       if (used < 0) {
-        this.#bodyFailed(malformed(`chunked body: ${this.#chunked.error}`));
+        const detail = `chunked body: ${this.#chunked.error}`;
+        this.owner.protocolError("malformed", detail);
+        this.#bodyFailed(malformed(detail));
         return null;
       }
       if (this.#chunked.done) this.#bodyEnded();
@@ -448,6 +466,7 @@ export class Connection {
 
   /** The answer cannot be passed on: 502 material, and the connection is not to be trusted again. */
   #refuse(detail: string): void {
+    this.owner.protocolError("malformed", detail);
     const exchange = this.#exchange!;
     this.#exchange = null;
     this.#reading = Reading.Nothing;
@@ -458,8 +477,10 @@ export class Connection {
   #answerEnded(): void {
     this.#pause(false); // a stream's reader may have held it back: the next answer must flow
     this.#answerDone = true;
-    this.#reusable = this.#head?.reusable ?? false;
-    if (this.#head?.keepAliveMs) this.backendIdleMs = this.#head.keepAliveMs;
+    // After an answer that has no body by definition (HEAD, 204, 304), a body the backend sends anyway would be read
+    // as the next answer: such a connection is not reused.
+    this.#reusable = (this.#head?.reusable ?? false) && this.#head?.framing !== "none";
+    if (this.#head?.keepAliveMs) this.backendLimitMs = this.#head.keepAliveMs - BACKEND_IDLE_MARGIN_MS;
     this.#whole = null;
     this.#pieces = [];
     this.#chunked = null;

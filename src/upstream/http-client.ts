@@ -26,7 +26,7 @@ export class HttpClient implements UpstreamClient {
 
   constructor(
     private settings: UpstreamSettings,
-    private readonly hooks: PoolHooks = { onResend() {} },
+    private readonly hooks: PoolHooks = { onResend() {}, onProtocolError() {} },
   ) {
     this.#idleSweeper = setInterval(() => this.#closeIdle(), IDLE_SWEEP_MS);
     this.#idleSweeper.unref();
@@ -50,8 +50,7 @@ export class HttpClient implements UpstreamClient {
   forget(origin: string): void {
     const pool = this.#pools.get(origin);
     if (!pool) return;
-    pool.forgotten = true;
-    pool.closeIdle();
+    pool.forget();
     this.#pools.delete(origin);
     if (pool.streaming.size > 0) this.#leaving.add(pool);
   }
@@ -61,7 +60,7 @@ export class HttpClient implements UpstreamClient {
     let idle = 0;
     for (const pool of this.#pools.values()) {
       open += pool.open;
-      idle += pool.idle.length;
+      idle += pool.idle;
     }
     return { busy: open - idle, idle };
   }
@@ -91,9 +90,9 @@ export class HttpClient implements UpstreamClient {
 
   #closeIdle(): void {
     const now = performance.now();
-    for (const pool of this.#pools.values()) pool.closeExpired(now, this.settings);
+    for (const pool of this.#pools.values()) pool.closeExpired(now);
     for (const pool of this.#leaving) {
-      pool.closeExpired(now, this.settings);
+      pool.closeExpired(now);
       if (pool.streaming.size === 0) this.#leaving.delete(pool);
     }
   }

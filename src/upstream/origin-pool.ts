@@ -1,29 +1,49 @@
 /**
- * The keep-alive connections to one backend: idle ones are reused most recently used first (the warmest socket, and
- * the least likely to have met the backend's own idle timeout), a closed one is dropped at once, and there is no cap:
- * a request that finds no idle connection opens one (--max-inflight is the way to bound a backend).
+ * The keep-alive connections to one backend. Each belongs to the client connection it was opened for and carries that
+ * client's requests only (HAProxy's "http-reuse safe" treats a client's first request the same way; lb never shares):
+ * a backend that sends more than it was asked for — a body after a 304, a second answer 50 ms after the first — can
+ * then confuse only the client that asked, never hand one user's answer to another. A client's idle connections are
+ * reused most recently used first; one whose client has not come back within the clients' idle timeout is closed (that
+ * client's connection is gone), and so is the oldest when a backend has IDLE_LIMIT of them. There is no cap on busy
+ * connections: a request that finds none of its client's idle opens one (--max-inflight is the way to bound a backend).
  */
 import { isIP } from "node:net";
 import { Connection, type ConnectionOwner, type Exchange, SOCKET_HANDLERS } from "./connection.ts";
 import { failure } from "./failure.ts";
 import type { UpstreamSettings } from "./client.ts";
 
+export type ProtocolErrorKind =
+  /** Bytes that answer no request: after an answer's end, or on an idle connection. */
+  | "stray-bytes"
+  /** An answer that is not acceptable HTTP (a bad head, a broken chunked body). */
+  | "malformed";
+
 export interface PoolHooks {
   /** A request resent on a fresh connection after a pooled one closed unanswered. */
   onResend(origin: string): void;
+  /** The backend broke HTTP/1.1 on a connection, which was closed. */
+  onProtocolError(origin: string, kind: ProtocolErrorKind, detail: string): void;
 }
+
+/**
+ * Most idle connections kept per backend. Clients that close after each request leave theirs behind until the clients'
+ * idle timeout; past this many the oldest goes first (the least likely to be wanted again).
+ */
+export const IDLE_LIMIT = 1024;
 
 export class OriginPool implements ConnectionOwner {
   readonly authority: string;
   readonly #hostname: string;
   readonly #port: number;
   readonly #https: boolean;
-  /** Idle connections, oldest first: reuse takes from the end, the idle timeout trims the start. */
-  readonly idle: Connection[] = [];
+  /** Idle connections, least recently released first: the idle timeouts and IDLE_LIMIT trim from the start. */
+  readonly #idle = new Set<Connection>();
+  /** The same idle connections by the client connection they belong to, most recently released last. */
+  readonly #idleOf = new Map<string, Connection[]>();
   /** Connections open or opening, busy or idle. */
   open = 0;
   /** The backend left the pool: connections close as they become idle. */
-  forgotten = false;
+  #forgotten = false;
   readonly streaming = new Set<Connection>();
 
   constructor(
@@ -38,20 +58,30 @@ export class OriginPool implements ConnectionOwner {
     this.authority = url.host;
   }
 
-  /** Sends on the most recently used idle connection (one past its idle limit is closed instead), or on a new one. */
+  get idle(): number {
+    return this.#idle.size;
+  }
+
+  /** Sends on the client's most recently used idle connection (one past its idle limit is closed instead), or on a new one. */
   send(exchange: Exchange): void {
-    const { idleTimeoutMs } = this.settings();
-    const now = performance.now();
-    for (let idle = this.idle.pop(); idle; idle = this.idle.pop()) {
-      if (now - idle.idleSince < idleLimit(idle, idleTimeoutMs)) return idle.start(exchange);
-      idle.destroy();
+    const { client } = exchange.request;
+    const mine = client === null ? undefined : this.#idleOf.get(client);
+    if (mine) {
+      const limit = this.#idleLimitMs();
+      const now = performance.now();
+      for (let idle = mine.pop(); idle; idle = mine.pop()) {
+        this.#idle.delete(idle);
+        if (mine.length === 0) this.#idleOf.delete(client!);
+        if (now - idle.idleSince < Math.min(limit, idle.backendLimitMs)) return idle.start(exchange);
+        idle.destroy();
+      }
     }
     this.#connect(exchange);
   }
 
   #connect(exchange: Exchange): void {
     const { connectTimeoutMs, tls } = this.settings();
-    const connection = new Connection(this, this.#https ? (tls?.rejectUnauthorized ?? true) : null);
+    const connection = new Connection(this, exchange.request.client, this.#https ? (tls?.rejectUnauthorized ?? true) : null);
     this.open++;
     exchange.connection = connection;
     exchange.connectDeadline = performance.now() + connectTimeoutMs;
@@ -71,15 +101,24 @@ export class OriginPool implements ConnectionOwner {
   }
 
   release(connection: Connection): void {
-    if (this.forgotten || idleLimit(connection, this.settings().idleTimeoutMs) <= 0) return connection.destroy();
+    const { client } = connection;
+    if (this.#forgotten || client === null || Math.min(this.#idleLimitMs(), connection.backendLimitMs) <= 0) {
+      return connection.destroy();
+    }
     connection.idleSince = performance.now();
-    this.idle.push(connection);
+    this.#idle.add(connection);
+    const mine = this.#idleOf.get(client);
+    if (mine) mine.push(connection);
+    else this.#idleOf.set(client, [connection]);
+    if (this.#idle.size > IDLE_LIMIT) this.#idle.values().next().value!.destroy();
   }
 
   closed(connection: Connection): void {
     this.open--;
-    const at = this.idle.indexOf(connection);
-    if (at !== -1) this.idle.splice(at, 1);
+    if (!this.#idle.delete(connection)) return;
+    const mine = this.#idleOf.get(connection.client!)!;
+    mine.splice(mine.indexOf(connection), 1);
+    if (mine.length === 0) this.#idleOf.delete(connection.client!);
   }
 
   resend(exchange: Exchange): void {
@@ -87,19 +126,33 @@ export class OriginPool implements ConnectionOwner {
     this.#connect(exchange);
   }
 
+  protocolError(kind: ProtocolErrorKind, detail: string): void {
+    this.hooks.onProtocolError(this.origin, kind, detail);
+  }
+
   /**
-   * Closes the connections idle for longer than `idleTimeoutMs`, or than the backend said it keeps them (less a
+   * Closes the connections idle for longer than the idle limit, or than the backend said it keeps them (less a
    * margin, so lb lets go first and never sends a request into the backend's close); cuts streams stalled for
    * `readTimeoutMs`.
    */
-  closeExpired(now: number, { idleTimeoutMs, readTimeoutMs }: UpstreamSettings): void {
-    const expired = this.idle.filter((connection) => now - connection.idleSince >= idleLimit(connection, idleTimeoutMs));
+  closeExpired(now: number): void {
+    const limit = this.#idleLimitMs();
+    const expired = [...this.#idle].filter((connection) => now - connection.idleSince >= Math.min(limit, connection.backendLimitMs));
     for (const connection of expired) connection.destroy();
+    const { readTimeoutMs } = this.settings();
     for (const connection of [...this.streaming]) connection.cutIfStalled(now, readTimeoutMs);
   }
 
-  closeIdle(): void {
-    for (const connection of this.idle.splice(0)) connection.destroy();
+  /** The backend left: idle connections close now, busy ones once their exchange is over. */
+  forget(): void {
+    this.#forgotten = true;
+    for (const connection of [...this.#idle]) connection.destroy();
+  }
+
+  /** How long a connection may wait for its client: --upstream-idle-timeout, and never past the clients' own. */
+  #idleLimitMs(): number {
+    const { idleTimeoutMs, clientIdleMs } = this.settings();
+    return Math.min(idleTimeoutMs, clientIdleMs);
   }
 }
 
@@ -114,12 +167,4 @@ export function expire(exchange: Exchange, now: number): void {
   } else if (now >= exchange.deadline) {
     exchange.abandon(failure("timeout", "timed out"));
   }
-}
-
-/** A backend's own idle timeout is cut by this much: its close and lb's next request must not cross. */
-const BACKEND_IDLE_MARGIN_MS = 1000;
-
-function idleLimit(connection: Connection, idleTimeoutMs: number): number {
-  if (connection.backendIdleMs === 0) return idleTimeoutMs;
-  return Math.min(idleTimeoutMs, connection.backendIdleMs - BACKEND_IDLE_MARGIN_MS);
 }
