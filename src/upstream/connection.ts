@@ -7,8 +7,7 @@ import type { Socket, SocketHandler } from "bun";
 import { ANSWER_HEAD_LIMIT_BYTES, type AnswerHead, parseAnswerHead } from "./answer-head.ts";
 import { ChunkedDecoder } from "./chunked.ts";
 import type { UpstreamAnswer, UpstreamRequest } from "./client.ts";
-import { type Failure, classifyFailure, failure } from "./failure.ts";
-import type { ProtocolErrorKind } from "./origin-pool.ts";
+import { type Failure, type ProtocolErrorKind, classifyFailure, failure } from "./failure.ts";
 import { LAST_CHUNK, encodeChunk, encodeRequest, isIdempotent } from "./request-head.ts";
 
 /** A body up to this size that has all arrived is handed over whole (so the client gets a Content-Length). */

@@ -19,6 +19,13 @@ export type FailureKind =
   /** lb itself could not open a socket: it is out of file descriptors. No backend is at fault. */
   | "local";
 
+/** How a backend broke HTTP/1.1 on a connection (which lb then closed), for the books. */
+export type ProtocolErrorKind =
+  /** Bytes that answer no request: after an answer's end, or on an idle connection. */
+  | "stray-bytes"
+  /** An answer that is not acceptable HTTP (a bad head, a broken chunked body). */
+  | "malformed";
+
 export interface Failure {
   kind: FailureKind;
   /** Short and human: "connection refused", "DNS lookup failed". */

@@ -9,14 +9,8 @@
  */
 import { isIP } from "node:net";
 import { Connection, type ConnectionOwner, type Exchange, SOCKET_HANDLERS } from "./connection.ts";
-import { failure } from "./failure.ts";
+import { type ProtocolErrorKind, failure } from "./failure.ts";
 import type { UpstreamSettings } from "./client.ts";
-
-export type ProtocolErrorKind =
-  /** Bytes that answer no request: after an answer's end, or on an idle connection. */
-  | "stray-bytes"
-  /** An answer that is not acceptable HTTP (a bad head, a broken chunked body). */
-  | "malformed";
 
 export interface PoolHooks {
   /** A request resent on a fresh connection after a pooled one closed unanswered. */
