@@ -113,8 +113,9 @@ describe("out of file descriptors", () => {
   test("under a low ulimit -n: 503 (never 502), no backend blamed, one warning, and serving again after", async () => {
     const release = Promise.withResolvers<void>();
     const backend = startBackend("fine", async (request) => {
-      if (new URL(request.url).pathname === "/hold") await release.promise;
-      return new Response("ok");
+      const { pathname } = new URL(request.url);
+      if (pathname === "/hold") await release.promise;
+      return pathname === "/fill" ? new Response(null, { status: 204 }) : new Response("ok");
     });
     // lb as a process of its own, so only it has the low limit (hard and soft: Bun raises the soft one to the hard).
     const args = ["--port", "0", "--host", "127.0.0.1", "--log-format", "pretty", "--no-access-log", "--health-interval", "300ms", backend.url];
@@ -124,14 +125,20 @@ describe("out of file descriptors", () => {
       expect(await lbProc.waitForLine("stderr", /lb listening/)).toContain("fd limit 160");
       const port = Number(new URL(lbProc.url).port);
       const openFiles = () => readdirSync(`/proc/${lbProc.proc.pid}/fd`).length;
-      // Keep-alive clients, each served once, until lb holds every descriptor it may: one per client, one (reused)
-      // to the backend. Each is answered before the next comes, so none waits in lb's accept queue.
-      while (openFiles() < 160) {
+      // Keep-alive clients, each served once, until lb holds every descriptor it may: one per client, and one to the
+      // backend kept idle for the first client only (after a 204 lb keeps no backend connection), until a client's
+      // request finds no descriptor for its backend connection. Each is answered before the next comes, so none waits
+      // in lb's accept queue.
+      while (clients.length < 200) {
         const client = await keptAlive(port);
-        clients.push(client);
-        expect(await client.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n")).toStartWith("HTTP/1.1 200");
+        const path = clients.push(client) === 1 ? "/" : "/fill";
+        const answer = await client.send(`GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`);
+        if (answer.startsWith("HTTP/1.1 503")) break;
+        expect(answer).toStartWith(path === "/" ? "HTTP/1.1 200" : "HTTP/1.1 204");
       }
-      // One request takes the idle backend connection; the next needs a new one, and there is no descriptor left.
+      expect(openFiles()).toBeGreaterThanOrEqual(159);
+      // The first client's request takes its idle backend connection; the next client's needs a new one, and there
+      // is no descriptor left.
       const held = clients[0]!.send("GET /hold HTTP/1.1\r\nHost: x\r\n\r\n");
       await waitFor(() => backend.seen.some((r) => r.path === "/hold"), "the held request to reach the backend");
       const refused = await clients[1]!.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
@@ -147,7 +154,7 @@ describe("out of file descriptors", () => {
       expect(logs).not.toContain("ejected");
       expect(logs.match(/out of file descriptors: answering 503/g)).toHaveLength(1);
       const metrics = await (await fetch(`${lbProc.url.replace(/:\d+$/, "")}:${adminPort(lbProc)}/metrics`)).text();
-      expect(metrics).toMatch(/^lb_fd_exhausted_total\{backend="[^"]+",pool="default"\} 2$/m);
+      expect(metrics).toMatch(/^lb_fd_exhausted_total\{backend="[^"]+",pool="default"\} 3$/m);
     } finally {
       release.resolve();
       for (const client of clients) client.close();
