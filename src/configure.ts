@@ -9,7 +9,7 @@ import { readFileSync } from "node:fs";
 import type { ForwarderTuning } from "./proxy/forward.ts";
 import type { UpstreamSettings, UpstreamTls } from "./upstream/client.ts";
 import { ConfigError } from "./config/load.ts";
-import type { Config } from "./config/settings.ts";
+import type { Config } from "./config/types.ts";
 import type { Logger } from "./log.ts";
 
 export function poolRules(config: Config): PoolRules {

@@ -5,7 +5,7 @@
  */
 import type { BackendSpec } from "./config/backend-url.ts";
 import { type BackendDiff, diffBackends } from "./config/reload.ts";
-import type { Config } from "./config/settings.ts";
+import type { Config } from "./config/types.ts";
 import { checkSettings } from "./configure.ts";
 import type { EventLog } from "./admin/events.ts";
 import type { Logger } from "./log.ts";

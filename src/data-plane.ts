@@ -5,7 +5,7 @@
  */
 import type { AccessLog } from "./access-log.ts";
 import { fallbackPool } from "./config/pools.ts";
-import type { Config } from "./config/settings.ts";
+import type { Config } from "./config/types.ts";
 import { forwarderTuning, upstreamSettings } from "./configure.ts";
 import { type RequestHandler, servesHttp2 } from "./listeners.ts";
 import { type BeforeTrip, HookCalls } from "./hooks/calls.ts";

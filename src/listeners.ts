@@ -6,7 +6,7 @@ import type { Server } from "bun";
 import { readFileSync } from "node:fs";
 import { formatDuration } from "./config/duration.ts";
 import { ConfigError } from "./config/load.ts";
-import type { Config } from "./config/settings.ts";
+import type { Config } from "./config/types.ts";
 import { settlesWithin } from "./deadline.ts";
 import type { Logger } from "./log.ts";
 import { errorResponse } from "./proxy/responses.ts";

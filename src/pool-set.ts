@@ -5,7 +5,7 @@
 import type { EventLog } from "./admin/events.ts";
 import type { BackendDiff } from "./config/reload.ts";
 import { DEFAULT_POOL, type NamedPoolConfig, namedPools } from "./config/pools.ts";
-import type { Config } from "./config/settings.ts";
+import type { Config } from "./config/types.ts";
 import { poolRules, upstreamTls } from "./configure.ts";
 import { ControlPlane, staticBackends } from "./control-plane.ts";
 import type { ServedPool } from "./data-plane.ts";

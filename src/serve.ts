@@ -8,7 +8,7 @@ import { basename, dirname, resolve as resolvePath } from "node:path";
 import type { ParsedCommandLine } from "./cli.ts";
 import { environmentLayer } from "./config/environment.ts";
 import { ConfigError, type Layer, readConfigFile, resolveConfig } from "./config/load.ts";
-import type { Config } from "./config/settings.ts";
+import type { Config } from "./config/types.ts";
 import { demoInstructions, readDemoCommands, startDemoBackends } from "./demo.ts";
 import { type Logger, createLogger } from "./log.ts";
 import type { ReloadOutcome } from "./admin/api.ts";

@@ -14,7 +14,7 @@ import { type BackendSpec, hostInUrl } from "./config/backend-url.ts";
 import { formatDuration } from "./config/duration.ts";
 import { namedPools } from "./config/pools.ts";
 import { type BackendDiff, RESTART_ONLY, changedSettings, effectiveConfig } from "./config/reload.ts";
-import type { Config } from "./config/settings.ts";
+import type { Config } from "./config/types.ts";
 import { createAccessLog } from "./configure.ts";
 import { descriptorLimit } from "./descriptors.ts";
 import { DataPlane, type ServedPool } from "./data-plane.ts";

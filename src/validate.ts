@@ -11,7 +11,7 @@ import { loadHooks } from "./hooks/load.ts";
 import { plural } from "./pool-log.ts";
 import { ConfigError, type Layer, checkConfig, readConfigFile } from "./config/load.ts";
 import { namedPools } from "./config/pools.ts";
-import type { Config } from "./config/settings.ts";
+import type { Config } from "./config/types.ts";
 
 export const VALIDATE_ARGS = {
   config: { type: "string", valueHint: "file", description: "The config file to check (TOML, YAML or JSON)" },

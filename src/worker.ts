@@ -10,7 +10,7 @@ import { namedPools } from "./config/pools.ts";
 import { HookSet } from "./hooks/hook-set.ts";
 import { loadHooks } from "./hooks/load.ts";
 import { effectiveConfig } from "./config/reload.ts";
-import type { Config } from "./config/settings.ts";
+import type { Config } from "./config/types.ts";
 import { createAccessLog, poolRules, upstreamTls } from "./configure.ts";
 import { type Logger, consolaLevel, createLogger } from "./log.ts";
 import { Metrics } from "./metrics/metrics.ts";

@@ -9,7 +9,7 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSy
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { readConfigFile, resolveConfig } from "../src/config/load.ts";
-import type { Config } from "../src/config/settings.ts";
+import type { Config } from "../src/config/types.ts";
 import { type TestDnsServer, startDnsServer } from "./dns-server.ts";
 import { type LbProcess, ROOT, runCommand, spawnLb, startBackend } from "./helpers.ts";
 

@@ -4,7 +4,7 @@ import { createConsola } from "consola";
 import { connect } from "node:net";
 import { format } from "node:util";
 import { resolveConfig } from "../src/config/load.ts";
-import type { Config } from "../src/config/settings.ts";
+import type { Config } from "../src/config/types.ts";
 import { type AccessEntry, AccessLog } from "../src/access-log.ts";
 import { pathOf } from "../src/proxy/trip.ts";
 import { type RunningLb, startLb } from "../src/server.ts";

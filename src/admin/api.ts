@@ -3,7 +3,7 @@
  * logged with who asked (client address) and what. It only touches the pool; the listener lives in server.ts.
  */
 import { WEIGHT_PROBLEM, checkBackendUrl, parseWeight } from "../config/backend-url.ts";
-import type { Config } from "../config/settings.ts";
+import type { Config } from "../config/types.ts";
 import { configView } from "../config/view.ts";
 import { parseDuration } from "../config/duration.ts";
 import type { Logger } from "../log.ts";

@@ -3,7 +3,7 @@ import type { ArgsDef } from "citty";
 import { type HelpOption, type HelpPage, parseStrict } from "../cli.ts";
 import { hostInUrl } from "../config/backend-url.ts";
 import { ConfigError } from "../config/load.ts";
-import { adminAddress } from "../config/settings.ts";
+import { adminAddress } from "../config/values.ts";
 import type { backendJson } from "./views.ts";
 
 type BackendView = ReturnType<typeof backendJson>;

@@ -1,6 +1,6 @@
 /** The admin listener: a second Bun.serve, loopback by default, serving the admin API. */
 import type { Server } from "bun";
-import type { AdminAddress } from "../config/settings.ts";
+import type { AdminAddress } from "../config/types.ts";
 import type { Logger } from "../log.ts";
 import type { AdminHandler } from "./api.ts";
 

@@ -1,5 +1,5 @@
 /** Builds the configured policy; the one place that knows every policy's name. */
-import type { Config } from "../config/settings.ts";
+import type { Config } from "../config/types.ts";
 import { PeakEwma } from "./ewma.ts";
 import { RendezvousHash } from "./hash.ts";
 import { LeastConnections } from "./least-connections.ts";

@@ -4,7 +4,7 @@
  * tested without processes and the messages survive IPC's serialisation.
  */
 import type { BackendSpec } from "../config/backend-url.ts";
-import type { Config } from "../config/settings.ts";
+import type { Config } from "../config/types.ts";
 import { BackendMetrics, type BackendHistogram, COUNTER_NAMES, HISTOGRAM_NAMES, type Counters, type Metrics, POOL_COUNT_NAMES, type PoolCount, type Second, WINDOW_SECONDS } from "../metrics/metrics.ts";
 import type { AdminState, Backend, BackendStats } from "../pool/backend.ts";
 import type { HealthState } from "../pool/health.ts";

@@ -6,7 +6,7 @@
  */
 import { settlesWithin } from "../deadline.ts";
 import type { Subprocess } from "bun";
-import type { Config } from "../config/settings.ts";
+import type { Config } from "../config/types.ts";
 import type { Logger } from "../log.ts";
 import { Metrics } from "../metrics/metrics.ts";
 import type { Backend } from "../pool/backend.ts";

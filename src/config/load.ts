@@ -2,7 +2,9 @@
 import { extname } from "node:path";
 import { closest } from "./did-you-mean.ts";
 import { checkRouting, parsePools, parseRoutes } from "./pools.ts";
-import { type Config, type Environment, SETTINGS, isLoopback, parseSettingAt } from "./settings.ts";
+import { SETTINGS, parseSettingAt } from "./settings.ts";
+import type { Config, Environment } from "./types.ts";
+import { isLoopback } from "./values.ts";
 
 /** A problem with the user's input: printed as one line, exit status 2, no stack trace. */
 export class ConfigError extends Error {

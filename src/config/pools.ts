@@ -5,30 +5,12 @@
  * "default", and every request goes there: the one-pool command line is unchanged.
  */
 import { closest } from "./did-you-mean.ts";
-import { type Config, type JsonSchema, SETTINGS, type Setting, parseSettingAt, schemaOf } from "./settings.ts";
+import { SETTINGS, type Setting, parseSettingAt } from "./settings.ts";
+import type { Config, PoolSpec, RouteSpec } from "./types.ts";
+import type { JsonSchema } from "./values.ts";
 
 /** The pool the top-level backends form, and where requests go when there are no routes. */
 export const DEFAULT_POOL = "default";
-
-export interface PoolSpec {
-  name: string;
-  /** What this pool sets for itself; every other per-pool setting comes from the top level. */
-  overrides: Partial<Config>;
-}
-
-export interface RouteSpec {
-  /** Exact ("api.example.com") or one wildcard label and up ("*.example.com"), compared without case or port. */
-  host?: string;
-  /** A plain prefix of the path, as nginx's `location /api/` (end it with "/" to match whole segments only). */
-  pathPrefix?: string;
-  /** Remove pathPrefix before forwarding: the backend sees /users for /api/users. */
-  stripPrefix?: boolean;
-  /** Any of these methods (upper case). */
-  methods?: string[];
-  /** Every one of these headers with exactly this value (names without case). */
-  headers?: Array<[string, string]>;
-  pool: string;
-}
 
 /** A pool as it runs: its name and its whole config (the top level with the pool's own settings over it). */
 export interface NamedPoolConfig {
@@ -186,7 +168,7 @@ export function checkRouting(config: Config, problems: Problems): void {
 
 /** The JSON Schema of the two sections, from the same tables the parsers read. */
 export function routingSchema(): Record<string, JsonSchema> {
-  const poolProperties = Object.fromEntries(PER_POOL_SETTINGS.map((s) => [s.name, { ...schemaOf(s), description: s.description }]));
+  const poolProperties = Object.fromEntries(PER_POOL_SETTINGS.map((s) => [s.name, { ...s.parse.schema, description: s.description }]));
   return {
     pools: {
       description: "Named pools, each with its own backends and settings; the top level gives the defaults",

@@ -5,7 +5,8 @@
  * them alone; admin states (draining, disabled) of unchanged backends are kept too.
  */
 import type { BackendSpec } from "./backend-url.ts";
-import { type Config, SETTINGS } from "./settings.ts";
+import { SETTINGS } from "./settings.ts";
+import type { Config } from "./types.ts";
 
 export interface BackendDiff {
   added: BackendSpec[];

@@ -1,13 +1,14 @@
 /** The JSON Schema of lb's config file, generated from the settings table (`lb schema` prints it). */
 import { routingSchema } from "./pools.ts";
-import { type JsonSchema, SETTINGS, describeDefault, schemaOf } from "./settings.ts";
+import { SETTINGS, describeDefault } from "./settings.ts";
+import type { JsonSchema } from "./values.ts";
 
 export function configSchema(): JsonSchema {
   const properties: Record<string, JsonSchema> = { $schema: { type: "string" } };
   for (const setting of SETTINGS) {
     const shown = describeDefault(setting);
     properties[setting.name] = {
-      ...schemaOf(setting),
+      ...setting.parse.schema,
       description: `${setting.description}.${shown ? ` Default: ${shown}.` : ""} Flag: ${setting.example}`,
     };
   }

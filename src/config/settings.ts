@@ -1,100 +1,30 @@
 /**
  * Every setting lb has, defined once: the command line, the config file, `--help` and the README table all come
- * from this list, so they cannot drift apart.
+ * from this list, so they cannot drift apart. What a config is lives in types.ts, the kinds of value in values.ts.
  */
-import { type BackendSpec, type SpecCheck, WEIGHT_PROBLEM, checkBackendUrl, parseWeight } from "./backend-url.ts";
-import { ACCESS_FORMATS, type AccessFormat } from "../access-log.ts";
-import { type HashKey, parseHashKey } from "./hash-key.ts";
-import { formatDuration, parseDuration } from "./duration.ts";
+import { ACCESS_FORMATS } from "../access-log.ts";
+import { formatDuration } from "./duration.ts";
+import { HEALTH_METHODS, HTTP2_MODES, LOG_FORMATS, LOG_LEVELS, POLICIES, type Config, type Environment } from "./types.ts";
+import {
+  type ValueParser,
+  adminAddress,
+  adminToken,
+  backendList,
+  boolean,
+  byteSize,
+  duration,
+  hashKey,
+  headerList,
+  integer,
+  oneOf,
+  optionalText,
+  percent,
+  sniList,
+  statusRanges,
+  text,
+  workerCount,
+} from "./values.ts";
 import { existsSync } from "node:fs";
-import { availableParallelism } from "node:os";
-import type { PoolSpec, RouteSpec } from "./pools.ts";
-
-export const LOG_LEVELS = ["error", "warn", "info", "debug"] as const;
-export const LOG_FORMATS = ["pretty", "json"] as const;
-export const POLICIES = ["round-robin", "least-connections", "random", "p2c", "ewma", "hash"] as const;
-export const HEALTH_METHODS = ["GET", "HEAD", "OPTIONS", "POST"] as const;
-/** auto: HTTP/2 by ALPN when lb serves TLS; on: also h2c (clear text, by prior knowledge); off: HTTP/1.1 only. */
-export const HTTP2_MODES = ["auto", "on", "off"] as const;
-export type Http2Mode = (typeof HTTP2_MODES)[number];
-export type PolicyName = (typeof POLICIES)[number];
-export type HealthMethod = (typeof HEALTH_METHODS)[number];
-/** Inclusive status ranges: "200,301-302" is [[200, 200], [301, 302]]. */
-export type StatusRanges = Array<[number, number]>;
-export type LogLevel = (typeof LOG_LEVELS)[number];
-export type LogFormat = (typeof LOG_FORMATS)[number];
-
-export interface Config {
-  port: number;
-  host: string;
-  backends: BackendSpec[];
-  healthPath: string;
-  healthInterval: number;
-  healthTimeout: number;
-  timeout: number;
-  connectTimeout: number;
-  upstreamIdleTimeout: number;
-  upstreamReadTimeout: number;
-  retries: number;
-  retryBudget: number;
-  drainTimeout: number;
-  policy: PolicyName;
-  hashKey: HashKey;
-  stickyCookie: string;
-  slowStart: number;
-  healthMethod: HealthMethod;
-  healthStatus: StatusRanges;
-  healthBody: string;
-  healthHeaders: Array<[string, string]>;
-  healthRise: number;
-  healthFall: number;
-  healthDownInterval: number;
-  healthJitter: number;
-  outlierErrors: number;
-  outlierEjection: number;
-  outlierMaxEjected: number;
-  maxInflight: number;
-  maxBodySize: number;
-  maxConnections: number;
-  clientTimeout: number;
-  /** Processes serving traffic; 1 means lb serves in its one process. */
-  workers: number;
-  queueSize: number;
-  queueTimeout: number;
-  admin: AdminAddress;
-  adminToken: string;
-  resolveInterval: number;
-  dnsServer: string;
-  tlsCert: string;
-  tlsKey: string;
-  tlsSni: SniCert[];
-  httpRedirectPort: number;
-  http2: Http2Mode;
-  http3: boolean;
-  backendCa: string;
-  backendInsecure: boolean;
-  logLevel: LogLevel;
-  logFormat: LogFormat;
-  accessLog: boolean;
-  /** Empty: the same as logFormat. */
-  accessLogFormat: AccessFormat | "";
-  /** Empty: stdout. */
-  accessLogFile: string;
-  /** Named pools from the config file ([pools.NAME]); none: the top-level backends are the one pool. */
-  pools: PoolSpec[];
-  /** Which requests go to which pool ([[routes]]), first match wins; none: every request goes to the one pool. */
-  routes: RouteSpec[];
-  /** The hooks file (src/hooks/); empty: none. */
-  hooks: string;
-  /** The longest an async hook may take before its request gets an error from lb. */
-  hooksTimeout: number;
-}
-
-/**
- * A value parsed from text (command line) or from a config file (already typed by TOML/YAML/JSON). A list setting
- * may report one problem per item, each starting with its index ("[2]: ...").
- */
-type Parsed<T> = { value: T } | { error: string | string[] };
 
 /** Where --help lists a setting. */
 export const SETTING_GROUPS = {
@@ -128,7 +58,7 @@ export interface Setting<K extends keyof Config = keyof Config> {
   fallback: Config[K] | ((env: Environment) => Config[K]);
   /** How `--help` and the README write the default, where the value itself would not say it well ("" shows none). */
   shownDefault?: string;
-  parse(value: unknown): Parsed<Config[K]>;
+  parse: ValueParser<Config[K]>;
 }
 
 /**
@@ -142,291 +72,6 @@ export function parseSettingAt(setting: Setting, raw: unknown, place: string, pr
   else problems.push(`${place}: ${parsed.error}`);
   return null;
 }
-
-export interface Environment {
-  stdoutIsTTY: boolean;
-}
-
-/** An extra certificate, served to clients that ask for `serverName` (SNI). */
-export interface SniCert {
-  serverName: string;
-  cert: string;
-  key: string;
-}
-
-/** Where the admin API listens; null when it is off. */
-export type AdminAddress = { host: string; port: number } | null;
-
-export function isLoopback(host: string): boolean {
-  return host === "localhost" || host === "::1" || /^127\.\d+\.\d+\.\d+$/.test(host);
-}
-
-/** A JSON Schema fragment describing what a setting accepts in a config file (for editors; see schema.ts). */
-export type JsonSchema = Record<string, unknown>;
-
-/** A parser that carries the schema of what it accepts, so the JSON Schema comes from the same definitions. */
-type Described<T extends (value: unknown) => Parsed<unknown>> = T & { readonly schema: JsonSchema };
-
-function described<T extends (value: unknown) => Parsed<unknown>>(parse: T, schema: JsonSchema): Described<T> {
-  return Object.assign(parse, { schema });
-}
-
-export function schemaOf(setting: Setting): JsonSchema {
-  return (setting.parse as Partial<Described<Setting["parse"]>>).schema ?? {};
-}
-
-const DURATION_SCHEMA: JsonSchema = {
-  anyOf: [
-    { type: "string", pattern: "^\\s*(\\d+(\\.\\d+)?\\s*(ms|s|m|h|d)\\s*)+$|^\\s*\\d+(\\.\\d+)?\\s*$" },
-    { type: "number", minimum: 0 },
-  ],
-};
-
-function duration(min: number, max = Infinity) {
-  return described((value: unknown): Parsed<number> => {
-    const ms = typeof value === "string" || typeof value === "number" ? parseDuration(value) : null;
-    if (ms === null) return { error: `"${value}" is not a duration; write 250ms, 10s, 1m30s, 1h, 1d or a number of seconds` };
-    if (ms < min) return { error: `${formatDuration(ms)} is too short; the least is ${formatDuration(min)}` };
-    if (ms > max) return { error: `${formatDuration(ms)} is too long; the most is ${formatDuration(max)}` };
-    return { value: ms };
-  }, DURATION_SCHEMA);
-}
-
-function integer(min: number, max: number, what: string) {
-  return described((value: unknown): Parsed<number> => {
-    const n = typeof value === "number" ? value : typeof value === "string" && /^\d+$/.test(value.trim()) ? Number(value) : NaN;
-    if (!Number.isInteger(n) || n < min || n > max) return { error: `"${value}" is not ${what} (a whole number from ${min} to ${max})` };
-    return { value: n };
-  }, { anyOf: [{ type: "integer", minimum: min, maximum: max }, { type: "string", pattern: "^\\d+$" }] });
-}
-
-function oneOf<T extends string>(options: readonly T[]) {
-  return described(
-    (value: unknown): Parsed<T> =>
-      options.includes(value as T) ? { value: value as T } : { error: `"${value}" is not one of ${options.join(", ")}` },
-    { enum: [...options] },
-  );
-}
-
-function text(check: (s: string) => string | null) {
-  return described((value: unknown): Parsed<string> => {
-    if (typeof value !== "string" || value === "") return { error: "needs a value" };
-    const problem = check(value);
-    return problem ? { error: problem } : { value };
-  }, { type: "string", minLength: 1 });
-}
-
-const SIZE_UNITS: Record<string, number> = { "": 1, b: 1, k: 1024, kb: 1024, m: 1024 ** 2, mb: 1024 ** 2, g: 1024 ** 3, gb: 1024 ** 3 };
-
-/** A size in bytes: a number, or text like 512k, 10mb, 1g (binary units); 0 means no limit. */
-const byteSize = (value: unknown): Parsed<number> => {
-  const match = typeof value === "number" ? [String(value), String(value), ""] : typeof value === "string" ? /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(value) : null;
-  const unit = SIZE_UNITS[(match?.[2] ?? "").toLowerCase()];
-  if (!match || unit === undefined) return { error: `"${value}" is not a size; write 512k, 10mb, 1g or a number of bytes` };
-  return { value: Math.round(Number(match[1]) * unit) };
-};
-
-/** "auto" (one per CPU) or a number of worker processes. */
-const workerCount = described(
-  (value: unknown): Parsed<number> => {
-    if (value === "auto") return { value: availableParallelism() };
-    const parsed = integer(1, 64, "a worker count")(value);
-    return "error" in parsed ? { error: `"${value}" is not a worker count; write auto or a whole number from 1 to 64` } : parsed;
-  },
-  { anyOf: [{ const: "auto" }, { type: "integer", minimum: 1, maximum: 64 }, { type: "string", pattern: "^\\d+$" }] },
-);
-
-function percent(value: unknown): Parsed<number> {
-  const text = typeof value === "string" ? value.trim().replace(/%$/, "") : value;
-  const parsed = integer(0, 100, "a percentage")(text);
-  return "error" in parsed ? { error: `"${value}" is not a percentage (0 to 100)` } : parsed;
-}
-
-/** "200", "200-399" or a comma-separated mix: the statuses a health check accepts. */
-function statusRanges(value: unknown): Parsed<StatusRanges> {
-  const text = typeof value === "number" ? String(value) : value;
-  const items = Array.isArray(text) ? text.map(String) : typeof text === "string" ? text.split(",") : null;
-  const ranges: StatusRanges = [];
-  for (const item of items ?? [""]) {
-    const match = /^\s*([1-5]\d\d)\s*(?:-\s*([1-5]\d\d)\s*)?$/.exec(item);
-    const [low, high] = match ? [Number(match[1]), Number(match[2] ?? match[1])] : [0, -1];
-    if (low > high) return { error: `"${value}" is not a status list; write 200, 200-399 or 200,204,301-302` };
-    ranges.push([low, high]);
-  }
-  return { value: ranges };
-}
-
-/** Extra request headers: "Name: value" (repeatable on the command line), a list of those, or a table. */
-function headerList(value: unknown): Parsed<Array<[string, string]>> {
-  const entries: unknown[] = Array.isArray(value)
-    ? value
-    : typeof value === "object" && value !== null
-      ? Object.entries(value).map(([name, v]) => `${name}: ${v}`)
-      : [value];
-  const headers: Array<[string, string]> = [];
-  for (const entry of entries) {
-    const match = typeof entry === "string" ? /^([!#$%&'*+.^_`|~0-9A-Za-z-]+):\s*(.*)$/.exec(entry.trim()) : null;
-    if (!match) return { error: `"${entry}" is not a header; write "Name: value"` };
-    headers.push([match[1]!, match[2]!]);
-  }
-  return { value: headers };
-}
-
-function optionalText(check: (s: string) => string | null) {
-  return described((value: unknown): Parsed<string> => {
-    if (typeof value !== "string") return { error: "must be text" };
-    const problem = value === "" ? null : check(value);
-    return problem ? { error: problem } : { value };
-  }, { type: "string" });
-}
-
-/** A token with no blank around it: a blank one would protect nothing, and no HTTP client sends the spaces. */
-const adminToken = described((value: unknown): Parsed<string> => {
-  if (typeof value !== "string") return { error: "must be text" };
-  const problem = tokenProblem(value);
-  return problem ? { error: problem } : { value };
-}, { type: "string", pattern: "^\\S(?:.*\\S)?$" });
-
-export function tokenProblem(token: string): string | null {
-  if (token.trim() === "") return "is empty; give a long random token (openssl rand -hex 16), or leave it out";
-  if (token.trim() !== token) return "begins or ends with blank space; remove it (clients do not send it)";
-  return null;
-}
-
-/** `host:port`, `[::1]:port`, or `off`. */
-export function adminAddress(value: unknown): Parsed<AdminAddress> {
-  if (value === "off" || value === false) return { value: null };
-  const match = typeof value === "string" ? /^(?:\[([0-9a-fA-F:]+)\]|([^:\s]+)):(\d{1,5})$/.exec(value.trim()) : null;
-  const port = Number(match?.[3]);
-  if (!match || port > 65535) return { error: `"${value}" is not an address; write 127.0.0.1:9090 (or off)` };
-  return { value: { host: match[1] ?? match[2]!, port } };
-}
-
-/** `name=cert.pem,key.pem` (command line, repeatable) or tables `{ server-name, cert, key }` (config file). */
-function sniList(value: unknown): Parsed<SniCert[]> {
-  const items = Array.isArray(value) ? value : [value];
-  const certs: SniCert[] = [];
-  const problems: string[] = [];
-  items.forEach((item, i) => {
-    const fromText = typeof item === "string" ? /^([A-Za-z0-9*.-]+)=([^,]+),(.+)$/.exec(item) : null;
-    const table = typeof item === "object" && item !== null ? (item as Record<string, unknown>) : null;
-    const entry = fromText
-      ? { serverName: fromText[1]!, cert: fromText[2]!, key: fromText[3]! }
-      : table && typeof table["server-name"] === "string" && typeof table.cert === "string" && typeof table.key === "string"
-        ? { serverName: table["server-name"], cert: table.cert, key: table.key }
-        : null;
-    if (entry) certs.push(entry);
-    else problems.push(`[${i}]: write server.name=cert.pem,key.pem (or a table with server-name, cert and key)`);
-  });
-  return problems.length ? { error: problems } : { value: certs };
-}
-
-function boolean(value: unknown): Parsed<boolean> {
-  if (typeof value === "boolean") return { value };
-  if (value === "true" || value === "false") return { value: value === "true" };
-  return { error: `"${value}" is not true or false` };
-}
-
-/**
- * Backends arrive as a list (config file: URLs or tables with url and weight), or as comma-separated text
- * (`--backends a,b`).
- */
-function backendList(value: unknown): Parsed<BackendSpec[]> {
-  const items = typeof value === "string" ? value.split(",").filter((s) => s.trim() !== "") : value;
-  if (!Array.isArray(items)) return { error: "must be a list of URLs" };
-  const specs: BackendSpec[] = [];
-  const problems: string[] = [];
-  items.forEach((item, i) => {
-    const checked = checkBackendItem(item);
-    if ("error" in checked) problems.push(`[${i}]${checked.error}`);
-    else if (specs.some((s) => s.url === checked.spec.url)) problems.push(`[${i}]: ${checked.spec.url} is listed twice`);
-    else specs.push(checked.spec);
-  });
-  return problems.length ? { error: problems } : { value: specs };
-}
-
-/** One entry of the backends list: a URL, or a table whose problems name their field (`[2].url: ...`). */
-function checkBackendItem(item: unknown): SpecCheck {
-  if (typeof item === "string") {
-    const checked = checkBackendUrl(item);
-    return "error" in checked ? { error: `: ${checked.error}` } : checked;
-  }
-  if (typeof item !== "object" || item === null || Array.isArray(item)) return { error: ": must be a URL, or a table with url (and weight)" };
-  const { url, weight, resolve, ...rest } = item as { url?: unknown; weight?: unknown; resolve?: unknown };
-  const unknown = Object.keys(rest)[0];
-  if (unknown !== undefined) return { error: `.${unknown}: not a backend setting; known: url, weight, resolve` };
-  if (typeof url !== "string") return { error: ".url: missing; write url = \"http://10.0.0.5:8080\"" };
-  if (resolve !== undefined && typeof resolve !== "boolean") return { error: ".resolve: must be true or false" };
-  const checked = checkBackendUrl(url, resolve === undefined ? {} : { resolve });
-  if ("error" in checked) return { error: `.url: ${checked.error}` };
-  const parsedWeight = parseWeight(weight ?? checked.spec.weight);
-  return parsedWeight === null ? { error: `.weight: ${WEIGHT_PROBLEM}` } : { spec: { ...checked.spec, weight: parsedWeight } };
-}
-
-described(percent, { anyOf: [{ type: "integer", minimum: 0, maximum: 100 }, { type: "string", pattern: "^\\d{1,3}%?$" }] });
-described(statusRanges, {
-  anyOf: [{ type: "integer" }, { type: "string" }, { type: "array", items: { anyOf: [{ type: "integer" }, { type: "string" }] } }],
-});
-described(headerList, {
-  anyOf: [
-    { type: "string" },
-    { type: "array", items: { type: "string" } },
-    { type: "object", additionalProperties: { type: "string" } },
-  ],
-});
-described(adminAddress, { anyOf: [{ type: "string" }, { const: false }] });
-described(boolean, { type: "boolean" });
-described(byteSize, { anyOf: [{ type: "integer", minimum: 0 }, { type: "string", pattern: "^\\s*\\d+(\\.\\d+)?\\s*([kKmMgG][bB]?|[bB])?\\s*$" }] });
-described(sniList, {
-  anyOf: [
-    { type: "string" },
-    {
-      type: "array",
-      items: {
-        anyOf: [
-          { type: "string" },
-          {
-            type: "object",
-            properties: { "server-name": { type: "string" }, cert: { type: "string" }, key: { type: "string" } },
-            required: ["server-name", "cert", "key"],
-            additionalProperties: false,
-          },
-        ],
-      },
-    },
-  ],
-});
-described(backendList, {
-  anyOf: [
-    { type: "string" },
-    {
-      type: "array",
-      items: {
-        anyOf: [
-          { type: "string", description: "http://host:port, optionally #weight=N" },
-          {
-            type: "object",
-            properties: {
-              url: { type: "string" },
-              weight: { type: "integer", minimum: 1, maximum: 1000 },
-              resolve: { type: "boolean", description: "re-resolve the host name: one backend per address" },
-            },
-            required: ["url"],
-            additionalProperties: false,
-          },
-        ],
-      },
-    },
-  ],
-});
-
-const hashKeySetting = described(
-  (value: unknown): Parsed<HashKey> => {
-    const key = typeof value === "string" ? parseHashKey(value) : null;
-    return key ? { value: key } : { error: `"${value}" is not a hash key; write ip, path, header:NAME or cookie:NAME` };
-  },
-  { type: "string", pattern: "^(ip|path|header:.+|cookie:.+)$" },
-);
 
 /** The settings as written below: a setting's name is its key in kebab case unless it says otherwise. */
 type SettingSpec = { [K in keyof Config]: Omit<Setting<K>, "name"> & { name?: string } }[keyof Config];
@@ -504,7 +149,7 @@ const SPECS: SettingSpec[] = [
     key: "hashKey", perPool: true, group: "balancing", type: "string", valueHint: "ip|path|header:NAME|cookie:NAME", fallback: { kind: "ip" },
     description: "What --policy hash hashes; requests without it are balanced round robin",
     example: "--hash-key header:X-User",
-    parse: hashKeySetting,
+    parse: hashKey,
   },
   {
     key: "stickyCookie", perPool: true, group: "balancing", type: "string", valueHint: "name", fallback: "",

@@ -3,8 +3,8 @@
  * named pools and the routes.
  */
 import { formatDuration } from "./duration.ts";
-import type { RouteSpec } from "./pools.ts";
-import { type Config, SETTINGS, type Setting } from "./settings.ts";
+import { SETTINGS, type Setting } from "./settings.ts";
+import type { Config, RouteSpec } from "./types.ts";
 
 /** Health-check headers whose values are credentials for the backends. */
 const SECRET_HEADERS = new Set(["authorization", "proxy-authorization", "cookie", "x-api-key"]);

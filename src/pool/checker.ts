@@ -1,5 +1,5 @@
 /** The active health checks: the one place that probes backends. Results go to the pool's state machine. */
-import type { HealthMethod, StatusRanges } from "../config/settings.ts";
+import type { HealthMethod, StatusRanges } from "../config/types.ts";
 import { classifyFailure } from "../upstream/failure.ts";
 import { VERSION } from "../version.ts";
 import type { Backend } from "./backend.ts";

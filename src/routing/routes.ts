@@ -2,7 +2,7 @@
  * Which pool a request goes to: the config's routes in order, the first whose conditions all hold; a request no route
  * takes goes to the fallback pool (lb without routes), or nowhere (a 404 from lb). Pure: no sockets, no clock.
  */
-import type { RouteSpec } from "../config/pools.ts";
+import type { RouteSpec } from "../config/types.ts";
 
 export interface RouteMatch {
   pool: string;

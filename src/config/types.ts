@@ -1,0 +1,121 @@
+/**
+ * What a config is, and nothing else: the shape every part of lb reads (Config, a pool, a route) and the words a
+ * setting may take. A leaf: it imports only types, so anything may import it without an import circle.
+ */
+import type { AccessFormat } from "../access-log.ts";
+import type { BackendSpec } from "./backend-url.ts";
+import type { HashKey } from "./hash-key.ts";
+
+export const LOG_LEVELS = ["error", "warn", "info", "debug"] as const;
+export const LOG_FORMATS = ["pretty", "json"] as const;
+export const POLICIES = ["round-robin", "least-connections", "random", "p2c", "ewma", "hash"] as const;
+export const HEALTH_METHODS = ["GET", "HEAD", "OPTIONS", "POST"] as const;
+/** auto: HTTP/2 by ALPN when lb serves TLS; on: also h2c (clear text, by prior knowledge); off: HTTP/1.1 only. */
+export const HTTP2_MODES = ["auto", "on", "off"] as const;
+export type Http2Mode = (typeof HTTP2_MODES)[number];
+export type PolicyName = (typeof POLICIES)[number];
+export type HealthMethod = (typeof HEALTH_METHODS)[number];
+/** Inclusive status ranges: "200,301-302" is [[200, 200], [301, 302]]. */
+export type StatusRanges = Array<[number, number]>;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+export type LogFormat = (typeof LOG_FORMATS)[number];
+
+export interface Config {
+  port: number;
+  host: string;
+  backends: BackendSpec[];
+  healthPath: string;
+  healthInterval: number;
+  healthTimeout: number;
+  timeout: number;
+  connectTimeout: number;
+  upstreamIdleTimeout: number;
+  upstreamReadTimeout: number;
+  retries: number;
+  retryBudget: number;
+  drainTimeout: number;
+  policy: PolicyName;
+  hashKey: HashKey;
+  stickyCookie: string;
+  slowStart: number;
+  healthMethod: HealthMethod;
+  healthStatus: StatusRanges;
+  healthBody: string;
+  healthHeaders: Array<[string, string]>;
+  healthRise: number;
+  healthFall: number;
+  healthDownInterval: number;
+  healthJitter: number;
+  outlierErrors: number;
+  outlierEjection: number;
+  outlierMaxEjected: number;
+  maxInflight: number;
+  maxBodySize: number;
+  maxConnections: number;
+  clientTimeout: number;
+  /** Processes serving traffic; 1 means lb serves in its one process. */
+  workers: number;
+  queueSize: number;
+  queueTimeout: number;
+  admin: AdminAddress;
+  adminToken: string;
+  resolveInterval: number;
+  dnsServer: string;
+  tlsCert: string;
+  tlsKey: string;
+  tlsSni: SniCert[];
+  httpRedirectPort: number;
+  http2: Http2Mode;
+  http3: boolean;
+  backendCa: string;
+  backendInsecure: boolean;
+  logLevel: LogLevel;
+  logFormat: LogFormat;
+  accessLog: boolean;
+  /** Empty: the same as logFormat. */
+  accessLogFormat: AccessFormat | "";
+  /** Empty: stdout. */
+  accessLogFile: string;
+  /** Named pools from the config file ([pools.NAME]); none: the top-level backends are the one pool. */
+  pools: PoolSpec[];
+  /** Which requests go to which pool ([[routes]]), first match wins; none: every request goes to the one pool. */
+  routes: RouteSpec[];
+  /** The hooks file (src/hooks/); empty: none. */
+  hooks: string;
+  /** The longest an async hook may take before its request gets an error from lb. */
+  hooksTimeout: number;
+}
+
+export interface PoolSpec {
+  name: string;
+  /** What this pool sets for itself; every other per-pool setting comes from the top level. */
+  overrides: Partial<Config>;
+}
+
+export interface RouteSpec {
+  /** Exact ("api.example.com") or one wildcard label and up ("*.example.com"), compared without case or port. */
+  host?: string;
+  /** A plain prefix of the path, as nginx's `location /api/` (end it with "/" to match whole segments only). */
+  pathPrefix?: string;
+  /** Remove pathPrefix before forwarding: the backend sees /users for /api/users. */
+  stripPrefix?: boolean;
+  /** Any of these methods (upper case). */
+  methods?: string[];
+  /** Every one of these headers with exactly this value (names without case). */
+  headers?: Array<[string, string]>;
+  pool: string;
+}
+
+export interface Environment {
+  stdoutIsTTY: boolean;
+}
+
+/** An extra certificate, served to clients that ask for `serverName` (SNI). */
+export interface SniCert {
+  serverName: string;
+  cert: string;
+  key: string;
+}
+
+/** Where the admin API listens; null when it is off. */
+export type AdminAddress = { host: string; port: number } | null;
