@@ -6,6 +6,8 @@
  *   GET /chunked → the 100-byte greeting as a stream, so it goes out chunked, without a Content-Length
  *   GET /stats → "REQUESTS MOST": the requests answered and the most at once since the last /stats (which is
  *                neither counted nor delayed), for bench/h2.sh's rapid-reset mode
+ *   GET /health → "ok" after HEALTH_DELAY_MS (from the environment; 0 by default), neither counted nor delayed
+ *                otherwise: a backend whose health check is slow, for bench/reload-swap.sh
  * The bodies are built once at startup, so the backend does as little work per request as Bun.serve allows.
  */
 const port = Number(process.argv[2]);
@@ -15,6 +17,7 @@ if (!Number.isInteger(port) || port <= 0 || port > 65535) {
 }
 
 const delayMs = Number(process.argv[3] ?? 0);
+const healthDelayMs = Number(process.env.HEALTH_DELAY_MS ?? 0);
 // About the size of a small API answer: "hello from <port> " then dots, 100 bytes with the newline.
 const small = new TextEncoder().encode(`hello from ${port} `.padEnd(99, ".") + "\n");
 const big = new Uint8Array(64 * 1024).fill(0x78);
@@ -36,6 +39,10 @@ const server = Bun.serve({
       const stats = new Response(`${requests} ${maxConcurrent}`);
       requests = maxConcurrent = 0;
       return stats;
+    }
+    if (path === "/health") {
+      if (healthDelayMs > 0) await Bun.sleep(healthDelayMs);
+      return new Response("ok");
     }
     requests++;
     maxConcurrent = Math.max(maxConcurrent, ++concurrent);

@@ -4,6 +4,7 @@
  * lb's single process, or in the primary with --workers (workers take the pool's state from it).
  */
 import type { BackendSpec } from "./config/backend-url.ts";
+import { formatDuration } from "./config/duration.ts";
 import { type BackendDiff, diffBackends } from "./config/reload.ts";
 import type { Config } from "./config/types.ts";
 import { checkSettings } from "./configure.ts";
@@ -11,10 +12,10 @@ import type { EventLog } from "./admin/events.ts";
 import type { Logger } from "./log.ts";
 import type { Metrics } from "./metrics/metrics.ts";
 import { NoBackendAlarm, describeEvent, logPoolEvent } from "./pool-log.ts";
-import { describeState } from "./pool/backend.ts";
+import { type Backend, describeState, isAvailable } from "./pool/backend.ts";
 import { HealthChecker } from "./pool/checker.ts";
 import { DnsDiscovery, dnsLookup } from "./pool/discovery.ts";
-import { drainAndRemove } from "./pool/drain.ts";
+import { handOverAndRemove } from "./pool/drain.ts";
 import type { Pool, PoolEvent } from "./pool/pool.ts";
 import type { UpstreamTls } from "./upstream/client.ts";
 
@@ -23,6 +24,8 @@ export class ControlPlane {
   readonly #discovery: DnsDiscovery;
   readonly #alarm: NoBackendAlarm;
   #config: Config;
+  /** Backends the file dropped that serve on until a backend that stays is in rotation; aborted when listed again. */
+  readonly #leaving = new Map<Backend, AbortController>();
 
   constructor(
     private readonly pool: Pool,
@@ -63,7 +66,7 @@ export class ControlPlane {
 
   /**
    * Applies a reloaded config: new check settings, and the file's backends made the pool's — new ones added, changed
-   * weights set, dropped ones drained out.
+   * weights set, dropped ones handed over (they serve until a backend that stays is in rotation) and drained out.
    */
   reload(next: Config, tlsToBackends: UpstreamTls | undefined): BackendDiff {
     const diff = diffBackends(staticBackends(this.#config), staticBackends(next));
@@ -76,10 +79,18 @@ export class ControlPlane {
       const backend = this.pool.find(spec.url);
       if (backend) this.pool.setWeight(backend, spec.weight);
     }
-    for (const url of diff.removed) {
-      const backend = this.pool.find(url);
-      if (backend) void drainAndRemove(this.pool, backend, next.drainTimeout);
+    const dropped = diff.removed.flatMap((url) => this.pool.find(url) ?? []);
+    // All marked before any hand-over looks for a successor: a dropped backend is none to another.
+    for (const backend of dropped) {
+      this.#leaving.get(backend)?.abort();
+      this.#leaving.set(backend, new AbortController());
     }
+    const held = dropped.filter(isAvailable);
+    if (held.length > 0 && !this.#hasSuccessor()) {
+      const names = held.map((backend) => backend.name).join(", ");
+      this.log.info(`config reload: ${names} keep taking requests until a backend the file lists is in rotation (at most ${formatDuration(next.drainTimeout)})`);
+    }
+    for (const backend of dropped) void this.#retire(backend, next.drainTimeout);
     return diff;
   }
 
@@ -88,10 +99,30 @@ export class ControlPlane {
     this.#discovery.stop();
   }
 
-  /** A backend the file now lists: added, or taken over if it came through the API before (or is still draining). */
+  /** Whether a backend that is not on its way out is in rotation. */
+  #hasSuccessor(): boolean {
+    return this.pool.available().some((backend) => !this.#leaving.has(backend));
+  }
+
+  /** Make-before-break (drain.ts): a dropped backend serves until one that stays is in rotation, then drains out. */
+  async #retire(backend: Backend, timeoutMs: number): Promise<void> {
+    const handOver = this.#leaving.get(backend)!;
+    const ended = await handOverAndRemove(this.pool, backend, { timeoutMs, replaced: () => this.#hasSuccessor(), signal: handOver.signal });
+    if (this.#leaving.get(backend) === handOver) this.#leaving.delete(backend);
+    if (ended === "timed out") {
+      this.log.warn(`backend ${backend.name}, dropped by the config file, left at the drain timeout (${formatDuration(timeoutMs)}): no backend the file lists came into rotation`);
+    }
+  }
+
+  /**
+   * A backend the file now lists: added, or taken over if it came through the API before, or is still handing over
+   * or draining (called off: it stays).
+   */
   #adopt(spec: BackendSpec): void {
     const existing = this.pool.find(spec.url);
     if (existing) {
+      this.#leaving.get(existing)?.abort();
+      this.#leaving.delete(existing);
       this.pool.setWeight(existing, spec.weight);
       if (existing.admin === "draining") this.pool.setAdminState(existing, "active");
       return;

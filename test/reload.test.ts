@@ -5,11 +5,58 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { resolveConfig } from "../src/config/load.ts";
 import { changedSettings, diffBackends, effectiveConfig } from "../src/config/reload.ts";
-import { runCommand, spawnLb, startBackend, waitFor } from "./helpers.ts";
+import { type LbProcess, type TestBackend, deadPort, runCommand, spawnLb, startBackend, waitFor } from "./helpers.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "lb-reload-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const config = (values: Record<string, unknown>) => resolveConfig([{ source: "t", values: { backends: ["http://a:1"], ...values } }], { stdoutIsTTY: false });
+
+/** `clients` loops each sending GET / to lb one request after another until stopped; every answer, in order. */
+function steadyLoad(lbUrl: string, clients = 6) {
+  const answers: Array<{ status: number; body: string }> = [];
+  let running = true;
+  const loops = Promise.all(
+    Array.from({ length: clients }, async () => {
+      while (running) {
+        const response = await fetch(`${lbUrl}/`);
+        answers.push({ status: response.status, body: await response.text() });
+      }
+    }),
+  );
+  return {
+    answers,
+    /** Resolves once `count` more answers than now have come. */
+    more: (count: number, what: string) => {
+      const mark = answers.length;
+      return waitFor(() => answers.length >= mark + count, what);
+    },
+    /** The distinct bodies of the answers from `start` to `end`, sorted. */
+    bodies: (start: number, end = answers.length) => [...new Set(answers.slice(start, end).map((answer) => answer.body))].sort(),
+    /** How many answers were not 200, by status and body ({} when none). */
+    failed: () => {
+      const counts: Record<string, number> = {};
+      for (const { status, body } of answers) {
+        if (status === 200) continue;
+        const key = `${status} ${body.trim()}`;
+        counts[key] = (counts[key] ?? 0) + 1;
+      }
+      return counts;
+    },
+    stop: async () => {
+      running = false;
+      await loops;
+    },
+  };
+}
+
+/** The admin API's address, from lb's startup line. */
+function adminOf(lb: LbProcess): string {
+  return /admin (http:\/\/[\d.]+:\d+)/.exec(lb.stderr.find((l) => l.includes("listening"))!)![1]!;
+}
+
+async function listedBackends(admin: string): Promise<Array<{ url: string; state: string }>> {
+  return ((await (await fetch(`${admin}/api/backends`)).json()) as { backends: Array<{ url: string; state: string }> }).backends;
+}
 
 describe("what a reload changes (pure)", () => {
   test("backends are diffed by URL: added, removed, reweighted", () => {
@@ -50,28 +97,16 @@ describe("reload of a running lb", () => {
     write([a.url, b.url]);
     const lb = await spawnLb(["--config", file, "--no-access-log"]);
     try {
-      const answers: string[] = [];
-      const statuses: number[] = [];
-      let running = true;
-      const load = Promise.all(
-        Array.from({ length: 6 }, async () => {
-          while (running) {
-            const response = await fetch(`${lb.url}/`);
-            answers.push(await response.text());
-            statuses.push(response.status);
-          }
-        }),
-      );
-      await waitFor(() => answers.length > 100, "load");
+      const load = steadyLoad(lb.url);
+      await load.more(100, "load");
       write([a.url, c.url], 'policy = "least-connections"\n');
       await lb.waitForLine("stderr", /config reloaded: 1 backend\(s\) added, 1 draining out, 0 reweighted; changed: policy/, 5000);
-      await waitFor(() => answers.includes("backend c"), "c to take traffic", 3000);
-      const mark = answers.length;
-      await waitFor(() => answers.length > mark + 200, "load after the reload");
-      running = false;
-      await load;
-      expect(statuses.filter((s) => s !== 200)).toEqual([]);
-      expect(answers.slice(mark + 50).includes("backend b")).toBe(false);
+      await waitFor(() => load.answers.some((answer) => answer.body === "backend c"), "c to take traffic", 3000);
+      const mark = load.answers.length;
+      await load.more(200, "load after the reload");
+      await load.stop();
+      expect(load.failed()).toEqual({});
+      expect(load.answers.slice(mark + 50).some((answer) => answer.body === "backend b")).toBe(false);
   
       // An invalid file is rejected with every problem, and the running config stays.
       writeFileSync(file, 'port = "high"\nbackends = ["nope://x"]\n');
@@ -88,6 +123,100 @@ describe("reload of a running lb", () => {
       expect(lb.stderr.some((l) => l.includes("port change only on restart"))).toBe(true);
       expect((await fetch(`${lb.url}/`)).status).toBe(200);
     } finally {
+      await lb.kill();
+    }
+  }, 20_000);
+
+  /** Backends whose GET /health waits for `gate`: a new set whose first check is slow (the test says when it answers). */
+  const gatedHealth = (names: string[], gate: Promise<void>) =>
+    names.map((name) =>
+      startBackend(name, async (request) => {
+        if (new URL(request.url).pathname === "/health") await gate;
+        return new Response(`backend ${name}`);
+      }),
+    );
+  const checkedOnHealth = 'health-path = "/health"\nhealth-timeout = "5s"\n';
+
+  for (const workers of [1, 2]) {
+    test(`make-before-break${workers > 1 ? " with --workers 2" : ""}: a reload onto a new backend set whose first check is slow fails no request; the old set serves until the new one is up, then leaves`, async () => {
+      const gate = Promise.withResolvers<void>();
+      const next = gatedHealth(["n1", "n2"], gate.promise);
+      write([a.url, b.url], checkedOnHealth);
+      const lb = await spawnLb(["--config", file, "--no-access-log", ...(workers > 1 ? ["--workers", String(workers)] : [])]);
+      const load = steadyLoad(lb.url);
+      try {
+        await load.more(50, "load on set A");
+        write(next.map((n) => n.url), checkedOnHealth);
+        await lb.waitForLine("stderr", /config reloaded: 2 backend\(s\) added, 2 draining out/, 5000);
+        const mark = load.answers.length;
+        await load.more(100, "requests while the new set's first check waits");
+        // The new set cannot be up yet: its health answers wait for the gate.
+        expect(load.bodies(mark)).toEqual(["backend a", "backend b"]);
+        gate.resolve();
+        await waitFor(() => load.answers.some((answer) => answer.body === "backend n1" || answer.body === "backend n2"), "the new set to take requests");
+        const admin = adminOf(lb);
+        await waitFor(async () => Bun.deepEquals((await listedBackends(admin)).map((x) => x.url), next.map((n) => n.url)), "the old set to drain out");
+        await load.more(50, "load on set B");
+        await load.stop();
+        expect(load.failed()).toEqual({});
+      } finally {
+        gate.resolve();
+        await load.stop();
+        await lb.kill();
+        await Promise.all(next.map((n) => n.stop()));
+      }
+    }, 20_000);
+  }
+
+  test("a dropped backend listed again while it still serves for the new set stays, and the new set leaves", async () => {
+    const gate = Promise.withResolvers<void>();
+    const [next] = gatedHealth(["n1"], gate.promise) as [TestBackend];
+    write([a.url], `${checkedOnHealth}drain-timeout = "1s"\n`);
+    const lb = await spawnLb(["--config", file, "--no-access-log"]);
+    const load = steadyLoad(lb.url);
+    try {
+      await load.more(50, "load on a");
+      write([next.url], `${checkedOnHealth}drain-timeout = "1s"\n`);
+      await lb.waitForLine("stderr", /config reloaded: 1 backend\(s\) added, 1 draining out/, 5000);
+      const mark = load.answers.length;
+      await load.more(50, "requests while n1's first check waits");
+      expect(load.bodies(mark)).toEqual(["backend a"]);
+      expect(lb.stderr.some((line) => line.includes(`${new URL(a.url).host} keep taking requests until a backend the file lists is in rotation (at most 1s)`))).toBe(true);
+      write([a.url], `${checkedOnHealth}drain-timeout = "1s"\n`);
+      await waitFor(() => lb.stderr.filter((line) => line.includes("config reloaded: 1 backend(s) added, 1 draining out")).length === 2, "the reload back to a");
+      const admin = adminOf(lb);
+      await waitFor(async () => (await listedBackends(admin)).length === 1, "n1 to leave");
+      // Nothing announces a removal that does not happen: outlive the drain timeout a hand-over of a would have ended at.
+      await Bun.sleep(1500);
+      await load.stop();
+      expect(await listedBackends(admin)).toMatchObject([{ url: a.url, state: "healthy" }]);
+      expect(load.failed()).toEqual({});
+      expect(lb.stderr.some((line) => line.includes("left at the drain timeout"))).toBe(false);
+    } finally {
+      gate.resolve();
+      await load.stop();
+      await lb.kill();
+      await next.stop();
+    }
+  }, 20_000);
+
+  test("when no backend of the new set comes up, the old one serves until the drain timeout, then leaves (logged)", async () => {
+    const dead = `http://127.0.0.1:${deadPort()}`;
+    write([a.url], 'drain-timeout = "1s"\n');
+    const lb = await spawnLb(["--config", file, "--no-access-log"]);
+    const load = steadyLoad(lb.url);
+    try {
+      await load.more(50, "load on a");
+      write([dead], 'drain-timeout = "1s"\n');
+      await lb.waitForLine("stderr", /config reloaded: 1 backend\(s\) added, 1 draining out/, 5000);
+      const mark = load.answers.length;
+      await load.more(100, "requests after the reload");
+      expect(load.bodies(mark, mark + 100)).toEqual(["backend a"]);
+      const left = await lb.waitForLine("stderr", /dropped by the config file, left at the drain timeout \(1s\): no backend the file lists came into rotation/, 5000);
+      expect(left).toContain(`backend ${new URL(a.url).host},`);
+      await waitFor(() => load.answers.at(-1)?.status === 503, "lb to answer 503 once a has left");
+    } finally {
+      await load.stop();
       await lb.kill();
     }
   }, 20_000);
@@ -109,10 +238,8 @@ describe("reload of a running lb", () => {
       await lb.waitForLine("stderr", /config reloaded: 1 backend\(s\) added/, 5000);
       gate.resolve();
       expect((await Promise.all(held)).map((r) => r.status)).toEqual([200, 200]);
-      const admin = /admin (http:\/\/[\d.]+:\d+)/.exec(lb.stderr.find((l) => l.includes("listening"))!)![1]!;
       await Bun.sleep(100); // let a drain that was (wrongly) still pending act
-      const { backends } = (await (await fetch(`${admin}/api/backends`)).json()) as { backends: Array<{ url: string; state: string }> };
-      expect(backends.find((x) => x.url === slow.url)?.state).toBe("healthy");
+      expect((await listedBackends(adminOf(lb))).find((x) => x.url === slow.url)?.state).toBe("healthy");
     } finally {
       gate.resolve();
       await lb.kill();
@@ -144,13 +271,12 @@ describe("reload of a running lb", () => {
     write([a.url]);
     const lb = await spawnLb(["--config", file, "--no-access-log"]);
     try {
-      const admin = /admin (http:\/\/[\d.]+:\d+)/.exec(lb.stderr.find((l) => l.includes("listening"))!)![1]!;
+      const admin = adminOf(lb);
       const added = await fetch(`${admin}/api/backends`, { method: "POST", body: JSON.stringify({ url: b.url }), headers: { "content-type": "application/json" } });
       expect(added.status).toBe(201);
       write([a.url], 'policy = "random"\n');
       await lb.waitForLine("stderr", /config reloaded: 0 backend\(s\) added, 0 draining out/, 5000);
-      const { backends: after } = (await (await fetch(`${admin}/api/backends`)).json()) as { backends: Array<{ url: string }> };
-      expect(after.map((x) => x.url)).toEqual([a.url, b.url]);
+      expect((await listedBackends(admin)).map((x) => x.url)).toEqual([a.url, b.url]);
     } finally {
       await lb.kill();
     }
@@ -160,7 +286,7 @@ describe("reload of a running lb", () => {
     write([a.url], 'retries = 2\nadmin-token = "a-token-long-enough-1234"\n');
     const token = "a-token-long-enough-1234";
     const lb = await spawnLb(["--config", file, "--no-access-log"]);
-    const admin = /admin (http:\/\/[\d.]+:\d+)/.exec(lb.stderr.find((l) => l.includes("listening"))!)![1]!;
+    const admin = adminOf(lb);
     const adminArgs = ["--admin", admin.replace("http://", ""), "--admin-token", token];
     const api = (path: string) => fetch(`${admin}${path}`, { headers: { authorization: `Bearer ${token}` } });
     const reloads = async () => {
@@ -197,7 +323,7 @@ describe("reload of a running lb", () => {
   test("without --config there is nothing to reload: 409", async () => {
     const lb = await spawnLb(["--port", "0", "--host", "127.0.0.1", a.url]);
     try {
-      const admin = /admin (http:\/\/[\d.]+:\d+)/.exec(lb.stderr.find((l) => l.includes("listening"))!)![1]!;
+      const admin = adminOf(lb);
       const response = await fetch(`${admin}/api/reload`, { method: "POST" });
       expect(response.status).toBe(409);
       expect(((await response.json()) as { error: string }).error).toContain("started without --config");
