@@ -1,7 +1,8 @@
 /**
  * lb's commands, as one citty command tree: `lb [options] <backend>...` serves (the hidden `serve` command), and
- * demo, backends, status, validate, version and schema are subcommands. Every input problem exits 2 with one line;
- * a bare word that is neither a command nor a backend address is refused with "did you mean …?".
+ * the rest are subcommands (demo, backends, status, reload, validate, version, completion, schema, types). Every
+ * input problem exits 2 with one line; a bare word that is neither a command nor a backend address is refused with
+ * "did you mean …?".
  */
 import { type ArgsDef, type CommandDef, defineCommand, runCommand } from "citty";
 import {
@@ -92,7 +93,7 @@ const COMMANDS: Record<string, Command> = {
   },
   backends: {
     def: defineCommand({
-      meta: { name: "backends", description: "List or change the pool of a running lb: add, drain, remove, enable, disable" },
+      meta: { name: "backends", description: "List or change the pool of a running lb: add, weight, drain, remove, enable, disable" },
       args: BACKENDS_ARGS as ArgsDef,
       run: async ({ rawArgs }) => console.log(await runBackendsCommand(rawArgs, env())),
     }),
