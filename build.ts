@@ -34,7 +34,8 @@ function failureReason(error: unknown): string {
 export async function build(outfile: string, commit: string, target?: string): Promise<boolean> {
   try {
     const result = await Bun.build({
-      entrypoints: ["src/main.ts"],
+      // The worker processes' watchdog runs as a Worker of its own module (worker.ts), which the binary must embed.
+      entrypoints: ["src/main.ts", "src/cluster/watchdog.ts"],
       compile: target ? { outfile, target: target as Bun.Build.CompileTarget } : { outfile },
       minify: true,
       // Bytecode needs ESM output (consola uses import.meta); it trims startup by a few milliseconds.

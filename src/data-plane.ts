@@ -79,7 +79,7 @@ export class DataPlane {
     this.#ownAnswers = new TripLog(metrics, accessLog);
     this.#config = config;
     this.#multiplexed = servesHttp2(config) || config.http3;
-    this.#hooks = hooks && new HookCalls(() => hooks.current, () => this.#config.hooksTimeout, log);
+    this.#hooks = hooks && new HookCalls(() => hooks.current, () => this.#config.hooksTimeout, log, (hook) => metrics.count("hookErrors", hook));
     this.#routes = this.#serve(config, pools);
   }
 
@@ -112,7 +112,7 @@ export class DataPlane {
     if ("answer" in before) return this.#answer(trip, before.answer);
     const { ctx } = before;
     const lane = ctx.pool === null ? undefined : this.#lanes.get(ctx.pool);
-    if (ctx.pool !== null && !lane) return this.#answer(trip, hooks.refuse(trip, `chose pool ${JSON.stringify(ctx.pool)}, which lb does not have`));
+    if (ctx.pool !== null && !lane) return this.#answer(trip, hooks.refuse(trip, `chose pool ${JSON.stringify(ctx.pool)}, which lb does not have; its pools are ${[...this.#lanes.keys()].join(", ")}`));
     if (ctx.backend !== null) {
       trip.preferred = lane?.pool.find(ctx.backend);
       if (!trip.preferred) return this.#answer(trip, hooks.refuse(trip, `chose backend ${ctx.backend}, which is not in pool ${ctx.pool}`));

@@ -10,6 +10,7 @@ import { environmentLayer } from "./config/environment.ts";
 import { ConfigError, type Layer, readConfigFile, resolveConfig } from "./config/load.ts";
 import type { Config } from "./config/types.ts";
 import { demoInstructions, readDemoCommands, startDemoBackends } from "./demo.ts";
+import { handleEscapedErrors } from "./hooks/escaped.ts";
 import { type Logger, createLogger } from "./log.ts";
 import type { ReloadOutcome } from "./admin/api.ts";
 import { claimPort } from "./listeners.ts";
@@ -74,29 +75,30 @@ function isTaken(port: number): boolean {
 
 async function serve(config: Config, reload?: StartOptions["reload"]): Promise<{ lb: RunningLb; log: Logger }> {
   const log = createLogger(config.logLevel, config.logFormat);
-  let lb: RunningLb;
+  let lb: RunningLb | undefined;
+  // Before the hooks load: their top-level code may set a timer that throws. Counted once lb's metrics exist.
+  handleEscapedErrors({ log: () => log, count: () => lb?.metrics.count("hookErrors", "escaped") });
   try {
     lb = await startLb(config, { log, reload });
   } catch (error) {
     throw listenError(error, config);
   }
-  // A stray rejection must not take down a process that is serving everyone else.
-  process.on("unhandledRejection", (reason) => log.error(`unhandled error: ${describeError(reason)}`));
+  const running = lb;
   let signals = 0;
   const shutdown = async (signal: string) => {
     if (++signals > 1) process.exit(1); // a second Ctrl-C means now
     log.info(`${signal} received: stopping`);
-    await lb.stop();
+    await running.stop();
     log.info("stopped");
     process.exit(0);
   };
   process.on("SIGUSR1", () => {
-    lb.reopenLogs();
+    running.reopenLogs();
     log.info("SIGUSR1: access log reopened");
   });
   process.on("SIGINT", () => void shutdown("SIGINT"));
   process.on("SIGTERM", () => void shutdown("SIGTERM"));
-  return { lb, log };
+  return { lb: running, log };
 }
 
 /** How long the config file must be quiet before a change is reloaded (editors write in several steps). */
@@ -135,11 +137,11 @@ function reloader(lb: RunningLb, log: Logger, load: () => Promise<Config>): (why
   return async (why) => {
     const { reloads } = lb.metrics;
     try {
-      const summary = lb.reload(await load());
+      const report = lb.reload(await load());
       reloads.success++;
       reloads.lastSuccessMs = Date.now();
-      log.info(`${summary} (${why})`);
-      return { applied: true, summary };
+      log.info(`${report.summary} (${why})`);
+      return { applied: true, ...report };
     } catch (error) {
       reloads.failure++;
       const message = error instanceof ConfigError ? error.message : describeError(error);

@@ -13,7 +13,7 @@ import { WorkerSet } from "./cluster/workers.ts";
 import { type BackendSpec, hostInUrl } from "./config/backend-url.ts";
 import { formatDuration } from "./config/duration.ts";
 import { namedPools } from "./config/pools.ts";
-import { type BackendDiff, RESTART_ONLY, changedSettings, effectiveConfig } from "./config/reload.ts";
+import { type BackendDiff, type ReloadReport, RESTART_ONLY, changedSettings, effectiveConfig, restartPending } from "./config/reload.ts";
 import type { Config } from "./config/types.ts";
 import { createAccessLog } from "./configure.ts";
 import { descriptorLimit } from "./descriptors.ts";
@@ -45,8 +45,11 @@ export interface RunningLb {
   queued(): number;
   /** Reopens the access log file (after logrotate moved it). */
   reopenLogs(): void;
-  /** Applies a new config without a restart (see config/reload.ts for what changes); returns a one-line summary. */
-  reload(next: Config): string;
+  /**
+   * Applies a new config without a restart (see config/reload.ts for what changes): what changed in one line, and the
+   * restart-only settings it changes, which keep their running values.
+   */
+  reload(next: Config): ReloadReport;
   /** The config in force: the last one applied, restart-only settings as they were at the start. */
   config(): Config;
   /** Stops accepting, lets in-flight requests finish within the drain timeout, then closes what is left. */
@@ -87,6 +90,7 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
     metrics: traffic.metrics,
     queued: traffic.queued,
     clients: traffic.clients,
+    stuckWorkers: traffic.stuckWorkers,
     drainTimeoutMs: () => current.drainTimeout,
     config: () => current,
     reload: options.reload,
@@ -122,9 +126,9 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
       // Both throw before changing anything when a file the new config names cannot be read.
       const change = poolSet.prepare(effective);
       traffic.reload(effective, next, change.served);
-      const summary = describeReload(current, next, change.apply(), log);
+      const report = describeReload(current, next, change.apply(), log);
       current = effective;
-      return summary;
+      return report;
     },
     stop: () =>
       (stopping ??= (async () => {
@@ -146,6 +150,8 @@ export interface Traffic {
   queued(): number;
   /** Client requests and tunnels open now. */
   clients(): number;
+  /** Worker processes that have stopped answering (none in a single process: it would not be answering /readyz). */
+  stuckWorkers(): readonly number[];
   onPoolEvent(poolName: string, event: PoolEvent): void;
   /** Lets requests in, once the first health round is done. */
   open(): Promise<void>;
@@ -187,6 +193,7 @@ export function servedHere(
     metrics: () => metrics,
     queued: () => data.queued,
     clients: () => proxy.openRequests(),
+    stuckWorkers: () => [],
     onPoolEvent: (poolName, event) => data.onPoolEvent(poolName, event),
     open: async () => data.open(),
     reload(effective, _next, nextPools) {
@@ -221,6 +228,7 @@ function servedByWorkers(config: Config, pools: () => ReadonlyMap<string, Pool>,
     metrics: () => workers.metrics(),
     queued: () => workers.queued(),
     clients: () => workers.clients(),
+    stuckWorkers: () => workers.stuck(),
     onPoolEvent: () => workers.pushPoolState(),
     open: () =>
       workers.start(config.workers, { ...config, port }).catch((error) => {
@@ -250,7 +258,7 @@ function servedByWorkers(config: Config, pools: () => ReadonlyMap<string, Pool>,
 /** Shorter admin tokens get a warning: 16 random hex characters are 64 bits. */
 const MIN_TOKEN_LENGTH = 16;
 
-interface AdminWiring extends Pick<AdminOptions, "config" | "reload" | "ready" | "clients" | "pools"> {
+interface AdminWiring extends Pick<AdminOptions, "config" | "reload" | "ready" | "clients" | "pools" | "stuckWorkers"> {
   events: EventLog;
   metrics: () => Metrics;
   queued: () => number;
@@ -284,24 +292,25 @@ function openSideListeners(config: Config, proxyPort: number, log: Logger, wirin
 }
 
 /**
- * What a reload changed, in one line (backends of kept pools, pools that came and went); the log level follows now,
- * and what only a restart changes gets a warning.
+ * What a reload changed, in one line (backends of kept pools, pools that came and went, what waits for a restart); the
+ * log level follows now, and what only a restart changes gets a warning of its own.
  */
-function describeReload(current: Config, next: Config, { diffs, added, retired }: ReturnType<PoolChange["apply"]>, log: Logger): string {
+function describeReload(current: Config, next: Config, { diffs, added, retired }: ReturnType<PoolChange["apply"]>, log: Logger): ReloadReport {
   log.level = consolaLevel(next.logLevel);
-  const changed = changedSettings(current, next);
-  const needRestart = changed.filter((name) => RESTART_ONLY.has(name));
-  if (needRestart.length) log.warn(`config reload: ${needRestart.join(", ")} change only on restart; the running values stay`);
-  const applied = changed.filter((name) => !RESTART_ONLY.has(name));
+  const pending = restartPending(current, next);
+  const waiting = pending.map((p) => p.change).join(", ");
+  if (pending.length) log.warn(`config reload: ${waiting} ${pending.length === 1 ? "waits" : "wait"} for a restart; until then lb keeps the running value`);
+  const applied = changedSettings(current, next).filter((name) => !RESTART_ONLY.has(name));
   if (!Bun.deepEquals(current.pools, next.pools)) applied.push("pools");
   if (!Bun.deepEquals(current.routes, next.routes)) applied.push("routes");
   const count = (key: keyof BackendDiff) => diffs.reduce((sum, diff) => sum + diff[key].length, 0);
-  return (
+  const summary =
     `config reloaded: ${count("added")} backend(s) added, ${count("removed")} draining out, ${count("reweighted")} reweighted` +
     (added.length ? `; pools added: ${added.join(", ")}` : "") +
     (retired.length ? `; pools draining out: ${retired.join(", ")}` : "") +
-    (applied.length ? `; changed: ${applied.join(", ")}` : "")
-  );
+    (applied.length ? `; changed: ${applied.join(", ")}` : "") +
+    (pending.length ? `; waiting for a restart: ${waiting}` : "");
+  return { summary, restartNeeded: pending.map((p) => p.setting) };
 }
 
 function proxyUrl(config: Config, port: number): URL {

@@ -7,6 +7,8 @@
 import type { AccessLog } from "./access-log.ts";
 import { type PoolStates, type ToPrimary, type ToWorker, applyPoolState, backendLoad, snapshotMetrics } from "./cluster/sync.ts";
 import { namedPools } from "./config/pools.ts";
+import type { ToWatchdog } from "./cluster/watchdog.ts";
+import { handleEscapedErrors } from "./hooks/escaped.ts";
 import { HookSet } from "./hooks/hook-set.ts";
 import { loadHooks } from "./hooks/load.ts";
 import { effectiveConfig } from "./config/reload.ts";
@@ -19,8 +21,12 @@ import { Pool, type PoolEvent } from "./pool/pool.ts";
 import { servedHere } from "./server.ts";
 
 const REPORT_EVERY_MS = 500;
+/** The main thread tells its watchdog it runs this often; silent for WATCHDOG_STUCK_MS, it counts as stuck. */
+const WATCHDOG_TICK_MS = 250;
+const WATCHDOG_STUCK_MS = 1000;
 
 interface RunningWorker {
+  readonly metrics: Metrics;
   report(): ToPrimary;
   /** Makes the pools what the primary says (its changes are not echoed back). */
   adoptPoolStates(states: PoolStates): void;
@@ -109,6 +115,7 @@ function startWorker(
   void traffic.open();
 
   return {
+    metrics,
     report: () => ({
       type: "report",
       report: {
@@ -189,10 +196,25 @@ export function runWorker(id: string): void {
   process.on("message", (message: ToWorker) => {
     handled = handled.then(() => handle(message)).catch((error) => log.error(`${message.type} failed: ${(error as Error).message}`));
   });
-  process.on("unhandledRejection", (reason) => log.error(`unhandled error: ${(reason as Error)?.message ?? reason}`));
+  handleEscapedErrors({ log: () => log, count: () => worker?.metrics.count("hookErrors", "escaped") });
+  watchForOrphaning(process.ppid, () => log);
   // Ctrl-C reaches the whole process group: the primary orders the stop, so that it is one drain, not two.
   process.on("SIGINT", () => {});
   process.on("SIGTERM", () => void stop());
   // The primary is gone (killed, crashed): finish what is in flight and leave, rather than serve an unwatched pool.
   process.on("disconnect", () => void stop());
+}
+
+/**
+ * Starts the watchdog thread (cluster/watchdog.ts) that kills this process when the primary is gone while the main
+ * thread is stuck; "disconnect" above cannot run then, and the process would keep the port. About 5 MiB per worker.
+ */
+function watchForOrphaning(primaryPid: number, log: () => Logger): void {
+  const watchdog = new Worker(new URL("./cluster/watchdog.ts", import.meta.url).href);
+  watchdog.unref();
+  // A binary built without the watchdog's entrypoint (build.ts) would otherwise lose it silently.
+  watchdog.addEventListener("error", (event) => log().error(`the watchdog thread failed: ${event.message}; this worker may outlive a primary that dies while it is stuck`));
+  const tell = (message: ToWatchdog) => watchdog.postMessage(message);
+  tell({ primaryPid, stuckAfterMs: WATCHDOG_STUCK_MS });
+  setInterval(() => tell("tick"), WATCHDOG_TICK_MS).unref();
 }

@@ -31,7 +31,7 @@ describe("pool state", () => {
       queued: 0,
       clients: 0,
       load: [{ url: "http://a:1", inflight, requests, errors: 1, retries: 0 }],
-      metrics: { backends: [], pool: { unrouted: [], rejected: [] } },
+      metrics: snapshotMetrics(new Metrics(), NOW),
     });
     sumLoad(primary.backends, [report(2, 10), report(3, 5)]);
     const [a, b] = primary.backends;

@@ -3,6 +3,7 @@
  * logged with who asked (client address) and what. It only touches the pool; the listener lives in server.ts.
  */
 import { WEIGHT_PROBLEM, checkBackendUrl, parseWeight } from "../config/backend-url.ts";
+import type { ReloadReport } from "../config/reload.ts";
 import type { Config } from "../config/types.ts";
 import { configView } from "../config/view.ts";
 import { parseDuration } from "../config/duration.ts";
@@ -37,12 +38,17 @@ export interface AdminOptions {
   config: () => Config;
   /** Whether lb takes requests: listening, and its first health round done (GET /readyz). */
   ready: () => boolean;
+  /** Workers (--workers) that have stopped answering their primary, by number: lb is not ready while one is. */
+  stuckWorkers: () => readonly number[];
   /** Reloads the config file (POST /api/reload); absent when lb was started without one. */
   reload?: (why: string) => Promise<ReloadOutcome>;
 }
 
-/** What a reload did: applied (with the one-line summary of what changed), or refused (why; the old config stays). */
-export type ReloadOutcome = { applied: true; summary: string } | { applied: false; error: string };
+/**
+ * What a reload did: applied (the one-line summary of what changed, and the restart-only settings it changed, which
+ * keep their running values), or refused (why; the old config stays).
+ */
+export type ReloadOutcome = ({ applied: true } & ReloadReport) | { applied: false; error: string };
 
 /** `holdOpen` lifts the connection's idle timeout, for calls that wait (a drain). */
 export type AdminHandler = (request: Request, clientIp: string, holdOpen: () => void) => Promise<Response>;
@@ -85,10 +91,13 @@ export function createAdminHandler(options: AdminOptions): AdminHandler {
     // Ready means lb can answer: it listens and its first health round is done. No healthy backend does not make
     // it unready: every replica would leave the Service at once, and clients would meet refused connections instead
     // of lb's 503 with Retry-After. lb_backend_up and /api/stats show that case.
+    // A stuck worker (a hook in an endless loop) does: the kernel still gives it its share of new connections, which
+    // hang until the primary replaces it.
     if (path === "/readyz") {
-      const ready = options.ready();
+      const stuckWorkers = options.stuckWorkers();
+      const ready = options.ready() && stuckWorkers.length === 0;
       const healthy = [...options.pools().values()].reduce((sum, pool) => sum + pool.available().length, 0);
-      return json({ ready, healthy }, ready ? 200 : 503);
+      return json({ ready, healthy, ...(stuckWorkers.length ? { stuckWorkers } : {}) }, ready ? 200 : 503);
     }
     if (!path.startsWith("/api/") && path !== "/metrics") return problem(404, `no such endpoint: ${path}`);
     if (options.token && !bearerMatches(request.headers.get("authorization"), options.token)) {

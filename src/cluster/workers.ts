@@ -1,8 +1,8 @@
 /**
  * `--workers N`: the primary's side. N worker processes share the port (SO_REUSEPORT) and serve traffic; the primary
  * runs health checks, DNS and the admin API once, pushes the pool's state to every worker, sums their reports for
- * the admin API and metrics, restarts a worker that dies, and hands reloads and log reopening on. Processes, not
- * threads: Bun's fetch keeps its upstream connection pool per process.
+ * the admin API and metrics, restarts a worker that dies or stops answering (silence.ts), and hands reloads and log
+ * reopening on. Processes, not threads: Bun's fetch keeps its upstream connection pool per process.
  */
 import { settlesWithin } from "../deadline.ts";
 import type { Subprocess } from "bun";
@@ -11,6 +11,7 @@ import type { Logger } from "../log.ts";
 import { Metrics } from "../metrics/metrics.ts";
 import type { Backend } from "../pool/backend.ts";
 import type { Pool } from "../pool/pool.ts";
+import { SilenceWatch, WORKER_SILENCE } from "./silence.ts";
 import { type ToPrimary, type ToWorker, type WorkerReport, addMetrics, applyMetricsSnapshot, poolStates, sumLoad } from "./sync.ts";
 
 /** Set in a worker's environment (to its number); main.ts then runs the worker side (worker.ts). */
@@ -40,6 +41,9 @@ export class WorkerSet {
   #config: Config;
   #stateQueued = false;
   #stopping = false;
+  /** Workers that stopped answering (a hook stuck in a loop): reported, then killed and replaced. */
+  readonly #silence = new SilenceWatch(WORKER_SILENCE);
+  #looking: ReturnType<typeof setInterval> | undefined;
 
   constructor(
     config: Config,
@@ -59,6 +63,8 @@ export class WorkerSet {
     this.#config = config;
     try {
       await Promise.all(Array.from({ length: count }, (_, i) => this.#spawn(i + 1)));
+      this.#looking = setInterval(() => this.#lookForSilence(), WORKER_SILENCE.lookEveryMs);
+      this.#looking.unref();
     } catch (error) {
       this.#stopping = true;
       for (const worker of this.#workers) worker.process.kill("SIGKILL");
@@ -90,6 +96,11 @@ export class WorkerSet {
     return this.#workers.reduce((sum, w) => sum + (w.report?.queued ?? 0), 0);
   }
 
+  /** The workers that have stopped answering (by number), until they answer again or their process is gone. */
+  stuck(): number[] {
+    return this.#silence.stuck();
+  }
+
   /** Client requests and tunnels open in all workers, as of their latest reports. */
   clients(): number {
     return this.#workers.reduce((sum, w) => sum + (w.report?.clients ?? 0), 0);
@@ -108,6 +119,7 @@ export class WorkerSet {
   /** Asks every worker to drain and exit, and waits for them (killing any still there after the drain timeout). */
   async stop(drainTimeoutMs: number): Promise<void> {
     this.#stopping = true;
+    clearInterval(this.#looking);
     this.#broadcast({ type: "stop" });
     const exited = Promise.all(this.#workers.map((w) => w.process.exited));
     const inTime = await settlesWithin(exited, drainTimeoutMs + 2000);
@@ -129,6 +141,7 @@ export class WorkerSet {
       stdout: "inherit",
       stderr: "inherit",
       ipc: (message: ToPrimary) => {
+        if (this.#isCurrent(worker)) this.#heard(worker);
         if (message.type === "ready") {
           clearTimeout(timer);
           ready.resolve();
@@ -140,6 +153,7 @@ export class WorkerSet {
       },
       onExit: (_proc, exitCode, signalCode) => {
         clearTimeout(timer);
+        if (this.#isCurrent(worker)) this.#silence.forget(id);
         ready.reject(new Error(`worker ${id} exited (${signalCode ?? `code ${exitCode}`}) before it served`));
         this.#exited(worker, signalCode ? String(signalCode) : `code ${exitCode}`);
       },
@@ -167,6 +181,32 @@ export class WorkerSet {
     }
   }
 
+  /** Whether this process is still the one serving as its worker number (not one replaced since). */
+  #isCurrent(worker: Worker): boolean {
+    return this.#workers.find((w) => w.id === worker.id) === worker;
+  }
+
+  /** Any message counts as an answer: a worker reports every half second. */
+  #heard(worker: Worker): void {
+    const stuckFor = this.#silence.heard(worker.id, performance.now());
+    if (stuckFor !== null) this.log.info(`worker ${worker.id} (pid ${worker.process.pid}) answers again after ${(stuckFor / 1000).toFixed(1)}s`);
+  }
+
+  /** Reports workers newly stuck, and kills (SIGKILL) those silent too long: #exited starts another in their place. */
+  #lookForSilence(): void {
+    for (const { id, silentMs, verdict } of this.#silence.look(performance.now())) {
+      const worker = this.#workers.find((w) => w.id === id);
+      if (!worker) continue;
+      const silent = `worker ${id} (pid ${worker.process.pid}) has not answered for ${(silentMs / 1000).toFixed(1)}s`;
+      if (verdict === "stuck") {
+        this.log.warn(`${silent} (stuck in a loop?): /readyz reports it; killed if silent for ${WORKER_SILENCE.killAfterMs / 1000}s`);
+      } else {
+        this.log.error(`${silent}: killing it (SIGKILL) to start another`);
+        worker.process.kill("SIGKILL");
+      }
+    }
+  }
+
   /** Every pool's backends (a backend is in one pool, so their URLs are unique). */
   #backends(): Backend[] {
     return [...this.pools().values()].flatMap((pool) => pool.backends);
@@ -177,7 +217,7 @@ export class WorkerSet {
   }
 
   #exited(worker: Worker, how: string): void {
-    if (this.#stopping || this.#workers.find((w) => w.id === worker.id) !== worker) return;
+    if (this.#stopping || !this.#isCurrent(worker)) return;
     worker.report = null;
     this.#retired.push(worker.metrics);
     worker.metrics = new Metrics();

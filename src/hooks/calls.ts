@@ -31,6 +31,8 @@ export class HookCalls {
     private readonly hooks: () => LoadedHooks,
     private readonly budgetMs: () => number,
     private readonly log: Logger,
+    /** Counts a failure of this hook (lb_hook_errors_total). */
+    private readonly countFailure: (hook: string) => void,
   ) {}
 
   /** Runs onRequest on the trip (`pool`: what the routes chose); synchronous when the hook is. */
@@ -82,6 +84,7 @@ export class HookCalls {
   }
 
   #failed(trip: Trip, hook: string, kind: FailureKind, problem: string): void {
+    this.countFailure(hook);
     const key = `${hook} ${kind}`;
     let line = this.#failures.get(key);
     if (!line) this.#failures.set(key, (line = new ThrottledLine(FAILURE_LOG_EVERY_MS)));

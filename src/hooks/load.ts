@@ -41,6 +41,20 @@ const HOOK_NAMES = ["onRequest", "onResponse"] as const;
 let loads = 0;
 
 /**
+ * Every file bundled into hooks this process has loaded, absolute: an older version's timer may still fire after a
+ * reload, and its error is the hooks' all the same (hooks/escaped.ts tells hook code by these).
+ */
+const hookSources = new Set<string>();
+
+/**
+ * Whether a stack frame's file is hook code. The bundle's source map names each module by its path from the working
+ * directory, as Bun.build's metafile does (the sources above are those, resolved); lb's own frames are absolute.
+ */
+export function isHookSource(file: string): boolean {
+  return hookSources.has(resolve(file));
+}
+
+/**
  * Packages stay outside the bundle, imported by their resolved path: loaded once and shared by every version of the
  * hooks (a reload re-runs the hooks' own code, not a package's), and found wherever the bundle is imported from.
  */
@@ -86,6 +100,7 @@ export async function loadHooks(path: string, bundle?: HooksBundle): Promise<Loa
     // A virtual module of its own name: nothing written to disk (lb may run on a read-only filesystem), and a stack
     // trace names the hooks file's lines through the bundle's source map (a data: URL would print the whole bundle).
     const name = `lb-hooks-${++loads}`;
+    for (const source of sources) hookSources.add(source); // before it runs: its top-level code may set timers
     Bun.plugin({ name, setup: (build) => void build.module(name, () => ({ contents: code, loader: "js" })) });
     module = await import(name);
   } catch (error) {

@@ -85,6 +85,11 @@ export const POOL_COUNTS = {
   unrouted: "status",
   /** Requests lb turned away on purpose, by reason: max-connections, queue-full, queue-timeout, no-backend. */
   rejected: "reason",
+  /**
+   * Hook failures, by hook: onRequest and onResponse (threw, timed out, refused), and escaped (an error from hook code
+   * outside a hook's call: a timer or callback it set up, a promise nobody handled; hooks/escaped.ts).
+   */
+  hookErrors: "hook",
 } as const;
 export type PoolCount = keyof typeof POOL_COUNTS;
 export const POOL_COUNT_NAMES = Object.keys(POOL_COUNTS) as PoolCount[];
@@ -184,7 +189,7 @@ export function mergeBuckets(seconds: readonly Second[]): number[] {
 export class Metrics {
   readonly backends = new Map<string, BackendMetrics>();
   /** Pool-wide counts by key (see POOL_COUNTS). */
-  readonly pool: Record<PoolCount, Map<string, number>> = { unrouted: new Map(), rejected: new Map() };
+  readonly pool: Record<PoolCount, Map<string, number>> = { unrouted: new Map(), rejected: new Map(), hookErrors: new Map() };
   /** Config reloads (SIGHUP, the file changing, the admin API) by result; the start counts as the first success. */
   readonly reloads: { success: number; failure: number; lastSuccessMs: number };
 
