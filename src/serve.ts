@@ -137,11 +137,11 @@ function reloader(lb: RunningLb, log: Logger, load: () => Promise<Config>): (why
   return async (why) => {
     const { reloads } = lb.metrics;
     try {
-      const report = lb.reload(await load());
+      const summary = lb.reload(await load());
       reloads.success++;
       reloads.lastSuccessMs = Date.now();
-      log.info(`${report.summary} (${why})`);
-      return { applied: true, ...report };
+      log.info(`${summary} (${why})`);
+      return { applied: true, summary };
     } catch (error) {
       reloads.failure++;
       const message = error instanceof ConfigError ? error.message : describeError(error);
