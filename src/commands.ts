@@ -114,7 +114,12 @@ const COMMANDS: Record<string, Command> = {
     def: defineCommand({
       meta: { name: "reload", description: "Make a running lb apply its config file again, and say what changed" },
       args: ADMIN_ARGS as ArgsDef,
-      run: async ({ rawArgs }) => console.log(await runReloadCommand(rawArgs, env())),
+      run: async ({ rawArgs }) => {
+        const { stdout, stderr, code } = await runReloadCommand(rawArgs, env());
+        console.log(stdout);
+        if (stderr) console.error(stderr);
+        process.exitCode = code;
+      },
     }),
     help: () => RELOAD_HELP,
   },

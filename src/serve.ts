@@ -137,11 +137,11 @@ function reloader(lb: RunningLb, log: Logger, load: () => Promise<Config>): (why
   return async (why) => {
     const { reloads } = lb.metrics;
     try {
-      const summary = lb.reload(await load());
+      const report = lb.reload(await load());
       reloads.success++;
       reloads.lastSuccessMs = Date.now();
-      log.info(`${summary} (${why})`);
-      return { applied: true, summary };
+      log.info(`${report.summary} (${why})`);
+      return { applied: true, ...report };
     } catch (error) {
       reloads.failure++;
       const message = error instanceof ConfigError ? error.message : describeError(error);

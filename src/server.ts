@@ -13,7 +13,7 @@ import { WorkerSet } from "./cluster/workers.ts";
 import { type BackendSpec, hostInUrl } from "./config/backend-url.ts";
 import { formatDuration } from "./config/duration.ts";
 import { namedPools } from "./config/pools.ts";
-import { type BackendDiff, RESTART_ONLY, changedSettings, effectiveConfig } from "./config/reload.ts";
+import { type BackendDiff, type ReloadReport, RESTART_ONLY, changedSettings, effectiveConfig, restartPending } from "./config/reload.ts";
 import type { Config } from "./config/types.ts";
 import { createAccessLog } from "./configure.ts";
 import { descriptorLimit } from "./descriptors.ts";
@@ -45,8 +45,11 @@ export interface RunningLb {
   queued(): number;
   /** Reopens the access log file (after logrotate moved it). */
   reopenLogs(): void;
-  /** Applies a new config without a restart (see config/reload.ts for what changes); returns a one-line summary. */
-  reload(next: Config): string;
+  /**
+   * Applies a new config without a restart (see config/reload.ts for what changes): what changed in one line, and the
+   * restart-only settings it changes, which keep their running values.
+   */
+  reload(next: Config): ReloadReport;
   /** The config in force: the last one applied, restart-only settings as they were at the start. */
   config(): Config;
   /** Stops accepting, lets in-flight requests finish within the drain timeout, then closes what is left. */
@@ -123,9 +126,9 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
       // Both throw before changing anything when a file the new config names cannot be read.
       const change = poolSet.prepare(effective);
       traffic.reload(effective, next, change.served);
-      const summary = describeReload(current, next, change.apply(), log);
+      const report = describeReload(current, next, change.apply(), log);
       current = effective;
-      return summary;
+      return report;
     },
     stop: () =>
       (stopping ??= (async () => {
@@ -289,24 +292,25 @@ function openSideListeners(config: Config, proxyPort: number, log: Logger, wirin
 }
 
 /**
- * What a reload changed, in one line (backends of kept pools, pools that came and went); the log level follows now,
- * and what only a restart changes gets a warning.
+ * What a reload changed, in one line (backends of kept pools, pools that came and went, what waits for a restart); the
+ * log level follows now, and what only a restart changes gets a warning of its own.
  */
-function describeReload(current: Config, next: Config, { diffs, added, retired }: ReturnType<PoolChange["apply"]>, log: Logger): string {
+function describeReload(current: Config, next: Config, { diffs, added, retired }: ReturnType<PoolChange["apply"]>, log: Logger): ReloadReport {
   log.level = consolaLevel(next.logLevel);
-  const changed = changedSettings(current, next);
-  const needRestart = changed.filter((name) => RESTART_ONLY.has(name));
-  if (needRestart.length) log.warn(`config reload: ${needRestart.join(", ")} change only on restart; the running values stay`);
-  const applied = changed.filter((name) => !RESTART_ONLY.has(name));
+  const pending = restartPending(current, next);
+  const waiting = pending.map((p) => p.change).join(", ");
+  if (pending.length) log.warn(`config reload: ${waiting} ${pending.length === 1 ? "waits" : "wait"} for a restart; until then lb keeps the running value`);
+  const applied = changedSettings(current, next).filter((name) => !RESTART_ONLY.has(name));
   if (!Bun.deepEquals(current.pools, next.pools)) applied.push("pools");
   if (!Bun.deepEquals(current.routes, next.routes)) applied.push("routes");
   const count = (key: keyof BackendDiff) => diffs.reduce((sum, diff) => sum + diff[key].length, 0);
-  return (
+  const summary =
     `config reloaded: ${count("added")} backend(s) added, ${count("removed")} draining out, ${count("reweighted")} reweighted` +
     (added.length ? `; pools added: ${added.join(", ")}` : "") +
     (retired.length ? `; pools draining out: ${retired.join(", ")}` : "") +
-    (applied.length ? `; changed: ${applied.join(", ")}` : "")
-  );
+    (applied.length ? `; changed: ${applied.join(", ")}` : "") +
+    (pending.length ? `; waiting for a restart: ${waiting}` : "");
+  return { summary, restartNeeded: pending.map((p) => p.setting) };
 }
 
 function proxyUrl(config: Config, port: number): URL {

@@ -4,7 +4,7 @@ import { mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { resolveConfig } from "../src/config/load.ts";
-import { changedSettings, diffBackends, effectiveConfig } from "../src/config/reload.ts";
+import { changedSettings, diffBackends, effectiveConfig, restartPending } from "../src/config/reload.ts";
 import { type LbProcess, type TestBackend, deadPort, runCommand, spawnLb, startBackend, waitFor } from "./helpers.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "lb-reload-"));
@@ -83,6 +83,17 @@ describe("what a reload changes (pure)", () => {
     expect(changedSettings(running, next)).toEqual(["port", "policy", "health-status"]);
     expect(effectiveConfig(running, next)).toMatchObject({ port: 8000, policy: "ewma" });
   });
+
+  test("what waits for a restart is said with both values; a token only by its name", () => {
+    const running = config({ port: 8000, "admin-token": "the-running-token-0123", policy: "round-robin" });
+    const next = config({ port: 9000, "admin-token": "the-next-token-456789", policy: "ewma", "access-log-file": "/var/log/lb/access.log" });
+    expect(restartPending(running, next)).toEqual([
+      { setting: "port", change: "port 8000 → 9000" },
+      { setting: "admin-token", change: "admin-token" },
+      { setting: "access-log-file", change: "access-log-file (none) → /var/log/lb/access.log" },
+    ]);
+    expect(restartPending(running, running)).toEqual([]);
+  });
 });
 
 describe("reload of a running lb", () => {
@@ -113,14 +124,14 @@ describe("reload of a running lb", () => {
       await lb.waitForLine("stderr", /config reload rejected, the running config stays in force: .*port: .*is not a port.*backends\[0\]: /, 5000);
       expect((await fetch(`${lb.url}/`)).status).toBe(200);
 
-      // SIGHUP reloads too; a port change is only warned about.
+      // SIGHUP reloads too; a port change waits for a restart, and the warning says so with both values.
       const reloads = () => lb.stderr.filter((l) => l.includes("config reloaded")).length;
       const before = reloads();
       write([a.url, c.url], "", 1);
       await waitFor(() => reloads() > before, "the reload of the fixed file", 5000);
       lb.proc.kill("SIGHUP");
       await lb.waitForLine("stderr", /\(SIGHUP\)/, 5000);
-      expect(lb.stderr.some((l) => l.includes("port change only on restart"))).toBe(true);
+      expect(lb.stderr.some((l) => l.includes("config reload: port 0 → 1 waits for a restart; until then lb keeps the running value"))).toBe(true);
       expect((await fetch(`${lb.url}/`)).status).toBe(200);
     } finally {
       await lb.kill();
@@ -315,6 +326,19 @@ describe("reload of a running lb", () => {
       expect(metrics).toMatch(/^lb_config_last_reload_success_timestamp_seconds \d{10}$/m);
       expect(metrics).toMatch(/^lb_build_info\{version="[^"]+",commit="source",bun="[^"]+"\} 1$/m);
       expect(((await (await api("/api/stats")).json()) as { version: string }).version).toEndWith("(source)");
+
+      // A restart-only change: the rest is applied; the API, lb reload (exit 3) and the log say the port waits.
+      write([a.url], `retries = 3\nadmin-token = "${token}"\n`, 1);
+      await lb.waitForLine("stderr", /config reloaded: 0 backend\(s\) added, 1 draining out, 0 reweighted; changed: retries; waiting for a restart: port 0 → 1 /, 5000);
+      const partial = await runCommand(["reload", ...adminArgs]);
+      expect(partial.stdout.trim()).toBe("config reloaded: 0 backend(s) added, 0 draining out, 0 reweighted; waiting for a restart: port 0 → 1");
+      expect(partial.stderr.trim()).toBe("lb: port changes only on a restart: lb runs on with the running value until then");
+      expect(partial.code).toBe(3);
+      const answer = await fetch(`${admin}/api/reload`, { method: "POST", headers: { authorization: `Bearer ${token}` } });
+      expect(answer.status).toBe(200);
+      expect(await answer.json()).toMatchObject({ applied: true, restartNeeded: ["port"] });
+      expect(lb.stderr.filter((l) => l.includes("config reload: port 0 → 1 waits for a restart"))).toHaveLength(3);
+      expect((await fetch(`${lb.url}/`)).status).toBe(200);
     } finally {
       await lb.kill();
     }

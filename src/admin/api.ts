@@ -3,6 +3,7 @@
  * logged with who asked (client address) and what. It only touches the pool; the listener lives in server.ts.
  */
 import { WEIGHT_PROBLEM, checkBackendUrl, parseWeight } from "../config/backend-url.ts";
+import type { ReloadReport } from "../config/reload.ts";
 import type { Config } from "../config/types.ts";
 import { configView } from "../config/view.ts";
 import { parseDuration } from "../config/duration.ts";
@@ -43,8 +44,11 @@ export interface AdminOptions {
   reload?: (why: string) => Promise<ReloadOutcome>;
 }
 
-/** What a reload did: applied (with the one-line summary of what changed), or refused (why; the old config stays). */
-export type ReloadOutcome = { applied: true; summary: string } | { applied: false; error: string };
+/**
+ * What a reload did: applied (the one-line summary of what changed, and the restart-only settings it changed, which
+ * keep their running values), or refused (why; the old config stays).
+ */
+export type ReloadOutcome = ({ applied: true } & ReloadReport) | { applied: false; error: string };
 
 /** `holdOpen` lifts the connection's idle timeout, for calls that wait (a drain). */
 export type AdminHandler = (request: Request, clientIp: string, holdOpen: () => void) => Promise<Response>;

@@ -108,19 +108,28 @@ export async function runBackendsCommand(argv: string[], env: { adminToken?: str
   }
 }
 
+/** `lb reload`'s exit status when the reload was applied but a setting it changes only takes effect on a restart. */
+export const EXIT_RESTART_NEEDED = 3;
+
 export const RELOAD_HELP: HelpPage = {
   description: "Makes a running lb read its config file again and apply it (as SIGHUP does), and says what changed.",
   usage: ["lb reload [--admin host:port] [--admin-token token]"],
   sections: [{ title: "Options", options: helpOptions(ADMIN_ARGS) }],
-  notes: ["Exit 0 when the new config was applied; 1 (the reason on one line) when it was refused: the running config stays."],
+  notes: [
+    "Exit 0 when the new config was applied; 1 (the reason on one line) when it was refused: the running config stays; " +
+      `${EXIT_RESTART_NEEDED} when it was applied except settings only a restart changes (port, host, admin, TLS files, ` +
+      "workers, logging...), which keep their running values: the line on stderr names them.",
+  ],
 };
 
-/** `lb reload`: POST /api/reload; resolves to the summary of what changed. */
-export async function runReloadCommand(argv: string[], env: { adminToken?: string }): Promise<string> {
+/** `lb reload`: POST /api/reload; resolves to the summary of what changed, and a line on what waits for a restart. */
+export async function runReloadCommand(argv: string[], env: { adminToken?: string }): Promise<{ stdout: string; stderr: string; code: number }> {
   const { call } = adminClient(argv, ADMIN_ARGS, "lb reload", env);
   try {
-    const outcome = (await call("POST", "/api/reload")) as { summary: string };
-    return outcome.summary;
+    const { summary, restartNeeded = [] } = (await call("POST", "/api/reload")) as { summary: string; restartNeeded?: string[] };
+    if (restartNeeded.length === 0) return { stdout: summary, stderr: "", code: 0 };
+    const waiting = `${restartNeeded.join(", ")} ${restartNeeded.length === 1 ? "changes" : "change"} only on a restart`;
+    return { stdout: summary, stderr: `lb: ${waiting}: lb runs on with the running value until then`, code: EXIT_RESTART_NEEDED };
   } catch (error) {
     if (error instanceof AdminCallError && error.message.startsWith("422: ")) {
       throw new AdminCallError(`reload refused, the running config stays in force: ${error.message.slice(5)}`);

@@ -7,6 +7,7 @@
 import type { BackendSpec } from "./backend-url.ts";
 import { SETTINGS } from "./settings.ts";
 import type { Config } from "./types.ts";
+import { configView } from "./view.ts";
 
 export interface BackendDiff {
   added: BackendSpec[];
@@ -38,4 +39,33 @@ export function changedSettings(previous: Config, next: Config): string[] {
 export function effectiveConfig(running: Config, next: Config): Config {
   const kept = SETTINGS.filter((s) => RESTART_ONLY.has(s.name)).map((s) => [s.key, running[s.key]]);
   return { ...next, ...Object.fromEntries(kept) };
+}
+
+/** What a reload applied, in one line, and the restart-only settings it changed but could not apply. */
+export interface ReloadReport {
+  summary: string;
+  /** Names of the restart-only settings whose new values wait for a restart (empty: everything was applied). */
+  restartNeeded: string[];
+}
+
+/** A restart-only setting the new config changes: its name, and "name running → next" for operators to read. */
+export interface PendingChange {
+  setting: string;
+  change: string;
+}
+
+/** The restart-only settings `next` changes, which keep their running values; secrets are named, never shown. */
+export function restartPending(running: Config, next: Config): PendingChange[] {
+  const [before, after] = [configView(running), configView(next)];
+  return changedSettings(running, next)
+    .filter((name) => RESTART_ONLY.has(name))
+    .map((setting) => {
+      const [from, to] = [shownValue(before[setting]), shownValue(after[setting])];
+      return { setting, change: from === to ? setting : `${setting} ${from} → ${to}` };
+    });
+}
+
+function shownValue(value: unknown): string {
+  if (value === "") return "(none)";
+  return typeof value === "string" ? value : JSON.stringify(value);
 }
