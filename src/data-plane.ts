@@ -112,7 +112,7 @@ export class DataPlane {
     if ("answer" in before) return this.#answer(trip, before.answer);
     const { ctx } = before;
     const lane = ctx.pool === null ? undefined : this.#lanes.get(ctx.pool);
-    if (ctx.pool !== null && !lane) return this.#answer(trip, hooks.refuse(trip, `chose pool ${JSON.stringify(ctx.pool)}, which lb does not have`));
+    if (ctx.pool !== null && !lane) return this.#answer(trip, hooks.refuse(trip, `chose pool ${JSON.stringify(ctx.pool)}, which lb does not have; its pools are ${[...this.#lanes.keys()].join(", ")}`));
     if (ctx.backend !== null) {
       trip.preferred = lane?.pool.find(ctx.backend);
       if (!trip.preferred) return this.#answer(trip, hooks.refuse(trip, `chose backend ${ctx.backend}, which is not in pool ${ctx.pool}`));

@@ -13,6 +13,8 @@ import { ConfigError, type Layer, checkConfig, readConfigFile } from "./config/l
 import { namedPools } from "./config/pools.ts";
 import type { Config } from "./config/types.ts";
 
+const CONFIG_FILE = /\.(toml|ya?ml|json)$/i;
+
 export const VALIDATE_ARGS = {
   config: { type: "string", valueHint: "file", description: "The config file to check (TOML, YAML or JSON)" },
 } as const satisfies ArgsDef;
@@ -20,10 +22,13 @@ export const VALIDATE_ARGS = {
 export const VALIDATE_HELP: HelpPage = {
   description: "Checks a config file, with any flags given beside it, as lb would at startup, and starts nothing. " +
     "Exit 0 when lb would start with it; exit 2 with every problem on its own line.",
-  usage: ["lb validate --config <file> [options]", "lb --config <file> --check [options]"],
+  usage: ["lb validate <file> [options]", "lb validate --config <file> [options]", "lb --config <file> --check [options]"],
   sections: [{ title: "Options", options: helpOptions(VALIDATE_ARGS) }],
-  notes: ["Any of lb's options may be given too: they are checked together with the file, as they would be used."],
-  examples: ["lb validate --config /etc/lb/lb.toml", "lb --config lb.yaml --check --port 8080"],
+  notes: [
+    "Any of lb's options may be given too: they are checked together with the file, as they would be used.",
+    'A hooks file is loaded as lb would load it, and each pool it names as ctx.pool = "name" must be in the config.',
+  ],
+  examples: ["lb validate /etc/lb/lb.toml", "lb --config lb.yaml --check --port 8080"],
 };
 
 export interface Validation {
@@ -34,9 +39,14 @@ export interface Validation {
 
 export async function validateCommand(argv: string[], vars: Record<string, string | undefined>): Promise<Validation> {
   const commandLine = parseCommandLine("lb validate", argv);
-  if (commandLine.positionals.length) commandLine.layer.values.backends = commandLine.positionals;
-  const path = commandLine.configPath;
-  if (!path) throw new ConfigError("lb validate needs --config <file>, e.g. lb validate --config lb.toml");
+  const [first, ...rest] = commandLine.positionals;
+  // `lb validate lb.toml`: without --config, a first argument named as a config file is the file; the rest (and with
+  // --config, every argument) are backends, as on lb's own command line.
+  const positionalFile = commandLine.configPath === undefined && first !== undefined && CONFIG_FILE.test(first) ? first : undefined;
+  const backends = positionalFile ? rest : commandLine.positionals;
+  if (backends.length) commandLine.layer.values.backends = backends;
+  const path = commandLine.configPath ?? positionalFile;
+  if (!path) throw new ConfigError("lb validate needs a config file: lb validate lb.toml (or --config lb.toml)");
   let file: Layer;
   try {
     file = await readConfigFile(path);
@@ -44,16 +54,44 @@ export async function validateCommand(argv: string[], vars: Record<string, strin
     return { code: 2, stdout: "", stderr: `${(error as Error).message}\n` };
   }
   const { config, problems } = checkConfig([file, environmentLayer(vars), commandLine.layer], { stdoutIsTTY: false });
+  if (config.hooks) problems.push(...(await hooksProblems(config, problems.length === 0)));
   if (problems.length) return { code: 2, stdout: "", stderr: problems.map((p) => `${p}\n`).join("") };
-  if (config.hooks) {
-    // Loading runs the file's top-level code, as lb's start would: a broken hooks file fails here, not at startup.
-    try {
-      await loadHooks(config.hooks);
-    } catch (error) {
-      return { code: 2, stdout: "", stderr: `${(error as Error).message}\n` };
+  return { code: 0, stdout: `${path}: OK (${describePools(config)}, port ${config.port})\n`, stderr: "" };
+}
+
+/**
+ * Loading runs the hooks file's top-level code, as lb's start would: a broken hooks file fails here, not at startup.
+ * Then each pool the hooks' code names in a plain `ctx.pool = "name"` must be one of the config's (checked only when
+ * the config's own pools are sound); a name computed at run time can only be found on a request (lb logs it, with
+ * the pools it has, and answers 500).
+ */
+async function hooksProblems(config: Config, poolsKnown: boolean): Promise<string[]> {
+  let sources: readonly string[];
+  try {
+    ({ sources } = await loadHooks(config.hooks));
+  } catch (error) {
+    return [(error as Error).message];
+  }
+  if (!poolsKnown) return [];
+  const pools = namedPools(config).map((pool) => pool.name);
+  const problems: string[] = [];
+  for (const source of sources) {
+    for (const { line, pool } of poolAssignments(await Bun.file(source).text())) {
+      if (!pools.includes(pool)) problems.push(`${source}:${line}: hooks: ctx.pool = "${pool}" names no pool; the pools are ${pools.join(", ")}`);
     }
   }
-  return { code: 0, stdout: `${path}: OK (${describePools(config)}, port ${config.port})\n`, stderr: "" };
+  return problems;
+}
+
+/** `.pool = "name"` with a literal name. */
+const POOL_ASSIGNMENT = /\.pool\s*=(?!=)\s*(["'`])([^"'`$\\\n]*)\1/g;
+/** A line of a block comment (a doc comment's example), or the part of a line after `//`. */
+const COMMENT = /^\s*(?:\/\*|\*).*$|\/\/.*$/;
+
+function poolAssignments(code: string): Array<{ line: number; pool: string }> {
+  return code.split("\n").flatMap((text, index) =>
+    [...text.replace(COMMENT, "").matchAll(POOL_ASSIGNMENT)].map((match) => ({ line: index + 1, pool: match[2]! })),
+  );
 }
 
 /** "3 backends, policy round-robin" for one pool; "2 pools (api: 2 backends, web: 1 backend), 3 routes" for several. */

@@ -118,7 +118,7 @@ describe("commands", () => {
     [["status", "--wtach"], "unknown option --wtach; run lb status --help"],
     [["version", "--verbose"], "unknown option --verbose; run lb version --help"],
     [["--config", "/nonexistent/dir/lb.toml"], "/nonexistent/dir/lb.toml: cannot read the config file (no such file); check the --config path"],
-    [["validate"], "lb validate needs --config <file>"],
+    [["validate"], "lb validate needs a config file: lb validate lb.toml (or --config lb.toml)"],
     [["help", "stauts"], 'no command "stauts"; did you mean "status"?'],
     [["constructor"], '"constructor" is neither a command nor a backend'],
   ])("lb %p exits 2 with one line", async (args, message) => {
@@ -148,6 +148,13 @@ describe("commands", () => {
   });
 });
 
+/** docs/routing.md's example of a file with three problems: the file, and what `lb validate lb.toml` prints. */
+async function routingDocsExample(): Promise<{ file: string; printed: string[] }> {
+  const markdown = await Bun.file(join(import.meta.dir, "../docs/routing.md")).text();
+  const [, file, printed] = /```toml\n([^`]*)```\s*`lb validate lb\.toml` prints[^`]*```\n([^`]*)```/.exec(markdown)!;
+  return { file: file!, printed: printed!.trimEnd().split("\n") };
+}
+
 describe("lb validate", () => {
   test("a good file: exit 0 and a one-line summary; flags beside it are checked with it", async () => {
     const file = join(dir, "good.toml");
@@ -176,12 +183,52 @@ describe("lb validate", () => {
     ]);
   });
 
-  test("a file that does not parse: exit 2 with the parser's reason", async () => {
+  test("a file that does not parse: exit 2 with the parser's reason and the line", async () => {
     const file = join(dir, "unparsable.toml");
-    writeFileSync(file, "port = = 1\n");
+    writeFileSync(file, 'port = 8000\nhost = "0.0.0.0\nbackends = ["http://10.0.0.1:8080"]\n');
     const { code, stderr } = await runCommand(["validate", "--config", file]);
-    expect(code).toBe(2);
-    expect(stderr).toContain("not valid TOML");
+    expect({ code, stderr }).toEqual({ code: 2, stderr: `${file}:2: not valid TOML: Unterminated string; newlines must be escaped in basic strings\n` });
+  });
+
+  test("lb validate FILE: the file as an argument; backends may follow it, as on lb's command line", async () => {
+    const file = join(dir, "positional.toml");
+    writeFileSync(file, 'port = 8080\nbackends = ["http://10.0.0.1:8080"]\n');
+    expect(await runCommand(["validate", file])).toEqual({ code: 0, stdout: `${file}: OK (1 backend, policy round-robin, port 8080)\n`, stderr: "" });
+    const withBackends = await runCommand(["validate", file, "http://10.0.0.2:8080", "http://10.0.0.3:8080"]);
+    expect(withBackends.stdout).toBe(`${file}: OK (2 backends, policy round-robin, port 8080)\n`);
+  });
+
+  test("docs/routing.md's three-error example: all three, each at its line, and nothing that follows from them", async () => {
+    const file = join(dir, "routing.toml");
+    const example = await routingDocsExample();
+    writeFileSync(file, example.file);
+    const { code, stdout, stderr } = await runCommand(["validate", file]);
+    expect({ code, stdout }).toEqual({ code: 2, stdout: "" });
+    expect(example.printed).toHaveLength(3);
+    expect(stderr.trimEnd().split("\n")).toEqual(example.printed.map((line) => line.replace(/^lb\.toml:/, `${file}:`)));
+  });
+
+  test("a hooks file that sets a pool the config does not have: refused at the line that sets it", async () => {
+    const hooks = join(dir, "hooks.ts");
+    writeFileSync(
+      hooks,
+      [
+        "/** Example: ctx.pool = \"in-a-comment\"; */",
+        "export function onRequest(ctx) {",
+        '  if (ctx.pool === "api") return; // ctx.pool = "commented"',
+        '  if (ctx.request.headers.get("x-canary") === "1") ctx.pool = "canry";',
+        "  else ctx.pool = 'api';",
+        "}",
+        "",
+      ].join("\n"),
+    );
+    const file = join(dir, "hooks.toml");
+    writeFileSync(file, `hooks = "${hooks}"\n[pools.api]\nbackends = ["http://10.0.0.1:8080"]\n[pools.canary]\nbackends = ["http://10.0.0.2:8080"]\n[[routes]]\npool = "api"\n`);
+    expect(await runCommand(["validate", file])).toEqual({
+      code: 2,
+      stdout: "",
+      stderr: `${hooks}:4: hooks: ctx.pool = "canry" names no pool; the pools are api, canary\n`,
+    });
   });
 });
 

@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { checkBackendUrl } from "../src/config/backend-url.ts";
-import { ConfigError, readConfigFile, resolveConfig } from "../src/config/load.ts";
+import { ConfigError, checkConfig, readConfigFile, resolveConfig } from "../src/config/load.ts";
 
 const env = { stdoutIsTTY: false };
 const resolve = (values: Record<string, unknown>, tty = false) =>
@@ -310,5 +310,63 @@ describe("config files", () => {
     expect(() => resolveConfig([yaml], env)).toThrow(`${join(dir, "lines.yaml")}:3: port: "high" is not a port`);
     const json = await readConfigFile(file("lines.json", '{\n  "backends": ["http://a:1"],\n  "retries": -1\n}\n'));
     expect(() => resolveConfig([json], env)).toThrow(`${join(dir, "lines.json")}:3: retries:`);
+  });
+
+  /** Every problem found in a file. */
+  const problemsIn = async (name: string, text: string) => checkConfig([await readConfigFile(file(name, text))], env).problems;
+
+  test("a syntax error names its line (Bun's parsers give none), in TOML and YAML", async () => {
+    const unterminated = file("syntax.toml", 'port = 8000\nhost = "0.0.0.0\nbackends = ["http://a:1"]\n');
+    expect(readConfigFile(unterminated)).rejects.toThrow(`${unterminated}:2: not valid TOML: Unterminated string`);
+    // A multi-line array is passed over while it is open: the line named is the one at fault.
+    const unquoted = file("unquoted.toml", 'backends = [\n  "http://a:1",\n  http://b:2,\n]\n');
+    expect(readConfigFile(unquoted)).rejects.toThrow(`${unquoted}:3: not valid TOML: `);
+    const twice = file("twice.toml", 'port = 1\nhost = "a"\nport = 2\n');
+    expect(readConfigFile(twice)).rejects.toThrow(`${twice}:3: not valid TOML: Cannot redefine key 'port'`);
+    const yaml = file("indent.yaml", "port: 1\nbackends:\n  - http://a:1\n  b: 2\n");
+    expect(readConfigFile(yaml)).rejects.toThrow(`${yaml}:4: not valid YAML: `);
+  });
+
+  test("problems in [pools.NAME] and [[routes]] name the line of their key, or of their table when the key is missing", async () => {
+    const problems = await problemsIn(
+      "routing.toml",
+      [
+        'backends = ["http://10.0.0.9:1"]', // 1
+        "[pools.api]", // 2
+        'backends = ["http://10.0.0.1:1"]', // 3
+        'timeout = "soon"', // 4
+        "[pools.empty]", // 5
+        'policy = "random"', // 6
+        "[[routes]]", // 7
+        'pool = "api"', // 8
+        "[[routes]]", // 9
+        'hst = "a"', // 10
+        'pool = "web"', // 11
+        "[[routes]]", // 12
+        'path-prefix = "/x/"', // 13
+        "",
+      ].join("\n"),
+    );
+    const path = join(dir, "routing.toml");
+    expect(problems).toEqual([
+      `${path}:4: pools.api.timeout: "soon" is not a duration; write 250ms, 10s, 1m30s, 1h, 1d or a number of seconds`,
+      `${path}:5: pools.empty.backends: a pool needs backends, e.g. backends = ["http://10.0.0.1:8080"]`,
+      `${path}:10: routes[1].hst: not a route condition; did you mean host?`,
+      `${path}:11: routes[1].pool: no pool is named "web"; the pools are default, api, empty`,
+      `${path}:12: routes[2].pool: missing; write pool = "NAME" (a [pools.NAME] table, or "default")`,
+    ]);
+  });
+
+  test("a problem that follows from another is not reported twice", async () => {
+    const problems = await problemsIn(
+      "cascade.toml",
+      '[pools.api]\nbackends = ["ftp://a:1"]\n[[routes]]\npath-prefix = "api"\nstrip-prefix = true\npool = "api"\n',
+    );
+    const path = join(dir, "cascade.toml");
+    // Not also "pools.api.backends: a pool needs backends", "strip-prefix: needs path-prefix" or "no pool is named".
+    expect(problems).toEqual([
+      `${path}:2: pools.api.backends[0]: "ftp://a:1" uses ftp; backends must be http:// or https://`,
+      `${path}:4: routes[0].path-prefix: "api" must start with "/", e.g. "/api/"`,
+    ]);
   });
 });

@@ -114,7 +114,7 @@ test("the examples, failing hooks and reloads, through a running lb", async () =
       else ctx.backend = ${JSON.stringify(canary.url)};
     }`);
     expect((await get("/pool")).status).toBe(500);
-    await lb.waitForLine("stderr", /hooks: onRequest chose pool \\"nope\\", which lb does not have \(GET \/pool, request /);
+    await lb.waitForLine("stderr", /hooks: onRequest chose pool \\"nope\\", which lb does not have; its pools are default, canary, b \(GET \/pool, request /);
     // Health checks (GET /, every 200 ms) go on meanwhile: they are not what is counted.
     const forwarded = () => [web, canary, b].flatMap((backend) => backend.seen).filter((r) => r.path !== "/").length;
     const seenBefore = forwarded();

@@ -22,5 +22,5 @@ export function environmentLayer(vars: Record<string, string | undefined>): Laye
     // A repeatable setting (--health-header) takes one value per line; backends are comma-separated as on a flag.
     values[setting.name] = setting.repeatable ? raw.split("\n").filter((line) => line.trim() !== "") : raw;
   }
-  return { source: "environment", values, placeOf: (key) => `environment ${names.get(key) ?? key}` };
+  return { source: "environment", values, placeOf: ([key]) => `environment ${names.get(String(key)) ?? key}` };
 }

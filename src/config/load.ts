@@ -1,7 +1,8 @@
 /** Turns config files and command-line values into one validated Config, or one line that says what is wrong. */
 import { extname } from "node:path";
 import { closest } from "./did-you-mean.ts";
-import { checkRouting, parsePools, parseRoutes } from "./pools.ts";
+import { type FileFormat, type KeyPath, formatKeyPath, lineOfPath, lineOfSyntaxError } from "./places.ts";
+import { type PlaceOf, checkRouting, parsePools, parseRoutes, writtenPoolNames } from "./pools.ts";
 import { SETTINGS, parseSettingAt } from "./settings.ts";
 import type { Config, Environment } from "./types.ts";
 import { isLoopback } from "./values.ts";
@@ -15,20 +16,21 @@ export class ConfigError extends Error {
 export interface Layer {
   source: string;
   values: Record<string, unknown>;
-  /** Where a key was given, for messages ("lb.toml:3", "environment LB_PORT"); the source alone when absent. */
-  placeOf?: (key: string) => string;
+  /** Where a value was given, for messages ("lb.toml:3", "environment LB_PORT"); the source alone when absent. */
+  placeOf?: (path: KeyPath) => string;
 }
 
-const PARSERS: Record<string, (text: string) => unknown> = {
-  ".toml": (text) => Bun.TOML.parse(text),
-  ".yaml": (text) => Bun.YAML.parse(text),
-  ".yml": (text) => Bun.YAML.parse(text),
-  ".json": (text) => JSON.parse(text),
+const FORMATS: Record<string, { format: FileFormat; parse: (text: string) => unknown }> = {
+  ".toml": { format: "toml", parse: (text) => Bun.TOML.parse(text) },
+  ".yaml": { format: "yaml", parse: (text) => Bun.YAML.parse(text) },
+  ".yml": { format: "yaml", parse: (text) => Bun.YAML.parse(text) },
+  ".json": { format: "json", parse: (text) => JSON.parse(text) },
 };
 
 export async function readConfigFile(path: string): Promise<Layer> {
-  const parse = PARSERS[extname(path).toLowerCase()];
-  if (!parse) throw new ConfigError(`${path}: unknown config format; name the file .toml, .yaml, .yml or .json`);
+  const reader = FORMATS[extname(path).toLowerCase()];
+  if (!reader) throw new ConfigError(`${path}: unknown config format; name the file .toml, .yaml, .yml or .json`);
+  const { format, parse } = reader;
   let text: string;
   try {
     text = await Bun.file(path).text();
@@ -40,31 +42,23 @@ export async function readConfigFile(path: string): Promise<Layer> {
   try {
     values = parse(text);
   } catch (error) {
-    throw new ConfigError(`${path}: not valid ${extname(path).slice(1).toUpperCase()}: ${(error as Error).message.split("\n")[0]}`);
+    const { message } = error as Error;
+    const line = format === "json" ? undefined : lineOfSyntaxError(text, parse, message);
+    const reason = message.split("\n")[0]!.replace(/^(TOML|YAML|JSON) Parse error: /, "");
+    throw new ConfigError(`${line ? `${path}:${line}` : path}: not valid ${format.toUpperCase()}: ${reason}`);
   }
   if (typeof values !== "object" || values === null || Array.isArray(values)) {
     throw new ConfigError(`${path}: the config must be a table of settings such as port = 8000`);
   }
-  const placeOf = (key: string) => {
-    const line = lineOfKey(text, key);
+  const placeOf = (keys: KeyPath) => {
+    const line = lineOfPath(text, format, keys);
     return line ? `${path}:${line}` : path;
   };
   return { source: path, values: values as Record<string, unknown>, placeOf };
 }
 
-/**
- * The first line where `key` is set: `key =` (TOML), `key:` (YAML), `"key":` (JSON). Bun's parsers report no
- * positions; a top-level key is found this way as well as a parser would, without a second parser to depend on.
- */
-function lineOfKey(text: string, key: string): number | undefined {
-  const escaped = key.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
-  const pattern = new RegExp(`^\\s*["']?${escaped}["']?\\s*[=:]`);
-  const index = text.split("\n").findIndex((line) => pattern.test(line));
-  return index === -1 ? undefined : index + 1;
-}
-
-function placeOf(layer: Layer, key: string): string {
-  return layer.placeOf?.(key) ?? layer.source;
+function placeOf(layer: Layer, path: KeyPath): string {
+  return layer.placeOf?.(path) ?? layer.source;
 }
 
 /**
@@ -84,21 +78,10 @@ export function checkConfig(layers: Layer[], env: Environment): { config: Config
   for (const layer of layers) {
     for (const key of Object.keys(layer.values)) {
       // "$schema" points editors at deploy/lb.schema.json; it is not a setting.
-      if (!known.includes(key) && !SECTIONS.includes(key)) problems.push(`${placeOf(layer, key)}: ${unknownSetting(key, known)}`);
+      if (!known.includes(key) && !SECTIONS.includes(key)) problems.push(`${placeOf(layer, [key])}: ${unknownSetting(key, known)}`);
     }
   }
   const config: Record<string, unknown> = { pools: [], routes: [] };
-  /** Where pools and routes came from (a config file), to name it in the problems found across them. */
-  let routingSource = "";
-  let routingParsed = true;
-  for (const layer of layers) {
-    const found: string[] = [];
-    if (layer.values.pools !== undefined) config.pools = parsePools(layer.values.pools, found);
-    if (layer.values.routes !== undefined) config.routes = parseRoutes(layer.values.routes, found);
-    if (layer.values.pools !== undefined || layer.values.routes !== undefined) routingSource = layer.source;
-    if (found.length) routingParsed = false;
-    problems.push(...found.map((problem) => `${layer.source}: ${problem}`));
-  }
   let backendsFailed = false;
   for (const setting of SETTINGS) {
     const { fallback } = setting;
@@ -106,17 +89,21 @@ export function checkConfig(layers: Layer[], env: Environment): { config: Config
     for (const layer of layers) {
       const raw = layer.values[setting.name];
       if (raw === undefined) continue;
-      const parsed = parseSettingAt(setting, raw, `${placeOf(layer, setting.name)}: ${setting.name}`, problems);
+      const parsed = parseSettingAt(setting, raw, `${placeOf(layer, [setting.name])}: ${setting.name}`, problems);
       if (parsed) config[setting.key] = parsed.value;
       else if (setting.key === "backends") backendsFailed = true;
     }
   }
   const result = config as unknown as Config;
-  // Across pools and routes, once both parsed and so did the top-level backends (the default pool).
-  if (routingParsed && !backendsFailed) {
-    const found: string[] = [];
-    checkRouting(result, found);
-    problems.push(...found.map((problem) => (routingSource ? `${routingSource}: ${problem}` : problem)));
+  // Pools and routes come from the config file; top-level backends that are written but wrong still form "default".
+  const routing = layers.findLast((layer) => layer.values.pools !== undefined || layer.values.routes !== undefined);
+  if (routing) {
+    const at: PlaceOf = (path) => `${placeOf(routing, path)}: ${formatKeyPath(path)}`;
+    const { pools, routes } = routing.values;
+    const poolNames = writtenPoolNames(pools, result.backends.length > 0 || backendsFailed);
+    if (pools !== undefined) result.pools = parsePools(pools, at, problems);
+    if (routes !== undefined) result.routes = parseRoutes(routes, poolNames, at, problems);
+    checkRouting(result, poolNames, routes !== undefined, at, problems);
   }
   if (problems.length === 0 && result.backends.length === 0 && result.pools.length === 0) {
     problems.push("no backends: give their URLs, e.g. lb http://localhost:8080 http://localhost:8081 (or try: lb demo)");

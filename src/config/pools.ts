@@ -5,6 +5,7 @@
  * "default", and every request goes there: the one-pool command line is unchanged.
  */
 import { closest } from "./did-you-mean.ts";
+import type { KeyPath } from "./places.ts";
 import { SETTINGS, type Setting, parseSettingAt } from "./settings.ts";
 import type { Config, PoolSpec, RouteSpec } from "./types.ts";
 import type { JsonSchema } from "./values.ts";
@@ -38,29 +39,36 @@ export function fallbackPool(config: Config): string | null {
 }
 
 type Problems = string[];
+
+/** Names a problem's place: the file, the line where `path` is written when known, and the path (`pools.api.policy`). */
+export type PlaceOf = (path: KeyPath) => string;
+
 const POOL_NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/i;
 
-/** `[pools.NAME]` tables: each problem is named by its path ("pools.api.policy: ..."). */
-export function parsePools(raw: unknown, problems: Problems): PoolSpec[] {
-  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
-    problems.push('pools: must be a table of named pools: [pools.api] with backends = ["http://10.0.0.1:8080"]');
+/** `[pools.NAME]` tables: each problem is named by its place ("lb.toml:7: pools.api.policy: ..."). */
+export function parsePools(raw: unknown, placeOf: PlaceOf, problems: Problems): PoolSpec[] {
+  if (!isTable(raw)) {
+    problems.push(`${placeOf(["pools"])}: must be a table of named pools: [pools.api] with backends = ["http://10.0.0.1:8080"]`);
     return [];
   }
   return Object.entries(raw).flatMap(([name, table]) => {
-    const at = `pools.${name}`;
-    if (!POOL_NAME.test(name)) problems.push(`${at}: a pool name is letters, digits, "-" and "_"`);
-    if (name === DEFAULT_POOL) problems.push(`${at}: "${DEFAULT_POOL}" is the pool the top-level backends form; name this one otherwise`);
-    if (typeof table !== "object" || table === null || Array.isArray(table)) {
-      problems.push(`${at}: must be a table of settings such as backends = ["http://10.0.0.1:8080"]`);
+    const at = (...rest: KeyPath) => placeOf(["pools", name, ...rest]);
+    if (!POOL_NAME.test(name)) problems.push(`${at()}: a pool name is letters, digits, "-" and "_"`);
+    if (name === DEFAULT_POOL) problems.push(`${at()}: "${DEFAULT_POOL}" is the pool the top-level backends form; name this one otherwise`);
+    if (!isTable(table)) {
+      problems.push(`${at()}: must be a table of settings such as backends = ["http://10.0.0.1:8080"]`);
       return [];
     }
-    const overrides = parsePoolSettings(at, table as Record<string, unknown>, problems);
-    if (!overrides.backends?.length) problems.push(`${at}.backends: a pool needs backends, e.g. backends = ["http://10.0.0.1:8080"]`);
+    const overrides = parsePoolSettings(at, table, problems);
+    // Backends that are written but wrong have their own problem already.
+    if (table.backends === undefined || overrides.backends?.length === 0) {
+      problems.push(`${at("backends")}: a pool needs backends, e.g. backends = ["http://10.0.0.1:8080"]`);
+    }
     return [{ name, overrides }];
   });
 }
 
-function parsePoolSettings(at: string, table: Record<string, unknown>, problems: Problems): Partial<Config> {
+function parsePoolSettings(at: (...rest: KeyPath) => string, table: Record<string, unknown>, problems: Problems): Partial<Config> {
   const known = PER_POOL_SETTINGS.map((s) => s.name);
   const overrides: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(table)) {
@@ -69,100 +77,113 @@ function parsePoolSettings(at: string, table: Record<string, unknown>, problems:
       const everywhere = SETTINGS.some((s) => s.name === key);
       const guess = closest(key, known);
       problems.push(
-        `${at}.${key}: ` +
+        `${at(key)}: ` +
           (everywhere ? `set for the whole of lb only, not per pool; move it to the top level` : `not a pool setting${guess ? `; did you mean ${guess}?` : ""}`),
       );
       continue;
     }
-    const parsed = parseSettingAt(setting, value, `${at}.${key}`, problems);
+    const parsed = parseSettingAt(setting, value, at(key), problems);
     if (parsed) overrides[setting.key] = parsed.value;
   }
   return overrides as Partial<Config>;
+}
+
+/**
+ * The pools routes may name, as the file writes them (one whose settings are wrong too, so a route to it is not also
+ * "no such pool"): "default" when the top-level backends form one, then the named pools; null when `pools` is not a
+ * table (that is its problem).
+ */
+export function writtenPoolNames(rawPools: unknown, topLevelBackends: boolean): string[] | null {
+  if (rawPools !== undefined && !isTable(rawPools)) return null;
+  const named = Object.keys(rawPools ?? {});
+  return topLevelBackends || !named.length ? [DEFAULT_POOL, ...named] : named;
 }
 
 const ROUTE_KEYS = ["host", "path-prefix", "strip-prefix", "method", "header", "pool"];
 const HOST_PATTERN = /^(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/;
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
-/** `[[routes]]`: each problem is named by its index ("routes[2].pool: ..."). */
-export function parseRoutes(raw: unknown, problems: Problems): RouteSpec[] {
+/** `[[routes]]`: each problem is named by its place ("lb.toml:21: routes[2].pool: ..."); `pools`: see writtenPoolNames. */
+export function parseRoutes(raw: unknown, pools: readonly string[] | null, placeOf: PlaceOf, problems: Problems): RouteSpec[] {
   if (!Array.isArray(raw)) {
-    problems.push('routes: must be a list: [[routes]] tables with pool = "NAME" and conditions such as path-prefix = "/api/"');
+    problems.push(`${placeOf(["routes"])}: must be a list: [[routes]] tables with pool = "NAME" and conditions such as path-prefix = "/api/"`);
     return [];
   }
   return raw.flatMap((item, index) => {
-    const at = `routes[${index}]`;
-    if (typeof item !== "object" || item === null || Array.isArray(item)) {
-      problems.push(`${at}: must be a table with pool = "NAME" and its conditions`);
+    const at = (...rest: KeyPath) => placeOf(["routes", index, ...rest]);
+    if (!isTable(item)) {
+      problems.push(`${at()}: must be a table with pool = "NAME" and its conditions`);
       return [];
     }
-    const route = parseRoute(at, item as Record<string, unknown>, problems);
+    const route = parseRoute(at, item, pools, problems);
     return route ? [route] : [];
   });
 }
 
-function parseRoute(at: string, table: Record<string, unknown>, problems: Problems): RouteSpec | null {
+function parseRoute(at: (...rest: KeyPath) => string, table: Record<string, unknown>, pools: readonly string[] | null, problems: Problems): RouteSpec | null {
   const before = problems.length;
   for (const key of Object.keys(table)) {
     if (ROUTE_KEYS.includes(key)) continue;
     const guess = closest(key, ROUTE_KEYS);
-    problems.push(`${at}.${key}: not a route condition; ${guess ? `did you mean ${guess}?` : `known: ${ROUTE_KEYS.join(", ")}`}`);
+    problems.push(`${at(key)}: not a route condition; ${guess ? `did you mean ${guess}?` : `known: ${ROUTE_KEYS.join(", ")}`}`);
   }
   const route: RouteSpec = { pool: "" };
   const { host, pool, method, header } = table;
   const pathPrefix = table["path-prefix"];
   const stripPrefix = table["strip-prefix"];
-  if (typeof pool !== "string" || pool === "") problems.push(`${at}.pool: missing; write pool = "NAME" (a [pools.NAME] table, or "${DEFAULT_POOL}")`);
+  if (typeof pool !== "string" || pool === "") problems.push(`${at("pool")}: missing; write pool = "NAME" (a [pools.NAME] table, or "${DEFAULT_POOL}")`);
+  else if (pools && !pools.includes(pool)) problems.push(`${at("pool")}: no pool is named "${pool}"; the pools are ${pools.join(", ")}`);
   else route.pool = pool;
   if (host !== undefined) {
     if (typeof host === "string" && HOST_PATTERN.test(host.toLowerCase())) route.host = host.toLowerCase();
-    else problems.push(`${at}.host: "${host}" is not a host name; write api.example.com or *.example.com (no port, no scheme)`);
+    else problems.push(`${at("host")}: "${host}" is not a host name; write api.example.com or *.example.com (no port, no scheme)`);
   }
   if (pathPrefix !== undefined) {
     if (typeof pathPrefix === "string" && pathPrefix.startsWith("/")) route.pathPrefix = pathPrefix;
-    else problems.push(`${at}.path-prefix: "${pathPrefix}" must start with "/", e.g. "/api/"`);
+    else problems.push(`${at("path-prefix")}: "${pathPrefix}" must start with "/", e.g. "/api/"`);
   }
   if (stripPrefix !== undefined) {
-    if (typeof stripPrefix !== "boolean") problems.push(`${at}.strip-prefix: must be true or false`);
-    else if (stripPrefix && route.pathPrefix === undefined) problems.push(`${at}.strip-prefix: needs path-prefix, the part to strip`);
+    if (typeof stripPrefix !== "boolean") problems.push(`${at("strip-prefix")}: must be true or false`);
+    // A path-prefix that is written but wrong has its own problem already.
+    else if (stripPrefix && pathPrefix === undefined) problems.push(`${at("strip-prefix")}: needs path-prefix, the part to strip`);
     else route.stripPrefix = stripPrefix;
   }
   if (method !== undefined) {
     const methods = (Array.isArray(method) ? method : [method]).map((m) => (typeof m === "string" ? m.toUpperCase() : m));
     if (methods.length && methods.every((m) => typeof m === "string" && TOKEN.test(m))) route.methods = methods as string[];
-    else problems.push(`${at}.method: write a method or a list of them, e.g. method = ["GET", "HEAD"]`);
+    else problems.push(`${at("method")}: write a method or a list of them, e.g. method = ["GET", "HEAD"]`);
   }
   if (header !== undefined) {
-    const fields = typeof header === "object" && header !== null && !Array.isArray(header) ? Object.entries(header) : null;
+    const fields = isTable(header) ? Object.entries(header) : null;
     if (fields?.length && fields.every(([name, value]) => TOKEN.test(name) && typeof value === "string")) {
       route.headers = fields.map(([name, value]) => [name.toLowerCase(), value as string]);
-    } else problems.push(`${at}.header: write a table of names and exact values, e.g. header = { "x-canary" = "1" }`);
+    } else problems.push(`${at("header")}: write a table of names and exact values, e.g. header = { "x-canary" = "1" }`);
   }
   return problems.length === before ? route : null;
 }
 
+function isTable(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
 /**
- * Routes and pools that do not fit together: a route to a pool nobody defined, no way to reach the pools, a backend
- * in two pools (its state, metrics and admin id are one per address).
+ * What holds across pools and routes: a backend in one pool only (its state, metrics and admin id are one per
+ * address), and routes when no pool takes what they leave. `pools` as writtenPoolNames gives them, so a section with
+ * problems of its own adds none here.
  */
-export function checkRouting(config: Config, problems: Problems): void {
-  const pools = namedPools(config);
-  const names = pools.map((p) => p.name);
+export function checkRouting(config: Config, pools: readonly string[] | null, routesWritten: boolean, placeOf: PlaceOf, problems: Problems): void {
   const owner = new Map<string, string>();
-  for (const { name, config: poolConfig } of pools) {
-    for (const { url } of poolConfig.backends) {
+  // Each pool's own backends: one without (its problem already) would otherwise show the top level's.
+  const own = config.pools.map(({ name, overrides }) => ({ name, backends: overrides.backends ?? [] }));
+  for (const { name, backends } of [{ name: DEFAULT_POOL, backends: config.backends }, ...own]) {
+    for (const { url } of backends) {
       const first = owner.get(url);
-      if (first) problems.push(`pools.${name}.backends: ${url} is in pool ${first} too; a backend belongs to one pool`);
+      if (first) problems.push(`${placeOf(["pools", name, "backends"])}: ${url} is in pool ${first} too; a backend belongs to one pool`);
       else owner.set(url, name);
     }
   }
-  config.routes.forEach((route, index) => {
-    if (!names.includes(route.pool)) {
-      problems.push(`routes[${index}].pool: no pool is named "${route.pool}"; the pools are ${names.join(", ")}`);
-    }
-  });
-  if (config.pools.length && !config.routes.length && fallbackPool(config) === null) {
-    problems.push(`routes: ${names.length} pools (${names.join(", ")}) but no routes; add [[routes]] tables that say which requests go where`);
+  if (pools && !routesWritten && pools.length > 1 && !pools.includes(DEFAULT_POOL)) {
+    problems.push(`${placeOf(["routes"])}: ${pools.length} pools (${pools.join(", ")}) but no routes; add [[routes]] tables that say which requests go where`);
   }
 }
 
