@@ -29,7 +29,7 @@ import { BUILD_INFO, VERSION, VERSION_LINE } from "./version.ts";
 /** Exit status for bad input (flags, config, a port in use), as the CLI promises. */
 export const EXIT_USAGE = 2;
 
-const env = () => ({ adminToken: process.env.LB_ADMIN_TOKEN });
+const env = () => process.env;
 
 const VERSION_ARGS = { json: { type: "boolean", description: "Print version, commit, Bun version and target as JSON" } } as const satisfies ArgsDef;
 

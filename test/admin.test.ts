@@ -1,6 +1,9 @@
 /** The admin API and `lb backends`: change the pool while lb runs, under load, without failing a request. */
 import { afterEach, describe, expect, test } from "bun:test";
-import { type InProcessLb, type TestBackend, runCommand, spawnLb, startBackend, startTestLb, waitFor } from "./helpers.ts";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { type InProcessLb, type TestBackend, deadPort, runCommand, spawnLb, startBackend, startTestLb, waitFor } from "./helpers.ts";
 
 const cleanup: Array<() => Promise<unknown>> = [];
 afterEach(async () => {
@@ -294,18 +297,60 @@ describe("lb backends (the CLI)", () => {
     // HAProxy's "set weight": PATCH /api/backends/<id>, from the terminal.
     expect((await cli("weight", new URL(a.url).host, "7")).stdout).toContain(`weight 7: ${new URL(a.url).host}`);
     expect(JSON.parse((await cli("list", "--json")).stdout)[0].weight).toBe(7);
-    expect((await cli("weight", new URL(a.url).host, "5000")).stderr).toContain("400: send JSON like {\"weight\": 5}");
+    expect(await cli("weight", new URL(a.url).host, "5000")).toMatchObject({ code: 2, stderr: 'lb: "5000": weight must be a whole number from 1 to 1000\n' });
     expect((await cli("weight", new URL(a.url).host, "heavy")).code).toBe(2);
+    expect(await cli("remove", new URL(a.url).host, "--timeout", "soon")).toMatchObject({ code: 2, stderr: expect.stringContaining('--timeout "soon" is not a duration') });
     expect((await cli("drain", new URL(b.url).host)).stdout).toContain("is draining");
     expect((await cli("remove", new URL(b.url).host)).stdout).toBe(`removed ${new URL(b.url).host} (drained)\n`);
     await lb.waitForLine("stderr", /admin 127\.0\.0\.1: removed backend/);
 
     const missing = await cli("drain", "nope:1");
     expect(missing.code).toBe(1);
-    expect(missing.stderr).toContain("404: no backend nope:1");
+    expect(missing.stderr).toBe("lb: no backend nope:1; lb backends list shows them\n");
     const unreachable = await runCommand(["backends", "list", "--admin", "127.0.0.1:1"]);
     expect(unreachable.code).toBe(1);
     expect(unreachable.stderr).toContain("cannot reach lb's admin API at http://127.0.0.1:1");
     expect((await runCommand(["backends", "frobnicate"])).code).toBe(2);
+  });
+
+  test("lb backends and lb status find lb as lb does (flags, then LB_ADMIN and LB_ADMIN_TOKEN, then --config); lb backends alone lists; mistakes are told in flags", async () => {
+    const [a, b] = [backend("a"), backend("b")];
+    const dir = mkdtempSync(join(tmpdir(), "lb-admin-cli-"));
+    cleanup.push(async () => rmSync(dir, { recursive: true, force: true }));
+    const file = join(dir, "lb.toml");
+    const address = `127.0.0.1:${deadPort()}`;
+    const token = "a-token-long-enough-1234";
+    const pools = `[pools.api]\nbackends = ["${a.url}"]\n[pools.web]\nbackends = ["${b.url}"]\n[[routes]]\npath-prefix = "/api/"\npool = "api"\n[[routes]]\npool = "web"\n`;
+    writeFileSync(file, `host = "127.0.0.1"\nport = 0\nadmin = "${address}"\nadmin-token = "${token}"\n${pools}`);
+    // The flag repeats the file's address only because spawnLb otherwise gives lb a free one of its own.
+    const lb = await spawnLb(["--config", file, "--admin", address]);
+    cleanup.push(() => lb.kill());
+    const noEnv = { LB_ADMIN: "", LB_ADMIN_TOKEN: "" };
+    const lbCli = (args: string[], env: Record<string, string> = {}) => runCommand(args, undefined, { env: { ...noEnv, ...env } });
+
+    const listed = await lbCli(["backends", "--config", file]);
+    expect(listed.stderr).toBe("");
+    expect(listed.stdout.split("\n")[0]).toMatch(/^ID\s+POOL\s+STATE/);
+    expect(listed.stdout).toContain(`${new URL(a.url).host}  api`);
+    const status = await lbCli(["status"], { LB_ADMIN: address, LB_ADMIN_TOKEN: token });
+    expect(status).toMatchObject({ code: 0, stdout: expect.stringContaining("pool api: 1/1 healthy") });
+    // Flags win over the environment, which wins over the file.
+    const unreachable = "cannot reach lb's admin API at http://127.0.0.1:1 ";
+    expect((await lbCli(["backends", "--config", file, "--admin", "127.0.0.1:1"], { LB_ADMIN: address })).stderr).toContain(unreachable);
+    expect((await lbCli(["backends", "--config", file], { LB_ADMIN: "127.0.0.1:1" })).stderr).toContain(unreachable);
+    expect(await lbCli(["backends"], { LB_ADMIN: address })).toMatchObject({
+      code: 1,
+      stderr: `lb: lb's admin API at http://${address} needs a token: give lb's with --admin-token, LB_ADMIN_TOKEN or the --config file\n`,
+    });
+    expect(await lbCli(["status"], { LB_ADMIN: "nonsense" })).toMatchObject({ code: 2, stderr: expect.stringContaining('lb: environment LB_ADMIN: "nonsense" is not an address') });
+
+    // With several pools, add needs --pool: said as the command line says it.
+    const add = (...args: string[]) => lbCli(["backends", "add", "http://127.0.0.1:1", ...args, "--config", file]);
+    expect(await add()).toMatchObject({
+      code: 2,
+      stderr: "lb: this lb has several pools (api, web): name one, e.g. lb backends add http://127.0.0.1:1 --pool api\n",
+    });
+    expect(await add("--pool", "apj")).toMatchObject({ code: 2, stderr: "lb: --pool apj: no such pool; this lb's pools are api, web\n" });
+    expect(await add("--pool", "web")).toMatchObject({ code: 0, stdout: "added: 127.0.0.1:1 (http://127.0.0.1:1) is checking\n" });
   });
 });

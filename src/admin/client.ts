@@ -1,17 +1,31 @@
-/** `lb backends ...`: the admin API from the terminal, for a running lb. */
+/** `lb backends ...`, `lb status`, `lb reload`: the admin API from the terminal, for a running lb. */
 import type { ArgsDef } from "citty";
 import { type HelpOption, type HelpPage, parseStrict } from "../cli.ts";
-import { hostInUrl } from "../config/backend-url.ts";
-import { ConfigError } from "../config/load.ts";
-import { adminAddress } from "../config/values.ts";
+import { WEIGHT_PROBLEM, hostInUrl, parseWeight } from "../config/backend-url.ts";
+import { parseDuration } from "../config/duration.ts";
+import { envName } from "../config/environment.ts";
+import { ConfigError, readConfigFile } from "../config/load.ts";
+import { SETTINGS, describeDefault } from "../config/settings.ts";
+import type { AdminAddress } from "../config/types.ts";
+import { adminAddress, adminToken } from "../config/values.ts";
 import type { backendJson } from "./views.ts";
 
 type BackendView = ReturnType<typeof backendJson>;
 
-/** The options every command that talks to a running lb takes. */
+/** The environment, as process.env gives it: LB_ADMIN and LB_ADMIN_TOKEN are read as lb itself reads them. */
+export type Environment = Record<string, string | undefined>;
+
+const ADMIN_SETTING = SETTINGS.find((setting) => setting.name === "admin")!;
+
+/** The options every command that talks to a running lb takes: the admin address and token, as lb itself takes them. */
 export const ADMIN_ARGS = {
-  admin: { type: "string", valueHint: "host:port", description: "Where lb's admin API listens", default: "127.0.0.1:9090" },
-  "admin-token": { type: "string", valueHint: "token", description: "Its token, if it has one (default: $LB_ADMIN_TOKEN)" },
+  admin: {
+    type: "string",
+    valueHint: "host:port",
+    description: `Where lb's admin API listens (default: $LB_ADMIN, else admin in the --config file, else ${describeDefault(ADMIN_SETTING)})`,
+  },
+  "admin-token": { type: "string", valueHint: "token", description: "Its token, if it has one (default: $LB_ADMIN_TOKEN, else admin-token in the --config file)" },
+  config: { type: "string", valueHint: "file", description: "lb's config file: its admin and admin-token settings say where to connect" },
 } as const satisfies ArgsDef;
 
 const JSON_ARG = { json: { type: "boolean", description: "Print JSON instead of a table" } } as const satisfies ArgsDef;
@@ -28,31 +42,64 @@ export const BACKENDS_ARGS = {
 export const BACKEND_ACTIONS = ["list", "add", "weight", "drain", "enable", "disable", "remove"];
 
 export const BACKENDS_HELP: HelpPage = {
-  description: "Change the pool of a running lb through its admin API.",
+  description: "List or change the pool of a running lb through its admin API.",
   usage: [
-    "lb backends list [--pool NAME] [--json]",
+    "lb backends [list] [--pool NAME] [--json]",
     "lb backends add <url> [--weight N] [--pool NAME]",
     "lb backends weight <id> <N>",
     "lb backends drain|enable|disable <id>",
     "lb backends remove <id> [--timeout 30s]",
   ],
   sections: [{ title: "Options", options: helpOptions(BACKENDS_ARGS) }],
-  notes: ["<id> is a backend's host:port as list shows it, or its URL."],
-  examples: ["lb backends list --pool api", "lb backends add http://10.0.0.5:8080 --weight 2 --pool api", "lb backends drain 10.0.0.5:8080"],
+  notes: [
+    "<id> is a backend's host:port as list shows it, or its URL.",
+    "The admin API is found as lb finds it: --admin and --admin-token, else LB_ADMIN and LB_ADMIN_TOKEN, else the " +
+      "admin and admin-token settings of the --config file (the one lb runs with).",
+  ],
+  examples: [
+    "lb backends --config /etc/lb/lb.toml",
+    "lb backends list --pool api",
+    "lb backends add http://10.0.0.5:8080 --weight 2 --pool api",
+    "lb backends drain 10.0.0.5:8080",
+  ],
 };
 
 export type AdminCall = (method: string, path: string, body?: unknown) => Promise<unknown>;
 
-/** Parses a command's flags strictly (`args`: --admin, --admin-token and its own) and returns a way to call lb's admin API. */
-export function adminClient(argv: string[], args: ArgsDef, command: string, env: { adminToken?: string }) {
+/**
+ * Parses a command's flags strictly (`args`: ADMIN_ARGS and its own) and returns a way to call lb's admin API, found
+ * where lb itself takes its address and token from: flags, then the environment, then the config file.
+ */
+export async function adminClient(argv: string[], args: ArgsDef, command: string, env: Environment) {
   const parsed = parseStrict(argv, args, command);
-  const address = adminAddress(parsed.admin ?? ADMIN_ARGS.admin.default);
-  if ("error" in address || !address.value) throw new ConfigError(`--admin: ${"error" in address ? address.error : "cannot be off here"}`);
-  const { host, port } = address.value;
-  const base = `http://${hostInUrl(host)}:${port}`;
-  const token = (parsed["admin-token"] as string | undefined) ?? env.adminToken ?? "";
-  const call: AdminCall = (method, path, body) => request(base, token, method, path, body);
+  const file = typeof parsed.config === "string" ? await readConfigFile(parsed.config) : null;
+  /** The setting's value from the first place that gives it, and that place's name for messages. */
+  const given = (name: "admin" | "admin-token") => {
+    const variable = envName({ name });
+    if (parsed[name] !== undefined) return { raw: parsed[name], where: `--${name}` };
+    if (env[variable]) return { raw: env[variable], where: `environment ${variable}` };
+    if (file?.values[name] !== undefined) return { raw: file.values[name], where: `${file.source}: ${name}` };
+    return null;
+  };
+  const address = given("admin");
+  const base = adminBase(address ? settingValue(adminAddress(address.raw), address.where) : (ADMIN_SETTING.fallback as AdminAddress), address?.where);
+  const token = given("admin-token");
+  const tokenText = token ? settingValue(adminToken(token.raw), token.where) : "";
+  const call: AdminCall = (method, path, body) => request(base, tokenText, method, path, body);
   return { args: parsed, call };
+}
+
+/** A parsed setting's value, or a usage error that names where it was given. */
+function settingValue<T>(parsed: { value: T } | { error: string | string[] }, where: string): T {
+  if ("error" in parsed) throw new ConfigError(`${where}: ${[parsed.error].flat().join("; ")}`);
+  return parsed.value;
+}
+
+/** The URL to call lb's admin API at; a wildcard listener (0.0.0.0, ::) is reached on loopback. */
+function adminBase(address: AdminAddress, where = "--admin"): string {
+  if (!address) throw new ConfigError(`${where} is off: that lb has no admin API to reach`);
+  const host = address.host === "0.0.0.0" ? "127.0.0.1" : address.host === "::" ? "::1" : address.host;
+  return `http://${hostInUrl(host)}:${address.port}`;
 }
 
 /** citty argument definitions as --help options. */
@@ -65,47 +112,63 @@ export function helpOptions(args: ArgsDef): HelpOption[] {
   }));
 }
 
-/** Runs one subcommand; resolves to the text to print. Bad usage throws ConfigError (exit 2). */
-export async function runBackendsCommand(argv: string[], env: { adminToken?: string }): Promise<string> {
-  const { args, call } = adminClient(argv, BACKENDS_ARGS, "lb backends", env);
-  const [command, target] = args._;
-  const id = () => {
-    if (!target) throw new ConfigError(`lb backends ${command} needs a backend id (host:port); lb backends list shows them`);
-    return encodeURIComponent(target);
-  };
-
+/** Runs one subcommand (list when none is given); resolves to the text to print. Bad usage throws ConfigError (exit 2). */
+export async function runBackendsCommand(argv: string[], env: Environment): Promise<string> {
+  const { args, call } = await adminClient(argv, BACKENDS_ARGS, "lb backends", env);
+  const [command = "list", target] = args._;
+  if (!BACKEND_ACTIONS.includes(command)) throw new ConfigError(`unknown subcommand "${command}"; run lb backends --help`);
+  if (command === "list") {
+    const query = args.pool ? `?pool=${encodeURIComponent(String(args.pool))}` : "";
+    const { backends } = (await call("GET", `/api/backends${query}`)) as { backends: BackendView[] };
+    return args.json ? JSON.stringify(backends, null, 2) : table(backends);
+  }
+  if (command === "add") return addBackend(call, target, args);
+  if (!target) throw new ConfigError(`lb backends ${command} needs a backend id (host:port); lb backends list shows them`);
+  const path = `/api/backends/${encodeURIComponent(target)}`;
+  // The API's 404 names its own endpoint; the terminal gets the command that lists the ids.
+  const onBackend = (method: string, suffix = "", body?: unknown) =>
+    call(method, path + suffix, body).catch((error: unknown) => {
+      if (error instanceof AdminCallError && error.status === 404) throw new AdminCallError(`no backend ${target}; lb backends list shows them`, 404);
+      throw error;
+    });
   switch (command) {
-    case "list": {
-      const query = args.pool ? `?pool=${encodeURIComponent(String(args.pool))}` : "";
-      const { backends } = (await call("GET", `/api/backends${query}`)) as { backends: BackendView[] };
-      return args.json ? JSON.stringify(backends, null, 2) : table(backends);
-    }
-    case "add": {
-      if (!target) throw new ConfigError("lb backends add needs a URL, e.g. lb backends add http://10.0.0.5:8080");
-      const weight = args.weight === undefined ? undefined : Number(args.weight);
-      if (weight !== undefined && !Number.isInteger(weight)) throw new ConfigError(`--weight "${args.weight}" is not a whole number`);
-      return describe(await call("POST", "/api/backends", { url: target, weight, pool: args.pool }), args.json, "added");
-    }
     case "weight": {
       const weight = args._[2];
       if (!weight) throw new ConfigError("lb backends weight needs a backend id and a weight, e.g. lb backends weight 10.0.0.5:8080 5");
-      if (!/^\d+$/.test(weight)) throw new ConfigError(`weight "${weight}" is not a whole number`);
-      return describe(await call("PATCH", `/api/backends/${id()}`, { weight: Number(weight) }), args.json, `weight ${weight}`);
+      if (parseWeight(weight) === null) throw new ConfigError(`"${weight}": ${WEIGHT_PROBLEM}`);
+      return describe(await onBackend("PATCH", "", { weight: Number(weight) }), args.json, `weight ${weight}`);
     }
-    case "drain":
-    case "enable":
-    case "disable":
-      return describe(await call("POST", `/api/backends/${id()}/${command}`), args.json, command);
     case "remove": {
+      if (args.timeout !== undefined && parseDuration(String(args.timeout)) === null) {
+        throw new ConfigError(`--timeout "${args.timeout}" is not a duration; write 250ms, 10s or 1m`);
+      }
       const query = args.timeout ? `?timeout=${encodeURIComponent(String(args.timeout))}` : "";
-      const result = (await call("DELETE", `/api/backends/${id()}${query}`)) as { removed: string; inflightAtRemoval: number };
+      const result = (await onBackend("DELETE", query)) as { removed: string; inflightAtRemoval: number };
       if (args.json) return JSON.stringify(result, null, 2);
       const left = result.inflightAtRemoval;
       return `removed ${result.removed}${left ? ` (${left} request(s) were still in flight at the deadline)` : " (drained)"}`;
     }
-    default:
-      throw new ConfigError(`${command ? `unknown subcommand "${command}"` : "a subcommand is needed"}; run lb backends --help`);
+    default: // drain, enable, disable
+      return describe(await onBackend("POST", `/${command}`), args.json, command);
   }
+}
+
+/**
+ * `lb backends add <url>`: the weight is checked here, and the pool against the pools lb has, so that a mistake is
+ * told in the command's words (--pool api), not in the API's JSON.
+ */
+async function addBackend(call: AdminCall, url: string | undefined, args: Record<string, unknown>): Promise<string> {
+  if (!url) throw new ConfigError("lb backends add needs a URL, e.g. lb backends add http://10.0.0.5:8080");
+  const weight = args.weight === undefined ? undefined : parseWeight(String(args.weight));
+  if (weight === null) throw new ConfigError(`--weight "${args.weight}": ${WEIGHT_PROBLEM}`);
+  const { pools } = (await call("GET", "/api/stats")) as { pools: Array<{ name: string }> };
+  const names = pools.map((pool) => pool.name);
+  const pool = args.pool === undefined ? undefined : String(args.pool);
+  if (pool === undefined && names.length > 1) {
+    throw new ConfigError(`this lb has several pools (${names.join(", ")}): name one, e.g. lb backends add ${url} --pool ${names[0]}`);
+  }
+  if (pool !== undefined && !names.includes(pool)) throw new ConfigError(`--pool ${pool}: no such pool; this lb's pools are ${names.join(", ")}`);
+  return describe(await call("POST", "/api/backends", { url, weight, pool }), args.json, "added");
 }
 
 /** `lb reload`'s exit status when the reload was applied but a setting it changes only takes effect on a restart. */
@@ -123,16 +186,16 @@ export const RELOAD_HELP: HelpPage = {
 };
 
 /** `lb reload`: POST /api/reload; resolves to the summary of what changed, and a line on what waits for a restart. */
-export async function runReloadCommand(argv: string[], env: { adminToken?: string }): Promise<{ stdout: string; stderr: string; code: number }> {
-  const { call } = adminClient(argv, ADMIN_ARGS, "lb reload", env);
+export async function runReloadCommand(argv: string[], env: Environment): Promise<{ stdout: string; stderr: string; code: number }> {
+  const { call } = await adminClient(argv, ADMIN_ARGS, "lb reload", env);
   try {
     const { summary, restartNeeded = [] } = (await call("POST", "/api/reload")) as { summary: string; restartNeeded?: string[] };
     if (restartNeeded.length === 0) return { stdout: summary, stderr: "", code: 0 };
     const waiting = `${restartNeeded.join(", ")} ${restartNeeded.length === 1 ? "changes" : "change"} only on a restart`;
     return { stdout: summary, stderr: `lb: ${waiting}: lb runs on with the running value until then`, code: EXIT_RESTART_NEEDED };
   } catch (error) {
-    if (error instanceof AdminCallError && error.message.startsWith("422: ")) {
-      throw new AdminCallError(`reload refused, the running config stays in force: ${error.message.slice(5)}`);
+    if (error instanceof AdminCallError && error.status === 422) {
+      throw new AdminCallError(`reload refused, the running config stays in force: ${error.message}`, 422);
     }
     throw error;
   }
@@ -141,6 +204,14 @@ export async function runReloadCommand(argv: string[], env: { adminToken?: strin
 /** An API failure that is not the user's typing: printed as one line, exit 1. */
 export class AdminCallError extends Error {
   override name = "AdminCallError";
+
+  constructor(
+    message: string,
+    /** The API's HTTP status; absent when lb could not be reached. */
+    readonly status?: number,
+  ) {
+    super(message);
+  }
 }
 
 async function request(base: string, token: string, method: string, path: string, body?: unknown): Promise<unknown> {
@@ -153,10 +224,14 @@ async function request(base: string, token: string, method: string, path: string
     });
   } catch (error) {
     const code = (error as { code?: string }).code ?? (error as Error).message;
-    throw new AdminCallError(`cannot reach lb's admin API at ${base} (${code}); is lb running, and is --admin right?`);
+    throw new AdminCallError(`cannot reach lb's admin API at ${base} (${code}); is lb running, and is --admin (or LB_ADMIN, or --config) right?`);
   }
   const payload = (await response.json().catch(() => ({}))) as { error?: string };
-  if (!response.ok) throw new AdminCallError(`${response.status}: ${payload.error ?? response.statusText}`);
+  if (response.status === 401) {
+    const problem = token ? "refused the token given" : "needs a token";
+    throw new AdminCallError(`lb's admin API at ${base} ${problem}: give lb's with --admin-token, LB_ADMIN_TOKEN or the --config file`, 401);
+  }
+  if (!response.ok) throw new AdminCallError(payload.error ?? `${response.status} ${response.statusText}`, response.status);
   return payload;
 }
 

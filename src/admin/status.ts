@@ -2,7 +2,7 @@
 import type { statsSnapshot } from "./stats.ts";
 import type { ArgsDef } from "citty";
 import type { HelpPage } from "../cli.ts";
-import { ADMIN_ARGS, adminClient, formatTable, helpOptions } from "./client.ts";
+import { ADMIN_ARGS, type Environment, adminClient, formatTable, helpOptions } from "./client.ts";
 
 type Stats = ReturnType<typeof statsSnapshot>;
 
@@ -53,8 +53,8 @@ export function renderStatus(stats: Stats, colour: boolean): string {
   return `${summary}${pools}\n\n${formatTable(header, rows, paint)}`;
 }
 
-export async function runStatusCommand(argv: string[], env: { adminToken?: string }, tty: boolean): Promise<string> {
-  const { args, call } = adminClient(argv, STATUS_ARGS, "lb status", env);
+export async function runStatusCommand(argv: string[], env: Environment, tty: boolean): Promise<string> {
+  const { args, call } = await adminClient(argv, STATUS_ARGS, "lb status", env);
   const fetchStats = async () => (await call("GET", "/api/stats")) as Stats;
   if (args.json) return JSON.stringify(await fetchStats(), null, 2);
   if (!args.watch) return renderStatus(await fetchStats(), tty);
