@@ -88,7 +88,7 @@ const COMMANDS: Record<string, Command> = {
       description: "Starts three built-in backends and lb in front of them, to try failover with nothing else installed.",
       usage: ["lb demo [options]"],
       sections: settingSections(DEMO_OMIT),
-      examples: ["lb demo", "lb demo --port 9000 --admin 127.0.0.1:9091 --health-interval 1s"],
+      examples: ["lb demo", "lb demo --port 8100 --admin 127.0.0.1:7020 --health-interval 1s"],
     }),
   },
   backends: {

@@ -8,6 +8,7 @@ import { basename, dirname, resolve as resolvePath } from "node:path";
 import type { ParsedCommandLine } from "./cli.ts";
 import { environmentLayer } from "./config/environment.ts";
 import { ConfigError, type Layer, readConfigFile, resolveConfig } from "./config/load.ts";
+import { DEFAULT_ADMIN_PORT } from "./config/settings.ts";
 import type { Config } from "./config/types.ts";
 import { demoInstructions, readDemoCommands, startDemoBackends } from "./demo.ts";
 import { handleEscapedErrors } from "./hooks/escaped.ts";
@@ -52,7 +53,7 @@ export async function runDemo(commandLine: ParsedCommandLine): Promise<void> {
       host: "127.0.0.1",
       // A first try must not fail because the usual ports are busy: unless chosen, a taken one becomes a free one.
       ...(given.port === undefined && isTaken(8000) ? { port: 0 } : {}),
-      ...(given.admin === undefined && isTaken(9090) ? { admin: "127.0.0.1:0" } : {}),
+      ...(given.admin === undefined && isTaken(DEFAULT_ADMIN_PORT) ? { admin: "127.0.0.1:0" } : {}),
     },
   };
   // The demo's own backends come last: LB_BACKENDS or a file's list must not replace them.

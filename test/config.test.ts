@@ -88,7 +88,7 @@ describe("resolveConfig", () => {
       workers: 1,
       queueSize: 1000,
       queueTimeout: 10_000,
-      admin: { host: "127.0.0.1", port: 9090 },
+      admin: { host: "127.0.0.1", port: 7019 },
       adminToken: "",
       resolveInterval: 30_000,
       dnsServer: "",

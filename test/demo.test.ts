@@ -31,8 +31,8 @@ test("lb demo rotates over three backends and fails over when one is stopped", a
   }
 });
 
-test("lb demo starts even when the usual ports (8000, 9090) are taken, and says where it went", async () => {
-  const taken = [8000, 9090].flatMap((port) => {
+test("lb demo starts even when the usual ports (8000, 7019) are taken, and says where it went", async () => {
+  const taken = [8000, 7019].flatMap((port) => {
     try {
       return [Bun.listen({ hostname: "127.0.0.1", port, socket: { data() {} } })];
     } catch {
@@ -46,7 +46,7 @@ test("lb demo starts even when the usual ports (8000, 9090) are taken, and says 
   const stderr = collectLines(demo.stderr);
   try {
     const line = await waitFor(() => stderr.find((l) => /the dashboard: http:\/\/localhost:\d+\//.test(l)), () => stderr.join("\n"), 8000);
-    expect(line).not.toContain(":9090/");
+    expect(line).not.toContain(":7019/");
     const url = /behind lb at (http:\/\/localhost:\d+)/.exec(stderr.join("\n"))![1]!;
     expect(url).not.toEndWith(":8000");
     expect((await fetch(`${url.replace("localhost", "127.0.0.1")}/`)).status).toBe(200);

@@ -195,7 +195,7 @@ describe("deploy/rootfs.txt and deploy/Dockerfile", () => {
     const user = finalArgs("USER").at(-1);
     expect(user).toBeDefined();
     expect(imageUid()).toBeGreaterThan(0);
-    expect(finalArgs("EXPOSE").join(" ").split(/\s+/)).toEqual(expect.arrayContaining(["8000", "9090"]));
+    expect(finalArgs("EXPOSE").join(" ").split(/\s+/)).toEqual(expect.arrayContaining(["8000", "7019"]));
     expect(execForm(finalArgs("ENTRYPOINT")[0]!)).toEqual(["/lb"]);
     expect(execForm(finalArgs("HEALTHCHECK")[0]!)[0]).toBe("/lb");
     expect(finalArgs("CMD")).toHaveLength(1);

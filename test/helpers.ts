@@ -134,7 +134,7 @@ export interface LbProcess {
 
 /** Runs the real command (`bun src/main.ts`, or another executable such as dist/lb) as a child process. */
 export async function spawnLb(args: string[], command: string[] = ["bun", `${ROOT}src/main.ts`]): Promise<LbProcess> {
-  // Every lb gets its admin API on a free port unless the test chooses one, so parallel lbs never collide on 9090.
+  // Every lb gets its admin API on a free port unless the test chooses one, so parallel lbs never collide on 7019.
   const adminArgs = args.includes("--admin") ? [] : ["--admin", "127.0.0.1:0"];
   const proc = Bun.spawn([...command, ...args, ...adminArgs], { stdin: "pipe", stdout: "pipe", stderr: "pipe", env: { ...process.env, NO_COLOR: "1" } });
   const stdout = collectLines(proc.stdout);

@@ -16,7 +16,7 @@ export const STATUS_HELP: HelpPage = {
   description: "Show the pool of a running lb: state, requests/s, errors, latency, in-flight.",
   usage: ["lb status [--watch] [--json]"],
   sections: [{ title: "Options", options: helpOptions(STATUS_ARGS) }],
-  examples: ["lb status --watch", "lb status --admin 10.0.0.1:9090 --admin-token $TOKEN --json"],
+  examples: ["lb status --watch", "lb status --admin 10.0.0.1:7019 --admin-token $TOKEN --json"],
 };
 
 const COLOURS: Record<string, string> = {

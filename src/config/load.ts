@@ -3,7 +3,7 @@ import { extname } from "node:path";
 import { closest } from "./did-you-mean.ts";
 import { type FileFormat, type KeyPath, formatKeyPath, lineOfPath, lineOfSyntaxError } from "./places.ts";
 import { type PlaceOf, checkRouting, parsePools, parseRoutes, writtenPoolNames } from "./pools.ts";
-import { SETTINGS, parseSettingAt } from "./settings.ts";
+import { DEFAULT_ADMIN_PORT, SETTINGS, parseSettingAt } from "./settings.ts";
 import type { Config, Environment } from "./types.ts";
 import { isLoopback } from "./values.ts";
 
@@ -116,7 +116,7 @@ export function checkConfig(layers: Layer[], env: Environment): { config: Config
   if (result.http3 && !result.tlsCert) problems.push("http3: HTTP/3 runs over TLS only; give --tls-cert and --tls-key");
   if (result.admin && !isLoopback(result.admin.host) && !result.adminToken) {
     problems.push(
-      `admin: ${result.admin.host} is not a loopback address, so the admin API needs a token: set --admin-token or LB_ADMIN_TOKEN (or use --admin 127.0.0.1:9090)`,
+      `admin: ${result.admin.host} is not a loopback address, so the admin API needs a token: set --admin-token or LB_ADMIN_TOKEN (or use --admin 127.0.0.1:${DEFAULT_ADMIN_PORT})`,
     );
   }
   return { config: result, problems };

@@ -26,6 +26,15 @@ import {
 } from "./values.ts";
 import { existsSync } from "node:fs";
 
+/**
+ * The admin API's port unless told otherwise. Not 9090: Prometheus listens there by default, and lb would not start
+ * beside it. 7019 is no common service's default: clear of Prometheus and its exporters (9090-9999: node_exporter
+ * 9100, Pushgateway 9091, Alertmanager 9093), Grafana (3000), HAProxy's stats (8404/8405), Traefik's dashboard (8080),
+ * Caddy's admin (2019), Envoy's (9901) and Istio's (15000), Kong's admin and kubectl proxy (8001), Consul (8500), Vault
+ * (8200), Linkerd (4191), and of the 80xx ports web apps and backends take; below the kernel's ephemeral ports too.
+ */
+export const DEFAULT_ADMIN_PORT = 7019;
+
 /** Where --help lists a setting. */
 export const SETTING_GROUPS = {
   listening: "Listening",
@@ -288,10 +297,10 @@ const SPECS: SettingSpec[] = [
     example: "--backend-insecure", parse: boolean,
   },
   {
-    key: "admin", group: "admin", restart: true, type: "string", valueHint: "host:port|off", fallback: { host: "127.0.0.1", port: 9090 },
-    shownDefault: "127.0.0.1:9090",
+    key: "admin", group: "admin", restart: true, type: "string", valueHint: "host:port|off", fallback: { host: "127.0.0.1", port: DEFAULT_ADMIN_PORT },
+    shownDefault: `127.0.0.1:${DEFAULT_ADMIN_PORT}`,
     description: "Where the admin API listens (loopback unless a token is set); off turns it off",
-    example: "--admin 127.0.0.1:9090", parse: adminAddress,
+    example: `--admin 127.0.0.1:${DEFAULT_ADMIN_PORT}`, parse: adminAddress,
   },
   {
     key: "adminToken", group: "admin", restart: true, type: "string", valueHint: "token", fallback: "",

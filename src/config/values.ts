@@ -188,7 +188,7 @@ export const adminAddress: ValueParser<AdminAddress> = described(
     if (value === "off" || value === false) return { value: null };
     const match = typeof value === "string" ? /^(?:\[([0-9a-fA-F:]+)\]|([^:\s]+)):(\d{1,5})$/.exec(value.trim()) : null;
     const port = Number(match?.[3]);
-    if (!match || port > 65535) return { error: `"${value}" is not an address; write 127.0.0.1:9090 (or off)` };
+    if (!match || port > 65535) return { error: `"${value}" is not an address; write 127.0.0.1:7019 (or off)` };
     return { value: { host: match[1] ?? match[2]!, port } };
   },
   { anyOf: [{ type: "string" }, { const: false }] },
