@@ -80,17 +80,24 @@ function wrap(text: string, indent: number): string[] {
   return lines;
 }
 
-/** The settings as --help options, in their groups; `omit` leaves some out (the demo brings its own backends). */
+/**
+ * The settings as --help options, in their groups, then --config and --check; `omit` leaves some out (the demo brings
+ * its own backends, and has nothing to check).
+ */
 export function settingSections(omit: readonly string[] = []): HelpPage["sections"] {
   const sections: HelpPage["sections"] = Object.entries(SETTING_GROUPS).map(([group, title]) => ({
     title,
     options: SETTINGS.filter((s) => s.group === group && !omit.includes(s.name)).map(settingOption),
   }));
-  sections.push({ title: "Config", options: [{ flag: "--config", hint: "file", description: CONFIG_DESCRIPTION }] });
+  const config: HelpOption[] = [{ flag: "--config", hint: "file", description: CONFIG_DESCRIPTION }];
+  if (!omit.includes("check")) config.push({ flag: "--check", description: CHECK_DESCRIPTION });
+  sections.push({ title: "Config", options: config });
   return sections.filter((s) => s.options.length > 0);
 }
 
 const CONFIG_DESCRIPTION = "Read settings from a TOML, YAML or JSON file; flags override it; lb reloads it on change and on SIGHUP";
+/** nginx -t's habit, handled before the flags are parsed (commands.ts): no setting, so only --help names it. */
+const CHECK_DESCRIPTION = "Check the config (file and flags) and start nothing, as lb validate does: exit 0, or 2 with every problem";
 
 function settingOption(setting: Setting): HelpOption {
   const flag = `${setting.alias ? `-${setting.alias}, ` : ""}--${setting.name}`;

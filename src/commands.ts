@@ -60,7 +60,7 @@ const SERVE_HELP = (): HelpPage => ({
   ],
 });
 
-const DEMO_OMIT = ["backends"];
+const DEMO_OMIT = ["backends", "check"];
 
 const COMMANDS: Record<string, Command> = {
   serve: {

@@ -29,6 +29,10 @@ describe("lb --version and --help", () => {
     }
     for (const command of ["demo", "backends", "status", "validate", "version", "schema", "types"]) expect(stdout).toMatch(new RegExp(`^  ${command} `, "m"));
     expect(stdout).toContain("--config");
+    expect(stdout).toMatch(/^  --check\s+Check the config \(file and flags\) and start nothing/m);
+    const flowing = stdout.replace(/\s+/g, " ");
+    expect(flowing).toContain("--policy <round-robin|least-connections|random|p2c|ewma|hash> How a backend is chosen for each request (docs/balancing.md says when to use which)");
+    expect(flowing).not.toContain("README");
     expect(Math.max(...stdout.split("\n").map((line) => line.length))).toBeLessThanOrEqual(100);
     expect(stdout).not.toContain("\x1b[");
     expect(stdout).not.toContain("Default: 0ms"); // --health-down-interval's default is the interval, said in its text
@@ -45,6 +49,7 @@ describe("lb --version and --help", () => {
     expect(code).toBe(0);
     expect(stdout).toContain("three built-in backends");
     expect(stdout).not.toContain("--backends");
+    expect(stdout).not.toContain("--check");
   });
 });
 

@@ -151,7 +151,7 @@ const SPECS: SettingSpec[] = [
   },
   {
     key: "policy", perPool: true, group: "balancing", type: "string", valueHint: POLICIES.join("|"), fallback: "round-robin",
-    description: "How a backend is chosen for each request (see the README for when to use which)",
+    description: "How a backend is chosen for each request (docs/balancing.md says when to use which)",
     example: "--policy least-connections", parse: oneOf(POLICIES),
   },
   {
