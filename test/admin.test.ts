@@ -85,18 +85,20 @@ describe("admin API", () => {
     expect(await body(ready)).toEqual({ ready: true, healthy: 0 });
   });
 
-  test("GET /api/config redacts credentials in health-check headers; readiness is 503 while lb drains", async () => {
+  test("GET /api/config writes values as the config does and redacts credentials in health-check headers; readiness is 503 while lb drains", async () => {
     const gate = Promise.withResolvers<void>();
     const a = backend("a", async (request) => {
       if (new URL(request.url).pathname === "/hold") await gate.promise;
       return new Response("a");
     });
-    const lb = await spawnLb(["--port", "0", "--host", "127.0.0.1", "--drain-timeout", "10s", "--health-header", "Authorization: Bearer backend-secret", a.url]);
+    const written = ["--health-status", "200-299", "--hash-key", "header:X-User", "--max-body-size", "10mb"];
+    const lb = await spawnLb(["--port", "0", "--host", "127.0.0.1", "--drain-timeout", "10s", "--health-header", "Authorization: Bearer backend-secret", ...written, a.url]);
     const admin = /admin (http:\/\/[\d.]+:\d+)/.exec(lb.stderr.find((l) => l.includes("listening"))!)![1]!;
     try {
       const shown = await (await fetch(`${admin}/api/config`)).text();
       expect(shown).not.toContain("backend-secret");
       expect(JSON.parse(shown)["health-header"]).toEqual([["Authorization", "[redacted]"]]);
+      expect(JSON.parse(shown)).toMatchObject({ "health-status": "200-299", "hash-key": "header:X-User", "max-body-size": "10mb", "health-down-interval": "10s" });
       expect((await fetch(`${admin}/readyz`)).status).toBe(200);
       const held = fetch(`${lb.url}/hold`);
       await waitFor(() => a.seen.some((r) => r.path === "/hold"), "the held request");

@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { checkBackendUrl } from "../src/config/backend-url.ts";
 import { ConfigError, checkConfig, readConfigFile, resolveConfig } from "../src/config/load.ts";
+import { configView } from "../src/config/view.ts";
 
 const env = { stdoutIsTTY: false };
 const resolve = (values: Record<string, unknown>, tty = false) =>
@@ -368,5 +369,44 @@ describe("config files", () => {
       `${path}:2: pools.api.backends[0]: "ftp://a:1" uses ftp; backends must be http:// or https://`,
       `${path}:4: routes[0].path-prefix: "api" must start with "/", e.g. "/api/"`,
     ]);
+  });
+});
+
+describe("the config as GET /api/config shows it", () => {
+  test("each value as the file writes it: statuses, hash key, sizes, durations, the admin address", () => {
+    const view = configView(
+      resolve({
+        backends: ["http://a:1"],
+        "health-status": "200-299,304",
+        "hash-key": "header:X-User",
+        "max-body-size": "10mb",
+        "health-interval": "90s",
+        admin: "[::1]:9090",
+      }),
+    );
+    expect(view).toMatchObject({
+      "health-status": "200-299,304",
+      "hash-key": "header:X-User",
+      "max-body-size": "10mb",
+      "health-interval": "90s",
+      admin: "[::1]:9090",
+    });
+    // What a default looks like written: one status, "ip", 1 GiB; a size that is no whole unit stays a number.
+    expect(configView(resolve({ backends: ["http://a:1"] }))).toMatchObject({ "health-status": "200", "hash-key": "ip", "max-body-size": "1gb" });
+    expect(configView(resolve({ backends: ["http://a:1"], "max-body-size": 1000 }))["max-body-size"]).toBe(1000);
+  });
+
+  test("health-down-interval is the one in effect: the health interval unless set; a pool shows its own where it differs", () => {
+    const config = resolve({
+      backends: ["http://a:1"],
+      "health-interval": "5s",
+      pools: { api: { backends: ["http://b:1"], "health-interval": "1s" }, web: { backends: ["http://c:1"], "health-status": 204 } },
+      routes: [{ "path-prefix": "/api/", pool: "api" }],
+    });
+    const view = configView(config) as { "health-down-interval": string; pools: Record<string, Record<string, unknown>> };
+    expect(view["health-down-interval"]).toBe("5s");
+    expect(view.pools.api).toEqual({ backends: [{ url: "http://b:1", weight: 1 }], "health-interval": "1s", "health-down-interval": "1s" });
+    expect(view.pools.web).toEqual({ backends: [{ url: "http://c:1", weight: 1 }], "health-status": "204" });
+    expect(configView(resolve({ backends: ["http://a:1"], "health-down-interval": "2s" }))["health-down-interval"]).toBe("2s");
   });
 });

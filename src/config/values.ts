@@ -2,7 +2,7 @@
  * The kinds of value a setting takes (a duration, a port, a status list, backends), each parser defined together with
  * the JSON Schema of what it accepts: `lb schema` is built from the same definitions the config is parsed with.
  */
-import { type BackendSpec, type SpecCheck, WEIGHT_PROBLEM, checkBackendUrl, parseWeight } from "./backend-url.ts";
+import { type BackendSpec, type SpecCheck, WEIGHT_PROBLEM, checkBackendUrl, hostInUrl, parseWeight } from "./backend-url.ts";
 import { formatDuration, parseDuration } from "./duration.ts";
 import { type HashKey, parseHashKey } from "./hash-key.ts";
 import type { AdminAddress, SniCert, StatusRanges } from "./types.ts";
@@ -17,12 +17,19 @@ export type Parsed<T> = { value: T } | { error: string | string[] };
 /** A JSON Schema fragment describing what a setting accepts in a config file (for editors; see schema.ts). */
 export type JsonSchema = Record<string, unknown>;
 
-/** A parser that carries the schema of what it accepts. */
-export type ValueParser<T> = ((value: unknown) => Parsed<T>) & { readonly schema: JsonSchema };
+/**
+ * A parser that carries the schema of what it accepts and, where the parsed value is not what a person writes, how to
+ * write it again (GET /api/config shows "200-399", not [[200, 399]]).
+ */
+export type ValueParser<T> = ((value: unknown) => Parsed<T>) & {
+  readonly schema: JsonSchema;
+  // A method: a parser of a narrower type (one of "json", "pretty") serves a setting that may also hold "".
+  write?(value: T): unknown;
+};
 
 /** T comes from the declared type of what it makes (each parser below says what it gives), not from its returns. */
-function described<T>(parse: (value: unknown) => Parsed<NoInfer<T>>, schema: JsonSchema): ValueParser<T> {
-  return Object.assign(parse, { schema });
+function described<T>(parse: (value: unknown) => Parsed<NoInfer<T>>, schema: JsonSchema, write?: (value: NoInfer<T>) => unknown): ValueParser<T> {
+  return Object.assign(parse, write ? { schema, write } : { schema });
 }
 
 export function duration(min: number, max = Infinity): ValueParser<number> {
@@ -40,6 +47,7 @@ export function duration(min: number, max = Infinity): ValueParser<number> {
         { type: "number", minimum: 0 },
       ],
     },
+    formatDuration,
   );
 }
 
@@ -105,6 +113,10 @@ export const byteSize: ValueParser<number> = described(
     return { value: Math.round(Number(match[1]) * unit) };
   },
   { anyOf: [{ type: "integer", minimum: 0 }, { type: "string", pattern: "^\\s*\\d+(\\.\\d+)?\\s*([kKmMgG][bB]?|[bB])?\\s*$" }] },
+  (bytes) => {
+    const unit = (["gb", "mb", "kb"] as const).find((name) => bytes >= SIZE_UNITS[name]! && bytes % SIZE_UNITS[name]! === 0);
+    return unit ? `${bytes / SIZE_UNITS[unit]!}${unit}` : bytes;
+  },
 );
 
 const workerNumber = integer(1, 64, "a worker count");
@@ -145,6 +157,7 @@ export const statusRanges: ValueParser<StatusRanges> = described(
     return { value: ranges };
   },
   { anyOf: [{ type: "integer" }, { type: "string" }, { type: "array", items: { anyOf: [{ type: "integer" }, { type: "string" }] } }] },
+  (ranges) => ranges.map(([low, high]) => (low === high ? String(low) : `${low}-${high}`)).join(","),
 );
 
 /** Extra request headers: "Name: value" (repeatable on the command line), a list of those, or a table. */
@@ -192,6 +205,7 @@ export const adminAddress: ValueParser<AdminAddress> = described(
     return { value: { host: match[1] ?? match[2]!, port } };
   },
   { anyOf: [{ type: "string" }, { const: false }] },
+  (address) => (address ? `${hostInUrl(address.host)}:${address.port}` : "off"),
 );
 
 export function isLoopback(host: string): boolean {
@@ -205,6 +219,7 @@ export const hashKey: ValueParser<HashKey> = described(
     return key ? { value: key } : { error: `"${value}" is not a hash key; write ip, path, header:NAME or cookie:NAME` };
   },
   { type: "string", pattern: "^(ip|path|header:.+|cookie:.+)$" },
+  (key) => ("name" in key ? `${key.kind}:${key.name}` : key.kind),
 );
 
 /** `name=cert.pem,key.pem` (command line, repeatable) or tables `{ server-name, cert, key }` (config file). */

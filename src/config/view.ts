@@ -1,8 +1,7 @@
 /**
- * The config in force as an operator writes it (GET /api/config): setting names, durations as "10s", no secrets, the
- * named pools and the routes.
+ * The config in force as an operator writes it (GET /api/config): setting names, each value as the file would write
+ * it (durations as "10s", statuses as "200-399"), the values in effect, no secrets, the named pools and the routes.
  */
-import { formatDuration } from "./duration.ts";
 import { SETTINGS, type Setting } from "./settings.ts";
 import type { Config, RouteSpec } from "./types.ts";
 
@@ -12,20 +11,31 @@ const SECRET_HEADERS = new Set(["authorization", "proxy-authorization", "cookie"
 export function configView(config: Config): Record<string, unknown> {
   const view = settingsView(config, SETTINGS);
   // As the file writes them: each pool's own settings, the routes with their keys.
-  view.pools = Object.fromEntries(config.pools.map(({ name, overrides }) => [name, settingsView(overrides, SETTINGS.filter((s) => s.key in overrides))]));
+  view.pools = Object.fromEntries(config.pools.map(({ name, overrides }) => [name, poolView(config, overrides)]));
   view.routes = config.routes.map(routeView);
   return view;
 }
 
-function settingsView(config: Partial<Config>, settings: readonly Setting[]): Record<string, unknown> {
+/** A pool's own settings, and its down interval where the one in effect is not the top level's (its own interval). */
+function poolView(config: Config, overrides: Partial<Config>): Record<string, unknown> {
+  const effective = { ...config, ...overrides };
+  const differs = downInterval(effective) !== downInterval(config);
+  return settingsView(effective, SETTINGS.filter((s) => s.key in overrides || (s.key === "healthDownInterval" && differs)));
+}
+
+/** The interval between checks of a down backend: its own setting, or when that is 0, the health interval. */
+function downInterval(config: Config): number {
+  return config.healthDownInterval || config.healthInterval;
+}
+
+/** Each of `settings` as the config file writes it (`"10s"`, `"200-399"`, `"header:x-user"`, `"10mb"`), secrets hidden. */
+function settingsView(config: Config, settings: readonly Setting[]): Record<string, unknown> {
   const view: Record<string, unknown> = {};
   for (const setting of settings) {
-    const value = config[setting.key];
+    const value = setting.key === "healthDownInterval" ? downInterval(config) : config[setting.key];
     if (setting.key === "adminToken") view[setting.name] = value ? "[redacted]" : "";
-    else if (setting.key === "healthHeaders") view[setting.name] = config.healthHeaders!.map(([name, text]) => [name, SECRET_HEADERS.has(name.toLowerCase()) ? "[redacted]" : text]);
-    else if (setting.key === "admin") view[setting.name] = config.admin ? `${config.admin.host}:${config.admin.port}` : "off";
-    else if (setting.valueHint === "duration") view[setting.name] = formatDuration(value as number);
-    else view[setting.name] = value;
+    else if (setting.key === "healthHeaders") view[setting.name] = config.healthHeaders.map(([name, text]) => [name, SECRET_HEADERS.has(name.toLowerCase()) ? "[redacted]" : text]);
+    else view[setting.name] = setting.parse.write ? setting.parse.write(value) : value;
   }
   return view;
 }
