@@ -20,6 +20,7 @@ import { STATUS_ARGS, STATUS_HELP, runStatusCommand } from "./admin/status.ts";
 import { type HelpPage, closest, parseCommandLine, parseStrict, renderHelp, settingArgs, settingSections } from "./cli.ts";
 import { type CompletionTree, SHELLS, type Shell, completionScript } from "./completion.ts";
 import { ConfigError } from "./config/load.ts";
+import { SETTINGS } from "./config/settings.ts";
 import { configSchema } from "./config/schema.ts";
 import { PUBLISHED_HOOK_TYPES } from "./hooks/published-types.ts";
 import { describeError, runDemo, runServe } from "./serve.ts";
@@ -200,7 +201,19 @@ const COMMAND_NAMES = Object.keys(COMMANDS).filter((name) => name !== "serve");
 /** Each command's options (and the fixed words some take), from the same definitions --help is made of. */
 function completionTree(): CompletionTree {
   const flags = (args: ArgsDef) => ["--help", ...Object.keys(args).map((name) => `--${name}`)];
+  // A flag means the same in every command that takes it; a setting's value words are those its parser accepts.
+  const values: CompletionTree["values"] = {};
+  for (const args of [settingArgs(), BACKENDS_ARGS, STATUS_ARGS, ADMIN_ARGS] as ArgsDef[]) {
+    for (const [name, def] of Object.entries(args)) {
+      if (def.type !== "string") continue;
+      const choices = SETTINGS.find((setting) => setting.name === name)?.parse.schema.enum;
+      const words = Array.isArray(choices) ? choices.map(String) : [];
+      values[`--${name}`] = words;
+      if ("alias" in def && typeof def.alias === "string") values[`-${def.alias}`] = words;
+    }
+  }
   return {
+    values,
     commands: COMMAND_NAMES,
     words: {
       "": flags(settingArgs()),

@@ -253,6 +253,13 @@ describe("lb completion", () => {
     expect(await complete("lb", "backends", "d")).toEqual(["drain", "disable"]);
     expect(await complete("lb", "status", "--w")).toEqual(["--watch"]);
     expect(await complete("lb", "demo", "--backe")).toEqual(["--backend-ca", "--backend-insecure"]);
+    // After a flag that takes a value: its values, never the flags.
+    expect(await complete("lb", "--policy", "")).toEqual(["round-robin", "least-connections", "random", "p2c", "ewma", "hash"]);
+    expect(await complete("lb", "--policy", "le")).toEqual(["least-connections"]);
+    expect(await complete("lb", "demo", "--log-format", "")).toEqual(["pretty", "json"]);
+    expect(await complete("lb", "-p", "")).toEqual([""]); // a port: nothing to offer (the shell falls back to file names)
+    expect(await complete("lb", "backends", "--pool", "")).toEqual([""]);
+    expect(await complete("lb", "--policy", "ewma", "--health-i")).toEqual(["--health-interval"]);
   });
 
   test("zsh and fish scripts; an unknown shell exits 2", async () => {
@@ -260,6 +267,8 @@ describe("lb completion", () => {
     const fish = (await runCommand(["completion", "fish"])).stdout;
     expect(fish).toContain('complete -c lb -f -n __fish_use_subcommand -a "demo backends status reload validate version completion schema types"');
     expect(fish).toContain('complete -c lb -n "__fish_seen_subcommand_from status" -l watch');
+    expect(fish).toContain('complete -c lb -n "__fish_use_subcommand" -l policy -x -a "round-robin least-connections random p2c ewma hash"');
+    expect(fish).toContain('complete -c lb -n "__fish_seen_subcommand_from status" -l admin -r');
     const bad = await runCommand(["completion", "tcsh"]);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain("lb completion needs one of bash, zsh, fish");
