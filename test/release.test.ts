@@ -151,6 +151,14 @@ describe("the GitHub workflows", () => {
     expect(readFileSync(`${ROOT}.ci/run`, "utf8")).toMatch(/^bun test$/m);
   });
 
+  test(".ci/run installs every tool a test is skipped without (checkbashisms, from devscripts)", () => {
+    const ciRun = readFileSync(`${ROOT}.ci/run`, "utf8");
+    const testFiles = readdirSync(`${ROOT}test`).filter((name) => name.endsWith(".test.ts"));
+    const skippedWithout = testFiles.flatMap((name) => [...readFileSync(`${ROOT}test/${name}`, "utf8").matchAll(/skipIf\(!Bun\.which\("([\w-]+)"\)\)/g)].map((m) => m[1]!));
+    expect(skippedWithout).toContain("checkbashisms");
+    for (const tool of skippedWithout) expect(ciRun).toMatch(new RegExp(`^command -v ${tool} >/dev/null 2>&1 \\|\\| \\w+\\+=\\(`, "m"));
+  });
+
   test("release.yml, on a v* tag: CI first, then bun run release with Bun pinned like .ci/run, and the image for both architectures", () => {
     const release = workflow("release.yml");
     expect(release.on.push?.tags).toEqual(["v*"]);
