@@ -1,26 +1,11 @@
 /** The admin API and `lb backends`: change the pool while lb runs, under load, without failing a request. */
-import { afterEach, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type InProcessLb, type TestBackend, deadPort, runCommand, spawnLb, startBackend, startTestLb, waitFor } from "./helpers.ts";
+import { type InProcessLb, deadPort, runCommand, spawnLb, stoppedAfterEach, waitFor } from "./helpers.ts";
 
-const cleanup: Array<() => Promise<unknown>> = [];
-afterEach(async () => {
-  await Promise.all(cleanup.splice(0).map((stop) => stop()));
-});
-
-function backend(name: string, handler?: (request: Request) => Response | Promise<Response>): TestBackend {
-  const started = startBackend(name, handler);
-  cleanup.push(started.stop);
-  return started;
-}
-
-async function lbFor(urls: string[], settings: Record<string, unknown> = {}): Promise<InProcessLb> {
-  const lb = await startTestLb(urls, settings);
-  cleanup.push(lb.stop);
-  return lb;
-}
+const { cleanup, backend, lbFor } = stoppedAfterEach();
 
 /** A JSON answer, loosely typed: the assertions check its shape. */
 const body = async (response: Response | Promise<Response>): Promise<any> => (await response).json();

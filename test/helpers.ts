@@ -1,4 +1,5 @@
 /** Real servers, real processes and real sockets for the tests; nothing here fakes the network. */
+import { afterEach } from "bun:test";
 import { type Subprocess } from "bun";
 import { createConsola } from "consola";
 import { connect } from "node:net";
@@ -123,6 +124,33 @@ export async function startTestLb(backends: string[], settings: Record<string, u
   return { lb, url: lb.url.origin, logs, access, stop: () => lb.stop() };
 }
 
+/**
+ * For a test file's top level: whatever the file starts through these is stopped after each test (all at once), as is
+ * anything it pushes onto `cleanup` itself. `lbDefaults` are settings every lb of the file gets unless a test says
+ * otherwise.
+ */
+export function stoppedAfterEach(lbDefaults: Record<string, unknown> = {}) {
+  const cleanup: Array<() => unknown> = [];
+  afterEach(async () => {
+    await Promise.all(cleanup.splice(0).map(async (stop) => stop()));
+  });
+  return {
+    cleanup,
+    /** startBackend, stopped after the test. */
+    backend(name: string, handler?: (request: Request) => Response | Promise<Response>): TestBackend {
+      const started = startBackend(name, handler);
+      cleanup.push(started.stop);
+      return started;
+    },
+    /** startTestLb with the file's defaults, stopped after the test. */
+    async lbFor(urls: string[], settings: Record<string, unknown> = {}): Promise<InProcessLb> {
+      const lb = await startTestLb(urls, { ...lbDefaults, ...settings });
+      cleanup.push(lb.stop);
+      return lb;
+    },
+  };
+}
+
 export interface LbProcess {
   proc: Subprocess<"pipe", "pipe", "pipe">;
   url: string;
@@ -158,6 +186,12 @@ export async function spawnLb(args: string[], command: string[] = ["bun", `${ROO
       return proc.exited;
     },
   };
+}
+
+/** The worker processes of an lb run with --workers: its primary's children. */
+export function workerPids(primary: number): number[] {
+  const children = Bun.spawnSync(["pgrep", "-P", String(primary)]).stdout.toString().trim();
+  return children ? children.split("\n").map(Number) : [];
 }
 
 /** Runs a command to completion: its exit code and output. `options.env` adds to this process's environment. */

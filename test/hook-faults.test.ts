@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { build } from "../build.ts";
 import { SilenceWatch } from "../src/cluster/silence.ts";
-import { type LbProcess, ROOT, runCommand, spawnLb, startBackend, waitFor } from "./helpers.ts";
+import { type LbProcess, ROOT, runCommand, spawnLb, startBackend, waitFor, workerPids } from "./helpers.ts";
 
 const backend = startBackend("a");
 const dir = realpathSync(mkdtempSync(join(tmpdir(), "lb-hook-faults-")));
@@ -48,12 +48,6 @@ async function startLb(args: string[], command?: string[]): Promise<LbProcess & 
   spawned.push({ lb, workers: workerPids(lb.proc.pid) });
   const listening = lb.stderr.find((line) => /lb listening on/.test(line))!;
   return { ...lb, admin: /admin (http:\/\/\S+)/.exec(listening)![1]! };
-}
-
-/** The worker processes: the primary's children. */
-function workerPids(primary: number): number[] {
-  const children = Bun.spawnSync(["pgrep", "-P", String(primary)]).stdout.toString().trim();
-  return children ? children.split("\n").map(Number) : [];
 }
 
 /** Running, as opposed to gone or a zombie nobody has reaped yet (which holds no socket). */

@@ -4,7 +4,7 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import parsePrometheus from "parse-prometheus-text-format";
-import { type LbProcess, fetchH3, selfSignedCertificate, spawnLb, startBackend, udpSocketsOn, waitFor } from "./helpers.ts";
+import { type LbProcess, fetchH3, selfSignedCertificate, spawnLb, startBackend, udpSocketsOn, waitFor, workerPids } from "./helpers.ts";
 
 const a = startBackend("a");
 const b = startBackend("b");
@@ -21,12 +21,6 @@ async function startWorkers(args: string[]): Promise<LbProcess & { admin: string
   const listening = await lb.waitForLine("stderr", /lb listening on/);
   expect(listening).toContain("2 workers");
   return { ...lb, admin: /admin (http:\/\/\S+)/.exec(listening)![1]! };
-}
-
-/** The worker processes: the primary's children. */
-function workerPids(primary: number): number[] {
-  const children = Bun.spawnSync(["pgrep", "-P", String(primary)]).stdout.toString().trim();
-  return children ? children.split("\n").map(Number) : [];
 }
 
 const healthChecks = (backend: typeof a) => backend.seen.filter((r) => r.path === "/health").length;
