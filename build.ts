@@ -3,6 +3,8 @@
  *   bun build.ts                      dist/lb for this machine
  *   bun build.ts --target <target>    dist/lb-<target>, e.g. bun-linux-arm64, bun-linux-x64-musl, bun-darwin-arm64
  *   bun build.ts --all                every target in TARGETS
+ *   --out <file>                      with one target (or none): write the binary there instead (tests build into
+ *                                     temporary folders, never into dist/)
  * Other targets need Bun's runtime for them, which Bun downloads; offline, only this machine's target builds, and
  * the others fail with a line that says so. release.ts builds on the exports below.
  */
@@ -58,15 +60,19 @@ export async function build(outfile: string, commit: string, target?: string): P
 }
 
 async function main() {
-  const { values } = parseArgs({ options: { target: { type: "string" }, all: { type: "boolean" } }, allowPositionals: true });
+  const { values } = parseArgs({ options: { target: { type: "string" }, all: { type: "boolean" }, out: { type: "string" } }, allowPositionals: true });
   const commit = gitCommit();
   const targets = values.all ? TARGETS : values.target ? [values.target] : [undefined];
   if (values.target && !TARGETS.includes(values.target)) {
     console.error(`unknown target ${values.target}; known: ${TARGETS.join(", ")}`);
     process.exit(2);
   }
+  if (values.out !== undefined && values.all) {
+    console.error("--out names one file: give it with one --target (or none), not with --all");
+    process.exit(2);
+  }
   let ok = true;
-  for (const target of targets) ok = (await build(target ? `dist/lb-${platformOf(target)}` : "dist/lb", commit, target)) && ok;
+  for (const target of targets) ok = (await build(values.out ?? (target ? `dist/lb-${platformOf(target)}` : "dist/lb"), commit, target)) && ok;
   process.exit(ok ? 0 : 1);
 }
 

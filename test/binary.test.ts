@@ -1,6 +1,6 @@
 /** The compiled dist/lb: built here, run as its own process, in front of real backends. */
 import { beforeAll, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pkg from "../package.json" with { type: "json" };
@@ -66,16 +66,25 @@ test("dist/lb prints the hook types, and imports a TypeScript hooks file (with i
 });
 
 test("build.ts knows the other targets: linux arm64 builds here (or says clearly why it cannot)", async () => {
+  const started = Date.now();
   const unknown = await runCommand(["--target", "bun-amiga"], ["bun", `${ROOT}build.ts`]);
   expect(unknown.code).toBe(2);
   expect(unknown.stderr).toContain("unknown target bun-amiga; known: bun-linux-x64, bun-linux-arm64");
-  const arm = await runCommand(["--target", "bun-linux-arm64"], ["bun", `${ROOT}build.ts`]);
-  if (arm.code !== 0) {
-    // Offline, Bun cannot fetch that runtime: the failure must say so in one line.
-    expect(arm.stderr).toContain("cannot build bun-linux-arm64");
-    return;
+  // Into a temporary folder: a test leaves no 112 MB binary in dist/.
+  const dir = mkdtempSync(join(tmpdir(), "lb-arm64-"));
+  const out = join(dir, "lb-linux-arm64");
+  try {
+    const arm = await runCommand(["--target", "bun-linux-arm64", "--out", out], ["bun", `${ROOT}build.ts`], { cwd: ROOT });
+    expect(existsSync(`${ROOT}dist/lb-linux-arm64`) && statSync(`${ROOT}dist/lb-linux-arm64`).mtimeMs > started).toBe(false);
+    if (arm.code !== 0) {
+      // Offline, Bun cannot fetch that runtime: the failure must say so in one line.
+      expect(arm.stderr).toContain("cannot build bun-linux-arm64");
+      return;
+    }
+    const header = new Uint8Array(await Bun.file(out).slice(0, 20).arrayBuffer());
+    expect([...header.slice(0, 4)]).toEqual([0x7f, 0x45, 0x4c, 0x46]); // ELF
+    expect(header[18]).toBe(0xb7); // e_machine: AArch64
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
-  const header = new Uint8Array(await Bun.file(`${ROOT}dist/lb-linux-arm64`).slice(0, 20).arrayBuffer());
-  expect([...header.slice(0, 4)]).toEqual([0x7f, 0x45, 0x4c, 0x46]); // ELF
-  expect(header[18]).toBe(0xb7); // e_machine: AArch64
 }, 60_000);

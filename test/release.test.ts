@@ -4,14 +4,13 @@
  * Debian has (.ci/run installs curl if missing).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { appendFileSync, cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { appendFileSync, cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pkg from "../package.json" with { type: "json" };
 import { TARGETS, platformOf } from "../build.ts";
 import { ROOT, runCommand } from "./helpers.ts";
 
-const RELEASE = `${ROOT}dist/release`;
 const INSTALL_SH = `${ROOT}install.sh`;
 // dash where there is one (Debian's /bin/sh): it runs POSIX sh and nothing more, so a bashism fails here.
 const SH = Bun.which("dash") ?? "sh";
@@ -28,6 +27,8 @@ function tempDir(what: string): string {
 afterAll(() => {
   for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
 });
+// Released into a temporary folder: the tests leave dist/ as they found it.
+const RELEASE = join(tempDir("out"), "release");
 const lines = (text: string) => text.trim().split("\n").filter(Boolean);
 
 /** install.sh run by SH from `base`, into `dir`, with `env` and `path` in front of PATH. */
@@ -45,12 +46,16 @@ function fakeUname(os: string, machine: string): string {
 }
 
 let release = { code: -1, stdout: "", stderr: "" };
+/** dist/release's last change before the run (null: there is none), to show the run left it alone. */
+const distRelease = () => (existsSync(`${ROOT}dist/release`) ? statSync(`${ROOT}dist/release`).mtimeMs : null);
+let distReleaseBefore: number | null = null;
 
 beforeAll(async () => {
   // As offline: no cached runtimes and a proxy that refuses, so the other targets are skipped on any machine
   // (with the network, Bun would download five runtimes and the run would take a minute).
   const offline = { BUN_INSTALL_CACHE_DIR: tempDir("bun-cache"), HTTPS_PROXY: "http://127.0.0.1:9", https_proxy: "http://127.0.0.1:9" };
-  release = await runCommand(["run", "release"], ["bun"], { cwd: ROOT, env: offline });
+  distReleaseBefore = distRelease();
+  release = await runCommand(["run", "release", "--out", RELEASE], ["bun"], { cwd: ROOT, env: offline });
 }, 180_000);
 
 describe("bun run release", () => {
@@ -62,7 +67,16 @@ describe("bun run release", () => {
     expect(reasons.map((line) => line.split(":")[0])).toEqual(skipped.map((target) => `cannot build ${target}`));
     for (const reason of reasons) expect(reason).toMatch(/download/i);
     expect(release.stderr).toContain(`skipped ${skipped.join(", ")}`);
-    expect(release.stdout).toContain(`released lb ${pkg.version} (${COMMIT}) in dist/release: ${HOST_ARCHIVE}`);
+    expect(release.stdout).toContain(`released lb ${pkg.version} (${COMMIT}) in ${RELEASE}: ${HOST_ARCHIVE}`);
+    expect(distRelease()).toBe(distReleaseBefore); // --out: the test's release goes to a temporary folder, not dist/
+  });
+
+  test("--out refuses a folder that holds anything (it would be emptied)", async () => {
+    const full = tempDir("full");
+    writeFileSync(join(full, "keep.txt"), "mine");
+    const refused = await runCommand(["release.ts", "--out", full], ["bun"], { cwd: ROOT });
+    expect({ code: refused.code, stderr: refused.stderr.trim() }).toEqual({ code: 2, stderr: `--out ${full}: give a new or empty folder` });
+    expect(readdirSync(full)).toEqual(["keep.txt"]);
   });
 
   test("the archive holds exactly lb (executable), README.md and LICENSE, with no folder", async () => {
