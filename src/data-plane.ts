@@ -12,6 +12,8 @@ import { type BeforeTrip, HookCalls } from "./hooks/calls.ts";
 import type { HookSet } from "./hooks/hook-set.ts";
 import { type Logger, ThrottledLine } from "./log.ts";
 import type { Metrics } from "./metrics/metrics.ts";
+import type { Backend } from "./pool/backend.ts";
+import { Departures } from "./pool/departures.ts";
 import type { Pool, PoolEvent } from "./pool/pool.ts";
 import { type Refusal, refusal } from "./proxy/admission.ts";
 import { Forwarder } from "./proxy/forward.ts";
@@ -44,9 +46,18 @@ interface Lane {
 const NO_ROUTE_LOG_EVERY_MS = 1000;
 /** How often a retired pool's in-flight count is looked at while it drains. */
 const DRAIN_POLL_MS = 20;
+/** How often a backend a pool let go with requests still in flight is looked at until they are over. */
+const DEPARTURE_POLL_MS = 250;
 
 export class DataPlane {
   readonly #lanes = new Map<string, Lane>();
+  /** Lanes of pools a reload dropped, while their requests finish: their backends are alive until then. */
+  readonly #draining = new Set<Lane>();
+  /** Decides when a backend's address has left every pool here; its counts go then (DNS churn would grow them). */
+  readonly #departures = new Departures(
+    () => [...this.#lanes.values(), ...this.#draining].map((lane) => lane.pool),
+    (url) => this.metrics.backends.delete(url),
+  );
   #routes: RouteTable;
   /** The one lane when there are no routes and no hooks: requests go straight to it, as before either existed. */
   #only: Lane | null = null;
@@ -182,13 +193,8 @@ export class DataPlane {
     const lane = this.#lanes.get(poolName);
     if (!lane) return;
     if (event.type === "removed") {
-      const { url } = event.backend;
-      lane.upstream.forget(url);
-      // A worker's own counts (lb's single process shares them with the pools' owner, which does the same), kept while
-      // another pool has the address (a reload moved it there: looked at once the change, which may remove first, is in).
-      queueMicrotask(() => {
-        if (!this.#serves(url)) this.metrics.backends.delete(url);
-      });
+      lane.upstream.forget(event.backend.url); // this pool's connections to it; another pool has its own
+      void this.#depart(event.backend);
     }
     // Requests stuck on a backend whose checks get no answer move elsewhere now, not at --timeout.
     if (event.type === "health" && event.to.status === "unhealthy" && event.to.unanswered) lane.forwarder.backendUnresponsive(event.backend);
@@ -207,16 +213,21 @@ export class DataPlane {
     this.#config = config;
     this.#routes = this.#serve(config, pools);
     for (const [, lane] of retired) {
+      this.#draining.add(lane);
       void drainLane(lane, config.drainTimeout).then(() => {
-        // Its backends leave /metrics, unless a pool still served has them (the reload moved them there).
-        for (const { url } of lane.pool.backends) if (!this.#serves(url)) this.metrics.backends.delete(url);
+        this.#draining.delete(lane);
+        for (const backend of lane.pool.backends) void this.#depart(backend);
       });
     }
   }
 
-  #serves(url: string): boolean {
-    for (const lane of this.#lanes.values()) if (lane.pool.find(url)) return true;
-    return false;
+  /**
+   * A backend a pool let go: once its requests are over (a drain that reached its deadline left some in flight, and
+   * their answers still count), its address leaves with it, unless a pool has it (a reload moved it there).
+   */
+  async #depart(backend: Backend): Promise<void> {
+    while (backend.inflight > 0) await Bun.sleep(DEPARTURE_POLL_MS);
+    this.#departures.left(backend.url);
   }
 
   /** Closes the connections to backends (after the listener drained). */

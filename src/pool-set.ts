@@ -114,11 +114,6 @@ export class PoolSet {
     return { served, apply };
   }
 
-  /** Whether a pool has this address now (another one it moved to, or the same one it came back to). */
-  #serves(url: string): boolean {
-    return [...this.#units.values()].some((unit) => unit.served.pool.find(url) !== undefined);
-  }
-
   #unit({ name, config }: NamedPoolConfig, several: boolean): PoolUnit {
     const { metrics, log, events } = this.parts;
     const tls = upstreamTls(config);
@@ -127,14 +122,6 @@ export class PoolSet {
       ...poolRules(config),
       listener: (event) => {
         control.onPoolEvent(event);
-        // Else DNS churn would grow /metrics without bound; kept while another pool has the address (a reload moved
-        // it there: looked at once the reload, which may remove before it adds, is done).
-        if (event.type === "removed") {
-          const { url } = event.backend;
-          queueMicrotask(() => {
-            if (!this.#serves(url)) metrics.backends.delete(url);
-          });
-        }
         this.parts.onPoolEvent(name, event);
       },
     });

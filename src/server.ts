@@ -25,6 +25,7 @@ import { type Logger, consolaLevel } from "./log.ts";
 import { Metrics } from "./metrics/metrics.ts";
 import { plural } from "./pool-log.ts";
 import { describeStatuses } from "./pool/checker.ts";
+import { Departures } from "./pool/departures.ts";
 import type { Pool, PoolEvent } from "./pool/pool.ts";
 import { type PoolChange, PoolSet } from "./pool-set.ts";
 
@@ -221,6 +222,8 @@ function servedByWorkers(config: Config, pools: () => ReadonlyMap<string, Pool>,
   readCertificates(config); // the workers read them too: a missing file is reported once, here, before they start
   const port = claimPort(config.host, config.port);
   const workers = new WorkerSet(config, pools, metrics, log, (lines) => accessLog?.writeLines(lines));
+  // No request is served here, so the pools alone keep a backend alive; its check counts go when it leaves them.
+  const departures = new Departures(() => pools().values(), (url) => metrics.backends.delete(url));
   /** Reloads reach the workers in order, each once the pools it adds have had their first health round here. */
   let reloads = Promise.resolve();
   return {
@@ -229,7 +232,10 @@ function servedByWorkers(config: Config, pools: () => ReadonlyMap<string, Pool>,
     queued: () => workers.queued(),
     clients: () => workers.clients(),
     stuckWorkers: () => workers.stuck(),
-    onPoolEvent: () => workers.pushPoolState(),
+    onPoolEvent: (_poolName, event) => {
+      if (event.type === "removed") departures.left(event.backend.url);
+      workers.pushPoolState();
+    },
     open: () =>
       workers.start(config.workers, { ...config, port }).catch((error) => {
         throw new ListenError("proxy", error);

@@ -1,8 +1,8 @@
 /** /metrics after real traffic, read with a real Prometheus exposition-format parser. */
-import { afterAll, expect, test } from "bun:test";
+import { afterAll, describe, expect, test } from "bun:test";
 import parsePrometheus, { type MetricFamily } from "parse-prometheus-text-format";
 import { LATENCY_BUCKETS, bucketOf, quantile } from "../src/metrics/metrics.ts";
-import { startBackend, startTestLb, waitFor } from "./helpers.ts";
+import { spawnLb, startBackend, startTestLb, waitFor } from "./helpers.ts";
 
 const ok = startBackend("ok");
 const failing = startBackend("failing", (request) => new Response("no", { status: new URL(request.url).pathname === "/" ? 200 : 503 }));
@@ -109,6 +109,36 @@ test("/api/stats gives per-backend rates, latency percentiles and history", asyn
   expect(okRow!.series.rps).toHaveLength(120);
   expect(okRow!.series.rps.reduce((a, b) => a + b, 0)).toBeGreaterThanOrEqual(5);
   await waitFor(() => stats.events.some((e) => e.backend === "127.0.0.1:1" && e.message.startsWith("down")), "the down event");
+});
+
+describe.each([1, 2])("a removed backend leaves /metrics (--workers %d)", (workers) => {
+  test("once its last request is over, even one that outlived its drain timeout (its answer is not counted back in)", async () => {
+    const release = Promise.withResolvers<void>();
+    const held = startBackend("held", async (request) => {
+      if (new URL(request.url).pathname === "/hold") await release.promise;
+      return new Response("held");
+    });
+    const lb = await spawnLb(["--port", "0", "--host", "127.0.0.1", "--workers", String(workers), "--health-interval", "1m", "--no-access-log", held.url]);
+    const admin = /admin (http:\/\/\S+)/.exec(lb.stderr.find((l) => l.includes("listening"))!)![1]!;
+    const listed = async () => (await (await fetch(`${admin}/metrics`)).text()).includes(`backend="${held.url}"`);
+    const inflight = async () => ((await (await fetch(`${admin}/api/backends`)).json()) as { backends: Array<{ inflight: number }> }).backends[0]?.inflight;
+    try {
+      expect(await (await fetch(`${lb.url}/a`)).text()).toBe("held");
+      await waitFor(listed, "the backend's counts in /metrics"); // with workers, once one has reported
+      const answer = fetch(`${lb.url}/hold`).then((r) => r.text());
+      await waitFor(async () => (await inflight()) === 1, "the held request in flight"); // the primary's view too
+      const removal = await fetch(`${admin}/api/backends/${new URL(held.url).host}?timeout=100ms`, { method: "DELETE" });
+      expect(await removal.json()).toEqual({ removed: new URL(held.url).host, inflightAtRemoval: 1 });
+      release.resolve();
+      expect(await answer).toBe("held");
+      // Its answer was counted as it went out, after the removal: that must not bring the backend back.
+      await waitFor(async () => !(await listed()), "the removed backend to leave /metrics", 3000);
+    } finally {
+      release.resolve();
+      await lb.kill();
+      await held.stop();
+    }
+  }, 15_000);
 });
 
 test("latency buckets and quantiles", () => {

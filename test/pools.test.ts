@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { resolveConfig } from "../src/config/load.ts";
-import { rawRequest, runCommand, spawnLb, startBackend, startTestLb, waitFor } from "./helpers.ts";
+import { deadPort, rawRequest, runCommand, spawnLb, startBackend, startTestLb, waitFor } from "./helpers.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "lb-pools-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -176,6 +176,34 @@ test("a reload that moves a backend from one kept pool to another keeps its coun
   } finally {
     await lb.stop();
     await Promise.all([a1, a2, moving].map((b) => b.stop()));
+  }
+});
+
+test("the admin API removing a backend from the pool a reload is moving it out of leaves its counts to the other pool", async () => {
+  const [moving, b1] = [startBackend("moving"), startBackend("b1")];
+  const routes = [{ "path-prefix": "/b/", pool: "b" }, { pool: "a" }];
+  const settings = { "health-interval": "1m", "drain-timeout": "30s", routes };
+  const lb = await startTestLb([], { ...settings, pools: { a: { backends: [moving.url] }, b: { backends: [b1.url] } } });
+  const inPool = (name: string) => lb.lb.pools().get(name)!.find(moving.url);
+  try {
+    for (let i = 0; i < 3; i++) await (await fetch(`${lb.url}/r${i}`)).text(); // pool a has only it
+    const served = () => lb.lb.metrics.backends.get(moving.url)?.requests.get("200 GET");
+    expect(served()).toBe(3);
+    // Pool a's new backend never comes up, so the moving one keeps serving there (make-before-break) while pool b has it.
+    const dead = `http://127.0.0.1:${deadPort()}`;
+    lb.lb.reload(resolveConfig([{ source: "t", values: { host: "127.0.0.1", port: 0, ...settings, pools: { a: { backends: [dead] }, b: { backends: [b1.url, moving.url] } } } }], { stdoutIsTTY: false }));
+    await waitFor(() => lb.lb.pools().get("b")!.available().some((b) => b.url === moving.url), "moving up in pool b");
+    expect(inPool("a")?.admin).toBe("active");
+    // The API finds it in pool a first (a backend is in one pool but for such a move) and removes it from there.
+    const removal = await fetch(`${lb.lb.adminUrl!.origin}/api/backends/${new URL(moving.url).host}?timeout=1s`, { method: "DELETE" });
+    expect(await removal.json()).toEqual({ removed: new URL(moving.url).host, inflightAtRemoval: 0 });
+    expect(inPool("a")).toBeUndefined();
+    expect(inPool("b")).toBeDefined();
+    for (let i = 0; i < 4; i++) await (await fetch(`${lb.url}/b/r${i}`)).text(); // round robin: 2 to moving
+    expect(served()).toBe(5);
+  } finally {
+    await lb.stop();
+    await Promise.all([moving, b1].map((b) => b.stop()));
   }
 });
 
