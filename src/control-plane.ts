@@ -12,10 +12,10 @@ import type { EventLog } from "./admin/events.ts";
 import type { Logger } from "./log.ts";
 import type { Metrics } from "./metrics/metrics.ts";
 import { NoBackendAlarm, describeEvent, logPoolEvent } from "./pool-log.ts";
-import { type Backend, describeState, isAvailable } from "./pool/backend.ts";
+import { describeState, isAvailable } from "./pool/backend.ts";
 import { HealthChecker } from "./pool/checker.ts";
 import { DnsDiscovery, dnsLookup } from "./pool/discovery.ts";
-import { handOverAndRemove } from "./pool/drain.ts";
+import { HandOvers } from "./pool/drain.ts";
 import type { Pool, PoolEvent } from "./pool/pool.ts";
 import type { UpstreamTls } from "./upstream/client.ts";
 
@@ -24,8 +24,8 @@ export class ControlPlane {
   readonly #discovery: DnsDiscovery;
   readonly #alarm: NoBackendAlarm;
   #config: Config;
-  /** Backends the file dropped that serve on until a backend that stays is in rotation; aborted when listed again. */
-  readonly #leaving = new Map<Backend, AbortController>();
+  /** Backends the file or DNS dropped, serving on until a backend that stays is in rotation; called off if listed again. */
+  readonly #handOvers: HandOvers;
 
   constructor(
     private readonly pool: Pool,
@@ -45,7 +45,8 @@ export class ControlPlane {
       if (ok) counts.checksPassed++;
       else counts.checksFailed++;
     });
-    this.#discovery = new DnsDiscovery(pool, dnsLookup(config.dnsServer), log, () => this.#config.drainTimeout);
+    this.#handOvers = new HandOvers(pool);
+    this.#discovery = new DnsDiscovery(pool, this.#handOvers, dnsLookup(config.dnsServer), log, () => this.#config.drainTimeout);
   }
 
   /** The first round: DNS names resolved and every backend checked once. Then checks and lookups keep going. */
@@ -80,38 +81,22 @@ export class ControlPlane {
       if (backend) this.pool.setWeight(backend, spec.weight);
     }
     const dropped = diff.removed.flatMap((url) => this.pool.find(url) ?? []);
-    // All marked before any hand-over looks for a successor: a dropped backend is none to another.
-    for (const backend of dropped) {
-      this.#leaving.get(backend)?.abort();
-      this.#leaving.set(backend, new AbortController());
-    }
     const held = dropped.filter(isAvailable);
-    if (held.length > 0 && !this.#hasSuccessor()) {
+    const timeout = formatDuration(next.drainTimeout);
+    this.#handOvers.start(dropped, next.drainTimeout, (backend, how) => {
+      if (how !== "timed out") return;
+      this.log.warn(`backend ${backend.name}, dropped by the config file, left at the drain timeout (${timeout}): no backend the file lists came into rotation`);
+    });
+    if (held.length > 0 && !this.#handOvers.hasSuccessor()) {
       const names = held.map((backend) => backend.name).join(", ");
-      this.log.info(`config reload: ${names} keep taking requests until a backend the file lists is in rotation (at most ${formatDuration(next.drainTimeout)})`);
+      this.log.info(`config reload: ${names} keep taking requests until a backend the file lists is in rotation (at most ${timeout})`);
     }
-    for (const backend of dropped) void this.#retire(backend, next.drainTimeout);
     return diff;
   }
 
   stop(): void {
     this.#checker.stop();
     this.#discovery.stop();
-  }
-
-  /** Whether a backend that is not on its way out is in rotation. */
-  #hasSuccessor(): boolean {
-    return this.pool.available().some((backend) => !this.#leaving.has(backend));
-  }
-
-  /** Make-before-break (drain.ts): a dropped backend serves until one that stays is in rotation, then drains out. */
-  async #retire(backend: Backend, timeoutMs: number): Promise<void> {
-    const handOver = this.#leaving.get(backend)!;
-    const ended = await handOverAndRemove(this.pool, backend, { timeoutMs, replaced: () => this.#hasSuccessor(), signal: handOver.signal });
-    if (this.#leaving.get(backend) === handOver) this.#leaving.delete(backend);
-    if (ended === "timed out") {
-      this.log.warn(`backend ${backend.name}, dropped by the config file, left at the drain timeout (${formatDuration(timeoutMs)}): no backend the file lists came into rotation`);
-    }
   }
 
   /**
@@ -121,8 +106,7 @@ export class ControlPlane {
   #adopt(spec: BackendSpec): void {
     const existing = this.pool.find(spec.url);
     if (existing) {
-      this.#leaving.get(existing)?.abort();
-      this.#leaving.delete(existing);
+      this.#handOvers.callOff(existing);
       this.pool.setWeight(existing, spec.weight);
       if (existing.admin === "draining") this.pool.setAdminState(existing, "active");
       return;

@@ -1,13 +1,16 @@
 /**
  * DNS discovery: a backend marked `resolve` names a host that is looked up again every interval; lb keeps one
- * backend per address (A and AAAA), adds new addresses (checked before they take traffic), drains vanished ones,
- * and keeps the last good set when a lookup fails or comes back empty. This is how lb follows a Kubernetes
- * headless Service or Consul DNS.
+ * backend per address (A and AAAA), adds new addresses (checked before they take traffic), hands vanished ones over
+ * (they serve on until another backend is in rotation, then drain out: a name whose addresses all change at once never
+ * leaves the pool with nothing to send to), and keeps the last good set when a lookup fails or comes back empty. This
+ * is how lb follows a Kubernetes headless Service or Consul DNS.
  */
 import { Resolver } from "node:dns/promises";
 import { type BackendSpec, hostInUrl } from "../config/backend-url.ts";
+import { formatDuration } from "../config/duration.ts";
 import type { Logger } from "../log.ts";
-import { drainAndRemove } from "./drain.ts";
+import { isAvailable } from "./backend.ts";
+import type { HandOvers } from "./drain.ts";
 import type { Pool } from "./pool.ts";
 
 /** Looks up a name's addresses; the default asks DNS for A and AAAA records. */
@@ -41,6 +44,8 @@ interface Group {
   spec: BackendSpec;
   /** Backend URLs this name resolved to last time it resolved to anything. */
   members: Set<string>;
+  /** Backend URLs it gave before, handing over now: called off if the name gives them again meanwhile. */
+  leaving: Set<string>;
   /** Whether the last lookup failed (so a failure is logged once, and a recovery too). */
   failing: boolean;
 }
@@ -51,18 +56,20 @@ export class DnsDiscovery {
 
   constructor(
     private readonly pool: Pool,
+    /** The pool's backends on their way out, whoever dropped them (the config file too). */
+    private readonly handOvers: HandOvers,
     private readonly lookup: Lookup,
     private readonly log: Logger,
     private readonly drainTimeoutMs: () => number,
   ) {}
 
-  /** Sets the names to follow: new ones are resolved now, dropped ones have their backends drained. */
+  /** Sets the names to follow: new ones are resolved now, dropped ones have their backends handed over. */
   async follow(specs: readonly BackendSpec[]): Promise<void> {
     const wanted = new Map(specs.map((spec) => [spec.url, spec]));
     for (const [url, group] of this.#groups) {
       if (wanted.has(url)) continue;
       this.#groups.delete(url);
-      for (const member of group.members) this.#drain(member);
+      this.#handOver(group, [...group.members]);
     }
     const fresh: Group[] = [];
     for (const [url, spec] of wanted) {
@@ -74,7 +81,7 @@ export class DnsDiscovery {
           if (backend) this.pool.setWeight(backend, spec.weight);
         }
       } else {
-        const created = { spec, members: new Set<string>(), failing: false };
+        const created = { spec, members: new Set<string>(), leaving: new Set<string>(), failing: false };
         this.#groups.set(url, created);
         fresh.push(created);
       }
@@ -116,8 +123,11 @@ export class DnsDiscovery {
     const next = new Set(addresses.map((address) => addressUrl(group.spec, address)));
     for (const url of next) {
       const existing = this.pool.find(url);
-      if (existing && group.members.has(url)) {
-        if (existing.admin === "draining") this.pool.setAdminState(existing, "active"); // back before its drain ended
+      if (existing && group.members.has(url)) continue;
+      if (existing && group.leaving.has(url)) {
+        this.handOvers.callOff(existing); // back before it left
+        group.leaving.delete(url);
+        group.members.add(url);
         continue;
       }
       // An address another source (the file, the API) already lists stays theirs: DNS neither adopts nor drains it.
@@ -129,15 +139,27 @@ export class DnsDiscovery {
         this.log.warn(`DNS gave ${url} for ${hostname}, but it cannot be added: ${(error as Error).message}`);
       }
     }
-    for (const url of group.members) {
-      if (next.has(url)) continue;
-      group.members.delete(url);
-      this.#drain(url);
-    }
+    this.#handOver(group, [...group.members].filter((url) => !next.has(url)));
   }
 
-  #drain(url: string): void {
-    const backend = this.pool.find(url);
-    if (backend) void drainAndRemove(this.pool, backend, this.drainTimeoutMs());
+  /** Addresses the name no longer gives: each serves on until another backend is in rotation, then drains out. */
+  #handOver(group: Group, urls: readonly string[]): void {
+    for (const url of urls) group.members.delete(url);
+    const leaving = urls.flatMap((url) => this.pool.find(url) ?? []);
+    if (leaving.length === 0) return;
+    for (const backend of leaving) group.leaving.add(backend.url);
+    const held = leaving.filter(isAvailable);
+    const timeoutMs = this.drainTimeoutMs();
+    const { hostname } = new URL(group.spec.url);
+    this.handOvers.start(leaving, timeoutMs, (backend, how) => {
+      if (!this.handOvers.isLeaving(backend)) group.leaving.delete(backend.url); // else it left once more since
+      if (how === "timed out") {
+        this.log.warn(`backend ${backend.name}, gone from DNS name ${hostname}, left at the drain timeout (${formatDuration(timeoutMs)}): no other backend came into rotation`);
+      }
+    });
+    if (held.length > 0 && !this.handOvers.hasSuccessor()) {
+      const names = held.map((backend) => backend.name).join(", ");
+      this.log.info(`DNS: ${names}, gone from ${hostname}, keep taking requests until another backend is in rotation (at most ${formatDuration(timeoutMs)})`);
+    }
   }
 }

@@ -1,4 +1,7 @@
-/** Draining: a backend takes no new requests, its in-flight ones finish (within a deadline), then it leaves. */
+/**
+ * Draining: a backend takes no new requests, its in-flight ones finish (within a deadline), then it leaves. Handed
+ * over, it first serves on until another backend is in rotation (make-before-break).
+ */
 import { type Backend, isAvailable } from "./backend.ts";
 import type { Pool } from "./pool.ts";
 
@@ -26,12 +29,11 @@ export async function drainAndRemove(pool: Pool, backend: Backend, timeoutMs: nu
 export type HandOver = "drained" | "timed out" | "called off";
 
 /**
- * Make-before-break, for a backend the config file dropped: while it is in rotation and no backend that stays is
- * (`replaced()` is false: the new ones still wait for their first check), it keeps taking requests, so a reload that
- * swaps the whole set never leaves the pool with nothing to send to. Then it drains out as above. One deadline covers
- * both; `signal` calls it off (the file lists the backend again).
+ * Make-before-break: while the backend is in rotation and no backend that stays is (`replaced()` is false: the new
+ * ones still wait for their first check), it keeps taking requests, so a change that swaps the whole set never leaves
+ * the pool with nothing to send to. Then it drains out as above. One deadline covers both; `signal` calls it off.
  */
-export async function handOverAndRemove(
+async function handOverAndRemove(
   pool: Pool,
   backend: Backend,
   options: { timeoutMs: number; replaced: () => boolean; signal: AbortSignal },
@@ -45,4 +47,52 @@ export async function handOverAndRemove(
   const left = await drainAndRemove(pool, backend, deadline - Date.now());
   if (left === null) return "called off";
   return timedOut ? "timed out" : "drained";
+}
+
+/**
+ * One pool's backends on their way out by hand-over. Whatever drops backends (the config file, DNS) hands them over
+ * here, so a backend one of them dropped is no successor to another's.
+ */
+export class HandOvers {
+  /** Each leaving backend's hand-over, aborted when it is called off. */
+  readonly #leaving = new Map<Backend, AbortController>();
+
+  constructor(private readonly pool: Pool) {}
+
+  /** Whether a backend that is not on its way out is in rotation. */
+  hasSuccessor(): boolean {
+    return this.pool.available().some((backend) => !this.#leaving.has(backend));
+  }
+
+  isLeaving(backend: Backend): boolean {
+    return this.#leaving.has(backend);
+  }
+
+  /**
+   * Hands these backends over (all marked before any looks for a successor: a dropped backend is none to another),
+   * each within `timeoutMs`, and tells `ended` how each one's ended.
+   */
+  start(backends: readonly Backend[], timeoutMs: number, ended: (backend: Backend, how: HandOver) => void): void {
+    for (const backend of backends) {
+      this.#leaving.get(backend)?.abort();
+      this.#leaving.set(backend, new AbortController());
+    }
+    for (const backend of backends) void this.#handOver(backend, timeoutMs).then((how) => ended(backend, how));
+  }
+
+  async #handOver(backend: Backend, timeoutMs: number): Promise<HandOver> {
+    const handOver = this.#leaving.get(backend)!;
+    const how = await handOverAndRemove(this.pool, backend, { timeoutMs, replaced: () => this.hasSuccessor(), signal: handOver.signal });
+    if (this.#leaving.get(backend) === handOver) this.#leaving.delete(backend);
+    return how;
+  }
+
+  /** The backend was listed again: its hand-over, or the drain it led to, is called off, and it stays. */
+  callOff(backend: Backend): void {
+    const handOver = this.#leaving.get(backend);
+    if (!handOver) return;
+    handOver.abort();
+    this.#leaving.delete(backend);
+    if (backend.admin === "draining") this.pool.setAdminState(backend, "active");
+  }
 }
