@@ -11,7 +11,7 @@ import { checkSettings } from "./configure.ts";
 import type { EventLog } from "./admin/events.ts";
 import type { Logger } from "./log.ts";
 import type { Metrics } from "./metrics/metrics.ts";
-import { NoBackendAlarm, describeEvent, logPoolEvent } from "./pool-log.ts";
+import { PoolLog, describeEvent } from "./pool-log.ts";
 import { describeState, isAvailable } from "./pool/backend.ts";
 import { HealthChecker } from "./pool/checker.ts";
 import { DnsDiscovery, dnsLookup } from "./pool/discovery.ts";
@@ -22,7 +22,7 @@ import type { UpstreamTls } from "./upstream/client.ts";
 export class ControlPlane {
   readonly #checker: HealthChecker;
   readonly #discovery: DnsDiscovery;
-  readonly #alarm: NoBackendAlarm;
+  readonly #poolLog: PoolLog;
   #config: Config;
   /** Backends the file or DNS dropped, serving on until a backend that stays is in rotation; called off if listed again. */
   readonly #handOvers: HandOvers;
@@ -39,7 +39,7 @@ export class ControlPlane {
     poolName: string,
   ) {
     this.#config = config;
-    this.#alarm = new NoBackendAlarm(poolName);
+    this.#poolLog = new PoolLog(log, pool, poolName);
     this.#checker = new HealthChecker(pool, checkSettings(config, tlsToBackends), (backend, ok) => {
       const counts = metrics.of(backend.url);
       if (ok) counts.checksPassed++;
@@ -53,13 +53,13 @@ export class ControlPlane {
   async start(): Promise<void> {
     await this.#discovery.follow(resolvedBackends(this.#config));
     await this.#checker.start();
+    this.#poolLog.firstRoundDone();
     this.#discovery.start(this.#config.resolveInterval);
   }
 
   /** What a pool change sets off here: a log line, a dashboard event, checks of a backend that came or went. */
   onPoolEvent(event: PoolEvent): void {
-    logPoolEvent(this.log, event, this.pool);
-    this.#alarm.check(this.pool, this.log);
+    this.#poolLog.event(event);
     this.events.add(event.backend.name, describeState(event.backend), describeEvent(event));
     if (event.type === "added") void this.#checker.watch(event.backend);
     if (event.type === "removed") this.#checker.unwatch(event.backend);

@@ -1,6 +1,9 @@
 /** lb as a process: graceful shutdown on signals, and what it logs. */
 import { afterAll, describe, expect, test } from "bun:test";
-import { spawnLb, startBackend, waitFor } from "./helpers.ts";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { deadPort, spawnLb, startBackend, waitFor } from "./helpers.ts";
 
 const slow = startBackend("slow", async (request) => {
   const wait = Number(new URL(request.url).searchParams.get("wait") ?? 0);
@@ -110,5 +113,41 @@ describe("logging", () => {
     expect(lb.stderr.filter((l) => l.includes(`${flaky.port} is back up`))).toHaveLength(1);
     await lb.kill();
     await again.stop();
+  });
+
+  test("the first health round is one line (which are down, and why); a backend never up comes up, not back; the alarm waits for a loss", async () => {
+    const [first, second] = [deadPort(), deadPort()];
+    const lb = await spawnLb([...baseArgs, "--health-interval", "200ms", `http://127.0.0.1:${first}`, `http://127.0.0.1:${second}`]);
+    const messages = () => lb.stderr.map((line) => (JSON.parse(line) as { msg: string }).msg);
+    try {
+      const listening = messages().findIndex((m) => m.startsWith("lb listening"));
+      expect(messages().slice(0, listening)).toEqual([
+        `0 of 2 backends healthy; down: 127.0.0.1:${first} (connection refused), 127.0.0.1:${second} (connection refused); answering 503 until one comes up`,
+      ]);
+      const late = startBackend("late", undefined, first);
+      await lb.waitForLine("stderr", new RegExp(`backend 127\\.0\\.0\\.1:${first} is up \\(status 200\\)`), 3000);
+      await late.stop();
+      await lb.waitForLine("stderr", /no healthy backends/, 3000);
+      expect(messages().filter((m) => /^backend |no healthy backends/.test(m))).toEqual([
+        `backend 127.0.0.1:${first} is up (status 200)`,
+        `backend 127.0.0.1:${first} went down: connection refused`,
+        "no healthy backends: answering 503 for it until one recovers",
+      ]);
+    } finally {
+      await lb.kill();
+    }
+  });
+
+  test("the startup line names the hooks file", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "lb-startup-"));
+    const hooks = join(dir, "lb.hooks.ts");
+    writeFileSync(hooks, "export function onRequest() {}\n");
+    const lb = await spawnLb([...baseArgs, "--hooks", hooks, slow.url]);
+    try {
+      expect(lb.stderr.find((line) => line.includes("lb listening"))).toContain(` · hooks ${hooks}`);
+    } finally {
+      await lb.kill();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
