@@ -4,14 +4,11 @@
  * valid one — while innocent clients fetch their own `/ok/<id>` through lb, over connections that close after each
  * request and over keep-alive ones. Every innocent answer must be their own, and none a 502.
  */
-import { afterEach, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import type { Socket } from "bun";
-import { startTestLb, waitFor } from "./helpers.ts";
+import { stoppedAfterEach, waitFor } from "./helpers.ts";
 
-const cleanup: Array<() => Promise<unknown> | unknown> = [];
-afterEach(async () => {
-  await Promise.all(cleanup.splice(0).map((stop) => stop()));
-});
+const { cleanup, lbFor } = stoppedAfterEach({ "health-path": "/health", "health-interval": "1m" });
 
 const STOLEN = "HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\nok:stolen";
 
@@ -184,8 +181,7 @@ describe("a backend's stray bytes never reach another client", () => {
         const clients = keepAlive ? "keep-alive clients" : "clients that close after each request";
         test(`${request} ${once ? "once" : "every 100 ms"}, ${clients}: every answer is the client's own, none a 502`, async () => {
           const backend = hostileBackend();
-          const lb = await startTestLb([backend.url], { "health-path": "/health", "health-interval": "1m" });
-          cleanup.push(lb.stop);
+          const lb = await lbFor([backend.url]);
           const port = Number(new URL(lb.url).port);
           const tally: Tally = { answers: 0, wrong: [], errors: 0 };
           const until = performance.now() + RUN_MS;
@@ -203,8 +199,7 @@ describe("a backend's stray bytes never reach another client", () => {
 
   test("stray bytes are counted in /metrics by kind and logged once with the backend's name", async () => {
     const backend = hostileBackend();
-    const lb = await startTestLb([backend.url], { "health-path": "/health", "health-interval": "1m" });
-    cleanup.push(lb.stop);
+    const lb = await lbFor([backend.url]);
     const port = Number(new URL(lb.url).port);
     for (let i = 0; i < 3; i++) {
       const client = await RawClient.open(port);

@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdirSync } from "node:fs";
 import { type Browser, type Page, chromium } from "playwright-core";
-import { type InProcessLb, ROOT, type TestBackend, startBackend, startTestLb, waitFor } from "./helpers.ts";
+import { ROOT, type TestBackend, stoppedAfterEach, waitFor } from "./helpers.ts";
 
 // Code passed to page.evaluate/waitForFunction runs in the browser. The project's TypeScript has no DOM library, so
 // the few browser globals used there are declared for this module only.
@@ -28,7 +28,7 @@ const CHROMIUM_ARGS = [
 ];
 
 let browser: Browser | undefined;
-const cleanup: Array<() => Promise<unknown>> = [];
+const { cleanup, backend: startedBackend, lbFor } = stoppedAfterEach({ "health-interval": "300ms" });
 
 beforeAll(async () => {
   if (!(await Bun.file(CHROMIUM).exists())) {
@@ -40,23 +40,14 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await browser?.close();
-  await Promise.all(cleanup.splice(0).map((stop) => stop()));
 });
 
 function backend(name: string): TestBackend {
   // A few milliseconds of work per request, so the latency columns and charts have something to show.
-  const started = startBackend(name, async () => {
+  return startedBackend(name, async () => {
     await Bun.sleep(2 + Math.random() * 8);
     return new Response(`backend ${name}`);
   });
-  cleanup.push(started.stop);
-  return started;
-}
-
-async function lbFor(urls: string[], settings: Record<string, unknown> = {}): Promise<InProcessLb> {
-  const lb = await startTestLb(urls, { "health-interval": "300ms", ...settings });
-  cleanup.push(lb.stop);
-  return lb;
 }
 
 /** Clients sending requests back to back until stopped (bounded: at most `limit` requests). */

@@ -1,24 +1,12 @@
 /** Failover and lb's own answers (502/503/504), against real Bun backends and an in-process lb. */
-import { afterEach, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { connect } from "node:net";
-import { type InProcessLb, type TestBackend, deadPort, rawBackend, startBackend, startTestLb, waitFor } from "./helpers.ts";
+import { type TestBackend, deadPort, rawBackend, stoppedAfterEach, waitFor } from "./helpers.ts";
 
-const cleanup: Array<() => Promise<unknown>> = [];
-afterEach(async () => {
-  await Promise.all(cleanup.splice(0).map((stop) => stop()));
-});
+const { cleanup, backend, lbFor } = stoppedAfterEach();
 
-function backends(...names: string[]): TestBackend[] {
-  const started = names.map((name) => startBackend(name));
-  cleanup.push(...started.map((b) => b.stop));
-  return started;
-}
-
-async function lbFor(urls: string[], settings: Record<string, unknown> = {}): Promise<InProcessLb> {
-  const lb = await startTestLb(urls, settings);
-  cleanup.push(lb.stop);
-  return lb;
-}
+/** Backends that answer "backend <name>", stopped after the test. */
+const backends = (...names: string[]): TestBackend[] => names.map((name) => backend(name));
 
 /** A backend that passes health checks on /health but resets the connection of every other request. */
 const resettingBackend = () => rawBackend("/health", "reset");
@@ -101,9 +89,8 @@ describe("failover", () => {
   });
 
   test("a POST with a small body is replayed on the next backend after a connect failure", async () => {
-    const b = startBackend("b");
-    const a = startBackend("a", async (request) => new Response(`a got ${await request.text()}`));
-    cleanup.push(a.stop, b.stop);
+    const b = backend("b");
+    const a = backend("a", async (request) => new Response(`a got ${await request.text()}`));
     const lb = await lbFor([b.url, a.url], { "health-interval": "1m" });
     await b.stop();
     const response = await fetch(`${lb.url}/submit`, { method: "POST", body: "x".repeat(5000) });
@@ -159,12 +146,11 @@ describe("lb's own answers", () => {
   });
 
   test("504 when the backend does not answer within --timeout", async () => {
-    const slow = startBackend("slow", async (request) => {
+    const slow = backend("slow", async (request) => {
       if (new URL(request.url).pathname === "/") return new Response("ok");
       await Bun.sleep(3000);
       return new Response("late");
     });
-    cleanup.push(slow.stop);
     const lb = await lbFor([slow.url], { timeout: "300ms", "health-interval": "1m" });
     const started = Date.now();
     const response = await fetch(`${lb.url}/slow`);
@@ -177,12 +163,12 @@ describe("lb's own answers", () => {
 
   test("a client that disconnects while queued or waiting is logged as 499", async () => {
     const gate = Promise.withResolvers<void>();
-    const hung = startBackend("hung", async (request) => {
+    const hung = backend("hung", async (request) => {
       if (new URL(request.url).pathname === "/") return new Response("ok");
       await gate.promise;
       return new Response("late");
     });
-    cleanup.push(async () => gate.resolve(), hung.stop);
+    cleanup.push(async () => gate.resolve());
     const lb = await lbFor([hung.url], { "health-interval": "1m" });
     const socket = connect(lb.lb.port, "127.0.0.1", () => socket.write("GET /wait HTTP/1.1\r\nHost: x\r\n\r\n"));
     await waitFor(() => hung.seen.some((r) => r.path === "/wait"), "the backend to get the request");

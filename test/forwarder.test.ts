@@ -4,6 +4,7 @@
  * itself is tested on real sockets in upstream-client.test.ts; here only the decisions are.
  */
 import { describe, expect, test } from "bun:test";
+import { type AccessEntry, AccessLog } from "../src/access-log.ts";
 import { RoundRobin } from "../src/balance/round-robin.ts";
 import { createLogger } from "../src/log.ts";
 import { Metrics } from "../src/metrics/metrics.ts";
@@ -20,15 +21,24 @@ type Script = (origin: string, request: UpstreamRequest) => UpstreamAnswer | Fai
 /** A transport that answers from `script` and records every request it was given, by backend. */
 class ScriptedClient implements UpstreamClient {
   readonly sent: Array<{ origin: string; method: string; body: string | null }> = [];
+  /** The x-request-id each request carried, in the order sent. */
+  readonly requestIds: Array<string | undefined> = [];
+  /** The backends of the calls that were called off while they hung. */
+  readonly calledOff: string[] = [];
   constructor(private readonly script: Script) {}
 
   send(origin: string, request: UpstreamRequest): UpstreamCall {
     const body = request.body instanceof Uint8Array ? new TextDecoder().decode(request.body) : null;
     this.sent.push({ origin, method: request.method, body });
+    this.requestIds.push([...request.headers].find(([name]) => name === "x-request-id")?.[1]);
     const outcome = this.script(origin, request);
     if (outcome !== "hang") return { result: Promise.resolve(outcome), cancel() {} };
-    let cancel!: (why: Failure) => void;
-    const result = new Promise<UpstreamAnswer | Failure>((resolve) => (cancel = resolve));
+    let settle!: (outcome: Failure) => void;
+    const result = new Promise<UpstreamAnswer | Failure>((resolve) => (settle = resolve));
+    const cancel = (why: Failure) => {
+      this.calledOff.push(origin);
+      settle(why);
+    };
     // As the real client does: a client that leaves calls the request off.
     request.signal?.addEventListener("abort", () => cancel(failure("cancelled", "the client went away")));
     return { result, cancel };
@@ -57,7 +67,8 @@ const client: ClientConnection = {
   upgrade: () => false,
 };
 
-function forwarder(script: Script) {
+/** A forwarder over backends a and b, round robin from a; `now` is its clock for telling reset bursts apart. */
+function forwarder(script: Script, now?: () => number) {
   const upstream = new ScriptedClient(script);
   const pool = new Pool([
     { url: "http://a:80", weight: 1 },
@@ -65,12 +76,16 @@ function forwarder(script: Script) {
   ]);
   for (const backend of pool.backends) pool.recordCheck(backend, { ok: true, reason: "status 200" });
   const log = createLogger("error", "json");
+  const logged: AccessEntry[] = [];
+  const accessLog = new AccessLog("json", { write: () => {}, flush: () => {} });
+  accessLog.write = (entry) => void logged.push(entry);
   const forwarding = new Forwarder({
     pool,
     upstream,
-    accessLog: null,
+    accessLog,
     metrics: new Metrics(),
     log,
+    now,
     policy: new RoundRobin(() => 1),
     sticky: null,
     timeoutMs: 1000,
@@ -83,11 +98,13 @@ function forwarder(script: Script) {
     retryAfterSeconds: 1,
     debug: false,
   });
+  const respond = async (method: string, body?: string, signal?: AbortSignal) =>
+    (await forwarding.handle(startTrip(new Request("http://lb/x", { method, body, signal }), client)))!;
   const send = async (method: string, body?: string, signal?: AbortSignal) => {
-    const response = await forwarding.handle(startTrip(new Request("http://lb/x", { method, body, signal }), client));
-    return { status: response!.status, text: await response!.text() };
+    const response = await respond(method, body, signal);
+    return { status: response.status, text: await response.text() };
   };
-  return { send, upstream, pool, forwarding };
+  return { send, respond, upstream, pool, forwarding, logged };
 }
 
 /** Backend a fails with `failed`; backend b answers. */
@@ -96,13 +113,15 @@ const aFails = (failed: Failure): Script => (origin) => (origin === "http://a:80
 describe("the forwarder's decisions, with a scripted transport", () => {
   test("a connect failure (refused, or timed out) is retried on the next backend for any method, and marks the backend down", async () => {
     for (const reason of ["connection refused", "connect timed out"]) {
-      const { send, upstream, pool } = forwarder(aFails(failure("connect", reason)));
-      expect(await send("POST", "once")).toEqual({ status: 200, text: "b answered" });
-      expect(upstream.sent).toEqual([
-        { origin: "http://a:80", method: "POST", body: "once" },
-        { origin: "http://b:80", method: "POST", body: "once" },
-      ]);
-      expect(pool.available().map((backend) => backend.url)).toEqual(["http://b:80"]);
+      for (const [method, body] of [["GET", null], ["POST", "once"], ["PATCH", "once"]] as const) {
+        const { send, upstream, pool } = forwarder(aFails(failure("connect", reason)));
+        expect(await send(method, body ?? undefined)).toEqual({ status: 200, text: "b answered" });
+        expect(upstream.sent).toEqual([
+          { origin: "http://a:80", method, body },
+          { origin: "http://b:80", method, body },
+        ]);
+        expect(pool.available().map((backend) => backend.url)).toEqual(["http://b:80"]);
+      }
     }
   });
 
@@ -110,6 +129,7 @@ describe("the forwarder's decisions, with a scripted transport", () => {
     const get = forwarder(aFails(failure("reset", "connection reset")));
     expect(await get.send("GET")).toEqual({ status: 200, text: "b answered" });
     expect(get.upstream.sent.map((s) => s.origin)).toEqual(["http://a:80", "http://b:80"]);
+    expect(get.pool.available()).toHaveLength(2);
     const post = forwarder(aFails(failure("reset", "connection reset")));
     expect(await post.send("POST", "once")).toEqual({ status: 502, text: "502 Bad Gateway: backend failed (connection reset)\n" });
     expect(post.upstream.sent.map((s) => s.origin)).toEqual(["http://a:80"]);
@@ -125,41 +145,60 @@ describe("the forwarder's decisions, with a scripted transport", () => {
     expect(garbled.upstream.sent).toHaveLength(1);
   });
 
-  test("an answer passes to the client with lb's request id; a 5xx from the backend is passed on as it is", async () => {
-    const { send } = forwarder(() => answer("down for maintenance", 503));
-    expect(await send("GET")).toEqual({ status: 503, text: "down for maintenance" });
+  test("an answer passes to the client with lb's request id in place of the backend's; a 5xx from the backend is passed on as it is", async () => {
+    const { respond, upstream, logged } = forwarder(() => {
+      const failing = answer("down for maintenance", 503);
+      return { ...failing, headers: [...failing.headers, ["x-request-id", "the-backend-s-own"]] };
+    });
+    const response = await respond("GET");
+    expect({ status: response.status, text: await response.text() }).toEqual({ status: 503, text: "down for maintenance" });
+    // The client sent none: lb made one, sent it to the backend, logged it, and gave it to the client.
+    const [sentId] = upstream.requestIds;
+    expect(sentId).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
+    expect(response.headers.get("x-request-id")).toBe(sentId!);
+    expect(logged.map((entry) => [entry.status, entry.requestId])).toEqual([[503, sentId!]]);
   });
 
   test("requests stuck on a backend that stops answering its checks: a GET moves to the next backend, a POST waits on", async () => {
     const stuckOnA: Script = (origin) => (origin === "http://a:80" ? "hang" : answer("b answered"));
     const first = forwarder(stuckOnA);
     const get = first.send("GET"); // round robin: a first
-    await Bun.sleep(0);
+    await waitFor(() => first.upstream.sent.length === 1, "the GET to be sent to a");
     first.forwarding.backendUnresponsive(first.pool.backends[0]!);
     expect(await get).toEqual({ status: 200, text: "b answered" });
     expect(first.upstream.sent.map((s) => s.origin)).toEqual(["http://a:80", "http://b:80"]);
 
+    // A POST and a GET both stuck on a (round robin: the POST to a, a GET to b, the next GET to a).
     const second = forwarder(stuckOnA);
     const leaving = new AbortController();
-    const post = second.send("POST", "once", leaving.signal);
-    await Bun.sleep(0);
+    let postAnswered = false;
+    const post = second.send("POST", "once", leaving.signal).finally(() => (postAnswered = true));
+    await waitFor(() => second.upstream.sent.length === 1, "the POST to be sent to a");
+    expect(await second.send("GET")).toEqual({ status: 200, text: "b answered" });
+    const stuckGet = second.send("GET");
+    await waitFor(() => second.upstream.sent.length === 3, "the second GET to be sent to a");
     second.forwarding.backendUnresponsive(second.pool.backends[0]!);
-    // Not moved: the backend may yet answer it, and a POST is never sent twice.
-    expect(await Promise.race([post.then(() => "answered"), Bun.sleep(50).then(() => "waiting")])).toBe("waiting");
-    expect(second.upstream.sent).toHaveLength(1);
+    // The GET goes to b and is answered. A POST let go at that same moment would have been answered before it (its
+    // way back is shorter: no second attempt), so it was not let go: the backend may yet answer it, and a POST is
+    // never sent twice.
+    expect(await stuckGet).toEqual({ status: 200, text: "b answered" });
+    expect(postAnswered).toBe(false);
+    expect(second.upstream.sent.map((s) => `${s.method} ${s.origin}`)).toEqual(["POST http://a:80", "GET http://b:80", "GET http://a:80", "GET http://b:80"]);
     leaving.abort();
     expect((await post).status).toBe(499);
   });
 
   test("a client that leaves while its request waits on a backend is logged 499 and the backend call is called off", async () => {
-    const { send, pool } = forwarder(() => "hang");
+    const { send, pool, upstream, logged } = forwarder(() => "hang");
     const leaving = new AbortController();
     const pending = send("GET", undefined, leaving.signal);
-    await Bun.sleep(0);
-    expect(pool.backends.map((b) => b.inflight).reduce((a, b) => a + b)).toBe(1);
+    await waitFor(() => upstream.sent.length === 1, "the request to be sent to a");
+    expect(pool.backends.map((b) => b.inflight)).toEqual([1, 0]);
     leaving.abort();
     expect((await pending).status).toBe(499);
+    expect(upstream.calledOff).toEqual(["http://a:80"]);
     expect(pool.backends.map((b) => b.inflight)).toEqual([0, 0]);
+    expect(logged.map((entry) => [entry.status, entry.backend])).toEqual([[499, "a:80"]]);
   });
 
   describe("the retry budget (Envoy's: retries in flight at most 20% of requests in flight, but 3 always)", () => {
@@ -167,23 +206,27 @@ describe("the forwarder's decisions, with a scripted transport", () => {
     const aResetsBHolds: Script = (origin) => (origin === "http://a:80" ? failure("reset", "connection reset") : "hang");
 
     test("isolated resets: the 4th retry while 3 are in flight is refused (502), not piled on", async () => {
-      const { send, upstream } = forwarder(aResetsBHolds);
-      const pending: Array<Promise<{ status: number }>> = [];
-      // Round robin alternates a, b: requests 1, 3, 5, 7 meet a's reset; 2, 4, 6 wait on b. Spaced 120 ms apart,
-      // the resets are no burst (a dying backend), so the budget applies to each.
-      for (let i = 0; i < 7; i++) {
-        pending.push(send("GET"));
-        await Bun.sleep(120);
+      let now = 0;
+      const { send, upstream } = forwarder(aResetsBHolds, () => now);
+      const onB = () => upstream.sent.filter((s) => s.origin === "http://b:80").length;
+      // Round robin alternates a, b: requests 1, 3, 5 meet a's reset and are retried on b; 2, 4, 6 wait on b. The
+      // clock moves 120 ms between them, past the 100 ms burst window: the resets are no burst (a dying backend), so
+      // the budget applies to each.
+      for (let i = 1; i <= 6; i++) {
+        void send("GET");
+        await waitFor(() => onB() === i, `request ${i} (or its retry) to wait on b`);
+        now += 120;
       }
-      // The 7th met a reset with 3 retries already in flight on b: answered at once, not sent on.
-      const seventh = await Promise.race([pending[6]!, Bun.sleep(100).then(() => null)]);
-      expect(seventh?.status).toBe(502);
-      expect(upstream.sent.filter((s) => s.origin === "http://b:80")).toHaveLength(6); // 3 retries + 3 first tries
+      // The 7th meets a reset with 3 retries already in flight on b: answered at once, not sent on.
+      let status: number | undefined;
+      void send("GET").then((answered) => (status = answered.status));
+      expect(await waitFor(() => status ?? (onB() > 6 ? "sent on to b" : null), "the 7th request to be answered or sent on")).toBe(502);
+      expect(onB()).toBe(6); // 3 retries + 3 first tries
     });
 
     test("resets in a burst from one backend (it died with requests in flight) are all retried, budget or not", async () => {
-      const { send, upstream } = forwarder(aResetsBHolds);
-      // 10 at once: 5 meet a's reset within the same moment, and all 5 go on to b although the floor is 3.
+      const { send, upstream } = forwarder(aResetsBHolds, () => 0);
+      // 10 at once: 5 meet a's reset at the same moment, and all 5 go on to b although the floor is 3.
       for (let i = 0; i < 10; i++) void send("GET");
       const onB = () => upstream.sent.filter((s) => s.origin === "http://b:80").length;
       await waitFor(() => onB() === 10, () => `all 10 on b (5 first tries, 5 retries); ${onB()} so far`, 2000);

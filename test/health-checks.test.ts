@@ -1,28 +1,18 @@
 /** Active check rules and passive ejection, against real backends whose answers the test controls. */
-import { afterEach, describe, expect, test } from "bun:test";
-import { type InProcessLb, type TestBackend, deadPort, startBackend, startTestLb, waitFor } from "./helpers.ts";
+import { describe, expect, test } from "bun:test";
+import { type InProcessLb, type TestBackend, deadPort, startBackend, stoppedAfterEach, waitFor } from "./helpers.ts";
 
-const cleanup: Array<() => Promise<unknown>> = [];
-afterEach(async () => {
-  await Promise.all(cleanup.splice(0).map((stop) => stop()));
-});
+const { cleanup, backend, lbFor } = stoppedAfterEach({ "health-path": "/health", "health-jitter": 0 });
 
 /** A backend whose health endpoint answers whatever `state` says at the moment. */
 function controllable(name: string) {
   const state = { status: 200, body: "ok", apiStatus: 200 };
-  const server: TestBackend = startBackend(name, (request) => {
+  const server: TestBackend = backend(name, (request) => {
     const path = new URL(request.url).pathname;
     if (path === "/health") return new Response(request.method === "HEAD" ? null : state.body, { status: state.status });
     return new Response(name, { status: state.apiStatus });
   });
-  cleanup.push(server.stop);
   return { server, state, checks: () => server.seen.filter((r) => r.path === "/health") };
-}
-
-async function lbFor(urls: string[], settings: Record<string, unknown>): Promise<InProcessLb> {
-  const lb = await startTestLb(urls, { "health-path": "/health", "health-jitter": 0, ...settings });
-  cleanup.push(lb.stop);
-  return lb;
 }
 
 const status = (lb: InProcessLb, i = 0) => lb.lb.pool.backends[i]!.health.status;
@@ -57,24 +47,31 @@ describe("active checks", () => {
     b.state.status = 418;
     await waitFor(() => status(lb) === "healthy", "418 with the body to pass");
     const check = b.checks().at(-1)!;
+    expect(check.method).toBe("GET");
     expect(check.headers.get("host")).toBe("app.internal");
     expect(check.headers.get("x-probe")).toBe("lb");
     expect(check.headers.get("user-agent")).toStartWith("lb-health-check/");
     b.state.status = 302;
     await waitFor(() => status(lb) === "unhealthy", "302 to fail");
+    b.state.status = 226; // inside 200-299, not only its ends
+    await waitFor(() => status(lb) === "healthy", "226 to pass");
   });
 
   test("HEAD checks, and the faster down interval while a backend is down", async () => {
     const b = controllable("b");
-    b.state.status = 503;
-    const lb = await lbFor([b.server.url], { "health-interval": "5s", "health-down-interval": "50ms", "health-method": "HEAD" });
+    // Down throughout: its checks, at the down interval, are the clock for b's once b is up.
+    const stillDown = controllable("still-down");
+    b.state.status = stillDown.state.status = 503;
+    const lb = await lbFor([b.server.url, stillDown.server.url], { "health-interval": "5s", "health-down-interval": "50ms", "health-method": "HEAD" });
     expect(status(lb)).toBe("unhealthy");
     await waitFor(() => b.checks().length >= 4, "several checks at the down interval", 2000);
     expect(b.checks().every((c) => c.method === "HEAD")).toBe(true);
     b.state.status = 200;
     await waitFor(() => status(lb) === "healthy", "up", 2000);
     const upAt = b.checks().length;
-    await Bun.sleep(300); // at the 5 s up interval, no check falls in this window
+    const clockAt = stillDown.checks().length;
+    // Eight more checks 50 ms apart span at least 350 ms; at the 5 s up interval, none of b's falls among them.
+    await waitFor(() => stillDown.checks().length >= clockAt + 8, "eight more checks of the backend still down", 3000);
     expect(b.checks().length).toBe(upAt);
   });
 
@@ -95,6 +92,8 @@ describe("active checks", () => {
     b.state.status = 503;
     await lbFor([b.server.url], { "health-interval": "1m" });
     await waitFor(() => b.checks().length >= 2, "the quick second check", 2000);
+    // Time passing is what is tested (the checker's timers take no clock to inject): a repeated quick check would come
+    // 0.5 s after the second.
     await Bun.sleep(1000);
     expect(b.checks().length).toBe(2);
   });
@@ -130,8 +129,7 @@ describe("health answers with huge bodies", () => {
   test("a health path that streams without end is read only 64 KiB deep and still passes", async () => {
     const chunk = new Uint8Array(64 * 1024).fill(0x61);
     // Reading the whole answer would never end: the check would time out and call the backend down.
-    const endless = startBackend("endless", () => new Response(new ReadableStream({ pull: (controller) => controller.enqueue(chunk) })));
-    cleanup.push(endless.stop);
+    const endless = backend("endless", () => new Response(new ReadableStream({ pull: (controller) => controller.enqueue(chunk) })));
     const lb = await lbFor([endless.url], { "health-path": "/", "health-interval": "1m", "health-body": "aaa" });
     expect(status(lb)).toBe("healthy");
   });

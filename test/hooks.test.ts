@@ -174,14 +174,15 @@ describe("HookSet reloads the file when it changes", () => {
     writeFileSync(path, 'import { pool } from "./lib/pool.ts";\nexport function onRequest(ctx: { pool: string | null }) { ctx.pool = pool; }\n');
     const before = logs.length;
     const lines = (prefix: string) => logs.slice(before).filter((line) => line.startsWith(prefix));
-    // Nothing to wait for when nothing should happen: long enough for the settle time (20 ms) and a build, twice over.
+    let looked = 0;
+    // A change that should do nothing: once the set has dealt with it, nothing was logged.
     const quietWhile = async (change: () => void) => {
-      const seen = logs.length;
+      const [seen, lookedBefore] = [logs.length, looked];
       change();
-      await Bun.sleep(200);
+      await waitFor(() => looked > lookedBefore, "the change to be looked at");
       expect(logs.slice(seen)).toEqual([]);
     };
-    const hooks = new HookSet(await loadHooks(path), log, 20);
+    const hooks = new HookSet(await loadHooks(path), log, 20, () => looked++);
     try {
       setting(2);
       await waitFor(() => versionOf(hooks.current) === "v2", "the hooks with the imported module's new value");
@@ -277,7 +278,9 @@ describe("the hooks settings", () => {
     const failed = await runCommand(["validate", "--config", config]);
     expect(failed.code).toBe(2);
     expect(failed.stderr.trim()).toBe(`hooks: ${broken}: exports "onrequest", which is not a hook; did you mean onRequest? (a hooks file exports onRequest and/or onResponse only)`);
-    writeFileSync(config, `backends = ["http://a:1"]\nhooks = "${hooksFile(versionFile(1))}"\n`);
+    // A good one; the pool it names must be one of the config's (lb validate checks that too).
+    const good = hooksFile('export function onRequest(ctx: { pool: string | null }) { ctx.pool = "default"; }\n');
+    writeFileSync(config, `backends = ["http://a:1"]\nhooks = "${good}"\n`);
     expect(await runCommand(["validate", "--config", config])).toMatchObject({ code: 0, stderr: "" });
   });
 });

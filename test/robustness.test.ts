@@ -1,23 +1,14 @@
 /** Regressions from review: odd backend answers, odd client headers, hung backends, and pools that must not empty. */
-import { afterEach, expect, test } from "bun:test";
-import { type InProcessLb, rawBackend, rawRequest, startBackend, startTestLb, waitFor } from "./helpers.ts";
+import { expect, test } from "bun:test";
+import { rawBackend, rawRequest, stoppedAfterEach, waitFor } from "./helpers.ts";
 
-const cleanup: Array<() => Promise<unknown>> = [];
-afterEach(async () => {
-  await Promise.all(cleanup.splice(0).map((stop) => stop()));
-});
-
-async function lbFor(urls: string[], settings: Record<string, unknown> = {}): Promise<InProcessLb> {
-  const lb = await startTestLb(urls, { "health-interval": "1m", ...settings });
-  cleanup.push(lb.stop);
-  return lb;
-}
+const { cleanup, backend, lbFor } = stoppedAfterEach({ "health-interval": "1m" });
 
 /** A raw backend: health checks on / pass; everything else gets `answer` byte for byte. */
 function misbehaving(answer: string): string {
-  const backend = rawBackend("/", answer);
-  cleanup.push(backend.stop);
-  return backend.url;
+  const raw = rawBackend("/", answer);
+  cleanup.push(raw.stop);
+  return raw.url;
 }
 
 test("odd backend answers (a bad Connection token, status 600) never leak in-flight counts", async () => {
@@ -39,20 +30,18 @@ test("odd backend answers (a bad Connection token, status 600) never leak in-fli
 });
 
 test("a client's Connection header naming a non-token is ignored, not a 500", async () => {
-  const backend = startBackend("a");
-  cleanup.push(backend.stop);
-  const lb = await lbFor([backend.url]);
+  const a = backend("a");
+  const lb = await lbFor([a.url]);
   const answer = await rawRequest(lb.lb.port, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close, x y\r\n\r\n");
   expect(answer).toStartWith("HTTP/1.1 200");
 });
 
 test("ewma does not pour traffic into a backend that hangs", async () => {
-  const hung = startBackend("hung", async (request) => {
+  const hung = backend("hung", async (request) => {
     if (new URL(request.url).pathname !== "/") await Bun.sleep(5000);
     return new Response("late");
   });
-  const fine = startBackend("fine");
-  cleanup.push(hung.stop, fine.stop);
+  const fine = backend("fine");
   const lb = await lbFor([hung.url, fine.url], { policy: "ewma", timeout: "300ms" });
   // Four clients, ten requests each: once the hung backend holds a request and the other has answered, the hung one
   // scores worst. Before the fix it looked free (no latency sample) and took nearly everything.
@@ -66,8 +55,7 @@ test("ewma does not pour traffic into a backend that hangs", async () => {
 });
 
 test("outlier ejection never takes the last backend in rotation", async () => {
-  const failing = startBackend("failing", (request) => new Response("no", { status: new URL(request.url).pathname === "/" ? 200 : 500 }));
-  cleanup.push(failing.stop);
+  const failing = backend("failing", (request) => new Response("no", { status: new URL(request.url).pathname === "/" ? 200 : 500 }));
   const lb = await lbFor([failing.url, "http://127.0.0.1:1", "http://127.0.0.1:2"], { "outlier-errors": 2, "outlier-max-ejected": 100 });
   for (let i = 0; i < 6; i++) expect((await fetch(`${lb.url}/x`)).status).toBe(500);
   expect(lb.lb.pool.available()).toHaveLength(1);
@@ -75,8 +63,8 @@ test("outlier ejection never takes the last backend in rotation", async () => {
 
 test("a reset is retried but does not mark the backend down (it may be a stale keep-alive socket)", async () => {
   const resetter = rawBackend("/", "reset");
-  const good = startBackend("good");
-  cleanup.push(resetter.stop, good.stop);
+  const good = backend("good");
+  cleanup.push(resetter.stop);
   const lb = await lbFor([resetter.url, good.url], { "outlier-errors": 0 });
   expect(await (await fetch(`${lb.url}/x`)).text()).toBe("backend good");
   expect(lb.access.at(-1)).toMatchObject({ attempts: 2, status: 200 });

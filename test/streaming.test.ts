@@ -3,26 +3,17 @@
  * stream that is merely quiet, and --upstream-read-timeout must cut one that has stalled (the backend silent, or the
  * client reading nothing), with a warning and a count. Real backends, real clients (curl, a raw socket), real lb.
  */
-import { afterEach, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { connect } from "node:net";
-import { type InProcessLb, type TestBackend, startBackend, startEventsBackend, startTestLb, waitFor } from "./helpers.ts";
+import { type InProcessLb, type TestBackend, startEventsBackend, stoppedAfterEach, waitFor } from "./helpers.ts";
 
-const cleanup: Array<() => Promise<unknown>> = [];
-afterEach(async () => {
-  await Promise.all(cleanup.splice(0).map((stop) => stop()));
-});
+const { cleanup, backend: startedBackend, lbFor } = stoppedAfterEach();
 
 /** startEventsBackend, stopped after the test. */
 function eventsBackend(silenceMs: number): TestBackend {
   const backend = startEventsBackend(silenceMs);
   cleanup.push(backend.stop);
   return backend;
-}
-
-async function lbFor(url: string, settings: Record<string, unknown>): Promise<InProcessLb> {
-  const lb = await startTestLb([url], settings);
-  cleanup.push(lb.stop);
-  return lb;
 }
 
 async function curl(url: string): Promise<{ code: number; body: string; ms: number }> {
@@ -41,7 +32,7 @@ describe("streamed answers", () => {
   test("server-sent events arrive one by one, and a quiet stretch longer than --client-timeout cuts nothing", async () => {
     const silenceMs = 6000;
     const backend = eventsBackend(silenceMs);
-    const lb = await lbFor(backend.url, { "client-timeout": "1s" });
+    const lb = await lbFor([backend.url], { "client-timeout": "1s" });
     const started = performance.now();
     const response = await fetch(`${lb.url}/events`);
     expect(response.headers.get("content-type")).toBe("text/event-stream");
@@ -56,7 +47,7 @@ describe("streamed answers", () => {
 
   test("a backend silent past --upstream-read-timeout: the stream is cut, logged with its reason and counted", async () => {
     const backend = eventsBackend(15_000);
-    const lb = await lbFor(backend.url, { "upstream-read-timeout": "1s" });
+    const lb = await lbFor([backend.url], { "upstream-read-timeout": "1s" });
     const { code, body, ms } = await curl(`${lb.url}/events`);
     expect(body).toBe("data: first\n\n");
     expect([18, 56]).toContain(code); // curl: the transfer was cut (closed or reset) before its end
@@ -70,7 +61,7 @@ describe("streamed answers", () => {
 
   test("a backend removed while its stream is silent: the read timeout still cuts the stream", async () => {
     const backend = eventsBackend(15_000);
-    const lb = await lbFor(backend.url, { "upstream-read-timeout": "1s" });
+    const lb = await lbFor([backend.url], { "upstream-read-timeout": "1s" });
     const stream = curl(`${lb.url}/events`);
     await waitFor(() => backend.seen.some((r) => r.path === "/events"), "the stream to start");
     // The operator removes the backend (a drain of 100 ms): the stream outlives it, and must still be bounded.
@@ -83,7 +74,7 @@ describe("streamed answers", () => {
 
   test("a client that reads nothing of a big download is cut after --upstream-read-timeout, the backend not blamed", async () => {
     const chunk = new Uint8Array(64 * 1024).fill(120);
-    const backend = startBackend("download", (request) => {
+    const backend = startedBackend("download", (request) => {
       if (new URL(request.url).pathname !== "/big") return new Response("ok");
       let sent = 0;
       const body = new ReadableStream<Uint8Array>({
@@ -94,8 +85,7 @@ describe("streamed answers", () => {
       });
       return new Response(body);
     });
-    cleanup.push(backend.stop);
-    const lb = await lbFor(backend.url, { "upstream-read-timeout": "1s" });
+    const lb = await lbFor([backend.url], { "upstream-read-timeout": "1s" });
     const socket = connect(Number(new URL(lb.url).port), "127.0.0.1");
     cleanup.push(async () => socket.destroy());
     let received = 0;

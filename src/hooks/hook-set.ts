@@ -14,6 +14,7 @@ export class HookSet {
   #current: LoadedHooks;
   readonly #log: Logger;
   readonly #settleMs: number;
+  readonly #onLooked: () => void;
   readonly #watchers: FSWatcher[] = [];
   #settle: ReturnType<typeof setTimeout> | undefined;
   /** Loads started; a load applies only if no later one started, so a slow old load never replaces a newer one. */
@@ -24,11 +25,16 @@ export class HookSet {
   /** The last refusal logged: the same problem seen again (another change in the directory) is not logged twice. */
   #lastProblem = "";
 
-  /** `initial`: the hooks as loadHooks gave them at startup (a broken file there is a startup error, not a log line). */
-  constructor(initial: LoadedHooks, log: Logger, settleMs = DEFAULT_SETTLE_MS) {
+  /**
+   * `initial`: the hooks as loadHooks gave them at startup (a broken file there is a startup error, not a log line).
+   * `onLooked` is told each time a burst of changes has been dealt with (reloaded, refused, or found to be nothing
+   * the hooks are built from): a test waits for it to see that a change did nothing.
+   */
+  constructor(initial: LoadedHooks, log: Logger, settleMs = DEFAULT_SETTLE_MS, onLooked: () => void = () => {}) {
     this.#current = initial;
     this.#log = log;
     this.#settleMs = settleMs;
+    this.#onLooked = onLooked;
     this.#tracked = this.#withPath(initial.sources);
     this.#trackedVersion = filesVersion(this.#tracked);
     this.#watch();
@@ -68,7 +74,7 @@ export class HookSet {
 
   #changed(): void {
     clearTimeout(this.#settle);
-    this.#settle = setTimeout(() => void this.#reload(), this.#settleMs);
+    this.#settle = setTimeout(() => void this.#reload().then(this.#onLooked), this.#settleMs);
   }
 
   async #reload(): Promise<void> {

@@ -35,6 +35,8 @@ export interface ForwarderDeps {
   accessLog: AccessLog | null;
   metrics: Metrics;
   log: Logger;
+  /** The clock that tells a burst of resets from isolated ones (performance.now; a test steps its own). */
+  now?: () => number;
 }
 
 /** How it behaves; a config reload replaces these. */
@@ -280,7 +282,7 @@ export class Forwarder {
 
   /** Counts a reset from `backend`: how many it has given within RESET_BURST_MS of each other, this one included. */
   #resetsInBurst(backend: Backend): number {
-    const now = performance.now();
+    const now = this.options.now?.() ?? performance.now();
     const last = this.#resetBursts.get(backend);
     const count = last && now - last.at < RESET_BURST_MS ? last.count + 1 : 1;
     this.#resetBursts.set(backend, { at: now, count });
