@@ -59,7 +59,7 @@ export class DataPlane {
     (url) => this.metrics.backends.delete(url),
   );
   #routes: RouteTable;
-  /** The one lane when there are no routes and no hooks: requests go straight to it, as before either existed. */
+  /** The one lane when there are no routes and no hooks: requests go straight to it, with nothing to decide. */
   #only: Lane | null = null;
   /** Logs the requests answered before any pool: no route, or a hook answered. */
   readonly #ownAnswers: TripLog;
@@ -109,7 +109,7 @@ export class DataPlane {
     if (request.signal.aborted) return Promise.resolve(this.#ownAnswers.clientGone(trip));
     const refused = refusal(request, client, this.#config.maxConnections);
     if (refused) return this.#refuse(trip, refused);
-    // No routes, no hooks: nothing to decide, as before lb had either.
+    // No routes, no hooks: nothing to decide.
     if (this.#only && !this.#only.checked) return this.#only.forwarder.handle(trip);
     const pool = this.#poolFor(trip);
     if (!this.#hooks) return this.#forward(trip, pool);

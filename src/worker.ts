@@ -1,8 +1,8 @@
 /**
  * `--workers N`: a worker process (main.ts hands over to it; the primary's side is cluster/workers.ts). It serves
  * traffic on the shared port with the pools its primary describes, tells the primary when a backend refuses a
- * connection, and reports its counts every half second. It has no health checks, DNS, admin API or signal handling of
- * its own: the primary decides, and stopping is the primary's call (or its death's).
+ * connection, and reports its counts every half second. It has no health checks, DNS or admin API of its own, and
+ * leaves Ctrl-C to the primary: the primary decides, and stopping is the primary's call (or its death's).
  */
 import type { AccessLog } from "./access-log.ts";
 import { type PoolStates, type ToPrimary, type ToWorker, applyPoolState, backendLoad, snapshotMetrics } from "./cluster/sync.ts";

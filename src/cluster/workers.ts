@@ -2,7 +2,8 @@
  * `--workers N`: the primary's side. N worker processes share the port (SO_REUSEPORT) and serve traffic; the primary
  * runs health checks, DNS and the admin API once, pushes the pool's state to every worker, sums their reports for
  * the admin API and metrics, restarts a worker that dies or stops answering (silence.ts), and hands reloads and log
- * reopening on. Processes, not threads: Bun's fetch keeps its upstream connection pool per process.
+ * reopening on. Processes, not threads: each worker has its own event loop and backend connections (src/upstream/),
+ * and one stuck in a hook's endless loop is killed and replaced alone (silence.ts).
  */
 import { settlesWithin } from "../deadline.ts";
 import type { Subprocess } from "bun";

@@ -1,6 +1,6 @@
 /**
  * What a config reload changes. The backend lists of the previous and the new file are diffed: backends the file
- * dropped are drained and removed, new ones are added (and checked before they take traffic), unchanged ones keep
+ * dropped serve on until a backend it lists is in rotation, then drain and leave (pool/drain.ts), new ones are added (and checked before they take traffic), unchanged ones keep
  * their health, stats and connections. Backends added through the admin API are in neither file, so a reload leaves
  * them alone; admin states (draining, disabled) of unchanged backends are kept too.
  */

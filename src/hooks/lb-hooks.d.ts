@@ -9,7 +9,8 @@
  *
  * A hooks file exports onRequest, onResponse or both, and nothing else. lb calls them on every request, so keep
  * them quick: a hook that throws, or takes longer than --hooks-timeout, gets the client an error from lb (500 from
- * onRequest, 502 from onResponse) and a log line. A synchronous hook cannot be interrupted: an endless loop stops lb.
+ * onRequest, 502 from onResponse) and a log line. A synchronous hook cannot be interrupted: an endless loop stops
+ * lb's process (with --workers, that worker, which the primary replaces).
  * lb loads the file again when it changes; a broken file is refused with its error and the last good hooks stay.
  */
 
