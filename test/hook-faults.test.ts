@@ -15,7 +15,8 @@ import { type LbProcess, ROOT, runCommand, spawnLb, startBackend, waitFor, worke
 const backend = startBackend("a");
 const dir = realpathSync(mkdtempSync(join(tmpdir(), "lb-hook-faults-")));
 const hooksFile = join(dir, "faulty.hooks.ts");
-// Line 2: a throwing timer; line 3: a rejected promise nobody handles; line 4: a throw in the hook itself.
+// Line 2: a throwing timer; line 3: a rejected promise nobody handles; line 4: a throw in the hook itself; line 6: a
+// timer that throws a string (no stack to tell where it came from).
 writeFileSync(
   hooksFile,
   `export function onRequest(ctx: { path: string }) {
@@ -23,6 +24,7 @@ writeFileSync(
   if (ctx.path === "/reject") void Promise.reject(new Error("rejected in a hook"));
   if (ctx.path === "/throw") throw new Error("thrown by the hook itself");
   if (ctx.path === "/loop") for (;;) {}
+  if (ctx.path === "/string") setTimeout(() => { throw "a plain string"; }, 1);
 }
 `,
 );
@@ -87,6 +89,16 @@ const fresh = (url: string, timeoutMs = 3000) =>
   );
 
 describe("an error escaping hook code", () => {
+  test("a timer of a hook that throws a string (no stack) is logged at an unknown place and counted; lb goes on serving", async () => {
+    const lb = await startLb([]);
+    expect(await fresh(`${lb.url}/string`)).toBe(200);
+    await lb.waitForLine("stderr", /hooks: an error escaped hook code \(thrown from a timer or callback it set up\) at an unknown place .*: a plain string; lb goes on serving/);
+    await waitFor(async () => (await hookErrors(lb.admin)).escaped === 1, "the escaped error counted");
+    expect(await fresh(`${lb.url}/after`)).toBe(200);
+    expect(lb.proc.exitCode).toBeNull();
+    expect(await lb.kill("SIGTERM")).toBe(0);
+  });
+
   test("a throwing timer and a rejected promise of a hook are logged with the hooks file's line, counted, and lb goes on serving", async () => {
     const lb = await startLb([]);
     for (const path of ["/timer", "/reject", "/timer"]) expect(await fresh(`${lb.url}${path}`)).toBe(200);

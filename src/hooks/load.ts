@@ -54,6 +54,11 @@ export function isHookSource(file: string): boolean {
   return hookSources.has(resolve(file));
 }
 
+/** Whether any hooks file has been loaded in this process (its code may have left timers and promises behind). */
+export function hooksLoaded(): boolean {
+  return hookSources.size > 0;
+}
+
 /**
  * Packages stay outside the bundle, imported by their resolved path: loaded once and shared by every version of the
  * hooks (a reload re-runs the hooks' own code, not a package's), and found wherever the bundle is imported from.
