@@ -12,6 +12,7 @@ import type { ServedPool } from "./data-plane.ts";
 import type { Logger } from "./log.ts";
 import type { Metrics } from "./metrics/metrics.ts";
 import { Pool, type PoolEvent } from "./pool/pool.ts";
+import { Relay } from "./pool/relay.ts";
 
 /** A pool and what decides its members and health. */
 interface PoolUnit {
@@ -117,15 +118,14 @@ export class PoolSet {
   #unit({ name, config }: NamedPoolConfig, several: boolean): PoolUnit {
     const { metrics, log, events } = this.parts;
     const tls = upstreamTls(config);
-    // What a change in the pool sets off: log lines and checks (control), then the requests it concerns (traffic).
-    const pool: Pool = new Pool(staticBackends(config), {
-      ...poolRules(config),
-      listener: (event) => {
-        control.onPoolEvent(event);
-        this.parts.onPoolEvent(name, event);
-      },
-    });
+    const changes = new Relay<[PoolEvent]>();
+    const pool = new Pool(staticBackends(config), { ...poolRules(config), listener: changes.emit });
     const control = new ControlPlane(pool, config, tls, metrics, log, events, several ? name : "");
+    // What a change in the pool sets off: log lines and checks (control), then the requests it concerns (traffic).
+    changes.connect((event) => {
+      control.onPoolEvent(event);
+      this.parts.onPoolEvent(name, event);
+    });
     return { served: { name, pool, config, tls }, control };
   }
 }

@@ -27,6 +27,7 @@ import { plural } from "./pool-log.ts";
 import { describeStatuses } from "./pool/checker.ts";
 import { Departures } from "./pool/departures.ts";
 import type { Pool, PoolEvent } from "./pool/pool.ts";
+import { Relay } from "./pool/relay.ts";
 import { type PoolChange, PoolSet } from "./pool-set.ts";
 
 export { ListenError } from "./listeners.ts";
@@ -76,13 +77,15 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
   const accessLog = options.accessLog !== undefined ? options.accessLog : createAccessLog(config, log);
   const metrics = new Metrics();
   const events = new EventLog();
-  // A pool's events reach its control plane, then the traffic side (built next, from the pools).
-  const poolSet = new PoolSet(config, { metrics, log, events, onPoolEvent: (name, event) => traffic.onPoolEvent(name, event) });
+  // A pool's events reach its control plane, then the traffic side (built next, from the pools, and connected then).
+  const toTraffic = new Relay<[string, PoolEvent]>();
+  const poolSet = new PoolSet(config, { metrics, log, events, onPoolEvent: toTraffic.emit });
   const pools = () => poolSet.pools();
   const traffic =
     config.workers > 1
       ? servedByWorkers(config, pools, metrics, accessLog, log)
       : servedHere(config, poolSet.served(), metrics, accessLog, log, hooks && new HookSet(hooks, log));
+  toTraffic.connect(traffic.onPoolEvent);
   let current = config;
   let ready = false;
   const sides = openSideListeners(config, traffic.port, log, {

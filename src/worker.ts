@@ -18,6 +18,7 @@ import { type Logger, consolaLevel, createLogger } from "./log.ts";
 import { Metrics } from "./metrics/metrics.ts";
 import { NoBackendAlarm, logPoolEvent } from "./pool-log.ts";
 import { Pool, type PoolEvent } from "./pool/pool.ts";
+import { Relay } from "./pool/relay.ts";
 import { servedHere } from "./server.ts";
 
 const REPORT_EVERY_MS = 500;
@@ -57,17 +58,8 @@ function startWorker(
   const pools = new Map<string, WorkerPool>();
   /** True while applying the primary's state: those changes are the primary's news, not this worker's. */
   let adopting = false;
-  const createPool = (name: string, poolConfig: Config, several: boolean): WorkerPool => {
-    const pool: Pool = new Pool([], {
-      ...poolRules(poolConfig),
-      listener: (event) => {
-        tellPrimary(unit, event);
-        traffic.onPoolEvent(name, event);
-      },
-    });
-    const unit: WorkerPool = { pool, alarm: new NoBackendAlarm(several ? name : ""), stated: Promise.withResolvers() };
-    return unit;
-  };
+  /** The traffic side, built from the pools and connected then. */
+  const toTraffic = new Relay<[string, PoolEvent]>();
   const tellPrimary = ({ pool, alarm }: WorkerPool, event: PoolEvent) => {
     if (event.type === "health") {
       // A refused connection goes up: the primary marks the backend down for all.
@@ -76,6 +68,16 @@ function startWorker(
       logPoolEvent(log, event, pool); // ejections are this worker's own
       alarm.check(pool, log);
     }
+  };
+  const createPool = (name: string, poolConfig: Config, several: boolean): WorkerPool => {
+    const changes = new Relay<[PoolEvent]>();
+    const pool = new Pool([], { ...poolRules(poolConfig), listener: changes.emit });
+    const unit: WorkerPool = { pool, alarm: new NoBackendAlarm(several ? name : ""), stated: Promise.withResolvers() };
+    changes.connect((event) => {
+      tellPrimary(unit, event);
+      toTraffic.emit(name, event);
+    });
+    return unit;
   };
   /** The pools `next` names, created where new; those it no longer names are closed (their requests drain). */
   const follow = (next: Config) => {
@@ -110,6 +112,7 @@ function startWorker(
     }
   };
   const traffic = servedHere(config, follow(config), metrics, accessLog, log, hooks, true);
+  toTraffic.connect(traffic.onPoolEvent);
   adoptPoolStates(states);
   let current = config;
   void traffic.open();
