@@ -8,8 +8,9 @@
  * and what it left half-done (a counter, a pool's state, a connection) cannot be trusted. That is logged with its
  * stack and the process exits, so a supervisor restarts it (with --workers, the primary restarts the worker). One
  * with no stack to tell by (hook code may throw a string; lb throws only Errors) or only Bun's and packages' frames is
- * taken as the hooks' when hooks are loaded, at an unknown place, and lb goes on. Other unhandled rejections are
- * logged and lb goes on: the code that made the promise has run to its end, nothing was cut short.
+ * taken as the hooks' when hooks are loaded, at an unknown place, and lb goes on; so is such a rejection. lb's own
+ * unhandled rejections are logged and lb goes on: the code that made the promise has run to its end, nothing was cut
+ * short.
  */
 import { resolve } from "node:path";
 import { type Logger, ThrottledLine } from "../log.ts";
@@ -90,7 +91,7 @@ export function handleEscapedErrors({ log, count, exit = (code) => process.exit(
     exit(EXIT_INTERNAL_ERROR);
   });
   process.on("unhandledRejection", (reason) => {
-    const place = hookPlace(reason);
+    const place = hookPlace(reason) ?? (hooksLoaded() && !fromOwnCode(reason) ? UNKNOWN_PLACE : null);
     if (place) return escaped(reason, place, "a rejected promise nobody handled");
     say("lb", (text) => log().error(text), `unhandled rejection (not from hook code): ${stackOf(reason)}`);
   });
