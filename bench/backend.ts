@@ -4,6 +4,7 @@
  *   GET /     → "hello from <port> ....\n", padded with dots to 100 bytes (text/plain, Content-Length)
  *   GET /big  → 64 KiB of 'x' (application/octet-stream, Content-Length)
  *   GET /chunked → the 100-byte greeting as a stream, so it goes out chunked, without a Content-Length
+ *   GET /304  → 304 Not Modified, no body (a cache revalidation), for bench/cross-talk.sh cost
  *   GET /stats → "REQUESTS MOST": the requests answered and the most at once since the last /stats (which is
  *                neither counted nor delayed), for bench/h2.sh's rapid-reset mode
  *   GET /health → "ok" after HEALTH_DELAY_MS (from the environment; 0 by default), neither counted nor delayed
@@ -23,6 +24,7 @@ const small = new TextEncoder().encode(`hello from ${port} `.padEnd(99, ".") + "
 const big = new Uint8Array(64 * 1024).fill(0x78);
 const smallHeaders = { "content-type": "text/plain" };
 const bigHeaders = { "content-type": "application/octet-stream" };
+const notModifiedHeaders = { etag: '"bench"' };
 
 let requests = 0;
 let concurrent = 0;
@@ -57,6 +59,7 @@ const server = Bun.serve({
 async function answer(path: string): Promise<Response> {
   if (delayMs > 0) await Bun.sleep(delayMs);
   if (path === "/big") return new Response(big, { headers: bigHeaders });
+  if (path === "/304") return new Response(null, { status: 304, headers: notModifiedHeaders });
   if (path === "/chunked") {
     // Bun.serve gives a stream that is complete after its first read a Content-Length; this one takes two.
     let sent = 0;
