@@ -7,7 +7,7 @@ import type { AccessLog } from "./access-log.ts";
 import { fallbackPool } from "./config/pools.ts";
 import type { Config } from "./config/types.ts";
 import { forwarderTuning, upstreamSettings } from "./configure.ts";
-import { type RequestHandler, servesHttp2 } from "./listeners.ts";
+import type { RequestHandler } from "./listeners.ts";
 import { type BeforeTrip, HookCalls } from "./hooks/calls.ts";
 import type { HookSet } from "./hooks/hook-set.ts";
 import { type Logger, ThrottledLine } from "./log.ts";
@@ -67,13 +67,6 @@ export class DataPlane {
   readonly #hooks: HookCalls | null;
   /** The config in force (lb-wide settings: the connection limit, the hooks' budget). */
   #config: Config;
-  /**
-   * Over HTTP/2 and HTTP/3 a client can open a request and cancel it in the same packet, thousands a second ("rapid
-   * reset", CVE-2023-44487), and Bun calls the handler for each before it reads the cancel. Waiting one turn of the
-   * event loop lets those cancels land first, so they never reach a backend. Bun does not say which protocol a request
-   * came over, so when the listener offers HTTP/2 or HTTP/3 every request waits (HTTP/1.1 and upgrades too).
-   */
-  readonly #multiplexed: boolean;
   /** Requests are held until open(): the first health round is done, so the first one already avoids dead backends. */
   readonly #opened = Promise.withResolvers<void>();
   #open = false;
@@ -89,14 +82,13 @@ export class DataPlane {
   ) {
     this.#ownAnswers = new TripLog(metrics, accessLog);
     this.#config = config;
-    this.#multiplexed = servesHttp2(config) || config.http3;
     this.#hooks = hooks && new HookCalls(() => hooks.current, () => this.#config.hooksTimeout, log, (hook) => metrics.count("hookErrors", hook));
     this.#routes = this.#serve(config, pools);
   }
 
   readonly handle: RequestHandler = (request, client) => {
     if (!this.#open) return this.#opened.promise.then(() => this.#route(request, client));
-    return this.#multiplexed ? nextTurn().then(() => this.#route(request, client)) : this.#route(request, client);
+    return this.#route(request, client);
   };
 
   /**
@@ -105,7 +97,8 @@ export class DataPlane {
    */
   #route(request: Request, client: ClientConnection): Promise<Response | undefined> {
     const trip = startTrip(request, client);
-    // Cancelled while it waited its turn: not counted against --max-connections, not refused, just logged.
+    // Cancelled while it waited (the listener's turn, see listeners.ts): not counted against --max-connections, not
+    // refused, just logged.
     if (request.signal.aborted) return Promise.resolve(this.#ownAnswers.clientGone(trip));
     const refused = refusal(request, client, this.#config.maxConnections);
     if (refused) return this.#refuse(trip, refused);
@@ -279,9 +272,6 @@ export class DataPlane {
 
 /** A backend that keeps sending stray bytes is named in the log at most this often. */
 const STRAY_WARNING_INTERVAL_MS = 60_000;
-
-/** Resolves on the event loop's next turn, after the I/O already read (a cancel in the same packet) is handled. */
-const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 /**
  * A pool a reload dropped: its requests finish (until the deadline) — those still reading a body or queued, and

@@ -1,6 +1,7 @@
 /**
  * The sockets clients connect to: the proxy listener (with certificate rotation and a bounded drain), the HTTP → HTTPS
- * redirect, and the errors binding them can raise. What a request does once accepted is the forwarder's business.
+ * redirect, and the errors binding them can raise; what concerns the client's connection: the rapid-reset turn and the
+ * client's idle timer. What a request does once handed on is the data plane's business.
  */
 import type { Server } from "bun";
 import { readFileSync } from "node:fs";
@@ -148,6 +149,15 @@ export class ProxyListener {
 function serveProxy(config: Config, tls: TlsCertificates | undefined, reusePort: boolean, handle: RequestHandler, log: Logger) {
   // Bun counts idle time in whole seconds.
   const clientIdleSeconds = Math.ceil(config.clientTimeout / 1000);
+  const proto = tls ? "https" : "http";
+  /**
+   * Over HTTP/2 and HTTP/3 a client can open a request and cancel it in the same packet, thousands a second ("rapid
+   * reset", CVE-2023-44487), and Bun calls fetch for each before it reads the cancel. Waiting one turn of the event
+   * loop before handing a request on lets those cancels land first, so they never reach a backend (the handler logs
+   * them as 499). Bun does not say which protocol a request came over, so when the listener offers HTTP/2 or HTTP/3
+   * every request waits (HTTP/1.1 and upgrades too).
+   */
+  const multiplexed = servesHttp2(config) || config.http3;
   return Bun.serve<Tunnel>({
     port: config.port,
     hostname: config.host,
@@ -162,15 +172,8 @@ function serveProxy(config: Config, tls: TlsCertificates | undefined, reusePort:
     // Bodies stream, so memory does not bound them; --max-body-size does (Bun answers 413 past it).
     maxRequestBodySize: config.maxBodySize || Number.MAX_SAFE_INTEGER,
     fetch(request, server) {
-      const peer = server.requestIP(request);
-      return handle(request, {
-        ip: peer?.address ?? "-",
-        connection: peer ? `${peer.address}:${peer.port}` : null,
-        proto: tls ? "https" : "http",
-        openRequests: server.pendingRequests + server.pendingWebSockets,
-        holdOpen: (waiting) => server.timeout(request, waiting ? 0 : clientIdleSeconds),
-        upgrade: (tunnel, headers) => server.upgrade(request, { data: tunnel, headers }),
-      });
+      const client = new ClientSide(request, server, proto, clientIdleSeconds);
+      return multiplexed ? nextTurn().then(() => handle(request, client)) : handle(request, client);
     },
     websocket: tunnelHandlers,
     error(error) {
@@ -178,6 +181,49 @@ function serveProxy(config: Config, tls: TlsCertificates | undefined, reusePort:
       return errorResponse(500, "internal error in lb");
     },
   });
+}
+
+/** Resolves on the event loop's next turn, after the I/O already read (a cancel in the same packet) is handled. */
+const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+/**
+ * One request's client, as the listener sees it, and the client's idle timer (Bun's, --client-timeout). The timer runs
+ * while lb waits on the client: its request head and body. It is off from the moment lb waits on a backend until the
+ * response has ended: a slow backend, or a quiet stretch in a streaming response (server-sent events), is the
+ * backend timeouts' business, not the client's.
+ */
+class ClientSide implements ClientConnection {
+  readonly ip: string;
+  readonly connection: string | null;
+  readonly openRequests: number;
+  #idleTimerOff = false;
+
+  constructor(
+    private readonly request: Request,
+    private readonly server: Server<Tunnel>,
+    readonly proto: "http" | "https",
+    private readonly idleSeconds: number,
+  ) {
+    const peer = server.requestIP(request);
+    this.ip = peer?.address ?? "-";
+    this.connection = peer ? `${peer.address}:${peer.port}` : null;
+    this.openRequests = server.pendingRequests + server.pendingWebSockets;
+  }
+
+  awaitingBackend(): void {
+    this.#idleTimerOff = true;
+    this.server.timeout(this.request, 0);
+  }
+
+  responseEnded(): void {
+    if (!this.#idleTimerOff) return; // never turned off: lb answered itself, or the request became a tunnel
+    this.#idleTimerOff = false;
+    this.server.timeout(this.request, this.idleSeconds);
+  }
+
+  upgrade(tunnel: Tunnel, headers: Record<string, string>): boolean {
+    return this.server.upgrade(this.request, { data: tunnel, headers });
+  }
 }
 
 /** Plain HTTP on another port, answering every request with a redirect to the same URL over HTTPS. */

@@ -63,9 +63,17 @@ const client: ClientConnection = {
   proto: "http",
   openRequests: 1,
   connection: "10.0.0.9:50000",
-  holdOpen() {},
+  awaitingBackend() {},
+  responseEnded() {},
   upgrade: () => false,
 };
+
+/** A client that records what the forwarder tells its listener about the request (the idle timer's cues). */
+function recordingClient() {
+  const told: string[] = [];
+  const recording: ClientConnection = { ...client, awaitingBackend: () => told.push("awaiting backend"), responseEnded: () => told.push("response ended") };
+  return { told, recording };
+}
 
 /** A forwarder over backends a and b, round robin from a; `now` is its clock for telling reset bursts apart. */
 function forwarder(script: Script, now?: () => number) {
@@ -199,6 +207,30 @@ describe("the forwarder's decisions, with a scripted transport", () => {
     expect(upstream.calledOff).toEqual(["http://a:80"]);
     expect(pool.backends.map((b) => b.inflight)).toEqual([0, 0]);
     expect(logged.map((entry) => [entry.status, entry.backend])).toEqual([[499, "a:80"]]);
+  });
+
+  test("the listener is told when lb waits on a backend and when the response has ended: at once when whole, at the stream's end when streamed", async () => {
+    const whole = forwarder(() => answer("whole"));
+    const first = recordingClient();
+    await whole.forwarding.handle(startTrip(new Request("http://lb/x"), first.recording));
+    expect(first.told).toEqual(["awaiting backend", "response ended"]);
+
+    let streamEnded: UpstreamRequest["onStreamEnd"] | undefined;
+    const streamed = forwarder((_origin, request) => {
+      streamEnded = request.onStreamEnd;
+      return { ...answer(""), body: new ReadableStream<Uint8Array>() };
+    });
+    const second = recordingClient();
+    await streamed.forwarding.handle(startTrip(new Request("http://lb/x"), second.recording));
+    expect(second.told).toEqual(["awaiting backend"]);
+    streamEnded!(5);
+    expect(second.told).toEqual(["awaiting backend", "response ended"]);
+
+    const noBackend = forwarder(() => answer("unused"));
+    for (const backend of noBackend.pool.backends) noBackend.pool.recordCheck(backend, { ok: false, reason: "status 500" });
+    const third = recordingClient();
+    expect((await noBackend.forwarding.handle(startTrip(new Request("http://lb/x"), third.recording)))!.status).toBe(503);
+    expect(third.told).toEqual(["response ended"]);
   });
 
   describe("the retry budget (Envoy's: retries in flight at most 20% of requests in flight, but 3 always)", () => {

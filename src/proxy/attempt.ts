@@ -30,11 +30,6 @@ export class Attempt {
     backend.inflight++;
   }
 
-  /** Its in-flight count has been given back. */
-  get over(): boolean {
-    return this.#over;
-  }
-
   /** Over without an answer for the client: it failed, or the client left first. */
   failed(): void {
     this.#finish({ status: 0, bytes: 0 });

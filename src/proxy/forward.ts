@@ -138,7 +138,6 @@ export class Forwarder {
       return await this.#forward(trip);
     } finally {
       this.#requestsInFlight--;
-      if (!trip.streaming) trip.client.holdOpen(false);
     }
   }
 
@@ -173,8 +172,8 @@ export class Forwarder {
 
   async #forward(trip: Trip): Promise<Response> {
     const { request } = trip;
-    // Read (when small) while the client's idle timeout still runs: a client that never sends its body is closed
-    // by it, and it holds no backend connection meanwhile.
+    // Read (when small) before the listener is told lb waits on a backend: until then the client's idle timer runs,
+    // so a client that never sends its body is closed by it, holding no backend connection meanwhile.
     let body: OutgoingBody;
     try {
       body = await prepareBody(request);
@@ -186,7 +185,7 @@ export class Forwarder {
       const streamed = failWhenIdle(body.body, this.options.clientTimeoutMs, () => (trip.bodyStalled = true), (bytes) => (trip.bytesIn += bytes));
       body = { ...body, body: streamed };
     }
-    trip.client.holdOpen(true);
+    trip.client.awaitingBackend();
     const headers = upstreamRequestFields(trip.upstreamHeaders, trip.client, trip.requestId);
     const queueDeadline = Date.now() + this.options.queueTimeoutMs;
     let lastFailure: Failure | undefined;
@@ -330,10 +329,6 @@ export class Forwarder {
    */
   #attemptOver(trip: Trip, attempt: Attempt, end: AttemptEnd): void {
     if (this.options.maxInflight > 0) this.#roomQueue.wakeOne();
-    if (trip.streaming) {
-      trip.streaming = false;
-      trip.client.holdOpen(false);
-    }
     if (end.status === 0) return;
     if (end.failure) {
       const { backend } = attempt;
@@ -382,9 +377,6 @@ export class Forwarder {
       return new ResponseHookFailed(result.status);
     }
     attempt.responded(result.status, wholeBytes);
-    // A streaming answer keeps the client's idle timer off until it ends: a quiet stretch (server-sent events between
-    // two events) is the upstream read timeout's business, not the client's.
-    trip.streaming = !attempt.over;
     return response;
   }
 

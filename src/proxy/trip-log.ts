@@ -19,6 +19,7 @@ export class TripLog {
   }
 
   finish(trip: Trip, status: number, bytes: number): void {
+    trip.client.responseEnded();
     const totalMs = performance.now() - trip.started;
     // A closed WebSocket tunnel (101) is a connection, counted by lb_websocket_*, not a request.
     if (status !== 101) {

@@ -13,8 +13,13 @@ export interface ClientConnection extends ClientInfo {
   connection: string | null;
   /** Requests and WebSocket tunnels open on the listener, this one included. */
   openRequests: number;
-  /** Suspends (true) or restores (false) the client connection's idle timeout while lb waits on a backend. */
-  holdOpen(waiting: boolean): void;
+  /**
+   * Told when the request is in lb's hands (its body read, or streaming under lb's own watch) and lb waits on a
+   * backend; then when its response has ended (sent whole, its stream over or cut, or lb's own answer). The listener
+   * runs the client's idle timer from these.
+   */
+  awaitingBackend(): void;
+  responseEnded(): void;
   /** Completes a WebSocket upgrade with this tunnel (and response headers); false if the request cannot upgrade. */
   upgrade(tunnel: Tunnel, headers: Record<string, string>): boolean;
 }
@@ -43,8 +48,6 @@ export interface Trip {
   upstreamMs: number;
   /** Set when the client stopped sending its streamed body for longer than the client timeout. */
   bodyStalled: boolean;
-  /** The answer is streaming to the client: its idle timeout stays suspended until the stream ends. */
-  streaming: boolean;
   /** Request body bytes taken from the client. */
   bytesIn: number;
 }
@@ -66,7 +69,6 @@ export function startTrip(request: Request, client: ClientConnection): Trip {
     target: null,
     upstreamMs: 0,
     bodyStalled: false,
-    streaming: false,
     bytesIn: 0,
   };
 }
