@@ -37,24 +37,33 @@ const ANSWERS: Record<string, (socket: Socket<Queue>, later: (ms: number, bytes:
 
 interface Queue {
   buffered: string;
+  /** Counted in open(): it carried a request other than a health check. */
+  counted: boolean;
 }
 
 /**
  * A raw HTTP/1.1 backend: `/ok/<id>` answers `ok:<id>` after 10–30 ms (spread, so that its connections are busy at
  * any moment, as under steady load); the paths in ANSWERS misbehave.
  */
-function hostileBackend(): { url: string } {
+/** `open()`: connections open that carried a request other than a health check. */
+function hostileBackend(): { url: string; open: () => number } {
+  let open = 0;
   const server = Bun.listen<Queue>({
     hostname: "127.0.0.1",
     port: 0,
     socket: {
-      open: (socket) => void (socket.data = { buffered: "" }),
+      open: (socket) => void (socket.data = { buffered: "", counted: false }),
+      close: (socket) => void (socket.data.counted && open--),
       data(socket, bytes) {
         socket.data.buffered += bytes.toString("latin1");
         for (let end = socket.data.buffered.indexOf("\r\n\r\n"); end !== -1; end = socket.data.buffered.indexOf("\r\n\r\n")) {
           const head = socket.data.buffered.slice(0, end);
           socket.data.buffered = socket.data.buffered.slice(end + 4);
           const [method, path] = head.split(" ");
+          if (path !== "/health" && !socket.data.counted) {
+            socket.data.counted = true;
+            open++;
+          }
           const later = (ms: number, text: string) => setTimeout(() => socket.write(text), ms);
           const misbehave = ANSWERS[`${method} ${path}`];
           if (misbehave) misbehave(socket, later);
@@ -65,7 +74,7 @@ function hostileBackend(): { url: string } {
     },
   });
   cleanup.push(() => server.stop(true));
-  return { url: `http://127.0.0.1:${server.port}` };
+  return { url: `http://127.0.0.1:${server.port}`, open: () => open };
 }
 
 function answer(body: string): string {
@@ -99,11 +108,11 @@ class RawClient {
     return client;
   }
 
-  request(method: string, path: string): Promise<Reply> {
+  request(method: string, path: string, headers = ""): Promise<Reply> {
     if (this.#closed) return Promise.reject(new Error("closed"));
     return new Promise((resolve, reject) => {
       this.#waiting = { head: method === "HEAD", resolve, reject };
-      this.socket.write(`${method} ${path} HTTP/1.1\r\nhost: lb\r\n\r\n`);
+      this.socket.write(`${method} ${path} HTTP/1.1\r\nhost: lb\r\n${headers}\r\n`);
     });
   }
 
@@ -215,5 +224,19 @@ describe("a backend's stray bytes never reach another client", () => {
     const lines = lb.logs.filter((line) => line.includes("sent bytes nobody asked for"));
     expect(lines.length).toBe(1);
     expect(lines[0]).toContain(new URL(backend.url).host);
+  });
+
+  test("a client that says Connection: close leaves no backend connection behind; a keep-alive client keeps its own", async () => {
+    const backend = hostileBackend();
+    const lb = await lbFor([backend.url]);
+    const port = Number(new URL(lb.url).port);
+    const closing = await RawClient.open(port);
+    expect((await closing.request("GET", "/ok/1", "connection: close\r\n")).body).toBe("ok:1");
+    await waitFor(() => backend.open() === 0, () => `the backend connection to close (${backend.open()} open)`);
+    const keeping = await RawClient.open(port);
+    expect((await keeping.request("GET", "/ok/2")).body).toBe("ok:2");
+    expect((await keeping.request("GET", "/ok/3")).body).toBe("ok:3");
+    expect(backend.open()).toBe(1);
+    keeping.close();
   });
 });

@@ -17,7 +17,7 @@ import { isFailure } from "../upstream/client.ts";
 import { type Failure, failure } from "../upstream/failure.ts";
 import { Attempt, type AttemptEnd } from "./attempt.ts";
 import { failWhenIdle, type OutgoingBody, prepareBody } from "./body.ts";
-import { upstreamRequestFields } from "./headers.ts";
+import { closesAfter, upstreamRequestFields } from "./headers.ts";
 import { clientResponse } from "./respond.ts";
 import { errorResponse } from "./responses.ts";
 import { isIdempotent, mayRetry, retryBudgetAllows } from "./retry.ts";
@@ -350,7 +350,8 @@ export class Forwarder {
       headers,
       body: body.body,
       streamLength: body.replayable ? undefined : body.length,
-      client: trip.client.connection,
+      // A client that said it closes after this answer leaves nothing to keep a backend connection for.
+      client: closesAfter(request) ? null : trip.client.connection,
       timeoutMs: this.options.timeoutMs,
       signal: request.signal,
       onStreamEnd: (bytes, failed) => attempt.bodyEnded(bytes, failed),

@@ -39,3 +39,9 @@ export function upstreamRequestFields(incoming: Headers, client: ClientInfo, req
   fields.push(["x-request-id", requestId]);
   return fields;
 }
+
+/** Whether the client said it closes its connection after this answer (`Connection: close`). */
+export function closesAfter(request: Request): boolean {
+  const connection = request.headers.get("connection");
+  return connection !== null && connectionListed(connection).has("close");
+}

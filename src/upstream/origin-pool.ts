@@ -4,8 +4,10 @@
  * a backend that sends more than it was asked for — a body after a 304, a second answer 50 ms after the first — can
  * then confuse only the client that asked, never hand one user's answer to another. A client's idle connections are
  * reused most recently used first; one whose client has not come back within the clients' idle timeout is closed (that
- * client's connection is gone), and so is the oldest when a backend has IDLE_LIMIT of them. There is no cap on busy
- * connections: a request that finds none of its client's idle opens one (--max-inflight is the way to bound a backend).
+ * client's connection is gone). Clients that close after each request leave theirs behind, so the idle ones are kept
+ * to as many as were busy at once lately (at least IDLE_FLOOR, at most IDLE_LIMIT): the oldest goes first, the least
+ * likely to be wanted again. There is no cap on busy connections: a request that finds none of its client's idle opens
+ * one (--max-inflight is the way to bound a backend).
  */
 import { isIP } from "node:net";
 import { Connection, type ConnectionOwner, type Exchange, SOCKET_HANDLERS } from "./connection.ts";
@@ -19,11 +21,12 @@ export interface PoolHooks {
   onProtocolError(origin: string, kind: ProtocolErrorKind, detail: string): void;
 }
 
-/**
- * Most idle connections kept per backend. Clients that close after each request leave theirs behind until the clients'
- * idle timeout; past this many the oldest goes first (the least likely to be wanted again).
- */
+/** Most idle connections kept per backend, however many were busy. */
 export const IDLE_LIMIT = 1024;
+/** Idle connections always allowed per backend, however few were busy. */
+export const IDLE_FLOOR = 8;
+/** How many idle sweeps (a second each) the most connections busy at once is remembered for. */
+const BUSY_MEMORY_SWEEPS = 10;
 
 export class OriginPool implements ConnectionOwner {
   readonly authority: string;
@@ -36,6 +39,8 @@ export class OriginPool implements ConnectionOwner {
   readonly #idleOf = new Map<string, Connection[]>();
   /** Connections open or opening, busy or idle. */
   open = 0;
+  /** The most connections busy at once in each of the last idle sweeps, newest last. */
+  readonly #busyPeaks: number[] = [0];
   /** The backend left the pool: connections close as they become idle. */
   #forgotten = false;
   readonly streaming = new Set<Connection>();
@@ -66,17 +71,31 @@ export class OriginPool implements ConnectionOwner {
       for (let idle = mine.pop(); idle; idle = mine.pop()) {
         this.#idle.delete(idle);
         if (mine.length === 0) this.#idleOf.delete(client!);
-        if (now - idle.idleSince < Math.min(limit, idle.backendLimitMs)) return idle.start(exchange);
+        if (now - idle.idleSince < Math.min(limit, idle.backendLimitMs)) {
+          this.#noteBusy();
+          return idle.start(exchange);
+        }
         idle.destroy();
       }
     }
     this.#connect(exchange);
   }
 
+  #noteBusy(): void {
+    const busy = this.open - this.#idle.size;
+    if (busy > this.#busyPeaks.at(-1)!) this.#busyPeaks[this.#busyPeaks.length - 1] = busy;
+  }
+
+  /** How many idle connections may be kept: as many as were busy at once lately, within the floor and the limit. */
+  get #idleAllowed(): number {
+    return Math.min(IDLE_LIMIT, Math.max(IDLE_FLOOR, ...this.#busyPeaks));
+  }
+
   #connect(exchange: Exchange): void {
     const { connectTimeoutMs, tls } = this.settings();
     const connection = new Connection(this, exchange.request.client, this.#https ? (tls?.rejectUnauthorized ?? true) : null);
     this.open++;
+    this.#noteBusy();
     exchange.connection = connection;
     exchange.connectDeadline = performance.now() + connectTimeoutMs;
     connection.onReady = (failed) => {
@@ -104,7 +123,12 @@ export class OriginPool implements ConnectionOwner {
     const mine = this.#idleOf.get(client);
     if (mine) mine.push(connection);
     else this.#idleOf.set(client, [connection]);
-    if (this.#idle.size > IDLE_LIMIT) this.#idle.values().next().value!.destroy();
+    this.#trimIdle();
+  }
+
+  /** Closes the oldest idle connections past what may be kept. */
+  #trimIdle(): void {
+    for (let excess = this.#idle.size - this.#idleAllowed; excess > 0; excess--) this.#idle.values().next().value!.destroy();
   }
 
   closed(connection: Connection): void {
@@ -130,9 +154,12 @@ export class OriginPool implements ConnectionOwner {
    * `readTimeoutMs`.
    */
   closeExpired(now: number): void {
+    this.#busyPeaks.push(this.open - this.#idle.size);
+    if (this.#busyPeaks.length > BUSY_MEMORY_SWEEPS) this.#busyPeaks.shift();
     const limit = this.#idleLimitMs();
     const expired = [...this.#idle].filter((connection) => now - connection.idleSince >= Math.min(limit, connection.backendLimitMs));
     for (const connection of expired) connection.destroy();
+    this.#trimIdle();
     const { readTimeoutMs } = this.settings();
     for (const connection of [...this.streaming]) connection.cutIfStalled(now, readTimeoutMs);
   }
