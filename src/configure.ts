@@ -1,4 +1,7 @@
-/** How each part of lb is set up from a Config; shared by startup and reload, so both mean the same thing. */
+/**
+ * How each part of lb is set up from a Config; shared by startup and reload, so both mean the same thing. The parts
+ * take the settings built here, never the whole Config: the wiring (server.ts, worker.ts, pool-set.ts) calls these.
+ */
 import { AccessLog, FileSink, type Sink } from "./access-log.ts";
 import { createPolicy } from "./balance/create.ts";
 import { StickySessions } from "./balance/sticky.ts";
@@ -9,7 +12,10 @@ import { readFileSync } from "node:fs";
 import type { ForwarderTuning } from "./proxy/forward.ts";
 import type { UpstreamSettings, UpstreamTls } from "./upstream/client.ts";
 import { ConfigError } from "./config/load.ts";
+import { fallbackPool } from "./config/pools.ts";
 import type { Config } from "./config/types.ts";
+import type { ControlSettings } from "./control-plane.ts";
+import type { DataPlaneSettings, LaneSettings } from "./data-plane.ts";
 import type { Logger } from "./log.ts";
 
 export function poolRules(config: Config): PoolRules {
@@ -37,7 +43,7 @@ export function upstreamTls(config: Config): UpstreamTls | undefined {
   }
 }
 
-export function checkSettings(config: Config, tls: UpstreamTls | undefined): CheckSettings {
+function checkSettings(config: Config, tls: UpstreamTls | undefined): CheckSettings {
   return {
     method: config.healthMethod,
     path: config.healthPath,
@@ -52,7 +58,34 @@ export function checkSettings(config: Config, tls: UpstreamTls | undefined): Che
   };
 }
 
-export function upstreamSettings(config: Config, tls: UpstreamTls | undefined): UpstreamSettings {
+/** A pool's control plane: its backends, checks and DNS look-ups. */
+export function controlSettings(config: Config, tls: UpstreamTls | undefined): ControlSettings {
+  return {
+    backends: config.backends,
+    checks: checkSettings(config, tls),
+    dnsServer: config.dnsServer,
+    resolveIntervalMs: config.resolveInterval,
+    drainTimeoutMs: config.drainTimeout,
+  };
+}
+
+/** The data plane's lb-wide settings: routes, the connection limit, the hooks' budget. */
+export function dataPlaneSettings(config: Config): DataPlaneSettings {
+  return {
+    routes: config.routes,
+    fallbackPool: fallbackPool(config),
+    maxConnections: config.maxConnections,
+    hooksTimeoutMs: config.hooksTimeout,
+    drainTimeoutMs: config.drainTimeout,
+  };
+}
+
+/** How the data plane forwards to one pool: its connections and its requests' trips. */
+export function laneSettings(config: Config, tls: UpstreamTls | undefined): LaneSettings {
+  return { upstream: upstreamSettings(config, tls), forwarding: forwarderTuning(config) };
+}
+
+function upstreamSettings(config: Config, tls: UpstreamTls | undefined): UpstreamSettings {
   return {
     connectTimeoutMs: config.connectTimeout,
     idleTimeoutMs: config.upstreamIdleTimeout,
@@ -62,7 +95,7 @@ export function upstreamSettings(config: Config, tls: UpstreamTls | undefined): 
   };
 }
 
-export function forwarderTuning(config: Config): ForwarderTuning {
+function forwarderTuning(config: Config): ForwarderTuning {
   return {
     policy: createPolicy(config, (backend) => currentWeight(backend, config.slowStart, Date.now())),
     sticky: config.stickyCookie ? new StickySessions(config.stickyCookie) : null,

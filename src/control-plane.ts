@@ -6,31 +6,39 @@
 import type { BackendSpec } from "./config/backend-url.ts";
 import { formatDuration } from "./config/duration.ts";
 import { type BackendDiff, diffBackends } from "./config/reload.ts";
-import type { Config } from "./config/types.ts";
-import { checkSettings } from "./configure.ts";
 import type { EventLog } from "./admin/events.ts";
 import type { Logger } from "./log.ts";
 import type { Metrics } from "./metrics/metrics.ts";
 import { PoolLog, describeEvent } from "./pool-log.ts";
 import { describeState, isAvailable } from "./pool/backend.ts";
-import { HealthChecker } from "./pool/checker.ts";
+import { type CheckSettings, HealthChecker } from "./pool/checker.ts";
 import { DnsDiscovery, dnsLookup } from "./pool/discovery.ts";
 import { HandOvers } from "./pool/drain.ts";
 import type { Pool, PoolEvent } from "./pool/pool.ts";
-import type { UpstreamTls } from "./upstream/client.ts";
+
+/** What a pool's control plane is set up with (configure.ts builds it from the pool's settings). */
+export interface ControlSettings {
+  /** The config file's backends: addresses, and names DNS resolves. */
+  backends: readonly BackendSpec[];
+  checks: CheckSettings;
+  /** The DNS server names are resolved with ("" for the system's). */
+  dnsServer: string;
+  resolveIntervalMs: number;
+  /** How long a backend the file dropped keeps serving while none it lists is in rotation. */
+  drainTimeoutMs: number;
+}
 
 export class ControlPlane {
   readonly #checker: HealthChecker;
   readonly #discovery: DnsDiscovery;
   readonly #poolLog: PoolLog;
-  #config: Config;
+  #settings: ControlSettings;
   /** Backends the file or DNS dropped, serving on until a backend that stays is in rotation; called off if listed again. */
   readonly #handOvers: HandOvers;
 
   constructor(
     private readonly pool: Pool,
-    config: Config,
-    tlsToBackends: UpstreamTls | undefined,
+    settings: ControlSettings,
     private readonly metrics: Metrics,
     private readonly log: Logger,
     /** Recent pool changes, for the dashboard (one log for every pool). */
@@ -38,23 +46,23 @@ export class ControlPlane {
     /** The pool's name, said in its alarms when lb has several; "" when it has one. */
     poolName: string,
   ) {
-    this.#config = config;
+    this.#settings = settings;
     this.#poolLog = new PoolLog(log, pool, poolName);
-    this.#checker = new HealthChecker(pool, checkSettings(config, tlsToBackends), (backend, ok) => {
+    this.#checker = new HealthChecker(pool, settings.checks, (backend, ok) => {
       const counts = metrics.of(backend.url);
       if (ok) counts.checksPassed++;
       else counts.checksFailed++;
     });
     this.#handOvers = new HandOvers(pool);
-    this.#discovery = new DnsDiscovery(pool, this.#handOvers, dnsLookup(config.dnsServer), log, () => this.#config.drainTimeout);
+    this.#discovery = new DnsDiscovery(pool, this.#handOvers, dnsLookup(settings.dnsServer), log, () => this.#settings.drainTimeoutMs);
   }
 
   /** The first round: DNS names resolved and every backend checked once. Then checks and lookups keep going. */
   async start(): Promise<void> {
-    await this.#discovery.follow(resolvedBackends(this.#config));
+    await this.#discovery.follow(resolvedBackends(this.#settings.backends));
     await this.#checker.start();
     this.#poolLog.firstRoundDone();
-    this.#discovery.start(this.#config.resolveInterval);
+    this.#discovery.start(this.#settings.resolveIntervalMs);
   }
 
   /** What a pool change sets off here: a log line, a dashboard event, checks of a backend that came or went. */
@@ -69,12 +77,12 @@ export class ControlPlane {
    * Applies a reloaded config: new check settings, and the file's backends made the pool's — new ones added, changed
    * weights set, dropped ones handed over (they serve until a backend that stays is in rotation) and drained out.
    */
-  reload(next: Config, tlsToBackends: UpstreamTls | undefined): BackendDiff {
-    const diff = diffBackends(staticBackends(this.#config), staticBackends(next));
-    this.#config = next;
-    this.#checker.reconfigure(checkSettings(next, tlsToBackends));
-    void this.#discovery.follow(resolvedBackends(next));
-    this.#discovery.start(next.resolveInterval);
+  reload(next: ControlSettings): BackendDiff {
+    const diff = diffBackends(staticBackends(this.#settings.backends), staticBackends(next.backends));
+    this.#settings = next;
+    this.#checker.reconfigure(next.checks);
+    void this.#discovery.follow(resolvedBackends(next.backends));
+    this.#discovery.start(next.resolveIntervalMs);
     for (const spec of diff.added) this.#adopt(spec);
     for (const spec of diff.reweighted) {
       const backend = this.pool.find(spec.url);
@@ -82,8 +90,8 @@ export class ControlPlane {
     }
     const dropped = diff.removed.flatMap((url) => this.pool.find(url) ?? []);
     const held = dropped.filter(isAvailable);
-    const timeout = formatDuration(next.drainTimeout);
-    this.#handOvers.start(dropped, next.drainTimeout, (backend, how) => {
+    const timeout = formatDuration(next.drainTimeoutMs);
+    this.#handOvers.start(dropped, next.drainTimeoutMs, (backend, how) => {
       if (how !== "timed out") return;
       this.log.warn(`backend ${backend.name}, dropped by the config file, left at the drain timeout (${timeout}): no backend the file lists came into rotation`);
     });
@@ -120,10 +128,10 @@ export class ControlPlane {
 }
 
 /** The backends given as addresses (the pool starts with them); the others are names DNS resolves. */
-export function staticBackends(config: Config): BackendSpec[] {
-  return config.backends.filter((spec) => !spec.resolve);
+export function staticBackends(backends: readonly BackendSpec[]): BackendSpec[] {
+  return backends.filter((spec) => !spec.resolve);
 }
 
-function resolvedBackends(config: Config): BackendSpec[] {
-  return config.backends.filter((spec) => spec.resolve);
+function resolvedBackends(backends: readonly BackendSpec[]): BackendSpec[] {
+  return backends.filter((spec) => spec.resolve);
 }

@@ -4,9 +4,7 @@
  * in each worker with --workers.
  */
 import type { AccessLog } from "./access-log.ts";
-import { fallbackPool } from "./config/pools.ts";
-import type { Config } from "./config/types.ts";
-import { forwarderTuning, upstreamSettings } from "./configure.ts";
+import type { RouteSpec } from "./config/types.ts";
 import type { RequestHandler } from "./listeners.ts";
 import { type BeforeTrip, HookCalls } from "./hooks/calls.ts";
 import type { HookSet } from "./hooks/hook-set.ts";
@@ -16,22 +14,41 @@ import type { Backend } from "./pool/backend.ts";
 import { Departures } from "./pool/departures.ts";
 import type { Pool, PoolEvent } from "./pool/pool.ts";
 import { type Refusal, refusal } from "./proxy/admission.ts";
-import { Forwarder } from "./proxy/forward.ts";
+import { Forwarder, type ForwarderTuning } from "./proxy/forward.ts";
 import { errorResponse } from "./proxy/responses.ts";
 import { type ClientConnection, type Trip, startTrip } from "./proxy/trip.ts";
 import { TripLog } from "./proxy/trip-log.ts";
 import { RouteTable } from "./routing/routes.ts";
-import type { UpstreamTls } from "./upstream/client.ts";
+import type { UpstreamSettings } from "./upstream/client.ts";
 import { HttpClient } from "./upstream/http-client.ts";
 
-/** A pool this process forwards to, with its own settings (the top level with the pool's over it). */
-export interface ServedPool {
+/** How a pool is forwarded to: its settings (the top level with the pool's over it; configure.ts builds them). */
+export interface LaneSettings {
+  /** Connections to its backends. */
+  upstream: UpstreamSettings;
+  /** One request's trip: the policy, retries, limits and timeouts. */
+  forwarding: ForwarderTuning;
+}
+
+/** A pool this process forwards to. */
+export interface ServedPool extends LaneSettings {
   name: string;
   pool: Pool;
-  config: Config;
-  tls: UpstreamTls | undefined;
   /** Settles when the pool's first health round is done; its requests wait for it (a pool a reload added). */
   checked?: Promise<void>;
+}
+
+/** The lb-wide settings of the data plane (configure.ts builds them). */
+export interface DataPlaneSettings {
+  routes: readonly RouteSpec[];
+  /** The pool requests no route takes go to; null: none (lb's 404). */
+  fallbackPool: string | null;
+  /** Most client requests and tunnels open at once; 0 means no limit. */
+  maxConnections: number;
+  /** The hooks' time budget per call, in ms. */
+  hooksTimeoutMs: number;
+  /** How long a pool a reload dropped may take to finish its requests, in ms. */
+  drainTimeoutMs: number;
 }
 
 /** One pool's forwarding. */
@@ -65,14 +82,14 @@ export class DataPlane {
   readonly #ownAnswers: TripLog;
   readonly #noRouteLine = new ThrottledLine(NO_ROUTE_LOG_EVERY_MS);
   readonly #hooks: HookCalls | null;
-  /** The config in force (lb-wide settings: the connection limit, the hooks' budget). */
-  #config: Config;
+  /** The settings in force. */
+  #settings: DataPlaneSettings;
   /** Requests are held until open(): the first health round is done, so the first one already avoids dead backends. */
   readonly #opened = Promise.withResolvers<void>();
   #open = false;
 
   constructor(
-    config: Config,
+    settings: DataPlaneSettings,
     pools: readonly ServedPool[],
     private readonly metrics: Metrics,
     private readonly accessLog: AccessLog | null,
@@ -81,9 +98,9 @@ export class DataPlane {
     hooks: HookSet | null,
   ) {
     this.#ownAnswers = new TripLog(metrics, accessLog);
-    this.#config = config;
-    this.#hooks = hooks && new HookCalls(() => hooks.current, () => this.#config.hooksTimeout, log, (hook) => metrics.count("hookErrors", hook));
-    this.#routes = this.#serve(config, pools);
+    this.#settings = settings;
+    this.#hooks = hooks && new HookCalls(() => hooks.current, () => this.#settings.hooksTimeoutMs, log, (hook) => metrics.count("hookErrors", hook));
+    this.#routes = this.#serve(settings, pools);
   }
 
   readonly handle: RequestHandler = (request, client) => {
@@ -100,7 +117,7 @@ export class DataPlane {
     // Cancelled while it waited (the listener's turn, see listeners.ts): not counted against --max-connections, not
     // refused, just logged.
     if (request.signal.aborted) return Promise.resolve(this.#ownAnswers.clientGone(trip));
-    const refused = refusal(request, client, this.#config.maxConnections);
+    const refused = refusal(request, client, this.#settings.maxConnections);
     if (refused) return this.#refuse(trip, refused);
     // No routes, no hooks: nothing to decide.
     if (this.#only && !this.#only.checked) return this.#only.forwarder.handle(trip);
@@ -199,15 +216,15 @@ export class DataPlane {
    * ones start serving, and pools no longer listed stop taking requests and drain (closed when idle, or at the drain
    * timeout).
    */
-  reconfigure(config: Config, pools: readonly ServedPool[]): void {
+  reconfigure(settings: DataPlaneSettings, pools: readonly ServedPool[]): void {
     const listed = new Set(pools.map((p) => p.name));
     const retired = [...this.#lanes].filter(([name]) => !listed.has(name));
     for (const [name] of retired) this.#lanes.delete(name);
-    this.#config = config;
-    this.#routes = this.#serve(config, pools);
+    this.#settings = settings;
+    this.#routes = this.#serve(settings, pools);
     for (const [, lane] of retired) {
       this.#draining.add(lane);
-      void drainLane(lane, config.drainTimeout).then(() => {
+      void drainLane(lane, settings.drainTimeoutMs).then(() => {
         this.#draining.delete(lane);
         for (const backend of lane.pool.backends) void this.#depart(backend);
       });
@@ -229,23 +246,22 @@ export class DataPlane {
   }
 
   /** Makes `pools` the lanes (adding or retuning each) and returns the routes over them. */
-  #serve(config: Config, pools: readonly ServedPool[]): RouteTable {
+  #serve({ routes, fallbackPool }: DataPlaneSettings, pools: readonly ServedPool[]): RouteTable {
     for (const served of pools) {
       const lane = this.#lanes.get(served.name);
       if (lane) {
-        lane.upstream.configure(upstreamSettings(served.config, served.tls));
-        lane.forwarder.reconfigure(forwarderTuning(served.config));
+        lane.upstream.configure(served.upstream);
+        lane.forwarder.reconfigure(served.forwarding);
       } else this.#lanes.set(served.name, this.#lane(served));
     }
-    const fallback = fallbackPool(config);
-    this.#only = !this.#hooks && config.routes.length === 0 && this.#lanes.size === 1 ? this.#lanes.get(fallback!)! : null;
-    return new RouteTable(config.routes, fallback);
+    this.#only = !this.#hooks && routes.length === 0 && this.#lanes.size === 1 ? this.#lanes.get(fallbackPool!)! : null;
+    return new RouteTable(routes, fallbackPool);
   }
 
-  #lane({ pool, config, tls, checked }: ServedPool): Lane {
+  #lane({ pool, upstream: settings, forwarding, checked }: ServedPool): Lane {
     const { metrics, log } = this;
     const strayWarnings = new Map<string, ThrottledLine>();
-    const upstream = new HttpClient(upstreamSettings(config, tls), {
+    const upstream = new HttpClient(settings, {
       onResend: (url) => {
         metrics.of(url).resends++;
         log.debug(`resent a request to ${url} on a fresh connection: the reused one closed before answering`);
@@ -263,7 +279,7 @@ export class DataPlane {
         );
       },
     });
-    const forwarder = new Forwarder({ pool, upstream, accessLog: this.accessLog, metrics, log, ...forwarderTuning(config) });
+    const forwarder = new Forwarder({ pool, upstream, accessLog: this.accessLog, metrics, log, ...forwarding });
     const lane: Lane = { pool, upstream, forwarder, checked };
     void checked?.finally(() => (lane.checked = undefined));
     return lane;

@@ -6,8 +6,8 @@ import type { EventLog } from "./admin/events.ts";
 import type { BackendDiff } from "./config/reload.ts";
 import { DEFAULT_POOL, type NamedPoolConfig, namedPools } from "./config/pools.ts";
 import type { Config } from "./config/types.ts";
-import { poolRules, upstreamTls } from "./configure.ts";
-import { ControlPlane, staticBackends } from "./control-plane.ts";
+import { controlSettings, laneSettings, poolRules, upstreamTls } from "./configure.ts";
+import { ControlPlane, type ControlSettings, staticBackends } from "./control-plane.ts";
 import type { ServedPool } from "./data-plane.ts";
 import type { Logger } from "./log.ts";
 import type { Metrics } from "./metrics/metrics.ts";
@@ -18,6 +18,13 @@ import { Relay } from "./pool/relay.ts";
 interface PoolUnit {
   served: ServedPool;
   control: ControlPlane;
+}
+
+/** A pool a reload keeps, with what each side is to be set up with: all read before anything changes. */
+interface KeptPool {
+  config: Config;
+  served: ServedPool;
+  control: ControlSettings;
 }
 
 /** What a reload does to the pools: what the traffic side is to serve, and the changes, made by `apply()`. */
@@ -80,22 +87,24 @@ export class PoolSet {
    */
   prepare(effective: Config): PoolChange {
     const listed = namedPools(effective);
-    const nextTls = new Map(listed.map((named) => [named.name, upstreamTls(named.config)]));
     const added = listed.filter((named) => !this.#units.has(named.name)).map((named) => this.#unit(named, listed.length > 1));
     const firstRounds = new Map(added.map((unit) => [unit.served.name, Promise.withResolvers<void>()]));
+    const kept: KeptPool[] = [];
     const served = listed.map(({ name, config }): ServedPool => {
       const unit = this.#units.get(name);
-      if (unit) return { ...unit.served, config, tls: nextTls.get(name) };
-      return { ...added.find((a) => a.served.name === name)!.served, checked: firstRounds.get(name)!.promise };
+      if (!unit) return { ...added.find((a) => a.served.name === name)!.served, checked: firstRounds.get(name)!.promise };
+      const tls = upstreamTls(config);
+      const next = { name, pool: unit.served.pool, ...laneSettings(config, tls) };
+      kept.push({ config, served: next, control: controlSettings(config, tls) });
+      return next;
     });
     const apply = () => {
       const diffs: BackendDiff[] = [];
-      for (const next of served) {
-        const unit = this.#units.get(next.name);
-        if (!unit) continue;
-        diffs.push(unit.control.reload(next.config, next.tls));
-        next.pool.reconfigure(poolRules(next.config));
-        unit.served = next;
+      for (const next of kept) {
+        const unit = this.#units.get(next.served.name)!;
+        diffs.push(unit.control.reload(next.control));
+        next.served.pool.reconfigure(poolRules(next.config));
+        unit.served = next.served;
       }
       const retired = [...this.#units.keys()].filter((name) => !listed.some((named) => named.name === name));
       for (const name of retired) {
@@ -119,13 +128,13 @@ export class PoolSet {
     const { metrics, log, events } = this.parts;
     const tls = upstreamTls(config);
     const changes = new Relay<[PoolEvent]>();
-    const pool = new Pool(staticBackends(config), { ...poolRules(config), listener: changes.emit });
-    const control = new ControlPlane(pool, config, tls, metrics, log, events, several ? name : "");
+    const pool = new Pool(staticBackends(config.backends), { ...poolRules(config), listener: changes.emit });
+    const control = new ControlPlane(pool, controlSettings(config, tls), metrics, log, events, several ? name : "");
     // What a change in the pool sets off: log lines and checks (control), then the requests it concerns (traffic).
     changes.connect((event) => {
       control.onPoolEvent(event);
       this.parts.onPoolEvent(name, event);
     });
-    return { served: { name, pool, config, tls }, control };
+    return { served: { name, pool, ...laneSettings(config, tls) }, control };
   }
 }

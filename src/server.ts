@@ -15,7 +15,7 @@ import { formatDuration } from "./config/duration.ts";
 import { namedPools } from "./config/pools.ts";
 import { type BackendDiff, type ReloadReport, RESTART_ONLY, changedSettings, effectiveConfig, restartPending } from "./config/reload.ts";
 import type { Config } from "./config/types.ts";
-import { createAccessLog } from "./configure.ts";
+import { createAccessLog, dataPlaneSettings } from "./configure.ts";
 import { descriptorLimit } from "./descriptors.ts";
 import { DataPlane, type ServedPool } from "./data-plane.ts";
 import { HookSet } from "./hooks/hook-set.ts";
@@ -184,7 +184,7 @@ export function servedHere(
   hooks: HookSet | null,
   shared = false,
 ): Traffic {
-  const data = new DataPlane(config, pools, metrics, accessLog, log, hooks);
+  const data = new DataPlane(dataPlaneSettings(config), pools, metrics, accessLog, log, hooks);
   let proxy: ProxyListener;
   try {
     proxy = new ProxyListener(config, log, data.handle, shared);
@@ -202,7 +202,7 @@ export function servedHere(
     open: async () => data.open(),
     reload(effective, _next, nextPools) {
       proxy.renewCertificates(effective);
-      data.reconfigure(effective, nextPools);
+      data.reconfigure(dataPlaneSettings(effective), nextPools);
     },
     reopenLogs: () => accessLog?.reopen(),
     close: () => {

@@ -13,7 +13,7 @@ import { HookSet } from "./hooks/hook-set.ts";
 import { loadHooks } from "./hooks/load.ts";
 import { effectiveConfig } from "./config/reload.ts";
 import type { Config } from "./config/types.ts";
-import { createAccessLog, poolRules, upstreamTls } from "./configure.ts";
+import { createAccessLog, laneSettings, poolRules, upstreamTls } from "./configure.ts";
 import { type Logger, consolaLevel, createLogger } from "./log.ts";
 import { Metrics } from "./metrics/metrics.ts";
 import { NoBackendAlarm, logPoolEvent } from "./pool-log.ts";
@@ -94,7 +94,7 @@ function startWorker(
     }
     return listed.map(({ name, config: poolConfig }) => {
       const { pool, stated } = pools.get(name)!;
-      return { name, pool, config: poolConfig, tls: upstreamTls(poolConfig), checked: stated.promise };
+      return { name, pool, ...laneSettings(poolConfig, upstreamTls(poolConfig)), checked: stated.promise };
     });
   };
   const adoptPoolStates = (next: PoolStates) => {

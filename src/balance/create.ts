@@ -1,5 +1,6 @@
 /** Builds the configured policy; the one place that knows every policy's name. */
-import type { Config } from "../config/types.ts";
+import type { HashKey } from "../config/hash-key.ts";
+import type { PolicyName } from "../config/types.ts";
 import { PeakEwma } from "./ewma.ts";
 import { RendezvousHash } from "./hash.ts";
 import { LeastConnections } from "./least-connections.ts";
@@ -7,7 +8,7 @@ import type { Policy, WeightOf } from "./policy.ts";
 import { PowerOfTwo, RandomChoice } from "./random.ts";
 import { RoundRobin } from "./round-robin.ts";
 
-export function createPolicy(config: Pick<Config, "policy" | "hashKey">, weightOf: WeightOf): Policy {
+export function createPolicy(config: { policy: PolicyName; hashKey: HashKey }, weightOf: WeightOf): Policy {
   switch (config.policy) {
     case "round-robin":
       return new RoundRobin(weightOf);
