@@ -23,7 +23,7 @@ import { ConfigError } from "./config/load.ts";
 import { SETTINGS } from "./config/settings.ts";
 import { configSchema } from "./config/schema.ts";
 import { PUBLISHED_HOOK_TYPES } from "./hooks/published-types.ts";
-import { describeError, runDemo, runServe } from "./serve.ts";
+import { describeError, runDemo, runServe } from "./lifecycle.ts";
 import { VALIDATE_ARGS, VALIDATE_HELP, validateCommand } from "./validate.ts";
 import { BUILD_INFO, VERSION, VERSION_LINE } from "./version.ts";
 

@@ -1,6 +1,6 @@
 /**
  * How each part of lb is set up from a Config; shared by startup and reload, so both mean the same thing. The parts
- * take the settings built here, never the whole Config: the wiring (server.ts, worker.ts, pool-set.ts) calls these.
+ * take the settings built here, never the whole Config: the wiring (start.ts, worker.ts, pool-set.ts) calls these.
  */
 import { AccessLog, FileSink, type Sink } from "./access-log.ts";
 import { createPolicy } from "./balance/create.ts";

@@ -19,7 +19,7 @@ import { Metrics } from "./metrics/metrics.ts";
 import { NoBackendAlarm, logPoolEvent } from "./pool-log.ts";
 import { Pool, type PoolEvent } from "./pool/pool.ts";
 import { Relay } from "./pool/relay.ts";
-import { servedHere } from "./server.ts";
+import { servedHere } from "./start.ts";
 
 const REPORT_EVERY_MS = 500;
 /** The main thread tells its watchdog it runs this often; silent for WATCHDOG_STUCK_MS, it counts as stuck. */

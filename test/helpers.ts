@@ -8,7 +8,7 @@ import { resolveConfig } from "../src/config/load.ts";
 import type { Config } from "../src/config/types.ts";
 import { type AccessEntry, AccessLog } from "../src/access-log.ts";
 import { pathOf } from "../src/proxy/trip.ts";
-import { type RunningLb, startLb } from "../src/server.ts";
+import { type RunningLb, startLb } from "../src/start.ts";
 
 export const ROOT = new URL("..", import.meta.url).pathname;
 

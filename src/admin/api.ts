@@ -1,6 +1,6 @@
 /**
  * The admin API: read the pool, and change it while lb runs (add, weight, drain, remove, disable, enable). Every
- * change is logged with who asked (client address) and what. It only touches the pool; the listener lives in server.ts.
+ * change is logged with who asked (client address) and what. It only touches the pool; the listener lives in start.ts.
  */
 import { WEIGHT_PROBLEM, checkBackendUrl, parseWeight } from "../config/backend-url.ts";
 import type { ReloadReport } from "../config/reload.ts";

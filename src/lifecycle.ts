@@ -15,7 +15,7 @@ import { handleEscapedErrors } from "./hooks/escaped.ts";
 import { type Logger, createLogger } from "./log.ts";
 import type { ReloadOutcome } from "./admin/api.ts";
 import { claimPort } from "./listeners.ts";
-import { ListenError, type RunningLb, type StartOptions, startLb } from "./server.ts";
+import { ListenError, type RunningLb, type StartOptions, startLb } from "./start.ts";
 
 const environment = () => ({ stdoutIsTTY: Boolean(process.stdout.isTTY) });
 
