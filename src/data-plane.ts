@@ -78,8 +78,8 @@ export class DataPlane {
   #routes: RouteTable;
   /** The one lane when there are no routes and no hooks: requests go straight to it, with nothing to decide. */
   #only: Lane | null = null;
-  /** Logs the requests answered before any pool: no route, or a hook answered. */
-  readonly #ownAnswers: TripLog;
+  /** Logs the requests lb or a hook responded to before any pool: no route, a refusal, a hook's own response. */
+  readonly #ownResponses: TripLog;
   readonly #noRouteLine = new ThrottledLine(NO_ROUTE_LOG_EVERY_MS);
   readonly #hooks: HookCalls | null;
   /** The settings in force. */
@@ -97,7 +97,7 @@ export class DataPlane {
     /** The hooks file's hooks, reloaded when it changes; null without --hooks. */
     hooks: HookSet | null,
   ) {
-    this.#ownAnswers = new TripLog(metrics, accessLog);
+    this.#ownResponses = new TripLog(metrics, accessLog);
     this.#settings = settings;
     this.#hooks = hooks && new HookCalls(() => hooks.current, () => this.#settings.hooksTimeoutMs, log, (hook) => metrics.count("hookErrors", hook));
     this.#routes = this.#serve(settings, pools);
@@ -116,7 +116,7 @@ export class DataPlane {
     const trip = startTrip(request, client);
     // Cancelled while it waited (the listener's turn, see listeners.ts): not counted against --max-connections, not
     // refused, just logged.
-    if (request.signal.aborted) return Promise.resolve(this.#ownAnswers.clientGone(trip));
+    if (request.signal.aborted) return Promise.resolve(this.#ownResponses.clientGone(trip));
     const refused = refusal(request, client, this.#settings.maxConnections);
     if (refused) return this.#refuse(trip, refused);
     // No routes, no hooks: nothing to decide.
@@ -130,13 +130,13 @@ export class DataPlane {
   /** What onRequest decided, checked (lb only ever sends to its own pools and backends) and made the trip's plan. */
   #followHooks(trip: Trip, before: BeforeTrip): Promise<Response | undefined> {
     const hooks = this.#hooks!;
-    if ("answer" in before) return this.#answer(trip, before.answer);
+    if ("response" in before) return this.#respond(trip, before.response);
     const { ctx } = before;
     const lane = ctx.pool === null ? undefined : this.#lanes.get(ctx.pool);
-    if (ctx.pool !== null && !lane) return this.#answer(trip, hooks.refuse(trip, `chose pool ${JSON.stringify(ctx.pool)}, which lb does not have; its pools are ${[...this.#lanes.keys()].join(", ")}`));
+    if (ctx.pool !== null && !lane) return this.#respond(trip, hooks.refuse(trip, `chose pool ${JSON.stringify(ctx.pool)}, which lb does not have; its pools are ${[...this.#lanes.keys()].join(", ")}`));
     if (ctx.backend !== null) {
       trip.preferred = lane?.pool.find(ctx.backend);
-      if (!trip.preferred) return this.#answer(trip, hooks.refuse(trip, `chose backend ${ctx.backend}, which is not in pool ${ctx.pool}`));
+      if (!trip.preferred) return this.#respond(trip, hooks.refuse(trip, `chose backend ${ctx.backend}, which is not in pool ${ctx.pool}`));
     }
     trip.upstreamPath = ctx.path;
     trip.upstreamHeaders = ctx.headers;
@@ -165,7 +165,7 @@ export class DataPlane {
 
   #refuse(trip: Trip, { status, detail, headers, reason }: Refusal): Promise<Response> {
     if (reason) this.metrics.count("rejected", reason);
-    return this.#answer(trip, errorResponse(status, detail, { ...headers, "x-request-id": trip.requestId }));
+    return this.#respond(trip, errorResponse(status, detail, { ...headers, "x-request-id": trip.requestId }));
   }
 
   /**
@@ -176,12 +176,12 @@ export class DataPlane {
     const { method, headers } = trip.request;
     this.metrics.count("rejected", "no-route");
     this.#noRouteLine.say((line) => this.log.info(line), `no route for ${method} ${headers.get("host") ?? "(no host)"}${trip.context.path}: answered 404`);
-    return this.#answer(trip, errorResponse(404, "no route for this request", { "x-request-id": trip.requestId }));
+    return this.#respond(trip, errorResponse(404, "no route for this request", { "x-request-id": trip.requestId }));
   }
 
-  /** An answer from lb itself or a hook, not a backend: in the access log all the same. */
-  #answer(trip: Trip, response: Response): Promise<Response> {
-    this.#ownAnswers.finish(trip, response.status, 0);
+  /** A response from lb itself or a hook, not a backend: in the access log all the same. */
+  #respond(trip: Trip, response: Response): Promise<Response> {
+    this.#ownResponses.finish(trip, response.status, 0);
     return Promise.resolve(response);
   }
 
@@ -267,7 +267,7 @@ export class DataPlane {
         log.debug(`resent a request to ${url} on a fresh connection: the reused one closed before answering`);
       },
       onProtocolError: (url, kind, detail) => {
-        if (kind === "malformed") return void metrics.of(url).malformedAnswers++; // the 502 it causes is logged
+        if (kind === "malformed") return void metrics.of(url).malformedResponses++; // the 502 it causes is logged
         metrics.of(url).strayBytes++;
         let warning = strayWarnings.get(url);
         if (!warning) strayWarnings.set(url, (warning = new ThrottledLine(STRAY_WARNING_INTERVAL_MS)));

@@ -19,8 +19,8 @@ type FailureKind = "threw" | "timed out" | "refused";
 /** An origin-form request target (RFC 9112 §3.2.1): "/" then visible ASCII. */
 const REQUEST_TARGET = /^\/[\x21-\x7E]*$/;
 
-/** What onRequest made of the request: an answer for the client (the hook's own, or lb's 500), or its ctx to go on with. */
-export type BeforeTrip = { answer: Response } | { ctx: HookContext };
+/** What onRequest made of the request: a response for the client (the hook's own, or lb's 500), or its ctx to go on with. */
+export type BeforeTrip = { response: Response } | { ctx: HookContext };
 
 export class HookCalls {
   /** One throttle per hook and kind of failure, so one failing often does not hide another. */
@@ -62,19 +62,19 @@ export class HookCalls {
 
   /** What onRequest's outcome means for the request; what it left in ctx is checked before anything is sent. */
   #settle(trip: Trip, ctx: HookContext, outcome: HookOutcome<void | Response>): BeforeTrip {
-    if (!this.#succeeded(trip, "onRequest", outcome)) return { answer: this.#error(trip) };
-    const answer = (outcome as { value: unknown }).value;
-    if (answer instanceof Response) {
-      if (!answer.headers.has("x-request-id")) answer.headers.set("x-request-id", trip.requestId);
-      return { answer };
+    if (!this.#succeeded(trip, "onRequest", outcome)) return { response: this.#error(trip) };
+    const returned = (outcome as { value: unknown }).value;
+    if (returned instanceof Response) {
+      if (!returned.headers.has("x-request-id")) returned.headers.set("x-request-id", trip.requestId);
+      return { response: returned };
     }
-    if (answer !== undefined) return { answer: this.refuse(trip, `returned ${typeof answer}, not a Response or nothing`) };
+    if (returned !== undefined) return { response: this.refuse(trip, `returned ${typeof returned}, not a Response or nothing`) };
     // The path goes into the request line as it is: a space, CR or LF (or a character latin1 would turn into one)
     // would let a hook smuggle a second request to the backend.
     if (typeof ctx.path !== "string" || !REQUEST_TARGET.test(ctx.path)) {
-      return { answer: this.refuse(trip, `set path ${JSON.stringify(ctx.path)}: it must start with "/" and hold printable ASCII only (percent-encode the rest)`) };
+      return { response: this.refuse(trip, `set path ${JSON.stringify(ctx.path)}: it must start with "/" and hold printable ASCII only (percent-encode the rest)`) };
     }
-    if (!(ctx.headers instanceof Headers)) return { answer: this.refuse(trip, "replaced ctx.headers with something that is not a Headers; change it in place") };
+    if (!(ctx.headers instanceof Headers)) return { response: this.refuse(trip, "replaced ctx.headers with something that is not a Headers; change it in place") };
     return { ctx };
   }
 

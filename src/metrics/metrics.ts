@@ -24,7 +24,7 @@ export const BACKEND_COUNTERS = {
   connectErrors: { metric: "lb_upstream_connect_errors_total", type: "counter", help: "Refused, unresolvable or timed-out connections to a backend." },
   resends: { metric: "lb_upstream_resends_total", type: "counter", help: "Idempotent requests sent again on a fresh connection after a reused one closed before answering." },
   strayBytes: { metric: "lb_upstream_protocol_errors_total", type: "counter", help: "Connections closed because the backend broke HTTP/1.1, by kind: bytes that answer no request (stray-bytes), an answer that is not acceptable HTTP (malformed).", labels: 'kind="stray-bytes"' },
-  malformedAnswers: { metric: "lb_upstream_protocol_errors_total", type: "counter", help: "Connections closed because the backend broke HTTP/1.1, by kind: bytes that answer no request (stray-bytes), an answer that is not acceptable HTTP (malformed).", labels: 'kind="malformed"' },
+  malformedResponses: { metric: "lb_upstream_protocol_errors_total", type: "counter", help: "Connections closed because the backend broke HTTP/1.1, by kind: bytes that answer no request (stray-bytes), an answer that is not acceptable HTTP (malformed).", labels: 'kind="malformed"' },
   streamsCut: { metric: "lb_streams_cut_total", type: "counter", help: "Answers cut while streaming: the backend broke off or went silent past --upstream-read-timeout, or the client read nothing for as long." },
   descriptorsExhausted: { metric: "lb_fd_exhausted_total", type: "counter", help: "Connections to the backend lb could not open because it was out of file descriptors (answered 503; the backend is not blamed)." },
   requestBytes: { metric: "lb_request_body_bytes_total", type: "counter", help: "Request body bytes taken from clients for the backend." },
