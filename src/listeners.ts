@@ -7,7 +7,8 @@ import type { Server } from "bun";
 import { readFileSync } from "node:fs";
 import { formatDuration } from "./config/duration.ts";
 import { ConfigError } from "./config/load.ts";
-import type { Config } from "./config/types.ts";
+import { type Config, servesTls } from "./config/types.ts";
+import type { ChallengeAnswers } from "./acme/challenges.ts";
 import { settlesWithin } from "./deadline.ts";
 import type { Logger } from "./log.ts";
 import { errorResponse } from "./proxy/responses.ts";
@@ -73,8 +74,24 @@ function readPem(path: string, setting: string): string {
 export type RequestHandler = (request: Request, client: ClientConnection) => Promise<Response | undefined>;
 
 /** Whether the listener speaks HTTP/2: always with `--http2 on`, by ALPN when lb serves TLS with `auto`. */
-export function servesHttp2(config: Pick<Config, "http2" | "tlsCert">): boolean {
-  return config.http2 === "on" || (config.http2 === "auto" && Boolean(config.tlsCert));
+export function servesHttp2(config: Pick<Config, "http2" | "tlsCert" | "acme">): boolean {
+  return config.http2 === "on" || (config.http2 === "auto" && servesTls(config));
+}
+
+/**
+ * A server name no client asks for, with no certificate: as the first entry it is Bun's default, and a handshake that
+ * falls to the default fails (an alert), as Caddy's does for a name it has no certificate for (measured: Bun takes the
+ * first entry as the default for unknown names and no name, and fails the handshake when that one has none).
+ */
+const NO_CERTIFICATE = { serverName: "no-certificate.invalid" };
+
+/**
+ * What the listener serves: the files' certificates (the first is the default) and those --acme obtained, one per name.
+ * With --acme alone, a name that has no certificate yet fails the handshake.
+ */
+export function servedCertificates(config: Config, files: TlsCertificates | undefined, acme: TlsCertificates): TlsCertificates | undefined {
+  if (!servesTls(config)) return undefined;
+  return [...(files ?? [NO_CERTIFICATE as TlsCertificates[number]]), ...acme];
 }
 
 /**
@@ -84,7 +101,9 @@ export function servesHttp2(config: Pick<Config, "http2" | "tlsCert">): boolean 
  */
 export class ProxyListener {
   #server: Server<Tunnel>;
-  #tls: TlsCertificates | undefined;
+  #config: Config;
+  #files: TlsCertificates | undefined;
+  #acme: TlsCertificates;
   /** Listeners replaced by a certificate reload, finishing their requests. */
   readonly #retiring = new Set<Server<Tunnel>>();
 
@@ -93,12 +112,17 @@ export class ProxyListener {
     private readonly log: Logger,
     private readonly handle: RequestHandler,
     shared: boolean,
+    /** Certificates --acme obtained already (a worker starts with its primary's). */
+    acme: TlsCertificates = [],
   ) {
     // Read before binding, so a missing file is a config error, not a listener one.
-    const tls = readCertificates(config);
+    const files = readCertificates(config);
+    const tls = servedCertificates(config, files, acme);
     const port = tls && !shared ? claimPort(config.host, config.port) : config.port;
     this.#server = listen("proxy", () => serveProxy({ ...config, port }, tls, shared || Boolean(tls), handle, log));
-    this.#tls = tls;
+    this.#config = config;
+    this.#files = files;
+    this.#acme = acme;
   }
 
   get port(): number {
@@ -110,11 +134,24 @@ export class ProxyListener {
    * dropped. Throws ConfigError (before changing anything) if a file cannot be read.
    */
   renewCertificates(config: Config): void {
-    if (!this.#tls) return;
-    const fresh = readCertificates(config);
+    if (!servesTls(config)) return;
+    this.#files = readCertificates(config);
+    this.#config = config;
+    this.#reopen();
+  }
+
+  /** Serves the certificates --acme obtained from now on (new connections; none is dropped). */
+  useAcmeCertificates(acme: TlsCertificates): void {
+    this.#acme = acme;
+    this.#reopen();
+  }
+
+  /** Moves new connections to a listener with the certificates as they are now; the old one finishes its requests. */
+  #reopen(): void {
+    const config = this.#config;
+    const tls = servedCertificates(config, this.#files, this.#acme);
     const old = this.#server;
-    this.#server = listen("proxy", () => serveProxy({ ...config, port: this.port }, fresh, true, this.handle, this.log));
-    this.#tls = fresh;
+    this.#server = listen("proxy", () => serveProxy({ ...config, port: this.port }, tls, true, this.handle, this.log));
     this.#retiring.add(old);
     void settlesWithin(old.stop(), config.drainTimeout).then(async () => {
       await old.stop(true);
@@ -226,8 +263,11 @@ class ClientSide implements ClientConnection {
   }
 }
 
-/** Plain HTTP on another port, answering every request with a redirect to the same URL over HTTPS. */
-export function serveHttpRedirect(config: Config, httpsPort: number): Server<undefined> {
+/**
+ * Plain HTTP on another port, answering every request with a redirect to the same URL over HTTPS, except the ACME
+ * CA's HTTP-01 checks (`challenges`, with --acme).
+ */
+export function serveHttpRedirect(config: Config, httpsPort: number, challenges: ChallengeAnswers | null): Server<undefined> {
   return listen("redirect", () =>
     Bun.serve({
       port: config.httpRedirectPort,
@@ -235,6 +275,8 @@ export function serveHttpRedirect(config: Config, httpsPort: number): Server<und
       development: false,
       reusePort: false,
       fetch(request) {
+        const challenge = challenges?.answer(pathOf(request.url));
+        if (challenge) return challenge;
         const host = (request.headers.get("host") ?? config.host).replace(/:\d+$/, "");
         const port = httpsPort === 443 ? "" : `:${httpsPort}`;
         return new Response(null, { status: 308, headers: { location: `https://${host}${port}${pathOf(request.url)}` } });

@@ -6,6 +6,9 @@
  */
 import type { Server } from "bun";
 import type { AccessLog } from "./access-log.ts";
+import type { ChallengeAnswers } from "./acme/challenges.ts";
+import { acmeFor } from "./acme/manager.ts";
+import { type FileCertificate, certificateSummary, fileCertificates } from "./certificates.ts";
 import { type AdminOptions, createAdminHandler } from "./admin/api.ts";
 import { EventLog } from "./admin/events.ts";
 import { startAdminServer } from "./admin/server.ts";
@@ -14,13 +17,13 @@ import { type BackendSpec, hostInUrl } from "./config/backend-url.ts";
 import { formatDuration } from "./config/duration.ts";
 import { namedPools } from "./config/pools.ts";
 import { type BackendDiff, type ReloadReport, RESTART_ONLY, changedSettings, effectiveConfig, restartPending } from "./config/reload.ts";
-import type { Config } from "./config/types.ts";
+import { type Config, acmeNames, servesTls } from "./config/types.ts";
 import { createAccessLog, dataPlaneSettings } from "./configure.ts";
 import { descriptorLimit } from "./descriptors.ts";
 import { DataPlane, type ServedPool } from "./data-plane.ts";
 import { HookSet } from "./hooks/hook-set.ts";
 import { loadHooks } from "./hooks/load.ts";
-import { ListenError, ProxyListener, claimPort, listen, readCertificates, serveHttpRedirect } from "./listeners.ts";
+import { ListenError, ProxyListener, type TlsCertificates, claimPort, listen, readCertificates, serveHttpRedirect } from "./listeners.ts";
 import { type Logger, consolaLevel } from "./log.ts";
 import { Metrics } from "./metrics/metrics.ts";
 import { plural } from "./pool-log.ts";
@@ -81,20 +84,26 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
   const toTraffic = new Relay<[string, PoolEvent]>();
   const poolSet = new PoolSet(config, { metrics, log, events, onPoolEvent: toTraffic.emit });
   const pools = () => poolSet.pools();
+  // --acme: the certificates it has stored are served from the start; those it obtains later reach the traffic side.
+  const acme = config.acme.length ? acmeFor(config, log) : null;
+  const stored = acme?.certificates() ?? [];
   const traffic =
     config.workers > 1
-      ? servedByWorkers(config, pools, metrics, accessLog, log)
-      : servedHere(config, poolSet.served(), metrics, accessLog, log, hooks && new HookSet(hooks, log));
+      ? servedByWorkers(config, pools, metrics, accessLog, log, stored)
+      : servedHere(config, poolSet.served(), metrics, accessLog, log, hooks && new HookSet(hooks, log), false, stored);
   toTraffic.connect(traffic.onPoolEvent);
   let current = config;
   let ready = false;
-  const sides = openSideListeners(config, traffic.port, log, {
+  /** The certificate files served, as last read (the start, then each reload). */
+  let files = fileCertificates(config);
+  const sides = openSideListeners(config, traffic.port, log, acme?.challenges ?? null, {
     pools,
     events,
     metrics: traffic.metrics,
     queued: traffic.queued,
     clients: traffic.clients,
     stuckWorkers: traffic.stuckWorkers,
+    certificates: () => [...files, ...(acme?.describe() ?? [])],
     drainTimeoutMs: () => current.drainTimeout,
     config: () => current,
     reload: options.reload,
@@ -111,6 +120,7 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
   }
   ready = true;
   logListening(log, config, traffic.port, pools(), sides.adminUrl);
+  acme?.start((certificates) => traffic.useAcmeCertificates(certificates));
 
   let stopping: Promise<void> | undefined;
   return {
@@ -130,6 +140,8 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
       // Both throw before changing anything when a file the new config names cannot be read.
       const change = poolSet.prepare(effective);
       traffic.reload(effective, next, change.served);
+      acme?.follow(acmeNames(effective)); // "routes" follows the route table
+      files = logCertificateFiles(log, fileCertificates(effective), files);
       const report = describeReload(current, next, change.apply(), log);
       current = effective;
       return report;
@@ -138,6 +150,7 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
       (stopping ??= (async () => {
         ready = false; // a draining lb takes no new clients: readiness says so to whoever routes to it
         poolSet.close();
+        acme?.stop();
         // The admin API stays up while requests drain: /readyz says 503, /metrics and /healthz still answer.
         await traffic.stop(current.drainTimeout);
         sides.stop();
@@ -157,6 +170,8 @@ export interface Traffic {
   /** Worker processes that have stopped answering (none in a single process: it would not be answering /readyz). */
   stuckWorkers(): readonly number[];
   onPoolEvent(poolName: string, event: PoolEvent): void;
+  /** Serves these certificates that --acme obtained (from now on, for new connections). */
+  useAcmeCertificates(certificates: TlsCertificates): void;
   /** Lets requests in, once the first health round is done. */
   open(): Promise<void>;
   /**
@@ -183,11 +198,12 @@ export function servedHere(
   log: Logger,
   hooks: HookSet | null,
   shared = false,
+  acmeCertificates: TlsCertificates = [],
 ): Traffic {
   const data = new DataPlane(dataPlaneSettings(config), pools, metrics, accessLog, log, hooks);
   let proxy: ProxyListener;
   try {
-    proxy = new ProxyListener(config, log, data.handle, shared);
+    proxy = new ProxyListener(config, log, data.handle, shared, acmeCertificates);
   } catch (error) {
     hooks?.stop();
     throw error;
@@ -199,6 +215,7 @@ export function servedHere(
     clients: () => proxy.openRequests(),
     stuckWorkers: () => [],
     onPoolEvent: (poolName, event) => data.onPoolEvent(poolName, event),
+    useAcmeCertificates: (certificates) => proxy.useAcmeCertificates(certificates),
     open: async () => data.open(),
     reload(effective, _next, nextPools) {
       proxy.renewCertificates(effective);
@@ -221,10 +238,17 @@ export function servedHere(
  * --workers N: this process claims the port and keeps the pool; the workers serve the shared port with the pool state
  * it pushes to them, and report their counts back (cluster/workers.ts, worker.ts).
  */
-function servedByWorkers(config: Config, pools: () => ReadonlyMap<string, Pool>, metrics: Metrics, accessLog: AccessLog | null, log: Logger): Traffic {
+function servedByWorkers(
+  config: Config,
+  pools: () => ReadonlyMap<string, Pool>,
+  metrics: Metrics,
+  accessLog: AccessLog | null,
+  log: Logger,
+  acmeCertificates: TlsCertificates,
+): Traffic {
   readCertificates(config); // the workers read them too: a missing file is reported once, here, before they start
   const port = claimPort(config.host, config.port);
-  const workers = new WorkerSet(config, pools, metrics, log, (lines) => accessLog?.writeLines(lines));
+  const workers = new WorkerSet(config, pools, metrics, log, (lines) => accessLog?.writeLines(lines), acmeCertificates);
   // No request is served here, so the pools alone keep a backend alive; its check counts go when it leaves them.
   const departures = new Departures(() => pools().values(), (url) => metrics.backends.delete(url));
   /** Reloads reach the workers in order, each once the pools it adds have had their first health round here. */
@@ -239,6 +263,7 @@ function servedByWorkers(config: Config, pools: () => ReadonlyMap<string, Pool>,
       if (event.type === "removed") departures.left(event.backend.url);
       workers.pushPoolState();
     },
+    useAcmeCertificates: (certificates) => workers.useAcmeCertificates(certificates),
     open: () =>
       workers.start(config.workers, { ...config, port }).catch((error) => {
         throw new ListenError("proxy", error);
@@ -264,10 +289,19 @@ function servedByWorkers(config: Config, pools: () => ReadonlyMap<string, Pool>,
   };
 }
 
+/** After a reload re-read them: each certificate file's serial and not-after, and whether it is a new certificate. */
+function logCertificateFiles(log: Logger, read: FileCertificate[], before: readonly FileCertificate[]): FileCertificate[] {
+  for (const { source, facts } of read) {
+    const previous = before.find((known) => known.source.path === source.path)?.facts;
+    log.info(`TLS certificate ${source.path} re-read: ${certificateSummary(facts)} (${previous?.serial === facts.serial ? "unchanged" : "new"})`);
+  }
+  return read;
+}
+
 /** Shorter admin tokens get a warning: 16 random hex characters are 64 bits. */
 const MIN_TOKEN_LENGTH = 16;
 
-interface AdminWiring extends Pick<AdminOptions, "config" | "reload" | "ready" | "clients" | "pools" | "stuckWorkers"> {
+interface AdminWiring extends Pick<AdminOptions, "config" | "reload" | "ready" | "clients" | "pools" | "stuckWorkers" | "certificates"> {
   events: EventLog;
   metrics: () => Metrics;
   queued: () => number;
@@ -277,14 +311,14 @@ interface AdminWiring extends Pick<AdminOptions, "config" | "reload" | "ready" |
 }
 
 /** The listeners beside the proxy one, each when the config asks for it: the HTTP → HTTPS redirect and the admin API. */
-function openSideListeners(config: Config, proxyPort: number, log: Logger, wiring: AdminWiring) {
+function openSideListeners(config: Config, proxyPort: number, log: Logger, challenges: ChallengeAnswers | null, wiring: AdminWiring) {
   const { closeOnFailure, ...sources } = wiring;
   const open: Server<undefined>[] = [];
   const stop = () => {
     for (const server of open) void server.stop(true);
   };
   try {
-    if (config.httpRedirectPort) open.push(serveHttpRedirect(config, proxyPort));
+    if (config.httpRedirectPort) open.push(serveHttpRedirect(config, proxyPort, challenges));
     if (config.backendInsecure) log.warn("--backend-insecure: https:// backends' certificates are NOT verified");
     if (config.admin && config.adminToken && config.adminToken.length < MIN_TOKEN_LENGTH) {
       log.warn(`the admin token has only ${config.adminToken.length} characters; use ${MIN_TOKEN_LENGTH} or more (openssl rand -hex 16)`);
@@ -323,7 +357,7 @@ function describeReload(current: Config, next: Config, { diffs, added, retired }
 }
 
 function proxyUrl(config: Config, port: number): URL {
-  return new URL(`${config.tlsCert ? "https" : "http"}://${hostInUrl(config.host)}:${port}`);
+  return new URL(`${servesTls(config) ? "https" : "http"}://${hostInUrl(config.host)}:${port}`);
 }
 
 function logListening(log: Logger, config: Config, port: number, pools: ReadonlyMap<string, Pool>, adminUrl: URL | null): void {

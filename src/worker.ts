@@ -14,6 +14,7 @@ import { loadHooks } from "./hooks/load.ts";
 import { effectiveConfig } from "./config/reload.ts";
 import type { Config } from "./config/types.ts";
 import { createAccessLog, laneSettings, poolRules, upstreamTls } from "./configure.ts";
+import type { TlsCertificates } from "./listeners.ts";
 import { type Logger, consolaLevel, createLogger } from "./log.ts";
 import { Metrics } from "./metrics/metrics.ts";
 import { NoBackendAlarm, logPoolEvent } from "./pool-log.ts";
@@ -32,6 +33,7 @@ interface RunningWorker {
   /** Makes the pools what the primary says (its changes are not echoed back). */
   adoptPoolStates(states: PoolStates): void;
   reload(next: Config): void;
+  useAcmeCertificates(certificates: TlsCertificates): void;
   reopenLogs(): void;
   /** Drains and closes (once: the process's stop guards it). */
   stop(): Promise<void>;
@@ -52,6 +54,7 @@ function startWorker(
   accessLog: AccessLog | null,
   hooks: HookSet | null,
   states: PoolStates,
+  certificates: TlsCertificates,
   send: (message: ToPrimary) => void,
 ): RunningWorker {
   const metrics = new Metrics();
@@ -111,7 +114,7 @@ function startWorker(
       adopting = false;
     }
   };
-  const traffic = servedHere(config, follow(config), metrics, accessLog, log, hooks, true);
+  const traffic = servedHere(config, follow(config), metrics, accessLog, log, hooks, true, certificates);
   toTraffic.connect(traffic.onPoolEvent);
   adoptPoolStates(states);
   let current = config;
@@ -136,6 +139,7 @@ function startWorker(
       log.level = consolaLevel(next.logLevel);
       current = effective;
     },
+    useAcmeCertificates: traffic.useAcmeCertificates,
     reopenLogs: traffic.reopenLogs,
     async stop() {
       for (const { pool } of pools.values()) pool.close();
@@ -170,7 +174,7 @@ export function runWorker(id: string): void {
       const accessLog = createAccessLog(config, log, { write: (lines) => send({ type: "access", lines }), flush() {} });
       // Each worker loads and watches the hooks file itself: a module cannot be sent over IPC.
       const hooks = config.hooks ? new HookSet(await loadHooks(config.hooks), log) : null;
-      worker = startWorker(config, log, accessLog, hooks, message.state, send);
+      worker = startWorker(config, log, accessLog, hooks, message.state, message.certificates, send);
     } catch (error) {
       const { message: text, code } = error as Error & { code?: string };
       return sendAndExit({ type: "failed", message: text, code }, 1);
@@ -188,6 +192,8 @@ export function runWorker(id: string): void {
         return worker?.adoptPoolStates(message.state);
       case "reload":
         return worker?.reload(message.config);
+      case "certificates":
+        return worker?.useAcmeCertificates(message.certificates);
       case "reopen-logs":
         return worker?.reopenLogs();
       case "stop":

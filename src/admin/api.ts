@@ -3,6 +3,7 @@
  * change is logged with who asked (client address) and what. It only touches the pool; the listener lives in start.ts.
  */
 import { WEIGHT_PROBLEM, checkBackendUrl, parseWeight } from "../config/backend-url.ts";
+import { type CertificateStatus, certificateJson } from "../certificates.ts";
 import type { ReloadReport } from "../config/reload.ts";
 import type { Config } from "../config/types.ts";
 import { configView } from "../config/view.ts";
@@ -42,6 +43,8 @@ export interface AdminOptions {
   stuckWorkers: () => readonly number[];
   /** Reloads the config file (POST /api/reload); absent when lb was started without one. */
   reload?: (why: string) => Promise<ReloadOutcome>;
+  /** The certificates served, from files and --acme (GET /api/certificates, /metrics). */
+  certificates: () => CertificateStatus[];
 }
 
 /**
@@ -105,12 +108,20 @@ export function createAdminHandler(options: AdminOptions): AdminHandler {
       return json({ error: "missing or wrong token: send Authorization: Bearer <token>" }, 401);
     }
     const pools = options.pools();
-    const sources = () => ({ pools, metrics: options.metrics(), events: options.events, queued: options.queued(), clients: options.clients() });
+    const sources = () => ({
+      pools,
+      metrics: options.metrics(),
+      events: options.events,
+      queued: options.queued(),
+      clients: options.clients(),
+      certificates: options.certificates(),
+    });
     if (path === "/metrics") {
       return new Response(renderPrometheus(sources()), { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" } });
     }
     if (path === "/api/stats") return json(statsSnapshot(sources()));
     if (path === "/api/config") return json(configView(options.config()));
+    if (path === "/api/certificates") return json({ certificates: options.certificates().map(certificateJson) });
     if (path === "/api/reload") {
       if (request.method !== "POST") return problem(405, "use POST on /api/reload");
       if (!options.reload) return problem(409, "lb was started without --config: there is no file to reload");

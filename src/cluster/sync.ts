@@ -5,6 +5,7 @@
  */
 import type { BackendSpec } from "../config/backend-url.ts";
 import type { Config } from "../config/types.ts";
+import type { TlsCertificates } from "../listeners.ts";
 import { BackendMetrics, type BackendHistogram, COUNTER_NAMES, HISTOGRAM_NAMES, type Counters, type Metrics, POOL_COUNT_NAMES, type PoolCount, type Second, WINDOW_SECONDS } from "../metrics/metrics.ts";
 import type { AdminState, Backend, BackendStats } from "../pool/backend.ts";
 import type { HealthState } from "../pool/health.ts";
@@ -47,8 +48,10 @@ export interface WorkerReport {
 export type PoolStates = Record<string, BackendState[]>;
 
 export type ToWorker =
-  | { type: "start"; config: Config; state: PoolStates }
+  | { type: "start"; config: Config; state: PoolStates; certificates: TlsCertificates }
   | { type: "state"; state: PoolStates }
+  /** What --acme obtained, in the primary: the workers serve it. */
+  | { type: "certificates"; certificates: TlsCertificates }
   | { type: "reload"; config: Config }
   | { type: "reopen-logs" }
   | { type: "stop" };

@@ -8,6 +8,7 @@
 import { settlesWithin } from "../deadline.ts";
 import type { Subprocess } from "bun";
 import type { Config } from "../config/types.ts";
+import type { TlsCertificates } from "../listeners.ts";
 import type { Logger } from "../log.ts";
 import { Metrics } from "../metrics/metrics.ts";
 import type { Backend } from "../pool/backend.ts";
@@ -55,6 +56,8 @@ export class WorkerSet {
     private readonly log: Logger,
     /** Where the workers' access lines go (the primary's access log). */
     private readonly accessLines: (lines: string | Uint8Array) => void,
+    /** What --acme obtained so far; a worker (re)started later starts with the latest. */
+    private acmeCertificates: TlsCertificates = [],
   ) {
     this.#config = config;
   }
@@ -90,6 +93,11 @@ export class WorkerSet {
 
   reopenLogs(): void {
     this.#broadcast({ type: "reopen-logs" });
+  }
+
+  useAcmeCertificates(certificates: TlsCertificates): void {
+    this.acmeCertificates = certificates;
+    this.#broadcast({ type: "certificates", certificates });
   }
 
   /** Requests waiting in all workers, as of their latest reports. */
@@ -163,7 +171,7 @@ export class WorkerSet {
     const index = this.#workers.findIndex((w) => w.id === id);
     if (index >= 0) this.#workers[index] = worker;
     else this.#workers.push(worker);
-    proc.send({ type: "start", config: this.#config, state: poolStates(this.pools()) } satisfies ToWorker);
+    proc.send({ type: "start", config: this.#config, state: poolStates(this.pools()), certificates: this.acmeCertificates } satisfies ToWorker);
     return ready.promise;
   }
 

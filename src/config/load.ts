@@ -4,7 +4,7 @@ import { closest } from "./did-you-mean.ts";
 import { type FileFormat, type KeyPath, formatKeyPath, lineOfPath, lineOfSyntaxError } from "./places.ts";
 import { type PlaceOf, checkRouting, parsePools, parseRoutes, writtenPoolNames } from "./pools.ts";
 import { DEFAULT_ADMIN_PORT, SETTINGS, parseSettingAt } from "./settings.ts";
-import type { Config, Environment } from "./types.ts";
+import { type Config, type Environment, ACME_ROUTES, acmeNames, servesTls } from "./types.ts";
 import { isLoopback } from "./values.ts";
 
 /** A problem with the user's input: printed as one line, exit status 2, no stack trace. */
@@ -112,14 +112,31 @@ export function checkConfig(layers: Layer[], env: Environment): { config: Config
     problems.push("tls: give both --tls-cert and --tls-key (a certificate and its private key), or neither");
   }
   if (result.tlsSni.length && !result.tlsCert) problems.push("tls-sni: give the default certificate too (--tls-cert and --tls-key)");
-  if (result.httpRedirectPort && !result.tlsCert) problems.push("http-redirect-port: redirects to HTTPS need --tls-cert and --tls-key");
-  if (result.http3 && !result.tlsCert) problems.push("http3: HTTP/3 runs over TLS only; give --tls-cert and --tls-key");
+  if (result.httpRedirectPort && !servesTls(result)) problems.push("http-redirect-port: redirects to HTTPS need --tls-cert and --tls-key (or --acme)");
+  if (result.http3 && !servesTls(result)) problems.push("http3: HTTP/3 runs over TLS only; give --tls-cert and --tls-key (or --acme)");
+  if (result.acme.length) problems.push(...acmeProblems(result, (name) => layers.some((layer) => layer.values[name] !== undefined)));
   if (result.admin && !isLoopback(result.admin.host) && !result.adminToken) {
     problems.push(
       `admin: ${result.admin.host} is not a loopback address, so the admin API needs a token: set --admin-token or LB_ADMIN_TOKEN (or use --admin 127.0.0.1:${DEFAULT_ADMIN_PORT})`,
     );
   }
   return { config: result, problems };
+}
+
+/**
+ * --acme needs the plain-HTTP listener for its challenges, so it defaults --http-redirect-port to 80, and --port to
+ * 443 (what browsers ask for), unless given; "routes" must find a host to take. Fills in those defaults.
+ */
+function acmeProblems(config: Config, given: (name: string) => boolean): string[] {
+  if (!given("port")) config.port = 443;
+  if (!given("http-redirect-port")) config.httpRedirectPort = 80;
+  const problems: string[] = [];
+  if (!config.httpRedirectPort) problems.push("acme: the CA checks each name over plain HTTP; give --http-redirect-port a port (80 unless something forwards it)");
+  if (config.acme.includes(ACME_ROUTES) && acmeNames(config).length === 0) {
+    problems.push('acme: "routes" takes the routes\' exact hosts, and no route has one (wildcard hosts need DNS-01, which lb does not do)');
+  }
+  if (Boolean(config.acmeEabKid) !== Boolean(config.acmeEabHmac)) problems.push("acme-eab: give both --acme-eab-kid and --acme-eab-hmac, or neither");
+  return problems;
 }
 
 /** Config file keys that are not settings: the schema link for editors, and the routing tables (pools.ts). */

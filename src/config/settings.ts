@@ -6,13 +6,17 @@ import { ACCESS_FORMATS } from "../access-log.ts";
 import { formatDuration } from "./duration.ts";
 import { HEALTH_METHODS, HTTP2_MODES, LOG_FORMATS, LOG_LEVELS, POLICIES, type Config, type Environment } from "./types.ts";
 import {
+  ACME_DIRECTORIES,
   type ValueParser,
+  acmeDirectory,
+  acmeNameList,
   adminAddress,
   adminToken,
   backendList,
   boolean,
   byteSize,
   duration,
+  emailAddress,
   hashKey,
   headerList,
   integer,
@@ -25,6 +29,8 @@ import {
   workerCount,
 } from "./values.ts";
 import { existsSync } from "node:fs";
+import { homedir } from "node:os";
+import { join } from "node:path";
 
 /**
  * The admin API's port unless told otherwise. Not 9090: Prometheus listens there by default, and lb would not start
@@ -43,6 +49,7 @@ export const SETTING_GROUPS = {
   balancing: "Balancing",
   limits: "Limits",
   tls: "TLS",
+  acme: "Automatic HTTPS (ACME)",
   admin: "Admin API",
   logging: "Logging",
 } as const;
@@ -287,6 +294,43 @@ const SPECS: SettingSpec[] = [
     example: "--http-redirect-port 80", parse: integer(0, 65535, "a port"),
   },
   {
+    key: "acme", group: "acme", restart: true, type: "string", valueHint: "name", fallback: [], repeatable: true,
+    description: "Get a certificate for this name from an ACME CA (Let's Encrypt) and renew it; repeat for more; routes = every exact route host",
+    example: "--acme example.com", parse: acmeNameList,
+  },
+  {
+    key: "acmeEmail", group: "acme", restart: true, type: "string", valueHint: "address", fallback: "",
+    description: "Contact address for the ACME account (the CA writes about expiring certificates and policy changes)",
+    example: "--acme-email ops@example.com", parse: emailAddress,
+  },
+  {
+    key: "acmeCa", group: "acme", restart: true, type: "string", valueHint: "url", fallback: ACME_DIRECTORIES.letsencrypt!, shownDefault: "Let's Encrypt",
+    description: "ACME directory URL of the CA; letsencrypt-staging for Let's Encrypt's test CA (untrusted certificates, generous limits)",
+    example: "--acme-ca letsencrypt-staging", parse: acmeDirectory,
+  },
+  {
+    key: "acmeCaCert", group: "acme", restart: true, type: "string", valueHint: "file", fallback: "",
+    description: "PEM CA certificate(s) trusted for the ACME server's own HTTPS (a private CA; default: the system's)",
+    example: "--acme-ca-cert /etc/lb/acme-ca.pem", parse: optionalText((s) => (existsSync(s) ? null : `${s}: no such file`)),
+  },
+  {
+    key: "acmeEabKid", group: "acme", restart: true, type: "string", valueHint: "key-id", fallback: "",
+    description: "External Account Binding key ID, for CAs that require one (ZeroSSL, Google); needs --acme-eab-hmac",
+    example: "--acme-eab-kid kid-1", parse: optionalText(() => null),
+  },
+  {
+    key: "acmeEabHmac", group: "acme", restart: true, type: "string", valueHint: "key", fallback: "",
+    description: "External Account Binding HMAC key (base64url; a secret: LB_ACME_EAB_HMAC keeps it out of ps)",
+    example: "--acme-eab-hmac $(cat /run/secrets/eab-hmac)",
+    parse: optionalText((s) => (/^[A-Za-z0-9_-]+=*$/.test(s) ? null : "is not base64url text")),
+  },
+  {
+    key: "stateDir", group: "acme", restart: true, type: "string", valueHint: "dir", fallback: defaultStateDir,
+    shownDefault: "$XDG_DATA_HOME/lb, /var/lib/lb as root",
+    description: "Where lb keeps its ACME account key and certificates (files of mode 0600); instances may share it",
+    example: "--state-dir /var/lib/lb", parse: text(() => null),
+  },
+  {
     key: "backendCa", perPool: true, group: "tls", type: "string", valueHint: "file", fallback: "",
     description: "PEM CA certificate(s) that https:// backends are verified against (default: the system's)",
     example: "--backend-ca /etc/lb/internal-ca.pem", parse: optionalText(() => null),
@@ -360,6 +404,12 @@ const SPECS: SettingSpec[] = [
     example: "--access-log-file /var/log/lb/access.log", parse: optionalText(() => null),
   },
 ];
+
+/** $XDG_DATA_HOME/lb (~/.local/share/lb when unset), or /var/lib/lb for root, as system services keep state. */
+function defaultStateDir(): string {
+  if (process.getuid?.() === 0) return "/var/lib/lb";
+  return join(process.env.XDG_DATA_HOME || join(homedir(), ".local", "share"), "lb");
+}
 
 export const SETTINGS: Setting[] = SPECS.map((spec) => ({ ...spec, name: spec.name ?? kebab(spec.key) }) as Setting);
 

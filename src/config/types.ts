@@ -1,6 +1,7 @@
 /**
  * What a config is, and nothing else: the shape every part of lb reads (Config, a pool, a route) and the words a
- * setting may take. A leaf: it imports only types, so anything may import it without an import circle.
+ * setting may take, and two questions asked of a config everywhere (does it serve TLS, which names get ACME
+ * certificates). A leaf: it imports only types, so anything may import it without an import circle.
  */
 import type { AccessFormat } from "../access-log.ts";
 import type { BackendSpec } from "./backend-url.ts";
@@ -64,6 +65,18 @@ export interface Config {
   tlsCert: string;
   tlsKey: string;
   tlsSni: SniCert[];
+  /** Names lb gets certificates for from an ACME CA (src/acme/); "routes" stands for every exact route host. */
+  acme: string[];
+  acmeEmail: string;
+  /** The ACME directory URL. */
+  acmeCa: string;
+  /** A PEM file trusted for the ACME server's own HTTPS; empty: the system's CAs. */
+  acmeCaCert: string;
+  acmeEabKid: string;
+  /** External Account Binding's HMAC key (base64url): a secret, never logged or shown. */
+  acmeEabHmac: string;
+  /** Where the ACME account key and the certificates lb obtained are kept. */
+  stateDir: string;
   httpRedirectPort: number;
   http2: Http2Mode;
   http3: boolean;
@@ -115,6 +128,22 @@ export interface SniCert {
   serverName: string;
   cert: string;
   key: string;
+}
+
+/** Whether lb serves HTTPS: with certificate files, or with certificates it obtains itself (--acme). */
+export function servesTls(config: Pick<Config, "tlsCert" | "acme">): boolean {
+  return Boolean(config.tlsCert) || config.acme.length > 0;
+}
+
+/** `acme = "routes"` in a list: every exact host of the route table. */
+export const ACME_ROUTES = "routes";
+
+/** The names --acme gets certificates for: as listed, "routes" replaced by the routes' exact hosts (no wildcards). */
+export function acmeNames(config: Pick<Config, "acme" | "routes">): string[] {
+  const names = config.acme.flatMap((name) =>
+    name === ACME_ROUTES ? config.routes.flatMap(({ host }) => (host && !host.includes("*") ? [host.toLowerCase()] : [])) : [name],
+  );
+  return [...new Set(names)];
 }
 
 /** Where the admin API listens; null when it is off. */

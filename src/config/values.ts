@@ -322,3 +322,57 @@ function checkBackendItem(item: unknown): SpecCheck {
   const parsedWeight = parseWeight(weight ?? checked.spec.weight);
   return parsedWeight === null ? { error: `.weight: ${WEIGHT_PROBLEM}` } : { spec: { ...checked.spec, weight: parsedWeight } };
 }
+
+/** A DNS name a public CA can issue for: letters, digits and hyphens in dot-separated labels, at least two labels. */
+const DNS_NAME = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$/;
+
+/** Names for --acme (repeatable, or a list), or "routes" for every exact route host; lower-cased. */
+export const acmeNameList: ValueParser<string[]> = described(
+  (value) => {
+    const items = Array.isArray(value) ? value : typeof value === "string" ? value.split(",").filter((s) => s.trim() !== "") : null;
+    if (!items) return { error: 'must be a list of names, or "routes"' };
+    const names: string[] = [];
+    const problems: string[] = [];
+    items.forEach((item, i) => {
+      const name = typeof item === "string" ? item.trim().toLowerCase() : "";
+      const problem = acmeNameProblem(name, item);
+      if (problem) problems.push(`[${i}]: ${problem}`);
+      else if (!names.includes(name)) names.push(name);
+    });
+    return problems.length ? { error: problems } : { value: names };
+  },
+  { anyOf: [{ type: "string" }, { type: "array", items: { type: "string" } }] },
+);
+
+function acmeNameProblem(name: string, written: unknown): string | null {
+  if (name === "routes") return null;
+  if (name.includes("*")) return `"${written}": wildcard certificates need the DNS-01 challenge, which lb does not do; list each name`;
+  if (/^[\d.]+$|:/.test(name)) return `"${written}": certificates from ACME are for DNS names, not IP addresses`;
+  if (!DNS_NAME.test(name)) return `"${written}" is not a DNS name such as example.com (or "routes")`;
+  return null;
+}
+
+/** Shorthands --acme-ca accepts for well-known ACME directories. */
+export const ACME_DIRECTORIES: Readonly<Record<string, string>> = {
+  letsencrypt: "https://acme-v02.api.letsencrypt.org/directory",
+  "letsencrypt-staging": "https://acme-staging-v02.api.letsencrypt.org/directory",
+};
+
+/** An ACME directory: an https:// URL (http:// only on loopback), or one of ACME_DIRECTORIES' names. */
+export const acmeDirectory: ValueParser<string> = described(
+  (value) => {
+    if (typeof value !== "string") return { error: "must be text" };
+    const known = ACME_DIRECTORIES[value.trim()];
+    if (known) return { value: known };
+    const url = URL.canParse(value) ? new URL(value) : null;
+    const plainAllowed = url?.protocol === "http:" && isLoopback(url.hostname);
+    if (!url || (url.protocol !== "https:" && !plainAllowed)) {
+      return { error: `"${value}" is not an ACME directory; write an https:// URL, or ${Object.keys(ACME_DIRECTORIES).join(" or ")}` };
+    }
+    return { value: url.href };
+  },
+  { type: "string" },
+);
+
+/** An email address for the ACME account (empty: none; Let's Encrypt then cannot warn about expiry problems). */
+export const emailAddress: ValueParser<string> = optionalText((s) => (/^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(s) ? null : `"${s}" is not an email address`));

@@ -33,7 +33,7 @@ function settingsView(config: Config, settings: readonly Setting[]): Record<stri
   const view: Record<string, unknown> = {};
   for (const setting of settings) {
     const value = setting.key === "healthDownInterval" ? downInterval(config) : config[setting.key];
-    if (setting.key === "adminToken") view[setting.name] = value ? "[redacted]" : "";
+    if (setting.key === "adminToken" || setting.key === "acmeEabHmac") view[setting.name] = value ? "[redacted]" : "";
     else if (setting.key === "healthHeaders") view[setting.name] = config.healthHeaders.map(([name, text]) => [name, SECRET_HEADERS.has(name.toLowerCase()) ? "[redacted]" : text]);
     else view[setting.name] = setting.parse.write ? setting.parse.write(value) : value;
   }

@@ -1,6 +1,7 @@
 /** The Prometheus text exposition (format 0.0.4) of lb's metrics, rendered on each scrape of /metrics. */
 import { descriptorLimit, openDescriptors } from "../descriptors.ts";
 import { BACKEND_STATES, type Backend, describeState, isAvailable } from "../pool/backend.ts";
+import type { CertificateStatus } from "../certificates.ts";
 import { BUILD_INFO } from "../version.ts";
 import { BACKEND_COUNTERS, BACKEND_HISTOGRAMS, COUNTER_NAMES, HISTOGRAM_NAMES, LATENCY_BUCKETS, type Metrics } from "./metrics.ts";
 
@@ -12,6 +13,18 @@ export interface ScrapeState {
   queued: number;
   /** Client requests and WebSocket tunnels open now. */
   clients: number;
+  /** The certificates lb serves (files and --acme). */
+  certificates: readonly CertificateStatus[];
+}
+
+/** Each name's expiry; a name with two certificates (a file's and --acme's) shows the later one. */
+function expiryByName(certificates: readonly CertificateStatus[]): Map<string, number> {
+  const expiry = new Map<string, number>();
+  for (const { names, facts } of certificates) {
+    if (!facts) continue;
+    for (const name of names) expiry.set(name, Math.max(expiry.get(name) ?? 0, facts.notAfter));
+  }
+  return expiry;
 }
 
 /** Label values escaped as the format requires (backslash, quote, newline). */
@@ -19,7 +32,7 @@ function label(value: string): string {
   return value.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
 }
 
-export function renderPrometheus({ pools, metrics, queued, clients }: ScrapeState): string {
+export function renderPrometheus({ pools, metrics, queued, clients, certificates }: ScrapeState): string {
   const out: string[] = [];
   const poolOf = new Map<string, string>();
   for (const [name, pool] of pools) for (const backend of pool.backends) poolOf.set(backend.url, name);
@@ -82,6 +95,9 @@ export function renderPrometheus({ pools, metrics, queued, clients }: ScrapeStat
   out.push(`lb_queue_depth ${queued}`);
   family("lb_client_connections", "gauge", "Client requests in progress and WebSocket tunnels open (idle keep-alive connections are not seen).");
   out.push(`lb_client_connections ${clients}`);
+
+  family("lb_tls_certificate_expiry_timestamp_seconds", "gauge", "When the certificate served for each name expires (its notAfter), files and --acme alike.");
+  for (const [name, notAfter] of expiryByName(certificates)) out.push(`lb_tls_certificate_expiry_timestamp_seconds{name="${label(name)}"} ${notAfter / 1000}`);
 
   family("lb_config_reloads_total", "counter", "Config reloads (SIGHUP, the file changing, POST /api/reload), by result.");
   out.push(`lb_config_reloads_total{result="success"} ${metrics.reloads.success}`, `lb_config_reloads_total{result="failure"} ${metrics.reloads.failure}`);
