@@ -1,7 +1,7 @@
 /**
  * One request's trip, top to bottom: admit it, pick candidates, send it through the upstream client, retry the next
  * candidate when that is safe, and hand the answer back. The pieces it uses each live in a file of their own: an
- * attempt's in-flight count (attempt.ts), the client's response (respond.ts), the WebSocket trip (websocket-trip.ts)
+ * attempt's in-flight count (attempt.ts), the client's response (responses.ts), the WebSocket trip (websocket-trip.ts)
  * and the access line and metrics of a finished request (trip-log.ts).
  */
 import { type Policy, preferFirst } from "../balance/policy.ts";
@@ -18,8 +18,7 @@ import { type Failure, failure } from "../upstream/failure.ts";
 import { Attempt, type AttemptEnd } from "./attempt.ts";
 import { failWhenIdle, type OutgoingBody, prepareBody } from "./body.ts";
 import { closesAfter, upstreamRequestFields } from "./headers.ts";
-import { clientResponse } from "./respond.ts";
-import { errorResponse } from "./responses.ts";
+import { clientResponse, errorResponse } from "./responses.ts";
 import { isIdempotent, mayRetry, retryBudgetAllows } from "./retry.ts";
 import { type Trip, redact } from "./trip.ts";
 import { TripLog } from "./trip-log.ts";
