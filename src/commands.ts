@@ -1,6 +1,6 @@
 /**
  * lb's commands, as one citty command tree: `lb [options] <backend>...` serves (the hidden `serve` command), and
- * the rest are subcommands (demo, backends, status, reload, validate, version, completion, schema, types). Every
+ * the rest are subcommands (demo, backends, status, reload, certs, validate, version, completion, schema, types). Every
  * input problem exits 2 with one line; a bare word that is neither a command nor a backend address is refused with
  * "did you mean …?".
  */
@@ -16,6 +16,7 @@ import {
   runBackendsCommand,
   runReloadCommand,
 } from "./admin/client.ts";
+import { CERTS_HELP, runCertsCommand } from "./admin/certs.ts";
 import { STATUS_ARGS, STATUS_HELP, runStatusCommand } from "./admin/status.ts";
 import { type HelpPage, closest, parseCommandLine, parseStrict, renderHelp, settingArgs, settingSections } from "./cli.ts";
 import { type CompletionTree, SHELLS, type Shell, completionScript } from "./completion.ts";
@@ -124,6 +125,14 @@ const COMMANDS: Record<string, Command> = {
     }),
     help: () => RELOAD_HELP,
   },
+  certs: {
+    def: defineCommand({
+      meta: { name: "certs", description: "The certificates a running lb serves (files and --acme): names, issuer, expiry, renewal" },
+      args: ADMIN_ARGS as ArgsDef,
+      run: async ({ rawArgs }) => console.log(await runCertsCommand(rawArgs, env())),
+    }),
+    help: () => CERTS_HELP,
+  },
   validate: {
     def: defineCommand({
       meta: { name: "validate", description: "Check a config file (and flags) without starting lb: exit 0, or 2 with every problem" },
@@ -221,6 +230,7 @@ function completionTree(): CompletionTree {
       backends: [...BACKEND_ACTIONS, ...flags(BACKENDS_ARGS)],
       status: flags(STATUS_ARGS),
       reload: flags(ADMIN_ARGS),
+      certs: flags(ADMIN_ARGS),
       validate: flags(settingArgs()),
       version: flags(VERSION_ARGS),
       completion: [...SHELLS],

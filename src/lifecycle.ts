@@ -36,8 +36,12 @@ export async function runServe(commandLine: ParsedCommandLine): Promise<void> {
     reload = reloader(lb, log, async () => resolveConfig(layersOf(await readConfigFile(path), commandLine), environment()));
     reloadOnChange(path, configChanges, reload);
   }
-  // Without a file there is nothing to reload; SIGHUP must not end the process (its default action).
-  else process.on("SIGHUP", () => log.warn("SIGHUP: no --config file to reload"));
+  // Without a file, SIGHUP re-reads the certificate files lb was started with (renewed in place by certbot and the
+  // like); with none there is nothing to reload. It must not end the process either way (its default action).
+  else if (config.tlsCert) {
+    const reread = reloader(lb, log, async () => config);
+    process.on("SIGHUP", () => void reread("SIGHUP, no --config: the certificate files re-read"));
+  } else process.on("SIGHUP", () => log.warn("SIGHUP: no --config file to reload"));
 }
 
 /** `lb demo`: three backends in this process and lb in front of them, on free ports where the usual ones are taken. */
