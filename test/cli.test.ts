@@ -265,7 +265,7 @@ describe("lb completion", () => {
   test("zsh and fish scripts; an unknown shell exits 2", async () => {
     expect((await runCommand(["completion", "zsh"])).stdout).toStartWith("autoload -U +X bashcompinit && bashcompinit\n");
     const fish = (await runCommand(["completion", "fish"])).stdout;
-    expect(fish).toContain('complete -c lb -f -n __fish_use_subcommand -a "demo backends status reload validate version completion schema types"');
+    expect(fish).toContain('complete -c lb -f -n __fish_use_subcommand -a "demo backends status reload certs validate version completion schema types"');
     expect(fish).toContain('complete -c lb -n "__fish_seen_subcommand_from status" -l watch');
     expect(fish).toContain('complete -c lb -n "__fish_use_subcommand" -l policy -x -a "round-robin least-connections random p2c ewma hash"');
     expect(fish).toContain('complete -c lb -n "__fish_seen_subcommand_from status" -l admin -r');
