@@ -17,7 +17,8 @@ import { STALE_LOCK_MS, StateStore } from "../src/acme/store.ts";
 import { describeCertificate } from "../src/certificates.ts";
 import type { TlsCertificates } from "../src/listeners.ts";
 import { type Pebble, freePort, pebbleMissing, pebbleServerCertificate, startPebble } from "./acme-pebble.ts";
-import { waitFor } from "./helpers.ts";
+import { resolveConfig } from "../src/config/load.ts";
+import { ROOT, waitFor } from "./helpers.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "lb-acme-manager-"));
 const cleanup: Array<() => unknown> = [];
@@ -175,4 +176,24 @@ described("with Pebble", () => {
     expect(two.lines.find((line) => line.includes("using the certificate another lb stored"))).toBeDefined();
     expect(pebble.orders()).toBe(1);
   }, 30_000);
+});
+
+describe("where the state is kept by default", () => {
+  const stateDir = (env: Record<string, string | undefined>) => {
+    const saved = { STATE_DIRECTORY: process.env.STATE_DIRECTORY, XDG_DATA_HOME: process.env.XDG_DATA_HOME };
+    Object.assign(process.env, env);
+    for (const [name, value] of Object.entries(env)) if (value === undefined) delete process.env[name];
+    try {
+      return resolveConfig([{ source: "test", values: { backends: ["http://127.0.0.1:1"] } }], { stdoutIsTTY: false }).stateDir;
+    } finally {
+      for (const [name, value] of Object.entries(saved)) if (value === undefined) delete process.env[name];
+      else process.env[name] = value;
+    }
+  };
+
+  test("systemd's $STATE_DIRECTORY (the unit's StateDirectory=lb), else $XDG_DATA_HOME/lb", () => {
+    expect(stateDir({ STATE_DIRECTORY: "/var/lib/lb" })).toBe("/var/lib/lb");
+    if (process.getuid?.() !== 0) expect(stateDir({ STATE_DIRECTORY: undefined, XDG_DATA_HOME: "/data" })).toBe("/data/lb");
+    expect(readFileSync(join(ROOT, "deploy/systemd/lb.service"), "utf8")).toMatch(/^StateDirectory=lb$/m);
+  });
 });

@@ -326,7 +326,7 @@ const SPECS: SettingSpec[] = [
   },
   {
     key: "stateDir", group: "acme", restart: true, type: "string", valueHint: "dir", fallback: defaultStateDir,
-    shownDefault: "$XDG_DATA_HOME/lb, /var/lib/lb as root",
+    shownDefault: "$STATE_DIRECTORY (systemd), /var/lib/lb as root, else $XDG_DATA_HOME/lb",
     description: "Where lb keeps its ACME account key and certificates (files of mode 0600); instances may share it",
     example: "--state-dir /var/lib/lb", parse: text(() => null),
   },
@@ -405,8 +405,13 @@ const SPECS: SettingSpec[] = [
   },
 ];
 
-/** $XDG_DATA_HOME/lb (~/.local/share/lb when unset), or /var/lib/lb for root, as system services keep state. */
+/**
+ * systemd's $STATE_DIRECTORY (the unit's StateDirectory=lb), else /var/lib/lb for root, as system services keep state,
+ * else $XDG_DATA_HOME/lb (~/.local/share/lb when unset).
+ */
 function defaultStateDir(): string {
+  const systemd = process.env.STATE_DIRECTORY?.split(":")[0];
+  if (systemd) return systemd;
   if (process.getuid?.() === 0) return "/var/lib/lb";
   return join(process.env.XDG_DATA_HOME || join(homedir(), ".local", "share"), "lb");
 }
