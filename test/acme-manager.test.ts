@@ -64,11 +64,12 @@ function challengeServer(port: number, challenges: ChallengeAnswers) {
   cleanup.push(() => server.stop(true));
 }
 
-function managerFor(stateDir: string, directory: string, name: string, clock: Clock) {
+function managerFor(stateDir: string, directory: string, name: string, clock: Clock, eab = { kid: "", hmac: "" }) {
   const store = new StateStore(stateDir, directory);
   const challenges = new ChallengeAnswers(store);
   const caCert = readFileSync(pebbleServerCertificate(dir).cert, "utf8");
-  const orderer = acmeOrderer({ acmeCa: directory, acmeCaCert: "", acmeEmail: "", acmeEabKid: "", acmeEabHmac: "" }, store, challenges, caCert);
+  const account = { acmeCa: directory, acmeCaCert: "", acmeEmail: "", acmeEabKid: eab.kid, acmeEabHmac: eab.hmac };
+  const orderer = acmeOrderer(account, store, challenges, caCert);
   const { log, lines } = capturedLog();
   const served: TlsCertificates[] = [];
   const manager = new AcmeManager([name], { store, orderer, challenges, ca: directory, log, clock });
@@ -175,6 +176,41 @@ described("with Pebble", () => {
     expect(two.served[0]![0]!.cert).toBe(one.served[0]![0]!.cert);
     expect(two.lines.find((line) => line.includes("using the certificate another lb stored"))).toBeDefined();
     expect(pebble.orders()).toBe(1);
+  }, 30_000);
+
+  test("a challenge the CA cannot check is logged with the CA's reason and retried; it succeeds once lb answers", async () => {
+    const httpPort = await freePort();
+    const pebble = await startPebble(dir, { httpPort, port: await freePort() });
+    pebbles.push(pebble);
+    const clock = new ManualClock();
+    const { start, challenges, lines, served } = managerFor(join(dir, "state-challenge"), pebble.directory, "unchecked.example.test", clock);
+    start();
+    clock.advance(0); // nothing answers on httpPort yet: the CA's check is refused
+    const failure = await waitFor(() => lines.find((line) => line.includes("could not get a certificate for unchecked.example.test")), "the failed challenge");
+    expect(failure).toMatch(/connection refused|refused/i);
+    expect(failure).toContain("next try in 2m");
+    challengeServer(httpPort, challenges);
+    clock.advance(2 * 60_000);
+    await waitFor(() => served.length === 1, () => `the certificate; log:\n${lines.join("\n")}`);
+  }, 30_000);
+
+  test("External Account Binding: without the key the CA refuses (logged), with --acme-eab-kid/--acme-eab-hmac it issues", async () => {
+    const httpPort = await freePort();
+    const eab = { kid: "kid-1", hmac: "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W" };
+    const pebble = await startPebble(dir, { httpPort, port: await freePort(), eab });
+    pebbles.push(pebble);
+    const clock = new ManualClock();
+    const without = managerFor(join(dir, "state-no-eab"), pebble.directory, "eab.example.test", clock);
+    const withKey = managerFor(join(dir, "state-eab"), pebble.directory, "eab.example.test", clock, eab);
+    challengeServer(httpPort, withKey.challenges);
+    without.start();
+    clock.advance(0);
+    const refused = await waitFor(() => without.lines.find((line) => line.includes("could not get a certificate")), "the refusal");
+    expect(refused).toMatch(/externalAccountBinding/);
+    withKey.start();
+    clock.advance(0);
+    await waitFor(() => withKey.served.length === 1, () => `the certificate; log:\n${withKey.lines.join("\n")}`);
+    expect(withKey.lines.join("\n")).not.toContain(eab.hmac);
   }, 30_000);
 });
 

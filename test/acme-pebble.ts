@@ -34,6 +34,8 @@ export interface PebbleOptions {
   validitySeconds?: number;
   /** The port of the ACME API; a free one unless given (a test restarting the CA keeps its address). */
   port?: number;
+  /** Require External Account Binding, with this key ID and HMAC key (base64url). */
+  eab?: { kid: string; hmac: string };
 }
 
 /** Starts Pebble and its DNS server in `dir`, resolving once the directory answers. */
@@ -52,7 +54,8 @@ export async function startPebble(dir: string, options: PebbleOptions): Promise<
         httpPort: options.httpPort,
         tlsPort: await freePort(),
         ocspResponderURL: "",
-        externalAccountBindingRequired: false,
+        externalAccountBindingRequired: Boolean(options.eab),
+        ...(options.eab && { externalAccountMACKeys: { [options.eab.kid]: options.eab.hmac } }),
         ...(options.validitySeconds && { certificateValidityPeriod: options.validitySeconds }),
       },
     }),

@@ -20,37 +20,52 @@ export type CertificateOrderer = (name: string) => Promise<StoredPair>;
 
 export function acmeOrderer(config: AcmeAccountConfig, store: StateStore, challenges: ChallengeAnswers, caCertPem: string | null): CertificateOrderer {
   configureHttp(caCertPem);
-  // Once per process: orders for several names start together, and must not each make an account.
-  let account: Promise<string> | undefined;
+  // Once per process, and again after a failed order (the account may be what failed): orders for several names start
+  // together and share one account rather than each registering.
+  let account: Promise<Account> | undefined;
+  const accountOnce = () => (account ??= register(config, store));
   return async (name) => {
     await reachDirectory(config.acmeCa, caCertPem);
-    const client = new acme.Client({
-      directoryUrl: config.acmeCa,
-      accountKey: await (account ??= accountKey(store).catch((error) => {
-        account = undefined; // a disk that failed once may not fail again
-        throw error;
-      })),
-      ...(config.acmeEabKid && { externalAccountBinding: { kid: config.acmeEabKid, hmacKey: config.acmeEabHmac } }),
-    });
-    const [key, csr] = await acme.crypto.createCsr({ commonName: name, altNames: [name] }, await acme.crypto.createPrivateEcdsaKey());
-    const cert = await client.auto({
-      csr,
-      email: config.acmeEmail || undefined,
-      termsOfServiceAgreed: true,
-      challengePriority: ["http-01"],
-      // Otherwise the library first fetches http://NAME:80 itself through the system's DNS, and retries that
-      // silently for minutes; the CA checks anyway, and its verdict is the one that counts.
-      skipChallengeVerification: true,
-      challengeCreateFn: async (_authz, challenge, keyAuthorization) => challenges.add(challenge.token, keyAuthorization),
-      challengeRemoveFn: async (_authz, challenge) => challenges.remove(challenge.token),
-    });
-    return { cert, key: key.toString() };
+    try {
+      const { key: accountKey, url: accountUrl } = await accountOnce();
+      const client = new acme.Client({ directoryUrl: config.acmeCa, accountKey, accountUrl, ...externalAccountBinding(config) });
+      const [key, csr] = await acme.crypto.createCsr({ commonName: name, altNames: [name] }, await acme.crypto.createPrivateEcdsaKey());
+      const cert = await client.auto({
+        csr,
+        challengePriority: ["http-01"],
+        // Otherwise the library first fetches http://NAME:80 itself through the system's DNS, and retries that
+        // silently for minutes; the CA checks anyway, and its verdict is the one that counts.
+        skipChallengeVerification: true,
+        challengeCreateFn: async (_authz, challenge, keyAuthorization) => challenges.add(challenge.token, keyAuthorization),
+        challengeRemoveFn: async (_authz, challenge) => challenges.remove(challenge.token),
+      });
+      return { cert, key: key.toString() };
+    } catch (error) {
+      account = undefined;
+      throw error;
+    }
   };
 }
 
-/** The account's key: the stored one, or a new one stored (unless another instance stored one first) and used. */
-async function accountKey(store: StateStore): Promise<string> {
-  return store.readAccountKey() ?? store.keepAccountKey((await acme.crypto.createPrivateEcdsaKey()).toString());
+interface Account {
+  key: string;
+  url: string;
+}
+
+/**
+ * The account of the stored key (the key made and stored first when there is none): created, or found again and its
+ * contact set to --acme-email. The contact is always sent, empty without an email: an existing account must not get
+ * an update with nothing in it, which Pebble refuses (RFC 8555 asks for POST-as-GET there), as the library would send.
+ */
+async function register(config: AcmeAccountConfig, store: StateStore): Promise<Account> {
+  const key = store.readAccountKey() ?? store.keepAccountKey((await acme.crypto.createPrivateEcdsaKey()).toString());
+  const client = new acme.Client({ directoryUrl: config.acmeCa, accountKey: key, ...externalAccountBinding(config) });
+  await client.createAccount({ termsOfServiceAgreed: true, contact: config.acmeEmail ? [`mailto:${config.acmeEmail}`] : [] });
+  return { key, url: client.getAccountUrl() };
+}
+
+function externalAccountBinding(config: AcmeAccountConfig) {
+  return config.acmeEabKid ? { externalAccountBinding: { kid: config.acmeEabKid, hmacKey: config.acmeEabHmac } } : {};
 }
 
 /**

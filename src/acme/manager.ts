@@ -9,6 +9,7 @@
 import { type CertificateFacts, type CertificateStatus, certificateSummary, describeCertificate, pairProblem } from "../certificates.ts";
 import { readFileSync } from "node:fs";
 import { formatDuration } from "../config/duration.ts";
+import { ConfigError } from "../config/load.ts";
 import { type Config, acmeNames } from "../config/types.ts";
 import type { TlsCertificates } from "../listeners.ts";
 import type { Logger } from "../log.ts";
@@ -234,6 +235,14 @@ export class AcmeManager {
   }
 }
 
+function readCaCert(path: string): string {
+  try {
+    return readFileSync(path, "utf8");
+  } catch (error) {
+    throw new ConfigError(`acme-ca-cert: cannot read ${path} (${(error as NodeJS.ErrnoException).code}); check the path`);
+  }
+}
+
 /** One line from whatever the ACME library threw: the CA's problem document, or the network error. */
 export function describeAcmeError(error: unknown): string {
   // acme-client reads the answer of a request that got none (the CA went away mid-order).
@@ -247,7 +256,7 @@ export function describeAcmeError(error: unknown): string {
 export function acmeFor(config: Config, log: Logger): AcmeManager {
   const store = new StateStore(config.stateDir, config.acmeCa);
   const challenges = new ChallengeAnswers(store);
-  const caCert = config.acmeCaCert ? readFileSync(config.acmeCaCert, "utf8") : null;
+  const caCert = config.acmeCaCert ? readCaCert(config.acmeCaCert) : null;
   const orderer = acmeOrderer(config, store, challenges, caCert);
   return new AcmeManager(acmeNames(config), { store, orderer, challenges, ca: config.acmeCa, log });
 }

@@ -112,8 +112,10 @@ export function checkConfig(layers: Layer[], env: Environment): { config: Config
     problems.push("tls: give both --tls-cert and --tls-key (a certificate and its private key), or neither");
   }
   if (result.tlsSni.length && !result.tlsCert) problems.push("tls-sni: give the default certificate too (--tls-cert and --tls-key)");
-  if (result.httpRedirectPort && !servesTls(result)) problems.push("http-redirect-port: redirects to HTTPS need --tls-cert and --tls-key (or --acme)");
-  if (result.http3 && !servesTls(result)) problems.push("http3: HTTP/3 runs over TLS only; give --tls-cert and --tls-key (or --acme)");
+  // An --acme written wrong is reported as such, not again as TLS missing.
+  const tls = servesTls(result) || layers.some((layer) => layer.values.acme !== undefined);
+  if (result.httpRedirectPort && !tls) problems.push("http-redirect-port: redirects to HTTPS need --tls-cert and --tls-key (or --acme)");
+  if (result.http3 && !tls) problems.push("http3: HTTP/3 runs over TLS only; give --tls-cert and --tls-key (or --acme)");
   if (result.acme.length) problems.push(...acmeProblems(result, (name) => layers.some((layer) => layer.values[name] !== undefined)));
   if (result.admin && !isLoopback(result.admin.host) && !result.adminToken) {
     problems.push(
