@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connect } from "node:tls";
 import { type Pebble, freePort, pebbleMissing, startPebble } from "./acme-pebble.ts";
-import { ROOT, type LbProcess, spawnLb, startBackend, waitFor } from "./helpers.ts";
+import { ROOT, type LbProcess, spawnLb, startBackend, waitFor, workerPids } from "./helpers.ts";
 
 if (pebbleMissing) console.warn(`skipping the ACME tests: ${pebbleMissing}`);
 const described = pebbleMissing ? describe.skip : describe;
@@ -98,10 +98,18 @@ described("--acme with Pebble", () => {
     expect(await servedSerial(pebble, "a.example.test", again.port)).toBe(serial);
     expect(pebble.orders() - before).toBe(2);
     expect(again.lb.stderr.join("\n")).not.toContain("ordering");
+    const admin = adminUrl(again.lb);
+    const { certificates } = (await (await fetch(`${admin}/api/certificates`)).json()) as { certificates: Array<Record<string, unknown>> };
+    expect(certificates.map((c) => c.names)).toEqual([["a.example.test"], ["b.example.test"]]);
+    expect(certificates[0]).toMatchObject({ source: "acme", ca: pebble.directory, serial: expect.stringMatching(new RegExp(`^${serial}$`, "i")) });
+    expect(certificates[0]!.issuer).toMatch(/^Pebble Intermediate CA/);
+    expect(Date.parse(certificates[0]!.renewal as string)).toBeLessThan(Date.parse(certificates[0]!.notAfter as string));
+    const expiry = Date.parse(certificates[1]!.notAfter as string) / 1000;
+    expect(await (await fetch(`${admin}/metrics`)).text()).toContain(`lb_tls_certificate_expiry_timestamp_seconds{name="b.example.test"} ${expiry}\n`);
     await again.lb.kill();
   }, 60_000);
 
-  test("HTTPS for a name without a certificate fails the handshake, while plain HTTP answers challenges and redirects; a CA that is down gets a clear line and a retry", async () => {
+  test("HTTPS for a name without a certificate fails the handshake, while plain HTTP answers challenges and redirects; a CA that is down gets a clear line naming the next try", async () => {
     const deadCa = `https://127.0.0.1:${await freePort()}/dir`;
     const port = await freePort();
     const redirectPort = await freePort();
@@ -123,7 +131,38 @@ described("--acme with Pebble", () => {
     expect(redirect.headers.get("location")).toBe(`https://nocert.example.test:${port}/shop?x=1`);
     const unknownChallenge = await fetch(`http://127.0.0.1:${redirectPort}/.well-known/acme-challenge/no-such-token`);
     expect(unknownChallenge.status).toBe(404);
+    const { certificates } = (await (await fetch(`${adminUrl(lb)}/api/certificates`)).json()) as { certificates: unknown[] };
+    expect(certificates).toEqual([
+      { names: ["nocert.example.test"], source: "acme", ca: deadCa, pending: true, nextTry: expect.any(String), lastError: expect.stringContaining("cannot reach the ACME directory") },
+    ]);
     expect(lb.proc.exitCode).toBeNull();
+    await lb.kill();
+  }, 30_000);
+
+  test('acme = "routes": each exact route host gets a certificate, and a route host a reload adds gets one too', async () => {
+    const port = await freePort();
+    const config = join(dir, "routes.toml");
+    const routesFile = (hosts: string[]) =>
+      [
+        `host = "127.0.0.1"`,
+        `port = ${port}`,
+        `http-redirect-port = ${httpPort}`,
+        `acme = "routes"`,
+        `acme-ca = "${pebble.directory}"`,
+        `acme-ca-cert = "${pebble.serverCaFile}"`,
+        `state-dir = "${join(dir, "state-routes")}"`,
+        `[pools.web]`,
+        `backends = ["${backend.url}"]`,
+        ...hosts.map((host) => `[[routes]]\nhost = "${host}"\npool = "web"`),
+        `[[routes]]\nhost = "*.wild.example.test"\npool = "web"`,
+      ].join("\n");
+    writeFileSync(config, routesFile(["one.routes.example.test"]));
+    const lb = await spawnLb(["--config", config, "--log-format", "pretty"]);
+    await lb.waitForLine("stderr", /certificate for one\.routes\.example\.test obtained/);
+    writeFileSync(config, routesFile(["one.routes.example.test", "two.routes.example.test"]));
+    await lb.waitForLine("stderr", /certificate for two\.routes\.example\.test obtained/);
+    expect((await curlHttps(pebble, "two.routes.example.test", port)).body).toBe("backend one");
+    expect(lb.stderr.join("\n")).not.toContain("wild.example.test");
     await lb.kill();
   }, 30_000);
 
@@ -151,14 +190,20 @@ described("--acme with Pebble", () => {
     await again.lb.kill();
   }, 30_000);
 
-  test("--workers 2: the primary orders once, and both workers serve the certificate", async () => {
+  test("--workers 2: the primary orders once; every new connection (the kernel spreads them over both workers) gets the certificate, also through a worker started after it came", async () => {
     const before = pebble.orders();
     const { lb, port } = await acmeLb(pebble, httpPort, join(dir, "state-workers"), ["workers.example.test"], backend.url, ["--workers", "2"]);
     await lb.waitForLine("stderr", /certificate for workers\.example\.test obtained/);
-    // New connections land on either worker (SO_REUSEPORT): every one of them must have the certificate.
-    await waitFor(async () => (await curlHttps(pebble, "workers.example.test", port)).code === 0, "HTTPS through a worker");
-    const answers = await Promise.all(Array.from({ length: 12 }, () => curlHttps(pebble, "workers.example.test", port)));
-    expect(answers.map((answer) => answer.body)).toEqual(Array(12).fill("backend one"));
+    const allServe = async () => {
+      const answers = await Promise.all(Array.from({ length: 12 }, () => curlHttps(pebble, "workers.example.test", port)));
+      return answers.every((answer) => answer.body === "backend one");
+    };
+    await waitFor(allServe, "HTTPS through both workers");
+    const [killed] = workerPids(lb.proc.pid);
+    process.kill(killed!, "SIGKILL");
+    await lb.waitForLine("stderr", /worker \d restarted/);
+    expect(workerPids(lb.proc.pid)).not.toContain(killed);
+    expect(await allServe()).toBe(true);
     expect(pebble.orders() - before).toBe(1);
     await lb.kill();
   }, 30_000);
@@ -216,6 +261,11 @@ described("--acme renewal", () => {
     await lb.kill();
   }, 60_000);
 });
+
+/** The admin API's address, from lb's "listening" line. */
+function adminUrl(lb: LbProcess): string {
+  return /admin (http:\/\/\S+)/.exec(lb.stderr.find((line) => line.includes("lb listening on"))!)![1]!;
+}
 
 function listFiles(root: string): string[] {
   return readdirSync(root, { recursive: true, withFileTypes: true })
