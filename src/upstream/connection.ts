@@ -9,6 +9,7 @@ import { ChunkedDecoder } from "./chunked.ts";
 import type { UpstreamAnswer, UpstreamRequest } from "./client.ts";
 import { type Failure, type ProtocolErrorKind, classifyFailure, failure } from "./failure.ts";
 import { LAST_CHUNK, encodeChunk, encodeRequest, isIdempotent } from "./request-head.ts";
+import { capReceiveBuffer } from "./receive-buffer.ts";
 
 /** A body up to this size that has all arrived is handed over whole (so the client gets a Content-Length). */
 export const WHOLE_BODY_LIMIT_BYTES = 1024 * 1024;
@@ -129,6 +130,8 @@ export class Connection {
   /** The answer has been read to its end (the request may still be going out). */
   #answerDone = false;
   #paused = false;
+  /** The socket's receive buffer has been made small (tried the first time a client fell behind). */
+  #receiveCapped = false;
   /** The answer just read allows another request on this connection. */
   #reusable = false;
   /** The socket error seen before the close, to say why it closed. */
@@ -371,7 +374,10 @@ export class Connection {
       this.#streamMovedAt = performance.now();
       const stream = this.#stream!;
       stream.enqueue(piece);
-      if ((stream.desiredSize ?? 1) <= 0) this.#pause(true);
+      // The backend is read only while Bun asks for more (pull), one piece at a time; a piece that had to wait in the
+      // queue (no read was pending) means the client is behind.
+      if ((stream.desiredSize ?? 0) < 0) this.#capReceiveBuffer();
+      this.#pause(true);
     } else if (this.#whole) {
       this.#whole.set(piece, this.#filled);
       this.#filled += piece.byteLength;
@@ -412,7 +418,8 @@ export class Connection {
           this.destroy();
         },
       },
-      { highWaterMark: 1 },
+      // 0: pull means a read is waiting (Bun wrote the last piece to the client), not merely that the queue is short.
+      { highWaterMark: 0 },
     );
     this.#deliver(body);
   }
@@ -511,6 +518,16 @@ export class Connection {
     this.#paused = paused;
     if (paused) this.socket.pause();
     else this.socket.resume();
+  }
+
+  /**
+   * The client fell behind: from now on this backend is read in small pieces, so what lb holds while a client catches
+   * up stays small (receive-buffer.ts). Once per connection.
+   */
+  #capReceiveBuffer(): void {
+    if (this.#receiveCapped || !this.socket) return;
+    this.#receiveCapped = true;
+    capReceiveBuffer((this.socket as { fd?: number }).fd);
   }
 
   // ---- the socket's life ----
