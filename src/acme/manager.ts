@@ -33,6 +33,8 @@ interface ManagedName {
   /** When the next attempt (or renewal) runs. */
   nextAt: number;
   lastError: string | null;
+  /** Another instance holds the name's lock (said once in the log, not at every look). */
+  waitingForLock: boolean;
   cancel: () => void;
 }
 
@@ -80,8 +82,13 @@ export class AcmeManager {
     for (const managed of this.#names.values()) this.#schedule(managed, managed.held ? managed.held.renewAt : this.#clock.now());
   }
 
-  /** Names a reload adds start their schedule; names it drops stop theirs (their files stay in the state directory). */
+  /**
+   * Names a reload adds start their schedule; names it drops stop theirs and are no longer served (their files stay in
+   * the state directory). The listener hears of it only when what it serves changes.
+   */
   follow(names: readonly string[]): void {
+    const servedNames = () => this.certificates().map((served) => served.serverName).join();
+    const before = servedNames();
     for (const [name, managed] of this.#names) {
       if (names.includes(name)) continue;
       managed.cancel();
@@ -89,7 +96,7 @@ export class AcmeManager {
     }
     const added = names.filter((name) => !this.#names.has(name)).map((name) => this.#add(name));
     for (const managed of added) this.#schedule(managed, managed.held ? managed.held.renewAt : this.#clock.now());
-    this.#onChange(this.certificates());
+    if (servedNames() !== before) this.#onChange(this.certificates());
   }
 
   /** The certificates to serve, one SNI entry per name. */
@@ -116,7 +123,7 @@ export class AcmeManager {
 
   /** A name, with its stored certificate when that is sound (a damaged one is reported and left unserved). */
   #add(name: string): ManagedName {
-    const managed: ManagedName = { name, held: null, failures: 0, nextAt: 0, lastError: null, cancel: () => {} };
+    const managed: ManagedName = { name, held: null, failures: 0, nextAt: 0, lastError: null, waitingForLock: false, cancel: () => {} };
     this.#names.set(name, managed);
     const stored = this.#readStored(name);
     if (stored) managed.held = stored;
@@ -158,9 +165,11 @@ export class AcmeManager {
     const { store, log } = this.options;
     const { name } = managed;
     if (!store.tryLock(name, this.#clock.now())) {
-      log.info(`acme: another lb orders ${name} now (its lock is in ${store.root}); looking again in ${formatDuration(LOCK_POLL_MS)}`);
+      if (!managed.waitingForLock) log.info(`acme: another lb orders ${name} now (its lock is in ${store.root}); looking again every ${formatDuration(LOCK_POLL_MS)}`);
+      managed.waitingForLock = true;
       return this.#schedule(managed, this.#clock.now() + LOCK_POLL_MS);
     }
+    managed.waitingForLock = false;
     const cancelRefresh = this.#refreshLock(name);
     try {
       const renewedElsewhere = this.#readStored(name);
