@@ -1,6 +1,7 @@
 /**
  * Certificate operations for files as for ACME: GET /api/certificates and `lb certs` list what lb serves, /metrics
- * has each name's expiry, and SIGHUP without --config re-reads --tls-cert/--tls-key, logging the new serial.
+ * has each name's expiry, the dashboard shows it, and SIGHUP without --config re-reads --tls-cert/--tls-key, logging the
+ * new serial.
  */
 import { afterAll, expect, test } from "bun:test";
 import { copyFileSync, mkdtempSync, readFileSync } from "node:fs";
@@ -8,7 +9,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connect } from "node:tls";
 import { describeCertificate } from "../src/certificates.ts";
-import { runCommand, selfSignedCertificate, spawnLb, startBackend, waitFor } from "./helpers.ts";
+import { chromium } from "playwright-core";
+import { ROOT, runCommand, selfSignedCertificate, spawnLb, startBackend, startTestLb, waitFor } from "./helpers.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "lb-certs-"));
 const backend = startBackend("one");
@@ -68,4 +70,28 @@ test("SIGHUP without --config re-reads the certificate files and logs the new se
   const after = (await (await fetch(`${admin}/api/certificates`)).json()) as { certificates: Array<{ serial: string }> };
   expect(after.certificates[0]!.serial).toBe(next.serial);
   await lb.kill();
+}, 30_000);
+
+// Runs in the browser (the project's TypeScript has no DOM library).
+declare const document: { querySelector(selector: string): { textContent: string; hidden: boolean } | null };
+
+test("the dashboard lists each certificate with its expiry and source", async () => {
+  if (!(await Bun.file("/usr/bin/chromium").exists())) throw new Error("/usr/bin/chromium is missing: apt-get install -y chromium (.ci/run does)");
+  const { cert, key } = selfSignedCertificate(dir, "dashboard.example.test");
+  const lb = await startTestLb([backend.url], { "tls-cert": cert, "tls-key": key });
+  const browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"] });
+  try {
+    const page = await browser.newPage({ viewport: { width: 1100, height: 900 } });
+    await page.goto(lb.lb.adminUrl!.origin);
+    const row = '#certs li[data-certificate="dashboard.example.test"]';
+    await page.waitForSelector(row);
+    const text = await page.evaluate((selector) => document.querySelector(selector)!.textContent, row);
+    // openssl made it for one day: 23 hours and some minutes are left.
+    expect(text).toMatch(/^expires in 23h \d\dmfiledashboard\.example\.testby dashboard\.example\.test · until /);
+    expect(await page.evaluate(() => document.querySelector("#certs-section")!.hidden)).toBe(false);
+    await page.screenshot({ path: `${ROOT}test/artifacts/dashboard-certificates.png`, fullPage: true });
+  } finally {
+    await browser.close();
+    await lb.stop();
+  }
 }, 30_000);

@@ -2,6 +2,7 @@
 import { VERSION_LINE } from "../version.ts";
 import type { Backend } from "../pool/backend.ts";
 import { type Metrics, type Second, mergeBuckets, quantile } from "../metrics/metrics.ts";
+import { type CertificateStatus, certificateJson } from "../certificates.ts";
 import type { EventLog } from "./events.ts";
 import { backendSummary } from "./views.ts";
 
@@ -16,6 +17,8 @@ export interface StatsSources {
   metrics: Metrics;
   events: EventLog;
   queued: number;
+  /** The certificates lb serves (files and --acme): the dashboard shows when each expires. */
+  certificates: readonly CertificateStatus[];
 }
 
 const ms = (seconds: number | null) => (seconds === null ? null : Math.round(seconds * 1000 * 10) / 10);
@@ -33,7 +36,7 @@ function rates(seconds: readonly Second[]) {
   };
 }
 
-export function statsSnapshot({ pools, metrics, events, queued }: StatsSources, nowMs = Date.now()) {
+export function statsSnapshot({ pools, metrics, events, queued, certificates }: StatsSources, nowMs = Date.now()) {
   const members = [...pools].flatMap(([pool, { backends }]) => backends.map((backend) => ({ pool, backend })));
   const backends = members.map((member) => member.backend);
   const rows = members.map(({ pool, backend }) => {
@@ -72,5 +75,6 @@ export function statsSnapshot({ pools, metrics, events, queued }: StatsSources, 
     }),
     backends: rows,
     events: events.recent(),
+    certificates: certificates.map(certificateJson),
   };
 }
