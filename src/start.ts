@@ -84,7 +84,7 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
   const poolSet = new PoolSet(config, { metrics, log, events, onPoolEvent: toTraffic.emit });
   const pools = () => poolSet.pools();
   // --acme: the certificates it has stored are served from the start; those it obtains later reach the traffic side.
-  // Loaded only then: the ACME library (axios, node-forge) costs every other start about 0.1 s (lb --version 35 → 130 ms).
+  // Loaded only then: the ACME library (axios, node-forge) would slow every other start by about 0.1 s.
   const acme = config.acme.length ? (await import("./acme/manager.ts")).acmeFor(config, log) : null;
   const stored = acme?.certificates() ?? [];
   const traffic =
