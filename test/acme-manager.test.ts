@@ -5,7 +5,7 @@
  */
 import { afterAll, afterEach, describe, expect, test } from "bun:test";
 import { createConsola } from "consola";
-import { existsSync, mkdtempSync, readFileSync, readdirSync, statSync, utimesSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, readdirSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { format } from "node:util";
@@ -216,6 +216,22 @@ described("with Pebble", () => {
     await waitFor(() => withKey.served.length === 1, () => `the certificate; log:\n${withKey.lines.join("\n")}`);
     expect(withKey.lines.join("\n")).not.toContain(eab.hmac);
   }, 30_000);
+});
+
+describe("a state directory lb cannot use", () => {
+  test("is reported at each try and tried again later, without a crash", async () => {
+    const file = join(dir, "not-a-directory");
+    writeFileSync(file, "");
+    const clock = new ManualClock();
+    // Under a file: mkdir fails with ENOTDIR even for root, whom permissions do not stop.
+    const { start, lines } = managerFor(join(file, "state"), "https://127.0.0.1:1/dir", "nodir.example.test", clock);
+    expect(lines.find((line) => line.includes("cannot read the stored certificate for nodir.example.test"))).toContain("ENOTDIR");
+    start();
+    clock.advance(0);
+    const failure = await waitFor(() => lines.find((line) => line.includes("could not get a certificate for nodir.example.test")), "the failure");
+    expect(failure).toContain("ENOTDIR");
+    expect(failure).toContain("next try in 2m");
+  });
 });
 
 describe("where the state is kept by default", () => {

@@ -79,7 +79,7 @@ export class AcmeManager {
    */
   start(onChange: (certificates: TlsCertificates) => void): void {
     this.#onChange = onChange;
-    for (const managed of this.#names.values()) this.#schedule(managed, managed.held ? managed.held.renewAt : this.#clock.now());
+    for (const managed of this.#names.values()) this.#scheduleFirst(managed);
   }
 
   /**
@@ -95,7 +95,7 @@ export class AcmeManager {
       this.#names.delete(name);
     }
     const added = names.filter((name) => !this.#names.has(name)).map((name) => this.#add(name));
-    for (const managed of added) this.#schedule(managed, managed.held ? managed.held.renewAt : this.#clock.now());
+    for (const managed of added) this.#scheduleFirst(managed);
     if (servedNames() !== before) this.#onChange(this.certificates());
   }
 
@@ -153,15 +153,29 @@ export class AcmeManager {
     return { ...pair, facts, renewAt: renewalTime(facts, this.#random()) };
   }
 
+  /** Its renewal when it has a certificate, else an order at once. */
+  #scheduleFirst(managed: ManagedName): void {
+    this.#schedule(managed, managed.held ? managed.held.renewAt : this.#clock.now());
+  }
+
   #schedule(managed: ManagedName, at: number): void {
     managed.cancel();
     managed.nextAt = at;
     managed.cancel = this.#clock.after(Math.max(at - this.#clock.now(), 0), () => void this.#attempt(managed));
   }
 
-  /** One try for a name: its lock, then the stored certificate if another instance renewed it, else an order. */
+  /** One try for a name, which never throws: a failure (the CA's, the state directory's) is logged and tried again. */
   async #attempt(managed: ManagedName): Promise<void> {
     if (this.#stopped || this.#names.get(managed.name) !== managed) return;
+    try {
+      await this.#tryLocked(managed);
+    } catch (error) {
+      this.#failed(managed, error);
+    }
+  }
+
+  /** The name's lock, then the stored certificate if another instance renewed it, else an order. */
+  async #tryLocked(managed: ManagedName): Promise<void> {
     const { store, log } = this.options;
     const { name } = managed;
     if (!store.tryLock(name, this.#clock.now())) {
@@ -190,15 +204,10 @@ export class AcmeManager {
     const why = managed.held ? `renewing (${certificateSummary(managed.held.facts)})` : "no certificate yet";
     log.info(`acme: ordering a certificate for ${name} from ${ca} (${why}${managed.failures ? `; attempt ${managed.failures + 1}` : ""})`);
     const started = this.#clock.now();
-    let pair: StoredPair;
-    try {
-      pair = await orderer(name);
-      const problem = pairProblem(pair.cert, pair.key, name, this.#clock.now());
-      if (problem) throw new Error(`the CA's certificate is unusable: ${problem}`);
-      store.writeCertificate(name, pair);
-    } catch (error) {
-      return this.#failed(managed, error);
-    }
+    const pair = await orderer(name);
+    const problem = pairProblem(pair.cert, pair.key, name, this.#clock.now());
+    if (problem) throw new Error(`the CA's certificate is unusable: ${problem}`);
+    store.writeCertificate(name, pair);
     if (this.#stopped) return;
     const held = this.#hold(pair);
     log.info(

@@ -102,7 +102,11 @@ export class StateStore {
   }
 
   unlock(name: string): void {
-    rmSync(this.#lockPath(name), { force: true });
+    try {
+      rmSync(this.#lockPath(name), { force: true });
+    } catch {
+      // Left behind, it goes stale and is taken over: not worth failing an order that went well.
+    }
   }
 
   #lockPath(name: string): string {
