@@ -295,7 +295,8 @@ const SPECS: SettingSpec[] = [
   },
   {
     key: "acme", group: "acme", restart: true, type: "string", valueHint: "name", fallback: [], repeatable: true,
-    description: "Get a certificate for this name from an ACME CA (Let's Encrypt) and renew it; repeat for more; routes = every exact route host",
+    description:
+      "Get a certificate for this name from an ACME CA (Let's Encrypt) and renew it; repeat for more (routes: every exact route host); --port then defaults to 443, --http-redirect-port to 80",
     example: "--acme example.com", parse: acmeNameList,
   },
   {
