@@ -80,6 +80,7 @@ async function reachDirectory(url: string, caCertPem: string | null): Promise<vo
     const { message, code } = error as Error & { code?: string };
     throw new Error(`cannot reach the ACME directory: ${code && !message.includes(code) ? `${code}: ` : ""}${message}`);
   }
+  await response.body?.cancel(); // the library fetches it again: only whether it answers counts here
   if (!response.ok) throw new Error(`the ACME directory answered ${response.status} ${response.statusText}`);
 }
 
