@@ -12,7 +12,7 @@ import type { Socket } from "bun";
 import { type UpstreamAnswer, type UpstreamSettings, isFailure } from "../src/upstream/client.ts";
 import type { Failure } from "../src/upstream/failure.ts";
 import { HttpClient } from "../src/upstream/http-client.ts";
-import { IDLE_FLOOR } from "../src/upstream/origin-pool.ts";
+import { IDLE_LIMIT, ONE_REQUEST_IDLE_MS } from "../src/upstream/origin-pool.ts";
 import { type LbProcess, collectLines, spawnLb, stoppedAfterEach, waitFor } from "./helpers.ts";
 
 const { cleanup, backend: startedBackend } = stoppedAfterEach();
@@ -315,27 +315,29 @@ describe("HttpClient", () => {
     expect(client.connections()).toEqual({ busy: 0, idle: 0 });
   });
 
-  test("idle connections are kept to as many as were busy at once lately (20 here), the oldest client's going first", async () => {
+  test(`a connection that carried one request is closed after ${ONE_REQUEST_IDLE_MS} ms idle; one its client reused is kept`, async () => {
     const backend = await nodeBackend();
-    const { client } = httpClient();
-    const together = Array.from({ length: 20 }, (_, i) => `10.0.0.${i}:1000`);
-    await Promise.all(together.map((from) => send(client, backend.origin, "GET", "/", null, from)));
-    expect(client.connections()).toEqual({ busy: 0, idle: 20 });
-    // Clients that come one at a time, each once (as clients that close after each request do), displace the oldest.
-    const oneByOne = Array.from({ length: 30 }, (_, i) => `10.0.1.${i}:1000`);
-    for (const from of oneByOne) await send(client, backend.origin, "GET", "/", null, from);
-    expect(client.connections()).toEqual({ busy: 0, idle: 20 });
-    await waitFor(() => backend.open() === 20, "the backend to see the oldest closed");
-    await send(client, backend.origin, "GET", "/", null, oneByOne.at(-1)!); // the newest client's is still there
-    expect(backend.connections()).toBe(50);
+    const { client } = httpClient({ idleTimeoutMs: 60_000 });
+    await send(client, backend.origin, "GET", "/", null, "10.0.0.1:1000"); // a client that never comes back
+    await send(client, backend.origin, "GET", "/", null, "10.0.0.2:1000");
+    await send(client, backend.origin, "GET", "/", null, "10.0.0.2:1000"); // a keep-alive client
+    expect(client.connections()).toEqual({ busy: 0, idle: 2 });
+    await waitFor(() => backend.closedAt.length === 1, "the one-request connection to close", 3000);
+    expect(client.connections()).toEqual({ busy: 0, idle: 1 });
+    await send(client, backend.origin, "GET", "/", null, "10.0.0.2:1000");
+    expect(backend.connections()).toBe(2);
   });
 
-  test(`at most ${IDLE_FLOOR} idle connections when one request at a time was busy`, async () => {
+  test(`at most ${IDLE_LIMIT} idle connections per backend: the oldest client's goes first`, async () => {
     const backend = await nodeBackend();
     const { client } = httpClient();
-    for (let i = 0; i < IDLE_FLOOR + 5; i++) await send(client, backend.origin, "GET", "/", null, `10.0.2.${i}:1000`);
-    expect(client.connections()).toEqual({ busy: 0, idle: IDLE_FLOOR });
-  });
+    const clients = Array.from({ length: IDLE_LIMIT + 5 }, (_, i) => `10.0.${i >> 8}.${i & 255}:1000`);
+    for (const from of clients) await send(client, backend.origin, "GET", "/", null, from);
+    expect(client.connections()).toEqual({ busy: 0, idle: IDLE_LIMIT });
+    await waitFor(() => backend.open() === IDLE_LIMIT, "the backend to see the oldest five closed");
+    await send(client, backend.origin, "GET", "/", null, clients.at(-1)!); // the newest client's is still there
+    expect(backend.connections()).toBe(IDLE_LIMIT + 5);
+  }, 15_000);
 
   test("after a HEAD, 204 or 304 answer (no body by definition) the connection is not reused", async () => {
     const backend = await nodeBackend();

@@ -4,10 +4,10 @@
  * a backend that sends more than it was asked for — a body after a 304, a second answer 50 ms after the first — can
  * then confuse only the client that asked, never hand one user's answer to another. A client's idle connections are
  * reused most recently used first; one whose client has not come back within the clients' idle timeout is closed (that
- * client's connection is gone). Clients that close after each request leave theirs behind, so the idle ones are kept
- * to as many as were busy at once lately (at least IDLE_FLOOR, at most IDLE_LIMIT): the oldest goes first, the least
- * likely to be wanted again. There is no cap on busy connections: a request that finds none of its client's idle opens
- * one (--max-inflight is the way to bound a backend).
+ * client's connection is gone). Clients that close after each request without saying so leave theirs behind: one
+ * that has carried a single request is closed after ONE_REQUEST_IDLE_MS idle (a keep-alive client's is reused long
+ * before), and past IDLE_LIMIT idle connections the oldest goes first. There is no cap on busy connections: a request
+ * that finds none of its client's idle opens one (--max-inflight is the way to bound a backend).
  */
 import { isIP } from "node:net";
 import { Connection, type ConnectionOwner, type Exchange, SOCKET_HANDLERS } from "./connection.ts";
@@ -21,12 +21,13 @@ export interface PoolHooks {
   onProtocolError(origin: string, kind: ProtocolErrorKind, detail: string): void;
 }
 
-/** Most idle connections kept per backend, however many were busy. */
+/** Most idle connections kept per backend. */
 export const IDLE_LIMIT = 1024;
-/** Idle connections always allowed per backend, however few were busy. */
-export const IDLE_FLOOR = 8;
-/** How many idle sweeps (a second each) the most connections busy at once is remembered for. */
-const BUSY_MEMORY_SWEEPS = 10;
+/**
+ * How long a connection that has carried one request only is kept idle: its client most likely closed after that
+ * request (clients that do say so, with Connection: close, have theirs closed at once).
+ */
+export const ONE_REQUEST_IDLE_MS = 1000;
 
 export class OriginPool implements ConnectionOwner {
   readonly authority: string;
@@ -39,8 +40,8 @@ export class OriginPool implements ConnectionOwner {
   readonly #idleOf = new Map<string, Connection[]>();
   /** Connections open or opening, busy or idle. */
   open = 0;
-  /** The most connections busy at once in each of the last idle sweeps, newest last. */
-  readonly #busyPeaks: number[] = [0];
+  /** Connections taken from the idle ones at least once: they carry more than one request. */
+  readonly #takenAgain = new WeakSet<Connection>();
   /** The backend left the pool: connections close as they become idle. */
   #forgotten = false;
   readonly streaming = new Set<Connection>();
@@ -71,8 +72,8 @@ export class OriginPool implements ConnectionOwner {
       for (let idle = mine.pop(); idle; idle = mine.pop()) {
         this.#idle.delete(idle);
         if (mine.length === 0) this.#idleOf.delete(client!);
-        if (now - idle.idleSince < Math.min(limit, idle.backendLimitMs)) {
-          this.#noteBusy();
+        if (now - idle.idleSince < this.#idleLimitOf(idle, limit)) {
+          this.#takenAgain.add(idle);
           return idle.start(exchange);
         }
         idle.destroy();
@@ -81,21 +82,10 @@ export class OriginPool implements ConnectionOwner {
     this.#connect(exchange);
   }
 
-  #noteBusy(): void {
-    const busy = this.open - this.#idle.size;
-    if (busy > this.#busyPeaks.at(-1)!) this.#busyPeaks[this.#busyPeaks.length - 1] = busy;
-  }
-
-  /** How many idle connections may be kept: as many as were busy at once lately, within the floor and the limit. */
-  get #idleAllowed(): number {
-    return Math.min(IDLE_LIMIT, Math.max(IDLE_FLOOR, ...this.#busyPeaks));
-  }
-
   #connect(exchange: Exchange): void {
     const { connectTimeoutMs, tls } = this.settings();
     const connection = new Connection(this, exchange.request.client, this.#https ? (tls?.rejectUnauthorized ?? true) : null);
     this.open++;
-    this.#noteBusy();
     exchange.connection = connection;
     exchange.connectDeadline = performance.now() + connectTimeoutMs;
     connection.onReady = (failed) => {
@@ -123,12 +113,7 @@ export class OriginPool implements ConnectionOwner {
     const mine = this.#idleOf.get(client);
     if (mine) mine.push(connection);
     else this.#idleOf.set(client, [connection]);
-    this.#trimIdle();
-  }
-
-  /** Closes the oldest idle connections past what may be kept. */
-  #trimIdle(): void {
-    for (let excess = this.#idle.size - this.#idleAllowed; excess > 0; excess--) this.#idle.values().next().value!.destroy();
+    if (this.#idle.size > IDLE_LIMIT) this.#idle.values().next().value!.destroy();
   }
 
   closed(connection: Connection): void {
@@ -154,12 +139,9 @@ export class OriginPool implements ConnectionOwner {
    * `readTimeoutMs`.
    */
   closeExpired(now: number): void {
-    this.#busyPeaks.push(this.open - this.#idle.size);
-    if (this.#busyPeaks.length > BUSY_MEMORY_SWEEPS) this.#busyPeaks.shift();
     const limit = this.#idleLimitMs();
-    const expired = [...this.#idle].filter((connection) => now - connection.idleSince >= Math.min(limit, connection.backendLimitMs));
+    const expired = [...this.#idle].filter((connection) => now - connection.idleSince >= this.#idleLimitOf(connection, limit));
     for (const connection of expired) connection.destroy();
-    this.#trimIdle();
     const { readTimeoutMs } = this.settings();
     for (const connection of [...this.streaming]) connection.cutIfStalled(now, readTimeoutMs);
   }
@@ -168,6 +150,11 @@ export class OriginPool implements ConnectionOwner {
   forget(): void {
     this.#forgotten = true;
     for (const connection of [...this.#idle]) connection.destroy();
+  }
+
+  /** How long `connection` may stay idle: `limit`, less when the backend said so or when it has carried one request only. */
+  #idleLimitOf(connection: Connection, limit: number): number {
+    return Math.min(limit, connection.backendLimitMs, this.#takenAgain.has(connection) ? limit : ONE_REQUEST_IDLE_MS);
   }
 
   /** How long a connection may wait for its client: --upstream-idle-timeout, and never past the clients' own. */
