@@ -1,6 +1,6 @@
 /** Access lines are built byte by byte (access-log.ts); they must read back as exactly what was logged. */
 import { describe, expect, test } from "bun:test";
-import { type AccessEntry, AccessLog, LineBuffer } from "../src/access-log.ts";
+import { type AccessEntry, AccessLog, LineBuffer } from "../src/log/access-log.ts";
 
 const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
 

@@ -8,7 +8,7 @@ import { copyFileSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connect } from "node:tls";
-import { describeCertificate } from "../src/certificates.ts";
+import { describeCertificate } from "../src/front/certificates.ts";
 import { chromium } from "playwright-core";
 import { ROOT, runCommand, selfSignedCertificate, spawnLb, startBackend, startTestLb, waitFor } from "./helpers.ts";
 

@@ -63,7 +63,7 @@ describe("--acme", () => {
 
 test("lb loads the ACME library only for --acme (it slows a start by about 0.1 s)", async () => {
   const loaded = Bun.spawnSync(
-    ["bun", "-e", 'await import("./src/commands.ts"); console.log(Object.keys(require.cache).filter((path) => path.includes("/src/acme/") || path.includes("acme-client")).length)'],
+    ["bun", "-e", 'await import("./src/cli/commands.ts"); console.log(Object.keys(require.cache).filter((path) => path.includes("/src/acme/") || path.includes("acme-client")).length)'],
     { cwd: ROOT },
   );
   expect(loaded.stdout.toString().trim()).toBe("0");

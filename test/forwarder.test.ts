@@ -4,9 +4,9 @@
  * itself is tested on real sockets in upstream-client.test.ts; here only the decisions are.
  */
 import { describe, expect, test } from "bun:test";
-import { type AccessEntry, AccessLog } from "../src/access-log.ts";
+import { type AccessEntry, AccessLog } from "../src/log/access-log.ts";
 import { RoundRobin } from "../src/balance/round-robin.ts";
-import { createLogger } from "../src/log.ts";
+import { createLogger } from "../src/log/log.ts";
 import { Metrics } from "../src/metrics/metrics.ts";
 import { Pool } from "../src/pool/pool.ts";
 import { Forwarder } from "../src/proxy/forward.ts";

@@ -6,9 +6,9 @@ import { connect } from "node:net";
 import { format } from "node:util";
 import { resolveConfig } from "../src/config/load.ts";
 import type { Config } from "../src/config/types.ts";
-import { type AccessEntry, AccessLog } from "../src/access-log.ts";
+import { type AccessEntry, AccessLog } from "../src/log/access-log.ts";
 import { pathOf } from "../src/proxy/trip.ts";
-import { type RunningLb, startLb } from "../src/start.ts";
+import { type RunningLb, startLb } from "../src/run/start.ts";
 
 export const ROOT = new URL("..", import.meta.url).pathname;
 

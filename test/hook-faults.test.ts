@@ -131,7 +131,7 @@ describe("an error escaping hook code", () => {
     writeFileSync(
       script,
       `import { handleEscapedErrors } from "${ROOT}src/hooks/escaped.ts";
-import { createLogger } from "${ROOT}src/log.ts";
+import { createLogger } from "${ROOT}src/log/log.ts";
 const log = createLogger("info", "pretty");
 handleEscapedErrors({ log: () => log, count: () => {} });
 setTimeout(() => { throw new Error("a bug in lb"); }, 1);

@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:test";
 import type { TCPSocketListener } from "bun";
 import { connect, type Socket as NetSocket } from "node:net";
-import { AccessLog } from "../src/access-log.ts";
+import { AccessLog } from "../src/log/access-log.ts";
 import { pathOf } from "../src/proxy/trip.ts";
 import { type InProcessLb, type TestBackend, rawRequest, startBackend, startTestLb } from "./helpers.ts";
 

@@ -1,8 +1,8 @@
-/** The parts take narrow settings (built in src/configure.ts), not the whole Config; only the wiring and edges read it. */
+/** The parts take narrow settings (built in src/run/configure.ts), not the whole Config; only the wiring and edges read it. */
 import { expect, test } from "bun:test";
 import { Glob } from "bun";
 
-const PARTS = ["proxy/*.ts", "pool/*.ts", "upstream/*.ts", "balance/*.ts", "routing/*.ts", "hooks/*.ts", "data-plane.ts", "control-plane.ts"];
+const PARTS = ["proxy/*.ts", "pool/*.ts", "upstream/*.ts", "balance/*.ts", "routing/*.ts", "hooks/*.ts"];
 /** `Config` imported from config/types.ts, alone or beside other names. */
 const IMPORTS_CONFIG = /import\s+(type\s+)?\{[^}]*\bConfig\b[^}]*\}\s+from\s+"[./]*\/?config\/types\.ts"/;
 

@@ -3,7 +3,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { clfTime } from "../src/access-log.ts";
+import { clfTime } from "../src/log/access-log.ts";
 import { requestIdOf } from "../src/proxy/trip.ts";
 import { spawnLb, startBackend, startTestLb, waitFor } from "./helpers.ts";
 

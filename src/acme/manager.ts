@@ -6,13 +6,13 @@
  * failure is retried with backoff, never thrown. Runs in one process (the primary with --workers), which hands the
  * certificates on through `onChange`.
  */
-import { type CertificateFacts, type CertificateStatus, certificateSummary, describeCertificate, pairProblem } from "../certificates.ts";
+import { type CertificateFacts, type CertificateStatus, certificateSummary, describeCertificate, pairProblem } from "../front/certificates.ts";
 import { readFileSync } from "node:fs";
 import { formatDuration } from "../config/duration.ts";
 import { ConfigError } from "../config/load.ts";
 import { type Config, acmeNames } from "../config/types.ts";
-import type { TlsCertificates } from "../listeners.ts";
-import type { Logger } from "../log.ts";
+import type { TlsCertificates } from "../front/listeners.ts";
+import type { Logger } from "../log/log.ts";
 import { ChallengeAnswers } from "./challenges.ts";
 import { type CertificateOrderer, acmeOrderer } from "./client.ts";
 import { type Backoff, type Clock, ORDER_BACKOFF, renewalTime, retryDelay, systemClock } from "./scheduler.ts";

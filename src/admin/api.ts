@@ -3,12 +3,12 @@
  * change is logged with who asked (client address) and what. It only touches the pool; the listener lives in start.ts.
  */
 import { WEIGHT_PROBLEM, checkBackendUrl, parseWeight } from "../config/backend-url.ts";
-import { type CertificateStatus, certificateJson } from "../certificates.ts";
+import { type CertificateStatus, certificateJson } from "../front/certificates.ts";
 import type { ReloadReport } from "../config/reload.ts";
 import type { Config } from "../config/types.ts";
 import { configView } from "../config/view.ts";
 import { parseDuration } from "../config/duration.ts";
-import type { Logger } from "../log.ts";
+import type { Logger } from "../log/log.ts";
 import type { Metrics } from "../metrics/metrics.ts";
 import { renderPrometheus } from "../metrics/prometheus.ts";
 import { drainAndRemove } from "../pool/drain.ts";

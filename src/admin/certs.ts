@@ -1,5 +1,5 @@
 /** `lb certs`: the certificates a running lb serves (files and --acme), from GET /api/certificates, as a table. */
-import type { HelpPage } from "../cli.ts";
+import type { HelpPage } from "../cli/cli.ts";
 import { ADMIN_ARGS, type Environment, adminClient, formatTable, helpOptions } from "./client.ts";
 
 export const CERTS_HELP: HelpPage = {

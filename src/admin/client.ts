@@ -1,6 +1,6 @@
 /** `lb backends ...`, `lb status`, `lb reload`: the admin API from the terminal, for a running lb. */
 import type { ArgsDef } from "citty";
-import { type HelpOption, type HelpPage, parseStrict } from "../cli.ts";
+import { type HelpOption, type HelpPage, parseStrict } from "../cli/cli.ts";
 import { WEIGHT_PROBLEM, hostInUrl, parseWeight } from "../config/backend-url.ts";
 import { parseDuration } from "../config/duration.ts";
 import { envName } from "../config/environment.ts";

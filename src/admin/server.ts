@@ -1,7 +1,7 @@
 /** The admin listener: a second Bun.serve, loopback by default, serving the admin API. */
 import type { Server } from "bun";
 import type { AdminAddress } from "../config/types.ts";
-import type { Logger } from "../log.ts";
+import type { Logger } from "../log/log.ts";
 import type { AdminHandler } from "./api.ts";
 
 export function startAdminServer(address: NonNullable<AdminAddress>, handler: AdminHandler, log: Logger): Server<undefined> {

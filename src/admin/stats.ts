@@ -2,7 +2,7 @@
 import { VERSION_LINE } from "../version.ts";
 import type { Backend } from "../pool/backend.ts";
 import { type Metrics, type Second, mergeBuckets, quantile } from "../metrics/metrics.ts";
-import { type CertificateStatus, certificateJson } from "../certificates.ts";
+import { type CertificateStatus, certificateJson } from "../front/certificates.ts";
 import type { EventLog } from "./events.ts";
 import { backendSummary } from "./views.ts";
 

@@ -1,7 +1,7 @@
 /** `lb status [--watch]`: the pool of a running lb as a table, coloured on a terminal, refreshed with --watch. */
 import type { statsSnapshot } from "./stats.ts";
 import type { ArgsDef } from "citty";
-import type { HelpPage } from "../cli.ts";
+import type { HelpPage } from "../cli/cli.ts";
 import { ADMIN_ARGS, type Environment, adminClient, formatTable, helpOptions } from "./client.ts";
 
 type Stats = ReturnType<typeof statsSnapshot>;

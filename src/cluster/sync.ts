@@ -5,7 +5,7 @@
  */
 import type { BackendSpec } from "../config/backend-url.ts";
 import type { Config } from "../config/types.ts";
-import type { TlsCertificates } from "../listeners.ts";
+import type { TlsCertificates } from "../front/listeners.ts";
 import { BackendMetrics, type BackendHistogram, COUNTER_NAMES, HISTOGRAM_NAMES, type Counters, type Metrics, POOL_COUNT_NAMES, type PoolCount, type Second, WINDOW_SECONDS } from "../metrics/metrics.ts";
 import type { AdminState, Backend, BackendStats } from "../pool/backend.ts";
 import type { HealthState } from "../pool/health.ts";

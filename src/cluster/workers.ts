@@ -8,8 +8,8 @@
 import { settlesWithin } from "../deadline.ts";
 import type { Subprocess } from "bun";
 import type { Config } from "../config/types.ts";
-import type { TlsCertificates } from "../listeners.ts";
-import type { Logger } from "../log.ts";
+import type { TlsCertificates } from "../front/listeners.ts";
+import type { Logger } from "../log/log.ts";
 import { Metrics } from "../metrics/metrics.ts";
 import type { Backend } from "../pool/backend.ts";
 import type { Pool } from "../pool/pool.ts";

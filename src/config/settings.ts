@@ -2,7 +2,7 @@
  * Every setting lb has, defined once: the command line, the config file, `--help` and the README table all come
  * from this list, so they cannot drift apart. What a config is lives in types.ts, the kinds of value in values.ts.
  */
-import { ACCESS_FORMATS } from "../access-log.ts";
+import { ACCESS_FORMATS } from "../log/access-log.ts";
 import { formatDuration } from "./duration.ts";
 import { HEALTH_METHODS, HTTP2_MODES, LOG_FORMATS, LOG_LEVELS, POLICIES, type Config, type Environment } from "./types.ts";
 import {

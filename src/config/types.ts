@@ -3,7 +3,7 @@
  * setting may take, and two questions asked of a config everywhere (does it serve TLS, which names get ACME
  * certificates). A leaf: it imports only types, so anything may import it without an import circle.
  */
-import type { AccessFormat } from "../access-log.ts";
+import type { AccessFormat } from "../log/access-log.ts";
 import type { BackendSpec } from "./backend-url.ts";
 import type { HashKey } from "./hash-key.ts";
 

@@ -3,7 +3,7 @@
  * plan), onResponse before the answer goes out. A hook that throws, overruns its budget or asks for something lb
  * cannot do gets the client lb's own error (500 before the trip, 502 after) and a log line; lb keeps serving.
  */
-import { ThrottledLine, type Logger } from "../log.ts";
+import { ThrottledLine, type Logger } from "../log/log.ts";
 import { errorResponse } from "../proxy/responses.ts";
 import type { Trip } from "../proxy/trip.ts";
 import { createHookContext } from "./context.ts";

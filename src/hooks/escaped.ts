@@ -13,7 +13,7 @@
  * short.
  */
 import { resolve } from "node:path";
-import { type Logger, ThrottledLine } from "../log.ts";
+import { type Logger, ThrottledLine } from "../log/log.ts";
 import { describeThrown, hooksLoaded, isHookSource } from "./load.ts";
 
 /** sysexits' EX_SOFTWARE: lb's own uncaught error (a crash, not a startup problem: those exit 1 or 2). */

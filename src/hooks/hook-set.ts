@@ -4,7 +4,7 @@
  */
 import { type FSWatcher, watch } from "node:fs";
 import { dirname, resolve } from "node:path";
-import type { Logger } from "../log.ts";
+import type { Logger } from "../log/log.ts";
 import { HooksBuildError, type LoadedHooks, bundleHooks, filesVersion, loadHooks } from "./load.ts";
 
 /** Editors save in bursts (write, rename, chmod): one reload once the burst is over. */

@@ -1,7 +1,7 @@
 /** The Prometheus text exposition (format 0.0.4) of lb's metrics, rendered on each scrape of /metrics. */
-import { descriptorLimit, openDescriptors } from "../descriptors.ts";
+import { descriptorLimit, openDescriptors } from "./descriptors.ts";
 import { BACKEND_STATES, type Backend, describeState, isAvailable } from "../pool/backend.ts";
-import type { CertificateStatus } from "../certificates.ts";
+import type { CertificateStatus } from "../front/certificates.ts";
 import { BUILD_INFO } from "../version.ts";
 import { BACKEND_COUNTERS, BACKEND_HISTOGRAMS, COUNTER_NAMES, HISTOGRAM_NAMES, LATENCY_BUCKETS, type Metrics } from "./metrics.ts";
 

@@ -8,7 +8,7 @@
 import { Resolver } from "node:dns/promises";
 import { type BackendSpec, hostInUrl } from "../config/backend-url.ts";
 import { formatDuration } from "../config/duration.ts";
-import type { Logger } from "../log.ts";
+import type { Logger } from "../log/log.ts";
 import { isAvailable } from "./backend.ts";
 import type { HandOvers } from "./drain.ts";
 import type { Pool } from "./pool.ts";

@@ -7,8 +7,8 @@
 import { type Policy, preferFirst } from "../balance/policy.ts";
 import type { StickySessions } from "../balance/sticky.ts";
 import { formatDuration } from "../config/duration.ts";
-import type { AccessLog } from "../access-log.ts";
-import { type Logger, ThrottledLine } from "../log.ts";
+import type { AccessLog } from "../log/access-log.ts";
+import { type Logger, ThrottledLine } from "../log/log.ts";
 import type { Metrics } from "../metrics/metrics.ts";
 import { type Backend, isAvailable } from "../pool/backend.ts";
 import type { Pool } from "../pool/pool.ts";

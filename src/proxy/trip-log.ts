@@ -1,5 +1,5 @@
 /** The end of a trip, however it ended: one access line and the request metrics, written in this one place. */
-import type { AccessLog } from "../access-log.ts";
+import type { AccessLog } from "../log/access-log.ts";
 import type { Metrics } from "../metrics/metrics.ts";
 import type { Trip } from "./trip.ts";
 

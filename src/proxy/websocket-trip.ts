@@ -2,7 +2,7 @@
  * A WebSocket request's trip: the backend handshake first (candidates in the policy's order, like any request; a
  * handshake is safe to try elsewhere), then the client's upgrade. The tunnel is one attempt until it closes.
  */
-import type { Logger } from "../log.ts";
+import type { Logger } from "../log/log.ts";
 import type { Metrics } from "../metrics/metrics.ts";
 import { type Backend, isAvailable } from "../pool/backend.ts";
 import type { Attempt } from "./attempt.ts";

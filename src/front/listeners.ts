@@ -5,15 +5,15 @@
  */
 import type { Server } from "bun";
 import { readFileSync } from "node:fs";
-import { formatDuration } from "./config/duration.ts";
-import { ConfigError } from "./config/load.ts";
-import { type Config, servesTls } from "./config/types.ts";
-import type { ChallengeAnswers } from "./acme/challenges.ts";
-import { settlesWithin } from "./deadline.ts";
-import type { Logger } from "./log.ts";
-import { errorResponse } from "./proxy/responses.ts";
-import { type ClientConnection, pathOf } from "./proxy/trip.ts";
-import { type Tunnel, tunnelHandlers } from "./proxy/websocket.ts";
+import { formatDuration } from "../config/duration.ts";
+import { ConfigError } from "../config/load.ts";
+import { type Config, servesTls } from "../config/types.ts";
+import type { ChallengeAnswers } from "../acme/challenges.ts";
+import { settlesWithin } from "../deadline.ts";
+import type { Logger } from "../log/log.ts";
+import { errorResponse } from "../proxy/responses.ts";
+import { type ClientConnection, pathOf } from "../proxy/trip.ts";
+import { type Tunnel, tunnelHandlers } from "../proxy/websocket.ts";
 
 /** A listener could not bind; `listener` says which, `cause` has the system error (code EADDRINUSE...). */
 export class ListenError extends Error {

@@ -5,16 +5,16 @@
  */
 import { watch } from "node:fs";
 import { basename, dirname, resolve as resolvePath } from "node:path";
-import type { ParsedCommandLine } from "./cli.ts";
-import { environmentLayer } from "./config/environment.ts";
-import { ConfigError, type Layer, readConfigFile, resolveConfig } from "./config/load.ts";
-import { DEFAULT_ADMIN_PORT } from "./config/settings.ts";
-import type { Config } from "./config/types.ts";
-import { demoInstructions, readDemoCommands, startDemoBackends } from "./demo.ts";
-import { handleEscapedErrors } from "./hooks/escaped.ts";
-import { type Logger, createLogger } from "./log.ts";
-import type { ReloadOutcome } from "./admin/api.ts";
-import { claimPort } from "./listeners.ts";
+import type { ParsedCommandLine } from "../cli/cli.ts";
+import { environmentLayer } from "../config/environment.ts";
+import { ConfigError, type Layer, readConfigFile, resolveConfig } from "../config/load.ts";
+import { DEFAULT_ADMIN_PORT } from "../config/settings.ts";
+import type { Config } from "../config/types.ts";
+import { demoInstructions, readDemoCommands, startDemoBackends } from "../cli/demo.ts";
+import { handleEscapedErrors } from "../hooks/escaped.ts";
+import { type Logger, createLogger } from "../log/log.ts";
+import type { ReloadOutcome } from "../admin/api.ts";
+import { claimPort } from "../front/listeners.ts";
 import { ListenError, type RunningLb, type StartOptions, startLb } from "./start.ts";
 
 const environment = () => ({ stdoutIsTTY: Boolean(process.stdout.isTTY) });

@@ -5,34 +5,34 @@
  * every part they reach exists.
  */
 import type { Server } from "bun";
-import type { AccessLog } from "./access-log.ts";
-import type { ChallengeAnswers } from "./acme/challenges.ts";
-import { type FileCertificate, certificateSummary, fileCertificates } from "./certificates.ts";
-import { type AdminOptions, createAdminHandler } from "./admin/api.ts";
-import { EventLog } from "./admin/events.ts";
-import { startAdminServer } from "./admin/server.ts";
-import { WorkerSet } from "./cluster/workers.ts";
-import { type BackendSpec, hostInUrl } from "./config/backend-url.ts";
-import { formatDuration } from "./config/duration.ts";
-import { namedPools } from "./config/pools.ts";
-import { type BackendDiff, type ReloadReport, RESTART_ONLY, changedSettings, effectiveConfig, restartPending } from "./config/reload.ts";
-import { type Config, acmeNames, servesTls } from "./config/types.ts";
+import type { AccessLog } from "../log/access-log.ts";
+import type { ChallengeAnswers } from "../acme/challenges.ts";
+import { type FileCertificate, certificateSummary, fileCertificates } from "../front/certificates.ts";
+import { type AdminOptions, createAdminHandler } from "../admin/api.ts";
+import { EventLog } from "../admin/events.ts";
+import { startAdminServer } from "../admin/server.ts";
+import { WorkerSet } from "../cluster/workers.ts";
+import { type BackendSpec, hostInUrl } from "../config/backend-url.ts";
+import { formatDuration } from "../config/duration.ts";
+import { namedPools } from "../config/pools.ts";
+import { type BackendDiff, type ReloadReport, RESTART_ONLY, changedSettings, effectiveConfig, restartPending } from "../config/reload.ts";
+import { type Config, acmeNames, servesTls } from "../config/types.ts";
 import { createAccessLog, dataPlaneSettings } from "./configure.ts";
-import { descriptorLimit } from "./descriptors.ts";
-import { DataPlane, type ServedPool } from "./data-plane.ts";
-import { HookSet } from "./hooks/hook-set.ts";
-import { loadHooks } from "./hooks/load.ts";
-import { ListenError, ProxyListener, type TlsCertificates, claimPort, listen, readCertificates, serveHttpRedirect } from "./listeners.ts";
-import { type Logger, consolaLevel } from "./log.ts";
-import { Metrics } from "./metrics/metrics.ts";
-import { plural } from "./pool-log.ts";
-import { describeStatuses } from "./pool/checker.ts";
-import { Departures } from "./pool/departures.ts";
-import type { Pool, PoolEvent } from "./pool/pool.ts";
-import { Relay } from "./pool/relay.ts";
+import { descriptorLimit } from "../metrics/descriptors.ts";
+import { DataPlane, type ServedPool } from "../proxy/data-plane.ts";
+import { HookSet } from "../hooks/hook-set.ts";
+import { loadHooks } from "../hooks/load.ts";
+import { ListenError, ProxyListener, type TlsCertificates, claimPort, listen, readCertificates, serveHttpRedirect } from "../front/listeners.ts";
+import { type Logger, consolaLevel } from "../log/log.ts";
+import { Metrics } from "../metrics/metrics.ts";
+import { plural } from "../pool/pool-log.ts";
+import { describeStatuses } from "../pool/checker.ts";
+import { Departures } from "../pool/departures.ts";
+import type { Pool, PoolEvent } from "../pool/pool.ts";
+import { Relay } from "../pool/relay.ts";
 import { type PoolChange, PoolSet } from "./pool-set.ts";
 
-export { ListenError } from "./listeners.ts";
+export { ListenError } from "../front/listeners.ts";
 
 export interface RunningLb {
   readonly url: URL;
@@ -85,7 +85,7 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
   const pools = () => poolSet.pools();
   // --acme: the certificates it has stored are served from the start; those it obtains later reach the traffic side.
   // Loaded only then: the ACME library (axios, node-forge) would slow every other start by about 0.1 s.
-  const acme = config.acme.length ? (await import("./acme/manager.ts")).acmeFor(config, log) : null;
+  const acme = config.acme.length ? (await import("../acme/manager.ts")).acmeFor(config, log) : null;
   const stored = acme?.certificates() ?? [];
   const traffic =
     config.workers > 1

@@ -15,18 +15,18 @@ import {
   helpOptions,
   runBackendsCommand,
   runReloadCommand,
-} from "./admin/client.ts";
-import { CERTS_HELP, runCertsCommand } from "./admin/certs.ts";
-import { STATUS_ARGS, STATUS_HELP, runStatusCommand } from "./admin/status.ts";
+} from "../admin/client.ts";
+import { CERTS_HELP, runCertsCommand } from "../admin/certs.ts";
+import { STATUS_ARGS, STATUS_HELP, runStatusCommand } from "../admin/status.ts";
 import { type HelpPage, closest, parseCommandLine, parseStrict, renderHelp, settingArgs, settingSections } from "./cli.ts";
 import { type CompletionTree, SHELLS, type Shell, completionScript } from "./completion.ts";
-import { ConfigError } from "./config/load.ts";
-import { SETTINGS } from "./config/settings.ts";
-import { configSchema } from "./config/schema.ts";
-import { PUBLISHED_HOOK_TYPES } from "./hooks/published-types.ts";
-import { describeError, runDemo, runServe } from "./lifecycle.ts";
+import { ConfigError } from "../config/load.ts";
+import { SETTINGS } from "../config/settings.ts";
+import { configSchema } from "../config/schema.ts";
+import { PUBLISHED_HOOK_TYPES } from "../hooks/published-types.ts";
+import { describeError, runDemo, runServe } from "../run/lifecycle.ts";
 import { VALIDATE_ARGS, VALIDATE_HELP, validateCommand } from "./validate.ts";
-import { BUILD_INFO, VERSION, VERSION_LINE } from "./version.ts";
+import { BUILD_INFO, VERSION, VERSION_LINE } from "../version.ts";
 
 /** Exit status for bad input (flags, config, a port in use), as the CLI promises. */
 export const EXIT_USAGE = 2;

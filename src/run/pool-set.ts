@@ -2,17 +2,17 @@
  * The pools lb runs, each beside its control plane (checks, DNS, the file's list): built from the config, changed by
  * reloads (kept pools retuned, new ones started, missing ones retired), stopped with lb. The one owner of that set.
  */
-import type { EventLog } from "./admin/events.ts";
-import type { BackendDiff } from "./config/reload.ts";
-import { DEFAULT_POOL, type NamedPoolConfig, namedPools } from "./config/pools.ts";
-import type { Config } from "./config/types.ts";
+import type { EventLog } from "../admin/events.ts";
+import type { BackendDiff } from "../config/reload.ts";
+import { DEFAULT_POOL, type NamedPoolConfig, namedPools } from "../config/pools.ts";
+import type { Config } from "../config/types.ts";
 import { controlSettings, laneSettings, poolRules, upstreamTls } from "./configure.ts";
-import { ControlPlane, type ControlSettings, staticBackends } from "./control-plane.ts";
-import type { ServedPool } from "./data-plane.ts";
-import type { Logger } from "./log.ts";
-import type { Metrics } from "./metrics/metrics.ts";
-import { Pool, type PoolEvent } from "./pool/pool.ts";
-import { Relay } from "./pool/relay.ts";
+import { ControlPlane, type ControlSettings, staticBackends } from "../pool/control-plane.ts";
+import type { ServedPool } from "../proxy/data-plane.ts";
+import type { Logger } from "../log/log.ts";
+import type { Metrics } from "../metrics/metrics.ts";
+import { Pool, type PoolEvent } from "../pool/pool.ts";
+import { Relay } from "../pool/relay.ts";
 
 /** A pool and what decides its members and health. */
 interface PoolUnit {

@@ -4,7 +4,7 @@
  */
 import { type ConsolaInstance, type LogObject, createConsola } from "consola";
 import { format } from "node:util";
-import type { LogFormat, LogLevel } from "./config/types.ts";
+import type { LogFormat, LogLevel } from "../config/types.ts";
 
 const CONSOLA_LEVELS: Record<LogLevel, number> = { error: 0, warn: 1, info: 3, debug: 4 };
 const LEVEL_NAMES: Record<number, string> = { 0: "error", 1: "warn", 2: "info", 3: "info", 4: "debug", 5: "trace" };

@@ -3,18 +3,18 @@
  * the config file's backend list, plus the log line and dashboard event each change makes. There is one per pool: in
  * lb's single process, or in the primary with --workers (workers take the pool's state from it).
  */
-import type { BackendSpec } from "./config/backend-url.ts";
-import { formatDuration } from "./config/duration.ts";
-import { type BackendDiff, diffBackends } from "./config/reload.ts";
-import type { EventLog } from "./admin/events.ts";
-import type { Logger } from "./log.ts";
-import type { Metrics } from "./metrics/metrics.ts";
+import type { BackendSpec } from "../config/backend-url.ts";
+import { formatDuration } from "../config/duration.ts";
+import { type BackendDiff, diffBackends } from "../config/reload.ts";
+import type { EventLog } from "../admin/events.ts";
+import type { Logger } from "../log/log.ts";
+import type { Metrics } from "../metrics/metrics.ts";
 import { PoolLog, describeEvent } from "./pool-log.ts";
-import { describeState, isAvailable } from "./pool/backend.ts";
-import { type CheckSettings, HealthChecker } from "./pool/checker.ts";
-import { DnsDiscovery, dnsLookup } from "./pool/discovery.ts";
-import { HandOvers } from "./pool/drain.ts";
-import type { Pool, PoolEvent } from "./pool/pool.ts";
+import { describeState, isAvailable } from "./backend.ts";
+import { type CheckSettings, HealthChecker } from "./checker.ts";
+import { DnsDiscovery, dnsLookup } from "./discovery.ts";
+import { HandOvers } from "./drain.ts";
+import type { Pool, PoolEvent } from "./pool.ts";
 
 /** What a pool's control plane is set up with (configure.ts builds it from the pool's settings). */
 export interface ControlSettings {

@@ -4,14 +4,14 @@
  * with every problem on its own line, each with its place (file:line where the file says it).
  */
 import type { ArgsDef } from "citty";
-import { helpOptions } from "./admin/client.ts";
+import { helpOptions } from "../admin/client.ts";
 import { type HelpPage, parseCommandLine } from "./cli.ts";
-import { environmentLayer } from "./config/environment.ts";
-import { loadHooks } from "./hooks/load.ts";
-import { plural } from "./pool-log.ts";
-import { ConfigError, type Layer, checkConfig, readConfigFile } from "./config/load.ts";
-import { namedPools } from "./config/pools.ts";
-import type { Config } from "./config/types.ts";
+import { environmentLayer } from "../config/environment.ts";
+import { loadHooks } from "../hooks/load.ts";
+import { plural } from "../pool/pool-log.ts";
+import { ConfigError, type Layer, checkConfig, readConfigFile } from "../config/load.ts";
+import { namedPools } from "../config/pools.ts";
+import type { Config } from "../config/types.ts";
 
 const CONFIG_FILE = /\.(toml|ya?ml|json)$/i;
 

@@ -5,7 +5,7 @@
  */
 import { X509Certificate, createPrivateKey } from "node:crypto";
 import { readFileSync } from "node:fs";
-import type { Config } from "./config/types.ts";
+import type { Config } from "../config/types.ts";
 
 export interface CertificateFacts {
   /** The DNS names it covers (its subjectAltName; the subject's CN when it has none). */

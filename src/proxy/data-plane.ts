@@ -3,24 +3,24 @@
  * and the forwarder (one request's trip); in front of them, the routes that pick the pool. In the single process, or
  * in each worker with --workers.
  */
-import type { AccessLog } from "./access-log.ts";
-import type { RouteSpec } from "./config/types.ts";
-import type { RequestHandler } from "./listeners.ts";
-import { type BeforeTrip, HookCalls } from "./hooks/calls.ts";
-import type { HookSet } from "./hooks/hook-set.ts";
-import { type Logger, ThrottledLine } from "./log.ts";
-import type { Metrics } from "./metrics/metrics.ts";
-import type { Backend } from "./pool/backend.ts";
-import { Departures } from "./pool/departures.ts";
-import type { Pool, PoolEvent } from "./pool/pool.ts";
-import { type Refusal, refusal } from "./proxy/admission.ts";
-import { Forwarder, type ForwarderTuning } from "./proxy/forward.ts";
-import { errorResponse } from "./proxy/responses.ts";
-import { type ClientConnection, type Trip, startTrip } from "./proxy/trip.ts";
-import { TripLog } from "./proxy/trip-log.ts";
-import { RouteTable } from "./routing/routes.ts";
-import type { UpstreamSettings } from "./upstream/client.ts";
-import { HttpClient } from "./upstream/http-client.ts";
+import type { AccessLog } from "../log/access-log.ts";
+import type { RouteSpec } from "../config/types.ts";
+import type { RequestHandler } from "../front/listeners.ts";
+import { type BeforeTrip, HookCalls } from "../hooks/calls.ts";
+import type { HookSet } from "../hooks/hook-set.ts";
+import { type Logger, ThrottledLine } from "../log/log.ts";
+import type { Metrics } from "../metrics/metrics.ts";
+import type { Backend } from "../pool/backend.ts";
+import { Departures } from "../pool/departures.ts";
+import type { Pool, PoolEvent } from "../pool/pool.ts";
+import { type Refusal, refusal } from "./admission.ts";
+import { Forwarder, type ForwarderTuning } from "./forward.ts";
+import { errorResponse } from "./responses.ts";
+import { type ClientConnection, type Trip, startTrip } from "./trip.ts";
+import { TripLog } from "./trip-log.ts";
+import { RouteTable } from "../routing/routes.ts";
+import type { UpstreamSettings } from "../upstream/client.ts";
+import { HttpClient } from "../upstream/http-client.ts";
 
 /** How a pool is forwarded to: its settings (the top level with the pool's over it; configure.ts builds them). */
 export interface LaneSettings {

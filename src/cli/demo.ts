@@ -1,6 +1,6 @@
 /** `lb demo`: three backends in this process, lb in front, and a way to stop and start them from the keyboard. */
 import type { Server } from "bun";
-import type { Logger } from "./log.ts";
+import type { Logger } from "../log/log.ts";
 
 export interface DemoBackend {
   readonly number: number;

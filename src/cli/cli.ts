@@ -5,9 +5,9 @@
  */
 import { type ArgsDef, parseArgs } from "citty";
 import { colors } from "consola/utils";
-import { ConfigError, type Layer } from "./config/load.ts";
-export { closest } from "./config/did-you-mean.ts";
-import { SETTINGS, SETTING_GROUPS, type Setting, describeDefault } from "./config/settings.ts";
+import { ConfigError, type Layer } from "../config/load.ts";
+export { closest } from "../config/did-you-mean.ts";
+import { SETTINGS, SETTING_GROUPS, type Setting, describeDefault } from "../config/settings.ts";
 
 const HELP_WIDTH = 100;
 

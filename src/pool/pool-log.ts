@@ -1,8 +1,8 @@
 /** How a change in the pool reads: a line in lb's log, a few words on the dashboard. */
-import { formatDuration } from "./config/duration.ts";
-import type { Logger } from "./log.ts";
-import { type Backend, describeState, isAvailable } from "./pool/backend.ts";
-import type { PoolEvent, Pool } from "./pool/pool.ts";
+import { formatDuration } from "../config/duration.ts";
+import type { Logger } from "../log/log.ts";
+import { type Backend, describeState, isAvailable } from "./backend.ts";
+import type { PoolEvent, Pool } from "./pool.ts";
 
 export function plural(count: number, noun: string): string {
   return `${count} ${noun}${count === 1 ? "" : "s"}`;

@@ -4,23 +4,23 @@
  * connection, and reports its counts every half second. It has no health checks, DNS or admin API of its own, and
  * leaves Ctrl-C to the primary: the primary decides, and stopping is the primary's call (or its death's).
  */
-import type { AccessLog } from "./access-log.ts";
-import { type PoolStates, type ToPrimary, type ToWorker, applyPoolState, backendLoad, snapshotMetrics } from "./cluster/sync.ts";
-import { namedPools } from "./config/pools.ts";
-import type { ToWatchdog } from "./cluster/watchdog.ts";
-import { handleEscapedErrors } from "./hooks/escaped.ts";
-import { HookSet } from "./hooks/hook-set.ts";
-import { loadHooks } from "./hooks/load.ts";
-import { effectiveConfig } from "./config/reload.ts";
-import type { Config } from "./config/types.ts";
-import { createAccessLog, laneSettings, poolRules, upstreamTls } from "./configure.ts";
-import type { TlsCertificates } from "./listeners.ts";
-import { type Logger, consolaLevel, createLogger } from "./log.ts";
-import { Metrics } from "./metrics/metrics.ts";
-import { NoBackendAlarm, logPoolEvent } from "./pool-log.ts";
-import { Pool, type PoolEvent } from "./pool/pool.ts";
-import { Relay } from "./pool/relay.ts";
-import { servedHere } from "./start.ts";
+import type { AccessLog } from "../log/access-log.ts";
+import { type PoolStates, type ToPrimary, type ToWorker, applyPoolState, backendLoad, snapshotMetrics } from "./sync.ts";
+import { namedPools } from "../config/pools.ts";
+import type { ToWatchdog } from "./watchdog.ts";
+import { handleEscapedErrors } from "../hooks/escaped.ts";
+import { HookSet } from "../hooks/hook-set.ts";
+import { loadHooks } from "../hooks/load.ts";
+import { effectiveConfig } from "../config/reload.ts";
+import type { Config } from "../config/types.ts";
+import { createAccessLog, laneSettings, poolRules, upstreamTls } from "../run/configure.ts";
+import type { TlsCertificates } from "../front/listeners.ts";
+import { type Logger, consolaLevel, createLogger } from "../log/log.ts";
+import { Metrics } from "../metrics/metrics.ts";
+import { NoBackendAlarm, logPoolEvent } from "../pool/pool-log.ts";
+import { Pool, type PoolEvent } from "../pool/pool.ts";
+import { Relay } from "../pool/relay.ts";
+import { servedHere } from "../run/start.ts";
 
 const REPORT_EVERY_MS = 500;
 /** The main thread tells its watchdog it runs this often; silent for WATCHDOG_STUCK_MS, it counts as stuck. */
@@ -215,11 +215,17 @@ export function runWorker(id: string): void {
 }
 
 /**
+ * The watchdog thread's module. From source it sits beside this file; in the compiled binary all of lb is one bundle at
+ * the embedded root, and build.ts embeds the watchdog there as an entrypoint of its own, under its path from src/.
+ */
+const WATCHDOG_MODULE = import.meta.url.includes("/$bunfs/") ? "./cluster/watchdog.ts" : new URL("./watchdog.ts", import.meta.url).href;
+
+/**
  * Starts the watchdog thread (cluster/watchdog.ts) that kills this process when the primary is gone while the main
  * thread is stuck; "disconnect" above cannot run then, and the process would keep the port. About 5 MiB per worker.
  */
 function watchForOrphaning(primaryPid: number, log: () => Logger): void {
-  const watchdog = new Worker(new URL("./cluster/watchdog.ts", import.meta.url).href);
+  const watchdog = new Worker(WATCHDOG_MODULE);
   watchdog.unref();
   // A binary built without the watchdog's entrypoint (build.ts) would otherwise lose it silently.
   watchdog.addEventListener("error", (event) => log().error(`the watchdog thread failed: ${event.message}; this worker may outlive a primary that dies while it is stuck`));

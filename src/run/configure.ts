@@ -2,21 +2,21 @@
  * How each part of lb is set up from a Config; shared by startup and reload, so both mean the same thing. The parts
  * take the settings built here, never the whole Config: the wiring (start.ts, worker.ts, pool-set.ts) calls these.
  */
-import { AccessLog, FileSink, type Sink } from "./access-log.ts";
-import { createPolicy } from "./balance/create.ts";
-import { StickySessions } from "./balance/sticky.ts";
-import { currentWeight } from "./pool/backend.ts";
-import type { CheckSettings } from "./pool/checker.ts";
-import type { PoolRules } from "./pool/pool.ts";
+import { AccessLog, FileSink, type Sink } from "../log/access-log.ts";
+import { createPolicy } from "../balance/create.ts";
+import { StickySessions } from "../balance/sticky.ts";
+import { currentWeight } from "../pool/backend.ts";
+import type { CheckSettings } from "../pool/checker.ts";
+import type { PoolRules } from "../pool/pool.ts";
 import { readFileSync } from "node:fs";
-import type { ForwarderTuning } from "./proxy/forward.ts";
-import type { UpstreamSettings, UpstreamTls } from "./upstream/client.ts";
-import { ConfigError } from "./config/load.ts";
-import { fallbackPool } from "./config/pools.ts";
-import type { Config } from "./config/types.ts";
-import type { ControlSettings } from "./control-plane.ts";
-import type { DataPlaneSettings, LaneSettings } from "./data-plane.ts";
-import type { Logger } from "./log.ts";
+import type { ForwarderTuning } from "../proxy/forward.ts";
+import type { UpstreamSettings, UpstreamTls } from "../upstream/client.ts";
+import { ConfigError } from "../config/load.ts";
+import { fallbackPool } from "../config/pools.ts";
+import type { Config } from "../config/types.ts";
+import type { ControlSettings } from "../pool/control-plane.ts";
+import type { DataPlaneSettings, LaneSettings } from "../proxy/data-plane.ts";
+import type { Logger } from "../log/log.ts";
 
 export function poolRules(config: Config): PoolRules {
   return {
