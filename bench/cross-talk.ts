@@ -1,6 +1,6 @@
 /**
  * Cross-talk: does a byte a hostile backend sends ever reach a client other than the one whose request it answers?
- * The same hostile backend and raw clients as test/cross-talk.test.ts, as standalone processes, so that lb at any
+ * The same hostile backend and raw clients as test/upstream/cross-talk.test.ts, as standalone processes, so that lb at any
  * commit and HAProxy can be pointed at the backend and driven alike. bench/cross-talk.sh starts everything.
  *
  *   bun bench/cross-talk.ts backend --port N [--ok-delay 20] [--ok-jitter 10]
@@ -31,7 +31,7 @@ const STOLEN = "HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\nok:stolen";
 
 /**
  * What the hostile backend does for each case's request, once it has arrived on `socket`. Exported (the command line
- * below runs only when this file is the entry) so that test/cross-talk.test.ts can share these instead of its copy.
+ * below runs only when this file is the entry) so that test/upstream/cross-talk.test.ts can share these instead of its copy.
  */
 export const CASES: Record<string, (socket: Socket<Inbox>, later: (ms: number, bytes: string) => void) => void> = {
   // A bodiless answer, then (once the proxy has taken the connection back) a whole second answer.

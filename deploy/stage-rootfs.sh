@@ -2,7 +2,7 @@
 # Assembles lb's container root filesystem in <dest>: the binary at /lb, every path listed in <list>
 # (deploy/rootfs.txt: the shared libraries it loads), /etc/passwd and /etc/group with a non-root user lb (uid and
 # gid 10001), an empty /tmp (mode 1777) and /proc (where the runtime mounts procfs; Bun aborts without it).
-# deploy/Dockerfile's build stage runs it; test/deploy.test.ts runs it too and then runs lb from <dest> in a chroot.
+# deploy/Dockerfile's build stage runs it; test/ship/deploy.test.ts runs it too and then runs lb from <dest> in a chroot.
 #
 #   sh deploy/stage-rootfs.sh deploy/rootfs.txt dist/lb /rootfs
 #

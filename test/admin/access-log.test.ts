@@ -1,0 +1,82 @@
+/** Access lines are built byte by byte (access-log.ts); they must read back as exactly what was logged. */
+import { describe, expect, test } from "bun:test";
+import { type AccessEntry, AccessLog, LineBuffer } from "../../src/log/access-log.ts";
+
+const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+
+describe("LineBuffer", () => {
+  test("numbers, tenths and text of any script", () => {
+    const out = new LineBuffer();
+    for (const n of [0, 7, 10, 99, 100, 1234567, 2 ** 40]) {
+      out.uint(n);
+      out.text(" ");
+    }
+    for (const ms of [0, 0.04, 0.05, 2.5, 3, 12.345, 999.96]) {
+      out.tenths(ms);
+      out.text(" ");
+    }
+    out.text("/é → 日本 😀");
+    expect(decode(out.take())).toBe(`0 7 10 99 100 1234567 ${2 ** 40} 0 0 0.1 2.5 3 12.3 1000 /é → 日本 😀`);
+    expect(out.length).toBe(0);
+  });
+});
+
+describe("AccessLog", () => {
+  const entry = (path: string, upstreamMs: number): AccessEntry => ({
+    requestId: "req-1",
+    client: "10.0.0.9",
+    method: "GET",
+    path,
+    status: 503,
+    backend: "10.0.0.5:8080",
+    attempts: 2,
+    upstreamMs,
+    totalMs: 1.25,
+    bytes: 1024,
+    bytesIn: 77,
+    tls: true,
+    headers: new Headers({ "user-agent": 'curl "8"', referer: "https://x/", host: "shop.example:8443" }),
+  });
+
+  test("json lines parse back to the entry, escaping included, one flush for all of them", () => {
+    const chunks: Uint8Array[] = [];
+    const log = new AccessLog("json", { write: (chunk) => void chunks.push(chunk as Uint8Array), flush() {} });
+    const paths = ["/a?b=1", '/quote"back\\slash', "/ünï/日本", "/ctl\u0001"];
+    paths.forEach((path, i) => log.write(entry(path, i * 1.06)));
+    log.flush();
+    expect(chunks).toHaveLength(1);
+    const lines = decode(chunks[0]!).trimEnd().split("\n").map((line) => JSON.parse(line));
+    expect(lines.map((l) => l.path)).toEqual(paths);
+    expect(lines.map((l) => l.upstream_ms)).toEqual([0, 1.1, 2.1, 3.2]);
+    expect(lines[0]).toMatchObject({ request_id: "req-1", client: "10.0.0.9", method: "GET", status: 503, backend: "10.0.0.5:8080", attempts: 2, total_ms: 1.3, bytes: 1024 });
+    expect(lines[0]).toMatchObject({ bytes_in: 77, tls: true, host: "shop.example:8443", user_agent: 'curl "8"' });
+    expect(Number.isNaN(Date.parse(lines[0].time))).toBe(false);
+  });
+
+  test("combined-time: the combined line, then the request's time in seconds (nginx's $request_time)", () => {
+    let text = "";
+    const log = new AccessLog("combined-time", { write: (chunk) => void (text += decode(chunk as Uint8Array)), flush() {} });
+    log.write(entry("/x", 1));
+    log.flush();
+    expect(text).toMatch(/^10\.0\.0\.9 - - \[[^\]]+\] "GET \/x HTTP\/1\.1" 503 1024 "https:\/\/x\/" "curl \\"8\\"" 0\.001\n$/);
+  });
+
+  test("combined lines quote what the client sent", () => {
+    let text = "";
+    const log = new AccessLog("combined", { write: (chunk) => void (text += decode(chunk as Uint8Array)), flush() {} });
+    log.write(entry("/x", 1));
+    log.flush();
+    expect(text).toMatch(/^10\.0\.0\.9 - - \[\d\d\/\w{3}\/\d{4}:\d\d:\d\d:\d\d \+0000\] "GET \/x HTTP\/1\.1" 503 1024 "https:\/\/x\/" "curl \\"8\\""\n$/);
+  });
+
+  test("a full buffer is flushed before the next line, so no line is ever split", () => {
+    const chunks: string[] = [];
+    const log = new AccessLog("json", { write: (chunk) => void chunks.push(decode(chunk as Uint8Array)), flush() {} });
+    const long = `/${"p".repeat(15_000)}`;
+    for (let i = 0; i < 100; i++) log.write(entry(long, i));
+    log.flush();
+    expect(chunks.length).toBeGreaterThan(1);
+    for (const chunk of chunks) for (const line of chunk.trimEnd().split("\n")) expect(JSON.parse(line).path).toBe(long);
+    expect(chunks.join("").split("\n").length - 1).toBe(100);
+  });
+});

@@ -1,0 +1,130 @@
+/**
+ * A client that reads a big answer slowly (or not at all) must hold the backend back, not make lb keep the answer:
+ * what lb holds per streamed answer is bounded, beyond the kernel's socket buffers. Measured by what a raw backend
+ * manages to write (the bytes its socket took), not by lb's memory, so that the test is deterministic. Real sockets:
+ * a Bun.listen backend, lb in-process, a node:net client.
+ */
+import { describe, expect, test } from "bun:test";
+import { connect } from "node:net";
+import type { Socket } from "bun";
+import { stoppedAfterEach, waitFor } from "../helpers.ts";
+
+const { cleanup, lbFor } = stoppedAfterEach();
+
+const ANSWER_BYTES = 64 * 1024 * 1024;
+const PIECE = Buffer.alloc(64 * 1024, "x");
+const CHUNK = Buffer.concat([Buffer.from(`${PIECE.length.toString(16)}\r\n`), PIECE, Buffer.from("\r\n")]);
+const LAST_CHUNK = Buffer.from("0\r\n\r\n");
+/** What lb may hold of one answer while its client is behind: a few pieces of the backend's, not the answer. */
+const HELD_LIMIT_BYTES = 256 * 1024;
+
+/**
+ * Bytes in the kernel's queues of the TCP connections on these ports (Recv-Q plus Send-Q of both ends, from `ss`):
+ * what is on its way between the backend and the client without being held by any process.
+ */
+function kernelQueuedBytes(ports: number[]): number {
+  const filter = ports.map((port) => `sport = :${port} or dport = :${port}`).join(" or ");
+  const out = Bun.spawnSync(["ss", "-tnH", "state", "established", `( ${filter} )`]).stdout.toString();
+  let queued = 0;
+  for (const line of out.trim().split("\n")) {
+    const [recvQ, sendQ] = line.trim().split(/\s+/);
+    queued += Number(recvQ ?? 0) + Number(sendQ ?? 0);
+  }
+  return queued;
+}
+
+interface Download {
+  /** Bytes the socket has taken so far (head, chunk framing and body). */
+  sent: number;
+  /** Body pieces still to write. */
+  piecesLeft: number;
+  unsent: Buffer | null;
+  chunked: boolean;
+}
+
+/** A backend that answers GET /big with ANSWER_BYTES, writing only what its socket takes (as a file server does). */
+function bigAnswerBackend(chunked: boolean): { port: number; url: string; sent: () => number } {
+  let download: Download | null = null;
+  const pump = (socket: Socket<Download>) => {
+    const d = socket.data;
+    for (;;) {
+      if (!d.unsent) {
+        if (d.piecesLeft === 0) return;
+        d.piecesLeft--;
+        d.unsent = d.chunked ? (d.piecesLeft === 0 ? Buffer.concat([CHUNK, LAST_CHUNK]) : CHUNK) : PIECE;
+      }
+      const taken = socket.write(d.unsent);
+      if (taken < 0) return;
+      d.sent += taken;
+      d.unsent = taken < d.unsent.length ? d.unsent.subarray(taken) : null;
+      if (d.unsent) return; // the drain event calls again
+    }
+  };
+  const listener = Bun.listen<Download>({
+    hostname: "127.0.0.1",
+    port: 0,
+    socket: {
+      open(socket) {
+        socket.data = { sent: 0, piecesLeft: 0, unsent: null, chunked };
+      },
+      data(socket, request) {
+        if (!request.toString("latin1").startsWith("GET /big")) {
+          socket.write("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"); // health checks
+          return;
+        }
+        download = socket.data;
+        const framing = chunked ? "transfer-encoding: chunked" : `content-length: ${ANSWER_BYTES}`;
+        socket.data.unsent = Buffer.from(`HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\n${framing}\r\n\r\n`);
+        socket.data.piecesLeft = ANSWER_BYTES / PIECE.length;
+        pump(socket);
+      },
+      drain: pump,
+      error() {},
+    },
+  });
+  cleanup.push(() => listener.stop(true));
+  return { port: listener.port, url: `http://127.0.0.1:${listener.port}`, sent: () => download?.sent ?? 0 };
+}
+
+/** Resolves once `read()` has stayed the same for `quietMs` (the pipe is full), at most `deadlineMs` from now. */
+async function whenSettled(read: () => number, quietMs: number, deadlineMs: number): Promise<number> {
+  const deadline = performance.now() + deadlineMs;
+  let last = read();
+  let since = performance.now();
+  while (performance.now() < deadline) {
+    await Bun.sleep(50);
+    const now = read();
+    if (now !== last) [last, since] = [now, performance.now()];
+    else if (performance.now() - since >= quietMs) return now;
+  }
+  return read();
+}
+
+describe("a client that reads a big answer slowly", () => {
+  for (const framing of ["Content-Length", "chunked"] as const) {
+    test(`holds the backend back (${framing}): lb keeps under 256 KiB of the answer beyond the kernel's buffers, and the client then gets it all`, async () => {
+      const backend = bigAnswerBackend(framing === "chunked");
+      const lb = await lbFor([backend.url]);
+      const lbPort = Number(new URL(lb.url).port);
+      const client = connect(lbPort, "127.0.0.1");
+      cleanup.push(() => client.destroy());
+      let received = 0;
+      client.on("data", (data: Buffer) => {
+        received += data.length;
+        client.pause(); // one read, then nothing until resumed
+      });
+      client.write("GET /big HTTP/1.1\r\nhost: lb\r\n\r\n");
+      await waitFor(() => backend.sent() > 0 && received > 0, "the answer to start");
+      const sent = await whenSettled(backend.sent, 1000, 15_000);
+      expect(sent).toBeLessThan(ANSWER_BYTES / 2); // held back at all
+      // What left the backend is in the client, in a kernel queue between them, or in lb.
+      const heldByLb = sent - received - kernelQueuedBytes([lbPort, backend.port]);
+      expect(heldByLb).toBeLessThan(HELD_LIMIT_BYTES);
+      // Nothing was lost by holding back: the client, reading again, gets the whole answer.
+      client.removeAllListeners("data");
+      client.on("data", (data: Buffer) => (received += data.length));
+      client.resume();
+      await waitFor(() => received > ANSWER_BYTES, () => `the whole answer (${received} bytes so far)`, 30_000);
+    }, 60_000);
+  }
+});
