@@ -1,5 +1,5 @@
 /** The request fields a backend gets: the client's own minus hop-by-hop ones, plus what lb says about the client. */
-import { HOP_BY_HOP, connectionListed } from "../upstream/hop-by-hop.ts";
+import { HOP_BY_HOP, connectionListed } from "../http/hop-by-hop.ts";
 
 export interface ClientInfo {
   /** The client's address as lb saw it (the TCP peer). */

@@ -3,14 +3,14 @@
  * (clientResponse), and lb's own when no backend can give one: short plain text, never an HTML error page
  * (errorResponse).
  */
-import type { UpstreamAnswer } from "../upstream/client.ts";
+import type { UpstreamResponse } from "../upstream/client.ts";
 import { untypedBody } from "./body.ts";
 
 /**
  * The Response for the client, and the body's size when it goes whole (null when it streams). The fields arrive
  * without hop-by-hop ones; lb's request id replaces any the backend sent.
  */
-export function clientResponse(upstream: UpstreamAnswer, requestId: string, stickyCookie: string | null): { response: Response; wholeBytes: number | null } {
+export function clientResponse(upstream: UpstreamResponse, requestId: string, stickyCookie: string | null): { response: Response; wholeBytes: number | null } {
   const { headers, body } = upstream;
   let typed = false;
   let idAt = -1;

@@ -1,7 +1,7 @@
 /** When a failed attempt may be sent to another backend. */
 import type { FailureKind } from "../upstream/failure.ts";
 
-import { isIdempotent } from "../upstream/request-head.ts";
+import { isIdempotent } from "../http/h1/request-head.ts";
 
 export { isIdempotent };
 

@@ -36,7 +36,7 @@ export interface UpstreamRequest {
   onStreamEnd?: (bytes: number, failure?: Failure) => void;
 }
 
-export interface UpstreamAnswer {
+export interface UpstreamResponse {
   status: number;
   statusText: string;
   /** As the backend sent them, minus hop-by-hop and framing fields. */
@@ -50,7 +50,7 @@ export interface UpstreamAnswer {
 
 /** One request on its way: its outcome, and a way to call it off before the answer has come. */
 export interface UpstreamCall {
-  readonly result: Promise<UpstreamAnswer | Failure>;
+  readonly result: Promise<UpstreamResponse | Failure>;
   /** Gives up on the answer: the call settles with `why` (if it has not yet) and its connection is closed. */
   cancel(why: Failure): void;
 }
@@ -90,6 +90,6 @@ export interface UpstreamClient {
   close(): void;
 }
 
-export function isFailure(result: UpstreamAnswer | Failure): result is Failure {
+export function isFailure(result: UpstreamResponse | Failure): result is Failure {
   return "kind" in result;
 }

@@ -4,17 +4,17 @@
  * It ends each exchange exactly once and then goes back to its pool, or closes when it cannot be trusted again.
  */
 import type { Socket, SocketHandler } from "bun";
-import { ANSWER_HEAD_LIMIT_BYTES, type AnswerHead, parseAnswerHead } from "./answer-head.ts";
-import { ChunkedDecoder } from "./chunked.ts";
-import type { UpstreamAnswer, UpstreamRequest } from "./client.ts";
+import { type BodyReader, bodyReaderFor } from "../http/h1/body-reader.ts";
+import { HeadReader } from "../http/h1/head-reader.ts";
+import { LAST_CHUNK, encodeChunk, encodeRequest, isIdempotent } from "../http/h1/request-head.ts";
+import { RESPONSE_HEAD_LIMIT_BYTES, type ResponseHead, parseResponseHead } from "../http/h1/response-head.ts";
+import type { UpstreamRequest, UpstreamResponse } from "./client.ts";
 import { type Failure, type ProtocolErrorKind, classifyFailure, failure } from "./failure.ts";
-import { LAST_CHUNK, encodeChunk, encodeRequest, isIdempotent } from "./request-head.ts";
 import { capReceiveBuffer } from "./receive-buffer.ts";
 
 /** A body up to this size that has all arrived is handed over whole (so the client gets a Content-Length). */
 export const WHOLE_BODY_LIMIT_BYTES = 1024 * 1024;
 
-const HEAD_END = Buffer.from("\r\n\r\n");
 /** A backend's own idle timeout is cut by this much: its close and lb's next request must not cross. */
 const BACKEND_IDLE_MARGIN_MS = 1000;
 
@@ -28,8 +28,10 @@ export interface ConnectionOwner {
   closed(connection: Connection): void;
   /** A request that met a stale pooled connection, to send again on a fresh one. */
   resend(exchange: Exchange): void;
-  /** Connections passing an answer on as a stream now, watched for silence. */
-  readonly streaming: Set<Connection>;
+  /** The connection passes an answer on as a stream from now on: its silence is watched (cutIfStalled). */
+  streamStarted(connection: Connection): void;
+  /** Its stream ended. */
+  streamEnded(connection: Connection): void;
   /** The backend broke HTTP/1.1 on this connection (which then closes): counted and logged. */
   protocolError(kind: ProtocolErrorKind, detail: string): void;
 }
@@ -39,15 +41,15 @@ export class Exchange {
   settled = false;
   /** Sent once already on a pooled connection that closed before answering. */
   resent = false;
-  /** When the connection must be up (while connecting), then when the answer's head must be here (performance.now). */
-  connectDeadline = 0;
+  /** When the connection must be up while it is being opened (performance.now); 0 once it is. */
+  #connectDeadline = 0;
   /** For a streamed body, pushed on by each piece the backend takes: --timeout is the backend's silence, not the upload's length. */
   deadline: number;
-  connection: Connection | null = null;
+  #connection: Connection | null = null;
 
   constructor(
     readonly request: UpstreamRequest,
-    private readonly settle: (result: UpstreamAnswer | Failure) => void,
+    private readonly settle: (result: UpstreamResponse | Failure) => void,
     /** Told when it settles, to stop watching its deadlines. */
     private readonly onSettled: (exchange: Exchange) => void,
   ) {
@@ -55,12 +57,29 @@ export class Exchange {
     this.restartDeadline();
   }
 
+  /** It waits for `connection` to open, until `deadline` (performance.now). */
+  connecting(connection: Connection, deadline: number): void {
+    this.#connection = connection;
+    this.#connectDeadline = deadline;
+  }
+
+  /** It goes out on `connection`, which is open: only the answer's deadline runs now. */
+  carriedBy(connection: Connection): void {
+    this.#connection = connection;
+    this.#connectDeadline = 0;
+  }
+
+  /** Whether the connection it waits for has not opened by `now`. */
+  connectTimedOut(now: number): boolean {
+    return this.#connectDeadline > 0 && now >= this.#connectDeadline;
+  }
+
   /** The answer's head is due --timeout from now (from the start, and again each time the backend takes body bytes). */
   restartDeadline(): void {
     this.deadline = performance.now() + this.request.timeoutMs;
   }
 
-  resolve(result: UpstreamAnswer | Failure): void {
+  resolve(result: UpstreamResponse | Failure): void {
     if (this.settled) return;
     this.settled = true;
     this.onSettled(this);
@@ -71,7 +90,7 @@ export class Exchange {
   abandon(why: Failure): void {
     if (this.settled) return;
     this.resolve(why);
-    this.connection?.destroy();
+    this.#connection?.destroy();
   }
 
   /** Whether it may go out again after its connection closed unanswered: nothing of it can have been acted on twice. */
@@ -106,19 +125,14 @@ export class Connection {
   #exchange: Exchange | null = null;
   #reading = Reading.Nothing;
   #gotBytes = false;
-  /** The answer's head so far, while it comes in pieces, and their total size. */
-  #headPieces: Buffer[] = [];
-  #headSize = 0;
-  /** The last (up to) 3 bytes of the head so far: where a head end split across pieces begins. */
-  #headTail: Buffer = Buffer.alloc(0);
-  #head: AnswerHead | null = null;
-  /** Body bytes still to come for a Content-Length answer. */
-  #left = 0;
+  readonly #headReader = new HeadReader(RESPONSE_HEAD_LIMIT_BYTES);
+  #head: ResponseHead | null = null;
+  /** The response body's framing, while it is read. */
+  #body: BodyReader | null = null;
   #whole: Uint8Array | null = null;
   #filled = 0;
   #pieces: Uint8Array[] = [];
   #piecesSize = 0;
-  #chunked: ChunkedDecoder | null = null;
   #stream: ReadableStreamDefaultController<Uint8Array> | null = null;
   #streamedBytes = 0;
   /** When the stream last moved a byte (performance.now). */
@@ -150,7 +164,7 @@ export class Connection {
   /** Starts an exchange on this (open) connection. */
   start(exchange: Exchange): void {
     this.#exchange = exchange;
-    exchange.connection = this;
+    exchange.carriedBy(this);
     this.#reading = Reading.Head;
     this.#gotBytes = false;
     this.#requestWritten = false;
@@ -266,105 +280,62 @@ export class Connection {
     this.destroy();
   }
 
-  /**
-   * Takes head bytes; returns the bytes after the head (or null while it is incomplete). A head that arrives in many
-   * pieces is searched only where the new piece could complete it, and joined once.
-   */
+  /** Takes head bytes; returns the bytes after the head (or null while it is incomplete). */
   #readHead(bytes: Buffer): Buffer | null {
-    let buffer = bytes;
-    let end: number;
-    if (this.#headPieces.length === 0) end = bytes.indexOf(HEAD_END);
-    else {
-      const tail = this.#headTail;
-      const seam = Buffer.concat([tail, bytes.subarray(0, 3)]);
-      const across = seam.indexOf(HEAD_END);
-      const within = across === -1 ? bytes.indexOf(HEAD_END) : -1;
-      end = across !== -1 ? this.#headSize - tail.length + across : within === -1 ? -1 : this.#headSize + within;
-      if (end !== -1) buffer = Buffer.concat([...this.#headPieces, bytes]);
-    }
-    if (end === -1) {
-      this.#headPieces.push(bytes);
-      this.#headSize += bytes.length;
-      const joined = Buffer.concat([this.#headTail, bytes]);
-      this.#headTail = joined.subarray(Math.max(0, joined.length - 3));
-      if (this.#headSize > ANSWER_HEAD_LIMIT_BYTES) this.#refuse("answer head too large");
-      return null;
-    }
-    this.#headPieces = [];
-    this.#headSize = 0;
-    this.#headTail = Buffer.alloc(0);
-    if (end > ANSWER_HEAD_LIMIT_BYTES) {
-      this.#refuse("answer head too large");
+    const read = this.#headReader.push(bytes);
+    if (read === null) return null;
+    if (read === "too large") {
+      this.#refuse("response head too large");
       return null;
     }
     const exchange = this.#exchange!;
-    const head = parseAnswerHead(buffer.toString("latin1", 0, end), exchange.request.method);
+    const head = parseResponseHead(read.head, exchange.request.method);
     if (typeof head === "string") {
       this.#refuse(head);
       return null;
     }
-    const rest = buffer.subarray(end + 4);
-    // 1xx interim answers (100 Continue, 103 Early Hints) are skipped; the real answer follows on the connection.
+    const { rest } = read;
+    // 1xx interim responses (100 Continue, 103 Early Hints) are skipped; the real one follows on the connection.
     if (head.status < 200) {
       if (head.status === 101) this.#refuse("101 Switching Protocols to a request that asked for no upgrade");
       return rest;
     }
     this.#head = head;
-    switch (head.framing) {
-      case "none":
-        this.#deliver(null);
-        this.#answerEnded();
-        return rest;
-      case "length":
-        this.#left = head.length;
-        if (head.length === 0) {
-          this.#deliver(new Uint8Array(0));
-          this.#answerEnded();
-          return rest;
-        }
-        if (head.length <= WHOLE_BODY_LIMIT_BYTES) {
-          this.#reading = Reading.Whole;
-          this.#whole = new Uint8Array(head.length);
-          this.#filled = 0;
-        } else this.#openStream();
-        return rest;
-      case "chunked":
-      case "close":
-        this.#chunked = head.framing === "chunked" ? new ChunkedDecoder() : null;
-        this.#reading = Reading.Whole;
-        this.#pieces = [];
-        this.#piecesSize = 0;
-        // What has not all arrived by the event loop's next turn (an event stream, a slow answer) goes as a stream.
-        setImmediate(() => {
-          if (this.#exchange === exchange && this.#reading === Reading.Whole && !this.#answerDone) this.#openStream();
-        });
-        return rest;
+    this.#body = bodyReaderFor(head);
+    if (!this.#body || this.#body.done) {
+      this.#deliver(this.#body ? new Uint8Array(0) : null);
+      this.#answerEnded();
+      return rest;
     }
+    if (head.framing === "length" && head.length <= WHOLE_BODY_LIMIT_BYTES) {
+      this.#reading = Reading.Whole;
+      this.#whole = new Uint8Array(head.length);
+      this.#filled = 0;
+    } else if (head.framing === "length") this.#openStream();
+    else {
+      this.#reading = Reading.Whole;
+      this.#pieces = [];
+      this.#piecesSize = 0;
+      // What has not all arrived by the event loop's next turn (an event stream, a slow answer) goes as a stream.
+      setImmediate(() => {
+        if (this.#exchange === exchange && this.#reading === Reading.Whole && !this.#answerDone) this.#openStream();
+      });
+    }
+    return rest;
   }
 
   /** Takes body bytes; returns what is left over after the body's end (null or empty when nothing is). */
   #readBody(bytes: Buffer): Buffer | null {
-    const head = this.#head!;
-    if (head.framing === "length") {
-      const take = Math.min(this.#left, bytes.length);
-      this.#take(take === bytes.length ? bytes : bytes.subarray(0, take));
-      this.#left -= take;
-      if (this.#left === 0) this.#bodyEnded();
-      return take < bytes.length ? bytes.subarray(take) : null;
+    const body = this.#body!;
+    const used = body.feed(bytes, (piece) => this.#take(piece));
+    if (used < 0) {
+      const detail = `chunked body: ${body.error}`;
+      this.owner.protocolError("malformed", detail);
+      this.#bodyFailed(malformed(detail));
+      return null;
     }
-    if (this.#chunked) {
-      const used = this.#chunked.feed(bytes, (piece) => this.#take(piece));
-      if (used < 0) {
-        const detail = `chunked body: ${this.#chunked.error}`;
-        this.owner.protocolError("malformed", detail);
-        this.#bodyFailed(malformed(detail));
-        return null;
-      }
-      if (this.#chunked.done) this.#bodyEnded();
-      return used < bytes.length ? bytes.subarray(used) : null;
-    }
-    this.#take(bytes); // until close
-    return null;
+    if (body.done) this.#bodyEnded();
+    return used < bytes.length ? bytes.subarray(used) : null;
   }
 
   /** A piece of body data: kept (whole mode) or passed on (stream mode). */
@@ -396,7 +367,7 @@ export class Connection {
     this.#reading = Reading.Stream;
     this.#streamedBytes = 0;
     this.#streamMovedAt = performance.now();
-    this.owner.streaming.add(this);
+    this.owner.streamStarted(this);
     let owner: ReadableStreamDefaultController<Uint8Array> | null = null;
     const body = new ReadableStream<Uint8Array>(
       {
@@ -424,7 +395,7 @@ export class Connection {
     this.#deliver(body);
   }
 
-  #deliver(body: UpstreamAnswer["body"]): void {
+  #deliver(body: UpstreamResponse["body"]): void {
     const head = this.#head!;
     this.#exchange!.resolve({ status: head.status, statusText: head.statusText, headers: head.headers, body });
   }
@@ -454,7 +425,7 @@ export class Connection {
 
   #streamEnded(failed?: Failure): void {
     const onEnd = this.#exchange?.request.onStreamEnd;
-    this.owner.streaming.delete(this);
+    this.owner.streamEnded(this);
     this.#stream = null;
     onEnd?.(this.#streamedBytes, failed);
   }
@@ -489,7 +460,7 @@ export class Connection {
     if (this.#head?.keepAliveMs) this.backendLimitMs = this.#head.keepAliveMs - BACKEND_IDLE_MARGIN_MS;
     this.#whole = null;
     this.#pieces = [];
-    this.#chunked = null;
+    this.#body = null;
     this.#head = null;
     this.#maybeDone();
   }

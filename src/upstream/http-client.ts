@@ -52,7 +52,7 @@ export class HttpClient implements UpstreamClient {
     if (!pool) return;
     pool.forget();
     this.#pools.delete(origin);
-    if (pool.streaming.size > 0) this.#leaving.add(pool);
+    if (pool.streams > 0) this.#leaving.add(pool);
   }
 
   connections(): { busy: number; idle: number } {
@@ -93,7 +93,7 @@ export class HttpClient implements UpstreamClient {
     for (const pool of this.#pools.values()) pool.closeExpired(now);
     for (const pool of this.#leaving) {
       pool.closeExpired(now);
-      if (pool.streaming.size === 0) this.#leaving.delete(pool);
+      if (pool.streams === 0) this.#leaving.delete(pool);
     }
   }
 }

@@ -44,7 +44,8 @@ export class OriginPool implements ConnectionOwner {
   readonly #takenAgain = new WeakSet<Connection>();
   /** The backend left the pool: connections close as they become idle. */
   #forgotten = false;
-  readonly streaming = new Set<Connection>();
+  /** Connections passing an answer on as a stream now, watched for silence. */
+  readonly #streaming = new Set<Connection>();
 
   constructor(
     readonly origin: string,
@@ -60,6 +61,19 @@ export class OriginPool implements ConnectionOwner {
 
   get idle(): number {
     return this.#idle.size;
+  }
+
+  /** Answers passed on as streams now. */
+  get streams(): number {
+    return this.#streaming.size;
+  }
+
+  streamStarted(connection: Connection): void {
+    this.#streaming.add(connection);
+  }
+
+  streamEnded(connection: Connection): void {
+    this.#streaming.delete(connection);
   }
 
   /** Sends on the client's most recently used idle connection (one past its idle limit is closed instead), or on a new one. */
@@ -86,10 +100,8 @@ export class OriginPool implements ConnectionOwner {
     const { connectTimeoutMs, tls } = this.settings();
     const connection = new Connection(this, exchange.request.client, this.#https ? (tls?.rejectUnauthorized ?? true) : null);
     this.open++;
-    exchange.connection = connection;
-    exchange.connectDeadline = performance.now() + connectTimeoutMs;
+    exchange.connecting(connection, performance.now() + connectTimeoutMs);
     connection.onReady = (failed) => {
-      exchange.connectDeadline = 0;
       if (failed) exchange.resolve(failed);
       else if (exchange.settled) this.release(connection);
       else connection.start(exchange);
@@ -143,7 +155,7 @@ export class OriginPool implements ConnectionOwner {
     const expired = [...this.#idle].filter((connection) => now - connection.idleSince >= this.#idleLimitOf(connection, limit));
     for (const connection of expired) connection.destroy();
     const { readTimeoutMs } = this.settings();
-    for (const connection of [...this.streaming]) connection.cutIfStalled(now, readTimeoutMs);
+    for (const connection of [...this.#streaming]) connection.cutIfStalled(now, readTimeoutMs);
   }
 
   /** The backend left: idle connections close now, busy ones once their exchange is over. */
@@ -170,7 +182,7 @@ const CLIENT_LEFT = failure("cancelled", "the client went away");
 export function expire(exchange: Exchange, now: number): void {
   if (exchange.request.signal?.aborted) {
     exchange.abandon(CLIENT_LEFT);
-  } else if (exchange.connectDeadline > 0 && now >= exchange.connectDeadline) {
+  } else if (exchange.connectTimedOut(now)) {
     exchange.abandon(failure("connect", "connect timed out"));
   } else if (now >= exchange.deadline) {
     exchange.abandon(failure("timeout", "timed out"));

@@ -11,12 +11,12 @@ import { Metrics } from "../../src/metrics/metrics.ts";
 import { Pool } from "../../src/pool/pool.ts";
 import { Forwarder } from "../../src/proxy/forward.ts";
 import { type ClientConnection, startTrip } from "../../src/proxy/trip.ts";
-import type { UpstreamAnswer, UpstreamCall, UpstreamClient, UpstreamRequest } from "../../src/upstream/client.ts";
+import type { UpstreamResponse, UpstreamCall, UpstreamClient, UpstreamRequest } from "../../src/upstream/client.ts";
 import { type Failure, failure } from "../../src/upstream/failure.ts";
 import { waitFor } from "../helpers.ts";
 
 /** An answer now, or "hang": no answer until the call is cancelled (a frozen backend, or a client that left). */
-type Script = (origin: string, request: UpstreamRequest) => UpstreamAnswer | Failure | "hang";
+type Script = (origin: string, request: UpstreamRequest) => UpstreamResponse | Failure | "hang";
 
 /** A transport that answers from `script` and records every request it was given, by backend. */
 class ScriptedClient implements UpstreamClient {
@@ -34,7 +34,7 @@ class ScriptedClient implements UpstreamClient {
     const outcome = this.script(origin, request);
     if (outcome !== "hang") return { result: Promise.resolve(outcome), cancel() {} };
     let settle!: (outcome: Failure) => void;
-    const result = new Promise<UpstreamAnswer | Failure>((resolve) => (settle = resolve));
+    const result = new Promise<UpstreamResponse | Failure>((resolve) => (settle = resolve));
     const cancel = (why: Failure) => {
       this.calledOff.push(origin);
       settle(why);
@@ -51,7 +51,7 @@ class ScriptedClient implements UpstreamClient {
   close() {}
 }
 
-const answer = (text: string, status = 200): UpstreamAnswer => ({
+const answer = (text: string, status = 200): UpstreamResponse => ({
   status,
   statusText: "",
   headers: [["content-type", "text/plain"]],

@@ -9,7 +9,7 @@ import { createServer } from "node:http";
 import { type Socket as NetSocket, connect } from "node:net";
 import { readFileSync } from "node:fs";
 import type { Socket } from "bun";
-import { type UpstreamAnswer, type UpstreamSettings, isFailure } from "../../src/upstream/client.ts";
+import { type UpstreamResponse, type UpstreamSettings, isFailure } from "../../src/upstream/client.ts";
 import type { Failure } from "../../src/upstream/failure.ts";
 import { HttpClient } from "../../src/upstream/http-client.ts";
 import { IDLE_LIMIT, ONE_REQUEST_IDLE_MS } from "../../src/upstream/origin-pool.ts";
@@ -42,14 +42,14 @@ function send(
   target: string,
   body: string | null = null,
   from: string | null = "test",
-): Promise<UpstreamAnswer | Failure> {
+): Promise<UpstreamResponse | Failure> {
   const bytes = body === null ? null : new TextEncoder().encode(body);
   const headers: [string, string][] = bytes ? [["content-length", String(bytes.byteLength)]] : [];
   return client.send(origin, { method, target, headers, body: bytes, client: from, timeoutMs: 5000 }).result;
 }
 
 /** The answer's status and body text; a Failure fails the test with its reason. */
-async function answered(result: UpstreamAnswer | Failure): Promise<{ status: number; text: string }> {
+async function answered(result: UpstreamResponse | Failure): Promise<{ status: number; text: string }> {
   if (isFailure(result)) throw new Error(`expected an answer, got a ${result.kind} failure: ${result.reason}`);
   return { status: result.status, text: await new Response(result.body).text() };
 }
@@ -394,7 +394,7 @@ describe("HttpClient", () => {
     for (let i = 0; i < 2; i++) {
       const result = await send(client, `http://127.0.0.1:${server.port}`, "GET", "/");
       expect(await answered(result)).toEqual({ status: 200, text: "hello" });
-      expect((result as UpstreamAnswer).headers).toEqual([["x-a", "b"]]);
+      expect((result as UpstreamResponse).headers).toEqual([["x-a", "b"]]);
     }
     expect(connections).toBe(1);
   });

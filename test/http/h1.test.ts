@@ -1,16 +1,19 @@
 /**
- * The upstream client's parsers, without sockets: answer heads (status line, fields, framing) and chunked bodies,
- * including answers shaped like response-splitting and smuggling attempts. Each must be read exactly one way or refused.
+ * The HTTP/1.1 codec (src/http/h1/), bytes only, no sockets: finding a head's end across pieces, response heads (status
+ * line, fields, framing), body framing (a length, chunked, until close) including responses shaped like
+ * response-splitting and smuggling attempts, and writing requests. Each must be read exactly one way or refused.
  */
 import { describe, expect, test } from "bun:test";
-import { type AnswerHead, parseAnswerHead } from "../../src/upstream/answer-head.ts";
-import { ChunkedDecoder } from "../../src/upstream/chunked.ts";
-import { LAST_CHUNK, encodeChunk, encodeRequest } from "../../src/upstream/request-head.ts";
+import { type ResponseHead, parseResponseHead } from "../../src/http/h1/response-head.ts";
+import { bodyReaderFor } from "../../src/http/h1/body-reader.ts";
+import { ChunkedDecoder } from "../../src/http/h1/chunked.ts";
+import { HeadReader } from "../../src/http/h1/head-reader.ts";
+import { LAST_CHUNK, encodeChunk, encodeRequest } from "../../src/http/h1/request-head.ts";
 
 const head = (...lines: string[]) => lines.join("\r\n");
 
-describe("answer heads that are accepted", () => {
-  const cases: Array<[string, string, string, Partial<AnswerHead>]> = [
+describe("response heads that are accepted", () => {
+  const cases: Array<[string, string, string, Partial<ResponseHead>]> = [
     ["a sized answer", head("HTTP/1.1 200 OK", "Content-Length: 5", "Content-Type: text/plain"), "GET",
       { status: 200, statusText: "OK", framing: "length", length: 5, reusable: true, headers: [["content-type", "text/plain"]] }],
     ["a chunked answer", head("HTTP/1.1 201 Created", "Transfer-Encoding: chunked"), "POST", { framing: "chunked", reusable: true, headers: [] }],
@@ -48,14 +51,14 @@ describe("answer heads that are accepted", () => {
   ];
   for (const [name, text, method, expected] of cases) {
     test(name, () => {
-      const parsed = parseAnswerHead(text, method);
+      const parsed = parseResponseHead(text, method);
       expect(typeof parsed).toBe("object");
       expect(parsed).toMatchObject(expected);
     });
   }
 });
 
-describe("answer heads that are refused (502, connection dropped)", () => {
+describe("response heads that are refused (502, connection dropped)", () => {
   const cases: Array<[string, string, RegExp]> = [
     ["not HTTP at all", "SSH-2.0-OpenSSH_9.2", /bad status line/],
     ["HTTP/2 or other versions", "HTTP/2 200", /bad status line/],
@@ -85,7 +88,7 @@ describe("answer heads that are refused (502, connection dropped)", () => {
   ];
   for (const [name, text, reason] of cases) {
     test(name, () => {
-      const parsed = parseAnswerHead(text, "GET");
+      const parsed = parseResponseHead(text, "GET");
       expect(typeof parsed).toBe("string");
       expect(parsed as string).toMatch(reason);
     });
@@ -173,5 +176,60 @@ describe("writing requests", () => {
   test("chunks", () => {
     expect(text(encodeChunk(new Uint8Array(26).fill(97)))).toBe(`1a\r\n${"a".repeat(26)}\r\n`);
     expect(text(LAST_CHUNK)).toBe("0\r\n\r\n");
+  });
+});
+
+describe("finding a head's end", () => {
+  const bytes = (text: string) => Buffer.from(text, "latin1");
+
+  test("in one piece: the head without its blank line, and the bytes after it", () => {
+    expect(new HeadReader(1024).push(bytes("HTTP/1.1 200 OK\r\nA: 1\r\n\r\nbody"))).toEqual({ head: "HTTP/1.1 200 OK\r\nA: 1", rest: bytes("body") });
+  });
+
+  test("split anywhere before its end, the blank line itself across pieces included, it is found once", () => {
+    const wire = "HTTP/1.1 204 No Content\r\nA: 1\r\n\r\nnext";
+    for (let cut = 1; cut < wire.indexOf("\r\n\r\n") + 4; cut++) {
+      const reader = new HeadReader(1024);
+      expect(reader.push(bytes(wire.slice(0, cut)))).toBeNull();
+      expect(reader.push(bytes(wire.slice(cut)))).toEqual({ head: "HTTP/1.1 204 No Content\r\nA: 1", rest: bytes("next") });
+    }
+  });
+
+  test("a byte at a time", () => {
+    const reader = new HeadReader(1024);
+    const wire = "HTTP/1.1 200 OK\r\n\r\n";
+    for (const c of wire.slice(0, -1)) expect(reader.push(bytes(c))).toBeNull();
+    expect(reader.push(bytes("\n"))).toEqual({ head: "HTTP/1.1 200 OK", rest: bytes("") });
+  });
+
+  test("past the limit: too large, whether the end is not there yet or comes late", () => {
+    expect(new HeadReader(16).push(bytes("HTTP/1.1 200 OK\r\nA-Long-Field: 1"))).toBe("too large");
+    expect(new HeadReader(16).push(bytes("HTTP/1.1 200 OK\r\nA-Long-Field: 1\r\n\r\n"))).toBe("too large");
+  });
+});
+
+describe("body framing", () => {
+  const read = (framing: "length" | "chunked" | "close", length: number, wire: string) => {
+    const reader = bodyReaderFor({ status: 200, statusText: "OK", headers: [], framing, length, reusable: true, keepAliveMs: 0 })!;
+    let body = "";
+    const used = reader.feed(Buffer.from(wire, "latin1"), (piece) => (body += Buffer.from(piece).toString("latin1")));
+    return { body, used, done: reader.done };
+  };
+
+  test("a length: that many bytes, the rest left over", () => {
+    expect(read("length", 5, "hello, next")).toEqual({ body: "hello", used: 5, done: true });
+    expect(read("length", 5, "hel")).toEqual({ body: "hel", used: 3, done: false });
+  });
+
+  test("until close: every byte, never done", () => {
+    expect(read("close", -1, "all of it")).toEqual({ body: "all of it", used: 9, done: false });
+  });
+
+  test("chunked: decoded, done at the last chunk", () => {
+    expect(read("chunked", -1, "3\r\nabc\r\n0\r\n\r\nnext")).toEqual({ body: "abc", used: 13, done: true });
+  });
+
+  test("no body by definition: no reader", () => {
+    expect(bodyReaderFor({ status: 304, statusText: "", headers: [], framing: "none", length: -1, reusable: true, keepAliveMs: 0 })).toBeNull();
   });
 });

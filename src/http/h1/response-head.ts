@@ -2,7 +2,7 @@
  * Parsing a backend's answer head (status line and header fields), strictly: the backend is trusted less than it
  * seems, and whatever lb accepts here it passes on to a client. Pure: bytes in, a head or a reason out.
  */
-import { HOP_BY_HOP, connectionListed, isToken } from "./hop-by-hop.ts";
+import { HOP_BY_HOP, connectionListed, isToken } from "../hop-by-hop.ts";
 
 /** How the body after the head is delimited (RFC 9112 §6.3). */
 export type Framing =
@@ -13,7 +13,7 @@ export type Framing =
   /** Until the backend closes the connection. */
   | "close";
 
-export interface AnswerHead {
+export interface ResponseHead {
   status: number;
   statusText: string;
   /** As received, in order, minus the hop-by-hop and framing fields (lb frames the body for its client itself). */
@@ -28,7 +28,7 @@ export interface AnswerHead {
 }
 
 /** Most bytes an answer head may take; past it the answer is refused (HAProxy's whole buffer is 16 KiB). */
-export const ANSWER_HEAD_LIMIT_BYTES = 64 * 1024;
+export const RESPONSE_HEAD_LIMIT_BYTES = 64 * 1024;
 
 const DIGITS = /^\d{1,15}$/;
 const KEEP_ALIVE_TIMEOUT = /(?:^|[,;\s])timeout=(\d{1,6})/i;
@@ -40,7 +40,7 @@ const TAB = 9;
  * Returns the reason as a string when the answer must be refused (lb answers 502 and drops the connection).
  * Written as a scan rather than with regular expressions: it runs for every answer.
  */
-export function parseAnswerHead(text: string, method: string): AnswerHead | string {
+export function parseResponseHead(text: string, method: string): ResponseHead | string {
   const firstEnd = text.indexOf("\r\n");
   const statusEnd = firstEnd === -1 ? text.length : firstEnd;
   const status = parseStatusLine(text, statusEnd);
