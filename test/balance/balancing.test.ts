@@ -47,6 +47,20 @@ describe("policies over real backends", () => {
     });
   }
 
+  test("ewma does not pour traffic into a backend that hangs", async () => {
+    const [hung, fine] = [backend("hung", 5000), backend("fine")];
+    const lb = await lbFor([hung.url, fine.url], { policy: "ewma", timeout: "300ms" });
+    // Four clients, ten requests each: once the hung backend holds a request and the other has answered, the hung one
+    // scores worst. Before the fix it looked free (no latency sample) and took nearly everything.
+    const statuses: number[] = [];
+    await Promise.all(
+      Array.from({ length: 4 }, async () => {
+        for (let i = 0; i < 10; i++) statuses.push((await fetch(`${lb.url}/work`)).status);
+      }),
+    );
+    expect(statuses.filter((s) => s === 504).length).toBeLessThanOrEqual(4);
+  });
+
   test("random spreads by weight", async () => {
     const [a, b] = [backend("a"), backend("b")];
     const lb = await lbFor([`${a.url}#weight=3`, b.url], { policy: "random" });

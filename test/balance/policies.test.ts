@@ -37,17 +37,49 @@ describe("round robin (smooth weighted)", () => {
     expect(sequence).toBe("a a b a c a a a a b a c a a");
   });
 
-  test("equal weights rotate in configured order, and each pick lists every backend once", () => {
-    const backends = make(1, 1, 1);
-    const policy: Policy = new RoundRobin();
-    expect(Array.from({ length: 6 }, () => host(first(policy, backends))).join("")).toBe("abcabc");
-    expect([...policy.candidates(backends, request())].map(host).join("")).toBe("abc");
-  });
-
   test("shares follow weights exactly over a full cycle", () => {
     const backends = make(3, 2, 1);
     const policy = new RoundRobin();
     expect(tally(600, () => first(policy, backends))).toEqual({ a: 300, b: 200, c: 100 });
+  });
+});
+
+describe("round robin: order, retries and the live set", () => {
+  const backends = make(1, 1, 1);
+  const names = (iterable: Iterable<{ name: string }>) => [...iterable].map((b) => b.name);
+
+  test("first choices rotate through the backends in configured order", () => {
+    const policy = new RoundRobin();
+    const firsts = Array.from({ length: 7 }, () => names(policy.candidates(backends))[0]);
+    expect(firsts).toEqual(["a:1", "b:1", "c:1", "a:1", "b:1", "c:1", "a:1"]);
+  });
+
+  test("each pick lists every backend once, continuing in order, so retries never repeat one", () => {
+    const policy = new RoundRobin();
+    policy.candidates(backends);
+    expect(names(policy.candidates(backends))).toEqual(["b:1", "c:1", "a:1"]);
+  });
+
+  test("the turn is taken when candidates are asked for, not when they are read", () => {
+    const policy = new RoundRobin();
+    const earlier = policy.candidates(backends);
+    const later = policy.candidates(backends);
+    expect(names(later)[0]).toBe("b:1");
+    expect(names(earlier)[0]).toBe("a:1");
+  });
+
+  test("spreads evenly over a shrunken live set", () => {
+    const policy = new RoundRobin();
+    const counts = new Map<string, number>();
+    for (let i = 0; i < 1000; i++) {
+      const chosen = names(policy.candidates(backends.slice(0, 2)))[0]!;
+      counts.set(chosen, (counts.get(chosen) ?? 0) + 1);
+    }
+    expect(Object.fromEntries(counts)).toEqual({ "a:1": 500, "b:1": 500 });
+  });
+
+  test("no available backends, no candidates", () => {
+    expect(names(new RoundRobin().candidates([]))).toEqual([]);
   });
 });
 

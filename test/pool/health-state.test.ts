@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { type HealthState, initialHealth, markDown, observe } from "../../src/pool/health.ts";
 import { Pool, type PoolEvent } from "../../src/pool/pool.ts";
-import { createBackend } from "../../src/pool/backend.ts";
+import { backendName, createBackend } from "../../src/pool/backend.ts";
 import { describeStatuses, nextCheckDelay, statusPasses } from "../../src/pool/checker.ts";
 
 const pass = { ok: true, reason: "status 200" };
@@ -155,5 +155,14 @@ describe("check scheduling and matching", () => {
     expect(observe(silent, fail, rules, 3)).toMatchObject({ status: "unhealthy", unanswered: false });
     expect(observe(silent, pass, rules, 3).unanswered).toBe(false);
     expect(markDown(silent, "connection refused", 3)).toMatchObject({ status: "unhealthy", unanswered: false });
+  });
+});
+
+describe("backend ids", () => {
+  test("always name the port, so an id typed with the default port finds the backend", () => {
+    expect(backendName("http://example.com")).toBe("example.com:80");
+    expect(backendName("https://example.com")).toBe("example.com:443");
+    expect(backendName("http://[::1]:8080")).toBe("[::1]:8080");
+    expect(backendName("http://127.0.0.1:9000")).toBe("127.0.0.1:9000");
   });
 });

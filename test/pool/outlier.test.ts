@@ -1,6 +1,10 @@
+/** Outlier ejection: the pure rules, the pool that applies them, and one check through a running lb. */
 import { describe, expect, test } from "bun:test";
 import { CLEAN_OUTLIER, type OutlierState, mayEject, recordOutcome } from "../../src/pool/outlier.ts";
 import { Pool, type PoolEvent } from "../../src/pool/pool.ts";
+import { stoppedAfterEach } from "../helpers.ts";
+
+const { backend, lbFor } = stoppedAfterEach({ "health-interval": "1m" });
 
 const rules = { consecutiveErrors: 3, baseEjectionMs: 1000, maxEjectedPercent: 50 };
 
@@ -117,5 +121,14 @@ describe("ejection in the pool", () => {
     expect(a.health.status).toBe("unhealthy");
     expect(a.stateSince).toBe(5000);
     pool.close();
+  });
+});
+
+describe("ejection in a running lb (real sockets)", () => {
+  test("outlier ejection never takes the last backend in rotation", async () => {
+    const failing = backend("failing", (request) => new Response("no", { status: new URL(request.url).pathname === "/" ? 200 : 500 }));
+    const lb = await lbFor([failing.url, "http://127.0.0.1:1", "http://127.0.0.1:2"], { "outlier-errors": 2, "outlier-max-ejected": 100 });
+    for (let i = 0; i < 6; i++) expect((await fetch(`${lb.url}/x`)).status).toBe(500);
+    expect(lb.lb.pool.available()).toHaveLength(1);
   });
 });

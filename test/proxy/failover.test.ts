@@ -113,6 +113,17 @@ describe("failover", () => {
     expect(await post.text()).toBe("502 Bad Gateway: backend failed (connection reset)\n");
     expect(a!.seen.filter((r) => r.method === "POST")).toHaveLength(0);
   });
+
+  test("a reset is retried but does not mark the backend down (it may be a stale keep-alive socket)", async () => {
+    const resetter = resettingBackend();
+    const good = backend("good");
+    cleanup.push(resetter.stop);
+    const lb = await lbFor([resetter.url, good.url], { "health-path": "/health", "health-interval": "1m", "outlier-errors": 0 });
+    expect(await (await fetch(`${lb.url}/x`)).text()).toBe("backend good");
+    expect(lb.access.at(-1)).toMatchObject({ attempts: 2, status: 200 });
+    expect(lb.lb.pool.available()).toHaveLength(2);
+    await waitFor(() => lb.lb.pool.backends[0]!.stats.errors === 1, "the reset to count as an error");
+  });
 });
 
 describe("lb's own answers", () => {

@@ -680,3 +680,10 @@ describe("9. secrets never logged", () => {
     }
   });
 });
+
+describe("10. a Connection header lb cannot fully read", () => {
+  test("a client's Connection header naming a non-token is ignored, not a 500", async () => {
+    const answer = await rawRequest(port, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close, x y\r\n\r\n");
+    expect(answer).toStartWith("HTTP/1.1 200");
+  });
+});

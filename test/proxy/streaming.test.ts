@@ -1,7 +1,8 @@
 /**
- * Answers that stream for a long time (server-sent events, big downloads): the client's idle timeout must not cut a
- * stream that is merely quiet, and --upstream-read-timeout must cut one that has stalled (the backend silent, or the
- * client reading nothing), with a warning and a count. Real backends, real clients (curl, a raw socket), real lb.
+ * Answers that are slow to start or stream for a long time (server-sent events, big downloads): the client's idle
+ * timeout must not cut an answer that is merely late or quiet, and --upstream-read-timeout must cut one that has
+ * stalled (the backend silent, or the client reading nothing), with a warning and a count. Real backends, real
+ * clients (curl, a raw socket), real lb.
  */
 import { describe, expect, test } from "bun:test";
 import { connect } from "node:net";
@@ -27,6 +28,26 @@ async function streamsCut(lb: InProcessLb): Promise<number> {
   const metrics = await (await fetch(`${lb.lb.adminUrl!.origin}/metrics`)).text();
   return [...metrics.matchAll(/^lb_streams_cut_total\{[^}]*\} (\d+)$/gm)].reduce((sum, m) => sum + Number(m[1]), 0);
 }
+
+/**
+ * A slow but working backend is answered, not reset. Bun's idle timeout also runs while a handler awaits its
+ * backend; lb suspends it for that wait. Bun checks idle sockets every 4 s or so: with --client-timeout 1s, a request
+ * whose handler waits is reset 1 to 5 s after it came (measured: 4.0 s for a wait of 4.2 s, 1.3 to 4.0 s for 6 s).
+ * So the backend here takes 6 s: longer than the latest such reset, and far longer than the client idle timeout.
+ */
+describe("an answer slow to start", () => {
+  test("an answer 6 s late, past the 1 s client timeout and Bun's idle sweep, reaches the client", async () => {
+    const slow = startedBackend("slow", async (request) => {
+      if (new URL(request.url).pathname === "/slow") await Bun.sleep(6000); // time passing is what is tested
+      return new Response("worth the wait");
+    });
+    const lb = await lbFor([slow.url], { "health-interval": "1m", "client-timeout": "1s" });
+    const response = await fetch(`${lb.url}/slow`);
+    expect(response.status).toBe(200);
+    expect(await response.text()).toBe("worth the wait");
+    expect(lb.access.at(-1)!.upstreamMs).toBeGreaterThan(5900);
+  }, 12_000);
+});
 
 describe("streamed answers", () => {
   test("server-sent events arrive one by one, and a quiet stretch longer than --client-timeout cuts nothing", async () => {

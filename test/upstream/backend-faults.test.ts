@@ -3,8 +3,8 @@
  * that accepts and never answers, one that answers garbage or hangs up before its status line, one that resets
  * connections, one whose health flaps, and one whose keep-alive timeout is shorter than lb's upstream pool keeps
  * idle connections. lb must never hand a client a cut-off body as if it were whole, never replay a POST, and keep
- * serving afterwards. (Plain garbage answers, resets after the request and plain 504s are in failover.test.ts and
- * robustness.test.ts; this file adds what they do not cover.)
+ * serving afterwards. (Plain garbage answers, resets after the request and plain 504s are in
+ * ../proxy/failover.test.ts; this file adds what it does not cover.)
  */
 import { describe, expect, test } from "bun:test";
 import { connect } from "node:net";
@@ -348,6 +348,33 @@ describe("a backend whose chunk size does not fit a number exactly", () => {
     const response = await fetch(`${lb.url}/huge`);
     expect(response.status).toBe(502);
     expect(await response.text()).toBe("502 Bad Gateway: backend failed (malformed response)\n");
+  });
+});
+
+describe("a backend whose whole answers are odd (a bad Connection token, a status past 599)", () => {
+  /** A raw backend: health checks on /health pass; everything else gets `answer` byte for byte. */
+  function misbehaving(answer: string): string {
+    const raw = rawBackend("/health", answer);
+    cleanup.push(raw.stop);
+    return raw.url;
+  }
+
+  test("odd backend answers (a bad Connection token, status 600) never leak in-flight counts", async () => {
+    const badToken = misbehaving("HTTP/1.1 200 OK\r\nconnection: close, x y\r\ncontent-length: 2\r\n\r\nhi");
+    const badStatus = misbehaving("HTTP/1.1 600 Odd\r\ncontent-length: 2\r\nconnection: close\r\n\r\nhi");
+    const lb = await lbFor([badToken, badStatus], { "outlier-errors": 0 });
+    const statuses = new Set<number>();
+    for (let i = 0; i < 140; i++) {
+      const response = await fetch(`${lb.url}/x`);
+      await response.arrayBuffer();
+      statuses.add(response.status);
+    }
+    expect([...statuses].sort()).toEqual([200, 502]);
+    expect(lb.lb.pool.backends.map((b) => b.inflight)).toEqual([0, 0]);
+    // 140 requests later, nothing leaked: the next request is still answered at once.
+    const last = await fetch(`${lb.url}/x`, { signal: AbortSignal.timeout(2000) });
+    expect([200, 502]).toContain(last.status);
+    expect(lb.access.filter((e) => e.path === "/x")).toHaveLength(141);
   });
 });
 
