@@ -6,11 +6,13 @@
 import type { Socket, SocketHandler } from "bun";
 import { type BodyReader, bodyReaderFor } from "../http/h1/body-reader.ts";
 import { HeadReader } from "../http/h1/head-reader.ts";
-import { LAST_CHUNK, encodeChunk, encodeRequest, isIdempotent } from "../http/h1/request-head.ts";
+import { encodeRequest } from "../http/h1/request-head.ts";
 import { RESPONSE_HEAD_LIMIT_BYTES, type ResponseHead, parseResponseHead } from "../http/h1/response-head.ts";
 import type { UpstreamRequest, UpstreamResponse } from "./client.ts";
+import type { Exchange } from "./exchange.ts";
 import { type Failure, type ProtocolErrorKind, classifyFailure, failure } from "./failure.ts";
 import { capReceiveBuffer } from "./receive-buffer.ts";
+import { SocketWriter, pumpBody } from "./socket-writer.ts";
 
 /** A body up to this size that has all arrived is handed over whole (so the client gets a Content-Length). */
 export const WHOLE_BODY_LIMIT_BYTES = 1024 * 1024;
@@ -34,70 +36,6 @@ export interface ConnectionOwner {
   streamEnded(connection: Connection): void;
   /** The backend broke HTTP/1.1 on this connection (which then closes): counted and logged. */
   protocolError(kind: ProtocolErrorKind, detail: string): void;
-}
-
-/** One request and the promise it settles; settles exactly once. */
-export class Exchange {
-  settled = false;
-  /** Sent once already on a pooled connection that closed before answering. */
-  resent = false;
-  /** When the connection must be up while it is being opened (performance.now); 0 once it is. */
-  #connectDeadline = 0;
-  /** For a streamed body, pushed on by each piece the backend takes: --timeout is the backend's silence, not the upload's length. */
-  deadline: number;
-  #connection: Connection | null = null;
-
-  constructor(
-    readonly request: UpstreamRequest,
-    private readonly settle: (result: UpstreamResponse | Failure) => void,
-    /** Told when it settles, to stop watching its deadlines. */
-    private readonly onSettled: (exchange: Exchange) => void,
-  ) {
-    this.deadline = 0;
-    this.restartDeadline();
-  }
-
-  /** It waits for `connection` to open, until `deadline` (performance.now). */
-  connecting(connection: Connection, deadline: number): void {
-    this.#connection = connection;
-    this.#connectDeadline = deadline;
-  }
-
-  /** It goes out on `connection`, which is open: only the answer's deadline runs now. */
-  carriedBy(connection: Connection): void {
-    this.#connection = connection;
-    this.#connectDeadline = 0;
-  }
-
-  /** Whether the connection it waits for has not opened by `now`. */
-  connectTimedOut(now: number): boolean {
-    return this.#connectDeadline > 0 && now >= this.#connectDeadline;
-  }
-
-  /** The answer's head is due --timeout from now (from the start, and again each time the backend takes body bytes). */
-  restartDeadline(): void {
-    this.deadline = performance.now() + this.request.timeoutMs;
-  }
-
-  resolve(result: UpstreamResponse | Failure): void {
-    if (this.settled) return;
-    this.settled = true;
-    this.onSettled(this);
-    this.settle(result);
-  }
-
-  /** Ends it with `why` and drops its connection (which may be mid-request). */
-  abandon(why: Failure): void {
-    if (this.settled) return;
-    this.resolve(why);
-    this.#connection?.destroy();
-  }
-
-  /** Whether it may go out again after its connection closed unanswered: nothing of it can have been acted on twice. */
-  get mayResend(): boolean {
-    const { body, method } = this.request;
-    return !this.resent && !(body instanceof ReadableStream) && isIdempotent(method);
-  }
 }
 
 const enum Reading {
@@ -137,9 +75,8 @@ export class Connection {
   #streamedBytes = 0;
   /** When the stream last moved a byte (performance.now). */
   #streamMovedAt = 0;
-  /** Request bytes the socket has not taken yet, and who waits for them to go. */
-  #unsent: Uint8Array | null = null;
-  #drained: (() => void) | null = null;
+  /** Writes requests, keeping what the socket has not taken yet; made once it is open. */
+  #writer: SocketWriter | null = null;
   #requestWritten = false;
   /** The answer has been read to its end (the request may still be going out). */
   #answerDone = false;
@@ -173,10 +110,10 @@ export class Connection {
     const { body } = request;
     if (body instanceof ReadableStream) {
       const length = request.streamLength ?? -1;
-      this.#write(encodeRequest(request.method, request.target, request.headers, this.owner.authority, length, null));
+      this.#writer!.write(encodeRequest(request.method, request.target, request.headers, this.owner.authority, length, null));
       void this.#pump(exchange, body, length);
     } else {
-      this.#requestWritten = this.#write(encodeRequest(request.method, request.target, request.headers, this.owner.authority, body?.byteLength ?? null, body));
+      this.#requestWritten = this.#writer!.write(encodeRequest(request.method, request.target, request.headers, this.owner.authority, body?.byteLength ?? null, body));
     }
   }
 
@@ -189,64 +126,22 @@ export class Connection {
 
   // ---- writing ----
 
-  /** Writes or queues `bytes`; true when the socket took all of them. */
-  #write(bytes: Uint8Array): boolean {
-    if (this.#unsent) {
-      this.#unsent = Buffer.concat([this.#unsent, bytes]);
-      return false;
-    }
-    const written = this.socket!.write(bytes);
-    if (written >= bytes.byteLength) return true;
-    this.#unsent = bytes.subarray(Math.max(0, written));
-    return false;
-  }
-
   onDrain(): void {
-    const unsent = this.#unsent;
-    if (!unsent) return;
-    this.#unsent = null;
-    if (!this.#write(unsent)) return;
+    if (!this.#writer?.drain()) return;
     if (this.#exchange && !(this.#exchange.request.body instanceof ReadableStream)) this.#requestWritten = true;
-    const drained = this.#drained;
-    this.#drained = null;
-    drained?.();
     this.#maybeDone();
   }
 
-  /** Resolves once the socket took every byte queued, or at once when it is closed (the writer then stops). */
-  #whenDrained(): Promise<void> {
-    if (this.#closed) return Promise.resolve();
-    return new Promise<void>((resolve) => (this.#drained = resolve));
-  }
-
-  /** Streams a request body: each piece is written once the socket took the one before (TCP backpressure). */
+  /** Streams a request body; the client's body failing closes the connection, as the client's doing. */
   async #pump(exchange: Exchange, body: ReadableStream<Uint8Array>, length: number): Promise<void> {
-    const reader = body.getReader();
-    const chunked = length < 0;
-    let sent = 0;
+    const current = () => this.#exchange === exchange && !this.#closed;
     try {
-      for (;;) {
-        const { done, value } = await reader.read();
-        if (this.#exchange !== exchange || this.#closed) {
-          if (!done) reader.cancel().catch(() => {});
-          return;
-        }
-        if (done) break;
-        if (value.byteLength === 0) continue;
-        sent += value.byteLength;
-        if (!this.#write(chunked ? encodeChunk(value) : value)) await this.#whenDrained();
-        exchange.restartDeadline(); // the backend is taking it
-      }
-      // A body shorter than the length it declared would leave the backend reading the next request as its rest.
-      if (!chunked && sent !== length) throw new Error("the body ended before its declared length");
-      if (chunked && !this.#write(LAST_CHUNK)) await this.#whenDrained();
-      exchange.restartDeadline();
+      if (!(await pumpBody(this.#writer!, body, length, current, () => exchange.restartDeadline()))) return;
       this.#requestWritten = true;
       this.#maybeDone();
     } catch {
       // The client's body failed (it left, or stalled): the backend got a part of a request. Close on it, and say
       // it was the client's doing, so the backend is not blamed for the answer that is cut with it.
-      reader.cancel().catch(() => {});
       if (this.#exchange !== exchange) return;
       const why = failure("cancelled", "the client's body ended early");
       if (this.#reading === Reading.Stream) this.#bodyFailed(why);
@@ -479,7 +374,7 @@ export class Connection {
     this.#exchange = null;
     this.#reading = Reading.Nothing;
     this.reused = true;
-    if (this.#reusable && this.#unsent === null) this.owner.release(this);
+    if (this.#reusable && !this.#writer?.pending) this.owner.release(this);
     else this.destroy();
   }
 
@@ -510,6 +405,7 @@ export class Connection {
       return;
     }
     socket.setNoDelay(true);
+    this.#writer = new SocketWriter(socket);
     if (this.verifyTls === null) this.#ready(null);
   }
 
@@ -542,9 +438,7 @@ export class Connection {
     if (this.#closed) return;
     this.#closed = true;
     this.owner.closed(this);
-    const drained = this.#drained; // a request body waiting to write: it stops at its next look
-    this.#drained = null;
-    drained?.();
+    this.#writer?.close(); // a request body waiting to write stops at its next look
     const why = () => (this.#error ? classifyFailure(this.#error).reason : "connection closed");
     if (this.onReady) return this.#ready(failure("connect", `${why()} while connecting`));
     const exchange = this.#exchange;
@@ -564,7 +458,7 @@ export class Connection {
     // Cut off before a whole head: the backend may have acted on the request, as with a reset.
     if (this.#gotBytes) return exchange.resolve(failure("reset", `${why()} in the middle of the answer's head`));
     if (this.reused && exchange.mayResend) {
-      exchange.resent = true;
+      exchange.resending();
       return this.owner.resend(exchange);
     }
     exchange.resolve(failure("reset", why()));

@@ -3,7 +3,7 @@
  * for every deadline (a sweep every few milliseconds while requests are out) instead of a timer per request.
  */
 import type { UpstreamCall, UpstreamClient, UpstreamRequest, UpstreamSettings } from "./client.ts";
-import { Exchange } from "./connection.ts";
+import { Exchange } from "./exchange.ts";
 import { OriginPool, type PoolHooks, expire } from "./origin-pool.ts";
 
 /**

@@ -10,7 +10,8 @@
  * that finds none of its client's idle opens one (--max-inflight is the way to bound a backend).
  */
 import { isIP } from "node:net";
-import { Connection, type ConnectionOwner, type Exchange, SOCKET_HANDLERS } from "./connection.ts";
+import { Connection, type ConnectionOwner, SOCKET_HANDLERS } from "./connection.ts";
+import type { Exchange } from "./exchange.ts";
 import { type ProtocolErrorKind, failure } from "./failure.ts";
 import type { UpstreamSettings } from "./client.ts";
 

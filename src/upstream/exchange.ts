@@ -1,0 +1,81 @@
+/**
+ * One request on its way to a backend and the promise it settles: its deadlines (the connect, then the response's
+ * head), whether it may be sent again, and the connection carrying it. It settles exactly once.
+ */
+import type { UpstreamRequest, UpstreamResponse } from "./client.ts";
+import type { Failure } from "./failure.ts";
+import { isIdempotent } from "../http/h1/request-head.ts";
+
+/** The connection an exchange goes out on, as far as the exchange needs it: to drop it when given up on. */
+export interface Carrier {
+  destroy(): void;
+}
+
+/** One request and the promise it settles; settles exactly once. */
+export class Exchange {
+  settled = false;
+  /** Sent once already on a pooled connection that closed before answering. */
+  #resent = false;
+  /** When the connection must be up while it is being opened (performance.now); 0 once it is. */
+  #connectDeadline = 0;
+  /** For a streamed body, pushed on by each piece the backend takes: --timeout is the backend's silence, not the upload's length. */
+  deadline: number;
+  #connection: Carrier | null = null;
+
+  constructor(
+    readonly request: UpstreamRequest,
+    private readonly settle: (result: UpstreamResponse | Failure) => void,
+    /** Told when it settles, to stop watching its deadlines. */
+    private readonly onSettled: (exchange: Exchange) => void,
+  ) {
+    this.deadline = 0;
+    this.restartDeadline();
+  }
+
+  /** It waits for `connection` to open, until `deadline` (performance.now). */
+  connecting(connection: Carrier, deadline: number): void {
+    this.#connection = connection;
+    this.#connectDeadline = deadline;
+  }
+
+  /** It goes out on `connection`, which is open: only the answer's deadline runs now. */
+  carriedBy(connection: Carrier): void {
+    this.#connection = connection;
+    this.#connectDeadline = 0;
+  }
+
+  /** Whether the connection it waits for has not opened by `now`. */
+  connectTimedOut(now: number): boolean {
+    return this.#connectDeadline > 0 && now >= this.#connectDeadline;
+  }
+
+  /** The answer's head is due --timeout from now (from the start, and again each time the backend takes body bytes). */
+  restartDeadline(): void {
+    this.deadline = performance.now() + this.request.timeoutMs;
+  }
+
+  resolve(result: UpstreamResponse | Failure): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.onSettled(this);
+    this.settle(result);
+  }
+
+  /** Ends it with `why` and drops its connection (which may be mid-request). */
+  abandon(why: Failure): void {
+    if (this.settled) return;
+    this.resolve(why);
+    this.#connection?.destroy();
+  }
+
+  /** It goes out again on a fresh connection: a pooled one closed before answering. Once only (mayResend). */
+  resending(): void {
+    this.#resent = true;
+  }
+
+  /** Whether it may go out again after its connection closed unanswered: nothing of it can have been acted on twice. */
+  get mayResend(): boolean {
+    const { body, method } = this.request;
+    return !this.#resent && !(body instanceof ReadableStream) && isIdempotent(method);
+  }
+}
