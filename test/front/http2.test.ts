@@ -197,7 +197,7 @@ describe("HTTP/3", () => {
   test("needs TLS: without it lb exits 2 with one line", async () => {
     const { code, stderr } = await runCommand(["--http3", "http://127.0.0.1:1"]);
     expect(code).toBe(2);
-    expect(stderr.trim()).toBe("lb: http3: HTTP/3 runs over TLS only; give --tls-cert and --tls-key");
+    expect(stderr.trim()).toBe("lb: http3: HTTP/3 runs over TLS only; give --tls-cert and --tls-key (or --acme)");
   });
 
   async function h3Lb(settings: Record<string, unknown> = {}, backends = [backend.url]): Promise<InProcessLb> {
