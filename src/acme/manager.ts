@@ -84,13 +84,17 @@ export class AcmeManager {
 
   /**
    * Names a reload adds start their schedule; names it drops stop theirs and are no longer served (their files stay in
-   * the state directory). The listener hears of it only when what it serves changes.
+   * the state directory); for a name it keeps, the stored certificate is read again (#rereadStored). The listener
+   * hears of it only when what it serves changes.
    */
   follow(names: readonly string[]): void {
     const servedNames = () => this.certificates().map((served) => served.serverName).join();
     const before = servedNames();
     for (const [name, managed] of this.#names) {
-      if (names.includes(name)) continue;
+      if (names.includes(name)) {
+        this.#rereadStored(managed);
+        continue;
+      }
       managed.cancel();
       this.#names.delete(name);
     }
@@ -128,6 +132,32 @@ export class AcmeManager {
     const stored = this.#readStored(name);
     if (stored) managed.held = stored;
     return managed;
+  }
+
+  /**
+   * A reload reads a held certificate's file again. Deleting it and reloading is how an operator replaces a certificate
+   * that must go (a revoked one: lb has no way to learn that itself), so a deleted or damaged file is ordered anew at
+   * once, the held certificate in use until the new one is there; a different sound one (another lb sharing the state
+   * directory ordered it) is served.
+   */
+  #rereadStored(managed: ManagedName): void {
+    const { store, log } = this.options;
+    const { name, held } = managed;
+    if (!held) return; // its order is under way or waits for its retry
+    const deleted = !store.hasCertificate(name);
+    const stored = deleted ? null : this.#readStored(name); // a damaged one is reported there
+    if (stored?.facts.serial === held.facts.serial) return;
+    if (stored) {
+      log.info(`acme: ${name}: serving the new certificate in the state directory (${certificateSummary(stored.facts)})`);
+      return this.#adopt(managed, stored);
+    }
+    if (deleted) {
+      log.warn(
+        `acme: the stored certificate for ${name} (${store.certificatePath(name)}) was deleted; ordering a new one now ` +
+          `(until it is there, ${certificateSummary(held.facts)} stays in use)`,
+      );
+    }
+    this.#schedule(managed, this.#clock.now());
   }
 
   #readStored(name: string): Held | null {

@@ -9,7 +9,7 @@
  *   DIR/acme/<ca>/locks/<name>.lock       held while an instance orders <name>
  *   DIR/acme/challenges/<token>           HTTP-01 answers, for an instance that did not place the order
  */
-import { closeSync, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, unlinkSync, utimesSync, writeSync } from "node:fs";
+import { closeSync, existsSync, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, unlinkSync, utimesSync, writeSync } from "node:fs";
 import { hostname } from "node:os";
 import { dirname, join } from "node:path";
 
@@ -49,6 +49,10 @@ export class StateStore {
     if (text === null) return null;
     const certStart = text.indexOf("-----BEGIN CERTIFICATE-----");
     return certStart < 0 ? { key: text, cert: "" } : { key: text.slice(0, certStart), cert: text.slice(certStart) };
+  }
+
+  hasCertificate(name: string): boolean {
+    return existsSync(this.certificatePath(name));
   }
 
   writeCertificate(name: string, pair: StoredPair): void {

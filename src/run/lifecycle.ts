@@ -37,8 +37,9 @@ export async function runServe(commandLine: ParsedCommandLine): Promise<void> {
     reloadOnChange(path, configChanges, reload);
   }
   // Without a file, SIGHUP re-reads the certificate files lb was started with (renewed in place by certbot and the
-  // like); with none there is nothing to reload. It must not end the process either way (its default action).
-  else if (config.tlsCert) {
+  // like; --acme orders a deleted one anew); with none there is nothing to reload. It must not end the process either
+  // way (its default action).
+  else if (config.tlsCert || config.acme.length) {
     const reread = reloader(lb, log, async () => config);
     process.on("SIGHUP", () => void reread("SIGHUP, no --config: the certificate files re-read"));
   } else process.on("SIGHUP", () => log.warn("SIGHUP: no --config file to reload"));

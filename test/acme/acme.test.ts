@@ -3,7 +3,7 @@
  * ACME CA, answering its HTTP-01 checks on the plain-HTTP port, and curl reaches a backend over HTTPS with them.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connect } from "node:tls";
@@ -187,6 +187,49 @@ described("--acme with Pebble", () => {
     const fresh = await servedSerial(pebble, "damaged.example.test", again.port);
     expect(fresh).not.toBe(serial);
     expect(pebble.orders() - before).toBe(1);
+    await again.lb.kill();
+  }, 30_000);
+
+  test("a stored certificate deleted by the operator (as for a revoked one) is ordered anew on SIGHUP without --config (a new serial served) and at a restart; a SIGHUP with the file in place orders nothing", async () => {
+    const name = "replaced.example.test";
+    const stateDir = join(dir, "state-replaced");
+    const { lb, port } = await acmeLb(pebble, httpPort, stateDir, [name], backend.url);
+    await lb.waitForLine("stderr", /certificate for replaced\.example\.test obtained/);
+    const [stored] = listFiles(stateDir).filter((file) => file.endsWith(`${name}.pem`));
+    const first = await servedSerial(pebble, name, port);
+    const before = pebble.orders();
+    const count = (pattern: RegExp) => lb.stderr.filter((line) => pattern.test(line)).length;
+    const sighup = async () => {
+      const reloads = count(/\(SIGHUP, no --config/);
+      lb.proc.kill("SIGHUP");
+      await waitFor(() => count(/\(SIGHUP, no --config/) > reloads, "the reload's line");
+    };
+
+    await sighup();
+    expect(pebble.orders()).toBe(before);
+    expect(count(/ordering a certificate/)).toBe(1);
+
+    rmSync(stored!);
+    await sighup();
+    const line = lb.stderr.find((l) => l.includes("was deleted"))!;
+    expect(line).toContain(`acme: the stored certificate for ${name} (${stored}) was deleted; ordering a new one now (until it is there, serial ${first}`);
+    expect(line).toContain("stays in use)");
+    // The old certificate is served until the new one reaches the listener (a probe may meet the old one as it closes).
+    const second = await waitFor(async () => {
+      const serial = await servedSerial(pebble, name, port).catch(() => null);
+      return serial !== first && serial;
+    }, "the new certificate on new connections");
+    expect(pebble.orders() - before).toBe(1);
+    expect(existsSync(stored!)).toBe(true);
+    expect(await lb.kill()).toBe(0);
+
+    rmSync(stored!);
+    const again = await acmeLb(pebble, httpPort, stateDir, [name], backend.url);
+    await again.lb.waitForLine("stderr", /ordering a certificate for replaced\.example\.test .*\(no certificate yet\)/);
+    await again.lb.waitForLine("stderr", /certificate for replaced\.example\.test obtained/);
+    const third = await waitFor(() => servedSerial(pebble, name, again.port).catch(() => null), "the certificate after the restart");
+    expect([first, second]).not.toContain(third);
+    expect(pebble.orders() - before).toBe(2);
     await again.lb.kill();
   }, 30_000);
 

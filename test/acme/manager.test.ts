@@ -5,7 +5,7 @@
  */
 import { afterAll, afterEach, describe, expect, test } from "bun:test";
 import { createConsola } from "consola";
-import { existsSync, mkdtempSync, readFileSync, readdirSync, statSync, utimesSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { format } from "node:util";
@@ -196,6 +196,50 @@ described("with Pebble", () => {
     challengeServer(httpPort, challenges);
     clock.advance(2 * 60_000);
     await waitFor(() => served.length === 1, () => `the certificate; log:\n${lines.join("\n")}`);
+  }, 30_000);
+
+  test("a reload that finds a held certificate's file deleted orders anew at once, serving the old one until the new one is there; with the file in place it orders nothing; another instance sharing the directory serves the new one at its reload, and orders anew at a reload that finds the file damaged", async () => {
+    const httpPort = await freePort();
+    const pebble = await startPebble(dir, { httpPort, port: await freePort() });
+    pebbles.push(pebble);
+    const clock = new ManualClock();
+    const [name, stateDir] = ["deleted.example.test", join(dir, "state-deleted")];
+    const one = managerFor(stateDir, pebble.directory, name, clock);
+    challengeServer(httpPort, one.challenges);
+    one.start();
+    clock.advance(0);
+    await waitFor(() => one.served.length === 1, () => `the certificate; log:\n${one.lines.join("\n")}`);
+    const serialServed = (manager: AcmeManager) => describeCertificate(manager.certificates()[0]!.cert).serial;
+    const first = serialServed(one.manager);
+    const renewal = one.manager.describe()[0]!.next;
+    const two = managerFor(stateDir, pebble.directory, name, clock); // starts with the stored certificate
+    two.start();
+
+    one.manager.follow([name]);
+    expect(one.manager.describe()[0]!.next).toBe(renewal);
+
+    rmSync(new StateStore(stateDir, pebble.directory).certificatePath(name));
+    one.manager.follow([name]);
+    expect(one.lines.find((line) => line.includes("was deleted"))).toContain(`ordering a new one now (until it is there, serial ${first}`);
+    expect(one.manager.describe()[0]!.next).toBe(clock.now());
+    expect(serialServed(one.manager)).toBe(first); // nothing ordered until the clock says so
+    clock.advance(0);
+    await waitFor(() => one.served.length === 2, () => `the new certificate; log:\n${one.lines.join("\n")}`);
+    const second = serialServed(one.manager);
+    expect(second).not.toBe(first);
+
+    expect(serialServed(two.manager)).toBe(first);
+    two.manager.follow([name]);
+    expect(serialServed(two.manager)).toBe(second);
+    expect(two.served).toHaveLength(1);
+    expect(two.lines.find((line) => line.includes("serving the new certificate in the state directory"))).toContain(`serial ${second}`);
+    expect(pebble.orders()).toBe(2);
+
+    writeFileSync(new StateStore(stateDir, pebble.directory).certificatePath(name), "damaged");
+    two.manager.follow([name]);
+    expect(two.lines.find((line) => line.includes("is not served"))).toContain("ordering a new one");
+    expect(two.manager.describe()[0]!.next).toBe(clock.now());
+    expect(serialServed(two.manager)).toBe(second);
   }, 30_000);
 
   test("External Account Binding: without the key the CA refuses (logged), with --acme-eab-kid/--acme-eab-hmac it issues", async () => {
