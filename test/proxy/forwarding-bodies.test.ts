@@ -190,13 +190,15 @@ describe("200 MB through a spawned lb", () => {
     const started = performance.now();
     const memory = memoryWatch(lb.proc.pid);
     const curl = Bun.spawn(
-      ["curl", "-sS", "--max-time", "15", "-H", "content-type: application/octet-stream", "--data-binary", `@${file}`, `${lb.url}/upload`],
+      ["curl", "-sS", "--max-time", "15", "-w", "\n%{http_code}", "-H", "content-type: application/octet-stream", "--data-binary", `@${file}`, `${lb.url}/upload`],
       { stdout: "pipe", stderr: "pipe" },
     );
     const [out, err, code] = await Promise.all([new Response(curl.stdout).text(), new Response(curl.stderr).text(), curl.exited]);
     const { before, peak } = memory.stop();
     expect({ code, err }).toEqual({ code: 0, err: "" });
-    const result = JSON.parse(out) as { sha256: string; bytes: number };
+    const status = out.slice(out.lastIndexOf("\n") + 1);
+    expect({ status, body: status === "200" ? "" : out }).toEqual({ status: "200", body: "" });
+    const result = JSON.parse(out.slice(0, out.lastIndexOf("\n"))) as { sha256: string; bytes: number };
     console.log(`curl upload: ${mib(result.bytes)} in ${Math.round(performance.now() - started)} ms; lb RSS ${mib(before)} → peak ${mib(peak)}`);
     expect(seenContentLength()).toBe(String(STREAM_BYTES));
     expect(result.bytes).toBe(STREAM_BYTES);
