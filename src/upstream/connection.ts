@@ -12,10 +12,8 @@ import type { UpstreamRequest, UpstreamResponse } from "./client.ts";
 import type { Exchange } from "./exchange.ts";
 import { type Failure, type ProtocolErrorKind, classifyFailure, failure } from "./failure.ts";
 import { capReceiveBuffer } from "./receive-buffer.ts";
+import { ResponseStream, WHOLE_BODY_LIMIT_BYTES, WholeBody } from "./response-body.ts";
 import { SocketWriter, pumpBody } from "./socket-writer.ts";
-
-/** A body up to this size that has all arrived is handed over whole (so the client gets a Content-Length). */
-export const WHOLE_BODY_LIMIT_BYTES = 1024 * 1024;
 
 /** A backend's own idle timeout is cut by this much: its close and lb's next request must not cross. */
 const BACKEND_IDLE_MARGIN_MS = 1000;
@@ -67,14 +65,9 @@ export class Connection {
   #head: ResponseHead | null = null;
   /** The response body's framing, while it is read. */
   #body: BodyReader | null = null;
-  #whole: Uint8Array | null = null;
-  #filled = 0;
-  #pieces: Uint8Array[] = [];
-  #piecesSize = 0;
-  #stream: ReadableStreamDefaultController<Uint8Array> | null = null;
-  #streamedBytes = 0;
-  /** When the stream last moved a byte (performance.now). */
-  #streamMovedAt = 0;
+  /** The body while it is kept whole, or passed on as a stream. */
+  #wholeBody: WholeBody | null = null;
+  #stream: ResponseStream | null = null;
   /** Writes requests, keeping what the socket has not taken yet; made once it is open. */
   #writer: SocketWriter | null = null;
   #requestWritten = false;
@@ -204,13 +197,11 @@ export class Connection {
     }
     if (head.framing === "length" && head.length <= WHOLE_BODY_LIMIT_BYTES) {
       this.#reading = Reading.Whole;
-      this.#whole = new Uint8Array(head.length);
-      this.#filled = 0;
+      this.#wholeBody = new WholeBody(head.length);
     } else if (head.framing === "length") this.#openStream();
     else {
       this.#reading = Reading.Whole;
-      this.#pieces = [];
-      this.#piecesSize = 0;
+      this.#wholeBody = new WholeBody(null);
       // What has not all arrived by the event loop's next turn (an event stream, a slow answer) goes as a stream.
       setImmediate(() => {
         if (this.#exchange === exchange && this.#reading === Reading.Whole && !this.#answerDone) this.#openStream();
@@ -235,59 +226,31 @@ export class Connection {
 
   /** A piece of body data: kept (whole mode) or passed on (stream mode). */
   #take(piece: Uint8Array): void {
-    if (this.#reading === Reading.Stream) {
-      this.#streamedBytes += piece.byteLength;
-      this.#streamMovedAt = performance.now();
-      const stream = this.#stream!;
-      stream.enqueue(piece);
-      // The backend is read only while Bun asks for more (pull), one piece at a time; a piece that had to wait in the
-      // queue (no read was pending) means the client is behind.
-      if ((stream.desiredSize ?? 0) < 0) this.#capReceiveBuffer();
-      this.#pause(true);
-    } else if (this.#whole) {
-      this.#whole.set(piece, this.#filled);
-      this.#filled += piece.byteLength;
-    } else {
-      this.#pieces.push(piece);
-      this.#piecesSize += piece.byteLength;
-      if (this.#piecesSize > WHOLE_BODY_LIMIT_BYTES) this.#openStream();
-    }
+    if (this.#stream) this.#stream.push(piece);
+    else if (!this.#wholeBody!.add(piece)) this.#openStream();
   }
 
   /** From now on the body is passed on as it arrives: what was kept first, then the rest. */
   #openStream(): void {
-    const kept = this.#whole ? [this.#whole.subarray(0, this.#filled)] : this.#pieces;
-    this.#whole = null;
-    this.#pieces = [];
+    const kept = this.#wholeBody?.kept() ?? [];
+    this.#wholeBody = null;
     this.#reading = Reading.Stream;
-    this.#streamedBytes = 0;
-    this.#streamMovedAt = performance.now();
     this.owner.streamStarted(this);
-    let owner: ReadableStreamDefaultController<Uint8Array> | null = null;
-    const body = new ReadableStream<Uint8Array>(
-      {
-        start: (controller) => {
-          this.#stream = owner = controller;
-          for (const piece of kept) if (piece.byteLength) this.#take(piece);
-        },
-        // Bun may call these after this stream ended and the connection moved on to another exchange: only the
-        // stream still being fed may resume or close the connection.
-        pull: () => {
-          if (this.#stream === owner) this.#pause(false);
-        },
-        cancel: () => {
-          if (this.#stream !== owner) return;
-          // The reader (the client) went away: the rest of this answer has nowhere to go.
-          this.#streamEnded();
-          this.#exchange = null;
-          this.#reading = Reading.Nothing;
-          this.destroy();
-        },
+    // The backend is read only while Bun asks for more, one piece at a time; a piece that had to wait in the queue
+    // means the client is behind, and the backend is then read in small pieces.
+    const stream: ResponseStream = new ResponseStream({
+      reading: (on) => this.#pause(!on),
+      behind: () => this.#capReceiveBuffer(),
+      cancelled: () => {
+        this.#streamEnded();
+        this.#exchange = null;
+        this.#reading = Reading.Nothing;
+        this.destroy();
       },
-      // 0: pull means a read is waiting (Bun wrote the last piece to the client), not merely that the queue is short.
-      { highWaterMark: 0 },
-    );
-    this.#deliver(body);
+    });
+    this.#stream = stream;
+    for (const piece of kept) stream.push(piece);
+    this.#deliver(stream.body);
   }
 
   #deliver(body: UpstreamResponse["body"]): void {
@@ -297,10 +260,10 @@ export class Connection {
 
   /** The body has been read to its end. */
   #bodyEnded(): void {
-    if (this.#reading === Reading.Stream) {
-      this.#stream?.close();
+    if (this.#stream) {
+      this.#stream.end();
       this.#streamEnded();
-    } else this.#deliver(this.#whole ?? (this.#pieces.length === 1 ? this.#pieces[0]! : Buffer.concat(this.#pieces, this.#piecesSize)));
+    } else this.#deliver(this.#wholeBody!.bytes());
     this.#answerEnded();
   }
 
@@ -309,7 +272,7 @@ export class Connection {
    * stopped reading. The client's own idle timeout does not run while an answer streams, so this is what bounds it.
    */
   cutIfStalled(now: number, limitMs: number): void {
-    if (this.#reading !== Reading.Stream || now - this.#streamMovedAt < limitMs) return;
+    if (!this.#stream || this.#stream.stalledFor(now) < limitMs) return;
     const silence = `${Math.round(limitMs / 1000)}s`;
     this.#bodyFailed(
       this.#paused
@@ -320,15 +283,16 @@ export class Connection {
 
   #streamEnded(failed?: Failure): void {
     const onEnd = this.#exchange?.request.onStreamEnd;
+    const bytes = this.#stream?.bytes ?? 0;
     this.owner.streamEnded(this);
     this.#stream = null;
-    onEnd?.(this.#streamedBytes, failed);
+    onEnd?.(bytes, failed);
   }
 
   /** The body broke off (the backend closed or sent garbage): a failure before the answer went out, a cut stream after. */
   #bodyFailed(why: Failure): void {
-    if (this.#reading === Reading.Stream) {
-      this.#stream?.error(new Error(why.reason));
+    if (this.#stream) {
+      this.#stream.fail(why.reason);
       this.#streamEnded(why);
     } else this.#exchange?.resolve(why);
     this.#reading = Reading.Nothing;
@@ -353,8 +317,7 @@ export class Connection {
     // as the next answer: such a connection is not reused.
     this.#reusable = (this.#head?.reusable ?? false) && this.#head?.framing !== "none";
     if (this.#head?.keepAliveMs) this.backendLimitMs = this.#head.keepAliveMs - BACKEND_IDLE_MARGIN_MS;
-    this.#whole = null;
-    this.#pieces = [];
+    this.#wholeBody = null;
     this.#body = null;
     this.#head = null;
     this.#maybeDone();

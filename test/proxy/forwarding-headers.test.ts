@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { connect } from "node:net";
-import { WHOLE_BODY_LIMIT_BYTES as RESPONSE_BUFFER_LIMIT_BYTES } from "../../src/upstream/connection.ts";
+import { WHOLE_BODY_LIMIT_BYTES as RESPONSE_BUFFER_LIMIT_BYTES } from "../../src/upstream/response-body.ts";
 import { type InProcessLb, type TestBackend, rawBackend, rawRequest, startBackend, startTestLb, waitFor } from "../helpers.ts";
 
 /** What the backend saw of one request, read while the request was live (Bun drops headers once it is answered). */
