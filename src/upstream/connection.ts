@@ -48,8 +48,6 @@ const enum Reading {
 
 export class Connection {
   socket: Socket<Connection> | null = null;
-  /** When it went back to the pool (performance.now), for the idle timeout. */
-  idleSince = 0;
   /**
    * How long this connection may stay idle by the backend's word (Keep-Alive: timeout=N, less a margin so that lb
    * lets go first and never sends a request into the backend's close), in ms; Infinity if it did not say.
@@ -80,8 +78,8 @@ export class Connection {
   #reusable = false;
   /** The socket error seen before the close, to say why it closed. */
   #error: unknown = null;
-  /** Told once the connection can carry a request (after the TLS handshake for https), or why it cannot. */
-  onReady: ((failed: Failure | null) => void) | null = null;
+  /** Told once the connection can carry a request (after the TLS handshake for https), or why it cannot; then null. */
+  #onReady: ((failed: Failure | null) => void) | null;
 
   constructor(
     readonly owner: ConnectionOwner,
@@ -89,7 +87,10 @@ export class Connection {
     readonly client: string | null,
     /** null for http://; for https://, whether the backend's certificate must verify. */
     private readonly verifyTls: boolean | null,
-  ) {}
+    onReady: (failed: Failure | null) => void,
+  ) {
+    this.#onReady = onReady;
+  }
 
   /** Starts an exchange on this (open) connection. */
   start(exchange: Exchange): void {
@@ -388,8 +389,8 @@ export class Connection {
   }
 
   #ready(failed: Failure | null): void {
-    const onReady = this.onReady;
-    this.onReady = null;
+    const onReady = this.#onReady;
+    this.#onReady = null;
     onReady?.(failed);
   }
 
@@ -403,7 +404,7 @@ export class Connection {
     this.owner.closed(this);
     this.#writer?.close(); // a request body waiting to write stops at its next look
     const why = () => (this.#error ? classifyFailure(this.#error).reason : "connection closed");
-    if (this.onReady) return this.#ready(failure("connect", `${why()} while connecting`));
+    if (this.#onReady) return this.#ready(failure("connect", `${why()} while connecting`));
     const exchange = this.#exchange;
     if (!exchange || this.#answerDone) return;
     if (this.#head?.framing === "close" && this.#reading !== Reading.Head && !this.#error) {

@@ -35,8 +35,8 @@ export class OriginPool implements ConnectionOwner {
   readonly #hostname: string;
   readonly #port: number;
   readonly #https: boolean;
-  /** Idle connections, least recently released first: the idle timeouts and IDLE_LIMIT trim from the start. */
-  readonly #idle = new Set<Connection>();
+  /** Idle connections and since when (performance.now), least recently released first: IDLE_LIMIT trims the start. */
+  readonly #idle = new Map<Connection, number>();
   /** The same idle connections by the client connection they belong to, most recently released last. */
   readonly #idleOf = new Map<string, Connection[]>();
   /** Connections open or opening, busy or idle. */
@@ -85,9 +85,10 @@ export class OriginPool implements ConnectionOwner {
       const limit = this.#idleLimitMs();
       const now = performance.now();
       for (let idle = mine.pop(); idle; idle = mine.pop()) {
+        const since = this.#idle.get(idle)!;
         this.#idle.delete(idle);
         if (mine.length === 0) this.#idleOf.delete(client!);
-        if (now - idle.idleSince < this.#idleLimitOf(idle, limit)) {
+        if (now - since < this.#idleLimitOf(idle, limit)) {
           this.#takenAgain.add(idle);
           return idle.start(exchange);
         }
@@ -99,14 +100,13 @@ export class OriginPool implements ConnectionOwner {
 
   #connect(exchange: Exchange): void {
     const { connectTimeoutMs, tls } = this.settings();
-    const connection = new Connection(this, exchange.request.client, this.#https ? (tls?.rejectUnauthorized ?? true) : null);
-    this.open++;
-    exchange.connecting(connection, performance.now() + connectTimeoutMs);
-    connection.onReady = (failed) => {
+    const connection: Connection = new Connection(this, exchange.request.client, this.#https ? (tls?.rejectUnauthorized ?? true) : null, (failed) => {
       if (failed) exchange.resolve(failed);
       else if (exchange.settled) this.release(connection);
       else connection.start(exchange);
-    };
+    });
+    this.open++;
+    exchange.connecting(connection, performance.now() + connectTimeoutMs);
     Bun.connect<Connection>({
       hostname: this.#hostname,
       port: this.#port,
@@ -121,12 +121,11 @@ export class OriginPool implements ConnectionOwner {
     if (this.#forgotten || client === null || Math.min(this.#idleLimitMs(), connection.backendLimitMs) <= 0) {
       return connection.destroy();
     }
-    connection.idleSince = performance.now();
-    this.#idle.add(connection);
+    this.#idle.set(connection, performance.now());
     const mine = this.#idleOf.get(client);
     if (mine) mine.push(connection);
     else this.#idleOf.set(client, [connection]);
-    if (this.#idle.size > IDLE_LIMIT) this.#idle.values().next().value!.destroy();
+    if (this.#idle.size > IDLE_LIMIT) this.#idle.keys().next().value!.destroy();
   }
 
   closed(connection: Connection): void {
@@ -153,8 +152,8 @@ export class OriginPool implements ConnectionOwner {
    */
   closeExpired(now: number): void {
     const limit = this.#idleLimitMs();
-    const expired = [...this.#idle].filter((connection) => now - connection.idleSince >= this.#idleLimitOf(connection, limit));
-    for (const connection of expired) connection.destroy();
+    const expired = [...this.#idle].filter(([connection, since]) => now - since >= this.#idleLimitOf(connection, limit));
+    for (const [connection] of expired) connection.destroy();
     const { readTimeoutMs } = this.settings();
     for (const connection of [...this.#streaming]) connection.cutIfStalled(now, readTimeoutMs);
   }
@@ -162,7 +161,7 @@ export class OriginPool implements ConnectionOwner {
   /** The backend left: idle connections close now, busy ones once their exchange is over. */
   forget(): void {
     this.#forgotten = true;
-    for (const connection of [...this.#idle]) connection.destroy();
+    for (const connection of [...this.#idle.keys()]) connection.destroy();
   }
 
   /** How long `connection` may stay idle: `limit`, less when the backend said so or when it has carried one request only. */
