@@ -108,13 +108,14 @@ describe("HTTP/2", () => {
     expect(out).toContain("status codes: 2000 2xx");
   });
 
-  // Bun answers it before lb sees the request; about one time in twenty it resets the stream instead of sending its
-  // 413 (curl exits 92, "stream was not closed cleanly"), so either is accepted here, and nothing may reach a backend.
+  // Bun answers it before lb sees the request; about one time in twenty it resets the stream or the connection instead
+  // of sending its 413 (curl exits 92 "stream was not closed cleanly", or under load 16 or 56, with nothing read), so
+  // either is accepted here, and nothing may reach a backend.
   test("limits hold over HTTP/2: a body over --max-body-size gets 413 (or its stream reset), and goes nowhere", async () => {
     const lb = await lbWith({ "max-body-size": "1k" });
     for (let i = 0; i < 10; i++) {
       const { out, code } = await curl("--http2-prior-knowledge", "--data-binary", "x".repeat(4096), `${lb.url}/big`);
-      if (code === 92) expect(out).toBe("");
+      if ([16, 56, 92].includes(code)) expect(out).toBe("");
       else expect(out).toStartWith("HTTP/2 413");
     }
     expect(backend.seen.some((r) => r.path === "/big")).toBe(false);

@@ -128,5 +128,5 @@ describe("streamed answers", () => {
     const pool = lb.lb.pool.backends[0]!;
     expect(pool.stats.errors).toBe(0);
     expect((await fetch(`${lb.url}/`)).status).toBe(200);
-  });
+  }, 15_000);
 });
