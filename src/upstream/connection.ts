@@ -5,6 +5,7 @@
  */
 import type { Socket, SocketHandler } from "bun";
 import { type BodyReader, bodyReaderFor } from "../http/h1/body-reader.ts";
+import { joinInPlace } from "../http/h1/chunked.ts";
 import { HeadReader } from "../http/h1/head-reader.ts";
 import { encodeRequest } from "../http/h1/request-head.ts";
 import { RESPONSE_HEAD_LIMIT_BYTES, type ResponseHead, parseResponseHead } from "../http/h1/response-head.ts";
@@ -161,6 +162,10 @@ export class Connection {
       rest = this.#reading === Reading.Head ? this.#readHead(rest) : this.#readBody(rest);
     }
     if (rest && rest.length > 0 && this.#answerDone) this.#stray(rest, "after an answer's end");
+    // A chunked (or until-close) answer that the read holding its head did not complete goes on as a stream now
+    // (an event stream, a slow or large answer): read for longer first, it would hold every read that came meanwhile,
+    // each as large as the kernel had queued, until a slow client took it.
+    if (this.#exchange === exchange && this.#reading === Reading.Whole && this.#head?.framing !== "length" && !this.#answerDone) this.#openStream();
   }
 
   /** Bytes that answer no request: whatever they are, the connection cannot be trusted with another one. */
@@ -201,12 +206,9 @@ export class Connection {
       this.#wholeBody = new WholeBody(head.length);
     } else if (head.framing === "length") this.#openStream();
     else {
+      // Kept whole if the read that holds the head holds the whole body too (onData opens a stream otherwise).
       this.#reading = Reading.Whole;
       this.#wholeBody = new WholeBody(null);
-      // What has not all arrived by the event loop's next turn (an event stream, a slow answer) goes as a stream.
-      setImmediate(() => {
-        if (this.#exchange === exchange && this.#reading === Reading.Whole && !this.#answerDone) this.#openStream();
-      });
     }
     return rest;
   }
@@ -214,13 +216,17 @@ export class Connection {
   /** Takes body bytes; returns what is left over after the body's end (null or empty when nothing is). */
   #readBody(bytes: Buffer): Buffer | null {
     const body = this.#body!;
-    const used = body.feed(bytes, (piece) => this.#take(piece));
+    const pieces: Uint8Array[] = [];
+    const used = body.feed(bytes, (piece) => pieces.push(piece));
     if (used < 0) {
       const detail = `chunked body: ${body.error}`;
       this.owner.protocolError("malformed", detail);
       this.#bodyFailed(malformed(detail));
       return null;
     }
+    // One piece per read, as for a Content-Length answer: Bun holds every piece it is given until the client takes
+    // it, and a chunk's piece is a view that pins its whole read.
+    if (pieces.length > 0) this.#take(joinInPlace(pieces));
     if (body.done) this.#bodyEnded();
     return used < bytes.length ? bytes.subarray(used) : null;
   }

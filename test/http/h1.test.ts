@@ -6,7 +6,7 @@
 import { describe, expect, test } from "bun:test";
 import { type ResponseHead, parseResponseHead } from "../../src/http/h1/response-head.ts";
 import { bodyReaderFor } from "../../src/http/h1/body-reader.ts";
-import { ChunkedDecoder } from "../../src/http/h1/chunked.ts";
+import { ChunkedDecoder, joinInPlace } from "../../src/http/h1/chunked.ts";
 import { HeadReader } from "../../src/http/h1/head-reader.ts";
 import { LAST_CHUNK, encodeChunk, encodeRequest } from "../../src/http/h1/request-head.ts";
 
@@ -117,6 +117,17 @@ describe("chunked bodies", () => {
       expect(decode(wire.slice(0, cut), wire.slice(cut))).toEqual({ body: "hello  world, bye", done: true, rest: "" });
     }
     expect(decode(...wire.split(""))).toEqual({ body: "hello  world, bye", done: true, rest: "" });
+  });
+
+  test("the pieces of one feed join in place into one view of the body, leaving the bytes after it alone", () => {
+    const bytes = Buffer.from("5\r\nhello\r\n1;ext=1\r\n \r\nB\r\n world, bye\r\n0\r\n\r\nNEXT", "latin1");
+    const pieces: Uint8Array[] = [];
+    const used = new ChunkedDecoder().feed(bytes, (piece) => pieces.push(piece));
+    const joined = joinInPlace(pieces);
+    expect(Buffer.from(joined).toString("latin1")).toBe("hello  world, bye");
+    expect(joined.buffer).toBe(bytes.buffer); // moved, not copied
+    expect(bytes.subarray(used).toString("latin1")).toBe("NEXT");
+    expect(joinInPlace([pieces[0]!])).toBe(pieces[0]!);
   });
 
   test("trailers are read and dropped; bytes after the end are left over", () => {

@@ -128,3 +128,43 @@ describe("a client that reads a big answer slowly", () => {
     }, 60_000);
   }
 });
+
+describe("a chunked answer still arriving", () => {
+  test("goes on one piece per backend read: the chunks of one read reach the client as one chunk, the rest later", async () => {
+    // Bun holds every piece it is given until the client takes it, and a decoded chunk is a view that pins its whole
+    // read: the chunks of one read are joined in place, so a slow client costs lb what it costs for a Content-Length.
+    const CHUNKS = 8;
+    const DATA = Buffer.alloc(1000, "y");
+    const burst = Buffer.concat(Array.from({ length: CHUNKS }, () => Buffer.concat([Buffer.from("3e8\r\n"), DATA, Buffer.from("\r\n")])));
+    let answering: Socket<undefined> | null = null;
+    const listener = Bun.listen<undefined>({
+      hostname: "127.0.0.1",
+      port: 0,
+      socket: {
+        data(socket, request) {
+          if (!request.toString("latin1").startsWith("GET /burst")) {
+            socket.write("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"); // health checks
+            return;
+          }
+          answering = socket;
+          // The head and eight chunks in one write (one read for lb); the last chunk only once the client has them.
+          socket.write(Buffer.concat([Buffer.from("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"), burst]));
+        },
+        error() {},
+      },
+    });
+    cleanup.push(() => listener.stop(true));
+    const lb = await lbFor([`http://127.0.0.1:${listener.port}`]);
+    const client = connect(Number(new URL(lb.url).port), "127.0.0.1");
+    cleanup.push(() => client.destroy());
+    let received = Buffer.alloc(0);
+    client.on("data", (data: Buffer) => (received = Buffer.concat([received, data])));
+    client.write("GET /burst HTTP/1.1\r\nhost: lb\r\n\r\n");
+    const body = () => received.subarray(received.indexOf("\r\n\r\n") + 4).toString("latin1");
+    await waitFor(() => received.includes("\r\n\r\n") && body().split("y").length > CHUNKS * DATA.length, () => `the eight chunks (${received.length} bytes so far)`);
+    expect(body().slice(0, 6)).toBe(`${(CHUNKS * DATA.length).toString(16)}\r\n`); // one chunk of 8,000 bytes
+    answering!.write("0\r\n\r\n");
+    await waitFor(() => body().endsWith("\r\n0\r\n\r\n"), "the answer's end");
+    expect(body()).toBe(`1f40\r\n${"y".repeat(CHUNKS * DATA.length)}\r\n0\r\n\r\n`);
+  });
+});

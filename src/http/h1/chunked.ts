@@ -102,6 +102,24 @@ export class ChunkedDecoder {
   }
 }
 
+/**
+ * The pieces one `feed` emitted (views into the bytes it was given, in order) as one view: each is moved down to follow
+ * the one before, over the chunk framing between them, which has been read. No new memory: those bytes are changed.
+ */
+export function joinInPlace(pieces: readonly Uint8Array[]): Uint8Array {
+  const first = pieces[0]!;
+  const last = pieces[pieces.length - 1]!;
+  if (first === last) return first;
+  const span = new Uint8Array(first.buffer, first.byteOffset, last.byteOffset + last.byteLength - first.byteOffset);
+  let length = first.byteLength;
+  for (const piece of pieces.slice(1)) {
+    const from = piece.byteOffset - first.byteOffset;
+    span.copyWithin(length, from, from + piece.byteLength);
+    length += piece.byteLength;
+  }
+  return span.subarray(0, length);
+}
+
 function latin1(bytes: Uint8Array, from: number, to: number): string {
   return Buffer.from(bytes.buffer, bytes.byteOffset + from, to - from).toString("latin1");
 }
