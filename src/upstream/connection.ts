@@ -11,13 +11,10 @@ import { encodeRequest } from "../http/h1/request-head.ts";
 import { RESPONSE_HEAD_LIMIT_BYTES, type ResponseHead, parseResponseHead } from "../http/h1/response-head.ts";
 import type { UpstreamRequest, UpstreamResponse } from "./client.ts";
 import type { Exchange } from "./exchange.ts";
-import { type Failure, type ProtocolErrorKind, classifyFailure, failure } from "./failure.ts";
+import { type Failure, type ProtocolErrorKind, classifyFailure, failure, malformed } from "./failure.ts";
 import { capReceiveBuffer } from "./receive-buffer.ts";
 import { ResponseStream, WHOLE_BODY_LIMIT_BYTES, WholeBody } from "./response-body.ts";
 import { SocketWriter, pumpBody } from "./socket-writer.ts";
-
-/** A backend's own idle timeout is cut by this much: its close and lb's next request must not cross. */
-const BACKEND_IDLE_MARGIN_MS = 1000;
 
 /** What a connection needs from the pool that owns it. */
 export interface ConnectionOwner {
@@ -49,11 +46,8 @@ const enum Reading {
 
 export class Connection {
   socket: Socket<Connection> | null = null;
-  /**
-   * How long this connection may stay idle by the backend's word (Keep-Alive: timeout=N, less a margin so that lb
-   * lets go first and never sends a request into the backend's close), in ms; Infinity if it did not say.
-   */
-  backendLimitMs = Number.POSITIVE_INFINITY;
+  /** How long the backend keeps this connection idle by its word (Keep-Alive: timeout=N), in ms; Infinity if unsaid. */
+  backendIdleMs = Number.POSITIVE_INFINITY;
   /** It has carried a request before: a close before any answer byte may be the backend's idle timeout. */
   reused = false;
   #closed = false;
@@ -323,7 +317,7 @@ export class Connection {
     // After an answer that has no body by definition (HEAD, 204, 304), a body the backend sends anyway would be read
     // as the next answer: such a connection is not reused.
     this.#reusable = (this.#head?.reusable ?? false) && this.#head?.framing !== "none";
-    if (this.#head?.keepAliveMs) this.backendLimitMs = this.#head.keepAliveMs - BACKEND_IDLE_MARGIN_MS;
+    if (this.#head?.keepAliveMs) this.backendIdleMs = this.#head.keepAliveMs;
     this.#wholeBody = null;
     this.#body = null;
     this.#head = null;
@@ -433,11 +427,6 @@ export class Connection {
     }
     exchange.resolve(failure("reset", why()));
   }
-}
-
-/** What the client is told is short; what exactly was wrong goes to the log. */
-function malformed(detail: string): Failure {
-  return { kind: "protocol", reason: "malformed response", detail };
 }
 
 /** Socket callbacks, shared by every connection (each socket's data is its Connection). */

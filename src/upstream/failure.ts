@@ -36,6 +36,9 @@ export interface Failure {
 
 export const failure = (kind: FailureKind, reason: string): Failure => ({ kind, reason });
 
+/** A response that is not acceptable HTTP: the client is told briefly; what exactly was wrong goes to the log. */
+export const malformed = (detail: string): Failure => ({ kind: "protocol", reason: "malformed response", detail });
+
 export const OUT_OF_DESCRIPTORS = failure("local", "lb is out of file descriptors");
 
 const CONNECT_CODES: Record<string, string> = {

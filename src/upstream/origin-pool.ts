@@ -29,6 +29,11 @@ export const IDLE_LIMIT = 1024;
  * request (clients that do say so, with Connection: close, have theirs closed at once).
  */
 export const ONE_REQUEST_IDLE_MS = 1000;
+/**
+ * A backend's own idle timeout (Keep-Alive: timeout=N) is cut by this much, so that lb lets go first and never sends a
+ * request into the backend's close.
+ */
+const BACKEND_IDLE_MARGIN_MS = 1000;
 
 export class OriginPool implements ConnectionOwner {
   readonly authority: string;
@@ -118,7 +123,7 @@ export class OriginPool implements ConnectionOwner {
 
   release(connection: Connection): void {
     const { client } = connection;
-    if (this.#forgotten || client === null || Math.min(this.#idleLimitMs(), connection.backendLimitMs) <= 0) {
+    if (this.#forgotten || client === null || this.#idleLimitOf(connection, this.#idleLimitMs()) <= 0) {
       return connection.destroy();
     }
     this.#idle.set(connection, performance.now());
@@ -166,7 +171,8 @@ export class OriginPool implements ConnectionOwner {
 
   /** How long `connection` may stay idle: `limit`, less when the backend said so or when it has carried one request only. */
   #idleLimitOf(connection: Connection, limit: number): number {
-    return Math.min(limit, connection.backendLimitMs, this.#takenAgain.has(connection) ? limit : ONE_REQUEST_IDLE_MS);
+    const byBackend = connection.backendIdleMs - BACKEND_IDLE_MARGIN_MS;
+    return Math.min(limit, byBackend, this.#takenAgain.has(connection) ? limit : ONE_REQUEST_IDLE_MS);
   }
 
   /** How long a connection may wait for its client: --upstream-idle-timeout, and never past the clients' own. */
