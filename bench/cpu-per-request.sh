@@ -32,11 +32,7 @@ trap cleanup EXIT
 git worktree add --detach "$WORK/base" "$BASE" >/dev/null 2>&1 || die "cannot check out $BASE"
 (cd "$WORK/base" && bun install --frozen-lockfile >/dev/null 2>&1)
 read -r B1 B2 PORT <<<"$(free_ports 3)"
-for port in "$B1" "$B2"; do
-  taskset -c 1 bun bench/backend.ts "$port" >/dev/null 2>&1 &
-  PIDS+=($!)
-  wait_http "http://127.0.0.1:$port/" "backend $port" "$!"
-done
+start_bench_backends "$B1" "$B2"
 
 ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 TICK_US=$((1000000 / $(getconf CLK_TCK)))

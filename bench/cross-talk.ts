@@ -31,9 +31,9 @@ const STOLEN = "HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\nok:stolen";
 
 /**
  * What the hostile backend does for each case's request, once it has arrived on `socket`. Exported (the command line
- * below runs only when this file is the entry) so that test/upstream/cross-talk.test.ts can share these instead of its copy.
+ * below runs only when this file is the entry): test/upstream/cross-talk.test.ts runs the same cases.
  */
-export const CASES: Record<string, (socket: Socket<Inbox>, later: (ms: number, bytes: string) => void) => void> = {
+export const CASES: Record<string, (socket: { write(text: string): unknown }, later: (ms: number, bytes: string) => void) => void> = {
   // A bodiless answer, then (once the proxy has taken the connection back) a whole second answer.
   "GET /304": (socket, later) => {
     socket.write('HTTP/1.1 304 Not Modified\r\netag: "x"\r\n\r\n');

@@ -39,11 +39,7 @@ trap cleanup EXIT
 
 
 read -r B1 B2 PORT <<<"$(free_ports 3)"
-for port in "$B1" "$B2"; do
-  taskset -c 1 bun bench/backend.ts "$port" >/dev/null 2>&1 &
-  PIDS+=($!)
-  wait_http "http://127.0.0.1:$port/" "backend $port" "$!"
-done
+start_bench_backends "$B1" "$B2"
 BACKENDS="\"http://127.0.0.1:$B1\", \"http://127.0.0.1:$B2\""
 
 cat >"$WORK/plain.toml" <<EOF

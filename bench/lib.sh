@@ -29,3 +29,14 @@ wait_http() { # url, name, pid
 median() {
   tr -s ' ' '\n' | grep . | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'
 }
+
+# bench/backend.ts on each port, pinned to CPU 1 (where the load runs; the proxy gets CPU 0), added to the caller's
+# PIDS for its cleanup; returns once each answers.
+start_bench_backends() { # port...
+  local port
+  for port in "$@"; do
+    taskset -c 1 bun bench/backend.ts "$port" >/dev/null 2>&1 &
+    PIDS+=($!)
+    wait_http "http://127.0.0.1:$port/" "backend $port" "$!"
+  done
+}

@@ -6,34 +6,10 @@
  */
 import { describe, expect, test } from "bun:test";
 import type { Socket } from "bun";
+import { CASES as ANSWERS } from "../../bench/cross-talk.ts";
 import { stoppedAfterEach, waitFor } from "../helpers.ts";
 
 const { cleanup, lbFor } = stoppedAfterEach({ "health-path": "/health", "health-interval": "1m" });
-
-const STOLEN = "HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\nok:stolen";
-
-/** What the hostile backend does for each path, after the request has arrived on `socket`. */
-const ANSWERS: Record<string, (socket: Socket<Queue>, later: (ms: number, bytes: string) => void) => void> = {
-  // A bodiless answer, then (once lb has taken the connection back) a whole second answer.
-  "GET /304": (socket, later) => {
-    socket.write("HTTP/1.1 304 Not Modified\r\netag: \"x\"\r\n\r\n");
-    later(20, STOLEN);
-  },
-  "GET /204": (socket, later) => {
-    socket.write("HTTP/1.1 204 No Content\r\n\r\n");
-    later(20, STOLEN);
-  },
-  // A HEAD answered with the body a GET would get, 10 ms late.
-  "HEAD /head": (socket, later) => {
-    socket.write("HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\n");
-    later(10, "ok:stolen");
-  },
-  // A valid answer, then 50 ms later a second one nobody asked for.
-  "GET /twice": (socket, later) => {
-    socket.write("HTTP/1.1 200 OK\r\ncontent-length: 8\r\n\r\nok:twice");
-    later(50, STOLEN);
-  },
-};
 
 interface Queue {
   buffered: string;

@@ -5,6 +5,7 @@
  */
 
 const HEAD_END = Buffer.from("\r\n\r\n");
+const EMPTY = Buffer.alloc(0);
 
 export type HeadRead =
   /** The head (latin1, one character per byte, without the blank line) and the bytes after it. */
@@ -18,7 +19,7 @@ export class HeadReader {
   #pieces: Buffer[] = [];
   #size = 0;
   /** The last (up to) 3 bytes so far: where a head end split across pieces begins. */
-  #tail: Buffer = Buffer.alloc(0);
+  #tail: Buffer = EMPTY;
 
   constructor(private readonly limitBytes: number) {}
 
@@ -50,6 +51,6 @@ export class HeadReader {
   reset(): void {
     this.#pieces = [];
     this.#size = 0;
-    this.#tail = Buffer.alloc(0);
+    this.#tail = EMPTY;
   }
 }
