@@ -12,6 +12,9 @@ import type { StateStore, StoredPair } from "./store.ts";
 
 /** A CA that accepts the connection and then says nothing must not hold an order forever. */
 const REQUEST_TIMEOUT_MS = 30_000;
+/** Status polls of a pending challenge or order start 1 s apart, doubling to 30 s (the library's 5 s first wait made
+ * every order whose check was not done at the first look take 5 s more). */
+const POLL_BACKOFF = { backoffMin: 1000, backoffMax: 30_000 };
 
 export type AcmeAccountConfig = Pick<Config, "acmeCa" | "acmeCaCert" | "acmeEmail" | "acmeEabKid" | "acmeEabHmac">;
 
@@ -28,7 +31,7 @@ export function acmeOrderer(config: AcmeAccountConfig, store: StateStore, challe
     await reachDirectory(config.acmeCa, caCertPem);
     try {
       const { key: accountKey, url: accountUrl } = await accountOnce();
-      const client = new acme.Client({ directoryUrl: config.acmeCa, accountKey, accountUrl, ...externalAccountBinding(config) });
+      const client = new acme.Client({ directoryUrl: config.acmeCa, accountKey, accountUrl, ...POLL_BACKOFF, ...externalAccountBinding(config) });
       const [key, csr] = await acme.crypto.createCsr({ commonName: name, altNames: [name] }, await acme.crypto.createPrivateEcdsaKey());
       const cert = await client.auto({
         csr,

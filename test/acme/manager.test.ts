@@ -20,6 +20,8 @@ import { type Pebble, freePort, pebbleMissing, pebbleServerCertificate, startPeb
 import { resolveConfig } from "../../src/config/load.ts";
 import { ROOT, waitFor } from "../helpers.ts";
 
+/** An order's deadline: Pebble's checks run beside the rest of the suite, on a busy machine. */
+const ORDER_MS = 20_000;
 const dir = mkdtempSync(join(tmpdir(), "lb-acme-manager-"));
 const cleanup: Array<() => unknown> = [];
 afterEach(async () => {
@@ -151,7 +153,7 @@ described("with Pebble", () => {
 
     pebbles.push(await startPebble(dir, { httpPort, port: caPort }));
     clock.advance(4 * 60_000);
-    await waitFor(() => served.length === 1, () => `the certificate; log:\n${lines.join("\n")}`);
+    await waitFor(() => served.length === 1, () => `the certificate; log:\n${lines.join("\n")}`, ORDER_MS);
     expect(describeCertificate(served[0]![0]!.cert).names).toEqual(["retry.example.test"]);
     expect(served[0]![0]!.serverName).toBe("retry.example.test");
     expect(manager.describe()[0]).toMatchObject({ names: ["retry.example.test"], lastError: null });
@@ -173,10 +175,10 @@ described("with Pebble", () => {
     clock.advance(2000);
     clock.advance(2000);
     expect(one.served).toHaveLength(0);
-    await waitFor(() => one.served.length === 1, "the first instance's certificate");
+    await waitFor(() => one.served.length === 1, "the first instance's certificate", ORDER_MS);
     expect(two.lines.filter((line) => line.includes("another lb orders shared.example.test now"))).toEqual([expect.stringContaining("looking again every 2s")]);
     clock.advance(2000);
-    await waitFor(() => two.served.length === 1, "the second instance's certificate");
+    await waitFor(() => two.served.length === 1, "the second instance's certificate", ORDER_MS);
     expect(two.served[0]![0]!.cert).toBe(one.served[0]![0]!.cert);
     expect(two.lines.find((line) => line.includes("using the certificate another lb stored"))).toBeDefined();
     expect(pebble.orders()).toBe(1);
@@ -195,7 +197,7 @@ described("with Pebble", () => {
     expect(failure).toContain("next try in 2m");
     challengeServer(httpPort, challenges);
     clock.advance(2 * 60_000);
-    await waitFor(() => served.length === 1, () => `the certificate; log:\n${lines.join("\n")}`);
+    await waitFor(() => served.length === 1, () => `the certificate; log:\n${lines.join("\n")}`, ORDER_MS);
   }, 30_000);
 
   test("a reload that finds a held certificate's file deleted orders anew at once, serving the old one until the new one is there; with the file in place it orders nothing; another instance sharing the directory serves the new one at its reload, and orders anew at a reload that finds the file damaged", async () => {
@@ -208,7 +210,7 @@ described("with Pebble", () => {
     challengeServer(httpPort, one.challenges);
     one.start();
     clock.advance(0);
-    await waitFor(() => one.served.length === 1, () => `the certificate; log:\n${one.lines.join("\n")}`);
+    await waitFor(() => one.served.length === 1, () => `the certificate; log:\n${one.lines.join("\n")}`, ORDER_MS);
     const serialServed = (manager: AcmeManager) => describeCertificate(manager.certificates()[0]!.cert).serial;
     const first = serialServed(one.manager);
     const renewal = one.manager.describe()[0]!.next;
@@ -224,7 +226,7 @@ described("with Pebble", () => {
     expect(one.manager.describe()[0]!.next).toBe(clock.now());
     expect(serialServed(one.manager)).toBe(first); // nothing ordered until the clock says so
     clock.advance(0);
-    await waitFor(() => one.served.length === 2, () => `the new certificate; log:\n${one.lines.join("\n")}`);
+    await waitFor(() => one.served.length === 2, () => `the new certificate; log:\n${one.lines.join("\n")}`, ORDER_MS);
     const second = serialServed(one.manager);
     expect(second).not.toBe(first);
 
@@ -257,7 +259,7 @@ described("with Pebble", () => {
     expect(refused).toMatch(/externalAccountBinding/);
     withKey.start();
     clock.advance(0);
-    await waitFor(() => withKey.served.length === 1, () => `the certificate; log:\n${withKey.lines.join("\n")}`);
+    await waitFor(() => withKey.served.length === 1, () => `the certificate; log:\n${withKey.lines.join("\n")}`, ORDER_MS);
     expect(withKey.lines.join("\n")).not.toContain(eab.hmac);
   }, 30_000);
 });

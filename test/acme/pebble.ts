@@ -5,6 +5,7 @@
  */
 import type { Subprocess } from "bun";
 import { existsSync, writeFileSync } from "node:fs";
+import { Resolver } from "node:dns/promises";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { collectLines, selfSignedCertificate, waitFor } from "../helpers.ts";
@@ -79,6 +80,8 @@ export async function startPebble(dir: string, options: PebbleOptions): Promise<
     await Promise.all([pebble.exited, dnsServer.exited]);
   };
   try {
+    // Pebble checks a challenge by resolving the name first: a DNS server not yet listening fails the order.
+    await waitFor(() => resolvesToLoopback(dns), `pebble-challtestsrv's DNS answers on 127.0.0.1:${dns}`, 10_000);
     const root = await waitFor(() => fetchText(`https://127.0.0.1:${management}/roots/0`, cert), `Pebble's root on its management port`, 10_000);
     writeFileSync(rootFile, root);
   } catch (error) {
@@ -102,6 +105,12 @@ export async function startPebble(dir: string, options: PebbleOptions): Promise<
 export function pebbleServerCertificate(dir: string): { cert: string; key: string } {
   const [cert, key] = [join(dir, "localhost.pem"), join(dir, "localhost.key")];
   return existsSync(cert) && existsSync(key) ? { cert, key } : selfSignedCertificate(dir, "localhost", "DNS:localhost,IP:127.0.0.1");
+}
+
+async function resolvesToLoopback(dnsPort: number): Promise<boolean> {
+  const resolver = new Resolver({ timeout: 200, tries: 1 });
+  resolver.setServers([`127.0.0.1:${dnsPort}`]);
+  return resolver.resolve4("ready.example.test").then((addresses) => addresses.includes("127.0.0.1"), () => false);
 }
 
 async function fetchText(url: string, caFile: string): Promise<string | null> {
