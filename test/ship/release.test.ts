@@ -104,7 +104,7 @@ describe("install.sh", () => {
     expect(install.stdout.trim()).toBe(`installed ${dir}/lb: lb ${version}`);
     const installed = await runCommand(["--version"], [`${dir}/lb`]);
     expect(installed.stdout.trim()).toBe(version);
-  });
+  }, 30_000); // unpacks, checks and copies a 110 MB binary: seconds on a busy machine
 
   /** A refusal: non-zero exit, one line on stderr, and no lb installed. */
   async function expectRefusal(result: Promise<{ code: number; stderr: string }>, dir: string, reason: RegExp) {
