@@ -160,11 +160,11 @@ export interface LbProcess {
   kill(signal?: NodeJS.Signals): Promise<number>;
 }
 
-/** Runs the real command (`bun src/main.ts`, or another executable such as dist/lb) as a child process. */
-export async function spawnLb(args: string[], command: string[] = ["bun", `${ROOT}src/main.ts`]): Promise<LbProcess> {
+/** Runs the real command (`bun src/main.ts`, or another executable such as dist/lb) as a child process; `env` adds to the environment. */
+export async function spawnLb(args: string[], command: string[] = ["bun", `${ROOT}src/main.ts`], env: Record<string, string> = {}): Promise<LbProcess> {
   // Every lb gets its admin API on a free port unless the test chooses one, so parallel lbs never collide on 7019.
   const adminArgs = args.includes("--admin") ? [] : ["--admin", "127.0.0.1:0"];
-  const proc = Bun.spawn([...command, ...args, ...adminArgs], { stdin: "pipe", stdout: "pipe", stderr: "pipe", env: { ...process.env, NO_COLOR: "1" } });
+  const proc = Bun.spawn([...command, ...args, ...adminArgs], { stdin: "pipe", stdout: "pipe", stderr: "pipe", env: { ...process.env, NO_COLOR: "1", ...env } });
   const stdout = collectLines(proc.stdout);
   const stderr = collectLines(proc.stderr);
   const waitForLine = (stream: "stdout" | "stderr", pattern: RegExp, timeoutMs = 8000) =>

@@ -6,7 +6,7 @@
 import type { ArgsDef } from "citty";
 import { helpOptions } from "../admin/client.ts";
 import { type HelpPage, parseCommandLine } from "./cli.ts";
-import { environmentLayer } from "../config/environment.ts";
+import { environmentLayers } from "../config/environment.ts";
 import { loadHooks } from "../hooks/load.ts";
 import { plural } from "../pool/pool-log.ts";
 import { ConfigError, type Layer, checkConfig, readConfigFile } from "../config/load.ts";
@@ -53,7 +53,7 @@ export async function validateCommand(argv: string[], vars: Record<string, strin
   } catch (error) {
     return { code: 2, stdout: "", stderr: `${(error as Error).message}\n` };
   }
-  const { config, problems } = checkConfig([file, environmentLayer(vars), commandLine.layer], { stdoutIsTTY: false });
+  const { config, problems } = checkConfig([file, ...environmentLayers(vars), commandLine.layer], { stdoutIsTTY: false });
   if (config.hooks) problems.push(...(await hooksProblems(config, problems.length === 0)));
   if (problems.length) return { code: 2, stdout: "", stderr: problems.map((p) => `${p}\n`).join("") };
   return { code: 0, stdout: `${path}: OK (${describePools(config)}, port ${config.port})\n`, stderr: "" };

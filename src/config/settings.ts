@@ -4,6 +4,7 @@
  */
 import { ACCESS_FORMATS } from "../log/access-log.ts";
 import { formatDuration } from "./duration.ts";
+import { TRACING_SPECS } from "./settings-tracing.ts";
 import { HEALTH_METHODS, HTTP2_MODES, LOG_FORMATS, LOG_LEVELS, POLICIES, type Config, type Environment } from "./types.ts";
 import {
   ACME_DIRECTORIES,
@@ -52,6 +53,7 @@ export const SETTING_GROUPS = {
   acme: "Automatic HTTPS (ACME)",
   admin: "Admin API",
   logging: "Logging",
+  tracing: "Tracing (OpenTelemetry)",
 } as const;
 
 export interface Setting<K extends keyof Config = keyof Config> {
@@ -417,7 +419,7 @@ function defaultStateDir(): string {
   return join(process.env.XDG_DATA_HOME || join(homedir(), ".local", "share"), "lb");
 }
 
-export const SETTINGS: Setting[] = SPECS.map((spec) => ({ ...spec, name: spec.name ?? kebab(spec.key) }) as Setting);
+export const SETTINGS: Setting[] = [...SPECS, ...TRACING_SPECS].map((spec) => ({ ...spec, name: spec.name ?? kebab(spec.key) }) as Setting);
 
 /** The default as a person would write it ("10s", not 10000); empty when it depends on the environment. */
 export function describeDefault(setting: Setting): string {

@@ -6,6 +6,7 @@
 import type { AccessFormat } from "../log/access-log.ts";
 import type { BackendSpec } from "./backend-url.ts";
 import type { HashKey } from "./hash-key.ts";
+import type { TraceSample } from "./values-tracing.ts";
 
 export const LOG_LEVELS = ["error", "warn", "info", "debug"] as const;
 export const LOG_FORMATS = ["pretty", "json"] as const;
@@ -97,6 +98,12 @@ export interface Config {
   hooks: string;
   /** The longest an async hook may take before its request gets an error from lb. */
   hooksTimeout: number;
+  /** The collector's OTLP/HTTP traces URL; empty: tracing is off. */
+  otlpEndpoint: string;
+  /** Sent with every export (a token, often): a secret, never logged or shown. */
+  otlpHeaders: Array<[string, string]>;
+  traceSample: TraceSample;
+  traceServiceName: string;
 }
 
 export interface PoolSpec {

@@ -28,7 +28,7 @@ export type ValueParser<T> = ((value: unknown) => Parsed<T>) & {
 };
 
 /** T comes from the declared type of what it makes (each parser below says what it gives), not from its returns. */
-function described<T>(parse: (value: unknown) => Parsed<NoInfer<T>>, schema: JsonSchema, write?: (value: NoInfer<T>) => unknown): ValueParser<T> {
+export function described<T>(parse: (value: unknown) => Parsed<NoInfer<T>>, schema: JsonSchema, write?: (value: NoInfer<T>) => unknown): ValueParser<T> {
   return Object.assign(parse, write ? { schema, write } : { schema });
 }
 

@@ -34,6 +34,7 @@ function settingsView(config: Config, settings: readonly Setting[]): Record<stri
   for (const setting of settings) {
     const value = setting.key === "healthDownInterval" ? downInterval(config) : config[setting.key];
     if (setting.key === "adminToken" || setting.key === "acmeEabHmac") view[setting.name] = value ? "[redacted]" : "";
+    else if (setting.key === "otlpHeaders") view[setting.name] = config.otlpHeaders.map(([name]) => [name, "[redacted]"]);
     else if (setting.key === "healthHeaders") view[setting.name] = config.healthHeaders.map(([name, text]) => [name, SECRET_HEADERS.has(name.toLowerCase()) ? "[redacted]" : text]);
     else view[setting.name] = setting.parse.write ? setting.parse.write(value) : value;
   }

@@ -27,6 +27,8 @@ export interface AccessEntry {
   tls: boolean;
   /** The request's headers, read only by formats that show some (Host, Referer, User-Agent). */
   headers: Headers;
+  /** lb's server span, when the request was traced (and recorded): trace_id and span_id join logs to traces. */
+  span?: { traceId: string; spanId: string };
 }
 
 export interface Sink {
@@ -229,6 +231,13 @@ const FORMATTERS: Record<AccessFormat, (e: AccessEntry, out: LineBuffer) => void
     jsonString(e.headers.get("host") ?? "", out);
     out.text(',"user_agent":');
     jsonString(e.headers.get("user-agent") ?? "", out);
+    if (e.span) {
+      out.text(',"trace_id":"');
+      out.text(e.span.traceId);
+      out.text('","span_id":"');
+      out.text(e.span.spanId);
+      out.text('"');
+    }
     out.text("}\n");
   },
   // Apache/nginx "combined": what log analysers read.

@@ -90,6 +90,8 @@ export const POOL_COUNTS = {
    * outside a hook's call: a timer or callback it set up, a promise nobody handled; hooks/escaped.ts).
    */
   hookErrors: "hook",
+  /** Spans by outcome: exported, or dropped (queue-full, export-failed); see tracing/exporter.ts. */
+  traceSpans: "outcome",
 } as const;
 export type PoolCount = keyof typeof POOL_COUNTS;
 export const POOL_COUNT_NAMES = Object.keys(POOL_COUNTS) as PoolCount[];
@@ -189,7 +191,7 @@ export function mergeBuckets(seconds: readonly Second[]): number[] {
 export class Metrics {
   readonly backends = new Map<string, BackendMetrics>();
   /** Pool-wide counts by key (see POOL_COUNTS). */
-  readonly pool: Record<PoolCount, Map<string, number>> = { unrouted: new Map(), rejected: new Map(), hookErrors: new Map() };
+  readonly pool: Record<PoolCount, Map<string, number>> = { unrouted: new Map(), rejected: new Map(), hookErrors: new Map(), traceSpans: new Map() };
   /** Config reloads (SIGHUP, the file changing, the admin API) by result; the start counts as the first success. */
   readonly reloads: { success: number; failure: number; lastSuccessMs: number };
 
@@ -203,9 +205,9 @@ export class Metrics {
     return metrics;
   }
 
-  /** One more of `key` in a pool-wide count. */
-  count(name: PoolCount, key: string): void {
+  /** `n` more (one by default) of `key` in a pool-wide count. */
+  count(name: PoolCount, key: string, n = 1): void {
     const counts = this.pool[name];
-    counts.set(key, (counts.get(key) ?? 0) + 1);
+    counts.set(key, (counts.get(key) ?? 0) + n);
   }
 }

@@ -52,6 +52,11 @@ export function renderPrometheus({ pools, metrics, queued, clients, certificates
   for (const [reason, count] of metrics.pool.rejected) out.push(`lb_requests_rejected_total{reason="${reason}"} ${count}`);
   family("lb_hook_errors_total", "counter", "Hook failures, by hook: onRequest, onResponse (threw, timed out, refused), escaped (an error from a timer, callback or promise of hook code).");
   for (const [hook, count] of metrics.pool.hookErrors) out.push(`lb_hook_errors_total{hook="${hook}"} ${count}`);
+  const spans = metrics.pool.traceSpans;
+  family("lb_trace_spans_exported_total", "counter", "Spans sent to the OTLP collector (0 while tracing is off).");
+  out.push(`lb_trace_spans_exported_total ${spans.get("exported") ?? 0}`);
+  family("lb_trace_spans_dropped_total", "counter", "Spans dropped, by reason: queue-full (the collector is slower than the traffic), export-failed (it refused or did not answer).");
+  for (const reason of ["queue-full", "export-failed"]) out.push(`lb_trace_spans_dropped_total{reason="${reason}"} ${spans.get(reason) ?? 0}`);
 
   for (const name of HISTOGRAM_NAMES) {
     const { metric, help } = BACKEND_HISTOGRAMS[name];

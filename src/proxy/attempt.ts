@@ -1,5 +1,6 @@
 /** One try of a request on one backend, from sending it to the last byte of its answer. */
 import type { Backend } from "../pool/backend.ts";
+import type { AttemptSpan } from "../tracing/spans.ts";
 import type { Failure } from "../upstream/failure.ts";
 
 /** How an attempt ended, for whoever keeps the books. */
@@ -19,6 +20,8 @@ export interface AttemptEnd {
  */
 export class Attempt {
   readonly sent = performance.now();
+  /** Its client span, when the trip is traced. */
+  span: AttemptSpan | undefined = undefined;
   #status = 0;
   #bodyEnd: { bytes: number; failure?: Failure } | null = null;
   #over = false;

@@ -19,6 +19,7 @@ import { errorResponse } from "./responses.ts";
 import { type ClientConnection, type Trip, startTrip } from "./trip.ts";
 import { TripLog } from "./trip-log.ts";
 import { RouteTable } from "../routing/routes.ts";
+import type { Tracer } from "../tracing/spans.ts";
 import type { UpstreamSettings } from "../upstream/client.ts";
 import { HttpClient } from "../upstream/http-client.ts";
 
@@ -53,6 +54,7 @@ export interface DataPlaneSettings {
 
 /** One pool's forwarding. */
 interface Lane {
+  name: string;
   pool: Pool;
   upstream: HttpClient;
   forwarder: Forwarder;
@@ -96,6 +98,8 @@ export class DataPlane {
     private readonly log: Logger,
     /** The hooks file's hooks, reloaded when it changes; null without --hooks. */
     hooks: HookSet | null,
+    /** Starts each request's trace; null when tracing is off. */
+    private readonly tracer: Tracer | null = null,
   ) {
     this.#ownResponses = new TripLog(metrics, accessLog);
     this.#settings = settings;
@@ -114,13 +118,17 @@ export class DataPlane {
    */
   #route(request: Request, client: ClientConnection): Promise<Response | undefined> {
     const trip = startTrip(request, client);
+    if (this.tracer) trip.trace = this.tracer.start(trip);
     // Cancelled while it waited (the listener's turn, see listeners.ts): not counted against --max-connections, not
     // refused, just logged.
     if (request.signal.aborted) return Promise.resolve(this.#ownResponses.clientGone(trip));
     const refused = refusal(request, client, this.#settings.maxConnections);
     if (refused) return this.#refuse(trip, refused);
     // No routes, no hooks: nothing to decide.
-    if (this.#only && !this.#only.checked) return this.#only.forwarder.handle(trip);
+    if (this.#only && !this.#only.checked) {
+      if (trip.trace) trip.trace.pool = this.#only.name;
+      return this.#only.forwarder.handle(trip);
+    }
     const pool = this.#poolFor(trip);
     if (!this.#hooks) return this.#forward(trip, pool);
     const before = this.#hooks.beforeTrip(trip, pool);
@@ -147,6 +155,7 @@ export class DataPlane {
   #forward(trip: Trip, poolName: string | null): Promise<Response | undefined> {
     if (poolName === null) return this.#noRoute(trip);
     const lane = this.#lanes.get(poolName)!;
+    if (trip.trace) trip.trace.pool = poolName;
     if (!lane.checked) return lane.forwarder.handle(trip);
     return lane.checked.then(() => {
       if (this.#lanes.get(poolName) === lane) return lane.forwarder.handle(trip);
@@ -160,6 +169,8 @@ export class DataPlane {
     const { method, headers } = trip.request;
     const match = this.#routes.match({ method, headers, path: trip.context.path });
     trip.upstreamPath = match?.path ?? trip.context.path;
+    const prefix = match?.route?.pathPrefix;
+    if (trip.trace && prefix) trip.trace.route = `${prefix}*`;
     return match?.pool ?? null;
   }
 
@@ -258,7 +269,7 @@ export class DataPlane {
     return new RouteTable(routes, fallbackPool);
   }
 
-  #lane({ pool, upstream: settings, forwarding, checked }: ServedPool): Lane {
+  #lane({ name, pool, upstream: settings, forwarding, checked }: ServedPool): Lane {
     const { metrics, log } = this;
     const strayWarnings = new Map<string, ThrottledLine>();
     const upstream = new HttpClient(settings, {
@@ -280,7 +291,7 @@ export class DataPlane {
       },
     });
     const forwarder = new Forwarder({ pool, upstream, accessLog: this.accessLog, metrics, log, ...forwarding });
-    const lane: Lane = { pool, upstream, forwarder, checked };
+    const lane: Lane = { name, pool, upstream, forwarder, checked };
     void checked?.finally(() => (lane.checked = undefined));
     return lane;
   }

@@ -328,6 +328,7 @@ export class Forwarder {
    */
   #attemptOver(trip: Trip, attempt: Attempt, end: AttemptEnd): void {
     if (this.options.maxInflight > 0) this.#roomQueue.wakeOne();
+    attempt.span?.end(end.status, end.failure?.kind);
     if (end.status === 0) return;
     if (end.failure) {
       const { backend } = attempt;
@@ -343,10 +344,12 @@ export class Forwarder {
   async #attempt(backend: Backend, trip: Trip, headers: Fields, body: OutgoingBody): Promise<AttemptResult> {
     const { request } = trip;
     const attempt = this.#startAttempt(trip, backend);
+    const { trace } = trip;
+    if (trace) attempt.span = trace.attempt(backend.url, trip.upstreamPath, trip.attempts);
     const call = this.options.upstream.send(backend.url, {
       method: request.method,
       target: trip.upstreamPath,
-      headers,
+      headers: trace ? trace.fields(headers, attempt.span!) : headers,
       body: body.body,
       streamLength: body.replayable ? undefined : body.length,
       // A client that said it closes after this answer leaves nothing to keep a backend connection for.
@@ -360,6 +363,7 @@ export class Forwarder {
     const result = await call.result;
     movable?.delete(call);
     if (isFailure(result)) {
+      attempt.span?.failed(result.kind);
       attempt.failed();
       if (request.signal.aborted) return "client-gone";
       if (trip.bodyStalled) return "client-stalled";

@@ -21,6 +21,7 @@ export class TripLog {
   finish(trip: Trip, status: number, bytes: number): void {
     trip.client.responseEnded();
     const totalMs = performance.now() - trip.started;
+    const span = trip.trace?.end({ status, bytesIn: trip.bytesIn, bytesOut: bytes, attempts: trip.attempts, backend: trip.target?.name ?? "" });
     // A closed WebSocket tunnel (101) is a connection, counted by lb_websocket_*, not a request.
     if (status !== 101) {
       if (trip.target) {
@@ -44,6 +45,7 @@ export class TripLog {
       bytes,
       bytesIn: trip.bytesIn,
       tls: trip.client.proto === "https",
+      span,
     });
   }
 }

@@ -1,6 +1,7 @@
 /** One client request's trip through lb: what is known about it as it goes, for the decisions and the access log. */
 import type { RequestContext } from "../balance/policy.ts";
 import type { Backend } from "../pool/backend.ts";
+import type { TripTrace } from "../tracing/spans.ts";
 import type { ClientInfo } from "./headers.ts";
 import type { Tunnel } from "./websocket.ts";
 
@@ -50,6 +51,8 @@ export interface Trip {
   bodyStalled: boolean;
   /** Request body bytes taken from the client. */
   bytesIn: number;
+  /** Its trace, when tracing is on (lb's server span, the traceparent it passes on). */
+  trace: TripTrace | undefined;
 }
 
 export function startTrip(request: Request, client: ClientConnection): Trip {
@@ -70,6 +73,7 @@ export function startTrip(request: Request, client: ClientConnection): Trip {
     upstreamMs: 0,
     bodyStalled: false,
     bytesIn: 0,
+    trace: undefined,
   };
 }
 

@@ -32,13 +32,18 @@ export async function openTunnel(trip: Trip, candidates: readonly Backend[], dep
     trip.target = backend;
     backend.stats.requests++;
     const sent = performance.now();
+    const span = trip.trace?.attempt(backend.url, trip.upstreamPath, trip.attempts);
+    if (span) trip.trace!.setHeaders(headers, span);
     const upstream = await openUpstream(webSocketUrl(backend.url, trip.upstreamPath), headers, protocols, deps.timeoutMs);
     if (typeof upstream === "string") {
+      span?.failed("handshake");
+      span?.end(0);
       deps.log.warn(`backend ${backend.name} refused the WebSocket handshake for ${trip.context.path}: ${upstream}`);
       continue;
     }
     trip.upstreamMs = performance.now() - sent;
     const attempt = deps.attempt(trip, backend);
+    attempt.span = span; // it lasts as long as the tunnel
     const metrics = deps.metrics.of(backend.url);
     const tunnel = new Tunnel(upstream, () => {
       metrics.tunnelsOpen--;

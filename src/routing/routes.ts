@@ -8,6 +8,8 @@ export interface RouteMatch {
   pool: string;
   /** The path and query to forward: the request's, or with the route's prefix stripped. */
   path: string;
+  /** The route that matched; null for the fallback pool. */
+  route: RouteSpec | null;
 }
 
 /** What a route looks at; the path is the one lb forwards (as received, not decoded). */
@@ -31,9 +33,9 @@ export class RouteTable {
   match(request: RoutedRequest): RouteMatch | null {
     const host = this.#usesHost ? hostName(request.headers.get("host")) : "";
     for (const route of this.routes) {
-      if (matches(route, request, host)) return { pool: route.pool, path: route.stripPrefix ? stripPrefix(request.path, route.pathPrefix!) : request.path };
+      if (matches(route, request, host)) return { pool: route.pool, path: route.stripPrefix ? stripPrefix(request.path, route.pathPrefix!) : request.path, route };
     }
-    return this.fallback === null ? null : { pool: this.fallback, path: request.path };
+    return this.fallback === null ? null : { pool: this.fallback, path: request.path, route: null };
   }
 }
 

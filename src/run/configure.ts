@@ -16,7 +16,10 @@ import { fallbackPool } from "../config/pools.ts";
 import type { Config } from "../config/types.ts";
 import type { ControlSettings } from "../pool/control-plane.ts";
 import type { DataPlaneSettings, LaneSettings } from "../proxy/data-plane.ts";
-import type { Logger } from "../log/log.ts";
+import { type Logger, ThrottledLine } from "../log/log.ts";
+import type { Metrics } from "../metrics/metrics.ts";
+import { type Tracing, startTracing } from "../tracing/tracing.ts";
+import { BUILD_INFO } from "../version.ts";
 
 export function poolRules(config: Config): PoolRules {
   return {
@@ -119,4 +122,28 @@ export function createAccessLog(config: Config, log: Logger, sink?: Sink): Acces
   if (sink) return new AccessLog(format, sink);
   if (!config.accessLogFile) return new AccessLog(format);
   return new AccessLog(format, new FileSink(config.accessLogFile, (message) => log.warn(message)));
+}
+
+/** A failed export is said at most this often (the counter has every one). */
+const EXPORT_WARNING_EVERY_MS = 60_000;
+
+/** Tracing when the config names a collector (--otlp-endpoint, OTEL_EXPORTER_OTLP_ENDPOINT), else null: off. */
+export function createTracing(config: Config, metrics: Metrics, log: Logger): Tracing | null {
+  if (!config.otlpEndpoint) return null;
+  const { sampler, ratio } = config.traceSample;
+  const warning = new ThrottledLine(EXPORT_WARNING_EVERY_MS);
+  return startTracing(
+    {
+      url: config.otlpEndpoint,
+      headers: config.otlpHeaders,
+      resource: {
+        attributes: [["service.name", config.traceServiceName], ["service.version", BUILD_INFO.version]],
+        scope: { name: "lb", version: BUILD_INFO.version },
+      },
+      sampler: { ratio, parentBased: sampler.startsWith("parentbased_") },
+    },
+    (outcome, spans) => metrics.count("traceSpans", outcome, spans),
+    // The URL only: its headers may hold a token.
+    (reason) => warning.say((line) => log.warn(line), `traces to ${config.otlpEndpoint} dropped: ${reason} (lb_trace_spans_dropped_total counts them)`),
+  );
 }

@@ -6,7 +6,7 @@
 import { watch } from "node:fs";
 import { basename, dirname, resolve as resolvePath } from "node:path";
 import type { ParsedCommandLine } from "../cli/cli.ts";
-import { environmentLayer } from "../config/environment.ts";
+import { environmentLayers } from "../config/environment.ts";
 import { ConfigError, type Layer, readConfigFile, resolveConfig } from "../config/load.ts";
 import { DEFAULT_ADMIN_PORT } from "../config/settings.ts";
 import type { Config } from "../config/types.ts";
@@ -21,7 +21,7 @@ const environment = () => ({ stdoutIsTTY: Boolean(process.stdout.isTTY) });
 
 /** The settings in order of precedence, lowest first: the file, the environment, the flags. */
 function layersOf(file: Layer | null, commandLine: ParsedCommandLine): Layer[] {
-  return [...(file ? [file] : []), environmentLayer(process.env), commandLine.layer];
+  return [...(file ? [file] : []), ...environmentLayers(process.env), commandLine.layer];
 }
 
 /** `lb [options] <backend>...`: serves until a signal stops it; the config file, if any, is followed. */

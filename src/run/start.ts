@@ -17,7 +17,7 @@ import { formatDuration } from "../config/duration.ts";
 import { namedPools } from "../config/pools.ts";
 import { type BackendDiff, type ReloadReport, RESTART_ONLY, changedSettings, effectiveConfig, restartPending } from "../config/reload.ts";
 import { type Config, acmeNames, servesTls } from "../config/types.ts";
-import { createAccessLog, dataPlaneSettings } from "./configure.ts";
+import { createAccessLog, createTracing, dataPlaneSettings } from "./configure.ts";
 import { descriptorLimit } from "../metrics/descriptors.ts";
 import { DataPlane, type ServedPool } from "../proxy/data-plane.ts";
 import { HookSet } from "../hooks/hook-set.ts";
@@ -200,7 +200,8 @@ export function servedHere(
   shared = false,
   acmeCertificates: TlsCertificates = [],
 ): Traffic {
-  const data = new DataPlane(dataPlaneSettings(config), pools, metrics, accessLog, log, hooks);
+  const tracing = createTracing(config, metrics, log);
+  const data = new DataPlane(dataPlaneSettings(config), pools, metrics, accessLog, log, hooks, tracing?.tracer);
   let proxy: ProxyListener;
   try {
     proxy = new ProxyListener(config, log, data.handle, shared, acmeCertificates);
@@ -230,9 +231,13 @@ export function servedHere(
       hooks?.stop();
       await proxy.stop(drainTimeoutMs);
       data.close();
+      await tracing?.flush(TRACE_FLUSH_MS);
     },
   };
 }
+
+/** At stop, the spans still queued get this long to reach the collector. */
+const TRACE_FLUSH_MS = 2000;
 
 /**
  * --workers N: this process claims the port and keeps the pool; the workers serve the shared port with the pool state

@@ -117,6 +117,10 @@ describe("resolveConfig", () => {
       routes: [],
       hooks: "",
       hooksTimeout: 1_000,
+      otlpEndpoint: "",
+      otlpHeaders: [],
+      traceSample: { sampler: "parentbased_traceidratio", ratio: 1 },
+      traceServiceName: "lb",
     });
     expect(resolve({ backends: ["http://a:1"] }, true).logFormat).toBe("pretty");
   });

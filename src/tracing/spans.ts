@@ -1,0 +1,215 @@
+/**
+ * The spans of one request, named and attributed per OpenTelemetry's HTTP semantic conventions: a server span for the
+ * request as lb received it, a client span for each attempt on a backend (the backend's parent), and for a WebSocket
+ * tunnel both last as long as it does. A trip that is not sampled still passes the trace on (flag 00) and records
+ * nothing. Nothing here exists unless tracing is on: the request path only asks `trip.trace?`.
+ */
+import { isIP } from "node:net";
+import { type RemoteParent, type Sampler, formatTraceparent, newSpanId, newTraceId, parseTraceparent, sampled } from "./context.ts";
+
+export type AttributeValue = string | number | boolean;
+
+/** A finished span, as the exporter sends it. Times are Unix epoch milliseconds with a fraction. */
+export interface SpanRecord {
+  traceId: string;
+  spanId: string;
+  /** "" for a root span. */
+  parentSpanId: string;
+  name: string;
+  kind: typeof SERVER | typeof CLIENT;
+  startMs: number;
+  endMs: number;
+  attributes: Array<[string, AttributeValue]>;
+  error: boolean;
+}
+
+/** OTLP's SpanKind numbers. */
+export const SERVER = 2;
+export const CLIENT = 3;
+
+/** Where finished spans go (the exporter's queue). */
+export type SpanSink = (span: SpanRecord) => void;
+
+/** The client's side of a request, as a trip holds it (proxy/trip.ts). */
+export interface ServerSide {
+  request: { method: string; headers: Headers };
+  requestId: string;
+  client: { ip: string; proto: "http" | "https" };
+  /** The path and query as received. */
+  context: { path: string };
+}
+
+/** How the request ended, for its server span. */
+export interface ServerEnd {
+  status: number;
+  bytesIn: number;
+  bytesOut: number;
+  attempts: number;
+  /** The backend that answered or was tried last ("" when none). */
+  backend: string;
+}
+
+/** Epoch milliseconds, with the monotonic clock's fraction. */
+const nowMs = () => performance.timeOrigin + performance.now();
+
+/** Starts a trip's trace: continues an incoming traceparent, or starts a new trace; samples per `sampler`. */
+export class Tracer {
+  constructor(
+    private readonly sampler: Sampler,
+    private readonly sink: SpanSink,
+  ) {}
+
+  start(side: ServerSide): TripTrace {
+    const parent = parseTraceparent(side.request.headers.get("traceparent"));
+    const traceId = parent?.traceId ?? newTraceId();
+    return new TripTrace(side, traceId, parent, sampled(this.sampler, traceId, parent), this.sink);
+  }
+}
+
+/** A trip's server span, and the trace it carries to the backends. */
+export class TripTrace {
+  readonly spanId = newSpanId();
+  readonly startMs = nowMs();
+  /** The pool the request went to, and the route that sent it there (its path prefix), once known. */
+  pool = "";
+  route = "";
+  /** The caller's tracestate, passed on unchanged with a valid traceparent (it belongs to that trace only). */
+  readonly tracestate: string | null;
+  #over = false;
+
+  constructor(
+    private readonly side: ServerSide,
+    readonly traceId: string,
+    private readonly parent: RemoteParent | null,
+    readonly sampled: boolean,
+    private readonly sink: SpanSink,
+  ) {
+    this.tracestate = parent ? side.request.headers.get("tracestate") : null;
+  }
+
+  /** A client span for one attempt on `backendUrl` (`target`: the path sent); `attempt` counts from 1. */
+  attempt(backendUrl: string, target: string, attempt: number): AttemptSpan {
+    return new AttemptSpan(this, this.side.request.method, backendUrl, target, attempt, this.sampled ? this.sink : null);
+  }
+
+  /** The request fields a backend gets: any traceparent and tracestate replaced by this trace's, with `span` as parent. */
+  fields(fields: ReadonlyArray<[string, string]>, span: AttemptSpan): Array<[string, string]> {
+    const out = fields.filter(([name]) => name !== "traceparent" && name !== "tracestate");
+    out.push(["traceparent", span.traceparent]);
+    if (this.tracestate) out.push(["tracestate", this.tracestate]);
+    return out;
+  }
+
+  /** The same for a Headers object (the WebSocket handshake). */
+  setHeaders(headers: Headers, span: AttemptSpan): void {
+    headers.set("traceparent", span.traceparent);
+    if (this.tracestate) headers.set("tracestate", this.tracestate);
+    else headers.delete("tracestate");
+  }
+
+  /** Ends the server span; returns its ids when it is recorded (for the access log), else undefined. */
+  end(end: ServerEnd): { traceId: string; spanId: string } | undefined {
+    if (!this.sampled || this.#over) return undefined;
+    this.#over = true;
+    const { request, client, context, requestId } = this.side;
+    const { method, headers } = request;
+    const path = context.path;
+    const query = path.indexOf("?");
+    const host = headers.get("host") ?? "";
+    const colon = host.lastIndexOf(":");
+    const hasPort = colon > host.lastIndexOf("]");
+    const attributes: Array<[string, AttributeValue]> = [
+      ["http.request.method", method],
+      ["url.path", query === -1 ? path : path.slice(0, query)],
+      ["url.scheme", client.proto],
+      ["server.address", hasPort ? host.slice(0, colon) : host],
+      ["client.address", client.ip],
+      ["network.peer.address", client.ip],
+      ["http.response.status_code", end.status],
+      ["http.request.body.size", end.bytesIn],
+      ["http.response.body.size", end.bytesOut],
+      ["lb.request_id", requestId],
+      ["lb.attempts", end.attempts],
+    ];
+    if (query !== -1) attributes.push(["url.query", path.slice(query + 1)]);
+    if (hasPort) attributes.push(["server.port", Number(host.slice(colon + 1))]);
+    const agent = headers.get("user-agent");
+    if (agent) attributes.push(["user_agent.original", agent]);
+    if (this.route) attributes.push(["http.route", this.route]);
+    if (this.pool) attributes.push(["lb.pool", this.pool]);
+    if (end.backend) attributes.push(["lb.backend", end.backend]);
+    // A server span is an error for 5xx only: a 4xx is the client's mistake, not lb's (semantic conventions).
+    const error = end.status >= 500;
+    if (error) attributes.push(["error.type", String(end.status)]);
+    this.sink({
+      traceId: this.traceId,
+      spanId: this.spanId,
+      parentSpanId: this.parent?.spanId ?? "",
+      name: this.route ? `${method} ${this.route}` : method,
+      kind: SERVER,
+      startMs: this.startMs,
+      endMs: nowMs(),
+      attributes,
+      error,
+    });
+    return { traceId: this.traceId, spanId: this.spanId };
+  }
+}
+
+/** One attempt's client span: its id is the parent the backend sees. */
+export class AttemptSpan {
+  readonly spanId = newSpanId();
+  readonly startMs = nowMs();
+  readonly traceparent: string;
+  #errorType = "";
+  #over = false;
+
+  constructor(
+    private readonly trace: TripTrace,
+    private readonly method: string,
+    private readonly backendUrl: string,
+    private readonly target: string,
+    private readonly attempt: number,
+    /** Null when the trace is not sampled: nothing is recorded. */
+    private readonly sink: SpanSink | null,
+  ) {
+    this.traceparent = formatTraceparent(trace.traceId, this.spanId, trace.sampled);
+  }
+
+  /** The attempt failed without an answer: `kind` is the failure (connect, reset, timeout, protocol, ...). */
+  failed(kind: string): void {
+    this.#errorType = kind;
+  }
+
+  /** Ends the span once: `status` is the backend's (0 when it gave none), `failure` a cut answer's kind. */
+  end(status: number, failure?: string): void {
+    if (this.#over || !this.sink) return;
+    this.#over = true;
+    const { method } = this;
+    const url = new URL(this.backendUrl);
+    const host = url.hostname.replace(/^\[|\]$/g, "");
+    const errorType = failure ?? (this.#errorType || (status >= 400 ? String(status) : ""));
+    const attributes: Array<[string, AttributeValue]> = [
+      ["http.request.method", method],
+      ["server.address", host],
+      ["server.port", Number(url.port) || (url.protocol === "https:" ? 443 : 80)],
+      ["url.full", `${url.origin}${this.target}`],
+      ["lb.attempt", this.attempt],
+    ];
+    if (isIP(host)) attributes.push(["network.peer.address", host]);
+    if (status) attributes.push(["http.response.status_code", status]);
+    if (this.attempt > 1) attributes.push(["http.request.resend_count", this.attempt - 1]);
+    if (errorType) attributes.push(["error.type", errorType]);
+    this.sink({
+      traceId: this.trace.traceId,
+      spanId: this.spanId,
+      parentSpanId: this.trace.spanId,
+      name: method,
+      kind: CLIENT,
+      startMs: this.startMs,
+      endMs: nowMs(),
+      attributes,
+      error: errorType !== "",
+    });
+  }
+}
