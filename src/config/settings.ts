@@ -49,6 +49,7 @@ export const SETTING_GROUPS = {
   health: "Health checks and ejection",
   balancing: "Balancing",
   limits: "Limits",
+  compression: "Compression",
   tls: "TLS",
   acme: "Automatic HTTPS (ACME)",
   admin: "Admin API",
@@ -236,6 +237,15 @@ const SPECS: SettingSpec[] = [
     key: "maxInflight", perPool: true, group: "limits", type: "string", valueHint: "n", fallback: 0,
     description: "Most requests in flight to one backend; more wait in the queue (0 = no limit)", example: "--max-inflight 100",
     parse: integer(0, 1_000_000, "a request count"),
+  },
+  {
+    key: "compress", perPool: true, group: "compression", type: "boolean", fallback: false,
+    description: "Compress answers (zstd, br or gzip, as the client's Accept-Encoding prefers) when their type gains from it (docs/edge.md#compression)",
+    example: "--compress", parse: boolean,
+  },
+  {
+    key: "compressMinSize", perPool: true, group: "compression", type: "string", valueHint: "size", fallback: 1024, shownDefault: "1k",
+    description: "With --compress, answers smaller than this go uncompressed", example: "--compress-min-size 4k", parse: byteSize,
   },
   {
     key: "maxBodySize", group: "limits", restart: true, type: "string", valueHint: "size", fallback: 1024 ** 3, shownDefault: "1g",

@@ -52,6 +52,10 @@ export interface Config {
   outlierEjection: number;
   outlierMaxEjected: number;
   maxInflight: number;
+  /** Compress answers for clients that accept it (src/proxy/compression.ts). */
+  compress: boolean;
+  /** Whole answers under this many bytes are not compressed. */
+  compressMinSize: number;
   maxBodySize: number;
   maxConnections: number;
   clientTimeout: number;

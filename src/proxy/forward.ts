@@ -12,11 +12,13 @@ import { type Logger, ThrottledLine } from "../log/log.ts";
 import type { Metrics } from "../metrics/metrics.ts";
 import { type Backend, isAvailable } from "../pool/backend.ts";
 import type { Pool } from "../pool/pool.ts";
-import type { UpstreamCall, UpstreamClient } from "../upstream/client.ts";
+import type { UpstreamCall, UpstreamClient, UpstreamResponse } from "../upstream/client.ts";
 import { isFailure } from "../upstream/client.ts";
 import { type Failure, failure } from "../upstream/failure.ts";
 import { Attempt, type AttemptEnd } from "./attempt.ts";
 import { failWhenIdle, type OutgoingBody, prepareBody } from "./body.ts";
+import type { CompressionSettings } from "./compression.ts";
+import { compressAnswer } from "./compressor.ts";
 import { closesAfter, upstreamRequestFields } from "./headers.ts";
 import { clientResponse, errorResponse } from "./responses.ts";
 import { isIdempotent, mayRetry, retryBudgetAllows } from "./retry.ts";
@@ -56,6 +58,8 @@ export interface ForwarderTuning {
   queueTimeoutMs: number;
   /** Longest silence from a client streaming a request body before lb gives up on it (408). */
   clientTimeoutMs: number;
+  /** Answers are compressed for clients that accept it; null when compression is off. */
+  compression: CompressionSettings | null;
   /** Sent with 503s: when a backend might be back (one health interval). */
   retryAfterSeconds: number;
   debug: boolean;
@@ -373,7 +377,9 @@ export class Forwarder {
     this.options.metrics.of(backend.url).histograms.headers.observe(trip.upstreamMs / 1000);
     const { sticky } = this.options;
     const cookie = sticky && backend !== trip.pinned ? sticky.cookieFor(backend) : null;
-    const { response, wholeBytes } = clientResponse(result, trip.requestId, cookie);
+    const { compression } = this.options;
+    const encode = compression && ((answer: UpstreamResponse) => compressAnswer(answer, request, compression, this.options.metrics.of(backend.url)));
+    const { response, wholeBytes } = clientResponse(result, trip.requestId, cookie, encode);
     if (this.options.debug) this.options.log.debug(`Response from server: HTTP/1.1 ${result.status} ${result.statusText}`);
     if (trip.onResponse && !(await trip.onResponse(response))) {
       void response.body?.cancel().catch(() => {}); // frees the backend connection the answer was streaming on

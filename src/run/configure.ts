@@ -109,6 +109,7 @@ function forwarderTuning(config: Config): ForwarderTuning {
     queueSize: config.queueSize,
     queueTimeoutMs: config.queueTimeout,
     clientTimeoutMs: config.clientTimeout,
+    compression: config.compress ? { minSize: config.compressMinSize } : null,
     // The soonest a down backend can be back: its next check, at the down interval when one is set.
     retryAfterSeconds: Math.max(1, Math.ceil((config.healthDownInterval || config.healthInterval) / 1000)),
     debug: config.logLevel === "debug",

@@ -83,6 +83,8 @@ describe("resolveConfig", () => {
       outlierEjection: 30_000,
       outlierMaxEjected: 50,
       maxInflight: 0,
+      compress: false,
+      compressMinSize: 1024,
       maxBodySize: 1024 ** 3,
       maxConnections: 10_000,
       clientTimeout: 10_000,

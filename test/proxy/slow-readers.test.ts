@@ -13,7 +13,12 @@ const { cleanup, lbFor } = stoppedAfterEach();
 
 const ANSWER_BYTES = 64 * 1024 * 1024;
 const PIECE = Buffer.alloc(64 * 1024, "x");
-const CHUNK = Buffer.concat([Buffer.from(`${PIECE.length.toString(16)}\r\n`), PIECE, Buffer.from("\r\n")]);
+/**
+ * Text that does not compress, for the answer lb compresses: random bytes, repeated farther apart than gzip's 32 KiB
+ * window sees, so the client gets as many bytes as the backend sent.
+ */
+const RANDOM_PIECE = Buffer.from(crypto.getRandomValues(new Uint8Array(64 * 1024)));
+const chunkOf = (piece: Buffer) => Buffer.concat([Buffer.from(`${piece.length.toString(16)}\r\n`), piece, Buffer.from("\r\n")]);
 const LAST_CHUNK = Buffer.from("0\r\n\r\n");
 /** What lb may hold of one answer while its client is behind: a few pieces of the backend's, not the answer. */
 const HELD_LIMIT_BYTES = 256 * 1024;
@@ -40,10 +45,15 @@ interface Download {
   piecesLeft: number;
   unsent: Buffer | null;
   chunked: boolean;
+  /** One piece of the body as written: framed as a chunk when chunked. */
+  piece: Buffer;
 }
 
-/** A backend that answers GET /big with ANSWER_BYTES, writing only what its socket takes (as a file server does). */
-function bigAnswerBackend(chunked: boolean): { port: number; url: string; sent: () => number } {
+/**
+ * A backend that answers GET /big with ANSWER_BYTES, writing only what its socket takes (as a file server does);
+ * `compressible`: random text that lb compresses, else bytes it leaves alone.
+ */
+function bigAnswerBackend(chunked: boolean, compressible = false): { port: number; url: string; sent: () => number } {
   let download: Download | null = null;
   const pump = (socket: Socket<Download>) => {
     const d = socket.data;
@@ -51,7 +61,7 @@ function bigAnswerBackend(chunked: boolean): { port: number; url: string; sent: 
       if (!d.unsent) {
         if (d.piecesLeft === 0) return;
         d.piecesLeft--;
-        d.unsent = d.chunked ? (d.piecesLeft === 0 ? Buffer.concat([CHUNK, LAST_CHUNK]) : CHUNK) : PIECE;
+        d.unsent = d.chunked && d.piecesLeft === 0 ? Buffer.concat([d.piece, LAST_CHUNK]) : d.piece;
       }
       const taken = socket.write(d.unsent);
       if (taken < 0) return;
@@ -65,7 +75,8 @@ function bigAnswerBackend(chunked: boolean): { port: number; url: string; sent: 
     port: 0,
     socket: {
       open(socket) {
-        socket.data = { sent: 0, piecesLeft: 0, unsent: null, chunked };
+        const piece = compressible ? RANDOM_PIECE : PIECE;
+        socket.data = { sent: 0, piecesLeft: 0, unsent: null, chunked, piece: chunked ? chunkOf(piece) : piece };
       },
       data(socket, request) {
         if (!request.toString("latin1").startsWith("GET /big")) {
@@ -74,7 +85,8 @@ function bigAnswerBackend(chunked: boolean): { port: number; url: string; sent: 
         }
         download = socket.data;
         const framing = chunked ? "transfer-encoding: chunked" : `content-length: ${ANSWER_BYTES}`;
-        socket.data.unsent = Buffer.from(`HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\n${framing}\r\n\r\n`);
+        const type = compressible ? "text/plain" : "application/octet-stream";
+        socket.data.unsent = Buffer.from(`HTTP/1.1 200 OK\r\ncontent-type: ${type}\r\n${framing}\r\n\r\n`);
         socket.data.piecesLeft = ANSWER_BYTES / PIECE.length;
         pump(socket);
       },
@@ -101,20 +113,24 @@ async function whenSettled(read: () => number, quietMs: number, deadlineMs: numb
 }
 
 describe("a client that reads a big answer slowly", () => {
-  for (const framing of ["Content-Length", "chunked"] as const) {
+  for (const framing of ["Content-Length", "chunked", "chunked, compressed"] as const) {
     test(`holds the backend back (${framing}): lb keeps under 256 KiB of the answer beyond the kernel's buffers, and the client then gets it all`, async () => {
-      const backend = bigAnswerBackend(framing === "chunked");
-      const lb = await lbFor([backend.url]);
+      const compressed = framing === "chunked, compressed";
+      const backend = bigAnswerBackend(framing !== "Content-Length", compressed);
+      const lb = await lbFor([backend.url], { compress: compressed });
       const lbPort = Number(new URL(lb.url).port);
       const client = connect(lbPort, "127.0.0.1");
       cleanup.push(() => client.destroy());
       let received = 0;
+      let head = "";
       client.on("data", (data: Buffer) => {
+        if (head.length < 1024) head += data.toString("latin1", 0, 1024);
         received += data.length;
         client.pause(); // one read, then nothing until resumed
       });
-      client.write("GET /big HTTP/1.1\r\nhost: lb\r\n\r\n");
+      client.write(`GET /big HTTP/1.1\r\nhost: lb\r\naccept-encoding: gzip\r\n\r\n`);
       await waitFor(() => backend.sent() > 0 && received > 0, "the answer to start");
+      expect(head.toLowerCase().includes("content-encoding: gzip")).toBe(compressed);
       const sent = await whenSettled(backend.sent, 1000, 15_000);
       expect(sent).toBeLessThan(ANSWER_BYTES / 2); // held back at all
       // What left the backend is in the client, in a kernel queue between them, or in lb.
