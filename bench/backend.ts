@@ -3,6 +3,7 @@
  * With a delay, every answer waits that long first (a slow backend, for bench/slow-backend.sh).
  *   GET /     → "hello from <port> ....\n", padded with dots to 100 bytes (text/plain, Content-Length)
  *   GET /big  → 64 KiB of 'x' (application/octet-stream, Content-Length)
+ *   GET /text → 64 KiB of JSON records (application/json, Content-Length), for bench/compression.sh
  *   GET /chunked → the 100-byte greeting as a stream, so it goes out chunked, without a Content-Length
  *   GET /304  → 304 Not Modified, no body (a cache revalidation), for bench/cross-talk.sh cost
  *   GET /stats → "REQUESTS MOST": the requests answered and the most at once since the last /stats (which is
@@ -11,6 +12,8 @@
  *                otherwise: a backend whose health check is slow, for bench/reload-swap.sh
  * The bodies are built once at startup, so the backend does as little work per request as Bun.serve allows.
  */
+import { jsonText } from "./text-answer.ts";
+
 const port = Number(process.argv[2]);
 if (!Number.isInteger(port) || port <= 0 || port > 65535) {
   process.stderr.write("usage: bun bench/backend.ts <port> [delay-ms]\n");
@@ -22,6 +25,8 @@ const healthDelayMs = Number(process.env.HEALTH_DELAY_MS ?? 0);
 // About the size of a small API answer: "hello from <port> " then dots, 100 bytes with the newline.
 const small = new TextEncoder().encode(`hello from ${port} `.padEnd(99, ".") + "\n");
 const big = new Uint8Array(64 * 1024).fill(0x78);
+const text = jsonText(64 * 1024);
+const textHeaders = { "content-type": "application/json" };
 const smallHeaders = { "content-type": "text/plain" };
 const bigHeaders = { "content-type": "application/octet-stream" };
 const notModifiedHeaders = { etag: '"bench"' };
@@ -59,6 +64,7 @@ const server = Bun.serve({
 async function answer(path: string): Promise<Response> {
   if (delayMs > 0) await Bun.sleep(delayMs);
   if (path === "/big") return new Response(big, { headers: bigHeaders });
+  if (path === "/text") return new Response(text, { headers: textHeaders });
   if (path === "/304") return new Response(null, { status: 304, headers: notModifiedHeaders });
   if (path === "/chunked") {
     // Bun.serve gives a stream that is complete after its first read a Content-Length; this one takes two.
