@@ -85,7 +85,6 @@ cat >"$WORK/caddy/Caddyfile" <<EOF
 {
   admin off
   auto_https off
-  persist_config off
 }
 http://127.0.0.1:$PORT {
   encode zstd gzip
