@@ -290,6 +290,17 @@ describe("the settings", () => {
     expect((await get(`${lb.url}/text`, "gzip")).encoding).toBeNull();
   });
 
+  test("a reload turns compression on for the requests that follow, and GET /api/config shows it", async () => {
+    const url = answers().url;
+    const lb = await lbFor([url], { compress: false });
+    expect((await get(`${lb.url}/text`, "gzip")).encoding).toBeNull();
+    const values = { host: "127.0.0.1", port: 0, admin: "127.0.0.1:0", backends: [url], compress: true, "compress-min-size": "2k" };
+    lb.lb.reload(resolveConfig([{ source: "test", values }], { stdoutIsTTY: false }));
+    expect((await get(`${lb.url}/text`, "gzip")).encoding).toBe("gzip");
+    const shown = await (await fetch(new URL("/api/config", lb.lb.adminUrl!))).json();
+    expect([shown.compress, shown["compress-min-size"]]).toEqual([true, "2kb"]);
+  });
+
   test("lb validate names each bad value with its file and line, in a pool too", async () => {
     const file = join(dir, "bad.toml");
     writeFileSync(file, `backends = ["http://10.0.0.1:8080"]\ncompress = "yes"\n\n[pools.api]\nbackends = ["http://10.0.0.2:8080"]\ncompress-min-size = "lots"\n`);
