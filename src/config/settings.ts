@@ -4,6 +4,7 @@
  */
 import { ACCESS_FORMATS } from "../log/access-log.ts";
 import { formatDuration } from "./duration.ts";
+import { COMPRESSION_SPECS } from "./settings-compression.ts";
 import { TRACING_SPECS } from "./settings-tracing.ts";
 import { HEALTH_METHODS, HTTP2_MODES, LOG_FORMATS, LOG_LEVELS, POLICIES, type Config, type Environment } from "./types.ts";
 import {
@@ -239,15 +240,6 @@ const SPECS: SettingSpec[] = [
     parse: integer(0, 1_000_000, "a request count"),
   },
   {
-    key: "compress", perPool: true, group: "compression", type: "boolean", fallback: false,
-    description: "Compress answers (zstd, br or gzip, as the client's Accept-Encoding prefers) when their type gains from it (docs/edge.md#compression)",
-    example: "--compress", parse: boolean,
-  },
-  {
-    key: "compressMinSize", perPool: true, group: "compression", type: "string", valueHint: "size", fallback: 1024, shownDefault: "1k",
-    description: "With --compress, answers smaller than this go uncompressed", example: "--compress-min-size 4k", parse: byteSize,
-  },
-  {
     key: "maxBodySize", group: "limits", restart: true, type: "string", valueHint: "size", fallback: 1024 ** 3, shownDefault: "1g",
     description: "Largest request body accepted; bigger ones get 413 (0 = no limit)", example: "--max-body-size 10mb",
     parse: byteSize,
@@ -429,7 +421,7 @@ function defaultStateDir(): string {
   return join(process.env.XDG_DATA_HOME || join(homedir(), ".local", "share"), "lb");
 }
 
-export const SETTINGS: Setting[] = [...SPECS, ...TRACING_SPECS].map((spec) => ({ ...spec, name: spec.name ?? kebab(spec.key) }) as Setting);
+export const SETTINGS: Setting[] = [...SPECS, ...COMPRESSION_SPECS, ...TRACING_SPECS].map((spec) => ({ ...spec, name: spec.name ?? kebab(spec.key) }) as Setting);
 
 /** The default as a person would write it ("10s", not 10000); empty when it depends on the environment. */
 export function describeDefault(setting: Setting): string {

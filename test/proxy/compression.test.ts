@@ -297,7 +297,7 @@ describe("the settings", () => {
     const values = { host: "127.0.0.1", port: 0, admin: "127.0.0.1:0", backends: [url], compress: true, "compress-min-size": "2k" };
     lb.lb.reload(resolveConfig([{ source: "test", values }], { stdoutIsTTY: false }));
     expect((await get(`${lb.url}/text`, "gzip")).encoding).toBe("gzip");
-    const shown = await (await fetch(new URL("/api/config", lb.lb.adminUrl!))).json();
+    const shown = (await (await fetch(new URL("/api/config", lb.lb.adminUrl!))).json()) as Record<string, unknown>;
     expect([shown.compress, shown["compress-min-size"]]).toEqual([true, "2kb"]);
   });
 
