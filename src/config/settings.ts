@@ -30,6 +30,7 @@ import {
   text,
   workerCount,
 } from "./values.ts";
+import { PROXY_SPECS } from "./settings-proxy.ts";
 import { existsSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
@@ -94,7 +95,7 @@ export function parseSettingAt(setting: Setting, raw: unknown, place: string, pr
 }
 
 /** The settings as written below: a setting's name is its key in kebab case unless it says otherwise. */
-type SettingSpec = { [K in keyof Config]: Omit<Setting<K>, "name"> & { name?: string } }[keyof Config];
+export type SettingSpec = { [K in keyof Config]: Omit<Setting<K>, "name"> & { name?: string } }[keyof Config];
 
 /** maxInflight → max-inflight. */
 function kebab(key: string): string {
@@ -421,7 +422,7 @@ function defaultStateDir(): string {
   return join(process.env.XDG_DATA_HOME || join(homedir(), ".local", "share"), "lb");
 }
 
-export const SETTINGS: Setting[] = [...SPECS, ...COMPRESSION_SPECS, ...TRACING_SPECS].map((spec) => ({ ...spec, name: spec.name ?? kebab(spec.key) }) as Setting);
+export const SETTINGS: Setting[] = [...SPECS, ...COMPRESSION_SPECS, ...TRACING_SPECS, ...PROXY_SPECS].map((spec) => ({ ...spec, name: spec.name ?? kebab(spec.key) }) as Setting);
 
 /** The default as a person would write it ("10s", not 10000); empty when it depends on the environment. */
 export function describeDefault(setting: Setting): string {

@@ -7,6 +7,7 @@ import type { AccessFormat } from "../log/access-log.ts";
 import type { BackendSpec } from "./backend-url.ts";
 import type { HashKey } from "./hash-key.ts";
 import type { TraceSample } from "./values-tracing.ts";
+import type { Cidr } from "../net/ip.ts";
 
 export const LOG_LEVELS = ["error", "warn", "info", "debug"] as const;
 export const LOG_FORMATS = ["pretty", "json"] as const;
@@ -14,6 +15,9 @@ export const POLICIES = ["round-robin", "least-connections", "random", "p2c", "e
 export const HEALTH_METHODS = ["GET", "HEAD", "OPTIONS", "POST"] as const;
 /** auto: HTTP/2 by ALPN when lb serves TLS; on: also h2c (clear text, by prior knowledge); off: HTTP/1.1 only. */
 export const HTTP2_MODES = ["auto", "on", "off"] as const;
+/** The PROXY protocol version a pool's backend connections start with (send-proxy). */
+export const SEND_PROXY_VERSIONS = ["v1", "v2"] as const;
+export type SendProxyVersion = (typeof SEND_PROXY_VERSIONS)[number];
 export type Http2Mode = (typeof HTTP2_MODES)[number];
 export type PolicyName = (typeof POLICIES)[number];
 export type HealthMethod = (typeof HEALTH_METHODS)[number];
@@ -98,6 +102,12 @@ export interface Config {
   pools: PoolSpec[];
   /** Which requests go to which pool ([[routes]]), first match wins; none: every request goes to the one pool. */
   routes: RouteSpec[];
+  /** Every proxy connection starts with a PROXY protocol header (src/front/accept-proxy.ts). */
+  acceptProxy: boolean;
+  /** The peers that may send one. */
+  proxyTrusted: Cidr[];
+  /** The PROXY header each backend connection starts with; empty: none. */
+  sendProxy: SendProxyVersion | "";
   /** The hooks file (src/hooks/); empty: none. */
   hooks: string;
   /** The longest an async hook may take before its request gets an error from lb. */

@@ -14,6 +14,8 @@ import type { Logger } from "../log/log.ts";
 import { errorResponse } from "../proxy/responses.ts";
 import { type ClientConnection, pathOf } from "../proxy/trip.ts";
 import { type Tunnel, tunnelHandlers } from "../proxy/websocket.ts";
+import type { ProxyAddresses } from "../net/proxy-protocol.ts";
+import { AcceptProxyFront, type ProxyOutcome } from "./accept-proxy.ts";
 
 /** A listener could not bind; `listener` says which, `cause` has the system error (code EADDRINUSE...). */
 export class ListenError extends Error {
@@ -101,6 +103,8 @@ export function servedCertificates(config: Config, files: TlsCertificates | unde
  */
 export class ProxyListener {
   #server: Server<Tunnel>;
+  /** With --accept-proxy: the port clients reach, relaying to #server on a loopback port. */
+  readonly #front: AcceptProxyFront | null = null;
   #config: Config;
   #files: TlsCertificates | undefined;
   #acme: TlsCertificates;
@@ -114,20 +118,42 @@ export class ProxyListener {
     shared: boolean,
     /** Certificates --acme obtained already (a worker starts with its primary's). */
     acme: TlsCertificates = [],
+    /** With --accept-proxy, each connection's outcome (counted). */
+    onProxyOutcome: (outcome: ProxyOutcome) => void = () => {},
   ) {
     // Read before binding, so a missing file is a config error, not a listener one.
     const files = readCertificates(config);
     const tls = servedCertificates(config, files, acme);
-    const port = tls && !shared ? claimPort(config.host, config.port) : config.port;
-    this.#server = listen("proxy", () => serveProxy({ ...config, port }, tls, shared || Boolean(tls), handle, log));
+    if (config.acceptProxy) {
+      this.#server = listen("proxy", () => serveProxy(innerAddress(config), tls, false, handle, log, this.#relayedPeer));
+      this.#front = listen("proxy", () => new AcceptProxyFront(config.host, config.port, this.#server.port!, shared, {
+        trusted: config.proxyTrusted,
+        headerTimeoutMs: config.clientTimeout,
+        outcome(outcome, peer, reason) {
+          onProxyOutcome(outcome);
+          if (reason) log.debug(`closed a connection from ${peer}: ${reason}`);
+        },
+      }));
+    } else {
+      const port = tls && !shared ? claimPort(config.host, config.port) : config.port;
+      this.#server = listen("proxy", () => serveProxy({ ...config, port }, tls, shared || Boolean(tls), handle, log, directPeer(config)));
+    }
     this.#config = config;
     this.#files = files;
     this.#acme = acme;
   }
 
   get port(): number {
-    return this.#server.port!;
+    return this.#front?.port ?? this.#server.port!;
   }
+
+  /** A request that came through the relay: its client as the PROXY header said; null when it did not (closed then). */
+  readonly #relayedPeer: PeerOf = (request, server) => {
+    const relay = server.requestIP(request);
+    const addresses = relay && this.#front!.addressesOf(relay.port);
+    // The relay's port to Bun.serve is unique while the client's connection lasts: the key for its backend connections.
+    return addresses ? { ...addresses, connection: `${relay.address}:${relay.port}` } : null;
+  };
 
   /**
    * With TLS, re-reads the certificate files and moves new connections to a listener that serves them; none is
@@ -151,7 +177,10 @@ export class ProxyListener {
     const config = this.#config;
     const tls = servedCertificates(config, this.#files, this.#acme);
     const old = this.#server;
-    this.#server = listen("proxy", () => serveProxy({ ...config, port: this.port }, tls, true, this.handle, this.log));
+    this.#server = this.#front
+      ? listen("proxy", () => serveProxy(innerAddress(config), tls, false, this.handle, this.log, this.#relayedPeer))
+      : listen("proxy", () => serveProxy({ ...config, port: this.port }, tls, true, this.handle, this.log, directPeer(config)));
+    if (this.#front) this.#front.target = this.#server.port!;
     this.#retiring.add(old);
     void settlesWithin(old.stop(), config.drainTimeout).then(async () => {
       await old.stop(true);
@@ -166,11 +195,13 @@ export class ProxyListener {
 
   /** Closes at once (a start that failed further on). */
   close(): void {
+    this.#front?.close();
     void this.#server.stop(true);
   }
 
   /** Stops accepting; in-flight requests finish within the drain timeout, then the rest are closed. */
   async stop(drainTimeout: number): Promise<void> {
+    this.#front?.stop();
     const server = this.#server;
     const inflight = server.pendingRequests;
     if (inflight > 0) this.log.info(`draining ${inflight} in-flight request(s), at most ${formatDuration(drainTimeout)}`);
@@ -180,10 +211,32 @@ export class ProxyListener {
       await server.stop(true);
     }
     for (const old of this.#retiring) await old.stop(true);
+    this.#front?.close();
   }
 }
 
-function serveProxy(config: Config, tls: TlsCertificates | undefined, reusePort: boolean, handle: RequestHandler, log: Logger) {
+/** Where Bun.serve listens behind --accept-proxy's relay: a loopback port of its own. */
+function innerAddress(config: Config): Config {
+  return { ...config, host: "127.0.0.1", port: 0 };
+}
+
+/** A request's client connection: its two ends, and the key its backend connections are kept under. */
+interface Peer extends ProxyAddresses {
+  connection: string;
+}
+type PeerOf = (request: Request, server: Server<Tunnel>) => Peer | null;
+
+/** Without --accept-proxy, the client is the TCP peer, and the near end the listener's address. */
+function directPeer(config: Config): PeerOf {
+  const destination = { address: config.host, port: config.port };
+  return (request, server) => {
+    const peer = server.requestIP(request);
+    if (!peer) return null;
+    return { source: peer, destination, connection: `${peer.address}:${peer.port}` };
+  };
+}
+
+function serveProxy(config: Config, tls: TlsCertificates | undefined, reusePort: boolean, handle: RequestHandler, log: Logger, peerOf: PeerOf) {
   // Bun counts idle time in whole seconds.
   const clientIdleSeconds = Math.ceil(config.clientTimeout / 1000);
   const proto = tls ? "https" : "http";
@@ -209,7 +262,10 @@ function serveProxy(config: Config, tls: TlsCertificates | undefined, reusePort:
     // Bodies stream, so memory does not bound them; --max-body-size does (Bun answers 413 past it).
     maxRequestBodySize: config.maxBodySize || Number.MAX_SAFE_INTEGER,
     fetch(request, server) {
-      const client = new ClientSide(request, server, proto, clientIdleSeconds);
+      const peer = peerOf(request, server);
+      // Behind the relay, a connection it did not open (a local process that found the loopback port) gets nothing.
+      if (!peer && config.acceptProxy) return errorResponse(403, "connections come through the PROXY protocol port");
+      const client = new ClientSide(request, server, proto, clientIdleSeconds, peer);
       return multiplexed ? nextTurn().then(() => handle(request, client)) : handle(request, client);
     },
     websocket: tunnelHandlers,
@@ -240,11 +296,15 @@ class ClientSide implements ClientConnection {
     private readonly server: Server<Tunnel>,
     readonly proto: "http" | "https",
     private readonly idleSeconds: number,
+    private readonly peer: Peer | null,
   ) {
-    const peer = server.requestIP(request);
-    this.ip = peer?.address ?? "-";
-    this.connection = peer ? `${peer.address}:${peer.port}` : null;
+    this.ip = peer?.source.address ?? "-";
+    this.connection = peer?.connection ?? null;
     this.openRequests = server.pendingRequests + server.pendingWebSockets;
+  }
+
+  addresses(): ProxyAddresses | null {
+    return this.peer;
   }
 
   awaitingBackend(): void {

@@ -97,6 +97,8 @@ export const POOL_COUNTS = {
   hookErrors: "hook",
   /** Spans by outcome: exported, or dropped (queue-full, export-failed); see tracing/exporter.ts. */
   traceSpans: "outcome",
+  /** --accept-proxy connections by outcome: accepted, local, or closed as untrusted, invalid, truncated, timeout. */
+  proxyProtocol: "outcome",
 } as const;
 export type PoolCount = keyof typeof POOL_COUNTS;
 export const POOL_COUNT_NAMES = Object.keys(POOL_COUNTS) as PoolCount[];
@@ -196,7 +198,7 @@ export function mergeBuckets(seconds: readonly Second[]): number[] {
 export class Metrics {
   readonly backends = new Map<string, BackendMetrics>();
   /** Pool-wide counts by key (see POOL_COUNTS). */
-  readonly pool: Record<PoolCount, Map<string, number>> = { unrouted: new Map(), rejected: new Map(), hookErrors: new Map(), traceSpans: new Map() };
+  readonly pool: Record<PoolCount, Map<string, number>> = { unrouted: new Map(), rejected: new Map(), hookErrors: new Map(), traceSpans: new Map(), proxyProtocol: new Map() };
   /** Config reloads (SIGHUP, the file changing, the admin API) by result; the start counts as the first success. */
   readonly reloads: { success: number; failure: number; lastSuccessMs: number };
 

@@ -57,6 +57,10 @@ export function renderPrometheus({ pools, metrics, queued, clients, certificates
   out.push(`lb_trace_spans_exported_total ${spans.get("exported") ?? 0}`);
   family("lb_trace_spans_dropped_total", "counter", "Spans dropped, by reason: queue-full (the collector is slower than the traffic), export-failed (it refused or did not answer).");
   for (const reason of ["queue-full", "export-failed"]) out.push(`lb_trace_spans_dropped_total{reason="${reason}"} ${spans.get(reason) ?? 0}`);
+  if (metrics.pool.proxyProtocol.size > 0) {
+    family("lb_proxy_protocol_connections_total", "counter", "--accept-proxy connections by outcome: accepted (the header named the client), local (the balancer's own check), or closed: untrusted (a peer outside --proxy-trusted), invalid, truncated, timeout.");
+    for (const [outcome, count] of metrics.pool.proxyProtocol) out.push(`lb_proxy_protocol_connections_total{outcome="${outcome}"} ${count}`);
+  }
 
   for (const name of HISTOGRAM_NAMES) {
     const { metric, help } = BACKEND_HISTOGRAMS[name];

@@ -1,6 +1,9 @@
 /** The active health checks: the one place that probes backends. Results go to the pool's state machine. */
 import type { HealthMethod, StatusRanges } from "../config/types.ts";
-import { classifyFailure } from "../upstream/failure.ts";
+import type { ProxyVersion } from "../net/proxy-protocol.ts";
+import { type UpstreamClient, isFailure } from "../upstream/client.ts";
+import { type Failure, classifyFailure } from "../upstream/failure.ts";
+import { HttpClient } from "../upstream/http-client.ts";
 import { VERSION } from "../version.ts";
 import type { Backend } from "./backend.ts";
 import type { Observation } from "./health.ts";
@@ -23,6 +26,11 @@ export interface CheckSettings {
   jitterPercent: number;
   /** How https:// backends are verified; undefined: the system's CAs. */
   tls: { ca?: string; rejectUnauthorized: boolean } | undefined;
+  /**
+   * The pool's send-proxy: checks start with a PROXY header too (on lb's own behalf: v2 LOCAL, v1 UNKNOWN), as
+   * HAProxy's do by default for a server with send-proxy, or a backend that requires one would fail every check.
+   */
+  sendProxy?: ProxyVersion;
 }
 
 export function statusPasses(status: number, ranges: StatusRanges): boolean {
@@ -56,31 +64,53 @@ async function readPrefix(response: Response, limit: number): Promise<string> {
   return text;
 }
 
-/** One check: `<method> <backend><path>`; an accepted status (and body text) within the timeout passes. */
-export async function checkBackend(backend: Backend, settings: CheckSettings): Promise<Observation> {
+/** A check's answer: its status and the start of its body. */
+interface Answer {
+  status: number;
+  text: string;
+}
+
+/**
+ * One check: `<method> <backend><path>`; an accepted status (and body text) within the timeout passes. It goes by
+ * fetch, or through `client` (lb's own, for a pool with send-proxy: fetch cannot write a PROXY header).
+ */
+export async function checkBackend(backend: Backend, settings: CheckSettings, client?: UpstreamClient): Promise<Observation> {
+  const headers: Array<[string, string]> = [["user-agent", `lb-health-check/${VERSION}`], ["accept", "*/*"], ...settings.headers];
   try {
-    const response = await fetch(backend.url + settings.path, {
-      method: settings.method,
-      headers: [["user-agent", `lb-health-check/${VERSION}`], ["accept", "*/*"], ...settings.headers],
-      redirect: "manual",
-      decompress: true,
-      signal: AbortSignal.timeout(settings.timeoutMs),
-      tls: settings.tls,
-    });
-    const text = await readPrefix(response, HEALTH_BODY_LIMIT_BYTES);
-    if (!statusPasses(response.status, settings.statuses)) {
-      return { ok: false, reason: `status ${response.status}, expected ${describeStatuses(settings.statuses)}` };
+    const { status, text } = client ? await askThrough(client, backend, settings, headers) : await askWithFetch(backend, settings, headers);
+    if (!statusPasses(status, settings.statuses)) {
+      return { ok: false, reason: `status ${status}, expected ${describeStatuses(settings.statuses)}` };
     }
     if (settings.body && !text.includes(settings.body)) {
-      return { ok: false, reason: `status ${response.status} but the body lacks "${settings.body}"` };
+      return { ok: false, reason: `status ${status} but the body lacks "${settings.body}"` };
     }
-    return { ok: true, reason: `status ${response.status}` };
+    return { ok: true, reason: `status ${status}` };
   } catch (error) {
-    const failure = classifyFailure(error);
+    const failure = (error as Failure).kind ? (error as Failure) : classifyFailure(error);
     if (failure.kind === "timeout") return { ok: false, reason: `no answer within ${settings.timeoutMs}ms`, unanswered: true };
     if (failure.kind === "local") return { ok: false, reason: failure.reason, inconclusive: true };
     return { ok: false, reason: failure.reason };
   }
+}
+
+async function askWithFetch(backend: Backend, settings: CheckSettings, headers: Array<[string, string]>): Promise<Answer> {
+  const response = await fetch(backend.url + settings.path, {
+    method: settings.method,
+    headers,
+    redirect: "manual",
+    decompress: true,
+    signal: AbortSignal.timeout(settings.timeoutMs),
+    tls: settings.tls,
+  });
+  return { status: response.status, text: await readPrefix(response, HEALTH_BODY_LIMIT_BYTES) };
+}
+
+/** The check through lb's own client, on a connection of its own (closed after the answer); throws its Failure. */
+async function askThrough(client: UpstreamClient, backend: Backend, settings: CheckSettings, headers: Array<[string, string]>): Promise<Answer> {
+  const request = { method: settings.method, target: settings.path, headers, body: null, client: null, timeoutMs: settings.timeoutMs };
+  const answer = await client.send(backend.url, request).result;
+  if (isFailure(answer)) throw answer;
+  return { status: answer.status, text: await readPrefix(new Response(answer.body), HEALTH_BODY_LIMIT_BYTES) };
 }
 
 /**
@@ -105,6 +135,8 @@ export class HealthChecker {
   readonly #timers = new Map<Backend, ReturnType<typeof setTimeout> | null>();
   readonly #firstChecks = new Map<Backend, Promise<void>>();
   #stopped = false;
+  /** lb's own client for checks that start with a PROXY header (send-proxy); made when first needed. */
+  #proxied: HttpClient | null = null;
 
   constructor(
     private readonly pool: Pool,
@@ -147,11 +179,22 @@ export class HealthChecker {
   stop(): void {
     this.#stopped = true;
     for (const backend of [...this.#timers.keys()]) this.unwatch(backend);
+    this.#proxied?.close();
+  }
+
+  /** The client a check goes through: none (fetch), or one whose connections start with the pool's PROXY header. */
+  #client(): UpstreamClient | undefined {
+    const { sendProxy, timeoutMs, tls } = this.settings;
+    if (!sendProxy) return undefined;
+    const settings = { connectTimeoutMs: timeoutMs, idleTimeoutMs: timeoutMs, readTimeoutMs: timeoutMs, clientIdleMs: timeoutMs, tls, sendProxy };
+    if (this.#proxied) this.#proxied.configure(settings);
+    else this.#proxied = new HttpClient(settings);
+    return this.#proxied;
   }
 
   async #check(backend: Backend): Promise<void> {
     const startedAt = Date.now();
-    const result = await checkBackend(backend, this.settings);
+    const result = await checkBackend(backend, this.settings, this.#client());
     if (this.#stopped || !this.#timers.has(backend) || result.inconclusive) return;
     this.onResult(backend, result.ok);
     this.pool.recordCheck(backend, result, startedAt);

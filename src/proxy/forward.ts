@@ -358,6 +358,7 @@ export class Forwarder {
       streamLength: body.replayable ? undefined : body.length,
       // A client that said it closes after this answer leaves nothing to keep a backend connection for.
       client: closesAfter(request) ? null : trip.client.connection,
+      from: trip.client,
       timeoutMs: this.options.timeoutMs,
       signal: request.signal,
       onStreamEnd: (bytes, failed) => attempt.bodyEnded(bytes, failed),

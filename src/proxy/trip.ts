@@ -4,6 +4,7 @@ import type { Backend } from "../pool/backend.ts";
 import type { TripTrace } from "../tracing/spans.ts";
 import type { ClientInfo } from "./headers.ts";
 import type { Tunnel } from "./websocket.ts";
+import type { ProxyAddresses } from "../net/proxy-protocol.ts";
 
 /** The client side of one request, as the server edge sees it. */
 export interface ClientConnection extends ClientInfo {
@@ -12,6 +13,11 @@ export interface ClientConnection extends ClientInfo {
    * requests of one client connection, so nothing a backend sends can reach another client.
    */
   connection: string | null;
+  /**
+   * The client connection's two ends: the client's address and port, and the address it reached (from the PROXY header
+   * behind --accept-proxy; else the peer and lb's listening address); null when unknown. What send-proxy sends on.
+   */
+  addresses(): ProxyAddresses | null;
   /** Requests and WebSocket tunnels open on the listener, this one included. */
   openRequests: number;
   /**

@@ -58,6 +58,7 @@ function checkSettings(config: Config, tls: UpstreamTls | undefined): CheckSetti
     timeoutMs: config.healthTimeout,
     jitterPercent: config.healthJitter,
     tls,
+    ...(config.sendProxy && { sendProxy: config.sendProxy === "v1" ? 1 : 2 }),
   };
 }
 
@@ -95,6 +96,7 @@ function upstreamSettings(config: Config, tls: UpstreamTls | undefined): Upstrea
     readTimeoutMs: config.upstreamReadTimeout,
     clientIdleMs: config.clientTimeout,
     tls,
+    ...(config.sendProxy && { sendProxy: config.sendProxy === "v1" ? 1 : 2 }),
   };
 }
 

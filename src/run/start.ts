@@ -204,7 +204,7 @@ export function servedHere(
   const data = new DataPlane(dataPlaneSettings(config), pools, metrics, accessLog, log, hooks, tracing?.tracer);
   let proxy: ProxyListener;
   try {
-    proxy = new ProxyListener(config, log, data.handle, shared, acmeCertificates);
+    proxy = new ProxyListener(config, log, data.handle, shared, acmeCertificates, (outcome) => metrics.count("proxyProtocol", outcome));
   } catch (error) {
     hooks?.stop();
     throw error;

@@ -5,6 +5,7 @@
  * forwarder's policy can put a fake client here, as Go's ReverseProxy takes any RoundTripper.
  */
 import type { Failure } from "./failure.ts";
+import type { ProxyAddresses, ProxyVersion } from "../net/proxy-protocol.ts";
 
 export interface UpstreamRequest {
   method: string;
@@ -22,6 +23,8 @@ export interface UpstreamRequest {
    * the client that asked; null (unknown) gets a connection of its own that is closed after the answer.
    */
   client: string | null;
+  /** Whom the request is for, as the PROXY header of a new connection says (send-proxy); absent: lb's own (a check). */
+  from?: { addresses(): ProxyAddresses | null };
   /** Longest wait, in ms, for the answer's head (and for a body read whole, the whole of it). */
   timeoutMs: number;
   /**
@@ -75,6 +78,8 @@ export interface UpstreamSettings {
   clientIdleMs: number;
   /** How https:// backends are verified; undefined: the system's CAs. */
   tls: UpstreamTls | undefined;
+  /** Each new connection starts with a PROXY header of this version, for the client it is opened for (send-proxy). */
+  sendProxy?: ProxyVersion;
 }
 
 export interface UpstreamClient {

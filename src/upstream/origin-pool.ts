@@ -10,7 +10,8 @@
  * that finds none of its client's idle opens one (--max-inflight is the way to bound a backend).
  */
 import { isIP } from "node:net";
-import { Connection, type ConnectionOwner, SOCKET_HANDLERS } from "./connection.ts";
+import { encodeProxyHeader } from "../net/proxy-protocol.ts";
+import { Connection, type ConnectionOwner, SOCKET_HANDLERS, proxyHeaderFirst } from "./connection.ts";
 import type { Exchange } from "./exchange.ts";
 import { type ProtocolErrorKind, failure } from "./failure.ts";
 import type { UpstreamSettings } from "./client.ts";
@@ -104,20 +105,25 @@ export class OriginPool implements ConnectionOwner {
   }
 
   #connect(exchange: Exchange): void {
-    const { connectTimeoutMs, tls } = this.settings();
-    const connection: Connection = new Connection(this, exchange.request.client, this.#https ? (tls?.rejectUnauthorized ?? true) : null, (failed) => {
+    const { connectTimeoutMs, tls, sendProxy } = this.settings();
+    const { request } = exchange;
+    // The connection carries this client connection's requests only, so one header, written first, is true of them all.
+    const proxyHeader = sendProxy ? encodeProxyHeader(sendProxy, request.from?.addresses() ?? null) : null;
+    const connection: Connection = new Connection(this, request.client, this.#https ? (tls?.rejectUnauthorized ?? true) : null, (failed) => {
       if (failed) exchange.resolve(failed);
       else if (exchange.settled) this.release(connection);
       else connection.start(exchange);
     });
     this.open++;
     exchange.connecting(connection, performance.now() + connectTimeoutMs);
+    const tlsOptions = this.#https ? { serverName: isIP(this.#hostname) ? undefined : this.#hostname, ...tls } : undefined;
     Bun.connect<Connection>({
       hostname: this.#hostname,
       port: this.#port,
       data: connection,
-      socket: SOCKET_HANDLERS,
-      tls: this.#https ? { serverName: isIP(this.#hostname) ? undefined : this.#hostname, ...tls } : undefined,
+      // The PROXY header goes before TLS: the connection opens in clear, writes it, then starts TLS.
+      socket: proxyHeader ? proxyHeaderFirst(proxyHeader, tlsOptions) : SOCKET_HANDLERS,
+      tls: proxyHeader ? undefined : tlsOptions,
     }).catch((error: unknown) => connection.onConnectError(error));
   }
 

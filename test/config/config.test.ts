@@ -123,6 +123,9 @@ describe("resolveConfig", () => {
       otlpHeaders: [],
       traceSample: { sampler: "parentbased_traceidratio", ratio: 1 },
       traceServiceName: "lb",
+      acceptProxy: false,
+      proxyTrusted: [{ prefix: new Uint8Array([127, 0, 0, 0]), bits: 8 }, { prefix: new Uint8Array([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]), bits: 128 }],
+      sendProxy: "",
     });
     expect(resolve({ backends: ["http://a:1"] }, true).logFormat).toBe("pretty");
   });

@@ -63,6 +63,7 @@ const client: ClientConnection = {
   proto: "http",
   openRequests: 1,
   connection: "10.0.0.9:50000",
+  addresses: () => null,
   awaitingBackend() {},
   responseEnded() {},
   upgrade: () => false,

@@ -1,0 +1,170 @@
+/**
+ * --accept-proxy through real sockets: a connection's PROXY header (v1, v2, split across packets, with TLVs) names the
+ * client that the backend, the access log and the metrics see; anything else (no header, a bad one, a peer outside
+ * --proxy-trusted, a header that never completes) is closed before a byte reaches Bun.serve, and counted.
+ */
+import { describe, expect, test } from "bun:test";
+import type { Socket } from "bun";
+import { V2_SIGNATURE, encodeProxyHeader } from "../../src/net/proxy-protocol.ts";
+import { parseIp } from "../../src/net/ip.ts";
+import { stoppedAfterEach, waitFor } from "../helpers.ts";
+
+const { backend, lbFor } = stoppedAfterEach({ "accept-proxy": true, "access-log": true });
+const text = (s: string) => new TextEncoder().encode(s);
+const GET = text("GET /who HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+
+/** A backend answering with the client lb named (X-Forwarded-For) and the port of lb's connection to it. */
+function whoBackend() {
+  return backend("who", (request) => new Response(`for=${request.headers.get("x-forwarded-for")}`));
+}
+
+interface Reply {
+  /** Everything the server sent before it closed. */
+  text: string;
+}
+
+/**
+ * Opens a raw connection to `port`, writes each piece as its own packet (the next after the server had time to read
+ * the last), and resolves with what came back once the server closed the connection.
+ */
+async function exchange(port: number, pieces: Uint8Array[], gapMs = 30): Promise<Reply> {
+  let received = "";
+  const closed = Promise.withResolvers<void>();
+  const socket: Socket = await Bun.connect({
+    hostname: "127.0.0.1",
+    port,
+    socket: {
+      data: (_, bytes) => void (received += bytes.toString()),
+      close: () => closed.resolve(),
+      error: () => closed.resolve(),
+    },
+  });
+  socket.setNoDelay(true);
+  for (const [i, piece] of pieces.entries()) {
+    if (i > 0) await Bun.sleep(gapMs); // the pieces' shape is the input: they must arrive apart
+    socket.write(piece);
+  }
+  await closed.promise;
+  return { text: received };
+}
+
+/** lb_proxy_protocol_connections_total by outcome, from /metrics. */
+async function outcomes(adminUrl: string): Promise<Record<string, number>> {
+  const body = await (await fetch(`${adminUrl}/metrics`)).text();
+  return Object.fromEntries([...body.matchAll(/^lb_proxy_protocol_connections_total\{outcome="(\w+)"\} (\d+)$/gm)].map((m) => [m[1], Number(m[2])]));
+}
+
+const v2Inet = (source: string, sourcePort: number, tlvs: number[] = []) => {
+  const block = [...parseIp(source)!, 10, 0, 0, 1, sourcePort >> 8, sourcePort & 0xff, 0x01, 0xbb, ...tlvs];
+  return Uint8Array.from([...V2_SIGNATURE, 0x21, 0x11, block.length >> 8, block.length & 0xff, ...block]);
+};
+
+describe("a valid header names the client", () => {
+  test("v1: the backend, the access log and the metrics see the header's source, not the peer", async () => {
+    const who = whoBackend();
+    const lb = await lbFor([who.url]);
+    const header = encodeProxyHeader(1, { source: { address: "203.0.113.7", port: 4242 }, destination: { address: "192.0.2.1", port: 80 } });
+    const reply = await exchange(lb.lb.port, [Buffer.concat([header, GET])]);
+    expect(reply.text).toStartWith("HTTP/1.1 200");
+    expect(reply.text).toEndWith("for=203.0.113.7");
+    await waitFor(() => lb.access.length === 1, "the access line");
+    expect(lb.access[0]!.client).toBe("203.0.113.7");
+    expect(await outcomes(lb.lb.adminUrl!.origin)).toEqual({ accepted: 1 });
+  });
+
+  test("v2 with TLVs, split across packets inside the signature and inside the address block", async () => {
+    const who = whoBackend();
+    const lb = await lbFor([who.url]);
+    const header = Uint8Array.from([...V2_SIGNATURE.subarray(0, 5)]);
+    const v6Block = [...parseIp("2001:db8::7")!, ...parseIp("2001:db8::1")!, 0x10, 0x00, 0x00, 0x50, 0x01, 0x00, 0x02, 0x68, 0x32];
+    const rest = Uint8Array.from([...V2_SIGNATURE.subarray(5), 0x21, 0x21, 0, v6Block.length, ...v6Block]);
+    const reply = await exchange(lb.lb.port, [header, rest.subarray(0, 20), Buffer.concat([rest.subarray(20), GET.subarray(0, 10)]), GET.subarray(10)]);
+    expect(reply.text).toEndWith("for=2001:db8::7");
+  });
+
+  test("v2 LOCAL (the balancer's own health check) is served as coming from the peer itself", async () => {
+    const who = whoBackend();
+    const lb = await lbFor([who.url]);
+    const reply = await exchange(lb.lb.port, [Buffer.concat([encodeProxyHeader(2, null), GET])]);
+    expect(reply.text).toEndWith("for=127.0.0.1");
+    expect(await outcomes(lb.lb.adminUrl!.origin)).toEqual({ local: 1 });
+  });
+
+  test("keep-alive: every request of a connection is its client's; two connections from one client address:port keep apart backend connections", async () => {
+    const peers: number[] = [];
+    const server = Bun.serve({
+      port: 0,
+      hostname: "127.0.0.1",
+      fetch(request, s) {
+        if (new URL(request.url).pathname === "/a") peers.push(s.requestIP(request)!.port);
+        return new Response(`for=${request.headers.get("x-forwarded-for")}`);
+      },
+    });
+    const lb = await lbFor([`http://127.0.0.1:${server.port}`]);
+    try {
+      const header = encodeProxyHeader(1, { source: { address: "198.51.100.3", port: 5000 }, destination: { address: "192.0.2.1", port: 80 } });
+      const keepAlive = text("GET /a HTTP/1.1\r\nHost: test\r\n\r\n");
+      const [a, b] = await Promise.all([
+        exchange(lb.lb.port, [Buffer.concat([header, keepAlive]), keepAlive, GET], 100),
+        exchange(lb.lb.port, [Buffer.concat([header, keepAlive]), GET], 100),
+      ]);
+      expect(a.text.match(/for=198\.51\.100\.3/g)).toHaveLength(3);
+      expect(b.text.match(/for=198\.51\.100\.3/g)).toHaveLength(2);
+      // The three keep-alive requests went over exactly two backend connections: one per client connection, although
+      // both named the same client address and port (the last request of each says close: it gets one of its own).
+      expect(peers).toHaveLength(3);
+      expect(peers[0]).not.toBe(peers[1]);
+      expect(new Set(peers).size).toBe(2);
+    } finally {
+      await server.stop(true);
+    }
+  });
+});
+
+describe("anything else is closed before Bun.serve sees a byte, and counted", () => {
+  test.each<[string, Uint8Array[], string]>([
+    ["no header at all (plain HTTP)", [GET], "invalid"],
+    ["a damaged v2 signature", [Uint8Array.from([...V2_SIGNATURE.subarray(0, 11), 0x0b, 0x21, 0x11, 0, 12, ...new Array(12).fill(1)]), GET], "invalid"],
+    ["v1 TCP4 with IPv6 addresses (family mismatch)", [text("PROXY TCP4 2001:db8::7 2001:db8::1 1 2\r\n"), GET], "invalid"],
+    ["v2 INET with 8 address bytes (family mismatch)", [Uint8Array.from([...V2_SIGNATURE, 0x21, 0x11, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8]), GET], "invalid"],
+    ["a v1 header over 107 bytes", [text(`PROXY TCP4 ${"9".repeat(110)}`)], "invalid"],
+  ])("%s", async (_, pieces, outcome) => {
+    const who = whoBackend();
+    const lb = await lbFor([who.url]);
+    const reply = await exchange(lb.lb.port, pieces);
+    expect(reply.text).toBe("");
+    expect(who.seen.filter((r) => r.path === "/who")).toHaveLength(0);
+    expect(await outcomes(lb.lb.adminUrl!.origin)).toEqual({ [outcome]: 1 });
+    expect(lb.logs.some((line) => line.startsWith("debug: closed a connection from 127.0.0.1"))).toBe(true);
+  });
+
+  test("a header cut short by the client's close (truncated)", async () => {
+    const who = whoBackend();
+    const lb = await lbFor([who.url]);
+    const socket = await Bun.connect({ hostname: "127.0.0.1", port: lb.lb.port, socket: { data() {} } });
+    socket.end(v2Inet("192.0.2.7", 1).subarray(0, 20));
+    await waitFor(async () => (await outcomes(lb.lb.adminUrl!.origin)).truncated === 1, "a truncated header counted");
+    expect(who.seen.filter((r) => r.path === "/who")).toHaveLength(0);
+  });
+
+  test("a peer outside --proxy-trusted, even with a valid header", async () => {
+    const who = whoBackend();
+    const lb = await lbFor([who.url], { "proxy-trusted": "10.0.0.0/8,fd00::/8" });
+    const reply = await exchange(lb.lb.port, [Buffer.concat([v2Inet("192.0.2.7", 1), GET])]);
+    expect(reply.text).toBe("");
+    expect(who.seen.filter((r) => r.path === "/who")).toHaveLength(0);
+    expect(await outcomes(lb.lb.adminUrl!.origin)).toEqual({ untrusted: 1 });
+  });
+
+  test("a header that does not complete within --client-timeout", async () => {
+    const who = whoBackend();
+    const lb = await lbFor([who.url], { "client-timeout": "1s" });
+    const started = performance.now();
+    const reply = await exchange(lb.lb.port, [text("PROXY TCP4 192.0.2.7 ")]);
+    const waited = performance.now() - started;
+    expect(reply.text).toBe("");
+    expect(waited).toBeGreaterThanOrEqual(900);
+    expect(waited).toBeLessThan(4000);
+    expect(await outcomes(lb.lb.adminUrl!.origin)).toEqual({ timeout: 1 });
+  });
+});
