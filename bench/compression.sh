@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # What compression costs, and that it costs nothing when off: every proxy pinned to CPU 0 (Caddy with GOMAXPROCS=1,
 # nginx with one worker), wrk and two Bun backends (bench/backend.ts) on CPU 1, rounds interleaved (the order rotates).
+# Each run gives requests/s and the proxy's CPU time per request (/proc/PID/stat, its children included).
 #
 #   bash bench/compression.sh                 # ROUNDS=8 × DURATION=3s, c=50; about 8 minutes
 #   BASE=<ref> bash bench/compression.sh      # the "off" A/B against that commit (default: the one before compression)
@@ -127,9 +128,18 @@ accepts() {
   esac
 }
 
-declare -A RESULTS BYTES
+# CPU ticks (user + system) used so far by a process and its children (nginx's worker): a figure a busy machine skews
+# far less than requests/s, since other processes take the time, not the proxy's CPU per request.
+tree_ticks() { # pid
+  local pid total=0
+  for pid in "$1" $(pgrep -P "$1" || true); do total=$((total + $(awk '{ print $14 + $15 }' "/proc/$pid/stat"))); done
+  echo "$total"
+}
+TICK_US=$((1000000 / $(getconf CLK_TCK)))
+
+declare -A RESULTS BYTES CPU
 run_round() { # round, path, variant...
-  local round=$1 path=$2 variants=("${@:3}") n i variant encoding header=() check
+  local round=$1 path=$2 variants=("${@:3}") n i variant encoding header=() check expected before after out rps us
   n=${#variants[@]}
   for i in $(seq 0 $((n - 1))); do
     variant=${variants[$(((i + round) % n))]}
@@ -144,9 +154,14 @@ run_round() { # round, path, variant...
     [[ "${check#* }" == "$expected" ]] || die "$variant answered Content-Encoding '${check#* }', not '$expected'"
     BYTES[$variant]=${check%% *}
     taskset -c 1 wrk -t2 -c"$CONNS" -d1s "${header[@]}" "http://127.0.0.1:$PORT$path" >/dev/null # warm-up
-    rps=$(taskset -c 1 wrk -t2 -c"$CONNS" -d"$DURATION" "${header[@]}" "http://127.0.0.1:$PORT$path" | awk '/Requests\/sec/ { print $2 }')
+    before=$(tree_ticks "$LB_PID")
+    out=$(taskset -c 1 wrk -t2 -c"$CONNS" -d"$DURATION" "${header[@]}" "http://127.0.0.1:$PORT$path")
+    after=$(tree_ticks "$LB_PID")
+    rps=$(awk '/Requests\/sec/ { print $2 }' <<<"$out")
+    us=$(((after - before) * TICK_US / $(awk '/requests in/ { print $1 }' <<<"$out")))
     RESULTS[$variant]+="$rps "
-    log "round $round $variant: $rps req/s (${BYTES[$variant]} bytes an answer)"
+    CPU[$variant]+="$us "
+    log "round $round $variant: $rps req/s, $us µs CPU per request (${BYTES[$variant]} bytes an answer)"
     kill "$LB_PID"
     wait "$LB_PID" 2>/dev/null || true
   done
@@ -158,30 +173,32 @@ for round in $(seq "$ROUNDS"); do run_round "$round" / "${OFF[@]}"; done
 for round in $(seq "$ROUNDS"); do run_round "$round" /text "${ON[@]}"; done
 
 row() { # variant, reference variant
-  local m ref
+  local m ref cpu cpuref
   m=$(echo "${RESULTS[$1]}" | median)
   ref=$(echo "${RESULTS[$2]}" | median)
-  printf '| %s | %.0f | %.2f× | %s |\n' "$1" "$m" "$(echo "$m / $ref" | bc -l)" "${BYTES[$1]}"
+  cpu=$(echo "${CPU[$1]}" | median)
+  cpuref=$(echo "${CPU[$2]}" | median)
+  printf '| %s | %.0f | %.2f× | %.0f | %.2f× | %s |\n' "$1" "$m" "$(echo "$m / $ref" | bc -l)" "$cpu" "$(echo "$cpu / $cpuref" | bc -l)" "${BYTES[$1]}"
 }
 OUT=${OUT:-bench/results/$(date +%F)-compression-runs.md}
 {
   echo "# Compression: its cost, and none when off ($(date +%F))"
   echo
-  echo "\`bash bench/compression.sh\` at $(git rev-parse --short HEAD), base $(git -C "$WORK/base" rev-parse --short HEAD): $ROUNDS interleaved rounds × $DURATION at c=$CONNS; each proxy pinned to CPU 0, wrk and two Bun backends on CPU 1; medians in requests/s. A shared 2-core machine: other engineers' tests ran meanwhile."
+  echo "\`bash bench/compression.sh\` at $(git rev-parse --short HEAD), base $(git -C "$WORK/base" rev-parse --short HEAD): $ROUNDS interleaved rounds × $DURATION at c=$CONNS; each proxy pinned to CPU 0, wrk and two Bun backends on CPU 1; medians of requests/s and of the proxy's CPU time per request. A shared 2-core machine: other engineers' tests ran meanwhile (load average $(cut -d' ' -f1-3 /proc/loadavg) at the end)."
   echo
   echo "Compression off, GET / (100 bytes):"
   echo
-  echo "| variant | req/s | ratio to base | bytes an answer |"
-  echo "|---|---:|---:|---:|"
+  echo "| variant | req/s | ratio to base | µs CPU per request | ratio to base | bytes an answer |"
+  echo "|---|---:|---:|---:|---:|---:|"
   for variant in "${OFF[@]}"; do row "$variant" base; done
   echo
   echo "Compression on, GET /text (64 KiB of JSON), the client accepting one coding:"
   echo
-  echo "| variant | req/s | ratio to nginx-gzip | bytes an answer |"
-  echo "|---|---:|---:|---:|"
+  echo "| variant | req/s | ratio to nginx-gzip | µs CPU per request | ratio to nginx-gzip | bytes an answer |"
+  echo "|---|---:|---:|---:|---:|---:|"
   for variant in "${ON[@]}"; do row "$variant" nginx-gzip; done
   echo
   echo "Every run:"
-  for variant in "${OFF[@]}" "${ON[@]}"; do echo "- $variant: ${RESULTS[$variant]}"; done
+  for variant in "${OFF[@]}" "${ON[@]}"; do echo "- $variant: ${RESULTS[$variant]}req/s; ${CPU[$variant]}µs CPU per request"; done
 } >"$OUT"
 cat "$OUT"
