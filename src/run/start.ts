@@ -378,6 +378,7 @@ function logListening(log: Logger, config: Config, port: number, pools: Readonly
       : `pools ${[...pools].map(([name, pool]) => `${name}: ${pooled(pool)}`).join(", ")} · ${plural(config.routes.length, "route")}`;
   log.info(
     `lb listening on ${proxyUrl(config, port).origin} → ${target} · admin ${adminUrl ? adminUrl.origin : "off"}` +
+      (config.acceptProxy ? " · PROXY protocol header required" : "") +
       (config.hooks ? ` · hooks ${config.hooks}` : "") +
       (config.workers > 1 ? ` · ${config.workers} workers` : "") +
       (fds ? ` · fd limit ${fds}` : ""),
