@@ -1,22 +1,31 @@
 #!/usr/bin/env bash
 # What one request costs lb in CPU time, lb at BASE against lb as it is, interleaved: a figure that a busy machine
 # skews far less than requests/s (other processes take the time, not lb's CPU per request). Pinned as bench/run.sh:
-# lb on CPU 0, wrk and the backends on CPU 1.
+# lb on CPU 0, wrk and the backends on CPU 1. Requests/s and p99 are printed beside it, for the same runs.
 #
-#   BASE=6b6eb3c bash bench/cpu-per-request.sh            # REPS=5 × DURATION=3s at c=50, about a minute
+#   BASE=6b6eb3c bash bench/cpu-per-request.sh            # REPS=8 × DURATION=3s at c=50, about two minutes
 #   BASE=6b6eb3c HTTP2=on bash bench/cpu-per-request.sh   # with --http2 on (every request waits the rapid-reset turn)
+#   BASE=6b6eb3c BACKENDS=1 bash bench/cpu-per-request.sh # lb in front of one backend instead of two
+#   BASE=6b6eb3c BARE=1 bash bench/cpu-per-request.sh     # also the ceiling, bench/prototypes/bare-upstream.ts
+#   BASE=6b6eb3c LB_ARGS="--access-log-format json" bash bench/cpu-per-request.sh   # more flags for both sides
 #
 # Per run: lb's user+system CPU ticks (/proc/PID/stat) across one wrk run, divided by the requests wrk completed.
+# Each repetition runs every variant in turn, the first one alternating.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-REPS=${REPS:-5}
+REPS=${REPS:-8}
 DURATION=${DURATION:-3s}
+WARMUP=${WARMUP:-2s}
 CONNS=${CONNS:-50}
 HTTP2=${HTTP2:-off}
+BACKENDS=${BACKENDS:-2}
+BARE=${BARE:-0}
+read -r -a LB_EXTRA <<<"${LB_ARGS:-}"
 LOG_TAG=cpu-per-request
 source bench/lib.sh
 [[ -n ${BASE:-} ]] || die "BASE=<commit> is required"
+[[ $BACKENDS == 1 || $BACKENDS == 2 ]] || die "BACKENDS is 1 or 2"
 for tool in wrk curl taskset; do command -v "$tool" >/dev/null || die "$tool is not installed"; done
 
 WORK=$(mktemp -d /tmp/lb-cpu.XXXXXX)
@@ -33,39 +42,57 @@ git worktree add --detach "$WORK/base" "$BASE" >/dev/null 2>&1 || die "cannot ch
 (cd "$WORK/base" && bun install --frozen-lockfile >/dev/null 2>&1)
 read -r B1 B2 PORT <<<"$(free_ports 3)"
 start_bench_backends "$B1" "$B2"
+URLS=("http://127.0.0.1:$B1" "http://127.0.0.1:$B2")
+URLS=("${URLS[@]:0:BACKENDS}")
 
 ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 TICK_US=$((1000000 / $(getconf CLK_TCK)))
+to_us() { awk -v v="$1" 'BEGIN { if (v ~ /us$/) { sub(/us$/, "", v); printf "%d", v } else if (v ~ /ms$/) { sub(/ms$/, "", v); printf "%d", v * 1000 } else if (v ~ /s$/) { sub(/s$/, "", v); printf "%d", v * 1000000 } }'; }
 
-# One run: starts lb from `tree`, warms it up, and prints its CPU µs per request over one measured wrk run.
+# One run of a variant: starts it, warms it up, and prints "ns-per-request req/s p99-µs" over one measured wrk run.
 measure() {
-  local tree=$1
-  (cd "$tree" && exec taskset -c 0 bun src/main.ts --port "$PORT" --host 127.0.0.1 --admin off --no-access-log \
-    --http2 "$HTTP2" "http://127.0.0.1:$B1" "http://127.0.0.1:$B2") >"$WORK/lb.log" 2>&1 &
+  local variant=$1
+  case $variant in
+    bare) (exec taskset -c 0 bun bench/prototypes/bare-upstream.ts --port "$PORT" "${URLS[@]}") >"$WORK/lb.log" 2>&1 & ;;
+    *)
+      local tree=.
+      [[ $variant == base ]] && tree=$WORK/base
+      (cd "$tree" && exec taskset -c 0 bun src/main.ts --port "$PORT" --host 127.0.0.1 --admin off --no-access-log \
+        --http2 "$HTTP2" "${LB_EXTRA[@]}" "${URLS[@]}") >"$WORK/lb.log" 2>&1 &
+      ;;
+  esac
   local pid=$!
-  wait_http "http://127.0.0.1:$PORT/" "lb" "$pid"
-  taskset -c 1 wrk -t2 -c50 -d1s "http://127.0.0.1:$PORT/" >/dev/null
-  local before after requests
+  wait_http "http://127.0.0.1:$PORT/" "$variant" "$pid"
+  taskset -c 1 wrk -t2 -c50 -d"$WARMUP" "http://127.0.0.1:$PORT/" >/dev/null
+  local before after out requests
   before=$(ticks "$pid")
-  requests=$(taskset -c 1 wrk -t2 -c"$CONNS" -d"$DURATION" "http://127.0.0.1:$PORT/" | awk '/requests in/ { print $1 }')
+  out=$(taskset -c 1 wrk -t2 -c"$CONNS" -d"$DURATION" --latency "http://127.0.0.1:$PORT/")
   after=$(ticks "$pid")
   kill "$pid"
   wait "$pid" 2>/dev/null || true
-  echo $(((after - before) * TICK_US * 1000 / requests)) # ns per request, whole
+  requests=$(awk '/requests in/ { print $1 }' <<<"$out")
+  echo "$(((after - before) * TICK_US * 1000 / requests)) $(awk '/^Requests\/sec:/ { printf "%d", $2 }' <<<"$out") $(to_us "$(awk '$1 == "99%" { print $2 }' <<<"$out")")"
 }
 
-declare -A RUNS=([base]="" [now]="")
+VARIANTS=(base now)
+[[ $BARE == 1 ]] && VARIANTS+=(bare)
+declare -A NS=() RPS=() P99=()
 for rep in $(seq "$REPS"); do
-  order=(base now)
-  ((rep % 2 == 0)) && order=(now base)
-  for variant in "${order[@]}"; do
-    tree=.
-    [[ $variant == base ]] && tree=$WORK/base
-    ns=$(measure "$tree")
-    RUNS[$variant]+="$ns "
-    log "rep $rep $variant: $((ns / 1000)).$(printf '%03d' $((ns % 1000))) µs CPU per request"
+  for ((i = 0; i < ${#VARIANTS[@]}; i++)); do
+    variant=${VARIANTS[(i + rep - 1) % ${#VARIANTS[@]}]}
+    read -r ns rps p99 <<<"$(measure "$variant")"
+    NS[$variant]+="$ns "
+    RPS[$variant]+="$rps "
+    P99[$variant]+="$p99 "
+    log "rep $rep $variant: $((ns / 1000)).$(printf '%03d' $((ns % 1000))) µs CPU per request, $rps req/s, p99 $p99 µs"
   done
 done
-for variant in base now; do
-  echo "$variant: median $(median <<<"${RUNS[$variant]}") ns of lb CPU per request; runs: ${RUNS[$variant]}"
+log "c=$CONNS, $BACKENDS backend(s), ${LB_ARGS:-no extra flags}, HTTP2=$HTTP2, $REPS reps of $DURATION; load $(cut -d' ' -f1-3 /proc/loadavg)"
+for variant in "${VARIANTS[@]}"; do
+  echo "$variant: median $(median <<<"${NS[$variant]}") ns of CPU per request, $(median <<<"${RPS[$variant]}") req/s, p99 $(median <<<"${P99[$variant]}") µs; runs (ns): ${NS[$variant]}; (req/s): ${RPS[$variant]}"
 done
+ratio() { awk -v a="$(median <<<"$1")" -v b="$(median <<<"$2")" 'BEGIN { printf "%.3f", a / b }'; }
+echo "now ÷ base: CPU per request $(ratio "${NS[now]}" "${NS[base]}"), req/s $(ratio "${RPS[now]}" "${RPS[base]}"), p99 $(ratio "${P99[now]}" "${P99[base]}")"
+if [[ $BARE == 1 ]]; then
+  echo "now ÷ bare: CPU per request $(ratio "${NS[now]}" "${NS[bare]}"), req/s $(ratio "${RPS[now]}" "${RPS[bare]}"), p99 $(ratio "${P99[now]}" "${P99[bare]}")"
+fi
