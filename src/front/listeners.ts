@@ -265,7 +265,7 @@ function serveProxy(config: Config, tls: TlsCertificates | undefined, reusePort:
       const peer = peerOf(request, server);
       // Behind the relay, a connection it did not open (a local process that found the loopback port) gets nothing.
       if (!peer && config.acceptProxy) return errorResponse(403, "connections come through the PROXY protocol port");
-      const client = new ClientSide(request, server, proto, clientIdleSeconds, peer);
+      const client = new ClientSide(request, server, proto, clientIdleSeconds, peer, multiplexed);
       return multiplexed ? nextTurn().then(() => handle(request, client)) : handle(request, client);
     },
     websocket: tunnelHandlers,
@@ -297,6 +297,7 @@ class ClientSide implements ClientConnection {
     readonly proto: "http" | "https",
     private readonly idleSeconds: number,
     private readonly peer: Peer | null,
+    readonly waited: boolean,
   ) {
     this.ip = peer?.source.address ?? "-";
     this.connection = peer?.connection ?? null;

@@ -140,6 +140,7 @@ export class Pool {
     // A backend marked down is out already; the failures of requests it held when it died are no news, and counting
     // them would eject it on top, keeping it out long after it is back.
     if (this.#removed.has(backend) || backend.health.status === "unhealthy") return;
+    if (!isError && backend.outlier.consecutiveErrors === 0) return; // a success with no streak to end: nothing changes
     const now = this.#clock();
     const { state, ejectForMs } = recordOutcome(backend.outlier, isError, this.#outlier, now);
     backend.outlier = state;

@@ -10,12 +10,15 @@ export type OutgoingBody =
   | { replayable: true; body: Uint8Array | null }
   | { replayable: false; body: ReadableStream<Uint8Array>; /** The length the client declared, if it did. */ length?: number };
 
+/** The body of a request that has none. */
+export const NO_BODY: OutgoingBody = { replayable: true, body: null };
+
 /**
  * Reads up to `limit` bytes of the request body. If it ends by then, it is kept whole and can be sent again;
  * otherwise what was read is put back in front of the rest and the body streams through once.
  */
 export async function prepareBody(request: Request, limit = REPLAY_LIMIT_BYTES): Promise<OutgoingBody> {
-  if (request.body === null) return { replayable: true, body: null };
+  if (request.body === null) return NO_BODY;
   const declared = Number(request.headers.get("content-length") ?? NaN);
   if (declared > limit) return { replayable: false, body: request.body, length: declared };
   const read = await readAhead(request.body, limit);

@@ -108,20 +108,20 @@ export class DataPlane {
   }
 
   readonly handle: RequestHandler = (request, client) => {
-    if (!this.#open) return this.#opened.promise.then(() => this.#route(request, client));
-    return this.#route(request, client);
+    if (!this.#open) return this.#opened.promise.then(() => this.#route(request, client, true));
+    return this.#route(request, client, client.waited);
   };
 
   /**
    * Refuses what lb never forwards, routes the rest (and runs its hooks, when there are some), then hands the trip
    * to the pool's lane.
    */
-  #route(request: Request, client: ClientConnection): Promise<Response | undefined> {
+  #route(request: Request, client: ClientConnection, waited: boolean): Promise<Response | undefined> {
     const trip = startTrip(request, client);
     if (this.tracer) trip.trace = this.tracer.start(trip);
-    // Cancelled while it waited (the listener's turn, see listeners.ts): not counted against --max-connections, not
-    // refused, just logged.
-    if (request.signal.aborted) return Promise.resolve(this.#ownResponses.clientGone(trip));
+    // Cancelled while it waited (the listener's turn, see listeners.ts, or lb's start): not counted against
+    // --max-connections, not refused, just logged. A request that did not wait has no signal read: that costs Bun work.
+    if (waited && request.signal.aborted) return Promise.resolve(this.#ownResponses.clientGone(trip));
     const refused = refusal(request, client, this.#settings.maxConnections);
     if (refused) return this.#refuse(trip, refused);
     // No routes, no hooks: nothing to decide.

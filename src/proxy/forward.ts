@@ -16,7 +16,7 @@ import type { UpstreamCall, UpstreamClient, UpstreamResponse } from "../upstream
 import { isFailure } from "../upstream/client.ts";
 import { type Failure, failure } from "../upstream/failure.ts";
 import { Attempt, type AttemptEnd } from "./attempt.ts";
-import { failWhenIdle, type OutgoingBody, prepareBody } from "./body.ts";
+import { failWhenIdle, NO_BODY, type OutgoingBody, prepareBody } from "./body.ts";
 import type { CompressionSettings } from "./compression.ts";
 import { compressAnswer } from "./compressor.ts";
 import { closesAfter, upstreamRequestFields } from "./headers.ts";
@@ -122,26 +122,22 @@ export class Forwarder {
    * Resolves to the response, or to undefined when the request became a WebSocket tunnel. The trip comes from the
    * front (data-plane.ts), with what a route or a hook decided for it.
    */
-  async handle(trip: Trip): Promise<Response | undefined> {
-    const { request } = trip;
+  handle(trip: Trip): Promise<Response | undefined> {
     if (this.options.debug) this.#logRequest(trip);
-    if (this.options.pool.available().length === 0) return this.#noBackend(trip);
-    if (isWebSocketUpgrade(request.headers)) {
-      const tunnel = await openTunnel(trip, this.#candidates(trip) ?? [], {
-        metrics: this.options.metrics,
-        log: this.options.log,
-        retries: this.options.retries,
-        timeoutMs: this.options.timeoutMs,
-        attempt: (trip, backend) => this.#startAttempt(trip, backend),
-      });
-      return tunnel.upgraded ? undefined : this.#fail(trip, tunnel.status, tunnel.detail);
-    }
-    this.#requestsInFlight++;
-    try {
-      return await this.#forward(trip);
-    } finally {
-      this.#requestsInFlight--;
-    }
+    if (this.options.pool.available().length === 0) return Promise.resolve(this.#noBackend(trip));
+    if (isWebSocketUpgrade(trip.request.headers)) return this.#tunnel(trip);
+    return this.#forward(trip);
+  }
+
+  async #tunnel(trip: Trip): Promise<Response | undefined> {
+    const tunnel = await openTunnel(trip, this.#candidates(trip) ?? [], {
+      metrics: this.options.metrics,
+      log: this.options.log,
+      retries: this.options.retries,
+      timeoutMs: this.options.timeoutMs,
+      attempt: (trip, backend) => this.#startAttempt(trip, backend),
+    });
+    return tunnel.upgraded ? undefined : this.#fail(trip, tunnel.status, tunnel.detail);
   }
 
   /**
@@ -174,57 +170,62 @@ export class Forwarder {
   }
 
   async #forward(trip: Trip): Promise<Response> {
-    const { request } = trip;
-    // Read (when small) before the listener is told lb waits on a backend: until then the client's idle timer runs,
-    // so a client that never sends its body is closed by it, holding no backend connection meanwhile.
-    let body: OutgoingBody;
+    this.#requestsInFlight++;
     try {
-      body = await prepareBody(request);
-    } catch {
-      return this.#tripLog.clientGone(trip);
-    }
-    if (body.replayable) trip.bytesIn = body.body?.byteLength ?? 0;
-    else {
-      const streamed = failWhenIdle(body.body, this.options.clientTimeoutMs, () => (trip.bodyStalled = true), (bytes) => (trip.bytesIn += bytes));
-      body = { ...body, body: streamed };
-    }
-    trip.client.awaitingBackend();
-    const headers = upstreamRequestFields(trip.upstreamHeaders, trip.client, trip.requestId);
-    const queueDeadline = Date.now() + this.options.queueTimeoutMs;
-    let lastFailure: Failure | undefined;
-    for (;;) {
-      const candidates = this.#candidates(trip);
-      if (!candidates) break;
-      let full = false;
-      for (const backend of candidates) {
-        if (trip.attempts > this.options.retries) break;
-        if (!isAvailable(backend)) continue; // marked down by another request since this one started
-        if (!this.#hasRoom(backend)) {
-          full = true;
-          continue;
-        }
-        const result = await this.#attemptCounted(backend, trip, headers, body);
-        if (result instanceof Response) return result;
-        if (result instanceof ResponseHookFailed) return this.#fail(trip, 502, "the onResponse hook failed");
-        if (result === "client-gone") return this.#tripLog.clientGone(trip);
-        if (result === "client-stalled") {
-          return this.#fail(trip, 408, `request body stalled for ${formatDuration(this.options.clientTimeoutMs)}`, { connection: "close" });
-        }
-        lastFailure = result;
-        if (result.kind === "local") return this.#outOfDescriptors(trip);
-        if (result.kind === "timeout") {
-          return this.#fail(trip, 504, `backend did not answer within ${formatDuration(this.options.timeoutMs)}`);
-        }
-        if (!mayRetry(result.kind, request.method, body.replayable)) break;
-        if (!this.#budgetAllows(backend, result)) break;
+      const { request } = trip;
+      // Read (when small) before the listener is told lb waits on a backend: until then the client's idle timer runs,
+      // so a client that never sends its body is closed by it, holding no backend connection meanwhile.
+      let body: OutgoingBody;
+      try {
+        body = request.body === null ? NO_BODY : await prepareBody(request);
+      } catch {
+        return this.#tripLog.clientGone(trip);
       }
-      // Every usable backend was at its limit before any attempt: queue for room, then choose again.
-      if (!full || trip.attempts > 0) break;
-      const waited = await this.#waitForRoom(trip, queueDeadline);
-      if (waited) return waited;
+      if (body.replayable) trip.bytesIn = body.body?.byteLength ?? 0;
+      else {
+        const streamed = failWhenIdle(body.body, this.options.clientTimeoutMs, () => (trip.bodyStalled = true), (bytes) => (trip.bytesIn += bytes));
+        body = { ...body, body: streamed };
+      }
+      trip.client.awaitingBackend();
+      const headers = upstreamRequestFields(trip.upstreamHeaders, trip.client, trip.requestId);
+      const queueDeadline = Date.now() + this.options.queueTimeoutMs;
+      let lastFailure: Failure | undefined;
+      for (;;) {
+        const candidates = this.#candidates(trip);
+        if (!candidates) break;
+        let full = false;
+        for (const backend of candidates) {
+          if (trip.attempts > this.options.retries) break;
+          if (!isAvailable(backend)) continue; // marked down by another request since this one started
+          if (!this.#hasRoom(backend)) {
+            full = true;
+            continue;
+          }
+          const result = await this.#attemptCounted(backend, trip, headers, body);
+          if (result instanceof Response) return result;
+          if (result instanceof ResponseHookFailed) return this.#fail(trip, 502, "the onResponse hook failed");
+          if (result === "client-gone") return this.#tripLog.clientGone(trip);
+          if (result === "client-stalled") {
+            return this.#fail(trip, 408, `request body stalled for ${formatDuration(this.options.clientTimeoutMs)}`, { connection: "close" });
+          }
+          lastFailure = result;
+          if (result.kind === "local") return this.#outOfDescriptors(trip);
+          if (result.kind === "timeout") {
+            return this.#fail(trip, 504, `backend did not answer within ${formatDuration(this.options.timeoutMs)}`);
+          }
+          if (!mayRetry(result.kind, request.method, body.replayable)) break;
+          if (!this.#budgetAllows(backend, result)) break;
+        }
+        // Every usable backend was at its limit before any attempt: queue for room, then choose again.
+        if (!full || trip.attempts > 0) break;
+        const waited = await this.#waitForRoom(trip, queueDeadline);
+        if (waited) return waited;
+      }
+      if (!lastFailure) return this.#noBackend(trip);
+      return this.#fail(trip, 502, `backend failed (${lastFailure.reason})`);
+    } finally {
+      this.#requestsInFlight--;
     }
-    if (!lastFailure) return this.#noBackend(trip);
-    return this.#fail(trip, 502, `backend failed (${lastFailure.reason})`);
   }
 
   /** One attempt, with its bookkeeping: stats, retry budget, connect-failure marking, outlier outcomes, latency. */
@@ -238,8 +239,14 @@ export class Forwarder {
       this.options.metrics.of(backend.url).retries++;
       this.#retriesInFlight++;
     }
-    const started = performance.now();
-    const result = await this.#attempt(backend, trip, headers, body);
+    const attempt = this.#startAttempt(trip, backend);
+    const call = this.#send(backend, trip, headers, body, attempt);
+    const movable = body.replayable && isIdempotent(trip.request.method) ? this.#movableOn(backend) : null;
+    movable?.add(call);
+    const outcome = await call.result;
+    movable?.delete(call);
+    let result = isFailure(outcome) ? this.#unanswered(trip, attempt, outcome) : this.#answered(backend, trip, attempt, outcome);
+    if (result instanceof Promise) result = await result; // only through an asynchronous onResponse hook
     if (isRetry) this.#retriesInFlight--;
     if (result === "client-gone" || result === "client-stalled") return result;
     const { pool } = this.options;
@@ -260,7 +267,7 @@ export class Forwarder {
       this.options.log.warn(`backend ${backend.name} answered ${trip.request.method} ${trip.context.path} with a ${result.reason}: ${result.detail}`);
     }
     // A failure counts as a slow answer, so a latency-aware policy moves away from a backend that hangs or errs.
-    this.options.policy.observe?.(backend, performance.now() - started);
+    this.options.policy.observe?.(backend, performance.now() - attempt.sent);
     // Only a refused connection proves a backend down. A reset may be a stale keep-alive socket the backend closed
     // just as it was reused; it is retried (when safe) and counts toward outlier ejection instead.
     if (result.kind === "connect") {
@@ -345,12 +352,10 @@ export class Forwarder {
     this.#tripLog.finish(trip, end.status, end.bytes);
   }
 
-  async #attempt(backend: Backend, trip: Trip, headers: Fields, body: OutgoingBody): Promise<AttemptResult> {
-    const { request } = trip;
-    const attempt = this.#startAttempt(trip, backend);
-    const { trace } = trip;
+  #send(backend: Backend, trip: Trip, headers: Fields, body: OutgoingBody, attempt: Attempt): UpstreamCall {
+    const { request, trace } = trip;
     if (trace) attempt.span = trace.attempt(backend.url, trip.upstreamPath, trip.attempts);
-    const call = this.options.upstream.send(backend.url, {
+    return this.options.upstream.send(backend.url, {
       method: request.method,
       target: trip.upstreamPath,
       headers: trace ? trace.fields(headers, attempt.span!) : headers,
@@ -360,35 +365,44 @@ export class Forwarder {
       client: closesAfter(request) ? null : trip.client.connection,
       from: trip.client,
       timeoutMs: this.options.timeoutMs,
-      signal: request.signal,
+      // Read only if the answer is slow in coming (see UpstreamRequest.signal).
+      get signal() {
+        return request.signal;
+      },
       onStreamEnd: (bytes, failed) => attempt.bodyEnded(bytes, failed),
     });
-    const movable = body.replayable && isIdempotent(request.method) ? this.#movableOn(backend) : null;
-    movable?.add(call);
-    const result = await call.result;
-    movable?.delete(call);
-    if (isFailure(result)) {
-      attempt.span?.failed(result.kind);
-      attempt.failed();
-      if (request.signal.aborted) return "client-gone";
-      if (trip.bodyStalled) return "client-stalled";
-      return result.kind === "cancelled" ? "client-gone" : result;
-    }
+  }
+
+  /** The attempt got no answer: the client's doing (it left, or stalled its body), or the backend's failure. */
+  #unanswered(trip: Trip, attempt: Attempt, failure: Failure): AttemptResult {
+    attempt.span?.failed(failure.kind);
+    attempt.failed();
+    if (trip.request.signal.aborted) return "client-gone";
+    if (trip.bodyStalled) return "client-stalled";
+    return failure.kind === "cancelled" ? "client-gone" : failure;
+  }
+
+  /** The backend's answer as the client's Response, put through the onResponse hook when there is one. */
+  #answered(backend: Backend, trip: Trip, attempt: Attempt, answer: UpstreamResponse): AttemptResult | Promise<AttemptResult> {
     trip.upstreamMs = performance.now() - attempt.sent;
     this.options.metrics.of(backend.url).histograms.headers.observe(trip.upstreamMs / 1000);
-    const { sticky } = this.options;
+    const { sticky, compression } = this.options;
     const cookie = sticky && backend !== trip.pinned ? sticky.cookieFor(backend) : null;
-    const { compression } = this.options;
-    const encode = compression && ((answer: UpstreamResponse) => compressAnswer(answer, request, compression, this.options.metrics.of(backend.url)));
-    const { response, wholeBytes } = clientResponse(result, trip.requestId, cookie, encode);
-    if (this.options.debug) this.options.log.debug(`Response from server: HTTP/1.1 ${result.status} ${result.statusText}`);
-    if (trip.onResponse && !(await trip.onResponse(response))) {
-      void response.body?.cancel().catch(() => {}); // frees the backend connection the answer was streaming on
-      attempt.failed();
-      return new ResponseHookFailed(result.status);
-    }
-    attempt.responded(result.status, wholeBytes);
-    return response;
+    const encode = compression && ((answer: UpstreamResponse) => compressAnswer(answer, trip.request, compression, this.options.metrics.of(backend.url)));
+    const { response, wholeBytes } = clientResponse(answer, trip.requestId, cookie, encode);
+    if (this.options.debug) this.options.log.debug(`Response from server: HTTP/1.1 ${answer.status} ${answer.statusText}`);
+    const decide = (passed: boolean): AttemptResult => {
+      if (!passed) {
+        void response.body?.cancel().catch(() => {}); // frees the backend connection the answer was streaming on
+        attempt.failed();
+        return new ResponseHookFailed(answer.status);
+      }
+      attempt.responded(answer.status, wholeBytes);
+      return response;
+    };
+    if (!trip.onResponse) return decide(true);
+    const passed = trip.onResponse(response);
+    return passed instanceof Promise ? passed.then(decide) : decide(passed);
   }
 
   #fail(trip: Trip, status: number, detail: string, headers?: Record<string, string>): Response {

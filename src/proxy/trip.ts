@@ -19,7 +19,12 @@ export interface ClientConnection extends ClientInfo {
    */
   addresses(): ProxyAddresses | null;
   /** Requests and WebSocket tunnels open on the listener, this one included. */
-  openRequests: number;
+  readonly openRequests: number;
+  /**
+   * The listener held the request for a turn of the event loop (the rapid-reset guard, HTTP/2 and HTTP/3), so the
+   * client may have cancelled it meanwhile; otherwise it comes straight from the client and its signal is not read.
+   */
+  readonly waited: boolean;
   /**
    * Told when the request is in lb's hands (its body read, or streaming under lb's own watch) and lb waits on a
    * backend; then when its response has ended (sent whole, its stream over or cut, or lb's own answer). The listener

@@ -21,6 +21,7 @@ export class Exchange {
   /** For a streamed body, pushed on by each piece the backend takes: --timeout is the backend's silence, not the upload's length. */
   deadline: number;
   #connection: Carrier | null = null;
+  #swept = false;
 
   constructor(
     readonly request: UpstreamRequest,
@@ -47,6 +48,13 @@ export class Exchange {
   /** Whether the connection it waits for has not opened by `now`. */
   connectTimedOut(now: number): boolean {
     return this.#connectDeadline > 0 && now >= this.#connectDeadline;
+  }
+
+  /** Whether a deadline sweep has seen it before this one (each call counts as one sweep). */
+  sweptBefore(): boolean {
+    const before = this.#swept;
+    this.#swept = true;
+    return before;
   }
 
   /** The answer's head is due --timeout from now (from the start, and again each time the backend takes body bytes). */

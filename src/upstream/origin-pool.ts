@@ -190,9 +190,12 @@ export class OriginPool implements ConnectionOwner {
 
 const CLIENT_LEFT = failure("cancelled", "the client went away");
 
-/** Ends an exchange whose client left, or that has run past its deadline: no connection in time, or no answer in time. */
+/**
+ * Ends an exchange whose client left, or that has run past its deadline: no connection in time, or no answer in time.
+ * Whether the client left is looked at from the second sweep that finds the exchange waiting (see UpstreamRequest.signal).
+ */
 export function expire(exchange: Exchange, now: number): void {
-  if (exchange.request.signal?.aborted) {
+  if (exchange.sweptBefore() && exchange.request.signal?.aborted) {
     exchange.abandon(CLIENT_LEFT);
   } else if (exchange.connectTimedOut(now)) {
     exchange.abandon(failure("connect", "connect timed out"));

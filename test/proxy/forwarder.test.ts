@@ -62,6 +62,7 @@ const client: ClientConnection = {
   ip: "10.0.0.9",
   proto: "http",
   openRequests: 1,
+  waited: false,
   connection: "10.0.0.9:50000",
   addresses: () => null,
   awaitingBackend() {},
