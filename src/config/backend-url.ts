@@ -1,4 +1,14 @@
-/** Validation of backend addresses: the only places lb will ever send a request. */
+/** Validation of backend addresses: the only places lb will ever send a request (or, for tcp://, relay bytes). */
+
+/** A backend lb relays bytes to ([[tcp]], src/l4/), not HTTP requests. */
+export function isTcpBackend(url: string): boolean {
+  return url.startsWith("tcp://");
+}
+
+/** A pool relays bytes when every backend it lists is tcp:// (a pool is one kind or the other: config/tcp.ts). */
+export function isTcpPool(backends: readonly BackendSpec[]): boolean {
+  return backends.length > 0 && backends.every(({ url }) => isTcpBackend(url));
+}
 
 export interface BackendSpec {
   /** The origin requests go to, e.g. `http://10.0.0.5:8080`. */
@@ -27,9 +37,10 @@ export function checkBackendUrl(text: string, options: { weight?: unknown; resol
   } catch {
     return { error: `"${text}" is not a URL; write it like http://10.0.0.5:8080` };
   }
-  if (url.protocol !== "http:" && url.protocol !== "https:") {
-    return { error: `"${text}" uses ${url.protocol.slice(0, -1)}; backends must be http:// or https://` };
+  if (url.protocol !== "http:" && url.protocol !== "https:" && url.protocol !== "tcp:") {
+    return { error: `"${text}" uses ${url.protocol.slice(0, -1)}; backends must be http://, https:// or tcp://` };
   }
+  if (url.protocol === "tcp:" && !url.port) return { error: `"${text}" has no port; a tcp:// backend needs one (tcp://10.0.0.5:5432)` };
   if (!url.hostname) return { error: `"${text}" has no host; write it like http://10.0.0.5:8080` };
   if (url.username || url.password) return { error: `"${text}" contains credentials; lb does not send them` };
   if ((url.pathname !== "/" && url.pathname !== "") || url.search) {
@@ -46,7 +57,9 @@ export function checkBackendUrl(text: string, options: { weight?: unknown; resol
   const resolve = options.resolve ?? (fragment.has("resolve") && fragment.get("resolve") !== "false");
   if (typeof resolve !== "boolean") return { error: `"${text}": resolve must be true or false` };
   if (resolve && isIpLiteral(url.hostname)) return { error: `"${text}": resolve needs a DNS name, not an IP address` };
-  return { spec: resolve ? { url: url.origin, weight, resolve } : { url: url.origin, weight } };
+  // A tcp:// URL has no origin ("null"): the same host:port form is built by hand.
+  const origin = url.protocol === "tcp:" ? `tcp://${url.host}` : url.origin;
+  return { spec: resolve ? { url: origin, weight, resolve } : { url: origin, weight } };
 }
 
 export const WEIGHT_PROBLEM = `weight must be a whole number from 1 to ${MAX_WEIGHT}`;

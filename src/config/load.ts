@@ -4,6 +4,7 @@ import { closest } from "./did-you-mean.ts";
 import { type FileFormat, type KeyPath, formatKeyPath, lineOfPath, lineOfSyntaxError } from "./places.ts";
 import { type PlaceOf, checkRouting, parsePools, parseRoutes, writtenPoolNames } from "./pools.ts";
 import { DEFAULT_ADMIN_PORT, SETTINGS, parseSettingAt } from "./settings.ts";
+import { checkPoolKinds, checkTcp, parseTcp } from "./tcp.ts";
 import { type Config, type Environment, ACME_ROUTES, acmeNames, servesTls } from "./types.ts";
 import { isLoopback } from "./values.ts";
 
@@ -81,7 +82,7 @@ export function checkConfig(layers: Layer[], env: Environment): { config: Config
       if (!known.includes(key) && !SECTIONS.includes(key)) problems.push(`${placeOf(layer, [key])}: ${unknownSetting(key, known)}`);
     }
   }
-  const config: Record<string, unknown> = { pools: [], routes: [] };
+  const config: Record<string, unknown> = { pools: [], routes: [], tcp: [] };
   let backendsFailed = false;
   for (const setting of SETTINGS) {
     const { fallback } = setting;
@@ -96,15 +97,20 @@ export function checkConfig(layers: Layer[], env: Environment): { config: Config
   }
   const result = config as unknown as Config;
   // Pools and routes come from the config file; top-level backends that are written but wrong still form "default".
-  const routing = layers.findLast((layer) => layer.values.pools !== undefined || layer.values.routes !== undefined);
+  const routing = layers.findLast((layer) => ROUTING.some((key) => layer.values[key] !== undefined));
   if (routing) {
     const at: PlaceOf = (path) => `${placeOf(routing, path)}: ${formatKeyPath(path)}`;
-    const { pools, routes } = routing.values;
+    const { pools, routes, tcp } = routing.values;
     const poolNames = writtenPoolNames(pools, result.backends.length > 0 || backendsFailed);
     if (pools !== undefined) result.pools = parsePools(pools, at, problems);
     if (routes !== undefined) result.routes = parseRoutes(routes, poolNames, at, problems);
+    if (tcp !== undefined) result.tcp = parseTcp(tcp, at, problems);
     checkRouting(result, poolNames, routes !== undefined, at, problems);
+    checkTcp(result, poolNames, at, problems);
   }
+  // Without a layer that gives backends or pools there is nothing to check, and no place is asked for.
+  const backendsLayer = layers.findLast((layer) => layer.values.backends !== undefined);
+  checkPoolKinds(result, (path) => `${placeOf((path[0] === "backends" ? backendsLayer : routing)!, path)}: ${formatKeyPath(path)}`, problems);
   if (problems.length === 0 && result.backends.length === 0 && result.pools.length === 0) {
     problems.push("no backends: give their URLs, e.g. lb http://localhost:8080 http://localhost:8081 (or try: lb demo)");
   }
@@ -141,8 +147,10 @@ function acmeProblems(config: Config, given: (name: string) => boolean): string[
   return problems;
 }
 
-/** Config file keys that are not settings: the schema link for editors, and the routing tables (pools.ts). */
-const SECTIONS = ["$schema", "pools", "routes"];
+/** The tables of pools, routes (pools.ts) and layer-4 listeners (tcp.ts): the config file's, never a flag's. */
+const ROUTING = ["pools", "routes", "tcp"];
+/** Config file keys that are not settings: the schema link for editors, and the routing tables. */
+const SECTIONS = ["$schema", ...ROUTING];
 
 function unknownSetting(key: string, known: readonly string[]): string {
   const dashed = key.replaceAll("_", "-");

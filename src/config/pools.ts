@@ -4,6 +4,7 @@
  * ordered list of conditions, first match wins. Without any of this, the top-level backends are the one pool,
  * "default", and every request goes there: the one-pool command line is unchanged.
  */
+import { isTcpPool } from "./backend-url.ts";
 import { closest } from "./did-you-mean.ts";
 import type { KeyPath } from "./places.ts";
 import { SETTINGS, type Setting, parseSettingAt } from "./settings.ts";
@@ -23,9 +24,17 @@ const PER_POOL_SETTINGS: readonly Setting[] = SETTINGS.filter((s) => s.perPool);
 
 /** The pools a config defines, each with its effective config; the top-level backends form "default" when given. */
 export function namedPools(config: Config): NamedPoolConfig[] {
-  const named = config.pools.map(({ name, overrides }) => ({ name, config: { ...config, ...overrides } }));
+  const named = config.pools.map(({ name, overrides }) => ({ name, config: { ...config, ...overrides, ...connectCheck(overrides) } }));
   if (config.pools.length && !config.backends.length) return named;
   return [{ name: DEFAULT_POOL, config }, ...named];
+}
+
+/**
+ * A pool of tcp:// backends is checked by a TCP connect (health-path "", which no one can write), unless its own table
+ * sets a health-path: then by HTTP on the same port. The top level's health-path is for the HTTP pools.
+ */
+function connectCheck(overrides: Partial<Config>): Partial<Config> {
+  return isTcpPool(overrides.backends ?? []) && overrides.healthPath === undefined ? { healthPath: "" } : {};
 }
 
 /**
@@ -35,7 +44,13 @@ export function namedPools(config: Config): NamedPoolConfig[] {
  */
 export function fallbackPool(config: Config): string | null {
   if (config.backends.length || !config.pools.length) return DEFAULT_POOL;
-  return !config.routes.length && config.pools.length === 1 ? config.pools[0]!.name : null;
+  const http = httpPoolNames(config);
+  return !config.routes.length && http.length === 1 ? http[0]! : null;
+}
+
+/** The named pools that take HTTP requests: those of tcp:// backends take [[tcp]] connections only. */
+function httpPoolNames(config: Config): string[] {
+  return config.pools.filter(({ overrides }) => !isTcpPool(overrides.backends ?? [])).map(({ name }) => name);
 }
 
 type Problems = string[];
@@ -182,8 +197,9 @@ export function checkRouting(config: Config, pools: readonly string[] | null, ro
       else owner.set(url, name);
     }
   }
-  if (pools && !routesWritten && pools.length > 1 && !pools.includes(DEFAULT_POOL)) {
-    problems.push(`${placeOf(["routes"])}: ${pools.length} pools (${pools.join(", ")}) but no routes; add [[routes]] tables that say which requests go where`);
+  const http = pools?.filter((name) => name === DEFAULT_POOL || httpPoolNames(config).includes(name) || !config.pools.some((p) => p.name === name));
+  if (http && !routesWritten && http.length > 1 && !http.includes(DEFAULT_POOL)) {
+    problems.push(`${placeOf(["routes"])}: ${http.length} pools (${http.join(", ")}) but no routes; add [[routes]] tables that say which requests go where`);
   }
 }
 

@@ -1,6 +1,7 @@
 /** The JSON Schema of lb's config file, generated from the settings table (`lb schema` prints it). */
 import { routingSchema } from "./pools.ts";
 import { SETTINGS, describeDefault } from "./settings.ts";
+import { tcpSchema } from "./tcp.ts";
 import type { JsonSchema } from "./values.ts";
 
 export function configSchema(): JsonSchema {
@@ -12,7 +13,7 @@ export function configSchema(): JsonSchema {
       description: `${setting.description}.${shown ? ` Default: ${shown}.` : ""} Flag: ${setting.example}`,
     };
   }
-  Object.assign(properties, routingSchema());
+  Object.assign(properties, routingSchema(), tcpSchema());
   return {
     $schema: "https://json-schema.org/draft/2020-12/schema",
     title: "lb configuration (TOML, YAML or JSON)",

@@ -108,6 +108,8 @@ export interface Config {
   proxyTrusted: Cidr[];
   /** The PROXY header each backend connection starts with; empty: none. */
   sendProxy: SendProxyVersion | "";
+  /** Layer-4 listeners ([[tcp]]): bytes relayed to a pool of tcp:// backends, routed by TLS server name or not at all. */
+  tcp: TcpSpec[];
   /** The hooks file (src/hooks/); empty: none. */
   hooks: string;
   /** The longest an async hook may take before its request gets an error from lb. */
@@ -138,6 +140,22 @@ export interface RouteSpec {
   /** Every one of these headers with exactly this value (names without case). */
   headers?: Array<[string, string]>;
   pool: string;
+}
+
+/** A host and port to listen on. */
+export interface ListenAddress {
+  host: string;
+  port: number;
+}
+
+/** One [[tcp]] entry: entries that share `listen` form one listener, which picks an entry by the ClientHello's name. */
+export interface TcpSpec {
+  listen: ListenAddress;
+  pool: string;
+  /** Exact names and `*.` wildcards, lower case; absent: the listener's default entry. */
+  sni?: string[];
+  /** A connection with no byte either way for this long is closed (ms). */
+  idleTimeout: number;
 }
 
 export interface Environment {

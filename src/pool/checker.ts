@@ -11,6 +11,7 @@ import type { Pool } from "./pool.ts";
 
 export interface CheckSettings {
   method: HealthMethod;
+  /** "": no HTTP request, a TCP connect is the check (a pool of tcp:// backends without a health-path of its own). */
   path: string;
   /** Statuses that pass. */
   statuses: StatusRanges;
@@ -72,9 +73,11 @@ interface Answer {
 
 /**
  * One check: `<method> <backend><path>`; an accepted status (and body text) within the timeout passes. It goes by
- * fetch, or through `client` (lb's own, for a pool with send-proxy: fetch cannot write a PROXY header).
+ * fetch, or through `client` (lb's own, for a pool with send-proxy: fetch cannot write a PROXY header). A tcp://
+ * backend is checked by connecting, or over plain HTTP on the same port when its pool sets a health-path.
  */
 export async function checkBackend(backend: Backend, settings: CheckSettings, client?: UpstreamClient): Promise<Observation> {
+  if (settings.path === "") return connectCheck(backend.url, settings.timeoutMs);
   const headers: Array<[string, string]> = [["user-agent", `lb-health-check/${VERSION}`], ["accept", "*/*"], ...settings.headers];
   try {
     const { status, text } = client ? await askThrough(client, backend, settings, headers) : await askWithFetch(backend, settings, headers);
@@ -86,15 +89,43 @@ export async function checkBackend(backend: Backend, settings: CheckSettings, cl
     }
     return { ok: true, reason: `status ${status}` };
   } catch (error) {
-    const failure = (error as Failure).kind ? (error as Failure) : classifyFailure(error);
-    if (failure.kind === "timeout") return { ok: false, reason: `no answer within ${settings.timeoutMs}ms`, unanswered: true };
-    if (failure.kind === "local") return { ok: false, reason: failure.reason, inconclusive: true };
-    return { ok: false, reason: failure.reason };
+    return failedCheck(error, settings.timeoutMs);
   }
 }
 
+function failedCheck(error: unknown, timeoutMs: number): Observation {
+  const failure = (error as Failure).kind ? (error as Failure) : classifyFailure(error);
+  if (failure.kind === "timeout") return { ok: false, reason: `no answer within ${timeoutMs}ms`, unanswered: true };
+  if (failure.kind === "local") return { ok: false, reason: failure.reason, inconclusive: true };
+  return { ok: false, reason: failure.reason };
+}
+
+/** A TCP connect within the timeout passes; the connection is closed at once, nothing sent. */
+async function connectCheck(url: string, timeoutMs: number): Promise<Observation> {
+  const { hostname, port } = new URL(url);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timedOut = new Promise<Observation>((resolve) => {
+    timer = setTimeout(() => resolve({ ok: false, reason: `no connection within ${timeoutMs}ms`, unanswered: true }), timeoutMs);
+  });
+  const connected = Bun.connect({ hostname: hostname.replace(/^\[|\]$/g, ""), port: Number(port), socket: { data() {} } }).then(
+    (socket): Observation => {
+      socket.end(); // also when the timeout won: a late connection is not left open
+      return { ok: true, reason: "connected" };
+    },
+    (error: unknown) => failedCheck(error, timeoutMs),
+  );
+  try {
+    return await Promise.race([connected, timedOut]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** A tcp:// backend's HTTP check goes to the same host and port over plain HTTP. */
+const httpUrl = (url: string) => url.replace(/^tcp:/, "http:");
+
 async function askWithFetch(backend: Backend, settings: CheckSettings, headers: Array<[string, string]>): Promise<Answer> {
-  const response = await fetch(backend.url + settings.path, {
+  const response = await fetch(httpUrl(backend.url) + settings.path, {
     method: settings.method,
     headers,
     redirect: "manual",
@@ -108,7 +139,7 @@ async function askWithFetch(backend: Backend, settings: CheckSettings, headers: 
 /** The check through lb's own client, on a connection of its own (closed after the answer); throws its Failure. */
 async function askThrough(client: UpstreamClient, backend: Backend, settings: CheckSettings, headers: Array<[string, string]>): Promise<Answer> {
   const request = { method: settings.method, target: settings.path, headers, body: null, client: null, timeoutMs: settings.timeoutMs };
-  const answer = await client.send(backend.url, request).result;
+  const answer = await client.send(httpUrl(backend.url), request).result;
   if (isFailure(answer)) throw answer;
   return { status: answer.status, text: await readPrefix(new Response(answer.body), HEALTH_BODY_LIMIT_BYTES) };
 }

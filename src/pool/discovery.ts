@@ -20,7 +20,7 @@ export type Lookup = (hostname: string) => Promise<string[]>;
 export function addressUrl(spec: BackendSpec, address: string): string {
   const url = new URL(spec.url);
   url.hostname = hostInUrl(address);
-  return url.origin;
+  return url.protocol === "tcp:" ? `tcp://${url.host}` : url.origin;
 }
 
 /** A name with no records of one family is not a failure; only both families failing (or nothing at all) is. */

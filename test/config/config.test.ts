@@ -117,6 +117,7 @@ describe("resolveConfig", () => {
       accessLogFile: "",
       pools: [],
       routes: [],
+      tcp: [],
       hooks: "",
       hooksTimeout: 1_000,
       otlpEndpoint: "",
@@ -165,7 +166,7 @@ describe("resolveConfig", () => {
     ]);
     expect(() => resolve({ backends: [{ url: "http://a:1", wieght: 4 }] })).toThrow("backends[0].wieght: not a backend setting");
     expect(() => resolve({ backends: ["http://a:1", { url: "nope://x" }, { url: "http://b:1", weight: 0 }] })).toThrow(
-      'backends[1].url: "nope://x" uses nope; backends must be http:// or https://; test: backends[2].weight: weight must be a whole number from 1 to 1000',
+      'backends[1].url: "nope://x" uses nope; backends must be http://, https:// or tcp://; test: backends[2].weight: weight must be a whole number from 1 to 1000',
     );
   });
 
@@ -382,7 +383,7 @@ describe("config files", () => {
     const path = join(dir, "cascade.toml");
     // Not also "pools.api.backends: a pool needs backends", "strip-prefix: needs path-prefix" or "no pool is named".
     expect(problems).toEqual([
-      `${path}:2: pools.api.backends[0]: "ftp://a:1" uses ftp; backends must be http:// or https://`,
+      `${path}:2: pools.api.backends[0]: "ftp://a:1" uses ftp; backends must be http://, https:// or tcp://`,
       `${path}:4: routes[0].path-prefix: "api" must start with "/", e.g. "/api/"`,
     ]);
   });
