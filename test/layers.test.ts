@@ -2,7 +2,7 @@
 import { expect, test } from "bun:test";
 import { Glob } from "bun";
 
-const PARTS = ["proxy/*.ts", "pool/*.ts", "upstream/*.ts", "balance/*.ts", "routing/*.ts", "hooks/*.ts"];
+const PARTS = ["proxy/*.ts", "pool/*.ts", "upstream/*.ts", "balance/*.ts", "routing/*.ts", "hooks/*.ts", "l4/*.ts"];
 /** `Config` imported from config/types.ts, alone or beside other names. */
 const IMPORTS_CONFIG = /import\s+(type\s+)?\{[^}]*\bConfig\b[^}]*\}\s+from\s+"[./]*\/?config\/types\.ts"/;
 

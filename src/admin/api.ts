@@ -10,6 +10,7 @@ import { configView } from "../config/view.ts";
 import { parseDuration } from "../config/duration.ts";
 import type { Logger } from "../log/log.ts";
 import type { Metrics } from "../metrics/metrics.ts";
+import type { TcpStats } from "../l4/tcp-stats.ts";
 import { renderPrometheus } from "../metrics/prometheus.ts";
 import { drainAndRemove } from "../pool/drain.ts";
 import { type Pool, PoolConflict } from "../pool/pool.ts";
@@ -45,6 +46,8 @@ export interface AdminOptions {
   reload?: (why: string) => Promise<ReloadOutcome>;
   /** The certificates served, from files and --acme (GET /api/certificates, /metrics). */
   certificates: () => CertificateStatus[];
+  /** The [[tcp]] listeners' counts (/metrics, the dashboard). */
+  tcp?: TcpStats;
 }
 
 /**
@@ -115,6 +118,7 @@ export function createAdminHandler(options: AdminOptions): AdminHandler {
       queued: options.queued(),
       clients: options.clients(),
       certificates: options.certificates(),
+      tcp: options.tcp,
     });
     if (path === "/metrics") {
       return new Response(renderPrometheus(sources()), { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" } });

@@ -4,6 +4,7 @@ import type { Backend } from "../pool/backend.ts";
 import { type Metrics, type Second, mergeBuckets, quantile } from "../metrics/metrics.ts";
 import { type CertificateStatus, certificateJson } from "../front/certificates.ts";
 import type { EventLog } from "./events.ts";
+import { type TcpStats, tcpStatsJson } from "../l4/tcp-stats.ts";
 import { backendSummary } from "./views.ts";
 
 /** Seconds that rates and percentiles are averaged over. */
@@ -19,6 +20,8 @@ export interface StatsSources {
   queued: number;
   /** The certificates lb serves (files and --acme): the dashboard shows when each expires. */
   certificates: readonly CertificateStatus[];
+  /** The [[tcp]] listeners' counts. */
+  tcp?: TcpStats;
 }
 
 const ms = (seconds: number | null) => (seconds === null ? null : Math.round(seconds * 1000 * 10) / 10);
@@ -36,7 +39,7 @@ function rates(seconds: readonly Second[]) {
   };
 }
 
-export function statsSnapshot({ pools, metrics, events, queued, certificates }: StatsSources, nowMs = Date.now()) {
+export function statsSnapshot({ pools, metrics, events, queued, certificates, tcp }: StatsSources, nowMs = Date.now()) {
   const members = [...pools].flatMap(([pool, { backends }]) => backends.map((backend) => ({ pool, backend })));
   const backends = members.map((member) => member.backend);
   const rows = members.map(({ pool, backend }) => {
@@ -76,5 +79,7 @@ export function statsSnapshot({ pools, metrics, events, queued, certificates }: 
     backends: rows,
     events: events.recent(),
     certificates: certificates.map(certificateJson),
+    /** Per [[tcp]] listener: connections, open now, bytes each way, refused. */
+    tcp: tcp ? tcpStatsJson(tcp) : [],
   };
 }

@@ -2,7 +2,9 @@
  * The config in force as an operator writes it (GET /api/config): setting names, each value as the file would write
  * it (durations as "10s", statuses as "200-399"), the values in effect, no secrets, the named pools and the routes.
  */
+import { formatDuration } from "./duration.ts";
 import { SETTINGS, type Setting } from "./settings.ts";
+import { formatListen } from "./tcp.ts";
 import type { Config, RouteSpec } from "./types.ts";
 
 /** Health-check headers whose values are credentials for the backends. */
@@ -13,6 +15,7 @@ export function configView(config: Config): Record<string, unknown> {
   // As the file writes them: each pool's own settings, the routes with their keys.
   view.pools = Object.fromEntries(config.pools.map(({ name, overrides }) => [name, poolView(config, overrides)]));
   view.routes = config.routes.map(routeView);
+  view.tcp = config.tcp.map(({ listen, pool, sni, idleTimeout }) => ({ listen: formatListen(listen), pool, ...(sni && { sni }), "idle-timeout": formatDuration(idleTimeout) }));
   return view;
 }
 

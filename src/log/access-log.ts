@@ -31,6 +31,25 @@ export interface AccessEntry {
   span?: { traceId: string; spanId: string };
 }
 
+/** One relayed TCP connection ([[tcp]], src/l4/), logged when it ends. */
+export interface ConnectionEntry {
+  /** The client's address and port. */
+  client: string;
+  /** The listener's address. */
+  listen: string;
+  /** The TLS server name the client asked for; "" when it named none or the listener does not read it. */
+  sni: string;
+  pool: string;
+  /** The backend the bytes went to (host:port); "-" when none was reached. */
+  backend: string;
+  /** Bytes from the client to the backend, and back. */
+  bytesIn: number;
+  bytesOut: number;
+  totalMs: number;
+  /** How it ended: closed, idle-timeout, drained, or why lb refused it (no-sni-match, no-backend, ...). */
+  end: string;
+}
+
 export interface Sink {
   write(chunk: string | Uint8Array): unknown;
   flush(): unknown;
@@ -103,17 +122,29 @@ export class AccessLog {
   #timer: ReturnType<typeof setTimeout> | undefined;
   readonly #lines = new LineBuffer();
   readonly #format: (entry: AccessEntry, out: LineBuffer) => void;
+  readonly #json: boolean;
 
   constructor(
     format: AccessFormat,
     private readonly sink: Sink = Bun.stdout.writer(),
   ) {
     this.#format = FORMATTERS[format];
+    this.#json = format === "json";
   }
 
   write(entry: AccessEntry): void {
     if (this.#lines.full) this.flush();
     this.#format(entry, this.#lines);
+    this.#timer ??= setTimeout(() => this.flush(), FLUSH_AFTER_MS);
+  }
+
+  /** A TCP connection's line: JSON in the json format; in the others, one text line (no HTTP request to describe). */
+  writeConnection(e: ConnectionEntry): void {
+    if (this.#lines.full) this.flush();
+    const line = this.#json
+      ? JSON.stringify({ time: now(), kind: "tcp", client: e.client, listen: e.listen, sni: e.sni, pool: e.pool, backend: e.backend, bytes_in: e.bytesIn, bytes_out: e.bytesOut, total_ms: round(e.totalMs), end: e.end })
+      : `${now()} ${e.client} TCP ${e.listen} sni=${e.sni || "-"} → ${e.backend} pool=${e.pool} in=${e.bytesIn} out=${e.bytesOut} total=${round(e.totalMs)}ms end=${e.end}`;
+    this.#lines.text(`${line}\n`);
     this.#timer ??= setTimeout(() => this.flush(), FLUSH_AFTER_MS);
   }
 

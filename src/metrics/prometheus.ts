@@ -3,6 +3,7 @@ import { descriptorLimit, openDescriptors } from "./descriptors.ts";
 import { BACKEND_STATES, type Backend, describeState, isAvailable } from "../pool/backend.ts";
 import type { CertificateStatus } from "../front/certificates.ts";
 import { BUILD_INFO } from "../version.ts";
+import { type TcpStats, tcpMetricLines } from "../l4/tcp-stats.ts";
 import { BACKEND_COUNTERS, BACKEND_HISTOGRAMS, COUNTER_NAMES, HISTOGRAM_NAMES, LATENCY_BUCKETS, type Metrics } from "./metrics.ts";
 
 export interface ScrapeState {
@@ -15,6 +16,8 @@ export interface ScrapeState {
   clients: number;
   /** The certificates lb serves (files and --acme). */
   certificates: readonly CertificateStatus[];
+  /** The [[tcp]] listeners' counts; absent or empty: no lines. */
+  tcp?: TcpStats;
 }
 
 /** Each name's expiry; a name with two certificates (a file's and --acme's) shows the later one. */
@@ -32,7 +35,7 @@ function label(value: string): string {
   return value.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
 }
 
-export function renderPrometheus({ pools, metrics, queued, clients, certificates }: ScrapeState): string {
+export function renderPrometheus({ pools, metrics, queued, clients, certificates, tcp }: ScrapeState): string {
   const out: string[] = [];
   const poolOf = new Map<string, string>();
   for (const [name, pool] of pools) for (const backend of pool.backends) poolOf.set(backend.url, name);
@@ -104,6 +107,7 @@ export function renderPrometheus({ pools, metrics, queued, clients, certificates
   out.push(`lb_queue_depth ${queued}`);
   family("lb_client_connections", "gauge", "Client requests in progress and WebSocket tunnels open (idle keep-alive connections are not seen).");
   out.push(`lb_client_connections ${clients}`);
+  if (tcp) out.push(...tcpMetricLines(tcp));
 
   family("lb_tls_certificate_expiry_timestamp_seconds", "gauge", "When the certificate served for each name expires (its notAfter), files and --acme alike.");
   for (const [name, notAfter] of expiryByName(certificates)) out.push(`lb_tls_certificate_expiry_timestamp_seconds{name="${label(name)}"} ${notAfter / 1000}`);

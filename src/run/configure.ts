@@ -20,6 +20,12 @@ import { type Logger, ThrottledLine } from "../log/log.ts";
 import type { Metrics } from "../metrics/metrics.ts";
 import { type Tracing, startTracing } from "../tracing/tracing.ts";
 import { BUILD_INFO } from "../version.ts";
+import { namedPools } from "../config/pools.ts";
+import { formatListen } from "../config/tcp.ts";
+import { isTcpPool } from "../config/backend-url.ts";
+import type { Pool } from "../pool/pool.ts";
+import type { TcpLane } from "../l4/tcp-listener.ts";
+import type { TcpListenerSettings } from "../l4/tcp-service.ts";
 
 export function poolRules(config: Config): PoolRules {
   return {
@@ -149,4 +155,28 @@ export function createTracing(config: Config, metrics: Metrics, log: Logger): Tr
     // The URL only: its headers may hold a token.
     (reason) => warning.say((line) => log.warn(line), `traces to ${config.otlpEndpoint} dropped: ${reason} (lb_trace_spans_dropped_total counts them)`),
   );
+}
+
+/** The [[tcp]] entries by listen address: entries that share one form one listener. */
+export function tcpListeners(config: Config): TcpListenerSettings[] {
+  const listeners = new Map<string, TcpListenerSettings>();
+  for (const { listen: address, pool, sni, idleTimeout } of config.tcp) {
+    const listen = formatListen(address);
+    let listener = listeners.get(listen);
+    if (!listener) listeners.set(listen, (listener = { listen, address, entries: [] }));
+    listener.entries.push({ pool, idleTimeoutMs: idleTimeout, ...(sni && { sni }) });
+  }
+  return [...listeners.values()];
+}
+
+/** How each pool of tcp:// backends takes connections: the running pool, its policy, its connect timeout. */
+export function tcpLanes(config: Config, pools: ReadonlyMap<string, Pool>): Map<string, TcpLane> {
+  const lanes = new Map<string, TcpLane>();
+  for (const { name, config: own } of namedPools(config)) {
+    const pool = pools.get(name);
+    if (!pool || !isTcpPool(own.backends)) continue;
+    const policy = createPolicy(own, (backend) => currentWeight(backend, own.slowStart, Date.now()));
+    lanes.set(name, { pool, policy, connectTimeoutMs: own.connectTimeout, proxyHeader: null });
+  }
+  return lanes;
 }

@@ -31,6 +31,7 @@ import { Departures } from "../pool/departures.ts";
 import type { Pool, PoolEvent } from "../pool/pool.ts";
 import { Relay } from "../pool/relay.ts";
 import { type PoolChange, PoolSet } from "./pool-set.ts";
+import { TcpSide } from "./tcp-side.ts";
 
 export { ListenError } from "../front/listeners.ts";
 
@@ -92,6 +93,7 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
       ? servedByWorkers(config, pools, metrics, accessLog, log, stored)
       : servedHere(config, poolSet.served(), metrics, accessLog, log, hooks && new HookSet(hooks, log), false, stored);
   toTraffic.connect(traffic.onPoolEvent);
+  const tcp = new TcpSide(metrics, accessLog, log);
   let current = config;
   let ready = false;
   /** The certificate files served, as last read (the start, then each reload). */
@@ -104,6 +106,7 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
     clients: traffic.clients,
     stuckWorkers: traffic.stuckWorkers,
     certificates: () => [...files, ...(acme?.describe() ?? [])],
+    tcp: tcp.service.stats,
     drainTimeoutMs: () => current.drainTimeout,
     config: () => current,
     reload: options.reload,
@@ -112,8 +115,10 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
   });
   await poolSet.start();
   try {
+    tcp.start(config, pools());
     await traffic.open();
   } catch (error) {
+    void tcp.stop(0);
     poolSet.stopChecks();
     sides.stop();
     throw error;
@@ -139,10 +144,13 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
       const effective = effectiveConfig(current, next);
       // Both throw before changing anything when a file the new config names cannot be read.
       const change = poolSet.prepare(effective);
+      const tcpChange = tcp.prepare(effective);
       traffic.reload(effective, next, change.served);
       acme?.follow(acmeNames(effective)); // "routes" follows the route table
       files = logCertificateFiles(log, fileCertificates(effective), files);
       const report = describeReload(current, next, change.apply(), log);
+      const tcpReport = tcpChange.apply(pools());
+      if (tcpReport) report.summary += `; ${tcpReport}`;
       current = effective;
       return report;
     },
@@ -152,7 +160,7 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
         poolSet.close();
         acme?.stop();
         // The admin API stays up while requests drain: /readyz says 503, /metrics and /healthz still answer.
-        await traffic.stop(current.drainTimeout);
+        await Promise.all([traffic.stop(current.drainTimeout), tcp.stop(current.drainTimeout)]);
         sides.stop();
         accessLog?.flush();
       })()),
@@ -306,7 +314,7 @@ function logCertificateFiles(log: Logger, read: FileCertificate[], before: reado
 /** Shorter admin tokens get a warning: 16 random hex characters are 64 bits. */
 const MIN_TOKEN_LENGTH = 16;
 
-interface AdminWiring extends Pick<AdminOptions, "config" | "reload" | "ready" | "clients" | "pools" | "stuckWorkers" | "certificates"> {
+interface AdminWiring extends Pick<AdminOptions, "config" | "reload" | "ready" | "clients" | "pools" | "stuckWorkers" | "certificates" | "tcp"> {
   events: EventLog;
   metrics: () => Metrics;
   queued: () => number;
@@ -351,6 +359,7 @@ function describeReload(current: Config, next: Config, { diffs, added, retired }
   const applied = changedSettings(current, next).filter((name) => !RESTART_ONLY.has(name));
   if (!Bun.deepEquals(current.pools, next.pools)) applied.push("pools");
   if (!Bun.deepEquals(current.routes, next.routes)) applied.push("routes");
+  if (!Bun.deepEquals(current.tcp, next.tcp)) applied.push("tcp");
   const count = (key: keyof BackendDiff) => diffs.reduce((sum, diff) => sum + diff[key].length, 0);
   const summary =
     `config reloaded: ${count("added")} backend(s) added, ${count("removed")} draining out, ${count("reweighted")} reweighted` +

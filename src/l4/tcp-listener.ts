@@ -1,0 +1,198 @@
+/**
+ * One [[tcp]] listen address: accepts connections, reads the ClientHello's server name when its entries route by
+ * name, picks the entry and a backend of its pool by the pool's policy, connects (a backend that refuses is marked
+ * down and the next one tried: nothing was sent yet), and relays (tcp-connection.ts).
+ */
+import type { Socket, SocketHandler, TCPSocketListener } from "bun";
+import type { ListenAddress } from "../config/types.ts";
+import type { ConnectionEntry } from "../log/access-log.ts";
+import type { Policy, RequestContext } from "../balance/policy.ts";
+import type { Metrics } from "../metrics/metrics.ts";
+import type { Backend } from "../pool/backend.ts";
+import type { Pool } from "../pool/pool.ts";
+import { classifyFailure } from "../upstream/failure.ts";
+import { readClientHello } from "./client-hello.ts";
+import { SniRoutes } from "./sni-routes.ts";
+import { type Attempt, type ConnectionOwner, TcpConnection } from "./tcp-connection.ts";
+import type { ListenerCounts } from "./tcp-stats.ts";
+
+/** One [[tcp]] entry as a listener uses it (configure.ts builds it). */
+export interface TcpEntry {
+  sni?: readonly string[];
+  pool: string;
+  idleTimeoutMs: number;
+}
+
+/** Where a TCP pool's connections go, and how (configure.ts builds it; the pool is the running one). */
+export interface TcpLane {
+  pool: Pool;
+  policy: Policy;
+  connectTimeoutMs: number;
+  /** The PROXY header a new backend connection starts with (send-proxy); null: none. */
+  proxyHeader: ((client: Socket<unknown>) => Uint8Array) | null;
+}
+
+export interface ListenerParts {
+  lanes(): ReadonlyMap<string, TcpLane>;
+  metrics: Metrics;
+  counts: ListenerCounts;
+  /** Told of each connection when it ends: its access line. */
+  ended(line: ConnectionEntry): void;
+}
+
+const NO_HEADERS = new Headers();
+
+export class TcpListener implements ConnectionOwner {
+  readonly listen: string;
+  readonly counts: ListenerCounts;
+  readonly connections = new Set<TcpConnection>();
+  #routes: SniRoutes<TcpEntry>;
+  readonly #socket: TCPSocketListener<TcpConnection>;
+
+  /** Binds now: an address in use throws here. */
+  constructor(
+    address: ListenAddress,
+    listen: string,
+    entries: readonly TcpEntry[],
+    private readonly parts: ListenerParts,
+  ) {
+    this.listen = listen;
+    this.counts = parts.counts;
+    this.#routes = new SniRoutes(entries);
+    const handlers: SocketHandler<TcpConnection> = {
+      open: (socket) => this.#accept(socket),
+      data: (socket, bytes) => this.#fromClient(socket.data, bytes),
+      drain: (socket) => {
+        socket.data.down?.drain();
+        socket.data.settle();
+      },
+      end: (socket) => {
+        socket.data.up.end();
+        socket.data.settle();
+      },
+      close: (socket) => socket.data.clientClosed(),
+      error: () => {}, // close follows
+    };
+    // The data each socket carries is set on open; Bun's type wants one for the listener as a whole.
+    this.#socket = Bun.listen<TcpConnection>({ hostname: address.host, port: address.port, allowHalfOpen: true, socket: handlers, data: undefined as unknown as TcpConnection });
+  }
+
+  get port(): number {
+    return this.#socket.port;
+  }
+
+  /** New entries take new connections; those open keep theirs. */
+  reroute(entries: readonly TcpEntry[]): void {
+    this.#routes = new SniRoutes(entries);
+  }
+
+  /** Stops accepting; open connections go on (the service drains them). */
+  stopAccepting(): void {
+    this.#socket.stop(false);
+  }
+
+  ended(connection: TcpConnection): void {
+    this.connections.delete(connection);
+    const { backend } = connection;
+    this.parts.ended({
+      client: connection.clientAddress,
+      listen: this.listen,
+      sni: connection.serverName,
+      pool: connection.pool || "-",
+      backend: backend?.name ?? "-",
+      bytesIn: connection.up.bytes,
+      bytesOut: connection.down?.bytes ?? 0,
+      totalMs: performance.now() - connection.startedAt,
+      end: connection.endReason,
+    });
+  }
+
+  #accept(socket: Socket<TcpConnection>): void {
+    const connection = new TcpConnection(socket, this);
+    socket.data = connection;
+    this.connections.add(connection);
+    if (this.#routes.byName) connection.phase = "hello";
+    else this.#route(connection, this.#routes.match(null));
+  }
+
+  #fromClient(connection: TcpConnection, bytes: Uint8Array): void {
+    connection.fromClient(bytes);
+    if (connection.phase !== "hello") return;
+    const hello = readClientHello(connection.up.held());
+    if (hello.kind === "more") return;
+    if (hello.kind === "bad") return connection.close("bad-hello");
+    if (hello.kind === "hello" && hello.serverName) connection.serverName = hello.serverName;
+    this.#route(connection, this.#routes.match(hello.kind === "hello" ? hello.serverName : null));
+  }
+
+  #route(connection: TcpConnection, entry: TcpEntry | null): void {
+    if (!entry) return connection.close("no-sni-match");
+    connection.phase = "connecting";
+    connection.pool = entry.pool;
+    connection.idleTimeoutMs = entry.idleTimeoutMs;
+    const lane = this.parts.lanes().get(entry.pool);
+    if (!lane) return connection.close("no-backend");
+    const request: RequestContext = { clientIp: connection.client.remoteAddress, path: "", headers: NO_HEADERS };
+    this.#tryBackends(connection, lane, lane.policy.candidates(lane.pool.available(), request), 0);
+  }
+
+  /** Connects to candidates[index]; a refusal or a timeout moves on to the next one. */
+  #tryBackends(connection: TcpConnection, lane: TcpLane, candidates: readonly Backend[], index: number): void {
+    if (connection.over) return;
+    const backend = candidates[index];
+    if (!backend) return connection.close("no-backend");
+    const next = () => this.#tryBackends(connection, lane, candidates, index + 1);
+    const timer = setTimeout(() => {
+      attempt.abandoned = true;
+      if (connection.over) return;
+      this.parts.metrics.of(backend.url).connectErrors++;
+      next();
+    }, lane.connectTimeoutMs);
+    const attempt: Attempt = {
+      connection,
+      backend,
+      abandoned: false,
+      opened: (socket) => {
+        clearTimeout(timer);
+        if (attempt.abandoned || connection.over) {
+          attempt.abandoned = true;
+          return socket.terminate();
+        }
+        connection.connected(socket, backend, lane.proxyHeader?.(connection.client));
+      },
+    };
+    const { hostname, port } = new URL(backend.url);
+    Bun.connect<Attempt>({ hostname: hostname.replace(/^\[|\]$/g, ""), port: Number(port), data: attempt, allowHalfOpen: true, socket: BACKEND_HANDLERS }).catch((error: unknown) => {
+      clearTimeout(timer);
+      if (attempt.abandoned) return;
+      attempt.abandoned = true;
+      const failure = classifyFailure(error);
+      this.parts.metrics.of(backend.url).connectErrors++;
+      if (failure.kind === "connect") lane.pool.recordConnectFailure(backend, `${failure.reason} (seen relaying a TCP connection)`);
+      next();
+    });
+  }
+}
+
+/** The backend's side of a relayed connection. */
+const BACKEND_HANDLERS: SocketHandler<Attempt> = {
+  open: (socket) => socket.data.opened(socket),
+  data: (socket, bytes) => {
+    if (!socket.data.abandoned) socket.data.connection.fromBackend(bytes);
+  },
+  drain: (socket) => {
+    if (socket.data.abandoned) return;
+    socket.data.connection.up.drain();
+    socket.data.connection.settle();
+  },
+  end: (socket) => {
+    if (socket.data.abandoned) return;
+    socket.data.connection.down?.end();
+    socket.data.connection.settle();
+  },
+  close: (socket) => {
+    if (!socket.data.abandoned) socket.data.connection.backendClosed();
+  },
+  error: () => {}, // close follows
+  connectError: () => {}, // the promise Bun.connect returned rejects: the next backend is tried there
+};
