@@ -60,7 +60,7 @@ describe("bad input exits 2 with one line that says what to do", () => {
   writeFileSync(badConfig, 'port = "high"\nbackends = ["http://localhost:1"]\n');
 
   test.each([
-    [["nope://x"], 'backends[0]: "nope://x" uses nope; backends must be http:// or https://'],
+    [["nope://x"], 'backends[0]: "nope://x" uses nope; backends must be http://, https:// or tcp://'],
     [["http://a:1/path"], "has a path or query"],
     [["--prot", "80", "http://a:1"], "unknown option --prot; run lb --help to see the options"],
     [["-x", "http://a:1"], "unknown option -x"],
@@ -183,7 +183,7 @@ describe("lb validate", () => {
     expect(stderr.trimEnd().split("\n")).toEqual([
       `${file}:4: "prot" is not a setting; did you mean port?`,
       `${file}:5: "health_interval" is not a setting; settings use dashes: write health-interval`,
-      `${file}:1: backends[1]: "ftp://b:2" uses ftp; backends must be http:// or https://`,
+      `${file}:1: backends[1]: "ftp://b:2" uses ftp; backends must be http://, https:// or tcp://`,
       `${file}:6: policy: "fastest" is not one of round-robin, least-connections, random, p2c, ewma, hash`,
     ]);
   });
