@@ -104,9 +104,10 @@ export function checkConfig(layers: Layer[], env: Environment): { config: Config
     const poolNames = writtenPoolNames(pools, result.backends.length > 0 || backendsFailed);
     if (pools !== undefined) result.pools = parsePools(pools, at, problems);
     if (routes !== undefined) result.routes = parseRoutes(routes, poolNames, at, problems);
-    if (tcp !== undefined) result.tcp = parseTcp(tcp, at, problems);
+    const written = tcp === undefined ? [] : parseTcp(tcp, at, problems);
+    result.tcp = written.map(({ spec }) => spec);
     checkRouting(result, poolNames, routes !== undefined, at, problems);
-    checkTcp(result, poolNames, at, problems);
+    checkTcp(result, written, poolNames, at, problems);
   }
   // Without a layer that gives backends or pools there is nothing to check, and no place is asked for.
   const backendsLayer = layers.findLast((layer) => layer.values.backends !== undefined);

@@ -32,8 +32,14 @@ export function formatListen({ host, port }: ListenAddress): string {
   return `${host.includes(":") ? `[${host}]` : host}:${port}`;
 }
 
+/** A [[tcp]] entry and where the file has it (entries with problems of their own are left out, not renumbered). */
+export interface WrittenTcp {
+  index: number;
+  spec: TcpSpec;
+}
+
 /** `[[tcp]]` entries; each problem names its place ("lb.toml:30: tcp[1].listen: ..."). */
-export function parseTcp(raw: unknown, placeOf: PlaceOf, problems: string[]): TcpSpec[] {
+export function parseTcp(raw: unknown, placeOf: PlaceOf, problems: string[]): WrittenTcp[] {
   if (!Array.isArray(raw)) {
     problems.push(`${placeOf(["tcp"])}: must be a list: [[tcp]] tables with listen = "0.0.0.0:5432" and pool = "NAME"`);
     return [];
@@ -44,8 +50,8 @@ export function parseTcp(raw: unknown, placeOf: PlaceOf, problems: string[]): Tc
       problems.push(`${at()}: must be a table with listen = "HOST:PORT" and pool = "NAME"`);
       return [];
     }
-    const entry = parseEntry(at, item as Record<string, unknown>, problems);
-    return entry ? [entry] : [];
+    const spec = parseEntry(at, item as Record<string, unknown>, problems);
+    return spec ? [{ index, spec }] : [];
   });
 }
 
@@ -89,9 +95,9 @@ function overlaps(a: ListenAddress, b: ListenAddress): boolean {
  * What holds across [[tcp]] and the pools: each entry's pool exists and relays bytes, one listener's names are
  * each taken once and it has at most one default, and no listen address takes a port lb's HTTP side uses.
  */
-export function checkTcp(config: Config, pools: readonly string[] | null, placeOf: PlaceOf, problems: string[]): void {
+export function checkTcp(config: Config, written: readonly WrittenTcp[], pools: readonly string[] | null, placeOf: PlaceOf, problems: string[]): void {
   const listeners = new Map<string, { address: ListenAddress; names: Map<string, number>; fallback?: number }>();
-  config.tcp.forEach((entry, index) => {
+  for (const { index, spec: entry } of written) {
     const at = (...rest: KeyPath) => placeOf(["tcp", index, ...rest]);
     const poolProblem = tcpPoolProblem(config, pools, entry.pool);
     if (poolProblem) problems.push(`${at("pool")}: ${poolProblem}`);
@@ -111,7 +117,7 @@ export function checkTcp(config: Config, pools: readonly string[] | null, placeO
       if (first !== undefined) problems.push(`${at("sni")}: "${name}" is taken by tcp[${first}] on ${key} already`);
       else listener.names.set(name, index);
     }
-  });
+  }
 }
 
 function tcpPoolProblem(config: Config, pools: readonly string[] | null, name: string): string | null {

@@ -10,6 +10,7 @@ import type { Policy, RequestContext } from "../balance/policy.ts";
 import type { Metrics } from "../metrics/metrics.ts";
 import type { Backend } from "../pool/backend.ts";
 import type { Pool } from "../pool/pool.ts";
+import { type ProxyAddresses, type ProxyVersion, encodeProxyHeader } from "../net/proxy-protocol.ts";
 import { classifyFailure } from "../upstream/failure.ts";
 import { readClientHello } from "./client-hello.ts";
 import { SniRoutes } from "./sni-routes.ts";
@@ -28,8 +29,8 @@ export interface TcpLane {
   pool: Pool;
   policy: Policy;
   connectTimeoutMs: number;
-  /** The PROXY header a new backend connection starts with (send-proxy); null: none. */
-  proxyHeader: ((client: Socket<unknown>) => Uint8Array) | null;
+  /** The PROXY protocol version each backend connection starts with a header of (send-proxy); null: none. */
+  sendProxy: ProxyVersion | null;
 }
 
 export interface ListenerParts {
@@ -158,7 +159,7 @@ export class TcpListener implements ConnectionOwner {
           attempt.abandoned = true;
           return socket.terminate();
         }
-        connection.connected(socket, backend, lane.proxyHeader?.(connection.client));
+        connection.connected(socket, backend, lane.sendProxy ? encodeProxyHeader(lane.sendProxy, addressesOf(connection.client)) : undefined);
       },
     };
     const { hostname, port } = new URL(backend.url);
@@ -172,6 +173,11 @@ export class TcpListener implements ConnectionOwner {
       next();
     });
   }
+}
+
+/** The client's connection as the PROXY header tells it: its address and port, and the listener's. */
+function addressesOf(client: Socket<TcpConnection>): ProxyAddresses {
+  return { source: { address: client.remoteAddress, port: client.remotePort }, destination: { address: client.localAddress, port: client.localPort } };
 }
 
 /** The backend's side of a relayed connection. */

@@ -1,6 +1,6 @@
 /** The active health checks: the one place that probes backends. Results go to the pool's state machine. */
 import type { HealthMethod, StatusRanges } from "../config/types.ts";
-import type { ProxyVersion } from "../net/proxy-protocol.ts";
+import { type ProxyVersion, encodeProxyHeader } from "../net/proxy-protocol.ts";
 import { type UpstreamClient, isFailure } from "../upstream/client.ts";
 import { type Failure, classifyFailure } from "../upstream/failure.ts";
 import { HttpClient } from "../upstream/http-client.ts";
@@ -77,7 +77,7 @@ interface Answer {
  * backend is checked by connecting, or over plain HTTP on the same port when its pool sets a health-path.
  */
 export async function checkBackend(backend: Backend, settings: CheckSettings, client?: UpstreamClient): Promise<Observation> {
-  if (settings.path === "") return connectCheck(backend.url, settings.timeoutMs);
+  if (settings.path === "") return connectCheck(backend.url, settings.timeoutMs, settings.sendProxy);
   const headers: Array<[string, string]> = [["user-agent", `lb-health-check/${VERSION}`], ["accept", "*/*"], ...settings.headers];
   try {
     const { status, text } = client ? await askThrough(client, backend, settings, headers) : await askWithFetch(backend, settings, headers);
@@ -100,8 +100,11 @@ function failedCheck(error: unknown, timeoutMs: number): Observation {
   return { ok: false, reason: failure.reason };
 }
 
-/** A TCP connect within the timeout passes; the connection is closed at once, nothing sent. */
-async function connectCheck(url: string, timeoutMs: number): Promise<Observation> {
+/**
+ * A TCP connect within the timeout passes; the connection is closed at once, nothing sent but, with send-proxy, a
+ * PROXY header on lb's own behalf (v1 UNKNOWN, v2 LOCAL), so a backend that expects one sees no broken header.
+ */
+async function connectCheck(url: string, timeoutMs: number, sendProxy: ProxyVersion | undefined): Promise<Observation> {
   const { hostname, port } = new URL(url);
   let timer: ReturnType<typeof setTimeout> | undefined;
   const timedOut = new Promise<Observation>((resolve) => {
@@ -109,7 +112,9 @@ async function connectCheck(url: string, timeoutMs: number): Promise<Observation
   });
   const connected = Bun.connect({ hostname: hostname.replace(/^\[|\]$/g, ""), port: Number(port), socket: { data() {} } }).then(
     (socket): Observation => {
-      socket.end(); // also when the timeout won: a late connection is not left open
+      // Also when the timeout won: a late connection is not left open.
+      if (sendProxy) socket.end(encodeProxyHeader(sendProxy, null));
+      else socket.end();
       return { ok: true, reason: "connected" };
     },
     (error: unknown) => failedCheck(error, timeoutMs),

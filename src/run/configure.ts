@@ -176,7 +176,7 @@ export function tcpLanes(config: Config, pools: ReadonlyMap<string, Pool>): Map<
     const pool = pools.get(name);
     if (!pool || !isTcpPool(own.backends)) continue;
     const policy = createPolicy(own, (backend) => currentWeight(backend, own.slowStart, Date.now()));
-    lanes.set(name, { pool, policy, connectTimeoutMs: own.connectTimeout, proxyHeader: null });
+    lanes.set(name, { pool, policy, connectTimeoutMs: own.connectTimeout, sendProxy: own.sendProxy ? (own.sendProxy === "v1" ? 1 : 2) : null });
   }
   return lanes;
 }

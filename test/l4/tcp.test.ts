@@ -227,3 +227,31 @@ describe("TLS passthrough by SNI", () => {
     expect(await scrape(lb)).toContain(`lb_tcp_rejected_total{listen="127.0.0.1:${listen}",reason="no-sni-match"} 1`);
   }, 30_000);
 });
+
+describe("send-proxy on TCP connections", () => {
+  /** HAProxy behind lb with accept-proxy, answering each HTTP request with the client address its PROXY header gave. */
+  async function haproxyAcceptingProxy(): Promise<number> {
+    const port = deadPort();
+    const config = join(dir, `haproxy-${port}.cfg`);
+    writeFileSync(
+      config,
+      "global\n  maxconn 100\ndefaults\n  mode http\n  timeout connect 2s\n  timeout client 5s\n  timeout server 5s\n" +
+        `frontend who\n  bind 127.0.0.1:${port} accept-proxy\n  http-request return status 200 content-type text/plain lf-string "%[src]:%[src_port]"\n`,
+    );
+    const proc = Bun.spawn(["haproxy", "-f", config, "-db"], { stdout: "ignore", stderr: "pipe" });
+    cleanups.push(() => proc.kill("SIGKILL"));
+    await waitFor(() => Bun.connect({ hostname: "127.0.0.1", port, socket: { data() {} } }).then((s) => (s.end(), true), () => undefined), "haproxy to listen");
+    return port;
+  }
+
+  test.each(["v1", "v2"])("send-proxy = %p: HAProxy with accept-proxy sees the client's own address and port", async (version) => {
+    const haproxy = await haproxyAcceptingProxy();
+    const listen = deadPort();
+    await startLb(`[pools.who]\nbackends = ["tcp://127.0.0.1:${haproxy}"]\nsend-proxy = "${version}"\n\n[[tcp]]\nlisten = "127.0.0.1:${listen}"\npool = "who"\n`);
+    // curl's own port is pinned to a range, so the port HAProxy names can only be the client's, never lb's.
+    const run = Bun.spawn(["curl", "-s", "--max-time", "5", "--local-port", "47100-47199", `http://127.0.0.1:${listen}/`], { stdout: "pipe" });
+    const [body, code] = await Promise.all([new Response(run.stdout).text(), run.exited]);
+    expect(code).toBe(0);
+    expect(body).toMatch(/^127\.0\.0\.1:471\d\d$/);
+  });
+});
