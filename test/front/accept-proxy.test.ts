@@ -48,6 +48,18 @@ async function exchange(port: number, pieces: Uint8Array[], gapMs = 30): Promise
   return { text: received };
 }
 
+/** A chunked body's data (sizes in hex, each chunk followed by CRLF, a last chunk of 0). */
+function dechunk(bytes: Buffer): Buffer {
+  const parts: Buffer[] = [];
+  for (let at = 0; ; ) {
+    const lineEnd = bytes.indexOf("\r\n", at);
+    const size = parseInt(bytes.subarray(at, lineEnd).toString(), 16);
+    if (size === 0) return Buffer.concat(parts);
+    parts.push(bytes.subarray(lineEnd + 2, lineEnd + 2 + size));
+    at = lineEnd + 2 + size + 2;
+  }
+}
+
 /** lb_proxy_protocol_connections_total by outcome, from /metrics. */
 async function outcomes(adminUrl: string): Promise<Record<string, number>> {
   const body = await (await fetch(`${adminUrl}/metrics`)).text();
@@ -119,6 +131,50 @@ describe("a valid header names the client", () => {
       await server.stop(true);
     }
   });
+});
+
+describe("the relay passes bytes on whole, both ways, with backpressure", () => {
+  test("a 8 MiB upload and its 8 MiB echo arrive intact, the answer read by a client slower than lb", async () => {
+    const echo = backend("echo", async (request) => new Response(await request.arrayBuffer()));
+    const lb = await lbFor([echo.url], { "max-body-size": "16mb" });
+    const body = new Uint8Array(8 * 1024 * 1024).map((_, i) => (i * 7919) % 251);
+    const head = text(`POST /echo HTTP/1.1\r\nHost: test\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n`);
+    const received: Uint8Array[] = [];
+    let size = 0;
+    const closed = Promise.withResolvers<void>();
+    const socket = await Bun.connect({
+      hostname: "127.0.0.1",
+      port: lb.lb.port,
+      socket: {
+        data(socket, bytes) {
+          received.push(bytes);
+          size += bytes.length;
+          // A slow reader: each read stops the socket for a moment, so the relay meets a full client buffer.
+          socket.pause();
+          setTimeout(() => socket.resume(), 2);
+        },
+        drain: () => writes.drain(),
+        close: () => closed.resolve(),
+      },
+    });
+    const writes = new (class {
+      rest = Buffer.concat([encodeProxyHeader(2, null), head, body]);
+      drain() {
+        const written = socket.write(this.rest);
+        this.rest = this.rest.subarray(Math.max(0, written));
+      }
+    })();
+    writes.drain();
+    await closed.promise;
+    const answer = Buffer.concat(received);
+    expect(size).toBe(answer.length);
+    const split = answer.indexOf("\r\n\r\n") + 4;
+    const answerHead = answer.subarray(0, split).toString().toLowerCase();
+    expect(answerHead).toStartWith("http/1.1 200");
+    const echoed = answerHead.includes("transfer-encoding: chunked") ? dechunk(answer.subarray(split)) : answer.subarray(split);
+    expect(echoed.length).toBe(body.length);
+    expect(Buffer.compare(echoed, body)).toBe(0);
+  }, 30_000);
 });
 
 describe("anything else is closed before Bun.serve sees a byte, and counted", () => {
