@@ -133,9 +133,13 @@ const table = (header: string[], rows: string[][]): string =>
 const multi = m("mode") === "multi";
 const reps = Number(m("reps"));
 const durationS = Number.parseInt(m("duration"), 10);
-const proxies = ["direct", "lb", "lb+log", "nginx", "haproxy"].filter((p) => samples.some((s) => s.proxy === p));
-const label = (proxy: string): string =>
-  proxy === "haproxy" ? "HAProxy" : proxy === "direct" ? "direct (1 run, no proxy)" : proxy;
+const proxies = ["direct", "lb", "lb+log", "bare", "nginx", "haproxy"].filter((p) => samples.some((s) => s.proxy === p));
+const LABELS: Record<string, string> = {
+  haproxy: "HAProxy",
+  direct: "direct (1 run, no proxy)",
+  bare: "bare (lb's ceiling)",
+};
+const label = (proxy: string): string => LABELS[proxy] ?? proxy;
 
 const out: string[] = [];
 const say = (...text: string[]): void => void out.push(...text);
@@ -207,10 +211,12 @@ say(
 );
 
 say(
-  "## lb relative to HAProxy and nginx",
+  "## lb relative to HAProxy, nginx and its ceiling",
   "",
   "lb's median divided by the peer's median from this same run. req/s ratio below 1×: lb serves fewer requests " +
-    "per second than the peer (0.50× = half). p99 ratio above 1×: lb's tail latency is longer (2.00× = twice).",
+    "per second than the peer (0.50× = half). p99 ratio above 1×: lb's tail latency is longer (2.00× = twice). " +
+    "bare is lb's ceiling (`bench/prototypes/bare-upstream.ts`): a bare `Bun.serve` handler forwarding through " +
+    "lb's own upstream client with none of lb's logic; issue 28 aims at lb ≥ 0.9× of it, p99 ≤ 1.2×.",
   "",
 );
 const ratioRows: string[][] = [];
@@ -220,21 +226,24 @@ for (const variant of ["lb", "lb+log"]) {
     if (!lb) continue;
     const ha = summary("haproxy", conns, path);
     const ng = summary("nginx", conns, path);
+    const bare = summary("bare", conns, path);
     ratioRows.push([
       variant,
       run(conns, path),
       int(lb.rps),
       ratio(lb.rps, ha?.rps ?? NaN),
       ratio(lb.rps, ng?.rps ?? NaN),
+      ratio(lb.rps, bare?.rps ?? NaN),
       ms(lb.p99),
       ratio(lb.p99, ha?.p99 ?? NaN),
       ratio(lb.p99, ng?.p99 ?? NaN),
+      ratio(lb.p99, bare?.p99 ?? NaN),
     ]);
   }
 }
 say(
   table(
-    ["lb", "run", "req/s", "req/s ÷ HAProxy", "req/s ÷ nginx", "p99 ms", "p99 ÷ HAProxy", "p99 ÷ nginx"],
+    ["lb", "run", "req/s", "req/s ÷ HAProxy", "req/s ÷ nginx", "req/s ÷ bare", "p99 ms", "p99 ÷ HAProxy", "p99 ÷ nginx", "p99 ÷ bare"],
     ratioRows,
   ),
   "",

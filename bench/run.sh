@@ -11,7 +11,7 @@
 # one backend, once, as the baseline; 0 skips it), RAW_DIR (unset: raw files are deleted at exit).
 #
 # Pinned mode (the default): the proxy under test runs on CPU 0, wrk and the backends on CPU 1. Each repetition
-# runs every proxy in turn (lb, lb+log, nginx, HAProxy; the order rotates by one each repetition), each at
+# runs every proxy in turn (lb, lb+log, bare, nginx, HAProxy; the order rotates by one each repetition), each at
 # c=1, 50, 200 and 1000 on / and c=50 on /big and /chunked. The report gives medians over the repetitions and is
 # written to bench/results/<YYYY-MM-DD>.md (--multi: <YYYY-MM-DD>-multi.md) and printed. See bench/README.md.
 set -euo pipefail
@@ -42,7 +42,8 @@ ACCESS_LOG=${ACCESS_LOG:-/dev/null}
 DIRECT=${DIRECT:-1}
 # (conns path) pairs, measured in this order in every session
 RUNS=("1 /" "50 /" "200 /" "1000 /" "50 /big" "50 /chunked")
-PROXIES=(lb lb+log nginx haproxy)
+# bare: lb's ceiling, bench/prototypes/bare-upstream.ts (Bun.serve + lb's own upstream client, no lb logic)
+PROXIES=(lb lb+log bare nginx haproxy)
 
 LOG_TAG=bench
 source bench/lib.sh
@@ -90,6 +91,7 @@ else
   NGINX_WORKERS=auto
   HAPROXY_THREADS=2
   LB_WORKERS=2
+  PROXIES=(lb lb+log nginx haproxy) # the bare handler is one process: no ceiling for lb --workers 2
   log "--multi: nginx worker_processes auto, HAProxy nbthread 2, lb --workers 2"
 fi
 
@@ -238,6 +240,12 @@ start_proxy() { # name
   case $1 in
     lb) start_lb lb --no-access-log ;;
     lb+log) start_lb lb+log --access-log-format json ;;
+    bare)
+      local cmd=("${PIN_PROXY[@]}" bun bench/prototypes/bare-upstream.ts --port "$PROXY_PORT" "${BACKEND_URLS[@]}")
+      record_cmd bare "${cmd[@]}"
+      "${cmd[@]}" 2>"$WORK/$SESSION.stderr.log" &
+      PROXY_PID=$!
+      ;;
     nginx)
       local cmd=("${PIN_PROXY[@]}" "$NGINX" -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/error.log")
       record_cmd nginx "${cmd[@]}"
@@ -465,7 +473,7 @@ first_line() { "$@" 2>&1 | head -1 || true; }
 } >"$WORK/meta.tsv"
 {
   for p in "${BACKEND_PORTS[@]}"; do printf 'backend\t%s\n' "${CMDS[backend $p]}"; done
-  for label in lb lb+log nginx haproxy wrk; do printf '%s\t%s\n' "$label" "${CMDS[$label]:-}"; done
+  for label in lb lb+log bare nginx haproxy wrk; do printf '%s\t%s\n' "$label" "${CMDS[$label]:-}"; done
 } >"$WORK/commands.tsv"
 grep -iHE 'warn|error|emerg|alert|crit|down' "$WORK"/*.stderr.log "$WORK"/nginx/error.log 2>/dev/null |
   sed -e "s|$WORK/||" -e 's/-r[0-9]*\.stderr\.log:/:/' | sort | uniq -c | sort -rn | head -20 >"$WORK/warnings.txt" || true
