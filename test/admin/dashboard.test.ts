@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdirSync } from "node:fs";
 import { type Browser, type Page, chromium } from "playwright-core";
-import { ROOT, type TestBackend, stoppedAfterEach, waitFor } from "../helpers.ts";
+import { ROOT, type TestBackend, deadPort, stoppedAfterEach, waitFor } from "../helpers.ts";
 
 // Code passed to page.evaluate/waitForFunction runs in the browser. The project's TypeScript has no DOM library, so
 // the few browser globals used there are declared for this module only.
@@ -151,6 +151,26 @@ describe("dashboard", () => {
     expect(await page.locator("#banner").textContent()).toContain("Disconnected");
     await page.close();
   }, 20_000);
+
+  test("shows each [[tcp]] listener's open connections and bytes", async () => {
+    const echo = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data: (socket, bytes) => void socket.write(bytes) } });
+    cleanup.push(() => echo.stop(true));
+    const listen = `127.0.0.1:${deadPort()}`;
+    const lb = await lbFor([backend("a").url], { pools: { echo: { backends: [`tcp://127.0.0.1:${echo.port}`] } }, tcp: [{ listen, pool: "echo" }] });
+    const [host, port] = listen.split(":");
+    let echoed = "";
+    const client = await Bun.connect({ hostname: host!, port: Number(port), socket: { data: (_s, bytes) => void (echoed += bytes.toString()) } });
+    cleanup.push(() => client.end());
+    client.write("hello");
+    await waitFor(() => echoed === "hello" || undefined, "the echo through lb");
+    const { page, errors } = await newPage(1280, 800);
+    await page.goto(`${lb.lb.adminUrl!.origin}/`);
+    const row = page.locator(`#tcp li[data-listen="${listen}"]`);
+    await row.waitFor({ timeout: 5000 });
+    expect(await row.textContent()).toBe(`1 open${listen} · 1 connections · in 5 B · out 5 B`);
+    expect(errors).toEqual([]);
+    await page.close();
+  });
 
   test("asks for the admin token, then uses it for stats and actions", async () => {
     const a = backend("a");

@@ -1,41 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { MAX_HELLO_BYTES, readClientHello } from "../../src/l4/client-hello.ts";
 import { SniRoutes } from "../../src/l4/sni-routes.ts";
-
-const u16 = (n: number) => [n >> 8, n & 0xff];
-const vector16 = (bytes: number[]) => [...u16(bytes.length), ...bytes];
-const ascii = (text: string) => [...text].map((c) => c.charCodeAt(0));
-
-/** An extension: type, then its data as a 16-bit vector. */
-const extension = (type: number, data: number[]) => [...u16(type), ...vector16(data)];
-const serverName = (name: string) => extension(0, vector16([0, ...vector16(ascii(name))]));
-/** TLS 1.3's encrypted_client_hello (0xfe0d), outer: an opaque payload the passthrough cannot read. */
-const ech = extension(0xfe0d, [0, 0, 1, 0, 1, 7, ...vector16([1, 2, 3]), ...vector16(new Array(64).fill(9))]);
-
-/** A ClientHello handshake message with these extensions (none: an old hello without the extensions block). */
-function clientHello(extensions: number[] | null): number[] {
-  const body = [
-    3, 3, // legacy_version TLS 1.2
-    ...new Array(32).fill(7), // random
-    32, ...new Array(32).fill(1), // session id
-    ...vector16([0x13, 0x01, 0x13, 0x02, 0xc0, 0x2f]), // cipher suites
-    1, 0, // compression: null
-    ...(extensions === null ? [] : vector16(extensions)),
-  ];
-  return [1, body.length >> 16, (body.length >> 8) & 0xff, body.length & 0xff, ...body];
-}
-
-/** The handshake bytes in records of at most `size` bytes each. */
-function records(handshake: number[], size = 16_384): Uint8Array {
-  const out: number[] = [];
-  for (let at = 0; at < handshake.length; at += size) {
-    const part = handshake.slice(at, at + size);
-    out.push(0x16, 3, 1, ...u16(part.length), ...part);
-  }
-  return Uint8Array.from(out);
-}
-
-const named = (name: string) => records(clientHello([...extension(10, [0, 2, 0, 29]), ...serverName(name), ...extension(43, [2, 3, 4])]));
+import { clientHello, ech, extension, named, records, serverName } from "./hello-bytes.ts";
 
 describe("reading the server name from a ClientHello", () => {
   test("a whole hello in one record gives its server name, lower case", () => {
@@ -134,5 +100,38 @@ describe("choosing a listener's entry by server name", () => {
     expect(strict.match("b.test")).toBeNull();
     expect(strict.match(null)).toBeNull();
     expect(new SniRoutes<{ sni?: string[]; pool: string }>([{ pool: "db" }]).byName).toBe(false);
+  });
+});
+
+describe("hellos from real clients", () => {
+  /** The first bytes a real client sends to a socket that never answers, until it has sent `atLeast`. */
+  async function firstBytes(command: (port: number) => string[]): Promise<Uint8Array> {
+    const chunks: Uint8Array[] = [];
+    const got = Promise.withResolvers<void>();
+    const server = Bun.listen({
+      hostname: "127.0.0.1",
+      port: 0,
+      socket: {
+        data(_socket, bytes) {
+          chunks.push(bytes);
+          if (readClientHello(Buffer.concat(chunks)).kind !== "more") got.resolve();
+        },
+      },
+    });
+    const client = Bun.spawn(command(server.port), { stdin: "ignore", stdout: "ignore", stderr: "ignore" });
+    await Promise.race([got.promise, Bun.sleep(5000)]);
+    client.kill("SIGKILL");
+    server.stop(true);
+    return Buffer.concat(chunks);
+  }
+
+  test.each([
+    ["openssl s_client", (port: number) => ["openssl", "s_client", "-connect", `127.0.0.1:${port}`, "-servername", "db.example.org"]],
+    ["openssl s_client, TLS 1.2", (port: number) => ["openssl", "s_client", "-tls1_2", "-connect", `127.0.0.1:${port}`, "-servername", "db.example.org"]],
+    ["curl", (port: number) => ["curl", "-s", "--max-time", "5", "--resolve", `db.example.org:${port}:127.0.0.1`, `https://db.example.org:${port}/`]],
+  ])("%s: the name is read from the whole hello and from every split of it in two", async (_client, command) => {
+    const hello = await firstBytes(command);
+    expect(readClientHello(hello)).toEqual({ kind: "hello", serverName: "db.example.org" });
+    for (let cut = 1; cut < hello.length; cut += 37) expect(readClientHello(hello.subarray(0, cut))).toEqual({ kind: "more" });
   });
 });

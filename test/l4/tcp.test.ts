@@ -8,6 +8,7 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type LbProcess, ROOT, deadPort, selfSignedCertificate, spawnLb, waitFor } from "../helpers.ts";
+import { clientHello, records, serverName } from "./hello-bytes.ts";
 
 const binary = `${ROOT}dist/lb`;
 const dir = mkdtempSync(join(tmpdir(), "lb-l4-"));
@@ -64,7 +65,7 @@ async function openClient(port: number) {
   const socket: Socket<undefined> = await Bun.connect({
     hostname: "127.0.0.1",
     port,
-    socket: { data: (_s, bytes) => void (received += bytes.toString()), close: () => closed.resolve() },
+    socket: { data: (_s, bytes) => void (received += bytes.toString("latin1")), close: () => closed.resolve() },
   });
   return { socket, received: () => received, closed: closed.promise };
 }
@@ -226,6 +227,42 @@ describe("TLS passthrough by SNI", () => {
     expect(lines.find((l) => l.sni === "other.test")).toMatchObject({ backend: "-", end: "no-sni-match" });
     expect(await scrape(lb)).toContain(`lb_tcp_rejected_total{listen="127.0.0.1:${listen}",reason="no-sni-match"} 1`);
   }, 30_000);
+});
+
+describe("routing by the first bytes, from raw sockets", () => {
+  /** Writes each piece as its own packet, 30 ms apart, then waits until lb closes or `quietMs` passes. */
+  async function send(port: number, pieces: Uint8Array[], quietMs = 300): Promise<{ received: Uint8Array; closed: boolean }> {
+    const client = await openClient(port);
+    for (const piece of pieces) {
+      client.socket.write(piece);
+      await Bun.sleep(30);
+    }
+    const closed = await Promise.race([client.closed.then(() => true), Bun.sleep(quietMs).then(() => false)]);
+    client.socket.end();
+    return { received: Uint8Array.from(Buffer.from(client.received(), "latin1")), closed };
+  }
+
+  test("a hello split over packets and records is routed by its name and reaches the backend byte for byte; not-TLS goes to the default; broken TLS is closed", async () => {
+    const [named1, fallback] = [echoBackend(), echoBackend()];
+    const listen = deadPort();
+    const { lb } = await startLb(
+      `[pools.named]\nbackends = ["tcp://127.0.0.1:${named1}"]\n[pools.fallback]\nbackends = ["tcp://127.0.0.1:${fallback}"]\n\n` +
+        `[[tcp]]\nlisten = "127.0.0.1:${listen}"\nsni = ["db.example.org"]\npool = "named"\n\n[[tcp]]\nlisten = "127.0.0.1:${listen}"\npool = "fallback"\n`,
+    );
+    const hello = records(clientHello(serverName("db.example.org")), 40);
+    const pieces = [hello.subarray(0, 3), hello.subarray(3, 50), hello.subarray(50)];
+    const routed = await send(listen, pieces);
+    expect(Buffer.from(routed.received).toString("latin1")).toBe(Buffer.from(hello).toString("latin1"));
+    expect((await send(listen, [new TextEncoder().encode("PING\r\n")])).received).toEqual(new TextEncoder().encode("PING\r\n"));
+    expect(await send(listen, [Uint8Array.of(0x16, 3, 1, 0, 0)], 3000)).toEqual({ received: new Uint8Array(0), closed: true });
+    const lines = await waitFor(() => (accessLines(lb).length === 3 ? accessLines(lb) : undefined), "three access lines");
+    expect(lines.map(({ sni, pool, backend, end }) => ({ sni, pool, backend, end }))).toEqual([
+      { sni: "db.example.org", pool: "named", backend: `127.0.0.1:${named1}`, end: "closed" },
+      { sni: "", pool: "fallback", backend: `127.0.0.1:${fallback}`, end: "closed" },
+      { sni: "", pool: "-", backend: "-", end: "bad-hello" },
+    ]);
+    expect(await scrape(lb)).toContain(`lb_tcp_rejected_total{listen="127.0.0.1:${listen}",reason="bad-hello"} 1`);
+  });
 });
 
 describe("send-proxy on TCP connections", () => {
