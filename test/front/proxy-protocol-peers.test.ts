@@ -7,7 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { type Subprocess } from "bun";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type LbProcess, deadPort, runCommand, selfSignedCertificate, spawnLb, startBackend, waitFor } from "../helpers.ts";
@@ -47,11 +47,16 @@ describe("HAProxy (mode tcp) in front of lb --accept-proxy", () => {
   const v1Port = deadPort();
   const v2Port = deadPort();
   const tlsPort = deadPort();
+  const port = (url: string) => new URL(url).port;
+  // lb's own copies of the certificate, which the reload test replaces.
+  const liveCert = join(dir, "live.pem");
+  const liveKey = join(dir, "live.key");
 
   beforeAll(async () => {
     lb = await spawnLb(["--port", "0", "--host", "127.0.0.1", "--accept-proxy", "--access-log-format", "json", who.url]);
-    lbTls = await spawnLb(["--port", "0", "--host", "127.0.0.1", "--accept-proxy", "--tls-cert", cert, "--tls-key", key, who.url]);
-    const port = (url: string) => new URL(url).port;
+    writeFileSync(liveCert, readFileSync(cert));
+    writeFileSync(liveKey, readFileSync(key));
+    lbTls = await spawnLb(["--port", "0", "--host", "127.0.0.1", "--accept-proxy", "--tls-cert", liveCert, "--tls-key", liveKey, who.url]);
     const config = join(dir, "haproxy.cfg");
     writeFileSync(
       config,
@@ -97,6 +102,19 @@ describe("HAProxy (mode tcp) in front of lb --accept-proxy", () => {
   test("HTTPS and HTTP/2 behind the header: TLS and ALPN are lb's as without --accept-proxy", async () => {
     const out = await curlFrom("127.0.0.4", `https://localhost:${tlsPort}/`, "--http2", "--cacert", cert, "--resolve", `localhost:${tlsPort}:127.0.0.1`);
     expect(out).toStartWith("for=127.0.0.4\n200 2");
+  });
+
+  test("a certificate reload (SIGHUP) moves the relay to a listener with the new certificate", async () => {
+    const served = async () => (await runCommand(["-sv", "--haproxy-protocol", "--cacert", liveCert, `https://localhost:${port(lbTls.url)}/`, "--resolve", `localhost:${port(lbTls.url)}:127.0.0.1`], ["curl"])).stderr;
+    expect(await served()).toContain("subject: CN=localhost");
+    const next = selfSignedCertificate(dir, "renewed", "DNS:localhost");
+    writeFileSync(liveCert, readFileSync(next.cert));
+    writeFileSync(liveKey, readFileSync(next.key));
+    lbTls.proc.kill("SIGHUP");
+    await lbTls.waitForLine("stderr", /certificate .* re-read/);
+    const after = await served();
+    expect(after).toContain("subject: CN=renewed");
+    expect(after).toContain("< HTTP/2 200");
   });
 
   test("a client that skips HAProxy (no header) is closed without an answer", async () => {
