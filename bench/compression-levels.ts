@@ -20,8 +20,8 @@ const answers = { json: jsonText(SIZE), prose };
 
 const { constants } = zlib;
 const codecs: Array<[string, (bytes: Uint8Array) => Uint8Array]> = [
-  ...[1, 4, 6, 9].map((level): [string, (b: Uint8Array) => Uint8Array] => [`gzip ${level}`, (b) => zlib.gzipSync(b, { level })]),
-  ...[1, 4, 5, 6, 11].map((quality): [string, (b: Uint8Array) => Uint8Array] => [
+  ...[1, 2, 3, 4, 6, 9].map((level): [string, (b: Uint8Array) => Uint8Array] => [`gzip ${level}`, (b) => zlib.gzipSync(b, { level })]),
+  ...[1, 3, 4, 5, 6, 11].map((quality): [string, (b: Uint8Array) => Uint8Array] => [
     `br ${quality}`,
     (b) => zlib.brotliCompressSync(b, { params: { [constants.BROTLI_PARAM_QUALITY]: quality, [constants.BROTLI_PARAM_SIZE_HINT]: b.byteLength } }),
   ]),

@@ -13,7 +13,7 @@
 #   nginx-gzip    nginx 1.22 `gzip on`, gzip_comp_level 4 (lb's level), gzip_types application/json
 #   nginx-gzip1   the same at nginx's default gzip_comp_level 1
 #   caddy-gzip, caddy-zstd    Caddy 2.6 `encode zstd gzip` (its default levels)
-# Written to bench/results/<YYYY-MM-DD>-compression-runs.md (or OUT=file) and printed.
+# Written to bench/results/<YYYY-MM-DD>-compression-run.md (or OUT=file) and printed.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -180,7 +180,7 @@ row() { # variant, reference variant
   cpuref=$(echo "${CPU[$2]}" | median)
   printf '| %s | %.0f | %.2f× | %.0f | %.2f× | %s |\n' "$1" "$m" "$(echo "$m / $ref" | bc -l)" "$cpu" "$(echo "$cpu / $cpuref" | bc -l)" "${BYTES[$1]}"
 }
-OUT=${OUT:-bench/results/$(date +%F)-compression-runs.md}
+OUT=${OUT:-bench/results/$(date +%F)-compression-run.md}
 {
   echo "# Compression: its cost, and none when off ($(date +%F))"
   echo
