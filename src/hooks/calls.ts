@@ -6,7 +6,7 @@
 import { ThrottledLine, type Logger } from "../log/log.ts";
 import { errorResponse } from "../proxy/responses.ts";
 import type { Trip } from "../proxy/trip.ts";
-import { createHookContext } from "./context.ts";
+import { createHookContext, takenHeaders } from "./context.ts";
 import type { HookContext } from "./lb-hooks.d.ts";
 import type { LoadedHooks } from "./load.ts";
 import { type HookOutcome, runHook } from "./run.ts";
@@ -74,7 +74,10 @@ export class HookCalls {
     if (typeof ctx.path !== "string" || !REQUEST_TARGET.test(ctx.path)) {
       return { response: this.refuse(trip, `set path ${JSON.stringify(ctx.path)}: it must start with "/" and hold printable ASCII only (percent-encode the rest)`) };
     }
-    if (!(ctx.headers instanceof Headers)) return { response: this.refuse(trip, "replaced ctx.headers with something that is not a Headers; change it in place") };
+    const headers = takenHeaders(ctx);
+    if (headers !== undefined && !(headers instanceof Headers)) {
+      return { response: this.refuse(trip, "replaced ctx.headers with something that is not a Headers; change it in place") };
+    }
     return { ctx };
   }
 

@@ -7,6 +7,7 @@ import type { AccessLog } from "../log/access-log.ts";
 import type { RouteSpec } from "../config/types.ts";
 import type { RequestHandler } from "../front/listeners.ts";
 import { type BeforeTrip, HookCalls } from "../hooks/calls.ts";
+import { takenHeaders } from "../hooks/context.ts";
 import type { HookSet } from "../hooks/hook-set.ts";
 import { type Logger, ThrottledLine } from "../log/log.ts";
 import type { Metrics } from "../metrics/metrics.ts";
@@ -147,7 +148,8 @@ export class DataPlane {
       if (!trip.preferred) return this.#respond(trip, hooks.refuse(trip, `chose backend ${ctx.backend}, which is not in pool ${ctx.pool}`));
     }
     trip.upstreamPath = ctx.path;
-    trip.upstreamHeaders = ctx.headers;
+    // The hook's copy of the headers when it took one; the client's own when it never looked at them.
+    trip.upstreamHeaders = (takenHeaders(ctx) as Headers | undefined) ?? trip.upstreamHeaders;
     trip.onResponse = hooks.onResponse(trip, ctx);
     return this.#forward(trip, ctx.pool);
   }
