@@ -252,6 +252,28 @@ describe("a streamed answer", () => {
     expect(lb.logs.filter((line) => line.startsWith("error"))).toEqual([]);
   });
 
+  test("a backend that breaks off its stream: the client's answer is cut too, never ended as if whole", async () => {
+    const listener = Bun.listen<undefined>({
+      hostname: "127.0.0.1",
+      port: 0,
+      socket: {
+        data(socket, request) {
+          if (!request.toString("latin1").startsWith("GET /cut")) return void socket.write("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
+          const piece = Buffer.from(TEXT);
+          socket.write(Buffer.concat([Buffer.from(`HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\n\r\n${piece.length.toString(16)}\r\n`), piece, Buffer.from("\r\n")]));
+          setImmediate(() => socket.end()); // no last chunk
+        },
+        error() {},
+      },
+    });
+    cleanup.push(() => listener.stop(true));
+    const lb = await lbFor([`http://127.0.0.1:${listener.port}`]);
+    const response = await fetch(`${lb.url}/cut`, { headers: { "accept-encoding": "gzip" }, decompress: false } as RequestInit);
+    expect(response.headers.get("content-encoding")).toBe("gzip");
+    await expect(response.arrayBuffer()).rejects.toThrow();
+    await waitFor(() => lb.lb.metrics.of(`http://127.0.0.1:${listener.port}`).streamsCut === 1, "the cut counted");
+  });
+
   test("over HTTP/2 (h2c), curl --compressed gets the text, and the event stream as it streams", async () => {
     const events = answers();
     const lb = await lbFor([events.url], { http2: "on" });
