@@ -3,7 +3,7 @@
  * redirect, and the errors binding them can raise; what concerns the client's connection: the rapid-reset turn and the
  * client's idle timer. What a request does once handed on is the data plane's business.
  */
-import type { Server } from "bun";
+import type { Server, SocketAddress } from "bun";
 import { readFileSync } from "node:fs";
 import { formatDuration } from "../config/duration.ts";
 import { ConfigError } from "../config/load.ts";
@@ -14,7 +14,7 @@ import type { Logger } from "../log/log.ts";
 import { errorResponse } from "../proxy/responses.ts";
 import { type ClientConnection, pathOf } from "../proxy/trip.ts";
 import { type Tunnel, tunnelHandlers } from "../proxy/websocket.ts";
-import type { ProxyAddresses } from "../net/proxy-protocol.ts";
+import type { Endpoint, ProxyAddresses } from "../net/proxy-protocol.ts";
 import { AcceptProxyFront, type ProxyOutcome } from "./accept-proxy.ts";
 
 /** A listener could not bind; `listener` says which, `cause` has the system error (code EADDRINUSE...). */
@@ -125,7 +125,7 @@ export class ProxyListener {
     const files = readCertificates(config);
     const tls = servedCertificates(config, files, acme);
     if (config.acceptProxy) {
-      this.#server = listen("proxy", () => serveProxy(innerAddress(config), tls, false, handle, log, this.#relayedPeer));
+      this.#server = listen("proxy", () => serveProxy(innerAddress(config), tls, false, handle, log, this.#relayed));
       this.#front = listen("proxy", () => new AcceptProxyFront(config.host, config.port, this.#server.port!, shared, {
         trusted: config.proxyTrusted,
         headerTimeoutMs: config.clientTimeout,
@@ -136,7 +136,7 @@ export class ProxyListener {
       }));
     } else {
       const port = tls && !shared ? claimPort(config.host, config.port) : config.port;
-      this.#server = listen("proxy", () => serveProxy({ ...config, port }, tls, shared || Boolean(tls), handle, log, directPeer(config)));
+      this.#server = listen("proxy", () => serveProxy({ ...config, port }, tls, shared || Boolean(tls), handle, log, null));
     }
     this.#config = config;
     this.#files = files;
@@ -147,13 +147,8 @@ export class ProxyListener {
     return this.#front?.port ?? this.#server.port!;
   }
 
-  /** A request that came through the relay: its client as the PROXY header said; null when it did not (closed then). */
-  readonly #relayedPeer: PeerOf = (request, server) => {
-    const relay = server.requestIP(request);
-    const addresses = relay && this.#front!.addressesOf(relay.port);
-    // The relay's port to Bun.serve is unique while the client's connection lasts: the key for its backend connections.
-    return addresses ? { ...addresses, connection: `${relay.address}:${relay.port}` } : null;
-  };
+  /** The client behind the relay connection from `port`, as its PROXY header said. */
+  readonly #relayed: Relayed = (port) => this.#front!.addressesOf(port);
 
   /**
    * With TLS, re-reads the certificate files and moves new connections to a listener that serves them; none is
@@ -178,8 +173,8 @@ export class ProxyListener {
     const tls = servedCertificates(config, this.#files, this.#acme);
     const old = this.#server;
     this.#server = this.#front
-      ? listen("proxy", () => serveProxy(innerAddress(config), tls, false, this.handle, this.log, this.#relayedPeer))
-      : listen("proxy", () => serveProxy({ ...config, port: this.port }, tls, true, this.handle, this.log, directPeer(config)));
+      ? listen("proxy", () => serveProxy(innerAddress(config), tls, false, this.handle, this.log, this.#relayed))
+      : listen("proxy", () => serveProxy({ ...config, port: this.port }, tls, true, this.handle, this.log, null));
     if (this.#front) this.#front.target = this.#server.port!;
     this.#retiring.add(old);
     void settlesWithin(old.stop(), config.drainTimeout).then(async () => {
@@ -220,23 +215,10 @@ function innerAddress(config: Config): Config {
   return { ...config, host: "127.0.0.1", port: 0 };
 }
 
-/** A request's client connection: its two ends, and the key its backend connections are kept under. */
-interface Peer extends ProxyAddresses {
-  connection: string;
-}
-type PeerOf = (request: Request, server: Server<Tunnel>) => Peer | null;
+/** With --accept-proxy: the client behind a relay connection to Bun.serve, by that connection's port. */
+type Relayed = (port: number) => ProxyAddresses | undefined;
 
-/** Without --accept-proxy, the client is the TCP peer, and the near end the listener's address. */
-function directPeer(config: Config): PeerOf {
-  const destination = { address: config.host, port: config.port };
-  return (request, server) => {
-    const peer = server.requestIP(request);
-    if (!peer) return null;
-    return { source: peer, destination, connection: `${peer.address}:${peer.port}` };
-  };
-}
-
-function serveProxy(config: Config, tls: TlsCertificates | undefined, reusePort: boolean, handle: RequestHandler, log: Logger, peerOf: PeerOf) {
+function serveProxy(config: Config, tls: TlsCertificates | undefined, reusePort: boolean, handle: RequestHandler, log: Logger, relayed: Relayed | null) {
   // Bun counts idle time in whole seconds.
   const clientIdleSeconds = Math.ceil(config.clientTimeout / 1000);
   const proto = tls ? "https" : "http";
@@ -248,6 +230,8 @@ function serveProxy(config: Config, tls: TlsCertificates | undefined, reusePort:
    * every request waits (HTTP/1.1 and upgrades too).
    */
   const multiplexed = servesHttp2(config) || config.http3;
+  /** Where clients connected to, as far as lb knows (Bun does not say which local address a request came in on). */
+  const listening = { address: config.host, port: config.port };
   return Bun.serve<Tunnel>({
     port: config.port,
     hostname: config.host,
@@ -262,10 +246,9 @@ function serveProxy(config: Config, tls: TlsCertificates | undefined, reusePort:
     // Bodies stream, so memory does not bound them; --max-body-size does (Bun answers 413 past it).
     maxRequestBodySize: config.maxBodySize || Number.MAX_SAFE_INTEGER,
     fetch(request, server) {
-      const peer = peerOf(request, server);
+      const client = new ClientSide(request, server, proto, clientIdleSeconds, multiplexed, listening, relayed);
       // Behind the relay, a connection it did not open (a local process that found the loopback port) gets nothing.
-      if (!peer && config.acceptProxy) return errorResponse(403, "connections come through the PROXY protocol port");
-      const client = new ClientSide(request, server, proto, clientIdleSeconds, peer, multiplexed);
+      if (relayed && !client.relayed) return errorResponse(403, "connections come through the PROXY protocol port");
       return multiplexed ? nextTurn().then(() => handle(request, client)) : handle(request, client);
     },
     websocket: tunnelHandlers,
@@ -287,8 +270,12 @@ const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
  */
 class ClientSide implements ClientConnection {
   readonly ip: string;
+  /** The TCP peer's (behind --accept-proxy, the relay connection's, as unique while the client's connection lasts). */
   readonly connection: string | null;
   readonly openRequests: number;
+  readonly #peer: SocketAddress | null;
+  /** The client as the PROXY header named it, behind --accept-proxy. */
+  readonly relayed: ProxyAddresses | undefined;
   #idleTimerOff = false;
 
   constructor(
@@ -296,16 +283,21 @@ class ClientSide implements ClientConnection {
     private readonly server: Server<Tunnel>,
     readonly proto: "http" | "https",
     private readonly idleSeconds: number,
-    private readonly peer: Peer | null,
     readonly waited: boolean,
+    private readonly listening: Endpoint,
+    relayed: Relayed | null,
   ) {
-    this.ip = peer?.source.address ?? "-";
-    this.connection = peer?.connection ?? null;
+    const peer = server.requestIP(request);
+    this.#peer = peer;
+    this.relayed = relayed && peer ? relayed(peer.port) : undefined;
+    this.ip = this.relayed?.source.address ?? peer?.address ?? "-";
+    this.connection = peer ? `${peer.address}:${peer.port}` : null;
     this.openRequests = server.pendingRequests + server.pendingWebSockets;
   }
 
   addresses(): ProxyAddresses | null {
-    return this.peer;
+    if (this.relayed) return this.relayed;
+    return this.#peer && { source: this.#peer, destination: this.listening };
   }
 
   awaitingBackend(): void {
