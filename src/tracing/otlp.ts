@@ -13,36 +13,39 @@ export interface Resource {
 /** OTLP's status codes. */
 const STATUS_ERROR = 2;
 
+/**
+ * Written as text directly, not as objects for JSON.stringify: two spans a request, some twenty attributes each, made
+ * about half as costly to encode. Keys are lb's own (plain ASCII); every value that came from a request is escaped.
+ */
 export function encodeSpans(spans: readonly SpanRecord[], resource: Resource): string {
-  return JSON.stringify({
-    resourceSpans: [
-      {
-        resource: { attributes: resource.attributes.map(attribute) },
-        scopeSpans: [{ scope: resource.scope, spans: spans.map(span) }],
-      },
-    ],
-  });
+  let out = `{"resourceSpans":[{"resource":{"attributes":${attributes(resource.attributes)}},"scopeSpans":[{"scope":${JSON.stringify(resource.scope)},"spans":[`;
+  for (let i = 0; i < spans.length; i++) out += (i ? "," : "") + span(spans[i]!);
+  return `${out}]}]}]}`;
 }
 
-function span(record: SpanRecord): Record<string, unknown> {
-  return {
-    traceId: record.traceId,
-    spanId: record.spanId,
-    ...(record.parentSpanId ? { parentSpanId: record.parentSpanId } : {}),
-    name: record.name,
-    kind: record.kind,
-    startTimeUnixNano: unixNano(record.startMs),
-    endTimeUnixNano: unixNano(record.endMs),
-    attributes: record.attributes.map(attribute),
-    ...(record.error ? { status: { code: STATUS_ERROR } } : {}),
-  };
+function span(record: SpanRecord): string {
+  let out = `{"traceId":"${record.traceId}","spanId":"${record.spanId}",`;
+  if (record.parentSpanId) out += `"parentSpanId":"${record.parentSpanId}",`;
+  out +=
+    `"name":${JSON.stringify(record.name)},"kind":${record.kind},"startTimeUnixNano":"${unixNano(record.startMs)}",` +
+    `"endTimeUnixNano":"${unixNano(record.endMs)}","attributes":${attributes(record.attributes)}`;
+  return record.error ? `${out},"status":{"code":${STATUS_ERROR}}}` : `${out}}`;
 }
 
-function attribute([key, value]: [string, AttributeValue]): Record<string, unknown> {
-  if (typeof value === "string") return { key, value: { stringValue: value } };
-  if (typeof value === "boolean") return { key, value: { boolValue: value } };
+function attributes(list: ReadonlyArray<readonly [string, AttributeValue]>): string {
+  let out = "[";
+  for (let i = 0; i < list.length; i++) {
+    const [key, value] = list[i]!;
+    out += `${i ? "," : ""}{"key":"${key}","value":${attributeValue(value)}}`;
+  }
+  return `${out}]`;
+}
+
+function attributeValue(value: AttributeValue): string {
+  if (typeof value === "string") return `{"stringValue":${JSON.stringify(value)}}`;
+  if (typeof value === "boolean") return `{"boolValue":${value}}`;
   // int64 is a string in protobuf's JSON mapping.
-  return { key, value: Number.isInteger(value) ? { intValue: String(value) } : { doubleValue: value } };
+  return Number.isInteger(value) ? `{"intValue":"${value}"}` : `{"doubleValue":${value}}`;
 }
 
 /** Epoch milliseconds (with a fraction) as a decimal string of nanoseconds: a double cannot hold them exactly. */
