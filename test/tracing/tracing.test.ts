@@ -217,6 +217,16 @@ describe("sampling", () => {
 });
 
 describe("the collector", () => {
+  test("with --workers 2 the workers trace and export, and the primary's /metrics counts what they exported", async () => {
+    const otlp = collector();
+    const app = backend("app");
+    const proc = await lb([app.url, "--otlp-endpoint", otlp.url, "--workers", "2", "--no-access-log"]);
+    for (let i = 0; i < 20; i++) expect((await fetch(proc.url, { headers: { connection: "close" } })).status).toBe(200);
+    await waitFor(() => otlp.spans.length === 40, () => `40 spans; got ${otlp.spans.length}`);
+    expect(new Set(forwarded(app).map((seen) => seen.headers.get("traceparent")!.slice(3, 35)))).toEqual(new Set(serverSpans(otlp.spans).map((s) => s.traceId)));
+    await waitFor(async () => (await metric(proc, /^lb_trace_spans_exported_total/)) === 40, () => "40 exported spans in the primary's /metrics");
+  });
+
   test("a dead collector costs nothing but the dropped-spans counter", async () => {
     const app = backend("app");
     const proc = await lb([app.url, "--otlp-endpoint", `http://127.0.0.1:${deadPort()}`, "--no-access-log"]);
