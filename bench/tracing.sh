@@ -11,8 +11,10 @@
 #   off    lb as it is, no --otlp-endpoint: the path the "costs nothing when off" claim is about
 #   on100  --otlp-endpoint to the sink, --trace-sample 100%: two spans a request (server and client)
 #   on1    the same at --trace-sample 1%: every request still gets a trace id and a traceparent, 1% are recorded
-# Each repetition runs every variant once (the order rotates); the report gives medians, each variant's ratio to
-# `off`, and the spans each traced variant exported or dropped (from its /metrics). Written to
+# Each repetition runs every variant once (the order rotates); the report gives medians of requests/s and of lb's CPU
+# time per request (its user+system ticks in /proc/PID/stat from the start of the measured wrk run until its last
+# batch of spans has left, over the requests wrk completed: a busy machine skews this far less than requests/s), each
+# variant's ratio to `off`, and the spans each traced variant exported or dropped (from its /metrics). Written to
 # bench/results/<YYYY-MM-DD>-tracing.md (or OUT=file) and printed.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -69,18 +71,26 @@ span_counts() {
     END { printf "%d/%d", e, d }'
 }
 
-declare -A RESULTS SPANS
+ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+TICK_US=$((1000000 / $(getconf CLK_TCK)))
+
+declare -A RESULTS SPANS CPU
 for rep in $(seq "$REPS"); do
   n=${#VARIANTS[@]}
   for i in $(seq 0 $((n - 1))); do
     variant=${VARIANTS[$(((i + rep) % n))]}
     start_variant "$variant"
     taskset -c 1 wrk -t2 -c"$CONNS" -d1s "http://127.0.0.1:$PORT/" >/dev/null # warm-up
-    rps=$(taskset -c 1 wrk -t2 -c"$CONNS" -d"$DURATION" "http://127.0.0.1:$PORT/" | awk '/Requests\/sec/ { print $2 }')
-    RESULTS[$variant]+="$rps "
+    before=$(ticks "$LB_PID")
+    out=$(taskset -c 1 wrk -t2 -c"$CONNS" -d"$DURATION" "http://127.0.0.1:$PORT/")
     sleep 1.5 # the last batch leaves (the exporter sends every second)
+    after=$(ticks "$LB_PID")
+    rps=$(awk '/Requests\/sec/ { print $2 }' <<<"$out")
+    requests=$(awk '/requests in/ { print $1 }' <<<"$out")
+    RESULTS[$variant]+="$rps "
+    CPU[$variant]+="$(echo "($after - $before) * $TICK_US / $requests" | bc -l | xargs printf '%.1f') "
     [[ $variant == on* ]] && SPANS[$variant]+="$(span_counts) "
-    log "rep $rep $variant c=$CONNS: $rps req/s ${SPANS[$variant]:-}"
+    log "rep $rep $variant c=$CONNS: $rps req/s, CPU µs/request ${CPU[$variant]} ${SPANS[$variant]:-}"
     kill "$LB_PID"
     wait "$LB_PID" 2>/dev/null || true
   done
@@ -88,19 +98,21 @@ done
 
 OUT=${OUT:-bench/results/$(date +%F)-tracing.md}
 ref=$(echo "${RESULTS[off]}" | median)
+cpu_ref=$(echo "${CPU[off]}" | median)
 {
   echo "# Tracing on the request path ($(date +%F))"
   echo
-  echo "\`bash bench/tracing.sh\` at $(git rev-parse --short HEAD)${BASE:+, base $BASE}: $REPS interleaved repetitions × $DURATION at c=$CONNS, lb (\`bun src/main.ts\`) pinned to CPU 0; wrk, two Bun backends and the OTLP sink on CPU 1. Medians in requests/s; ratio to \`off\` in brackets."
+  echo "\`bash bench/tracing.sh\` at $(git rev-parse --short HEAD)${BASE:+, base $BASE}: $REPS interleaved repetitions × $DURATION at c=$CONNS, lb (\`bun src/main.ts\`) pinned to CPU 0; wrk, two Bun backends and the OTLP sink on CPU 1. Medians; ratio to \`off\` in brackets."
   echo
-  echo "| variant | c=$CONNS |"
-  echo "|---|---|"
+  echo "| variant | req/s at c=$CONNS | lb CPU µs per request |"
+  echo "|---|---|---|"
   for variant in "${VARIANTS[@]}"; do
     m=$(echo "${RESULTS[$variant]}" | median)
-    echo "| $variant | $(printf '%.0f (%.3f×)' "$m" "$(echo "$m / $ref" | bc -l)") |"
+    c=$(echo "${CPU[$variant]}" | median)
+    echo "| $variant | $(printf '%.0f (%.3f×)' "$m" "$(echo "$m / $ref" | bc -l)") | $(printf '%.1f (%.3f×)' "$c" "$(echo "$c / $cpu_ref" | bc -l)") |"
   done
   echo
-  echo "Every run (req/s; for traced variants, spans exported/dropped by that lb):"
-  for variant in "${VARIANTS[@]}"; do echo "- $variant: ${RESULTS[$variant]}${SPANS[$variant]:+ — spans ${SPANS[$variant]}}"; done
+  echo "Every run (req/s; CPU µs per request; for traced variants, spans exported/dropped by that lb):"
+  for variant in "${VARIANTS[@]}"; do echo "- $variant: ${RESULTS[$variant]}; ${CPU[$variant]}${SPANS[$variant]:+; spans ${SPANS[$variant]}}"; done
 } >"$OUT"
 cat "$OUT"
