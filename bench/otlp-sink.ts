@@ -3,6 +3,8 @@
  * and answered 200 with `{}` (as the OpenTelemetry Collector does); GET /stats says "SPANS POSTS" received so far,
  * counted from the JSON bodies' "spanId" keys.
  */
+export {};
+
 const port = Number(process.argv[2]);
 if (!Number.isInteger(port) || port <= 0 || port > 65535) {
   process.stderr.write("usage: bun bench/otlp-sink.ts <port>\n");

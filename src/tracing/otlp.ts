@@ -41,8 +41,11 @@ function attributes(list: ReadonlyArray<readonly [string, AttributeValue]>): str
   return `${out}]`;
 }
 
+/** What JSON must escape; most values (ids, addresses, paths) have none, and skip JSON.stringify. */
+const NEEDS_ESCAPE = /["\\\u0000-\u001f\u007f-\uffff]/;
+
 function attributeValue(value: AttributeValue): string {
-  if (typeof value === "string") return `{"stringValue":${JSON.stringify(value)}}`;
+  if (typeof value === "string") return NEEDS_ESCAPE.test(value) ? `{"stringValue":${JSON.stringify(value)}}` : `{"stringValue":"${value}"}`;
   if (typeof value === "boolean") return `{"boolValue":${value}}`;
   // int64 is a string in protobuf's JSON mapping.
   return Number.isInteger(value) ? `{"intValue":"${value}"}` : `{"doubleValue":${value}}`;

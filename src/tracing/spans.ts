@@ -37,6 +37,8 @@ export interface ServerSide {
   client: { ip: string; proto: "http" | "https" };
   /** The path and query as received. */
   context: { path: string };
+  /** When it arrived (performance.now()). */
+  started: number;
 }
 
 /** How the request ended, for its server span. */
@@ -69,7 +71,6 @@ export class Tracer {
 /** A trip's server span, and the trace it carries to the backends. */
 export class TripTrace {
   readonly spanId = newSpanId();
-  readonly startMs = nowMs();
   /** The pool the request went to, and the route that sent it there (its path prefix), once known. */
   pool = "";
   route = "";
@@ -85,6 +86,11 @@ export class TripTrace {
     private readonly sink: SpanSink,
   ) {
     this.tracestate = parent ? side.request.headers.get("tracestate") : null;
+  }
+
+  /** The request's arrival, in epoch milliseconds. */
+  get startMs(): number {
+    return performance.timeOrigin + this.side.started;
   }
 
   /** A client span for one attempt on `backendUrl` (`target`: the path sent); `attempt` counts from 1. */
@@ -159,7 +165,7 @@ export class TripTrace {
 /** One attempt's client span: its id is the parent the backend sees. */
 export class AttemptSpan {
   readonly spanId = newSpanId();
-  readonly startMs = nowMs();
+  readonly startMs: number;
   readonly traceparent: string;
   #errorType = "";
   #over = false;
@@ -174,6 +180,7 @@ export class AttemptSpan {
     private readonly sink: SpanSink | null,
   ) {
     this.traceparent = formatTraceparent(trace.traceId, this.spanId, trace.sampled);
+    this.startMs = sink ? nowMs() : 0;
   }
 
   /** The attempt failed without an answer: `kind` is the failure (connect, reset, timeout, protocol, ...). */
@@ -186,17 +193,16 @@ export class AttemptSpan {
     if (this.#over || !this.sink) return;
     this.#over = true;
     const { method } = this;
-    const url = new URL(this.backendUrl);
-    const host = url.hostname.replace(/^\[|\]$/g, "");
+    const backend = backendParts(this.backendUrl);
     const errorType = failure ?? (this.#errorType || (status >= 400 ? String(status) : ""));
     const attributes: Array<[string, AttributeValue]> = [
       ["http.request.method", method],
-      ["server.address", host],
-      ["server.port", Number(url.port) || (url.protocol === "https:" ? 443 : 80)],
-      ["url.full", `${url.origin}${this.target}`],
+      ["server.address", backend.host],
+      ["server.port", backend.port],
+      ["url.full", `${backend.origin}${this.target}`],
       ["lb.attempt", this.attempt],
     ];
-    if (isIP(host)) attributes.push(["network.peer.address", host]);
+    if (backend.ip) attributes.push(["network.peer.address", backend.host]);
     if (status) attributes.push(["http.response.status_code", status]);
     if (this.attempt > 1) attributes.push(["http.request.resend_count", this.attempt - 1]);
     if (errorType) attributes.push(["error.type", errorType]);
@@ -212,4 +218,19 @@ export class AttemptSpan {
       error: errorType !== "",
     });
   }
+}
+
+/** A backend URL's parts, parsed once per backend rather than once per span (DNS churn could add many: capped). */
+const BACKENDS = new Map<string, { host: string; port: number; origin: string; ip: boolean }>();
+const MAX_BACKENDS_KNOWN = 1000;
+
+function backendParts(backendUrl: string): { host: string; port: number; origin: string; ip: boolean } {
+  let parts = BACKENDS.get(backendUrl);
+  if (parts) return parts;
+  const url = new URL(backendUrl);
+  const host = url.hostname.replace(/^\[|\]$/g, "");
+  parts = { host, port: Number(url.port) || (url.protocol === "https:" ? 443 : 80), origin: url.origin, ip: isIP(host) !== 0 };
+  if (BACKENDS.size >= MAX_BACKENDS_KNOWN) BACKENDS.clear();
+  BACKENDS.set(backendUrl, parts);
+  return parts;
 }
