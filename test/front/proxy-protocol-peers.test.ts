@@ -191,3 +191,23 @@ pool = "tls"
     expect(backends).toHaveLength(3);
   });
 });
+
+describe("--accept-proxy with --workers 2", () => {
+  test("each worker relays on the shared port (curl --haproxy-protocol), and the primary's /metrics sums their counts", async () => {
+    const lb = await spawnLb(["--port", "0", "--host", "127.0.0.1", "--workers", "2", "--accept-proxy", "--no-access-log", who.url]);
+    try {
+      for (let i = 0; i < 8; i++) {
+        expect(await curlFrom("127.0.0.6", `${lb.url}/`, "--haproxy-protocol")).toStartWith("for=127.0.0.6\n200");
+      }
+      const { code } = await runCommand(["-s", `${lb.url}/`], ["curl"]);
+      expect(code).toBe(52);
+      const admin = / admin (http:\/\/\S+)/.exec(lb.stderr.join("\n"))?.[1];
+      await waitFor(async () => {
+        const text = await (await fetch(`${admin}/metrics`)).text();
+        return /outcome="accepted"\} 8\n/.test(text) && /outcome="invalid"\} 1\n/.test(text);
+      }, "8 accepted and 1 invalid in the primary's /metrics");
+    } finally {
+      await lb.kill();
+    }
+  }, 20_000);
+});
