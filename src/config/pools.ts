@@ -21,6 +21,8 @@ export interface NamedPoolConfig {
 }
 
 const PER_POOL_SETTINGS: readonly Setting[] = SETTINGS.filter((s) => s.perPool);
+/** What a route may set over its pool's (the edge policies, compression): docs/edge.md. */
+export const PER_ROUTE_SETTINGS: readonly Setting[] = SETTINGS.filter((s) => s.perRoute);
 
 /** The pools a config defines, each with its effective config; the top-level backends form "default" when given. */
 export function namedPools(config: Config): NamedPoolConfig[] {
@@ -137,12 +139,22 @@ export function parseRoutes(raw: unknown, pools: readonly string[] | null, place
 
 function parseRoute(at: (...rest: KeyPath) => string, table: Record<string, unknown>, pools: readonly string[] | null, problems: Problems): RouteSpec | null {
   const before = problems.length;
-  for (const key of Object.keys(table)) {
-    if (ROUTE_KEYS.includes(key)) continue;
-    const guess = closest(key, ROUTE_KEYS);
-    problems.push(`${at(key)}: not a route condition; ${guess ? `did you mean ${guess}?` : `known: ${ROUTE_KEYS.join(", ")}`}`);
-  }
   const route: RouteSpec = { pool: "" };
+  const overrides: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(table)) {
+    if (ROUTE_KEYS.includes(key)) continue;
+    const setting = PER_ROUTE_SETTINGS.find((s) => s.name === key);
+    if (setting) {
+      const parsed = parseSettingAt(setting, value, at(key), problems);
+      if (parsed) overrides[setting.key] = parsed.value;
+      continue;
+    }
+    const known = [...ROUTE_KEYS, ...PER_ROUTE_SETTINGS.map((s) => s.name)];
+    const guess = closest(key, known);
+    const elsewhere = SETTINGS.some((s) => s.name === key) ? `set per pool or for the whole of lb, not per route; move it to [pools.NAME] or the top level` : null;
+    problems.push(`${at(key)}: ${elsewhere ?? `not a route condition or setting; ${guess ? `did you mean ${guess}?` : `known: ${known.join(", ")}`}`}`);
+  }
+  if (Object.keys(overrides).length) route.overrides = overrides as Partial<Config>;
   const { host, pool, method, header } = table;
   const pathPrefix = table["path-prefix"];
   const stripPrefix = table["strip-prefix"];
@@ -226,6 +238,7 @@ export function routingSchema(): Record<string, JsonSchema> {
           method: { anyOf: [{ type: "string" }, { type: "array", items: { type: "string" } }] },
           header: { type: "object", additionalProperties: { type: "string" }, description: "Exact values, e.g. { \"x-canary\" = \"1\" }" },
           pool: { type: "string", description: "The pool's name ([pools.NAME], or default for the top-level backends)" },
+          ...Object.fromEntries(PER_ROUTE_SETTINGS.map((s) => [s.name, { ...s.parse.schema, description: `${s.description} (over the pool's)` }])),
         },
       },
     },

@@ -31,6 +31,7 @@ import {
   workerCount,
 } from "./values.ts";
 import { PROXY_SPECS } from "./settings-proxy.ts";
+import { EDGE_SETTINGS } from "./settings-edge.ts";
 import { existsSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
@@ -57,6 +58,7 @@ export const SETTING_GROUPS = {
   admin: "Admin API",
   logging: "Logging",
   tracing: "Tracing (OpenTelemetry)",
+  edge: "Edge policies (per pool and per route: docs/edge.md)",
 } as const;
 
 export interface Setting<K extends keyof Config = keyof Config> {
@@ -75,6 +77,8 @@ export interface Setting<K extends keyof Config = keyof Config> {
   restart?: true;
   /** A named pool may set its own value (`[pools.api]`); the top-level one is its default. */
   perPool?: true;
+  /** A route may set its own value too (`[[routes]]`), over its pool's; only for perPool settings. */
+  perRoute?: true;
   /** The default; a function when it depends on the environment (a terminal or not). */
   fallback: Config[K] | ((env: Environment) => Config[K]);
   /** How `--help` and the README write the default, where the value itself would not say it well ("" shows none). */
@@ -422,7 +426,7 @@ function defaultStateDir(): string {
   return join(process.env.XDG_DATA_HOME || join(homedir(), ".local", "share"), "lb");
 }
 
-export const SETTINGS: Setting[] = [...SPECS, ...COMPRESSION_SPECS, ...TRACING_SPECS, ...PROXY_SPECS].map((spec) => ({ ...spec, name: spec.name ?? kebab(spec.key) }) as Setting);
+export const SETTINGS: Setting[] = [...SPECS, ...COMPRESSION_SPECS, ...TRACING_SPECS, ...PROXY_SPECS, ...EDGE_SETTINGS].map((spec) => ({ ...spec, name: spec.name ?? kebab(spec.key) }) as Setting);
 
 /** The default as a person would write it ("10s", not 10000); empty when it depends on the environment. */
 export function describeDefault(setting: Setting): string {

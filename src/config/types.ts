@@ -5,9 +5,10 @@
  */
 import type { AccessFormat } from "../log/access-log.ts";
 import type { BackendSpec } from "./backend-url.ts";
+import type { Cidr } from "../net/ip.ts";
+import type { HeaderRules, Rate, RateKey } from "./edge-values.ts";
 import type { HashKey } from "./hash-key.ts";
 import type { TraceSample } from "./values-tracing.ts";
-import type { Cidr } from "../net/ip.ts";
 
 export const LOG_LEVELS = ["error", "warn", "info", "debug"] as const;
 export const LOG_FORMATS = ["pretty", "json"] as const;
@@ -120,6 +121,18 @@ export interface Config {
   otlpHeaders: Array<[string, string]>;
   traceSample: TraceSample;
   traceServiceName: string;
+  /** Peers whose X-Forwarded-For / Forwarded lb believes (src/edge/client-address.ts); empty: none. */
+  trustedProxies: Cidr[];
+  /** Edge policies (src/edge/), per pool and per route: who may come, how often, what fields change. */
+  allow: Cidr[];
+  deny: Cidr[];
+  /** null: no rate limit. */
+  rateLimit: Rate | null;
+  /** 0: the rate's count. */
+  rateLimitBurst: number;
+  rateLimitKey: RateKey;
+  requestHeaders: HeaderRules;
+  responseHeaders: HeaderRules;
 }
 
 export interface PoolSpec {
@@ -140,6 +153,8 @@ export interface RouteSpec {
   /** Every one of these headers with exactly this value (names without case). */
   headers?: Array<[string, string]>;
   pool: string;
+  /** The settings this route sets for itself (those marked perRoute), over its pool's. */
+  overrides?: Partial<Config>;
 }
 
 /** A host and port to listen on. */

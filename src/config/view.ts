@@ -14,7 +14,7 @@ export function configView(config: Config): Record<string, unknown> {
   const view = settingsView(config, SETTINGS);
   // As the file writes them: each pool's own settings, the routes with their keys.
   view.pools = Object.fromEntries(config.pools.map(({ name, overrides }) => [name, poolView(config, overrides)]));
-  view.routes = config.routes.map(routeView);
+  view.routes = config.routes.map((route) => routeView(config, route));
   view.tcp = config.tcp.map(({ listen, pool, sni, idleTimeout }) => ({ listen: formatListen(listen), pool, ...(sni && { sni }), "idle-timeout": formatDuration(idleTimeout) }));
   return view;
 }
@@ -44,7 +44,8 @@ function settingsView(config: Config, settings: readonly Setting[]): Record<stri
   return view;
 }
 
-function routeView({ host, pathPrefix, stripPrefix, methods, headers, pool }: RouteSpec): Record<string, unknown> {
+function routeView(config: Config, { host, pathPrefix, stripPrefix, methods, headers, pool, overrides }: RouteSpec): Record<string, unknown> {
+  const own = overrides ? settingsView({ ...config, ...overrides }, SETTINGS.filter((s) => s.key in overrides)) : {};
   return {
     ...(host !== undefined && { host }),
     ...(pathPrefix !== undefined && { "path-prefix": pathPrefix }),
@@ -52,5 +53,6 @@ function routeView({ host, pathPrefix, stripPrefix, methods, headers, pool }: Ro
     ...(methods && { method: methods }),
     ...(headers && { header: Object.fromEntries(headers) }),
     pool,
+    ...own,
   };
 }

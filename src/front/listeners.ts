@@ -269,7 +269,8 @@ const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
  * backend timeouts' business, not the client's.
  */
 class ClientSide implements ClientConnection {
-  readonly ip: string;
+  /** The TCP peer, or the client a PROXY protocol header named: edge/client-address.ts's one input. */
+  readonly peer: string;
   /** The TCP peer's (behind --accept-proxy, the relay connection's, as unique while the client's connection lasts). */
   readonly connection: string | null;
   readonly openRequests: number;
@@ -290,7 +291,7 @@ class ClientSide implements ClientConnection {
     const peer = server.requestIP(request);
     this.#peer = peer;
     this.relayed = relayed && peer ? relayed(peer.port) : undefined;
-    this.ip = this.relayed?.source.address ?? peer?.address ?? "-";
+    this.peer = this.relayed?.source.address ?? peer?.address ?? "-";
     this.connection = peer ? `${peer.address}:${peer.port}` : null;
     this.openRequests = server.pendingRequests + server.pendingWebSockets;
   }

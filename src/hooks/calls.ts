@@ -38,7 +38,7 @@ export class HookCalls {
   /** Runs onRequest on the trip (`pool`: what the routes chose); synchronous when the hook is. */
   beforeTrip(trip: Trip, pool: string | null): BeforeTrip | Promise<BeforeTrip> {
     const { onRequest } = this.hooks();
-    const ctx = createHookContext(trip.request, { requestId: trip.requestId, clientIp: trip.client.ip, pool, path: trip.upstreamPath });
+    const ctx = createHookContext(trip.request, { requestId: trip.requestId, clientIp: trip.source.ip, pool, path: trip.upstreamPath });
     if (!onRequest) return { ctx };
     const outcome = runHook(() => onRequest(ctx), this.budgetMs());
     return outcome instanceof Promise ? outcome.then((done) => this.#settle(trip, ctx, done)) : this.#settle(trip, ctx, outcome);

@@ -4,7 +4,10 @@
  * in each worker with --workers.
  */
 import type { AccessLog } from "../log/access-log.ts";
+import type { Cidr } from "../net/ip.ts";
 import type { RouteSpec } from "../config/types.ts";
+import { EdgePolicy, type EdgeSettings, type RateLimitSettings } from "../edge/policy.ts";
+import { RateLimiter } from "../edge/rate-limit.ts";
 import type { RequestHandler } from "../front/listeners.ts";
 import { type BeforeTrip, HookCalls } from "../hooks/calls.ts";
 import { takenHeaders } from "../hooks/context.ts";
@@ -51,6 +54,16 @@ export interface DataPlaneSettings {
   hooksTimeoutMs: number;
   /** How long a pool a reload dropped may take to finish its requests, in ms. */
   drainTimeoutMs: number;
+  /** --trusted-proxies: peers whose forwarded headers name the client; null when none. */
+  trustedProxies: readonly Cidr[] | null;
+  /** The edge policies: each route's (its own settings over its pool's), and each pool's for requests no route took. */
+  edge: { routes: ReadonlyMap<RouteSpec, EdgeSettings>; pools: ReadonlyMap<string, EdgeSettings> };
+}
+
+/** The edge policies compiled, null where one does nothing. */
+interface Policies {
+  routes: ReadonlyMap<RouteSpec, EdgePolicy | null>;
+  pools: ReadonlyMap<string, EdgePolicy | null>;
 }
 
 /** One pool's forwarding. */
@@ -81,6 +94,11 @@ export class DataPlane {
   #routes: RouteTable;
   /** The one lane when there are no routes and no hooks: requests go straight to it, with nothing to decide. */
   #only: Lane | null = null;
+  #policies: Policies = { routes: new Map(), pools: new Map() };
+  /** The one lane's policy (see #only); null when it has none. */
+  #onlyPolicy: EdgePolicy | null = null;
+  /** Rate-limit tables by what they count (edge/policy.ts RateLimitSettings.table) and their limit: a reload keeps them. */
+  #limiters = new Map<string, RateLimiter>();
   /** Logs the requests lb or a hook responded to before any pool: no route, a refusal, a hook's own response. */
   readonly #ownResponses: TripLog;
   readonly #noRouteLine = new ThrottledLine(NO_ROUTE_LOG_EVERY_MS);
@@ -118,19 +136,25 @@ export class DataPlane {
    * to the pool's lane.
    */
   #route(request: Request, client: ClientConnection, waited: boolean): Promise<Response | undefined> {
-    const trip = startTrip(request, client);
+    const trip = startTrip(request, client, this.#settings.trustedProxies);
     if (this.tracer) trip.trace = this.tracer.start(trip);
     // Cancelled while it waited (the listener's turn, see listeners.ts, or lb's start): not counted against
     // --max-connections, not refused, just logged. A request that did not wait has no signal read: that costs Bun work.
     if (waited && request.signal.aborted) return Promise.resolve(this.#ownResponses.clientGone(trip));
     const refused = refusal(request, client, this.#settings.maxConnections);
     if (refused) return this.#refuse(trip, refused);
-    // No routes, no hooks: nothing to decide.
+    // No routes, no hooks: nothing to decide but the one pool's policy.
     if (this.#only && !this.#only.checked) {
       if (trip.trace) trip.trace.pool = this.#only.name;
-      return this.#only.forwarder.handle(trip);
+      if (!this.#onlyPolicy) return this.#only.forwarder.handle(trip);
+      trip.policy = this.#onlyPolicy;
+      const edge = trip.policy.admit(trip.context);
+      return edge ? this.#refuse(trip, edge) : this.#only.forwarder.handle(trip);
     }
     const pool = this.#poolFor(trip);
+    // The route's policy (or its pool's) is decided here, before hooks: a hook that picks another pool keeps it.
+    const edge = trip.policy?.admit(trip.context);
+    if (edge) return this.#refuse(trip, edge);
     if (!this.#hooks) return this.#forward(trip, pool);
     const before = this.#hooks.beforeTrip(trip, pool);
     return before instanceof Promise ? before.then((done) => this.#followHooks(trip, done)) : this.#followHooks(trip, before);
@@ -166,14 +190,16 @@ export class DataPlane {
     });
   }
 
-  /** The pool the routes choose (null: none), with the path they send. */
+  /** The pool the routes choose (null: none), with the path they send and the route's (or the pool's) policy. */
   #poolFor(trip: Trip): string | null {
     const { method, headers } = trip.request;
     const match = this.#routes.match({ method, headers, path: trip.context.path });
     trip.upstreamPath = match?.path ?? trip.context.path;
     const prefix = match?.route?.pathPrefix;
     if (trip.trace && prefix) trip.trace.route = `${prefix}*`;
-    return match?.pool ?? null;
+    if (!match) return null;
+    trip.policy = (match.route ? this.#policies.routes.get(match.route) : this.#policies.pools.get(match.pool)) ?? null;
+    return match.pool;
   }
 
   #refuse(trip: Trip, { status, detail, headers, reason }: Refusal): Promise<Response> {
@@ -259,7 +285,8 @@ export class DataPlane {
   }
 
   /** Makes `pools` the lanes (adding or retuning each) and returns the routes over them. */
-  #serve({ routes, fallbackPool }: DataPlaneSettings, pools: readonly ServedPool[]): RouteTable {
+  #serve({ routes, fallbackPool, edge }: DataPlaneSettings, pools: readonly ServedPool[]): RouteTable {
+    this.#policies = this.#compile(edge);
     for (const served of pools) {
       const lane = this.#lanes.get(served.name);
       if (lane) {
@@ -268,7 +295,29 @@ export class DataPlane {
       } else this.#lanes.set(served.name, this.#lane(served));
     }
     this.#only = !this.#hooks && routes.length === 0 && this.#lanes.size === 1 ? this.#lanes.get(fallbackPool!)! : null;
+    this.#onlyPolicy = this.#only ? (this.#policies.pools.get(this.#only.name) ?? null) : null;
     return new RouteTable(routes, fallbackPool);
+  }
+
+  /** The policies of a config; rate tables whose count and limit are unchanged carry on, the rest start empty. */
+  #compile(edge: DataPlaneSettings["edge"]): Policies {
+    const limiters = new Map<string, RateLimiter>();
+    const compile = (settings: EdgeSettings) => {
+      const limit = settings.rateLimit;
+      const policy = new EdgePolicy(settings, limit && { table: this.#limiterFor(limit, limiters), key: limit.key });
+      return policy.active ? policy : null;
+    };
+    const each = <K>(settings: ReadonlyMap<K, EdgeSettings>) => new Map([...settings].map(([key, one]) => [key, compile(one)]));
+    const policies = { routes: each(edge.routes), pools: each(edge.pools) };
+    this.#limiters = limiters;
+    return policies;
+  }
+
+  #limiterFor({ table, rate, burst }: RateLimitSettings, kept: Map<string, RateLimiter>): RateLimiter {
+    const id = `${table} ${rate.count}/${rate.periodMs} burst ${burst}`;
+    const limiter = kept.get(id) ?? this.#limiters.get(id) ?? new RateLimiter(rate, burst);
+    kept.set(id, limiter);
+    return limiter;
   }
 
   #lane({ name, pool, upstream: settings, forwarding, checked }: ServedPool): Lane {

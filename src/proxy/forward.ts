@@ -19,10 +19,10 @@ import { Attempt, type AttemptEnd } from "./attempt.ts";
 import { failWhenIdle, NO_BODY, type OutgoingBody, prepareBody } from "./body.ts";
 import type { CompressionSettings } from "./compression.ts";
 import { compressAnswer } from "./compressor.ts";
-import { closesAfter, upstreamRequestFields } from "./headers.ts";
+import { closesAfter } from "./headers.ts";
 import { clientResponse, errorResponse } from "./responses.ts";
 import { isIdempotent, mayRetry, retryBudgetAllows } from "./retry.ts";
-import { type Trip, redact } from "./trip.ts";
+import { type Trip, placeholderValues, redact, requestFields } from "./trip.ts";
 import { TripLog } from "./trip-log.ts";
 import { QueueFull, Waitlist } from "./waitlist.ts";
 import { isWebSocketUpgrade } from "./websocket.ts";
@@ -187,7 +187,7 @@ export class Forwarder {
         body = { ...body, body: streamed };
       }
       trip.client.awaitingBackend();
-      const headers = upstreamRequestFields(trip.upstreamHeaders, trip.client, trip.requestId);
+      const headers = requestFields(trip);
       const queueDeadline = Date.now() + this.options.queueTimeoutMs;
       let lastFailure: Failure | undefined;
       for (;;) {
@@ -388,6 +388,7 @@ export class Forwarder {
     this.options.metrics.of(backend.url).histograms.headers.observe(trip.upstreamMs / 1000);
     const { sticky, compression } = this.options;
     const cookie = sticky && backend !== trip.pinned ? sticky.cookieFor(backend) : null;
+    if (trip.policy) answer.headers = trip.policy.responseFields(answer.headers, placeholderValues(trip));
     const encode = compression && ((answer: UpstreamResponse) => compressAnswer(answer, trip.request, compression, this.options.metrics.of(backend.url)));
     const { response, wholeBytes } = clientResponse(answer, trip.requestId, cookie, encode);
     if (this.options.debug) this.options.log.debug(`Response from server: HTTP/1.1 ${answer.status} ${answer.statusText}`);
@@ -435,7 +436,7 @@ export class Forwarder {
 
   #logRequest(trip: Trip): void {
     const { log } = this.options;
-    log.debug(`Received request from ${trip.client.ip}`);
+    log.debug(`Received request from ${trip.source.ip}`);
     log.debug(`${trip.request.method} ${trip.context.path} HTTP/1.1`);
     for (const [name, value] of trip.request.headers) log.debug(`${name}: ${redact(name, value)}`);
   }

@@ -1,9 +1,9 @@
 /** The request fields a backend gets: the client's own minus hop-by-hop ones, plus what lb says about the client. */
+import type { ClientAddress } from "../edge/client-address.ts";
 import { HOP_BY_HOP, connectionListed } from "../http/hop-by-hop.ts";
 
-export interface ClientInfo {
-  /** The client's address as lb saw it (the TCP peer). */
-  ip: string;
+/** The client as lb tells the backend: its address (edge/client-address.ts decides it) and the scheme it used. */
+export interface ClientInfo extends ClientAddress {
   /** The scheme the client used to reach lb. */
   proto: "http" | "https";
 }
@@ -15,7 +15,7 @@ const NEVER_LISTED = new Set(["host"]);
 
 /**
  * The fields sent to the backend, in the client's order: every one but hop-by-hop ones and those its Connection header
- * lists (Host excepted), then X-Forwarded-For (the client's appended to), X-Forwarded-Proto and -Host from what lb saw,
+ * lists (Host excepted), then X-Forwarded-For (the client's appended to, or as --trusted-proxies verified it), X-Forwarded-Proto and -Host from what lb saw,
  * and the request id. One pass, no Headers copy: this runs for every request.
  */
 export function upstreamRequestFields(incoming: Headers, client: ClientInfo, requestId: string): Array<[string, string]> {
@@ -34,7 +34,8 @@ export function upstreamRequestFields(incoming: Headers, client: ClientInfo, req
     if (name === "host") host = pair[1];
     fields.push(pair);
   }
-  fields.push(["x-forwarded-for", priorFor ? `${priorFor}, ${client.ip}` : client.ip], ["x-forwarded-proto", client.proto]);
+  const forwardedFor = client.forwardedFor ?? (priorFor ? `${priorFor}, ${client.ip}` : client.ip);
+  fields.push(["x-forwarded-for", forwardedFor], ["x-forwarded-proto", client.proto]);
   if (host) fields.push(["x-forwarded-host", host]);
   fields.push(["x-request-id", requestId]);
   return fields;

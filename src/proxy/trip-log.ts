@@ -32,7 +32,7 @@ export class TripLog {
       } else this.metrics.count("unrouted", String(status));
     }
     this.accessLog?.write({
-      client: trip.client.ip,
+      client: trip.source.ip,
       method: trip.request.method,
       path: trip.context.path,
       status,

@@ -1,13 +1,24 @@
 /** One client request's trip through lb: what is known about it as it goes, for the decisions and the access log. */
 import type { RequestContext } from "../balance/policy.ts";
+import type { Cidr } from "../net/ip.ts";
+import { clientAddress } from "../edge/client-address.ts";
+import type { EdgePolicy } from "../edge/policy.ts";
 import type { Backend } from "../pool/backend.ts";
 import type { TripTrace } from "../tracing/spans.ts";
-import type { ClientInfo } from "./headers.ts";
+import type { PlaceholderValues } from "../edge/header-rules.ts";
+import { type ClientInfo, upstreamRequestFields } from "./headers.ts";
 import type { Tunnel } from "./websocket.ts";
 import type { ProxyAddresses } from "../net/proxy-protocol.ts";
 
 /** The client side of one request, as the server edge sees it. */
-export interface ClientConnection extends ClientInfo {
+export interface ClientConnection {
+  /**
+   * The connection's address: the TCP peer, or what a PROXY protocol header said. Only clientAddress() reads it;
+   * everything else uses the trip's `source.ip`.
+   */
+  peer: string;
+  /** The scheme the client used to reach lb. */
+  proto: "http" | "https";
   /**
    * The client's TCP connection ("address:port"; null when unknown): a backend connection only ever carries the
    * requests of one client connection, so nothing a backend sends can reach another client.
@@ -41,6 +52,10 @@ export interface Trip {
   /** The client's X-Request-Id when it is a sane one, else a new UUID; sent to the backend and back to the client. */
   requestId: string;
   client: ClientConnection;
+  /** The real client (edge/client-address.ts): what limits, lists, hashing, logs and forwarded headers use. */
+  source: ClientInfo;
+  /** The route's (or pool's) edge policy; null when it has none. */
+  policy: EdgePolicy | null;
   context: RequestContext;
   /** The path and query sent to the backend: the client's, or as a route or a hook rewrote it. */
   upstreamPath: string;
@@ -66,13 +81,17 @@ export interface Trip {
   trace: TripTrace | undefined;
 }
 
-export function startTrip(request: Request, client: ClientConnection): Trip {
+/** `trusted`: --trusted-proxies (null when none). */
+export function startTrip(request: Request, client: ClientConnection, trusted: readonly Cidr[] | null): Trip {
   const path = pathOf(request.url);
+  const address = clientAddress(client.peer, request.headers, trusted);
   return {
     request,
     requestId: requestIdOf(request.headers),
     client,
-    context: { clientIp: client.ip, path, headers: request.headers },
+    source: { ip: address.ip, forwardedFor: address.forwardedFor, proto: client.proto },
+    policy: null,
+    context: { clientIp: address.ip, path, headers: request.headers },
     upstreamPath: path,
     upstreamHeaders: request.headers,
     preferred: undefined,
@@ -86,6 +105,17 @@ export function startTrip(request: Request, client: ClientConnection): Trip {
     bytesIn: 0,
     trace: undefined,
   };
+}
+
+/** The fields the backend gets: the client's as headers.ts passes them on, then the policy's request rules. */
+export function requestFields(trip: Trip): Array<[string, string]> {
+  const fields = upstreamRequestFields(trip.upstreamHeaders, trip.source, trip.requestId);
+  return trip.policy ? trip.policy.requestFields(fields, placeholderValues(trip)) : fields;
+}
+
+/** What {client_ip}, {request_id} and {host} stand for in this request's header rules. */
+export function placeholderValues(trip: Trip): PlaceholderValues {
+  return { clientIp: trip.source.ip, requestId: trip.requestId, host: trip.request.headers.get("host") ?? "" };
 }
 
 /** A request id worth keeping: what proxies and tracing systems generate (UUIDs, hex, base64url), not arbitrary text. */

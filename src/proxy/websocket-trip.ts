@@ -6,8 +6,7 @@ import type { Logger } from "../log/log.ts";
 import type { Metrics } from "../metrics/metrics.ts";
 import { type Backend, isAvailable } from "../pool/backend.ts";
 import type { Attempt } from "./attempt.ts";
-import { upstreamRequestFields } from "./headers.ts";
-import type { Trip } from "./trip.ts";
+import { type Trip, requestFields } from "./trip.ts";
 import { Tunnel, openUpstream, tunnelRequestHeaders, webSocketUrl } from "./websocket.ts";
 
 export interface TunnelDeps {
@@ -23,7 +22,7 @@ export interface TunnelDeps {
 export type TunnelOutcome = { upgraded: true } | { upgraded: false; status: number; detail: string };
 
 export async function openTunnel(trip: Trip, candidates: readonly Backend[], deps: TunnelDeps): Promise<TunnelOutcome> {
-  const headers = tunnelRequestHeaders(new Headers(upstreamRequestFields(trip.upstreamHeaders, trip.client, trip.requestId)));
+  const headers = tunnelRequestHeaders(new Headers(requestFields(trip)));
   const protocols = (trip.request.headers.get("sec-websocket-protocol") ?? "").split(",").map((p) => p.trim()).filter(Boolean);
   for (const backend of candidates) {
     if (trip.attempts > deps.retries) break;

@@ -13,6 +13,7 @@ import type { ForwarderTuning } from "../proxy/forward.ts";
 import type { UpstreamSettings, UpstreamTls } from "../upstream/client.ts";
 import { ConfigError } from "../config/load.ts";
 import { fallbackPool } from "../config/pools.ts";
+import type { EdgeSettings } from "../edge/policy.ts";
 import type { Config } from "../config/types.ts";
 import type { ControlSettings } from "../pool/control-plane.ts";
 import type { DataPlaneSettings, LaneSettings } from "../proxy/data-plane.ts";
@@ -79,7 +80,7 @@ export function controlSettings(config: Config, tls: UpstreamTls | undefined): C
   };
 }
 
-/** The data plane's lb-wide settings: routes, the connection limit, the hooks' budget. */
+/** The data plane's lb-wide settings: routes, the connection limit, the hooks' budget, the edge policies. */
 export function dataPlaneSettings(config: Config): DataPlaneSettings {
   return {
     routes: config.routes,
@@ -87,6 +88,37 @@ export function dataPlaneSettings(config: Config): DataPlaneSettings {
     maxConnections: config.maxConnections,
     hooksTimeoutMs: config.hooksTimeout,
     drainTimeoutMs: config.drainTimeout,
+    trustedProxies: config.trustedProxies.length ? config.trustedProxies : null,
+    edge: edgePolicies(config),
+  };
+}
+
+/** The settings a route's rate limit comes from when it sets any of them itself (its own table), else its pool's. */
+const RATE_LIMIT_KEYS = ["rateLimit", "rateLimitBurst", "rateLimitKey"] as const;
+
+/** Each pool's edge settings, and each route's: its own over its pool's (docs/edge.md). */
+function edgePolicies(config: Config): DataPlaneSettings["edge"] {
+  const pools = new Map(namedPools(config).map(({ name, config: poolConfig }) => [name, poolConfig]));
+  return {
+    pools: new Map([...pools].map(([name, poolConfig]) => [name, edgeSettings(poolConfig, `pool ${name}`)])),
+    routes: new Map(
+      config.routes.map((route, index) => {
+        const { pool, overrides = {} } = route;
+        const own = RATE_LIMIT_KEYS.some((key) => key in overrides);
+        return [route, edgeSettings({ ...pools.get(pool)!, ...overrides }, own ? `route ${index}` : `pool ${pool}`)];
+      }),
+    ),
+  };
+}
+
+function edgeSettings(config: Config, table: string): EdgeSettings {
+  const { rateLimit, rateLimitBurst, rateLimitKey } = config;
+  return {
+    allow: config.allow,
+    deny: config.deny,
+    rateLimit: rateLimit && { rate: rateLimit, burst: rateLimitBurst, key: rateLimitKey, table },
+    requestHeaders: config.requestHeaders,
+    responseHeaders: config.responseHeaders,
   };
 }
 

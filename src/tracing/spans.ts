@@ -34,7 +34,10 @@ export type SpanSink = (span: SpanRecord) => void;
 export interface ServerSide {
   request: { method: string; headers: Headers };
   requestId: string;
-  client: { ip: string; proto: "http" | "https" };
+  /** The connection: its peer (TCP, or as the PROXY protocol said) and scheme. */
+  client: { peer: string; proto: "http" | "https" };
+  /** The real client (edge/client-address.ts). */
+  source: { ip: string };
   /** The path and query as received. */
   context: { path: string };
   /** When it arrived (performance.now()). */
@@ -117,7 +120,7 @@ export class TripTrace {
   end(end: ServerEnd): { traceId: string; spanId: string } | undefined {
     if (!this.sampled || this.#over) return undefined;
     this.#over = true;
-    const { request, client, context, requestId } = this.side;
+    const { request, client, source, context, requestId } = this.side;
     const { method, headers } = request;
     const path = context.path;
     const query = path.indexOf("?");
@@ -129,8 +132,8 @@ export class TripTrace {
       ["url.path", query === -1 ? path : path.slice(0, query)],
       ["url.scheme", client.proto],
       ["server.address", hasPort ? host.slice(0, colon) : host],
-      ["client.address", client.ip],
-      ["network.peer.address", client.ip],
+      ["client.address", source.ip],
+      ["network.peer.address", client.peer],
       ["http.response.status_code", end.status],
       ["http.request.body.size", end.bytesIn],
       ["http.response.body.size", end.bytesOut],

@@ -127,6 +127,14 @@ describe("resolveConfig", () => {
       acceptProxy: false,
       proxyTrusted: [{ prefix: new Uint8Array([127, 0, 0, 0]), bits: 8 }, { prefix: new Uint8Array([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]), bits: 128 }],
       sendProxy: "",
+      trustedProxies: [],
+      allow: [],
+      deny: [],
+      rateLimit: null,
+      rateLimitBurst: 0,
+      rateLimitKey: { kind: "ip" },
+      requestHeaders: { set: [], add: [], remove: [] },
+      responseHeaders: { set: [], add: [], remove: [] },
     });
     expect(resolve({ backends: ["http://a:1"] }, true).logFormat).toBe("pretty");
   });
@@ -369,7 +377,7 @@ describe("config files", () => {
     expect(problems).toEqual([
       `${path}:4: pools.api.timeout: "soon" is not a duration; write 250ms, 10s, 1m30s, 1h, 1d or a number of seconds`,
       `${path}:5: pools.empty.backends: a pool needs backends, e.g. backends = ["http://10.0.0.1:8080"]`,
-      `${path}:10: routes[1].hst: not a route condition; did you mean host?`,
+      `${path}:10: routes[1].hst: not a route condition or setting; did you mean host?`,
       `${path}:11: routes[1].pool: no pool is named "web"; the pools are default, api, empty`,
       `${path}:12: routes[2].pool: missing; write pool = "NAME" (a [pools.NAME] table, or "default")`,
     ]);

@@ -59,7 +59,7 @@ const answer = (text: string, status = 200): UpstreamResponse => ({
 });
 
 const client: ClientConnection = {
-  ip: "10.0.0.9",
+  peer: "10.0.0.9",
   proto: "http",
   openRequests: 1,
   waited: false,
@@ -110,7 +110,7 @@ function forwarder(script: Script, now?: () => number) {
     debug: false,
   });
   const respond = async (method: string, body?: string, signal?: AbortSignal) =>
-    (await forwarding.handle(startTrip(new Request("http://lb/x", { method, body, signal }), client)))!;
+    (await forwarding.handle(startTrip(new Request("http://lb/x", { method, body, signal }), client, null)))!;
   const send = async (method: string, body?: string, signal?: AbortSignal) => {
     const response = await respond(method, body, signal);
     return { status: response.status, text: await response.text() };
@@ -215,7 +215,7 @@ describe("the forwarder's decisions, with a scripted transport", () => {
   test("the listener is told when lb waits on a backend and when the response has ended: at once when whole, at the stream's end when streamed", async () => {
     const whole = forwarder(() => answer("whole"));
     const first = recordingClient();
-    await whole.forwarding.handle(startTrip(new Request("http://lb/x"), first.recording));
+    await whole.forwarding.handle(startTrip(new Request("http://lb/x"), first.recording, null));
     expect(first.told).toEqual(["awaiting backend", "response ended"]);
 
     let streamEnded: UpstreamRequest["onStreamEnd"] | undefined;
@@ -224,7 +224,7 @@ describe("the forwarder's decisions, with a scripted transport", () => {
       return { ...answer(""), body: new ReadableStream<Uint8Array>() };
     });
     const second = recordingClient();
-    await streamed.forwarding.handle(startTrip(new Request("http://lb/x"), second.recording));
+    await streamed.forwarding.handle(startTrip(new Request("http://lb/x"), second.recording, null));
     expect(second.told).toEqual(["awaiting backend"]);
     streamEnded!(5);
     expect(second.told).toEqual(["awaiting backend", "response ended"]);
@@ -232,7 +232,7 @@ describe("the forwarder's decisions, with a scripted transport", () => {
     const noBackend = forwarder(() => answer("unused"));
     for (const backend of noBackend.pool.backends) noBackend.pool.recordCheck(backend, { ok: false, reason: "status 500" });
     const third = recordingClient();
-    expect((await noBackend.forwarding.handle(startTrip(new Request("http://lb/x"), third.recording)))!.status).toBe(503);
+    expect((await noBackend.forwarding.handle(startTrip(new Request("http://lb/x"), third.recording, null)))!.status).toBe(503);
     expect(third.told).toEqual(["response ended"]);
   });
 

@@ -108,7 +108,7 @@ describe("pools and routes in the config file", () => {
       "lb.toml: pools.empty.backends: a pool needs backends",
       "lb.toml: routes[1].path-prefix: \"api\" must start with \"/\"",
       "lb.toml: routes[2].host: \"http://x.com\" is not a host name",
-      "lb.toml: routes[3].hst: not a route condition; did you mean host?",
+      "lb.toml: routes[3].hst: not a route condition or setting; did you mean host?",
       "lb.toml: routes[4].strip-prefix: needs path-prefix",
     ]) {
       expect(message).toContain(expected);
