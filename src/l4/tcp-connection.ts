@@ -98,12 +98,12 @@ export class TcpConnection {
     this.settle();
   }
 
-  /** lb ends it (a refusal, the idle timeout, a drain's deadline): both sockets close now. */
+  /** lb ends it (a refusal, the idle timeout, a drain's deadline): both sockets are closed (a FIN each) now. */
   close(reason: EndReason): void {
     if (this.#over) return;
     this.endReason = reason;
     if (reason !== "closed" && reason !== "idle-timeout" && reason !== "drained") this.owner.counts.reject(reason);
-    if (this.#backendOpen) this.#backendSocket!.terminate();
+    if (this.#backendOpen) this.#backendSocket!.end();
     if (this.#clientOpen) this.client.end();
     this.#clientOpen = this.#backendOpen = false;
     this.#finish();

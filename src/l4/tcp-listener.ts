@@ -162,8 +162,8 @@ export class TcpListener implements ConnectionOwner {
         connection.connected(socket, backend, lane.sendProxy ? encodeProxyHeader(lane.sendProxy, addressesOf(connection.client)) : undefined);
       },
     };
-    const { hostname, port } = new URL(backend.url);
-    Bun.connect<Attempt>({ hostname: hostname.replace(/^\[|\]$/g, ""), port: Number(port), data: attempt, allowHalfOpen: true, socket: BACKEND_HANDLERS }).catch((error: unknown) => {
+    const { hostname, port } = addressOfBackend(backend);
+    Bun.connect<Attempt>({ hostname, port, data: attempt, allowHalfOpen: true, socket: BACKEND_HANDLERS }).catch((error: unknown) => {
       clearTimeout(timer);
       if (attempt.abandoned) return;
       attempt.abandoned = true;
@@ -173,6 +173,18 @@ export class TcpListener implements ConnectionOwner {
       next();
     });
   }
+}
+
+const backendAddresses = new WeakMap<Backend, { hostname: string; port: number }>();
+
+/** Where a tcp:// backend is: its URL parsed once per backend, not once per connection. */
+function addressOfBackend(backend: Backend): { hostname: string; port: number } {
+  let address = backendAddresses.get(backend);
+  if (!address) {
+    const { hostname, port } = new URL(backend.url);
+    backendAddresses.set(backend, (address = { hostname: hostname.replace(/^\[|\]$/g, ""), port: Number(port) }));
+  }
+  return address;
 }
 
 /** The client's connection as the PROXY header tells it: its address and port, and the listener's. */
