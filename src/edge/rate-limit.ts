@@ -46,6 +46,7 @@ export class RateLimiter {
     const due = Math.max(this.#dueOf(stored) ?? now, now);
     const next = due + this.#interval;
     if (next - now > this.#tolerance) {
+      this.#store(stored, due); // seen now: a key that keeps trying stays known, and refused
       return { allowed: false, remaining: 0, retryAfterMs: next - now - this.#tolerance, resetMs: due - now };
     }
     this.#store(stored, next);

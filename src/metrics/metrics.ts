@@ -88,7 +88,7 @@ export class Histogram {
 export const POOL_COUNTS = {
   /** Requests that never reached a backend (no healthy backend, queue full, client gone), by status. */
   unrouted: "status",
-  /** Requests lb turned away itself, by reason: max-connections, queue-full, queue-timeout, no-backend, no-route. */
+  /** Requests lb turned away itself, by reason: max-connections, queue-full, queue-timeout, no-backend, no-route, deny, rate-limit. */
   rejected: "reason",
   /**
    * Hook failures, by hook: onRequest and onResponse (threw, timed out, refused), and escaped (an error from hook code

@@ -51,7 +51,7 @@ export function renderPrometheus({ pools, metrics, queued, clients, certificates
     }
   }
   for (const [code, count] of metrics.pool.unrouted) out.push(`lb_requests_total{backend="",pool="",code="${code}",method=""} ${count}`);
-  family("lb_requests_rejected_total", "counter", "Requests lb turned away itself, by reason: max-connections, queue-full, queue-timeout, no-backend (503s), no-route (404).");
+  family("lb_requests_rejected_total", "counter", "Requests lb turned away itself, by reason: max-connections, queue-full, queue-timeout, no-backend (503s), no-route (404), deny (403), rate-limit (429).");
   for (const [reason, count] of metrics.pool.rejected) out.push(`lb_requests_rejected_total{reason="${reason}"} ${count}`);
   family("lb_hook_errors_total", "counter", "Hook failures, by hook: onRequest, onResponse (threw, timed out, refused), escaped (an error from a timer, callback or promise of hook code).");
   for (const [hook, count] of metrics.pool.hookErrors) out.push(`lb_hook_errors_total{hook="${hook}"} ${count}`);
