@@ -11,6 +11,7 @@ import { loadHooks } from "../hooks/load.ts";
 import { plural } from "../pool/pool-log.ts";
 import { ConfigError, type Layer, checkConfig, readConfigFile } from "../config/load.ts";
 import { namedPools } from "../config/pools.ts";
+import { formatListen } from "../config/tcp.ts";
 import type { Config } from "../config/types.ts";
 
 const CONFIG_FILE = /\.(toml|ya?ml|json)$/i;
@@ -97,7 +98,9 @@ function poolAssignments(code: string): Array<{ line: number; pool: string }> {
 /** "3 backends, policy round-robin" for one pool; "2 pools (api: 2 backends, web: 1 backend), 3 routes" for several. */
 function describePools(config: Config): string {
   const pools = namedPools(config);
-  if (pools.length === 1) return `${plural(pools[0]!.config.backends.length, "backend")}, policy ${pools[0]!.config.policy}`;
+  const listeners = new Set(config.tcp.map(({ listen }) => formatListen(listen))).size;
+  const tcp = listeners ? `, ${plural(listeners, "tcp listener")}` : "";
+  if (pools.length === 1) return `${plural(pools[0]!.config.backends.length, "backend")}, policy ${pools[0]!.config.policy}${tcp}`;
   const each = pools.map(({ name, config: own }) => `${name}: ${plural(own.backends.length, "backend")}`);
-  return `${plural(pools.length, "pool")} (${each.join(", ")}), ${plural(config.routes.length, "route")}`;
+  return `${plural(pools.length, "pool")} (${each.join(", ")}), ${plural(config.routes.length, "route")}${tcp}`;
 }

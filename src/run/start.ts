@@ -382,7 +382,7 @@ function logListening(log: Logger, config: Config, port: number, pools: Readonly
   const target =
     pools.size === 1
       ? `${pooled(pools.get(only!.name)!)}: ${own.backends.map(describeBackend).join(", ")}` +
-        ` · policy ${own.policy} · health ${own.healthMethod} ${own.healthPath} expects ${describeStatuses(own.healthStatus)}` +
+        ` · policy ${own.policy} · health ${own.healthPath ? `${own.healthMethod} ${own.healthPath} expects ${describeStatuses(own.healthStatus)}` : "TCP connect"}` +
         ` every ${formatDuration(own.healthInterval)}`
       : `pools ${[...pools].map(([name, pool]) => `${name}: ${pooled(pool)}`).join(", ")} · ${plural(config.routes.length, "route")}`;
   log.info(

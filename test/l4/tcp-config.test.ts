@@ -35,7 +35,7 @@ idle-timeout = "5m"
 `,
   );
   expect({ code, stderr }).toEqual({ code: 0, stderr: "" });
-  expect(stdout).toContain("OK");
+  expect(stdout).toContain("OK (3 pools (web: 1 backend, db: 2 backends, shop: 1 backend), 0 routes, 2 tcp listeners, port 8000)");
 });
 
 test("each [[tcp]] problem is named with its file and line", async () => {

@@ -111,6 +111,29 @@ describe("TCP relay", () => {
     expect(await scrape(lb)).toContain(`lb_tcp_rejected_total{listen="127.0.0.1:${listen}",reason="no-backend"} 1`);
   });
 
+  test("a pool's own health-path checks its tcp:// backends by HTTP on the same port; without one, a TCP connect is the check", async () => {
+    /** An HTTP server whose health path says 503: up by a connect, down by its HTTP check. */
+    const httpBackend = () => {
+      const server = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: (request) => new Response(new URL(request.url).pathname === "/healthz" ? "sick" : "hello", { status: new URL(request.url).pathname === "/healthz" ? 503 : 200 }) });
+      cleanups.push(() => server.stop(true));
+      return server.port;
+    };
+    const [byHttp, byConnect] = [httpBackend(), httpBackend()];
+    const [checkedListen, connectedListen] = [deadPort(), deadPort()];
+    const { lb } = await startLb(
+      `[pools.checked]\nbackends = ["tcp://127.0.0.1:${byHttp}"]\nhealth-path = "/healthz"\n[pools.connected]\nbackends = ["tcp://127.0.0.1:${byConnect}"]\n\n` +
+        `[[tcp]]\nlisten = "127.0.0.1:${checkedListen}"\npool = "checked"\n[[tcp]]\nlisten = "127.0.0.1:${connectedListen}"\npool = "connected"\n`,
+    );
+    const metrics = await scrape(lb);
+    expect(metrics).toContain(`lb_backend_up{backend="tcp://127.0.0.1:${byHttp}",pool="checked"} 0`);
+    expect(metrics).toContain(`lb_backend_up{backend="tcp://127.0.0.1:${byConnect}",pool="connected"} 1`);
+    const through = (port: number) => Bun.spawn(["curl", "-s", "--max-time", "5", `http://127.0.0.1:${port}/`], { stdout: "pipe" });
+    expect(await new Response(through(connectedListen).stdout).text()).toBe("hello");
+    const refused = through(checkedListen);
+    expect({ body: await new Response(refused.stdout).text(), code: await refused.exited }).toEqual({ body: "", code: 52 }); // empty reply
+    await waitFor(() => accessLines(lb).find((l) => l.pool === "checked" && l.end === "no-backend"), "the refused connection's line");
+  });
+
   test("a slow reader holds lb's memory bounded: the backend is paused, not buffered, and every byte arrives", async () => {
     const size = 96 * 1024 * 1024;
     const chunk = new Uint8Array(256 * 1024).fill(120);
