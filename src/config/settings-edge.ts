@@ -26,7 +26,7 @@ export const EDGE_SETTINGS: SettingSpec[] = [
   },
   {
     key: "rateLimitBurst", perPool: true, perRoute: true, group: "edge", type: "string", valueHint: "n", fallback: 0, shownDefault: "the rate's count",
-    description: "Requests a key may send at once before the rate applies (0: as many as the rate's count)",
+    description: "Requests a key may send at once before the rate applies",
     example: "--rate-limit-burst 20", parse: integer(0, 1_000_000_000, "a request count"),
   },
   {

@@ -58,7 +58,7 @@ export const SETTING_GROUPS = {
   admin: "Admin API",
   logging: "Logging",
   tracing: "Tracing (OpenTelemetry)",
-  edge: "Edge policies (per pool and per route: docs/edge.md)",
+  edge: "Edge policies (per pool and per route)",
 } as const;
 
 export interface Setting<K extends keyof Config = keyof Config> {

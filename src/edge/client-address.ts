@@ -54,7 +54,11 @@ function forwardedFor(header: string | null): string[] {
 /** An entry's address without a port or brackets ("[2001:db8::1]:443", "10.0.0.1:80"); null when it is no address. */
 function hopAddress(entry: string): string | null {
   let text = entry.trim();
-  if (text.startsWith("[")) text = text.slice(1, text.indexOf("]") === -1 ? undefined : text.indexOf("]"));
+  if (text.startsWith("[")) {
+    const end = text.indexOf("]");
+    if (end === -1) return null;
+    text = text.slice(1, end);
+  }
   else if (/^[\d.]+:\d+$/.test(text)) text = text.slice(0, text.indexOf(":"));
   return parseIp(text) === null ? null : text;
 }

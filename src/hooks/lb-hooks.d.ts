@@ -20,7 +20,7 @@ export interface HookContext {
   readonly request: Request;
   /** lb's id of this request, as its access log line shows it. */
   readonly requestId: string;
-  /** The client's address (the connection's peer). */
+  /** The client's address: the connection's peer, or with --trusted-proxies the one its X-Forwarded-For names. */
   readonly clientIp: string;
   /** The pool lb's routes chose (null when none matched). Set it to the name of a configured pool to send the request there. */
   pool: string | null;

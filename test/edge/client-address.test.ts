@@ -38,6 +38,27 @@ describe("clientAddress", () => {
   });
 });
 
+describe("hostile forwarded headers from a trusted peer", () => {
+  test.each([
+    ["", "10.0.0.1"],
+    [",,,", "10.0.0.1"],
+    ["[::1", "10.0.0.1"],
+    ["1.2.3.4:99999:1", "10.0.0.1"],
+    ["999.1.1.1", "10.0.0.1"],
+    ["unknown, 10.0.0.2", "10.0.0.2"],
+    [`${"1.".repeat(5000)}1`, "10.0.0.1"],
+    ["[2001:db9::1]:80", "2001:db9::1"],
+    ["203.0.113.9:8080", "203.0.113.9"],
+    ["\u00ff, 203.0.113.9", "203.0.113.9"],
+  ])("X-Forwarded-For %p gives %p, never a throw", (header, client) => {
+    expect(clientAddress("10.0.0.1", new Headers([["x-forwarded-for", header]]), trusted).ip).toBe(client);
+  });
+
+  test.each(['for="', "for=;for=", 'for="[::1"', "by=1.2.3.4", "for=1.2.3.4;for=5.6.7.8"])("Forwarded %p never throws", (header) => {
+    expect(() => clientAddress("10.0.0.1", new Headers([["forwarded", header]]), trusted)).not.toThrow();
+  });
+});
+
 const { backend, lbFor } = stoppedAfterEach();
 
 /** curl from `source` (a loopback address) with extra headers: status, and what the backend saw. */

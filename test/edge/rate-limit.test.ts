@@ -4,6 +4,7 @@
  * table), then with --workers 2: each worker counts on its own, as docs/edge.md says.
  */
 import { describe, expect, test } from "bun:test";
+import { resolveConfig } from "../../src/config/load.ts";
 import { RateLimiter } from "../../src/edge/rate-limit.ts";
 import { spawnLb, stoppedAfterEach, waitFor } from "../helpers.ts";
 
@@ -76,6 +77,21 @@ describe("through real sockets", () => {
     const get = async (path: string) => (await fetch(`${lb.url}${path}`)).status;
     expect([await get("/login"), await get("/login")]).toEqual([200, 429]);
     expect([await get("/a"), await get("/b"), await get("/a")]).toEqual([200, 200, 429]);
+  });
+});
+
+describe("reloads", () => {
+  test("a reload that keeps a limit keeps its counts; one that changes it starts a new table", async () => {
+    const b = backend("b");
+    const lb = await lbFor([b.url], { "rate-limit": "2/h" });
+    const reload = (values: Record<string, unknown>) =>
+      lb.lb.reload(resolveConfig([{ source: "test", values: { port: 0, host: "127.0.0.1", admin: "127.0.0.1:0", backends: [b.url], ...values } }], { stdoutIsTTY: false }));
+    const get = async () => (await fetch(`${lb.url}/x`)).status;
+    expect([await get(), await get()]).toEqual([200, 200]);
+    reload({ "rate-limit": "2/h", retries: 1 });
+    expect(await get()).toBe(429);
+    reload({ "rate-limit": "3/h" });
+    expect(await get()).toBe(200);
   });
 });
 
