@@ -13,7 +13,7 @@ import { HookSet } from "../hooks/hook-set.ts";
 import { loadHooks } from "../hooks/load.ts";
 import { effectiveConfig } from "../config/reload.ts";
 import type { Config } from "../config/types.ts";
-import { createAccessLog, laneSettings, poolRules, upstreamTls } from "../run/configure.ts";
+import { createAccessLog, createTracing, laneSettings, poolRules, upstreamTls } from "../run/configure.ts";
 import type { TlsCertificates } from "../front/listeners.ts";
 import { type Logger, consolaLevel, createLogger } from "../log/log.ts";
 import { Metrics } from "../metrics/metrics.ts";
@@ -114,7 +114,7 @@ function startWorker(
       adopting = false;
     }
   };
-  const traffic = servedHere(config, follow(config), metrics, accessLog, log, hooks, true, certificates);
+  const traffic = servedHere(config, follow(config), metrics, accessLog, log, hooks, true, certificates, createTracing(config, metrics, log));
   toTraffic.connect(traffic.onPoolEvent);
   adoptPoolStates(states);
   let current = config;

@@ -5,6 +5,7 @@
  */
 import type { Socket } from "bun";
 import type { Backend } from "../pool/backend.ts";
+import type { ConnectionSpan } from "../tracing/spans.ts";
 import type { ListenerCounts, TcpRejection } from "./tcp-stats.ts";
 import { Pipe } from "./pipe.ts";
 
@@ -44,6 +45,8 @@ export class TcpConnection {
   #backendOpen = false;
   #over = false;
   endReason: EndReason = "closed";
+  /** Its span, when tracing is on and its trace sampled. */
+  span: ConnectionSpan | null = null;
   /** The client's address and port, as the access log writes it (read at once: a closed socket has no port). */
   readonly clientAddress: string;
 

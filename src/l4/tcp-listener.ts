@@ -10,6 +10,7 @@ import type { Policy, RequestContext } from "../balance/policy.ts";
 import type { Metrics } from "../metrics/metrics.ts";
 import type { Backend } from "../pool/backend.ts";
 import type { Pool } from "../pool/pool.ts";
+import type { Tracer } from "../tracing/spans.ts";
 import { type ProxyAddresses, type ProxyVersion, encodeProxyHeader } from "../net/proxy-protocol.ts";
 import { classifyFailure } from "../upstream/failure.ts";
 import { readClientHello } from "./client-hello.ts";
@@ -39,6 +40,8 @@ export interface ListenerParts {
   counts: ListenerCounts;
   /** Told of each connection when it ends: its access line. */
   ended(line: ConnectionEntry): void;
+  /** Gives each connection a span; null when tracing is off. */
+  tracer: Tracer | null;
 }
 
 const NO_HEADERS = new Headers();
@@ -94,22 +97,24 @@ export class TcpListener implements ConnectionOwner {
 
   ended(connection: TcpConnection): void {
     this.connections.delete(connection);
-    const { backend } = connection;
-    this.parts.ended({
+    const line: ConnectionEntry = {
       client: connection.clientAddress,
       listen: this.listen,
       sni: connection.serverName,
       pool: connection.pool || "-",
-      backend: backend?.name ?? "-",
+      backend: connection.backend?.name ?? "-",
       bytesIn: connection.up.bytes,
       bytesOut: connection.down?.bytes ?? 0,
       totalMs: performance.now() - connection.startedAt,
       end: connection.endReason,
-    });
+    };
+    if (connection.span) endSpan(connection, line);
+    this.parts.ended(line);
   }
 
   #accept(socket: Socket<TcpConnection>): void {
     const connection = new TcpConnection(socket, this);
+    if (this.parts.tracer) connection.span = this.parts.tracer.connection();
     socket.data = connection;
     this.connections.add(connection);
     if (this.#routes.byName) connection.phase = "hello";
@@ -185,6 +190,25 @@ function addressOfBackend(backend: Backend): { hostname: string; port: number } 
     backendAddresses.set(backend, (address = { hostname: hostname.replace(/^\[|\]$/g, ""), port: Number(port) }));
   }
   return address;
+}
+
+/** A connection's span ends with what its access line says, in the semantic conventions' words where they have some. */
+function endSpan(connection: TcpConnection, line: ConnectionEntry): void {
+  // The address as read at accept: a closed socket has none.
+  const address = line.client.slice(0, line.client.lastIndexOf(":")).replace(/^\[|\]$/g, "");
+  const attributes: Array<[string, string | number]> = [
+    ["client.address", address],
+    ["network.peer.address", address],
+    ["lb.listen", line.listen],
+    ["lb.pool", line.pool],
+    ["lb.backend", line.backend],
+    ["lb.bytes_in", line.bytesIn],
+    ["lb.bytes_out", line.bytesOut],
+    ["lb.end", line.end],
+  ];
+  if (line.sni) attributes.push(["tls.client.server_name", line.sni]);
+  const refused = line.end !== "closed" && line.end !== "idle-timeout" && line.end !== "drained";
+  connection.span!.end(line.listen, attributes, refused ? line.end : "");
 }
 
 /** The client's connection as the PROXY header tells it: its address and port, and the listener's. */

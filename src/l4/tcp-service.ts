@@ -7,6 +7,7 @@
 import type { ListenAddress } from "../config/types.ts";
 import type { AccessLog } from "../log/access-log.ts";
 import type { Metrics } from "../metrics/metrics.ts";
+import type { Tracer } from "../tracing/spans.ts";
 import type { TcpConnection } from "./tcp-connection.ts";
 import { type TcpEntry, type TcpLane, TcpListener } from "./tcp-listener.ts";
 import { TcpStats } from "./tcp-stats.ts";
@@ -37,7 +38,7 @@ export class TcpService {
   #sweep: ReturnType<typeof setInterval> | null = null;
 
   constructor(
-    private readonly parts: { metrics: Metrics; accessLog: AccessLog | null },
+    private readonly parts: { metrics: Metrics; accessLog: AccessLog | null; tracer?: Tracer | null },
     private readonly helloTimeoutMs = HELLO_TIMEOUT_MS,
   ) {}
 
@@ -100,6 +101,7 @@ export class TcpService {
       metrics: this.parts.metrics,
       counts: this.stats.of(listen),
       ended: (line) => this.parts.accessLog?.writeConnection(line),
+      tracer: this.parts.tracer ?? null,
     });
   }
 

@@ -18,6 +18,7 @@ import { namedPools } from "../config/pools.ts";
 import { type BackendDiff, type ReloadReport, RESTART_ONLY, changedSettings, effectiveConfig, restartPending } from "../config/reload.ts";
 import { type Config, acmeNames, servesTls } from "../config/types.ts";
 import { createAccessLog, createTracing, dataPlaneSettings } from "./configure.ts";
+import type { Tracing } from "../tracing/tracing.ts";
 import { descriptorLimit } from "../metrics/descriptors.ts";
 import { DataPlane, type ServedPool } from "../proxy/data-plane.ts";
 import { HookSet } from "../hooks/hook-set.ts";
@@ -80,6 +81,8 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
   const accessLog = options.accessLog !== undefined ? options.accessLog : createAccessLog(config, log);
   const metrics = new Metrics();
   const events = new EventLog();
+  // This process's spans: its requests' (or with --workers, each worker has its own) and its [[tcp]] connections'.
+  const tracing = createTracing(config, metrics, log);
   // A pool's events reach its control plane, then the traffic side (built next, from the pools, and connected then).
   const toTraffic = new Relay<[string, PoolEvent]>();
   const poolSet = new PoolSet(config, { metrics, log, events, onPoolEvent: toTraffic.emit });
@@ -91,9 +94,9 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
   const traffic =
     config.workers > 1
       ? servedByWorkers(config, pools, metrics, accessLog, log, stored)
-      : servedHere(config, poolSet.served(), metrics, accessLog, log, hooks && new HookSet(hooks, log), false, stored);
+      : servedHere(config, poolSet.served(), metrics, accessLog, log, hooks && new HookSet(hooks, log), false, stored, tracing);
   toTraffic.connect(traffic.onPoolEvent);
-  const tcp = new TcpSide(metrics, accessLog, log);
+  const tcp = new TcpSide(metrics, accessLog, log, tracing?.tracer);
   let current = config;
   let ready = false;
   /** The certificate files served, as last read (the start, then each reload). */
@@ -163,6 +166,7 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
         await Promise.all([traffic.stop(current.drainTimeout), tcp.stop(current.drainTimeout)]);
         sides.stop();
         accessLog?.flush();
+        await tracing?.flush(TRACE_FLUSH_MS);
       })()),
   };
 }
@@ -207,8 +211,9 @@ export function servedHere(
   hooks: HookSet | null,
   shared = false,
   acmeCertificates: TlsCertificates = [],
+  /** The process's tracing (null: off); a worker passes its own. */
+  tracing: Tracing | null = null,
 ): Traffic {
-  const tracing = createTracing(config, metrics, log);
   const data = new DataPlane(dataPlaneSettings(config), pools, metrics, accessLog, log, hooks, tracing?.tracer);
   let proxy: ProxyListener;
   try {
@@ -239,7 +244,7 @@ export function servedHere(
       hooks?.stop();
       await proxy.stop(drainTimeoutMs);
       data.close();
-      await tracing?.flush(TRACE_FLUSH_MS);
+      if (shared) await tracing?.flush(TRACE_FLUSH_MS); // a worker's own; lb's one process flushes at its stop
     },
   };
 }

@@ -10,6 +10,7 @@ import type { AccessLog } from "../log/access-log.ts";
 import type { Logger } from "../log/log.ts";
 import type { Metrics } from "../metrics/metrics.ts";
 import type { Pool } from "../pool/pool.ts";
+import type { Tracer } from "../tracing/spans.ts";
 import { tcpLanes, tcpListeners } from "./configure.ts";
 
 export class TcpSide {
@@ -19,8 +20,9 @@ export class TcpSide {
     metrics: Metrics,
     accessLog: AccessLog | null,
     private readonly log: Logger,
+    tracer: Tracer | null = null,
   ) {
-    this.service = new TcpService({ metrics, accessLog });
+    this.service = new TcpService({ metrics, accessLog, tracer });
   }
 
   /** Binds the config's listeners (a ConfigError when one cannot be) and says where they listen. */

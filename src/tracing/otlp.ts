@@ -47,8 +47,10 @@ const NEEDS_ESCAPE = /["\\\u0000-\u001f\u007f-\uffff]/;
 function attributeValue(value: AttributeValue): string {
   if (typeof value === "string") return NEEDS_ESCAPE.test(value) ? `{"stringValue":${JSON.stringify(value)}}` : `{"stringValue":"${value}"}`;
   if (typeof value === "boolean") return `{"boolValue":${value}}`;
-  // int64 is a string in protobuf's JSON mapping.
-  return Number.isInteger(value) ? `{"intValue":"${value}"}` : `{"doubleValue":${value}}`;
+  // int64 is a string in protobuf's JSON mapping. Anything else (NaN, or undefined a type let through) is written as
+  // text: one bad value must not make the collector refuse the whole batch.
+  if (Number.isInteger(value)) return `{"intValue":"${value}"}`;
+  return Number.isFinite(value) ? `{"doubleValue":${value}}` : `{"stringValue":"${String(value)}"}`;
 }
 
 /** Epoch milliseconds (with a fraction) as a decimal string of nanoseconds: a double cannot hold them exactly. */

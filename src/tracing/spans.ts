@@ -69,6 +69,42 @@ export class Tracer {
     const traceId = parent?.traceId ?? newTraceId();
     return new TripTrace(side, traceId, parent, sampled(this.sampler, traceId, parent), this.sink);
   }
+
+  /**
+   * A relayed TCP connection's span, started now; null when its trace is not sampled. A trace of its own: nothing in
+   * a TCP stream carries a caller's, and nothing can carry lb's on to the backend.
+   */
+  connection(): ConnectionSpan | null {
+    const traceId = newTraceId();
+    return sampled(this.sampler, traceId, null) ? new ConnectionSpan(traceId, this.sink) : null;
+  }
+}
+
+/** A [[tcp]] connection's life, from accept to both sides closed. */
+export class ConnectionSpan {
+  readonly spanId = newSpanId();
+  readonly startMs = nowMs();
+
+  constructor(
+    readonly traceId: string,
+    private readonly sink: SpanSink,
+  ) {}
+
+  /** `listen` names it; `error` is the refusal's reason, when lb refused it. */
+  end(listen: string, attributes: Array<[string, AttributeValue]>, error: string): void {
+    if (error) attributes.push(["error.type", error]);
+    this.sink({
+      traceId: this.traceId,
+      spanId: this.spanId,
+      parentSpanId: "",
+      name: `TCP ${listen}`,
+      kind: SERVER,
+      startMs: this.startMs,
+      endMs: nowMs(),
+      attributes: [["network.transport", "tcp"], ...attributes],
+      error: error !== "",
+    });
+  }
 }
 
 /** A trip's server span, and the trace it carries to the backends. */

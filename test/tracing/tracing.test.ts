@@ -3,6 +3,9 @@
  * their parents, sampling, and a collector that is dead or hangs.
  */
 import { afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { type LbProcess, ROOT, type TestBackend, deadPort, rawBackend, rawRequest, spawnLb, startBackend, waitFor } from "../helpers.ts";
 import { type Collector, type ReceivedSpan, startCollector } from "./collector.ts";
 
@@ -185,6 +188,36 @@ describe("spans", () => {
     expect(handshake!.get("traceparent")).toBe(`00-${tunnel!.traceId}-${client!.spanId}-01`);
     expect(Number(tunnel!.endNs - tunnel!.startNs) / 1e6).toBeGreaterThanOrEqual(openFor);
     expect(Number(client!.endNs - client!.startNs) / 1e6).toBeGreaterThanOrEqual(openFor);
+  });
+});
+
+describe("[[tcp]]", () => {
+  test("a relayed TCP connection is one span for its life, with its pool, backend and bytes", async () => {
+    const otlp = collector();
+    const echo = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data: (socket, bytes) => void socket.write(bytes) } });
+    cleanup.push(() => echo.stop(true));
+    const listen = `127.0.0.1:${deadPort()}`;
+    const config = `${mkdtempSync(join(tmpdir(), "lb-tracing-"))}/lb.toml`;
+    writeFileSync(config, `[pools.echo]\nbackends = ["tcp://127.0.0.1:${echo.port}"]\n\n[[tcp]]\nlisten = "${listen}"\npool = "echo"\n`);
+    await lb(["--config", config, "--otlp-endpoint", otlp.url]);
+    const echoed = Promise.withResolvers<string>();
+    const closed = Promise.withResolvers<void>();
+    const client = await Bun.connect({
+      hostname: "127.0.0.1",
+      port: Number(listen.split(":")[1]),
+      socket: { data: (_socket, bytes) => echoed.resolve(bytes.toString()), close: () => closed.resolve() },
+    });
+    client.write("hello");
+    expect(await echoed.promise).toBe("hello");
+    const openFor = 300;
+    await Bun.sleep(openFor); // the connection's life the span must cover
+    client.end();
+    await closed.promise;
+    await waitFor(() => otlp.spans.length >= 1, () => "the connection's span");
+    const [span] = otlp.spans;
+    expect(span).toMatchObject({ name: `TCP ${listen}`, kind: 2, parentSpanId: "", error: false });
+    expect(span!.attributes).toMatchObject({ "network.transport": "tcp", "client.address": "127.0.0.1", "lb.pool": "echo", "lb.backend": `127.0.0.1:${echo.port}`, "lb.bytes_in": 5, "lb.bytes_out": 5, "lb.end": "closed" });
+    expect(Number(span!.endNs - span!.startNs) / 1e6).toBeGreaterThanOrEqual(openFor);
   });
 });
 
