@@ -24,9 +24,17 @@ export type WeightOf = (backend: Backend) => number;
 
 export const configuredWeight: WeightOf = (backend) => backend.weight;
 
-/** Every backend once, starting at `start` and wrapping around (an array: a generator here cost ~15% of lb's CPU). */
-export function rotation<T>(items: readonly T[], start: number): T[] {
-  return start === 0 ? items.slice() : [...items.slice(start), ...items.slice(0, start)];
+/** The rotations of each list of backends made so far, by start; a pool makes a new list only when its set changes. */
+const rotations = new WeakMap<readonly unknown[], unknown[][]>();
+
+/**
+ * Every backend once, starting at `start` and wrapping around (an array: a generator here cost ~15% of lb's CPU).
+ * Built once per list and start, not per request: callers only read it.
+ */
+export function rotation<T>(items: readonly T[], start: number): readonly T[] {
+  let made = rotations.get(items) as T[][] | undefined;
+  if (!made) rotations.set(items, (made = []));
+  return (made[start] ??= [...items.slice(start), ...items.slice(0, start)]);
 }
 
 /** The candidates with `first` in front (a sticky client's backend, one a hook chose), then the rest in their order. */

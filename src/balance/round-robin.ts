@@ -17,7 +17,8 @@ export class RoundRobin implements Policy {
     let total = 0;
     let best = 0;
     let bestScore = -Infinity;
-    available.forEach((backend, i) => {
+    for (let i = 0; i < available.length; i++) {
+      const backend = available[i]!;
       const weight = this.weightOf(backend);
       const score = (this.#score.get(backend) ?? 0) + weight;
       this.#score.set(backend, score);
@@ -26,7 +27,7 @@ export class RoundRobin implements Policy {
         bestScore = score;
         best = i;
       }
-    });
+    }
     this.#score.set(available[best]!, bestScore - total);
     return rotation(available, best);
   }
