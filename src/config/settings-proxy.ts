@@ -1,26 +1,9 @@
 /** The PROXY protocol's settings (--accept-proxy, --proxy-trusted, send-proxy; docs/proxy-protocol.md), part of the one settings table (settings.ts). */
-import { type Cidr, LOOPBACK_RANGES, formatIp, parseCidr } from "../net/ip.ts";
+import { type Cidr, LOOPBACK_RANGES, parseCidr } from "../net/ip.ts";
+import { cidrList } from "./edge-values.ts";
 import { SEND_PROXY_VERSIONS } from "./types.ts";
 import type { SettingSpec } from "./settings.ts";
-import { type ValueParser, boolean, described, oneOf } from "./values.ts";
-
-/** Address ranges as a list, or comma-separated text (a flag, repeatable): "10.0.0.0/8", "fd00::/8", "192.0.2.7". */
-export const cidrRanges: ValueParser<Cidr[]> = described(
-  (value) => {
-    const items = Array.isArray(value) ? value.flatMap((item) => (typeof item === "string" ? item.split(",") : [item])) : typeof value === "string" ? value.split(",") : null;
-    if (!items) return { error: 'must be a list of address ranges, e.g. ["10.0.0.0/8", "fd00::/8"]' };
-    const ranges: Cidr[] = [];
-    const problems: string[] = [];
-    items.forEach((item, i) => {
-      const range = typeof item === "string" ? parseCidr(item.trim()) : `"${item}" is not an address range`;
-      if (typeof range === "string") problems.push(`[${i}]: ${range}`);
-      else ranges.push(range);
-    });
-    return problems.length ? { error: problems } : { value: ranges };
-  },
-  { anyOf: [{ type: "string" }, { type: "array", items: { type: "string" } }] },
-  (ranges) => ranges.map(({ prefix, bits }) => `${formatIp(prefix)}/${bits}`),
-);
+import { boolean, oneOf } from "./values.ts";
 
 export const PROXY_SPECS: SettingSpec[] = [
   {
@@ -32,7 +15,7 @@ export const PROXY_SPECS: SettingSpec[] = [
     key: "proxyTrusted", group: "listening", restart: true, type: "string", valueHint: "cidr,cidr", repeatable: true,
     fallback: LOOPBACK_RANGES.map((range) => parseCidr(range) as Cidr), shownDefault: "loopback",
     description: "With --accept-proxy, the peers (L4 balancers) that may send a PROXY header; a connection from anyone else is closed",
-    example: "--proxy-trusted 10.0.0.0/8,fd00::/8", parse: cidrRanges,
+    example: "--proxy-trusted 10.0.0.0/8,fd00::/8", parse: cidrList,
   },
   {
     key: "sendProxy", perPool: true, group: "backends", type: "string", valueHint: SEND_PROXY_VERSIONS.join("|"), fallback: "",
