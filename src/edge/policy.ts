@@ -21,6 +21,8 @@ export interface RateLimitSettings {
 
 /** What one route or pool sets (configure.ts builds it from its effective settings). */
 export interface EdgeSettings {
+  /** Answers compressed for clients that accept it (proxy/compression.ts); null: none. */
+  compression: CompressionSettings | null;
   allow: readonly Cidr[];
   deny: readonly Cidr[];
   rateLimit: RateLimitSettings | null;
@@ -44,7 +46,15 @@ export interface EdgeRequest {
 
 const DENIED: EdgeRefusal = { status: 403, detail: "this address may not use this service", reason: "deny" };
 
+/** `compress = true`: what proxy/compression.ts needs to decide for each answer. */
+export interface CompressionSettings {
+  /** Whole answers smaller than this many bytes go as they are (compressing them saves little and costs a round). */
+  minSize: number;
+}
+
 export class EdgePolicy {
+  /** How answers are compressed; null: they are not. */
+  readonly compression: CompressionSettings | null;
   readonly #allow: readonly Cidr[] | null;
   readonly #deny: readonly Cidr[] | null;
   readonly #requestRules: CompiledRules | null;
@@ -56,6 +66,7 @@ export class EdgePolicy {
     private readonly limiter: { table: RateLimiter; key: RateKey } | null,
     private readonly now: () => number = Date.now,
   ) {
+    this.compression = settings.compression;
     this.#allow = settings.allow.length ? settings.allow : null;
     this.#deny = settings.deny.length ? settings.deny : null;
     this.#requestRules = compileRules(settings.requestHeaders);
@@ -64,7 +75,7 @@ export class EdgePolicy {
 
   /** Whether this policy does anything; the data plane keeps none when not. */
   get active(): boolean {
-    return Boolean(this.#allow || this.#deny || this.limiter || this.#requestRules || this.#responseRules);
+    return Boolean(this.compression || this.#allow || this.#deny || this.limiter || this.#requestRules || this.#responseRules);
   }
 
   /** Why the request is turned away, or null: deny wins over allow, and a refused request counts toward no limit. */

@@ -8,11 +8,6 @@
 export const ENCODINGS = ["zstd", "br", "gzip"] as const;
 export type Encoding = (typeof ENCODINGS)[number];
 
-export interface CompressionSettings {
-  /** Whole answers smaller than this many bytes go as they are (compressing them saves little and costs a round). */
-  minSize: number;
-}
-
 /** A qvalue (RFC 9110 §12.4.2): 0 to 1 with up to three decimals. */
 const QVALUE = /^(?:0(?:\.\d{0,3})?|1(?:\.0{0,3})?)$/;
 

@@ -5,7 +5,8 @@
  */
 import zlib from "node:zlib";
 import type { UpstreamResponse } from "../upstream/client.ts";
-import { type CompressionSettings, type Encoding, chooseEncoding, compressible, encodedFields } from "./compression.ts";
+import type { CompressionSettings } from "../edge/policy.ts";
+import { type Encoding, chooseEncoding, compressible, encodedFields } from "./compression.ts";
 
 /**
  * Levels chosen by measuring 64 KiB of JSON and of prose (bench/compression-levels.ts, bench/results/

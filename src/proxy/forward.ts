@@ -17,7 +17,6 @@ import { isFailure } from "../upstream/client.ts";
 import { type Failure, failure } from "../upstream/failure.ts";
 import { Attempt, type AttemptEnd } from "./attempt.ts";
 import { failWhenIdle, NO_BODY, type OutgoingBody, prepareBody } from "./body.ts";
-import type { CompressionSettings } from "./compression.ts";
 import { compressAnswer } from "./compressor.ts";
 import { closesAfter } from "./headers.ts";
 import { clientResponse, errorResponse } from "./responses.ts";
@@ -58,8 +57,6 @@ export interface ForwarderTuning {
   queueTimeoutMs: number;
   /** Longest silence from a client streaming a request body before lb gives up on it (408). */
   clientTimeoutMs: number;
-  /** Answers are compressed for clients that accept it; null when compression is off. */
-  compression: CompressionSettings | null;
   /** Sent with 503s: when a backend might be back (one health interval). */
   retryAfterSeconds: number;
   debug: boolean;
@@ -386,7 +383,8 @@ export class Forwarder {
   #answered(backend: Backend, trip: Trip, attempt: Attempt, answer: UpstreamResponse): AttemptResult | Promise<AttemptResult> {
     trip.upstreamMs = performance.now() - attempt.sent;
     this.options.metrics.of(backend.url).histograms.headers.observe(trip.upstreamMs / 1000);
-    const { sticky, compression } = this.options;
+    const { sticky } = this.options;
+    const compression = trip.policy?.compression;
     const cookie = sticky && backend !== trip.pinned ? sticky.cookieFor(backend) : null;
     if (trip.policy) answer.headers = trip.policy.responseFields(answer.headers, placeholderValues(trip));
     const encode = compression && ((answer: UpstreamResponse) => compressAnswer(answer, trip.request, compression, this.options.metrics.of(backend.url)));

@@ -114,6 +114,7 @@ function edgePolicies(config: Config): DataPlaneSettings["edge"] {
 function edgeSettings(config: Config, table: string): EdgeSettings {
   const { rateLimit, rateLimitBurst, rateLimitKey } = config;
   return {
+    compression: config.compress ? { minSize: config.compressMinSize } : null,
     allow: config.allow,
     deny: config.deny,
     rateLimit: rateLimit && { rate: rateLimit, burst: rateLimitBurst, key: rateLimitKey, table },
@@ -149,7 +150,6 @@ function forwarderTuning(config: Config): ForwarderTuning {
     queueSize: config.queueSize,
     queueTimeoutMs: config.queueTimeout,
     clientTimeoutMs: config.clientTimeout,
-    compression: config.compress ? { minSize: config.compressMinSize } : null,
     // The soonest a down backend can be back: its next check, at the down interval when one is set.
     retryAfterSeconds: Math.max(1, Math.ceil((config.healthDownInterval || config.healthInterval) / 1000)),
     debug: config.logLevel === "debug",

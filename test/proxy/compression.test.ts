@@ -312,6 +312,29 @@ describe("the settings", () => {
     expect((await get(`${lb.url}/text`, "gzip")).encoding).toBeNull();
   });
 
+  test("a route sets compression over its pool's: on for one path of a pool without it, off for one of a pool with it", async () => {
+    const plain = answers();
+    const compressing = answers();
+    const file = join(dir, "routes.toml");
+    writeFileSync(
+      file,
+      `[pools.docs]\nbackends = ["${compressing.url}"]\ncompress = true\n\n` +
+        `[[routes]]\npath-prefix = "/docs/raw/"\nstrip-prefix = true\npool = "docs"\ncompress = false\n\n` +
+        `[[routes]]\npath-prefix = "/docs/"\nstrip-prefix = true\npool = "docs"\n\n` +
+        `[[routes]]\npath-prefix = "/small/"\nstrip-prefix = true\npool = "default"\ncompress = true\ncompress-min-size = 512\n\n` +
+        `[[routes]]\npool = "default"\n`,
+    );
+    const lb = await lbFor([plain.url], { ...(await readConfigFile(file)).values, compress: false });
+    expect((await get(`${lb.url}/docs/text`, "gzip")).encoding).toBe("gzip"); // the pool's
+    expect((await get(`${lb.url}/docs/raw/text`, "gzip")).encoding).toBeNull(); // the route's, over the pool's
+    expect((await get(`${lb.url}/small/small`, "gzip")).encoding).toBe("gzip"); // 900 bytes, over the route's 512
+    expect((await get(`${lb.url}/small`, "gzip")).encoding).toBeNull(); // the default pool's: off
+    const bad = join(dir, "bad-route.toml");
+    writeFileSync(bad, `backends = ["http://10.0.0.1:8080"]\n\n[[routes]]\npool = "default"\ncompress-min-size = "lots"\n`);
+    const { code, stderr } = await runCommand(["validate", bad]);
+    expect([code, stderr]).toEqual([2, `${bad}:5: routes[0].compress-min-size: "lots" is not a size; write 512k, 10mb, 1g or a number of bytes\n`]);
+  });
+
   test("a reload turns compression on for the requests that follow, and GET /api/config shows it", async () => {
     const url = answers().url;
     const lb = await lbFor([url], { compress: false });

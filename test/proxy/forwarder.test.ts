@@ -105,7 +105,6 @@ function forwarder(script: Script, now?: () => number) {
     queueSize: 10,
     queueTimeoutMs: 1000,
     clientTimeoutMs: 1000,
-    compression: null,
     retryAfterSeconds: 1,
     debug: false,
   });
