@@ -133,6 +133,27 @@ describe("a valid header names the client", () => {
   });
 });
 
+describe("the header's address is the peer the edge policies judge", () => {
+  const from = (address: string) => encodeProxyHeader(1, { source: { address, port: 4000 }, destination: { address: "192.0.2.1", port: 80 } });
+  const withXff = text("GET /who HTTP/1.1\r\nHost: test\r\nX-Forwarded-For: 198.51.100.9\r\nConnection: close\r\n\r\n");
+
+  test("--trusted-proxies: X-Forwarded-For counts from a trusted address the header named, not from another", async () => {
+    const who = whoBackend();
+    const lb = await lbFor([who.url], { "trusted-proxies": "203.0.113.0/24" });
+    expect((await exchange(lb.lb.port, [Buffer.concat([from("203.0.113.7"), withXff])])).text).toContain("for=198.51.100.9, 203.0.113.7");
+    expect((await exchange(lb.lb.port, [Buffer.concat([from("192.0.2.50"), withXff])])).text).toEndWith("for=192.0.2.50");
+    await waitFor(() => lb.access.length === 2, "two access lines");
+    expect(lb.access.map((entry) => entry.client)).toEqual(["198.51.100.9", "192.0.2.50"]);
+  });
+
+  test("--deny: a client the header names inside a denied range gets 403; the balancer's own address is not judged", async () => {
+    const who = whoBackend();
+    const lb = await lbFor([who.url], { deny: "192.0.2.0/24" });
+    expect((await exchange(lb.lb.port, [Buffer.concat([from("192.0.2.50"), GET])])).text).toStartWith("HTTP/1.1 403");
+    expect((await exchange(lb.lb.port, [Buffer.concat([from("198.51.100.9"), GET])])).text).toEndWith("for=198.51.100.9");
+  });
+});
+
 describe("the relay passes bytes on whole, both ways, with backpressure", () => {
   test("a 8 MiB upload and its 8 MiB echo arrive intact, the answer read by a client slower than lb", async () => {
     const echo = backend("echo", async (request) => new Response(await request.arrayBuffer()));
