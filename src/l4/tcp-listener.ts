@@ -32,6 +32,8 @@ export interface TcpLane {
   connectTimeoutMs: number;
   /** The PROXY protocol version each backend connection starts with a header of (send-proxy); null: none. */
   sendProxy: ProxyVersion | null;
+  /** A pool a reload added: settles when its first health round is done (until then none of its backends is up). */
+  checked?: Promise<void>;
 }
 
 export interface ListenerParts {
@@ -138,6 +140,11 @@ export class TcpListener implements ConnectionOwner {
     connection.idleTimeoutMs = entry.idleTimeoutMs;
     const lane = this.parts.lanes().get(entry.pool);
     if (!lane) return connection.close("no-backend");
+    if (lane.checked) return void lane.checked.then(() => this.#connect(connection, lane));
+    this.#connect(connection, lane);
+  }
+
+  #connect(connection: TcpConnection, lane: TcpLane): void {
     const request: RequestContext = { clientIp: connection.client.remoteAddress, path: "", headers: NO_HEADERS };
     this.#tryBackends(connection, lane, lane.policy.candidates(lane.pool.available(), request), 0);
   }

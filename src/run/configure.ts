@@ -201,14 +201,21 @@ export function tcpListeners(config: Config): TcpListenerSettings[] {
   return [...listeners.values()];
 }
 
-/** How each pool of tcp:// backends takes connections: the running pool, its policy, its connect timeout. */
-export function tcpLanes(config: Config, pools: ReadonlyMap<string, Pool>): Map<string, TcpLane> {
+/**
+ * How each pool of tcp:// backends takes connections: the running pool, its policy, its connect timeout, and for a
+ * pool a reload added, its first health round (`firstRounds`), which its connections wait for.
+ */
+export function tcpLanes(config: Config, pools: ReadonlyMap<string, Pool>, firstRounds: ReadonlyMap<string, Promise<void>>): Map<string, TcpLane> {
   const lanes = new Map<string, TcpLane>();
   for (const { name, config: own } of namedPools(config)) {
     const pool = pools.get(name);
     if (!pool || !isTcpPool(own.backends)) continue;
     const policy = createPolicy(own, (backend) => currentWeight(backend, own.slowStart, Date.now()));
-    lanes.set(name, { pool, policy, connectTimeoutMs: own.connectTimeout, sendProxy: own.sendProxy ? (own.sendProxy === "v1" ? 1 : 2) : null });
+    const checked = firstRounds.get(name);
+    const sendProxy = own.sendProxy ? (own.sendProxy === "v1" ? 1 : 2) : null;
+    const lane: TcpLane = { pool, policy, connectTimeoutMs: own.connectTimeout, sendProxy, ...(checked && { checked }) };
+    void checked?.then(() => delete lane.checked); // then connections go straight on
+    lanes.set(name, lane);
   }
   return lanes;
 }

@@ -152,7 +152,7 @@ export async function startLb(config: Config, options: StartOptions): Promise<Ru
       acme?.follow(acmeNames(effective)); // "routes" follows the route table
       files = logCertificateFiles(log, fileCertificates(effective), files);
       const report = describeReload(current, next, change.apply(), log);
-      const tcpReport = tcpChange.apply(pools());
+      const tcpReport = tcpChange.apply(pools(), change.served);
       if (tcpReport) report.summary += `; ${tcpReport}`;
       current = effective;
       return report;

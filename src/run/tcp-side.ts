@@ -10,6 +10,7 @@ import type { AccessLog } from "../log/access-log.ts";
 import type { Logger } from "../log/log.ts";
 import type { Metrics } from "../metrics/metrics.ts";
 import type { Pool } from "../pool/pool.ts";
+import type { ServedPool } from "../proxy/data-plane.ts";
 import type { Tracer } from "../tracing/spans.ts";
 import { tcpLanes, tcpListeners } from "./configure.ts";
 
@@ -27,14 +28,15 @@ export class TcpSide {
 
   /** Binds the config's listeners (a ConfigError when one cannot be) and says where they listen. */
   start(config: Config, pools: ReadonlyMap<string, Pool>): void {
-    this.prepare(config).apply(pools);
+    this.prepare(config).apply(pools, []);
   }
 
   /**
    * Binds what `config` adds (throws a ConfigError, having changed nothing, when it cannot); `apply` makes the
-   * change with the pools as they are then, and says what it added and removed ("" when nothing).
+   * change with the pools as they are then (`served` tells which a reload added, and when their first health round
+   * is done), and says what it added and removed ("" when nothing).
    */
-  prepare(config: Config): { apply(pools: ReadonlyMap<string, Pool>): string } {
+  prepare(config: Config): { apply(pools: ReadonlyMap<string, Pool>, served: readonly ServedPool[]): string } {
     const listeners = tcpListeners(config);
     let change: ReturnType<TcpService["prepare"]>;
     try {
@@ -43,8 +45,9 @@ export class TcpSide {
       throw error instanceof TcpListenError ? new ConfigError(error.message) : error;
     }
     return {
-      apply: (pools) => {
-        const { added, removed } = change.apply(tcpLanes(config, pools), config.drainTimeout);
+      apply: (pools, served) => {
+        const firstRounds = new Map(served.flatMap(({ name, checked }) => (checked ? [[name, checked] as const] : [])));
+        const { added, removed } = change.apply(tcpLanes(config, pools, firstRounds), config.drainTimeout);
         for (const listen of added) {
           const entries = listeners.find((l) => l.listen === listen)!.entries;
           const routes = entries.map(({ sni, pool }) => (sni ? `${sni.join(" ")} → ${pool}` : `→ ${pool}`)).join(", ");

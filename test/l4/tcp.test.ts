@@ -211,6 +211,39 @@ describe("TCP relay", () => {
     const line = await waitFor(() => accessLines(lb).find((l) => l.listen === `127.0.0.1:${first}`), "the drained connection's line");
     expect(line).toMatchObject({ bytes_in: 12, bytes_out: 12, end: "closed" });
   });
+
+  test("a reload whose new listen address is taken is refused whole: the running listeners and config stay", async () => {
+    const taken = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+    cleanups.push(() => taken.stop(true));
+    const [kept, added] = [deadPort(), deadPort()];
+    const pool = `[pools.echo]\nbackends = ["tcp://127.0.0.1:${echoBackend()}"]\n`;
+    const { lb, path } = await startLb(`${pool}[[tcp]]\nlisten = "127.0.0.1:${kept}"\npool = "echo"\n`);
+    writeFileSync(path, `${pool}[[tcp]]\nlisten = "127.0.0.1:${added}"\npool = "echo"\n[[tcp]]\nlisten = "127.0.0.1:${taken.port}"\npool = "echo"\n`);
+    lb.proc.kill("SIGHUP");
+    await lb.waitForLine("stderr", new RegExp(`config reload rejected.*\\[\\[tcp\\]\\] listen 127.0.0.1:${taken.port}: cannot listen: the address is in use`));
+    expect(await halfCloseExchange(kept, "still here")).toEqual({ code: 0, out: "still here" });
+    expect(await Bun.connect({ hostname: "127.0.0.1", port: added, socket: { data() {} } }).then(() => "connected", (e) => e.code)).toBe("ECONNREFUSED");
+  });
+
+  test("a connection to a pool a reload just added waits for the pool's first health round instead of being refused", async () => {
+    // Its health answer takes 1 s, so the first round is still running when the client connects.
+    const slowHealth = Bun.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      fetch: async (request) => (new URL(request.url).pathname === "/healthz" ? (await Bun.sleep(1000), new Response("ok")) : new Response("fresh")),
+    });
+    cleanups.push(() => slowHealth.stop(true));
+    const [first, second] = [deadPort(), deadPort()];
+    const echo = `[pools.echo]\nbackends = ["tcp://127.0.0.1:${echoBackend()}"]\n[[tcp]]\nlisten = "127.0.0.1:${first}"\npool = "echo"\n`;
+    const { lb, path } = await startLb(echo);
+    writeFileSync(path, `${echo}[pools.fresh]\nbackends = ["tcp://127.0.0.1:${slowHealth.port}"]\nhealth-path = "/healthz"\n[[tcp]]\nlisten = "127.0.0.1:${second}"\npool = "fresh"\n`);
+    lb.proc.kill("SIGHUP");
+    await lb.waitForLine("stderr", new RegExp(`tcp listening on 127.0.0.1:${second}`));
+    const started = performance.now();
+    const run = Bun.spawn(["curl", "-s", "--max-time", "5", `http://127.0.0.1:${second}/`], { stdout: "pipe" });
+    expect(await new Response(run.stdout).text()).toBe("fresh");
+    expect(performance.now() - started).toBeGreaterThan(500);
+  });
 });
 
 describe("TLS passthrough by SNI", () => {
