@@ -397,8 +397,10 @@ function logListening(log: Logger, config: Config, port: number, pools: Readonly
       (config.workers > 1 ? ` · ${config.workers} workers` : "") +
       (fds ? ` · fd limit ${fds}` : ""),
   );
-  // Each request holds two descriptors (the client's connection and the backend's); idle keep-alives hold more.
-  const requestsAtOnce = fds ? Math.floor((fds - RESERVED_DESCRIPTORS) / 2) : Number.POSITIVE_INFINITY;
+  // Each request holds two descriptors (the client's connection and the backend's), four behind --accept-proxy's relay
+  // (its loopback pair); idle keep-alives hold more.
+  const perRequest = config.acceptProxy ? 4 : 2;
+  const requestsAtOnce = fds ? Math.floor((fds - RESERVED_DESCRIPTORS) / perRequest) : Number.POSITIVE_INFINITY;
   if (config.maxConnections > 0 && requestsAtOnce < config.maxConnections / 2) {
     log.warn(
       `the file descriptor limit (${fds}) allows about ${requestsAtOnce} requests at once, under half of ` +
