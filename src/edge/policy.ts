@@ -57,6 +57,9 @@ export class EdgePolicy {
   readonly compression: CompressionSettings | null;
   readonly #allow: readonly Cidr[] | null;
   readonly #deny: readonly Cidr[] | null;
+  /** The last address the lists judged, and whether they refused it: a keep-alive client asks again and again. */
+  #lastIp = "";
+  #lastRefused = false;
   readonly #requestRules: CompiledRules | null;
   readonly #responseRules: CompiledRules | null;
 
@@ -80,9 +83,16 @@ export class EdgePolicy {
 
   /** Why the request is turned away, or null: deny wins over allow, and a refused request counts toward no limit. */
   admit(request: EdgeRequest): EdgeRefusal | null {
-    const ip = request.clientIp;
-    if ((this.#deny && inRanges(ip, this.#deny)) || (this.#allow && !inRanges(ip, this.#allow))) return DENIED;
+    if ((this.#allow || this.#deny) && this.#refused(request.clientIp)) return DENIED;
     return this.limiter ? this.#limit(request, this.limiter) : null;
+  }
+
+  #refused(ip: string): boolean {
+    if (ip !== this.#lastIp) {
+      this.#lastRefused = Boolean((this.#deny && inRanges(ip, this.#deny)) || (this.#allow && !inRanges(ip, this.#allow)));
+      this.#lastIp = ip;
+    }
+    return this.#lastRefused;
   }
 
   #limit(request: EdgeRequest, { table, key }: { table: RateLimiter; key: RateKey }): EdgeRefusal | null {
