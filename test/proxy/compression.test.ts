@@ -194,7 +194,7 @@ describe("compress = true", () => {
     expect([encoding, response.headers.get("vary"), response.headers.get("etag")]).toEqual([null, "Origin", '"v1"']);
   });
 
-  test("the metrics count compressed answers by coding, and the bytes before and after", async () => {
+  test("the metrics count compressed answers by coding, and the bytes before and after; the access log the backend's", async () => {
     const lb = await lbFor([answers().url]);
     await get(`${lb.url}/text`, "br");
     await get(`${lb.url}/text`, "gzip");
@@ -205,6 +205,10 @@ describe("compress = true", () => {
     expect(counts.compressionIn).toBe(3 * TEXT.length);
     expect(counts.compressionOut).toBeGreaterThan(2 * raw.byteLength);
     expect(counts.compressionOut).toBeLessThan(3 * raw.byteLength);
+    // The access log and lb_response_body_bytes_total count the body as the backend sent it.
+    await waitFor(() => lb.access.length === 4, "four access lines");
+    expect(lb.access.map((entry) => entry.bytes)).toEqual([TEXT.length, TEXT.length, TEXT.length, TEXT.length]);
+    expect(counts.responseBytes).toBe(4 * TEXT.length);
   });
 });
 
