@@ -7,7 +7,7 @@
  */
 import type { Socket, TCPSocketListener } from "bun";
 import { type Cidr, inRanges } from "../net/ip.ts";
-import { Pipe } from "../net/pipe.ts";
+import { Pipe } from "../l4/pipe.ts";
 import { type ProxyAddresses, decodeProxyHeader } from "../net/proxy-protocol.ts";
 
 /**
@@ -100,23 +100,25 @@ const EMPTY = new Uint8Array(0);
 
 /** One client connection: its header read, then its bytes relayed to and from its connection to Bun.serve. */
 class Relay {
-  /** Bytes received before the relay to Bun.serve is open: the header, then what follows it. */
+  /** Bytes received while the header is read (it may come in pieces). */
   #received: Uint8Array = EMPTY;
   #timer: Timer | null = null;
   #inner: Socket<Relay> | null = null;
   #innerPort = 0;
-  /** The header was read: bytes go to Bun.serve (once connected). */
-  #linking = false;
-  #clientEnded = false;
-  /** client → Bun.serve and back, once both are open. */
-  #up: Pipe | null = null;
+  /** client → Bun.serve: holds what follows the header until the connection to Bun.serve is open. */
+  readonly #up: Pipe;
+  /** The header was read: what comes from the client goes up. */
+  #headerRead = false;
+  /** Bun.serve → client, once connected. */
   #down: Pipe | null = null;
   #closed = false;
 
   constructor(
     private readonly front: AcceptProxyFront,
     readonly client: Socket<Relay>,
-  ) {}
+  ) {
+    this.#up = new Pipe(client);
+  }
 
   /** A peer outside --proxy-trusted is closed at once; the others have the client timeout to send a whole header. */
   start(): void {
@@ -130,9 +132,9 @@ class Relay {
   }
 
   clientData(bytes: Uint8Array): void {
-    if (this.#up) return this.#up.push(bytes);
+    if (this.#headerRead) return this.#up.push(bytes);
+    if (this.#closed) return;
     this.#received = this.#received.length ? Buffer.concat([this.#received, bytes]) : bytes;
-    if (this.#linking || this.#closed) return;
     const decoded = decodeProxyHeader(this.#received);
     if (decoded.state === "incomplete") return;
     if (decoded.state === "invalid") return this.#refuse("invalid", decoded.reason);
@@ -140,9 +142,10 @@ class Relay {
     const { client } = this;
     const own = { source: { address: client.remoteAddress, port: client.remotePort }, destination: { address: client.localAddress, port: client.localPort } };
     this.front.settings.outcome(decoded.addresses ? "accepted" : "local", client.remoteAddress);
-    this.#received = this.#received.subarray(decoded.length);
-    this.#linking = true;
-    client.pause();
+    this.#headerRead = true;
+    const rest = this.#received.subarray(decoded.length);
+    this.#received = EMPTY;
+    if (rest.length) this.#up.push(rest);
     const addresses = decoded.addresses ?? own;
     Bun.connect<Relay>({ hostname: "127.0.0.1", port: this.front.target, allowHalfOpen: true, data: this, socket: INNER_HANDLERS }).then(
       (inner) => this.#linked(inner, addresses),
@@ -158,18 +161,16 @@ class Relay {
     this.front.linked(this.#innerPort, addresses);
     inner.setNoDelay(true);
     this.client.setNoDelay(true);
-    this.#up = new Pipe(this.client, inner);
-    this.#down = new Pipe(inner, this.client);
-    this.client.resume();
-    if (this.#received.length) this.#up.push(this.#received);
-    this.#received = EMPTY;
-    if (this.#clientEnded) this.#up.end();
+    this.#up.attach(inner);
+    this.#down = new Pipe(inner);
+    this.#down.attach(this.client);
   }
 
+  /** The client's FIN: passed on after what came before it, or the end of a header that never completed. */
   clientEnded(): void {
-    this.#clientEnded = true;
-    if (this.#up) this.#up.end();
-    else if (!this.#linking) this.#refuse("truncated", "closed before a whole PROXY header");
+    if (this.#closed) return;
+    if (this.#headerRead) this.#up.end();
+    else this.#refuse("truncated", "closed before a whole PROXY header");
   }
 
   innerData(bytes: Uint8Array): void {
@@ -190,7 +191,7 @@ class Relay {
     this.front.unlinked(this, this.#innerPort);
     this.#innerPort = 0;
     if (this.#closed) return;
-    if (!this.#down?.pending) return this.close();
+    if (!this.#down?.waitingBytes) return this.close();
     this.#down.end();
     // A client that reads no more is not waited for longer than one that sends nothing.
     this.#timer = setTimeout(() => this.close(), this.front.settings.headerTimeoutMs);
