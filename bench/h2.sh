@@ -6,7 +6,7 @@
 #   MODE=rapid-reset bash bench/h2.sh      # the CVE-2023-44487 flood instead (needs Debian's python3-h2), below
 #
 # Pinned like bench/run.sh: the proxy on CPU 0, h2load and the backends on CPU 1, one proxy process/thread each. Each
-# repetition runs lb, HAProxy and nginx in turn (rotating the order); the report gives median req/s and the ratios,
+# repetition runs lb, HAProxy, nginx and lb's ceiling (bare) in turn (rotating the order); the report gives median req/s and the ratios,
 # written to bench/results/<YYYY-MM-DD>-h2.md and printed.
 #
 # MODE=rapid-reset: backends that take 1 s per answer; against each proxy in turn, bench/rapid_reset.py opens and
@@ -25,9 +25,9 @@ STREAMS=${STREAMS:-10}
 PROXIES=(lb haproxy nginx)
 LOG_TAG=h2
 source bench/lib.sh
-read -r -a FREE <<<"$(free_ports 5)"
+read -r -a FREE <<<"$(free_ports 6)"
 BACKEND_PORTS=("${FREE[@]:0:2}")
-declare -A PORT=([lb]=${FREE[2]} [haproxy]=${FREE[3]} [nginx]=${FREE[4]})
+declare -A PORT=([lb]=${FREE[2]} [haproxy]=${FREE[3]} [nginx]=${FREE[4]} [bare]=${FREE[5]})
 
 [[ $MODE == load || $MODE == rapid-reset ]] || die "MODE is load or rapid-reset, not $MODE"
 [[ $MODE == load ]] || /usr/bin/python3 -c "import h2" 2>/dev/null || die "missing python3-h2: apt-get install -y python3-h2"
@@ -101,6 +101,8 @@ start_proxy() {
     lb) taskset -c 0 bun src/main.ts --port "${PORT[lb]}" --host 127.0.0.1 --admin off --no-access-log --http2 on \
           "http://127.0.0.1:${BACKEND_PORTS[0]}" "http://127.0.0.1:${BACKEND_PORTS[1]}" >"$WORK/lb.log" 2>&1 & ;;
     haproxy) taskset -c 0 "$HAPROXY" -db -f "$WORK/haproxy.cfg" >"$WORK/haproxy.log" 2>&1 & ;;
+    bare) taskset -c 0 bun bench/prototypes/bare-upstream.ts --http2 --port "${PORT[bare]}" \
+            "http://127.0.0.1:${BACKEND_PORTS[0]}" "http://127.0.0.1:${BACKEND_PORTS[1]}" >"$WORK/bare.log" 2>&1 & ;;
     nginx) taskset -c 0 "$NGINX" -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/error.log" >/dev/null 2>&1 & ;;
   esac
   PROXY_PID=$!
@@ -176,6 +178,8 @@ EOF
   exit 0
 fi
 
+# The load also runs lb's ceiling: a bare Bun.serve h2 handler on lb's own upstream client (bench/prototypes/bare-upstream.ts).
+PROXIES+=(bare)
 declare -A RESULTS=()
 for rep in $(seq "$REPS"); do
   for i in "${!PROXIES[@]}"; do
@@ -191,7 +195,7 @@ for rep in $(seq "$REPS"); do
   done
 done
 
-lb=$(median <<<"${RESULTS[lb]}"); haproxy=$(median <<<"${RESULTS[haproxy]}"); nginx=$(median <<<"${RESULTS[nginx]}")
+lb=$(median <<<"${RESULTS[lb]}"); haproxy=$(median <<<"${RESULTS[haproxy]}"); nginx=$(median <<<"${RESULTS[nginx]}"); bare=$(median <<<"${RESULTS[bare]}")
 report=$(cat <<EOF
 # HTTP/2 (h2c) to clients, $(date +%Y-%m-%d)
 
@@ -204,8 +208,9 @@ repetitions, medians. Commit $(git rev-parse --short HEAD), $(haproxy -v | head 
 | lb | $lb | ${RESULTS[lb]} |
 | HAProxy | $haproxy | ${RESULTS[haproxy]} |
 | nginx | $nginx | ${RESULTS[nginx]} |
+| bare (lb's ceiling: Bun.serve h2 + lb's upstream client, no lb logic) | $bare | ${RESULTS[bare]} |
 
-lb ÷ HAProxy: $(awk -v a="$lb" -v b="$haproxy" 'BEGIN { printf "%.2f", a / b }')×, lb ÷ nginx: $(awk -v a="$lb" -v b="$nginx" 'BEGIN { printf "%.2f", a / b }')×
+lb ÷ HAProxy: $(awk -v a="$lb" -v b="$haproxy" 'BEGIN { printf "%.2f", a / b }')×, lb ÷ nginx: $(awk -v a="$lb" -v b="$nginx" 'BEGIN { printf "%.2f", a / b }')×, lb ÷ bare: $(awk -v a="$lb" -v b="$bare" 'BEGIN { printf "%.2f", a / b }')×
 EOF
 )
 mkdir -p bench/results
