@@ -13,8 +13,11 @@ export interface PipeEnd {
   resume(): void;
 }
 
-/** Before the sink exists (a backend still connecting), the source is paused once this much waits. */
-const HELD_BEFORE_CONNECT = 64 * 1024;
+/**
+ * Before the sink exists (a ClientHello being read, a backend still connecting), the source is paused once this much
+ * waits: more than the largest ClientHello lb reads with its records (client-hello.ts), so reading one never stalls.
+ */
+const HELD_BEFORE_CONNECT = 96 * 1024;
 
 export class Pipe {
   /** Bytes read and not yet taken by the sink, oldest first. */
