@@ -86,6 +86,21 @@ describe("through real sockets", () => {
     expect(lb.access.at(-1)?.client).toBe("127.0.0.1");
   });
 
+  test("the ip hash key uses it: from the trusted proxy each client keeps its backend; spoofed addresses all hash as the peer", async () => {
+    const [b1, b2] = [backend("b1"), backend("b2")];
+    const lb = await lbFor([b1.url, b2.url], { "trusted-proxies": "127.0.0.2/32", policy: "hash", "hash-key": "ip" });
+    const servedBy = async (source: string, client: string) => {
+      const proc = Bun.spawn(["curl", "-s", "--interface", source, "-H", `X-Forwarded-For: ${client}`, `${lb.url}/who`]);
+      return new Response(proc.stdout).text();
+    };
+    const clients = Array.from({ length: 24 }, (_, i) => `203.0.113.${i + 1}`);
+    const trusted = await Promise.all(clients.map((client) => servedBy("127.0.0.2", client)));
+    expect(new Set(trusted).size).toBe(2); // 24 clients over both backends (all on one: a chance of 1 in 8 million)
+    expect(await Promise.all(clients.map((client) => servedBy("127.0.0.2", client)))).toEqual(trusted); // each keeps its own
+    const spoofed = await Promise.all(clients.map((client) => servedBy("127.0.0.1", client)));
+    expect(new Set(spoofed).size).toBe(1);
+  });
+
   test("from a trusted proxy, its X-Forwarded-For names the client: log, deny list (403, counted) and forwarded header use it", async () => {
     const { seen, b } = forwardedForBackend();
     const lb = await lbFor([b.url], { "trusted-proxies": "127.0.0.2/32", deny: "6.6.6.0/24" });

@@ -6,6 +6,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { environmentLayer } from "../../src/config/environment.ts";
 import { checkConfig, readConfigFile, resolveConfig } from "../../src/config/load.ts";
 import { configSchema } from "../../src/config/schema.ts";
 import { configView } from "../../src/config/view.ts";
@@ -108,6 +109,20 @@ describe("per pool and per route", () => {
     expect(pool).toEqual(expect.arrayContaining(edge));
     expect([...route, ...pool]).not.toContain("trusted-proxies");
     expect(route).not.toContain("policy");
+  });
+});
+
+describe("the environment", () => {
+  test("LB_ variables: lists comma-separated or one a line, one rule a line", () => {
+    const vars = { LB_TRUSTED_PROXIES: "10.0.0.0/8,fd00::/8", LB_DENY: "192.0.2.0/24\n198.51.100.7", LB_REQUEST_HEADERS: "set X-A: {host}\nremove X-B", LB_RATE_LIMIT: "20/m" };
+    const config = resolveConfig([{ source: "test", values: { backends: ["http://a:1"] } }, environmentLayer(vars)], env);
+    const view = configView(config);
+    expect([view["trusted-proxies"], view.deny, view["request-headers"], view["rate-limit"]]).toEqual([
+      ["10.0.0.0/8", "fd00::/8"],
+      ["192.0.2.0/24", "198.51.100.7/32"],
+      { set: { "x-a": "{host}" }, remove: ["x-b"] },
+      "20/m",
+    ]);
   });
 });
 
