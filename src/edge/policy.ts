@@ -67,7 +67,8 @@ export class EdgePolicy {
     settings: EdgeSettings,
     /** The table its rate limit counts in (the data plane keeps them across reloads); null: no limit. */
     private readonly limiter: { table: RateLimiter; key: RateKey } | null,
-    private readonly now: () => number = Date.now,
+    /** A monotonic clock in ms: a wall clock stepped back would hold every key back as long. */
+    private readonly now: () => number = () => performance.now(),
   ) {
     this.compression = settings.compression;
     this.#allow = settings.allow.length ? settings.allow : null;
