@@ -2,7 +2,7 @@
  * [[tcp]] through the built dist/lb: real sockets on both sides, python3 and curl/openssl as clients, openssl s_server
  * as TLS backends that lb passes through without terminating.
  */
-import { afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { afterEach, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import type { Socket, Subprocess } from "bun";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -11,6 +11,8 @@ import { type LbProcess, ROOT, deadPort, selfSignedCertificate, spawnLb, waitFor
 import { clientHello, records, serverName } from "./hello-bytes.ts";
 
 const binary = `${ROOT}dist/lb`;
+// Each test starts dist/lb and real peers: on a machine busy with other work that alone may take seconds.
+setDefaultTimeout(20_000);
 const dir = mkdtempSync(join(tmpdir(), "lb-l4-"));
 const cleanups: Array<() => unknown> = [];
 
