@@ -52,7 +52,6 @@ export const SETTING_GROUPS = {
   health: "Health checks and ejection",
   balancing: "Balancing",
   limits: "Limits",
-  compression: "Compression",
   tls: "TLS",
   acme: "Automatic HTTPS (ACME)",
   admin: "Admin API",
@@ -426,7 +425,7 @@ function defaultStateDir(): string {
   return join(process.env.XDG_DATA_HOME || join(homedir(), ".local", "share"), "lb");
 }
 
-export const SETTINGS: Setting[] = [...SPECS, ...COMPRESSION_SPECS, ...TRACING_SPECS, ...PROXY_SPECS, ...EDGE_SETTINGS].map((spec) => ({ ...spec, name: spec.name ?? kebab(spec.key) }) as Setting);
+export const SETTINGS: Setting[] = [...SPECS, ...TRACING_SPECS, ...PROXY_SPECS, ...EDGE_SETTINGS, ...COMPRESSION_SPECS].map((spec) => ({ ...spec, name: spec.name ?? kebab(spec.key) }) as Setting);
 
 /** The default as a person would write it ("10s", not 10000); empty when it depends on the environment. */
 export function describeDefault(setting: Setting): string {
