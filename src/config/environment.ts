@@ -45,6 +45,8 @@ export function openTelemetryLayer(vars: Record<string, string | undefined>): La
   // The general endpoint is a base the signal's path is added to; the traces one is used as it is.
   if (traces) take("otlp-endpoint", traces, vars[traces]!.trim());
   else if (base) take("otlp-endpoint", base, vars[base]!.trim().replace(/\/*$/, TRACES_PATH));
+  const protocol = given("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") ?? given("OTEL_EXPORTER_OTLP_PROTOCOL");
+  if (protocol) take("otlp-protocol", protocol, vars[protocol]!.trim());
   const headers = given("OTEL_EXPORTER_OTLP_TRACES_HEADERS") ?? given("OTEL_EXPORTER_OTLP_HEADERS");
   if (headers) take("otlp-header", headers, vars[headers]!.split(",").map(otlpHeader));
   const sampler = given("OTEL_TRACES_SAMPLER");

@@ -2,15 +2,20 @@
 import type { Setting } from "./settings.ts";
 import type { Config } from "./types.ts";
 import { headerList, text } from "./values.ts";
-import { otlpEndpoint, traceSample } from "./values-tracing.ts";
+import { OTLP_PROTOCOLS, otlpEndpoint, otlpProtocol, traceSample } from "./values-tracing.ts";
 
 type Spec<K extends keyof Config> = Omit<Setting<K>, "name"> & { name?: string };
 
-export const TRACING_SPECS: [Spec<"otlpEndpoint">, Spec<"otlpHeaders">, Spec<"traceSample">, Spec<"traceServiceName">] = [
+export const TRACING_SPECS: [Spec<"otlpEndpoint">, Spec<"otlpProtocol">, Spec<"otlpHeaders">, Spec<"traceSample">, Spec<"traceServiceName">] = [
   {
     key: "otlpEndpoint", group: "tracing", restart: true, type: "string", valueHint: "url", fallback: "",
     description: "Send traces to this OpenTelemetry collector over OTLP/HTTP (a URL without a path gets /v1/traces); tracing is off when empty (also OTEL_EXPORTER_OTLP_ENDPOINT)",
     example: "--otlp-endpoint http://localhost:4318", parse: otlpEndpoint,
+  },
+  {
+    key: "otlpProtocol", group: "tracing", restart: true, type: "string", valueHint: OTLP_PROTOCOLS.join("|"), fallback: "http/protobuf",
+    description: "How spans are encoded: protobuf (OpenTelemetry's default) or JSON (a little cheaper for lb) (also OTEL_EXPORTER_OTLP_PROTOCOL)",
+    example: "--otlp-protocol http/json", parse: otlpProtocol,
   },
   {
     key: "otlpHeaders", group: "tracing", restart: true, name: "otlp-header", type: "string", valueHint: "name: value", fallback: [], repeatable: true,

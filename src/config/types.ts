@@ -8,7 +8,7 @@ import type { BackendSpec } from "./backend-url.ts";
 import type { Cidr } from "../net/ip.ts";
 import type { HeaderRules, Rate, RateKey } from "./edge-values.ts";
 import type { HashKey } from "./hash-key.ts";
-import type { TraceSample } from "./values-tracing.ts";
+import type { OtlpProtocol, TraceSample } from "./values-tracing.ts";
 
 export const LOG_LEVELS = ["error", "warn", "info", "debug"] as const;
 export const LOG_FORMATS = ["pretty", "json"] as const;
@@ -117,6 +117,7 @@ export interface Config {
   hooksTimeout: number;
   /** The collector's OTLP/HTTP traces URL; empty: tracing is off. */
   otlpEndpoint: string;
+  otlpProtocol: OtlpProtocol;
   /** Sent with every export (a token, often): a secret, never logged or shown. */
   otlpHeaders: Array<[string, string]>;
   traceSample: TraceSample;

@@ -37,6 +37,19 @@ export const traceSample: ValueParser<TraceSample> = described(
   ({ sampler, ratio }) => (sampler === "parentbased_traceidratio" ? `${+(ratio * 100).toFixed(6)}%` : sampler.endsWith("traceidratio") ? `${sampler}:${ratio}` : sampler),
 );
 
+/** How spans are encoded for the collector: protobuf (OpenTelemetry's default) or JSON. gRPC is not spoken. */
+export const OTLP_PROTOCOLS = ["http/protobuf", "http/json"] as const;
+export type OtlpProtocol = (typeof OTLP_PROTOCOLS)[number];
+
+export const otlpProtocol: ValueParser<OtlpProtocol> = described(
+  (value) => {
+    if (OTLP_PROTOCOLS.includes(value as OtlpProtocol)) return { value: value as OtlpProtocol };
+    const grpc = value === "grpc" ? "lb exports over HTTP only (point it at the collector's OTLP/HTTP port, 4318); " : "";
+    return { error: `"${value}" is not an OTLP protocol lb speaks: ${grpc}write http/protobuf or http/json` };
+  },
+  { enum: [...OTLP_PROTOCOLS] },
+);
+
 /** The OTLP/HTTP path for traces, added to an endpoint given without a path (as OTEL_EXPORTER_OTLP_ENDPOINT is). */
 export const TRACES_PATH = "/v1/traces";
 

@@ -176,6 +176,7 @@ export function createTracing(config: Config, metrics: Metrics, log: Logger): Tr
   return startTracing(
     {
       url: config.otlpEndpoint,
+      protocol: config.otlpProtocol,
       headers: config.otlpHeaders,
       resource: {
         attributes: [["service.name", config.traceServiceName], ["service.version", BUILD_INFO.version]],

@@ -4,6 +4,7 @@
  * or down the queue fills and further spans are dropped and counted, never held: lb never waits for the collector.
  */
 import { type Resource, encodeSpans } from "./otlp.ts";
+import { encodeSpansProtobuf } from "./protobuf.ts";
 import type { SpanRecord } from "./spans.ts";
 
 /** What became of spans: exported, or dropped because the queue was full or the export failed. */
@@ -12,6 +13,7 @@ export type SpanOutcome = "exported" | "queue-full" | "export-failed";
 export interface ExporterSettings {
   /** The collector's traces URL (…/v1/traces). */
   url: string;
+  protocol: "http/protobuf" | "http/json";
   /** Sent with every export (OTEL_EXPORTER_OTLP_HEADERS: often a token; never logged). */
   headers: Array<[string, string]>;
   resource: Resource;
@@ -61,11 +63,12 @@ export class SpanExporter {
 
   async #send(batch: SpanRecord[]): Promise<void> {
     const { url, headers, resource, count, warn } = this.settings;
+    const json = this.settings.protocol === "http/json";
     try {
       const response = await fetch(url, {
         method: "POST",
-        headers: [...headers, ["content-type", "application/json"]],
-        body: encodeSpans(batch, resource),
+        headers: [...headers, ["content-type", json ? "application/json" : "application/x-protobuf"]],
+        body: json ? encodeSpans(batch, resource) : encodeSpansProtobuf(batch, resource),
         signal: AbortSignal.timeout(EXPORT_TIMEOUT_MS),
       });
       await response.arrayBuffer().catch(() => {});

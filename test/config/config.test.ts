@@ -121,6 +121,7 @@ describe("resolveConfig", () => {
       hooks: "",
       hooksTimeout: 1_000,
       otlpEndpoint: "",
+      otlpProtocol: "http/protobuf",
       otlpHeaders: [],
       traceSample: { sampler: "parentbased_traceidratio", ratio: 1 },
       traceServiceName: "lb",

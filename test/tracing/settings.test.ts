@@ -59,6 +59,7 @@ describe("settings", () => {
     const { config, problems } = resolve({
       OTEL_EXPORTER_OTLP_ENDPOINT: "http://collector:4318/",
       OTEL_EXPORTER_OTLP_HEADERS: "api-key=s%3Dcret,x-team = edge",
+      OTEL_EXPORTER_OTLP_PROTOCOL: "http/json",
       OTEL_SERVICE_NAME: "edge",
       OTEL_TRACES_SAMPLER: "parentbased_traceidratio",
       OTEL_TRACES_SAMPLER_ARG: "0.25",
@@ -66,6 +67,7 @@ describe("settings", () => {
     expect(problems).toEqual([]);
     expect(config).toMatchObject({
       otlpEndpoint: "http://collector:4318/v1/traces",
+      otlpProtocol: "http/json",
       otlpHeaders: [["api-key", "s=cret"], ["x-team", "edge"]],
       traceServiceName: "edge",
       traceSample: { sampler: "parentbased_traceidratio", ratio: 0.25 },
@@ -84,11 +86,12 @@ describe("settings", () => {
 
   test("bad values are refused, each naming where it came from", () => {
     const { problems } = resolve(
-      { OTEL_TRACES_SAMPLER: "jaeger_remote", OTEL_EXPORTER_OTLP_ENDPOINT: "collector:4318" },
+      { OTEL_TRACES_SAMPLER: "jaeger_remote", OTEL_EXPORTER_OTLP_ENDPOINT: "collector:4318", OTEL_EXPORTER_OTLP_PROTOCOL: "grpc" },
       { "trace-sample": "150%" },
     );
     expect(problems).toEqual([
       expect.stringMatching(/^environment OTEL_EXPORTER_OTLP_ENDPOINT: otlp-endpoint: .* is not an http:\/\/ or https:\/\/ URL/),
+      expect.stringMatching(/^environment OTEL_EXPORTER_OTLP_PROTOCOL: otlp-protocol: "grpc" is not an OTLP protocol lb speaks: lb exports over HTTP only/),
       expect.stringMatching(/^environment OTEL_TRACES_SAMPLER: trace-sample: "jaeger_remote" is not a sampling rule/),
       'command line: trace-sample: "150%" is more than 100%',
     ]);

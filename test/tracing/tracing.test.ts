@@ -1,6 +1,6 @@
 /**
- * Tracing through the compiled dist/lb, with a real OTLP/HTTP receiver: W3C Trace Context in and out, the spans and
- * their parents, sampling, and a collector that is dead or hangs.
+ * Tracing through the compiled dist/lb, with a real OTLP/HTTP receiver (protobuf and JSON): W3C Trace Context in and
+ * out, the spans and their parents, sampling, and a collector that is dead or hangs.
  */
 import { afterEach, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, writeFileSync } from "node:fs";
@@ -97,6 +97,8 @@ describe("trace context", () => {
     expect(client!.startNs).toBeGreaterThanOrEqual(server!.startNs);
     expect(client!.endNs).toBeLessThanOrEqual(server!.endNs);
 
+    expect(new Set(otlp.encodings)).toEqual(new Set(["application/x-protobuf"])); // OpenTelemetry's default
+
     const line = await proc.waitForLine("stdout", new RegExp(requestId));
     expect(JSON.parse(line)).toMatchObject({ trace_id: CALLER_TRACE, span_id: server!.spanId });
   });
@@ -140,7 +142,7 @@ describe("spans", () => {
     const resetting = rawBackend(HEALTH, "reset");
     cleanup.push(resetting.stop);
     const app = backend("app");
-    const proc = await lb([resetting.url, app.url, "--otlp-endpoint", otlp.url]);
+    const proc = await lb([resetting.url, app.url, "--otlp-endpoint", otlp.url, "--otlp-protocol", "http/json"]);
     // Round robin: one of two requests meets the resetting backend first.
     for (let i = 0; i < 2; i++) expect((await fetch(`${proc.url}/r${i}`)).status).toBe(200);
     await waitFor(() => otlp.spans.length >= 5, () => `five spans; got ${otlp.spans.length}`);
@@ -151,6 +153,7 @@ describe("spans", () => {
     expect(attempts[0]!).toMatchObject({ kind: 3, error: true, attributes: { "error.type": "reset", "server.port": Number(new URL(resetting.url).port) } });
     expect(attempts[0]!.attributes["http.response.status_code"]).toBeUndefined();
     expect(attempts[1]!).toMatchObject({ kind: 3, error: false, attributes: { "http.request.resend_count": 1, "http.response.status_code": 200, "server.port": app.port } });
+    expect(new Set(otlp.encodings)).toEqual(new Set(["application/json"]));
     const seen = forwarded(app).find((s) => s.path === retried.attributes["url.path"])!;
     expect(seen.headers.get("traceparent")).toBe(`00-${retried.traceId}-${attempts[1]!.spanId}-01`);
   });
