@@ -3,6 +3,8 @@ import { expect, test } from "bun:test";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { resolveConfig } from "../../src/config/load.ts";
+import { configView } from "../../src/config/view.ts";
 import { runCommand } from "../helpers.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "lb-l4-config-"));
@@ -103,4 +105,24 @@ pol = "db"
       `${path}:44: tcp[9].pol: not a [[tcp]] key; did you mean pool?`,
     ].sort(),
   );
+});
+
+test("GET /api/config shows [[tcp]] as the file writes it", () => {
+  const config = resolveConfig(
+    [
+      {
+        source: "test",
+        values: {
+          backends: ["http://10.0.0.1:8080"],
+          pools: { db: { backends: ["tcp://10.0.0.5:5432"] } },
+          tcp: [{ listen: "[::]:5432", pool: "db", sni: ["DB.example.com"], "idle-timeout": "90s" }, { listen: "0.0.0.0:5433", pool: "db" }],
+        },
+      },
+    ],
+    { stdoutIsTTY: false },
+  );
+  expect(configView(config).tcp).toEqual([
+    { listen: "[::]:5432", pool: "db", sni: ["db.example.com"], "idle-timeout": "90s" },
+    { listen: "0.0.0.0:5433", pool: "db", "idle-timeout": "1h" },
+  ]);
 });
