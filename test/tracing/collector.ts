@@ -33,7 +33,7 @@ function decode(attributes: OtlpAttribute[] = []): Record<string, string | numbe
   return out;
 }
 
-/** A protobuf message's fields in order: varints as numbers, fixed64 and length-delimited ones as their bytes. */
+/** A protobuf message's fields in order: varints as numbers, fixed-size and length-delimited ones as their bytes. */
 function protoFields(bytes: Uint8Array): Array<[number, number | Uint8Array]> {
   const out: Array<[number, number | Uint8Array]> = [];
   let at = 0;
@@ -53,7 +53,8 @@ function protoFields(bytes: Uint8Array): Array<[number, number | Uint8Array]> {
     else if (wire === 2) {
       const length = varint();
       out.push([field, bytes.subarray(at, (at += length))]);
-    } else throw new Error(`wire type ${wire} is not one OTLP traces use`);
+    } else if (wire === 5) out.push([field, bytes.subarray(at, (at += 4))]); // fixed32 (Span.flags, which lb leaves out)
+    else throw new Error(`wire type ${wire} is not one OTLP traces use`);
   }
   return out;
 }
