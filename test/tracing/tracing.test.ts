@@ -158,6 +158,20 @@ describe("spans", () => {
     expect(seen.headers.get("traceparent")).toBe(`00-${retried.traceId}-${attempts[1]!.spanId}-01`);
   });
 
+  test("a request a route took is named by the route's path prefix (http.route) and carries its pool", async () => {
+    const otlp = collector();
+    const api = backend("api");
+    const config = `${mkdtempSync(join(tmpdir(), "lb-tracing-"))}/lb.toml`;
+    writeFileSync(config, `[pools.api]\nbackends = ["${api.url}"]\n\n[[routes]]\npath-prefix = "/api/"\nstrip-prefix = true\npool = "api"\n`);
+    const proc = await lb(["--config", config, "--otlp-endpoint", otlp.url]);
+    expect((await fetch(`${proc.url}/api/users?page=2`)).status).toBe(200);
+    await waitFor(() => otlp.spans.length >= 2, () => `two spans; got ${otlp.spans.length}`);
+    const [server] = serverSpans(otlp.spans);
+    expect(server).toMatchObject({ name: "GET /api/*", attributes: { "http.route": "/api/*", "lb.pool": "api", "url.path": "/api/users", "url.query": "page=2" } });
+    // The client span names what the backend got: the path with the prefix stripped.
+    expect(childrenOf(otlp.spans, server!)[0]!.attributes["url.full"]).toBe(`${api.url}/users?page=2`);
+  });
+
   test("a WebSocket tunnel's server and client spans last as long as the tunnel, and the backend's handshake names the client span as parent", async () => {
     const otlp = collector();
     let handshake: Headers | undefined;
