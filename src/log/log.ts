@@ -2,7 +2,8 @@
  * Lifecycle messages (startup, health changes, shutdown) through consola, on stderr. Access lines have their own
  * cheap writer in access-log.ts: consola's reporter costs ~15 µs a line, too much for the hot path.
  */
-import { type ConsolaInstance, type LogObject, createConsola } from "consola";
+// consola/core: the same createConsola without the default reporters lb never uses (they load node:tty and more: ~10 MiB).
+import { type ConsolaInstance, type LogObject, createConsola } from "consola/core";
 import { format } from "node:util";
 import type { LogFormat, LogLevel } from "../config/types.ts";
 
