@@ -11,7 +11,8 @@
  */
 import { isIP } from "node:net";
 import { encodeProxyHeader } from "../net/proxy-protocol.ts";
-import { Connection, type ConnectionOwner, SOCKET_HANDLERS, proxyHeaderFirst } from "./connection.ts";
+import { Connection, type ConnectionOwner } from "./connection.ts";
+import { SOCKET_HANDLERS, proxyHeaderFirst } from "./socket-handlers.ts";
 import type { Exchange } from "./exchange.ts";
 import { type ProtocolErrorKind, failure } from "./failure.ts";
 import type { UpstreamSettings } from "./client.ts";
