@@ -31,8 +31,11 @@ export class AcceptProxyFront {
   readonly #listener: TCPSocketListener<Relay>;
   /** The Bun.serve listener's loopback port: a certificate reload moves new connections to another. */
   target: number;
-  /** The client's addresses by the relay connection's local port, which is the peer port Bun.serve reports. */
-  readonly #addresses = new Map<number, ProxyAddresses>();
+  /**
+   * The client's addresses by the relay connection's local port, which is the peer port Bun.serve reports, with that
+   * connection's local address: a local process may bind the same port on another loopback address (127.0.0.2).
+   */
+  readonly #addresses = new Map<number, { from: string; addresses: ProxyAddresses }>();
   readonly #relays = new Set<Relay>();
 
   constructor(
@@ -68,9 +71,10 @@ export class AcceptProxyFront {
     return this.#listener.port;
   }
 
-  /** The client behind a connection to Bun.serve from the relay's `port` (undefined: not a relay connection). */
-  addressesOf(port: number): ProxyAddresses | undefined {
-    return this.#addresses.get(port);
+  /** The client behind a connection to Bun.serve from `address`:`port` (undefined: not a relay connection). */
+  addressesOf(address: string, port: number): ProxyAddresses | undefined {
+    const linked = this.#addresses.get(port);
+    return linked?.from === address ? linked.addresses : undefined;
   }
 
   /** Stops accepting; relays already open go on until their connections close. */
@@ -84,9 +88,9 @@ export class AcceptProxyFront {
     for (const relay of this.#relays) relay.close();
   }
 
-  /** A relay's connection to Bun.serve is open from `port`, for the client at `addresses`. */
-  linked(port: number, addresses: ProxyAddresses): void {
-    this.#addresses.set(port, addresses);
+  /** A relay's connection to Bun.serve is open from `from`:`port`, for the client at `addresses`. */
+  linked(from: string, port: number, addresses: ProxyAddresses): void {
+    this.#addresses.set(port, { from, addresses });
   }
 
   /** A relay is over (`port`: its connection to Bun.serve's, 0 when it had none). */
@@ -158,7 +162,7 @@ class Relay {
     this.#inner = inner;
     this.#innerPort = inner.localPort;
     // Before any byte reaches Bun.serve, so a request always finds its client.
-    this.front.linked(this.#innerPort, addresses);
+    this.front.linked(inner.localAddress, this.#innerPort, addresses);
     inner.setNoDelay(true);
     this.client.setNoDelay(true);
     this.#up.attach(inner);

@@ -147,8 +147,8 @@ export class ProxyListener {
     return this.#front?.port ?? this.#server.port!;
   }
 
-  /** The client behind the relay connection from `port`, as its PROXY header said. */
-  readonly #relayed: Relayed = (port) => this.#front!.addressesOf(port);
+  /** The client behind the relay connection from `address`:`port`, as its PROXY header said. */
+  readonly #relayed: Relayed = (address, port) => this.#front!.addressesOf(address, port);
 
   /**
    * With TLS, re-reads the certificate files and moves new connections to a listener that serves them; none is
@@ -215,8 +215,8 @@ function innerAddress(config: Config): Config {
   return { ...config, host: "127.0.0.1", port: 0 };
 }
 
-/** With --accept-proxy: the client behind a relay connection to Bun.serve, by that connection's port. */
-type Relayed = (port: number) => ProxyAddresses | undefined;
+/** With --accept-proxy: the client behind a relay connection to Bun.serve, by that connection's address and port. */
+type Relayed = (address: string, port: number) => ProxyAddresses | undefined;
 
 function serveProxy(config: Config, tls: TlsCertificates | undefined, reusePort: boolean, handle: RequestHandler, log: Logger, relayed: Relayed | null) {
   // Bun counts idle time in whole seconds.
@@ -290,7 +290,7 @@ class ClientSide implements ClientConnection {
   ) {
     const peer = server.requestIP(request);
     this.#peer = peer;
-    this.relayed = relayed && peer ? relayed(peer.port) : undefined;
+    this.relayed = relayed && peer ? relayed(peer.address, peer.port) : undefined;
     this.peer = this.relayed?.source.address ?? peer?.address ?? "-";
     this.connection = peer ? `${peer.address}:${peer.port}` : null;
     this.openRequests = server.pendingRequests + server.pendingWebSockets;

@@ -245,3 +245,53 @@ describe("anything else is closed before Bun.serve sees a byte, and counted", ()
     expect(await outcomes(lb.lb.adminUrl!.origin)).toEqual({ timeout: 1 });
   });
 });
+
+/** This process's TCP sockets on 127.0.0.1 (from /proc: lb runs in the test's process), as local and remote ports. */
+async function ownLoopbackSockets(): Promise<Array<{ local: number; remote: number; listening: boolean }>> {
+  const { readdirSync, readlinkSync } = await import("node:fs");
+  const inodes = new Set(readdirSync("/proc/self/fd").map((fd) => { try { return readlinkSync(`/proc/self/fd/${fd}`).match(/^socket:\[(\d+)\]$/)?.[1]; } catch { return undefined; } }));
+  const loopback = "0100007F";
+  return (await Bun.file("/proc/self/net/tcp").text()).split("\n").slice(1).flatMap((line) => {
+    const [, localText = "", remoteText = "", state, , , , , , inode] = line.trim().split(/\s+/);
+    const [localIp, local] = localText.split(":");
+    const remote = remoteText.split(":")[1];
+    if (localIp !== loopback || !inodes.has(inode)) return [];
+    return [{ local: parseInt(local!, 16), remote: parseInt(remote!, 16), listening: state === "0A" }];
+  });
+}
+
+describe("the relay's loopback port", () => {
+  test("a local process that connects from another loopback address with a relay connection's port gets 403, not that client's identity", async () => {
+    const who = whoBackend();
+    const lb = await lbFor([who.url]);
+    // A client behind the relay, its connection kept open (keep-alive).
+    const header = encodeProxyHeader(1, { source: { address: "203.0.113.5", port: 4000 }, destination: { address: "192.0.2.1", port: 80 } });
+    const answered = Promise.withResolvers<void>();
+    const client = await Bun.connect({ hostname: "127.0.0.1", port: lb.lb.port, socket: { data: () => answered.resolve() } });
+    client.write(Buffer.concat([header, text("GET /who HTTP/1.1\r\nHost: test\r\n\r\n")]));
+    await answered.promise;
+    try {
+      // The relay's connection to Bun.serve: the one socket of this process whose peer is a loopback listener other
+      // than lb's own ports and the backend's.
+      const sockets = await ownLoopbackSockets();
+      const known = new Set([lb.lb.port, Number(lb.lb.adminUrl!.port), Number(new URL(who.url).port)]);
+      const inner = sockets.filter((s) => s.listening && !known.has(s.local)).map((s) => s.local);
+      expect(inner).toHaveLength(1);
+      const relay = sockets.filter((s) => !s.listening && s.remote === inner[0]);
+      expect(relay).toHaveLength(1);
+      // The same port from 127.0.0.2 (any loopback address is the host's own), straight to Bun.serve's port.
+      const script = `import socket,sys
+s=socket.socket(); s.bind(("127.0.0.2", ${relay[0]!.local})); s.connect(("127.0.0.1", ${inner[0]}))
+s.sendall(b"GET /who HTTP/1.1\\r\\nHost: test\\r\\nConnection: close\\r\\n\\r\\n"); out=b""
+while (d := s.recv(65536)): out += d
+sys.stdout.write(out.decode())`;
+      const python = Bun.spawn(["python3", "-c", script], { stdout: "pipe", stderr: "pipe" });
+      const [answer, errors] = await Promise.all([new Response(python.stdout).text(), new Response(python.stderr).text()]);
+      expect(errors).toBe("");
+      expect(answer).toStartWith("HTTP/1.1 403");
+      expect(answer).not.toContain("203.0.113.5");
+    } finally {
+      client.end();
+    }
+  });
+});
