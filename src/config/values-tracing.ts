@@ -53,6 +53,14 @@ export const otlpProtocol: ValueParser<OtlpProtocol> = described(
 /** The OTLP/HTTP path for traces, added to an endpoint given without a path (as OTEL_EXPORTER_OTLP_ENDPOINT is). */
 export const TRACES_PATH = "/v1/traces";
 
+/** The endpoint as lb shows it (logs, /api/config): a password in it is replaced by `***`. */
+export function shownEndpoint(endpoint: string): string {
+  if (!URL.canParse(endpoint)) return endpoint;
+  const url = new URL(endpoint);
+  if (url.password) url.password = "***";
+  return url.href;
+}
+
 /** An http(s) URL of a collector; without a path it gets /v1/traces. Empty: tracing is off. */
 export const otlpEndpoint: ValueParser<string> = described(
   (value) => {

@@ -5,6 +5,7 @@
 import { formatDuration } from "./duration.ts";
 import { SETTINGS, type Setting } from "./settings.ts";
 import { formatListen } from "./tcp.ts";
+import { shownEndpoint } from "./values-tracing.ts";
 import type { Config, RouteSpec } from "./types.ts";
 
 /** Health-check headers whose values are credentials for the backends. */
@@ -37,6 +38,7 @@ function settingsView(config: Config, settings: readonly Setting[]): Record<stri
   for (const setting of settings) {
     const value = setting.key === "healthDownInterval" ? downInterval(config) : config[setting.key];
     if (setting.key === "adminToken" || setting.key === "acmeEabHmac") view[setting.name] = value ? "[redacted]" : "";
+    else if (setting.key === "otlpEndpoint") view[setting.name] = shownEndpoint(config.otlpEndpoint);
     else if (setting.key === "otlpHeaders") view[setting.name] = config.otlpHeaders.map(([name]) => [name, "[redacted]"]);
     else if (setting.key === "healthHeaders") view[setting.name] = config.healthHeaders.map(([name, text]) => [name, SECRET_HEADERS.has(name.toLowerCase()) ? "[redacted]" : text]);
     else view[setting.name] = setting.parse.write ? setting.parse.write(value) : value;

@@ -24,6 +24,7 @@ import { BUILD_INFO } from "../version.ts";
 import { namedPools } from "../config/pools.ts";
 import { formatListen } from "../config/tcp.ts";
 import { isTcpPool } from "../config/backend-url.ts";
+import { shownEndpoint } from "../config/values-tracing.ts";
 import type { Pool } from "../pool/pool.ts";
 import type { TcpLane } from "../l4/tcp-listener.ts";
 import type { TcpListenerSettings } from "../l4/tcp-service.ts";
@@ -185,8 +186,8 @@ export function createTracing(config: Config, metrics: Metrics, log: Logger): Tr
       sampler: { ratio, parentBased: sampler.startsWith("parentbased_") },
     },
     (outcome, spans) => metrics.count("traceSpans", outcome, spans),
-    // The URL only: its headers may hold a token.
-    (reason) => warning.say((line) => log.warn(line), `traces to ${config.otlpEndpoint} dropped: ${reason} (lb_trace_spans_dropped_total counts them)`),
+    // The URL without its password only: its headers may hold a token.
+    (reason) => warning.say((line) => log.warn(line), `traces to ${shownEndpoint(config.otlpEndpoint)} dropped: ${reason} (lb_trace_spans_dropped_total counts them)`),
   );
 }
 

@@ -23,6 +23,19 @@ export interface ExporterSettings {
   warn(reason: string): void;
 }
 
+/** An answer's body up to this size is read (its connection is then reused); a larger or unsized one is dropped. */
+const MAX_ANSWER_BYTES = 64 * 1024;
+
+/**
+ * lb needs only the status: a body of known small size is read to free the connection for the next export; any
+ * other is cancelled unread, so a collector that answers without end costs one socket, not lb's memory.
+ */
+async function discardBody(response: Response): Promise<void> {
+  const length = Number(response.headers.get("content-length") ?? Number.NaN);
+  if (length <= MAX_ANSWER_BYTES) await response.arrayBuffer().catch(() => {});
+  else await response.body?.cancel().catch(() => {});
+}
+
 /** The OpenTelemetry SDK's batch defaults (OTEL_BSP_*), with a shorter delay: a trace shows up within a second. */
 export const MAX_QUEUE = 2048;
 export const MAX_BATCH = 512;
@@ -71,7 +84,7 @@ export class SpanExporter {
         body: json ? encodeSpans(batch, resource) : encodeSpansProtobuf(batch, resource),
         signal: AbortSignal.timeout(EXPORT_TIMEOUT_MS),
       });
-      await response.arrayBuffer().catch(() => {});
+      await discardBody(response);
       if (response.ok) return count("exported", batch.length);
       warn(`the collector answered ${response.status}`);
     } catch (error) {

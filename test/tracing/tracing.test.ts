@@ -288,6 +288,43 @@ describe("the collector", () => {
     expect(proc.stderr.filter((l) => l.includes("dropped")).length).toBe(1); // said once, not per batch
   });
 
+  test("a collector answering with an endless body: lb reads a bounded part of it, not the gigabyte, and counts the spans exported", async () => {
+    let streamed = 0;
+    const chunk = new Uint8Array(1 << 20);
+    const endless = Bun.serve({
+      port: 0,
+      hostname: "127.0.0.1",
+      async fetch(request) {
+        await request.arrayBuffer();
+        const body = new ReadableStream({ pull: (controller) => void ((streamed += chunk.length), controller.enqueue(chunk)) });
+        return new Response(body, { headers: { "content-type": "application/x-protobuf" } });
+      },
+    });
+    cleanup.push(() => endless.stop(true));
+    const app = backend("app");
+    const proc = await lb([app.url, "--otlp-endpoint", `http://127.0.0.1:${endless.port}`, "--no-access-log"]);
+    expect((await fetch(proc.url)).status).toBe(200);
+    await waitFor(async () => (await metric(proc, /^lb_trace_spans_exported_total/)) === 2, () => `2 spans exported; the collector streamed ${streamed >> 20} MiB`, 8000);
+    const after = streamed;
+    await Bun.sleep(500); // the stream has no end: a reader still at it would pull on
+    expect(streamed).toBe(after);
+    expect(streamed).toBeLessThan(16 << 20);
+  }, 15_000);
+
+  test("an endpoint's password shows nowhere: not in a failed export's warning, not in /api/config", async () => {
+    const app = backend("app");
+    const failing = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: async (request) => (await request.arrayBuffer(), new Response("busy", { status: 429 })) });
+    cleanup.push(() => failing.stop(true));
+    const proc = await lb([app.url, "--otlp-endpoint", `http://tracer:hunter2@127.0.0.1:${failing.port}`]);
+    expect((await fetch(proc.url)).status).toBe(200);
+    const warning = await proc.waitForLine("stderr", /dropped: the collector answered 429/);
+    expect(warning).toContain(`http://tracer:***@127.0.0.1:${failing.port}/v1/traces`);
+    const admin = /admin (http:\/\/\S+)/.exec(proc.stderr.find((l) => l.includes("lb listening"))!)![1]!;
+    const config = await (await fetch(`${admin}/api/config`)).text();
+    expect(config).toContain(`tracer:***@127.0.0.1:${failing.port}`);
+    expect([...proc.stderr, ...proc.stdout, config].join("\n")).not.toContain("hunter2");
+  });
+
   test("a collector that never answers: requests go on at once, the queue stays bounded and drops what does not fit", async () => {
     const hanging = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
     cleanup.push(() => hanging.stop(true));
