@@ -8,8 +8,12 @@ import { formatListen } from "./tcp.ts";
 import { shownEndpoint } from "./values-tracing.ts";
 import type { Config, RouteSpec } from "./types.ts";
 
-/** Health-check headers whose values are credentials for the backends. */
-const SECRET_HEADERS = new Set(["authorization", "proxy-authorization", "cookie", "x-api-key"]);
+/** Fields whose values are credentials (a health check's, or what a header rule sends): shown by name only. */
+const SECRET_HEADERS = new Set(["authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key"]);
+
+function withoutSecrets(fields: ReadonlyArray<[string, string]>): Array<[string, string]> {
+  return fields.map(([name, text]) => [name, SECRET_HEADERS.has(name.toLowerCase()) ? "[redacted]" : text]);
+}
 
 export function configView(config: Config): Record<string, unknown> {
   const view = settingsView(config, SETTINGS);
@@ -40,7 +44,11 @@ function settingsView(config: Config, settings: readonly Setting[]): Record<stri
     if (setting.key === "adminToken" || setting.key === "acmeEabHmac") view[setting.name] = value ? "[redacted]" : "";
     else if (setting.key === "otlpEndpoint") view[setting.name] = shownEndpoint(config.otlpEndpoint);
     else if (setting.key === "otlpHeaders") view[setting.name] = config.otlpHeaders.map(([name]) => [name, "[redacted]"]);
-    else if (setting.key === "healthHeaders") view[setting.name] = config.healthHeaders.map(([name, text]) => [name, SECRET_HEADERS.has(name.toLowerCase()) ? "[redacted]" : text]);
+    else if (setting.key === "healthHeaders") view[setting.name] = withoutSecrets(config.healthHeaders);
+    else if (setting.key === "requestHeaders" || setting.key === "responseHeaders") {
+      const rules = config[setting.key];
+      view[setting.name] = setting.parse.write!({ ...rules, set: withoutSecrets(rules.set), add: withoutSecrets(rules.add) });
+    }
     else view[setting.name] = setting.parse.write ? setting.parse.write(value) : value;
   }
   return view;

@@ -11,6 +11,11 @@ import type { Rate } from "../config/edge-values.ts";
 export const MAX_KEYS = 100_000;
 /** A longer key (a header's value) is kept as its hash: an attacker's 8 KiB values must not fill memory. */
 const LONGEST_KEY = 64;
+/**
+ * The hash's seed, new each process: with a known seed an attacker could make up values that share a victim's hash
+ * offline. The hash is kept after a NUL, which no header or cookie value holds, so no short key can name it either.
+ */
+const HASH_SEED = crypto.getRandomValues(new Uint32Array(1))[0]!;
 
 export interface Verdict {
   allowed: boolean;
@@ -42,7 +47,7 @@ export class RateLimiter {
 
   /** Counts one request of `key` at `now` (ms), if it is allowed. */
   take(key: string, now: number): Verdict {
-    const stored = key.length > LONGEST_KEY ? `#${Bun.hash(key).toString(36)}` : key;
+    const stored = key.length > LONGEST_KEY ? `\0#${Bun.hash(key, HASH_SEED).toString(36)}` : key;
     const due = Math.max(this.#dueOf(stored) ?? now, now);
     const next = due + this.#interval;
     if (next - now > this.#tolerance) {

@@ -47,3 +47,22 @@ describe("through real sockets", () => {
     expect(routed.headers.get("x-powered-by")).toBe("php");
   });
 });
+
+describe("GET /api/config", () => {
+  test("shows the rules but not a credential a rule sends (Authorization, Cookie, X-Api-Key, Set-Cookie), per pool and route", async () => {
+    const b = backend("b", (request) => new Response(request.headers.get("authorization")));
+    const lb = await lbFor([], {
+      "request-headers": { set: { Authorization: "Bearer backend-secret-1", "X-Tag": "t" }, add: { Cookie: "sid=secret-2" } },
+      pools: { api: { backends: [b.url], "request-headers": ["set X-Api-Key: secret-3"], "response-headers": ["add Set-Cookie: seen=secret-4"] } },
+      routes: [{ "path-prefix": "/r/", pool: "api", "request-headers": ["set Authorization: Basic secret-5"] }, { pool: "api" }],
+    });
+    expect(await (await fetch(`${lb.url}/r/x`)).text()).toBe("Basic secret-5");
+    const shown = await (await fetch(`${lb.lb.adminUrl!.origin}/api/config`)).text();
+    for (let i = 1; i <= 5; i++) expect(shown).not.toContain(`secret-${i}`);
+    const view = JSON.parse(shown);
+    expect(view["request-headers"]).toEqual({ set: { authorization: "[redacted]", "x-tag": "t" }, add: { cookie: "[redacted]" } });
+    expect(view.pools.api["request-headers"]).toEqual({ set: { "x-api-key": "[redacted]" } });
+    expect(view.pools.api["response-headers"]).toEqual({ add: { "set-cookie": "[redacted]" } });
+    expect(view.routes[0]["request-headers"]).toEqual({ set: { authorization: "[redacted]" } });
+  });
+});

@@ -68,6 +68,16 @@ describe("through real sockets", () => {
     expect([await get("a"), await get("a"), await get("b"), await get(), await get(), await get("127.0.0.1")]).toEqual([200, 429, 200, 200, 429, 200]);
   });
 
+  test("a short key cannot spend a long key's allowance by sending the text the long key is kept as", async () => {
+    const b = backend("b");
+    const lb = await lbFor([b.url], { "rate-limit": "1/h", "rate-limit-key": "header:X-Api-Key" });
+    const get = async (key: string) => (await fetch(`${lb.url}/`, { headers: { "x-api-key": key } })).status;
+    const long = "k".repeat(100);
+    // What an unseeded table would keep it as: the attacker can compute it from a key it saw or guessed.
+    const stored = `#${Bun.hash(long).toString(36)}`;
+    expect([await get(long), await get(stored), await get(long)]).toEqual([200, 200, 429]);
+  });
+
   test("a route that sets its own limit counts in its own table; routes that inherit the pool's share the pool's", async () => {
     const b = backend("b");
     const lb = await lbFor([], {
