@@ -61,7 +61,7 @@ export class AcceptProxyFront {
         data: (client, bytes) => client.data.clientData(bytes),
         drain: (client) => client.data.drained("client"),
         end: (client) => client.data.clientEnded(),
-        close: (client) => client.data.close(),
+        close: (client) => client.data.clientClosed(),
         error() {},
       },
     });
@@ -175,6 +175,12 @@ class Relay {
     if (this.#closed) return;
     if (this.#headerRead) this.#up.end();
     else this.#refuse("truncated", "closed before a whole PROXY header");
+  }
+
+  /** The client's connection closed: a reset before a whole header (HAProxy's plain `check` resets at once) is counted too. */
+  clientClosed(): void {
+    if (this.#headerRead || this.#closed) return this.close();
+    this.#refuse("truncated", "reset before a whole PROXY header");
   }
 
   innerData(bytes: Uint8Array): void {

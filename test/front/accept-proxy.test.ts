@@ -224,6 +224,21 @@ describe("anything else is closed before Bun.serve sees a byte, and counted", ()
     expect(who.seen.filter((r) => r.path === "/who")).toHaveLength(0);
   });
 
+  test("a connection reset before its header was read (HAProxy's plain `check`: a LOCAL header, then a reset) is counted: truncated, or local when lb read the header first", async () => {
+    const who = whoBackend();
+    const lb = await lbFor([who.url]);
+    const script = `import socket,struct
+for header in (b"", bytes.fromhex("${Buffer.from(encodeProxyHeader(2, null)).toString("hex")}")):
+    s=socket.create_connection(("127.0.0.1", ${lb.lb.port})); s.sendall(header)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)); s.close()`;
+    expect(await Bun.spawn(["python3", "-c", script]).exited).toBe(0);
+    await waitFor(async () => {
+      const counted = await outcomes(lb.lb.adminUrl!.origin);
+      return (counted.truncated ?? 0) + (counted.local ?? 0) === 2;
+    }, "both reset connections counted");
+    expect(who.seen.filter((r) => r.path === "/who")).toHaveLength(0);
+  });
+
   test("a peer outside --proxy-trusted, even with a valid header", async () => {
     const who = whoBackend();
     const lb = await lbFor([who.url], { "proxy-trusted": "10.0.0.0/8,fd00::/8" });
