@@ -70,9 +70,9 @@ function parseEntry(at: (...rest: KeyPath) => string, table: Record<string, unkn
   if (sni !== undefined) {
     const list = Array.isArray(sni) ? sni : [sni];
     names = list.map((name) => (typeof name === "string" ? name.toLowerCase().replace(/\.$/, "") : ""));
-    if (!names.length || names.some((name) => !SNI_PATTERN.test(name))) {
-      problems.push(`${at("sni")}: write a list of server names, e.g. sni = ["shop.example.com", "*.example.com"]`);
-    }
+    const bad = list.find((name, i) => !SNI_PATTERN.test(names![i]!));
+    const what = !names.length ? "an empty list" : typeof bad === "string" ? `"${bad}" is not a server name` : bad !== undefined ? `${JSON.stringify(bad)} is not text` : "";
+    if (what) problems.push(`${at("sni")}: ${what}; write exact names or wildcards, e.g. sni = ["shop.example.com", "*.example.com"]`);
   }
   let idle = DEFAULT_TCP_IDLE_MS;
   if (table["idle-timeout"] !== undefined) {

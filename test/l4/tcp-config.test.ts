@@ -100,7 +100,7 @@ pol = "db"
       `${path}:27: tcp[4].listen: "localhost" is not an address; write listen = "0.0.0.0:5432" (HOST:PORT, [::]:PORT for IPv6)`,
       `${path}:30: tcp[5].listen: 127.0.0.1:8000 is lb's HTTP port (0.0.0.0:8000); choose another port`,
       `${path}:33: tcp[6].listen: 127.0.0.1:5432 takes the port of 0.0.0.0:5432 (another [[tcp]] listener)`,
-      `${path}:41: tcp[8].sni: write a list of server names, e.g. sni = ["shop.example.com", "*.example.com"]`,
+      `${path}:41: tcp[8].sni: "*.bad..name" is not a server name; write exact names or wildcards, e.g. sni = ["shop.example.com", "*.example.com"]`,
       `${path}:42: tcp[9].pool: missing; write pool = "NAME", a [pools.NAME] table of tcp:// backends`,
       `${path}:44: tcp[9].pol: not a [[tcp]] key; did you mean pool?`,
     ].sort(),
