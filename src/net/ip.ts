@@ -121,9 +121,21 @@ export function parseCidr(text: string): Cidr | string {
   const bitsText = slash < 0 ? String(most) : text.slice(slash + 1);
   const bits = /^\d{1,3}$/.test(bitsText) ? Number(bitsText) : NaN;
   if (!(bits >= 0 && bits <= most)) return `"${text}": the prefix length must be 0 to ${most}`;
+  // nginx warns and HAProxy says nothing; but "10.0.0.1/8" in an allow list is most often one address mistyped.
+  const network = masked(prefix, bits);
+  if (network.some((byte, i) => byte !== prefix[i])) {
+    return `"${text}" has bits set past its prefix; write ${formatIp(network)}/${bits} for the range or ${address} for the one address`;
+  }
   // ::ffff:10.0.0.0/104 is 10.0.0.0/8: addresses are compared unmapped.
   const four = unmapped(prefix);
   return four.length === 4 && prefix.length === 16 && bits >= 96 ? { prefix: four, bits: bits - 96 } : { prefix, bits };
+}
+
+/** `bytes` with every bit past the first `bits` cleared: the range's first address. */
+function masked(bytes: IpBytes, bits: number): IpBytes {
+  const out = bytes.map((byte, i) => (i < bits >> 3 ? byte : 0));
+  if (bits & 7) out[bits >> 3] = bytes[bits >> 3]! & (0xff << (8 - (bits & 7)));
+  return out;
 }
 
 /** Whether `address` (text, either family; IPv4-mapped IPv6 counts as IPv4) is inside one of `ranges`. */

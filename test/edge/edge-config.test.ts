@@ -143,4 +143,13 @@ describe("the command line", () => {
     expect(validated.code).toBe(2);
     expect(validated.stderr).toContain(`${path}:4: pools.x.rate-limit: "ten/s" is not a rate`);
   });
+
+  test("lb validate refuses a range with host bits (10.0.0.1/8: the address, or the range?) and names the two it may mean", async () => {
+    const path = file("hostbits.toml", 'backends = ["http://a:1"]\nallow = ["10.0.0.0/8", "10.0.0.1/8"]\ntrusted-proxies = ["fd00::1/8"]\ndeny = ["192.0.2.7/32"]\n');
+    const validated = await runCommand(["validate", path]);
+    expect(validated.code).toBe(2);
+    expect(validated.stderr).toContain(`${path}:2: allow[1]: "10.0.0.1/8" has bits set past its prefix; write 10.0.0.0/8 for the range or 10.0.0.1 for the one address`);
+    expect(validated.stderr).toContain(`${path}:3: trusted-proxies[0]: "fd00::1/8" has bits set past its prefix; write fd00::/8 for the range or fd00::1 for the one address`);
+    expect(validated.stderr).not.toContain("deny");
+  });
 });
