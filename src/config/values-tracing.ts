@@ -68,7 +68,7 @@ export const otlpEndpoint: ValueParser<string> = described(
     if (value === "") return { value };
     const url = URL.canParse(value) ? new URL(value) : null;
     if (!url || (url.protocol !== "http:" && url.protocol !== "https:")) {
-      return { error: `"${value}" is not an http:// or https:// URL (an OTLP/HTTP collector, such as http://localhost:4318)` };
+      return { error: `"${shownEndpoint(value)}" is not an http:// or https:// URL (an OTLP/HTTP collector, such as http://localhost:4318)` };
     }
     if (url.pathname === "/") url.pathname = TRACES_PATH;
     return { value: url.href };

@@ -160,6 +160,13 @@ export const statusRanges: ValueParser<StatusRanges> = described(
   (ranges) => ranges.map(([low, high]) => (low === high ? String(low) : `${low}-${high}`)).join(","),
 );
 
+/** A header lb cannot read, as its error shows it: the name only, since the value is often a token. */
+function headerShown(entry: unknown): string {
+  const text = String(entry);
+  const separator = text.search(/[=:\s]/);
+  return separator < 0 ? text : `${text.slice(0, separator + 1)}…`;
+}
+
 /** Extra request headers: "Name: value" (repeatable on the command line), a list of those, or a table. */
 export const headerList: ValueParser<Array<[string, string]>> = described(
   (value) => {
@@ -171,7 +178,7 @@ export const headerList: ValueParser<Array<[string, string]>> = described(
     const headers: Array<[string, string]> = [];
     for (const entry of entries) {
       const match = typeof entry === "string" ? /^([!#$%&'*+.^_`|~0-9A-Za-z-]+):\s*(.*)$/.exec(entry.trim()) : null;
-      if (!match) return { error: `"${entry}" is not a header; write "Name: value"` };
+      if (!match) return { error: `"${headerShown(entry)}" is not a header; write "Name: value"` };
       headers.push([match[1]!, match[2]!]);
     }
     return { value: headers };

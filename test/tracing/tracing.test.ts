@@ -325,6 +325,21 @@ describe("the collector", () => {
     expect([...proc.stderr, ...proc.stdout, config].join("\n")).not.toContain("hunter2");
   });
 
+  test("a refused endpoint or header names the setting but never echoes the password or the header's value", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "lb-otlp-"));
+    writeFileSync(join(dir, "lb.toml"), 'backends = ["http://127.0.0.1:9"]\n');
+    const run = Bun.spawn([...binary, "validate", join(dir, "lb.toml"), "--otlp-endpoint", "ftp://tracer:hunter2@collector/", "--otlp-header", "authorization=Bearer hunter2"], {
+      stdout: "pipe",
+      stderr: "pipe",
+      env: { ...process.env, OTEL_EXPORTER_OTLP_HEADERS: "x-token%zz=hunter2" },
+    });
+    const [code, stderr] = await Promise.all([run.exited, new Response(run.stderr).text()]);
+    expect(code).toBe(2);
+    expect(stderr).toContain('command line: otlp-endpoint: "ftp://tracer:***@collector/" is not an http:// or https:// URL');
+    expect(stderr).toContain('command line: otlp-header: "authorization=…" is not a header; write "Name: value"');
+    expect(stderr).not.toContain("hunter2");
+  });
+
   test("a collector that never answers: requests go on at once, the queue stays bounded and drops what does not fit", async () => {
     const hanging = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
     cleanup.push(() => hanging.stop(true));
