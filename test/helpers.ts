@@ -314,3 +314,15 @@ export function selfSignedCertificate(dir: string, name: string, altNames = `DNS
   if (!made.success) throw new Error(`openssl could not make a test certificate: ${made.stderr}`);
   return { cert, key };
 }
+
+/** An nginx config that runs in the foreground with everything it writes under `dir`; `servers` are its server blocks. */
+export function nginxConfig(dir: string, servers: string): string {
+  return `daemon off; worker_processes 1; pid ${dir}/nginx.pid; error_log ${dir}/nginx-error.log;
+events { worker_connections 64; }
+http {
+  access_log off;
+  client_body_temp_path ${dir}; proxy_temp_path ${dir}; fastcgi_temp_path ${dir}; uwsgi_temp_path ${dir}; scgi_temp_path ${dir};
+${servers}
+}
+`;
+}

@@ -14,6 +14,7 @@ import { type Backend, isAvailable } from "../pool/backend.ts";
 import type { Pool } from "../pool/pool.ts";
 import type { UpstreamCall, UpstreamClient, UpstreamResponse } from "../upstream/client.ts";
 import { isFailure } from "../upstream/client.ts";
+import type { ProxyVersion } from "../net/proxy-protocol.ts";
 import { type Failure, failure } from "../upstream/failure.ts";
 import { Attempt, type AttemptEnd } from "./attempt.ts";
 import { failWhenIdle, NO_BODY, type OutgoingBody, prepareBody } from "./body.ts";
@@ -60,6 +61,8 @@ export interface ForwarderTuning {
   /** Sent with 503s: when a backend might be back (one health interval). */
   retryAfterSeconds: number;
   debug: boolean;
+  /** The pool's send-proxy, for WebSocket tunnels (lb's HTTP client writes it for requests). */
+  sendProxy?: ProxyVersion;
 }
 
 export type ForwarderOptions = ForwarderDeps & ForwarderTuning;
@@ -132,6 +135,7 @@ export class Forwarder {
       log: this.options.log,
       retries: this.options.retries,
       timeoutMs: this.options.timeoutMs,
+      sendProxy: this.options.sendProxy,
       attempt: (trip, backend) => this.#startAttempt(trip, backend),
     });
     return tunnel.upgraded ? undefined : this.#fail(trip, tunnel.status, tunnel.detail);

@@ -8,12 +8,16 @@ import { type Backend, isAvailable } from "../pool/backend.ts";
 import type { Attempt } from "./attempt.ts";
 import { type Trip, requestFields } from "./trip.ts";
 import { Tunnel, openUpstream, tunnelRequestHeaders, webSocketUrl } from "./websocket.ts";
+import { type ProxyVersion, encodeProxyHeader } from "../net/proxy-protocol.ts";
+import { ProxyRelay } from "./proxy-relay.ts";
 
 export interface TunnelDeps {
   metrics: Metrics;
   log: Logger;
   retries: number;
   timeoutMs: number;
+  /** The pool's send-proxy: the backend connection starts with a PROXY header, written by a loopback relay. */
+  sendProxy?: ProxyVersion | undefined;
   /** Starts an attempt on `backend` for this trip. */
   attempt(trip: Trip, backend: Backend): Attempt;
 }
@@ -33,18 +37,20 @@ export async function openTunnel(trip: Trip, candidates: readonly Backend[], dep
     const sent = performance.now();
     const span = trip.trace?.attempt(backend.url, trip.upstreamPath, trip.attempts);
     if (span) trip.trace!.setHeaders(headers, span);
-    const upstream = await openUpstream(webSocketUrl(backend.url, trip.upstreamPath), headers, protocols, deps.timeoutMs);
-    if (typeof upstream === "string") {
+    const opened = await openBackend(backend.url, trip, headers, protocols, deps);
+    if (typeof opened === "string") {
       span?.failed("handshake");
       span?.end(0);
-      deps.log.warn(`backend ${backend.name} refused the WebSocket handshake for ${trip.context.path}: ${upstream}`);
+      deps.log.warn(`backend ${backend.name} refused the WebSocket handshake for ${trip.context.path}: ${opened}`);
       continue;
     }
+    const { upstream, relay } = opened;
     trip.upstreamMs = performance.now() - sent;
     const attempt = deps.attempt(trip, backend);
     attempt.span = span; // it lasts as long as the tunnel
     const metrics = deps.metrics.of(backend.url);
     const tunnel = new Tunnel(upstream, () => {
+      relay?.close();
       metrics.tunnelsOpen--;
       attempt.responded(101, 0);
     });
@@ -60,4 +66,31 @@ export async function openTunnel(trip: Trip, candidates: readonly Backend[], dep
     return { upgraded: true };
   }
   return { upgraded: false, status: 502, detail: "no backend accepted the WebSocket handshake" };
+}
+
+/** The backend's side of the tunnel, through a relay that writes the PROXY header first when the pool sends one. */
+async function openBackend(origin: string, trip: Trip, headers: Headers, protocols: string[], deps: TunnelDeps): Promise<{ upstream: WebSocket; relay: ProxyRelay | null } | string> {
+  const { sendProxy, timeoutMs } = deps;
+  if (!sendProxy) {
+    const upstream = await openUpstream(() => webSocketUrl(origin, trip.upstreamPath), headers, protocols, timeoutMs);
+    return typeof upstream === "string" ? upstream : { upstream, relay: null };
+  }
+  const backend = new URL(origin);
+  const header = encodeProxyHeader(sendProxy, trip.client.addresses());
+  const relays: ProxyRelay[] = [];
+  // One relay per handshake: each carries one connection (a handshake made again gets a new one). TLS, when the
+  // backend is https://, runs end to end through the relay: the header goes before it, as nginx and HAProxy expect.
+  const scheme = backend.protocol === "https:" ? "wss" : "ws";
+  const hostname = backend.hostname.replace(/^\[|\]$/g, "");
+  const relayUrl = () => {
+    relays.at(-1)?.close();
+    relays.push(new ProxyRelay(hostname, Number(backend.port || (scheme === "wss" ? 443 : 80)), header));
+    return `${scheme}://${relays.at(-1)!.address}${trip.upstreamPath}`;
+  };
+  // The certificate is verified against the backend's name, not the relay's 127.0.0.1.
+  const upstream = await openUpstream(relayUrl, headers, protocols, timeoutMs, scheme === "wss" ? hostname : undefined);
+  const relay = relays.at(-1)!;
+  if (typeof upstream !== "string") return { upstream, relay };
+  relay.close();
+  return upstream;
 }

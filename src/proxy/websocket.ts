@@ -146,19 +146,22 @@ const NO_PROTOCOL_SELECTED = /missing client protocol/i;
  *
  * A backend may answer without selecting any of the client's subprotocols (RFC 6455 §4.2.2 allows it; the client
  * then decides whether to go on). Bun's WebSocket client fails such a handshake, so lb makes it again without
- * offering any, and the client gets the backend's answer as it was: no subprotocol.
+ * offering any, and the client gets the backend's answer as it was: no subprotocol. `url` gives the address of each
+ * handshake (a new relay's, with send-proxy); `serverName`, the name a wss:// backend's certificate is verified against
+ * when the URL's host is a relay's.
  */
-export async function openUpstream(url: string, headers: Headers, protocols: string[], timeoutMs: number): Promise<WebSocket | string> {
-  const opened = await handshake(url, headers, protocols, timeoutMs);
+export async function openUpstream(url: () => string, headers: Headers, protocols: string[], timeoutMs: number, serverName?: string): Promise<WebSocket | string> {
+  const opened = await handshake(url(), headers, protocols, timeoutMs, serverName);
   if (typeof opened === "string" && protocols.length > 0 && NO_PROTOCOL_SELECTED.test(opened)) {
-    return handshake(url, headers, [], timeoutMs);
+    return handshake(url(), headers, [], timeoutMs, serverName);
   }
   return opened;
 }
 
-function handshake(url: string, headers: Headers, protocols: string[], timeoutMs: number): Promise<WebSocket | string> {
+function handshake(url: string, headers: Headers, protocols: string[], timeoutMs: number, serverName: string | undefined): Promise<WebSocket | string> {
   return new Promise((resolve) => {
-    const upstream = new WebSocket(url, { headers: Object.fromEntries(headers), protocols } as unknown as string[]);
+    const tls = serverName === undefined ? {} : { tls: { serverName } };
+    const upstream = new WebSocket(url, { headers: Object.fromEntries(headers), protocols, ...tls } as unknown as string[]);
     let why = "the backend closed the connection";
     const timer = setTimeout(() => {
       upstream.close();

@@ -154,6 +154,7 @@ function forwarderTuning(config: Config): ForwarderTuning {
     // The soonest a down backend can be back: its next check, at the down interval when one is set.
     retryAfterSeconds: Math.max(1, Math.ceil((config.healthDownInterval || config.healthInterval) / 1000)),
     debug: config.logLevel === "debug",
+    ...(config.sendProxy && { sendProxy: config.sendProxy === "v1" ? 1 : 2 }),
   };
 }
 

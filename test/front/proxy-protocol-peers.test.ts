@@ -10,7 +10,7 @@ import { type Subprocess } from "bun";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type LbProcess, deadPort, runCommand, selfSignedCertificate, spawnLb, startBackend, waitFor } from "../helpers.ts";
+import { type LbProcess, deadPort, nginxConfig, runCommand, selfSignedCertificate, spawnLb, startBackend, waitFor } from "../helpers.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "lb-proxy-protocol-"));
 const { cert, key } = selfSignedCertificate(dir, "localhost", "DNS:localhost,IP:127.0.0.1");
@@ -132,16 +132,12 @@ describe("lb send-proxy to nginx with listen ... proxy_protocol", () => {
     const config = join(dir, "nginx.conf");
     writeFileSync(
       config,
-      `daemon off; worker_processes 1; pid ${dir}/nginx.pid; error_log ${dir}/nginx-error.log;
-events { worker_connections 64; }
-http {
-  access_log off;
-  client_body_temp_path ${dir}; proxy_temp_path ${dir}; fastcgi_temp_path ${dir}; uwsgi_temp_path ${dir}; scgi_temp_path ${dir};
-  server { listen 127.0.0.1:${plain1} proxy_protocol; location / { ${answer} } }
+      nginxConfig(
+        dir,
+        `  server { listen 127.0.0.1:${plain1} proxy_protocol; location / { ${answer} } }
   server { listen 127.0.0.1:${plain2} proxy_protocol; location / { ${answer} } }
-  server { listen 127.0.0.1:${tls} ssl proxy_protocol; ssl_certificate ${cert}; ssl_certificate_key ${key}; location / { ${answer} } }
-}
-`,
+  server { listen 127.0.0.1:${tls} ssl proxy_protocol; ssl_certificate ${cert}; ssl_certificate_key ${key}; location / { ${answer} } }`,
+      ),
     );
     await startPeer(["nginx", "-c", config, "-p", dir, "-e", `${dir}/nginx-error.log`], tls);
     const lbConfig = join(dir, "lb.toml");
