@@ -48,11 +48,6 @@ export class ProxyRelay {
     return `127.0.0.1:${this.#listener.port}`;
   }
 
-  /** Whether the relay still listens or holds a socket (for tests and diagnostics). */
-  get open(): boolean {
-    return this.#listening || (this.#local.socket !== null && !this.#local.closed) || (this.#backend.socket !== null && !this.#backend.closed);
-  }
-
   /**
    * The tunnel ended or its handshake failed: stop listening, and send the WebSocket client a FIN after what is queued
    * toward it. Its socket then closes, and the backend gets a FIN after what the client sent last (a close frame in
@@ -73,7 +68,11 @@ export class ProxyRelay {
   }
 
   #accepted(socket: Socket<Side>): void {
-    if (this.#local.socket || this.#closing) return void socket.terminate();
+    if (this.#local.socket || this.#closing) {
+      // A connection past the first (a race with stopping): not ours, and nothing of it may touch the relay's sides.
+      socket.data = { socket: null, out: null, closed: true };
+      return void socket.terminate();
+    }
     this.#stopListening();
     socket.data = this.#local;
     this.#local.socket = socket;
@@ -110,6 +109,7 @@ export class ProxyRelay {
 
   /** One side is gone: the other gets a FIN after what is queued toward it (at once when nothing can be). */
   #closed(side: Side): void {
+    if (side !== this.#local && side !== this.#backend) return;
     side.closed = true;
     const other = side === this.#local ? this.#backend : this.#local;
     if (other.closed) return;

@@ -88,7 +88,13 @@ async function openBackend(origin: string, trip: Trip, headers: Headers, protoco
     return `${scheme}://${relays.at(-1)!.address}${trip.upstreamPath}`;
   };
   // The certificate is verified against the backend's name, not the relay's 127.0.0.1.
-  const upstream = await openUpstream(relayUrl, headers, protocols, timeoutMs, scheme === "wss" ? hostname : undefined);
+  let upstream: WebSocket | string;
+  try {
+    upstream = await openUpstream(relayUrl, headers, protocols, timeoutMs, scheme === "wss" ? hostname : undefined);
+  } catch (error) {
+    relays.at(-1)?.close();
+    return `no relay for the PROXY header: ${(error as Error).message}`; // no port to listen on, say
+  }
   const relay = relays.at(-1)!;
   if (typeof upstream !== "string") return { upstream, relay };
   relay.close();
