@@ -17,13 +17,15 @@ export interface ClientAddress {
    * --trusted-proxies, as nginx and HAProxy do).
    */
   forwardedFor?: string;
+  /** The peer is not one of --trusted-proxies: a Forwarded field it sent is dropped like its X-Forwarded-For. */
+  untrusted?: true;
 }
 
 /** `trusted` null: no --trusted-proxies, nothing to look at (the common case costs one comparison). */
 export function clientAddress(peer: string, headers: Headers, trusted: readonly Cidr[] | null): ClientAddress {
   if (trusted === null) return { ip: peer };
   // From an untrusted peer the chain it sent is dropped, not passed on: the backend sees only what lb vouches for.
-  if (!inRanges(peer, trusted)) return { ip: peer, forwardedFor: peer };
+  if (!inRanges(peer, trusted)) return { ip: peer, forwardedFor: peer, untrusted: true };
   const xff = headers.get("x-forwarded-for");
   const chain = xff !== null ? xff.split(",") : forwardedFor(headers.get("forwarded"));
   // Walking right to left: each hop is vouched for by the trusted one after it; `verified` is what lb passes on.

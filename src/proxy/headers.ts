@@ -32,6 +32,8 @@ export function upstreamRequestFields(incoming: Headers, client: ClientInfo, req
       continue;
     }
     if (name === "host") host = pair[1];
+    // lb reads Forwarded's for= from a trusted proxy; from anyone else it is a spoof a backend might believe.
+    else if (name === "forwarded" && client.untrusted) continue;
     fields.push(pair);
   }
   const forwardedFor = client.forwardedFor ?? (priorFor ? `${priorFor}, ${client.ip}` : client.ip);

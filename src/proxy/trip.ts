@@ -89,7 +89,7 @@ export function startTrip(request: Request, client: ClientConnection, trusted: r
     request,
     requestId: requestIdOf(request.headers),
     client,
-    source: { ip: address.ip, forwardedFor: address.forwardedFor, proto: client.proto },
+    source: { ...address, proto: client.proto },
     policy: null,
     context: { clientIp: address.ip, path, headers: request.headers },
     upstreamPath: path,

@@ -16,8 +16,8 @@ describe("clientAddress", () => {
     expect(clientAddress("10.0.0.1", new Headers({ "x-forwarded-for": "6.6.6.6" }), null)).toEqual({ ip: "10.0.0.1" });
   });
 
-  test("from an untrusted peer, X-Forwarded-For and Forwarded change nothing and are not passed on", () => {
-    expect(from("192.0.2.1", { "x-forwarded-for": "6.6.6.6", forwarded: "for=7.7.7.7" })).toEqual({ ip: "192.0.2.1", forwardedFor: "192.0.2.1" });
+  test("from an untrusted peer, X-Forwarded-For and Forwarded change nothing; both are dropped", () => {
+    expect(from("192.0.2.1", { "x-forwarded-for": "6.6.6.6", forwarded: "for=7.7.7.7" })).toEqual({ ip: "192.0.2.1", forwardedFor: "192.0.2.1", untrusted: true });
   });
 
   test("from a trusted peer, the right-most address that is not trusted; the verified part of the chain goes on", () => {
@@ -84,6 +84,19 @@ describe("through real sockets", () => {
     expect(await curlFrom("127.0.0.1", `${lb.url}/spoof`, ["X-Forwarded-For: 6.6.6.6", "Forwarded: for=6.6.6.7"])).toBe(200);
     expect(seen).toEqual(["127.0.0.1"]);
     expect(lb.access.at(-1)?.client).toBe("127.0.0.1");
+  });
+
+  test("a spoofed Forwarded from an untrusted peer is dropped; a trusted proxy's goes on as it sent it", async () => {
+    const seen: string[] = [];
+    const b = backend("b", (request) => {
+      if (new URL(request.url).pathname !== "/") seen.push(request.headers.get("forwarded") ?? "none");
+      return new Response("ok");
+    });
+    const lb = await lbFor([b.url], { "trusted-proxies": "127.0.0.2/32" });
+    expect(await curlFrom("127.0.0.1", `${lb.url}/spoof`, ["Forwarded: for=6.6.6.7;proto=https"])).toBe(200);
+    expect(await curlFrom("127.0.0.2", `${lb.url}/trusted`, ["Forwarded: for=192.0.2.9;proto=https"])).toBe(200);
+    expect(seen).toEqual(["none", "for=192.0.2.9;proto=https"]);
+    expect(lb.access.at(-1)?.client).toBe("192.0.2.9");
   });
 
   test("the ip hash key uses it: from the trusted proxy each client keeps its backend; spoofed addresses all hash as the peer", async () => {
