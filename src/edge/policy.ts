@@ -126,11 +126,12 @@ export class EdgePolicy {
 }
 
 /**
- * The key a request counts under. One without the header or cookie counts by its address, marked with a NUL (which no
+ * The key a request counts under. One without the header or cookie (or with it empty) counts by its address, marked with a NUL (which no
  * header or cookie value holds) so a client cannot send a value that spends another client's address allowance.
  */
 function limitKey(key: RateKey, request: EdgeRequest): string {
   if (key.kind === "ip") return request.clientIp;
   const value = key.kind === "header" ? request.headers.get(key.name) : cookieValue(request.headers, key.name);
-  return value ?? `\0${request.clientIp}`;
+  // An empty value says no more than a missing one: counting it under "" would put every such client in one bucket.
+  return value || `\0${request.clientIp}`;
 }

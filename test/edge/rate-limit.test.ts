@@ -68,6 +68,16 @@ describe("through real sockets", () => {
     expect([await get("a"), await get("a"), await get("b"), await get(), await get(), await get("127.0.0.1")]).toEqual([200, 429, 200, 200, 429, 200]);
   });
 
+  test("an empty header or cookie counts by the client's address, as a missing one does, not in one bucket for all", async () => {
+    const b = backend("b");
+    const byHeader = await lbFor([b.url], { "rate-limit": "1/h", "rate-limit-key": "header:X-Api-Key" });
+    const header = async (headers: Record<string, string>) => (await fetch(`${byHeader.url}/`, { headers })).status;
+    expect([await header({ "x-api-key": "" }), await header({})]).toEqual([200, 429]);
+    const byCookie = await lbFor([b.url], { "rate-limit": "1/h", "rate-limit-key": "cookie:sid" });
+    const cookie = async (headers: Record<string, string>) => (await fetch(`${byCookie.url}/`, { headers })).status;
+    expect([await cookie({ cookie: "sid=" }), await cookie({})]).toEqual([200, 429]);
+  });
+
   test("a short key cannot spend a long key's allowance by sending the text the long key is kept as", async () => {
     const b = backend("b");
     const lb = await lbFor([b.url], { "rate-limit": "1/h", "rate-limit-key": "header:X-Api-Key" });
