@@ -51,7 +51,8 @@ export function openTelemetryLayer(vars: Record<string, string | undefined>): La
   if (headers) take("otlp-header", headers, vars[headers]!.split(",").map(otlpHeader));
   const sampler = given("OTEL_TRACES_SAMPLER");
   const arg = given("OTEL_TRACES_SAMPLER_ARG");
-  if (sampler) take("trace-sample", sampler, `${vars[sampler]!.trim()}${arg ? `:${vars[arg]!.trim()}` : ""}`);
+  // With its argument, a refusal names both variables: the ratio may be the one at fault.
+  if (sampler) take("trace-sample", arg ? `${sampler} with ${arg}` : sampler, `${vars[sampler]!.trim()}${arg ? `:${vars[arg]!.trim()}` : ""}`);
   const service = given("OTEL_SERVICE_NAME");
   if (service) take("trace-service-name", service, vars[service]!.trim());
   return { source: "environment", values, placeOf: ([key]) => `environment ${names.get(String(key)) ?? key}` };

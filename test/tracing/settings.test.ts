@@ -96,7 +96,7 @@ describe("settings", () => {
       'command line: trace-sample: "150%" is more than 100%',
     ]);
     expect(resolve({ OTEL_TRACES_SAMPLER: "traceidratio", OTEL_TRACES_SAMPLER_ARG: "2" }).problems).toEqual([
-      'environment OTEL_TRACES_SAMPLER: trace-sample: "2" is not a sampling ratio (0 to 1)',
+      'environment OTEL_TRACES_SAMPLER with OTEL_TRACES_SAMPLER_ARG: trace-sample: "2" is not a sampling ratio (0 to 1)',
     ]);
   });
 });
