@@ -37,7 +37,7 @@ describe("graceful shutdown", () => {
     await lb.waitForLine("stderr", /SIGHUP: no --config file to reload/);
     expect((await fetch(`${lb.url}/`)).status).toBe(200);
     expect(await lb.kill()).toBe(0);
-  });
+  }, 20_000); // starts lb and waits on its events: seconds on a busy machine
 
   test("the drain timeout bounds the wait", async () => {
     const lb = await spawnLb([...baseArgs, "--drain-timeout", "300ms", slow.url]);

@@ -43,9 +43,12 @@ describe("--workers 2", () => {
     await waitFor(() => lb.stdout.length >= 60, "60 access lines");
     const logged = lb.stdout.map((line) => (JSON.parse(line) as { path: string }).path).filter((p) => p.startsWith("/r"));
     expect(logged.sort()).toEqual(Array.from({ length: 60 }, (_, i) => `/r${i}`).sort());
-    const metrics = parsePrometheus(await (await fetch(`${lb.admin}/metrics`)).text());
-    const requests = metrics.find((m) => m.name === "lb_requests_total")!;
-    expect(requests.metrics.reduce((sum, m) => sum + Number((m as { value: string }).value), 0)).toBe(60);
+    // The same reports feed /metrics; a worker's next one may still be on its way.
+    const metricsTotal = async () => {
+      const requests = parsePrometheus(await (await fetch(`${lb.admin}/metrics`)).text()).find((m) => m.name === "lb_requests_total")!;
+      return requests.metrics.reduce((sum, m) => sum + Number((m as { value: string }).value), 0);
+    };
+    await waitFor(async () => (await metricsTotal()) === 60, "60 requests in lb_requests_total", 3000);
     // One checker: per backend about one check per 200 ms since startup, where two workers checking would double it.
     const elapsedChecks = (Date.now() - started) / 200;
     const checks = (healthChecks(a) + healthChecks(b) - checksBefore) / 2;

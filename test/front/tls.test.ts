@@ -103,7 +103,7 @@ describe("TLS termination", () => {
       await lb.kill();
       await slow.stop();
     }
-  });
+  }, 20_000); // starts lb and waits on its events: seconds on a busy machine
 
   test("a certificate without its key, or an unreadable one, is refused at startup", async () => {
     const half = await runCommand([...baseArgs, "--tls-cert", cert, plain.url]);
