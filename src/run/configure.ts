@@ -14,7 +14,7 @@ import type { UpstreamSettings, UpstreamTls } from "../upstream/client.ts";
 import { ConfigError } from "../config/load.ts";
 import { fallbackPool } from "../config/pools.ts";
 import type { EdgeSettings } from "../edge/policy.ts";
-import type { Config } from "../config/types.ts";
+import type { Config, SendProxyVersion } from "../config/types.ts";
 import type { ControlSettings } from "../pool/control-plane.ts";
 import type { DataPlaneSettings, LaneSettings } from "../proxy/data-plane.ts";
 import { type Logger, ThrottledLine } from "../log/log.ts";
@@ -28,6 +28,7 @@ import { shownEndpoint } from "../config/values-tracing.ts";
 import type { Pool } from "../pool/pool.ts";
 import type { TcpLane } from "../l4/tcp-listener.ts";
 import type { TcpListenerSettings } from "../l4/tcp-service.ts";
+import type { ProxyVersion } from "../net/proxy-protocol.ts";
 
 export function poolRules(config: Config): PoolRules {
   return {
@@ -54,6 +55,9 @@ export function upstreamTls(config: Config): UpstreamTls | undefined {
   }
 }
 
+/** `send-proxy = "v1"|"v2"` as the encoder's version number (backend connections, checks, [[tcp]] and tunnels). */
+const proxyVersion = (written: SendProxyVersion): ProxyVersion => (written === "v1" ? 1 : 2);
+
 function checkSettings(config: Config, tls: UpstreamTls | undefined): CheckSettings {
   return {
     method: config.healthMethod,
@@ -66,7 +70,7 @@ function checkSettings(config: Config, tls: UpstreamTls | undefined): CheckSetti
     timeoutMs: config.healthTimeout,
     jitterPercent: config.healthJitter,
     tls,
-    ...(config.sendProxy && { sendProxy: config.sendProxy === "v1" ? 1 : 2 }),
+    ...(config.sendProxy && { sendProxy: proxyVersion(config.sendProxy) }),
   };
 }
 
@@ -136,7 +140,7 @@ function upstreamSettings(config: Config, tls: UpstreamTls | undefined): Upstrea
     readTimeoutMs: config.upstreamReadTimeout,
     clientIdleMs: config.clientTimeout,
     tls,
-    ...(config.sendProxy && { sendProxy: config.sendProxy === "v1" ? 1 : 2 }),
+    ...(config.sendProxy && { sendProxy: proxyVersion(config.sendProxy) }),
   };
 }
 
@@ -154,7 +158,7 @@ function forwarderTuning(config: Config): ForwarderTuning {
     // The soonest a down backend can be back: its next check, at the down interval when one is set.
     retryAfterSeconds: Math.max(1, Math.ceil((config.healthDownInterval || config.healthInterval) / 1000)),
     debug: config.logLevel === "debug",
-    ...(config.sendProxy && { sendProxy: config.sendProxy === "v1" ? 1 : 2 }),
+    ...(config.sendProxy && { sendProxy: proxyVersion(config.sendProxy) }),
   };
 }
 
@@ -215,7 +219,7 @@ export function tcpLanes(config: Config, pools: ReadonlyMap<string, Pool>, first
     if (!pool || !isTcpPool(own.backends)) continue;
     const policy = createPolicy(own, (backend) => currentWeight(backend, own.slowStart, Date.now()));
     const checked = firstRounds.get(name);
-    const sendProxy = own.sendProxy ? (own.sendProxy === "v1" ? 1 : 2) : null;
+    const sendProxy = own.sendProxy ? proxyVersion(own.sendProxy) : null;
     const lane: TcpLane = { pool, policy, connectTimeoutMs: own.connectTimeout, sendProxy, ...(checked && { checked }) };
     void checked?.then(() => delete lane.checked); // then connections go straight on
     lanes.set(name, lane);
