@@ -5,6 +5,8 @@
 #
 #   BASE=6b6eb3c bash bench/cpu-per-request.sh            # REPS=8 × DURATION=3s at c=50, about two minutes
 #   BASE=6b6eb3c HTTP2=on bash bench/cpu-per-request.sh   # with --http2 on (every request waits the rapid-reset turn)
+#   BASE=6b6eb3c H2LOAD=1 BARE=1 bash bench/cpu-per-request.sh  # HTTP/2 to clients: h2load -c50 -m10 over h2c against
+#                                                         # --http2 on (and bare-upstream.ts --http2); REQUESTS per run
 #   BASE=6b6eb3c BACKENDS=1 bash bench/cpu-per-request.sh # lb in front of one backend instead of two
 #   BASE=6b6eb3c BARE=1 bash bench/cpu-per-request.sh     # also the ceiling, bench/prototypes/bare-upstream.ts
 #   BASE=6b6eb3c LB_ARGS="--access-log-format json" bash bench/cpu-per-request.sh   # more flags for both sides
@@ -21,12 +23,24 @@ CONNS=${CONNS:-50}
 HTTP2=${HTTP2:-off}
 BACKENDS=${BACKENDS:-2}
 BARE=${BARE:-0}
+H2LOAD=${H2LOAD:-0}
+REQUESTS=${REQUESTS:-40000}
+STREAMS=${STREAMS:-10}
 read -r -a LB_EXTRA <<<"${LB_ARGS:-}"
 LOG_TAG=cpu-per-request
 source bench/lib.sh
 [[ -n ${BASE:-} ]] || die "BASE=<commit> is required"
 [[ $BACKENDS == 1 || $BACKENDS == 2 ]] || die "BACKENDS is 1 or 2"
 for tool in wrk curl taskset; do command -v "$tool" >/dev/null || die "$tool is not installed"; done
+BARE_ARGS=()
+if [[ $H2LOAD == 1 ]]; then
+  command -v h2load >/dev/null || die "h2load is not installed (apt-get install -y nghttp2-client)"
+  HTTP2=on
+  BARE_ARGS=(--http2)
+fi
+# The latency column: wrk's p99; h2load gives no percentiles, so its mean time per request.
+LATENCY=p99
+[[ $H2LOAD == 1 ]] && LATENCY="mean latency"
 
 WORK=$(mktemp -d /tmp/lb-cpu.XXXXXX)
 PIDS=()
@@ -53,7 +67,7 @@ to_us() { awk -v v="$1" 'BEGIN { if (v ~ /us$/) { sub(/us$/, "", v); printf "%d"
 measure() {
   local variant=$1
   case $variant in
-    bare) (exec taskset -c 0 bun bench/prototypes/bare-upstream.ts --port "$PORT" "${URLS[@]}") >"$WORK/lb.log" 2>&1 & ;;
+    bare) (exec taskset -c 0 bun bench/prototypes/bare-upstream.ts "${BARE_ARGS[@]}" --port "$PORT" "${URLS[@]}") >"$WORK/lb.log" 2>&1 & ;;
     *)
       local tree=.
       [[ $variant == base ]] && tree=$WORK/base
@@ -63,8 +77,19 @@ measure() {
   esac
   local pid=$!
   wait_http "http://127.0.0.1:$PORT/" "$variant" "$pid"
-  taskset -c 1 wrk -t2 -c50 -d"$WARMUP" "http://127.0.0.1:$PORT/" >/dev/null
   local before after out requests
+  if [[ $H2LOAD == 1 ]]; then
+    taskset -c 1 h2load -n $((REQUESTS / 4)) -c "$CONNS" -m "$STREAMS" "http://127.0.0.1:$PORT/" >/dev/null
+    before=$(ticks "$pid")
+    out=$(taskset -c 1 h2load -n "$REQUESTS" -c "$CONNS" -m "$STREAMS" "http://127.0.0.1:$PORT/")
+    after=$(ticks "$pid")
+    kill "$pid"
+    wait "$pid" 2>/dev/null || true
+    requests=$(awk '/^requests:/ { print $8 }' <<<"$out")
+    echo "$(((after - before) * TICK_US * 1000 / requests)) $(awk '/^finished in/ { printf "%d", $4 }' <<<"$out") $(to_us "$(awk '/^time for request:/ { print $6 }' <<<"$out")")"
+    return
+  fi
+  taskset -c 1 wrk -t2 -c50 -d"$WARMUP" "http://127.0.0.1:$PORT/" >/dev/null
   before=$(ticks "$pid")
   out=$(taskset -c 1 wrk -t2 -c"$CONNS" -d"$DURATION" --latency "http://127.0.0.1:$PORT/")
   after=$(ticks "$pid")
@@ -84,15 +109,15 @@ for rep in $(seq "$REPS"); do
     NS[$variant]+="$ns "
     RPS[$variant]+="$rps "
     P99[$variant]+="$p99 "
-    log "rep $rep $variant: $((ns / 1000)).$(printf '%03d' $((ns % 1000))) µs CPU per request, $rps req/s, p99 $p99 µs"
+    log "rep $rep $variant: $((ns / 1000)).$(printf '%03d' $((ns % 1000))) µs CPU per request, $rps req/s, $LATENCY $p99 µs"
   done
 done
-log "c=$CONNS, $BACKENDS backend(s), ${LB_ARGS:-no extra flags}, HTTP2=$HTTP2, $REPS reps of $DURATION; load $(cut -d' ' -f1-3 /proc/loadavg)"
+log "c=$CONNS, $BACKENDS backend(s), ${LB_ARGS:-no extra flags}, HTTP2=$HTTP2, H2LOAD=$H2LOAD, $REPS reps of $DURATION (h2load: $REQUESTS requests); load $(cut -d' ' -f1-3 /proc/loadavg)"
 for variant in "${VARIANTS[@]}"; do
-  echo "$variant: median $(median <<<"${NS[$variant]}") ns of CPU per request, $(median <<<"${RPS[$variant]}") req/s, p99 $(median <<<"${P99[$variant]}") µs; runs (ns): ${NS[$variant]}; (req/s): ${RPS[$variant]}"
+  echo "$variant: median $(median <<<"${NS[$variant]}") ns of CPU per request, $(median <<<"${RPS[$variant]}") req/s, $LATENCY $(median <<<"${P99[$variant]}") µs; runs (ns): ${NS[$variant]}; (req/s): ${RPS[$variant]}"
 done
 ratio() { awk -v a="$(median <<<"$1")" -v b="$(median <<<"$2")" 'BEGIN { printf "%.3f", a / b }'; }
-echo "now ÷ base: CPU per request $(ratio "${NS[now]}" "${NS[base]}"), req/s $(ratio "${RPS[now]}" "${RPS[base]}"), p99 $(ratio "${P99[now]}" "${P99[base]}")"
+echo "now ÷ base: CPU per request $(ratio "${NS[now]}" "${NS[base]}"), req/s $(ratio "${RPS[now]}" "${RPS[base]}"), $LATENCY $(ratio "${P99[now]}" "${P99[base]}")"
 if [[ $BARE == 1 ]]; then
-  echo "now ÷ bare: CPU per request $(ratio "${NS[now]}" "${NS[bare]}"), req/s $(ratio "${RPS[now]}" "${RPS[bare]}"), p99 $(ratio "${P99[now]}" "${P99[bare]}")"
+  echo "now ÷ bare: CPU per request $(ratio "${NS[now]}" "${NS[bare]}"), req/s $(ratio "${RPS[now]}" "${RPS[bare]}"), $LATENCY $(ratio "${P99[now]}" "${P99[bare]}")"
 fi
