@@ -259,8 +259,24 @@ function serveProxy(config: Config, tls: TlsCertificates | undefined, reusePort:
   });
 }
 
-/** Resolves on the event loop's next turn, after the I/O already read (a cancel in the same packet) is handled. */
-const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
+/** The turn the requests read since the last one wait for: one promise and one setImmediate for all of them. */
+let pendingTurn: Promise<void> | null = null;
+
+/**
+ * Resolves on the event loop's next turn, after the I/O already read (a cancel in the same packet) is handled. The
+ * requests read in one turn share it: a setImmediate and a promise of its own cost each request about 0.7 µs more
+ * (measured at 100 a turn, as a flood of streams brings), where lb's turn should cost a flood next to nothing.
+ */
+function nextTurn(): Promise<void> {
+  if (pendingTurn) return pendingTurn;
+  const turn = Promise.withResolvers<void>();
+  pendingTurn = turn.promise;
+  setImmediate(() => {
+    pendingTurn = null;
+    turn.resolve();
+  });
+  return turn.promise;
+}
 
 /**
  * One request's client, as the listener sees it, and the client's idle timer (Bun's, --client-timeout). The timer runs
