@@ -25,11 +25,11 @@ const pool = new Pool([{ url: "http://a:80", weight: 1 }, { url: "http://b:80", 
 for (const backend of pool.backends) pool.recordCheck(backend, { ok: true, reason: "status 200" });
 const f = new Forwarder({ pool, upstream, accessLog: null, metrics: new Metrics(), log: createLogger("error", "json"), policy: new RoundRobin(), sticky: null,
   timeoutMs: 1000, retries: 3, retryBudgetPercent: 20, maxInflight: 0, queueSize: 10, queueTimeoutMs: 1000, clientTimeoutMs: 1000, compression: null, retryAfterSeconds: 1, debug: false } as any);
-const client: ClientConnection = { peer: "127.0.0.1", ip: "127.0.0.1", proto: "http", openRequests: 1, waited: false, connection: "127.0.0.1:5000", addresses: () => null, awaitingBackend() {}, responseEnded() {}, upgrade: () => false } as any;
+const client: ClientConnection = { peer: "127.0.0.1", ip: "127.0.0.1", proto: "http", openRequests: () => 1, waited: false, connection: "127.0.0.1:5000", addresses: () => null, awaitingBackend() {}, responseEnded() {}, upgrade: () => false } as any;
 const request = new Request("http://127.0.0.1:8080/", { headers: { host: "127.0.0.1:8080", "user-agent": "wrk", accept: "*/*" } });
 async function one() {
   const trip = startTrip(request, client, null);
-  if (refusal(request, client, 0)) throw new Error("refused");
+  if (refusal(request, "/", client, 0)) throw new Error("refused");
   const response = await f.handle(trip);
   if (!response || response.status !== 200) throw new Error("bad");
 }

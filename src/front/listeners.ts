@@ -289,7 +289,6 @@ class ClientSide implements ClientConnection {
   readonly peer: string;
   /** The TCP peer's (behind --accept-proxy, the relay connection's, as unique while the client's connection lasts). */
   readonly connection: string | null;
-  readonly openRequests: number;
   readonly #peer: SocketAddress | null;
   /** The client as the PROXY header named it, behind --accept-proxy. */
   readonly relayed: ProxyAddresses | undefined;
@@ -309,7 +308,10 @@ class ClientSide implements ClientConnection {
     this.relayed = relayed && peer ? relayed(peer.address, peer.port) : undefined;
     this.peer = this.relayed?.source.address ?? peer?.address ?? "-";
     this.connection = peer ? `${peer.address}:${peer.port}` : null;
-    this.openRequests = server.pendingRequests + server.pendingWebSockets;
+  }
+
+  openRequests(): number {
+    return this.server.pendingRequests + this.server.pendingWebSockets;
   }
 
   addresses(): ProxyAddresses | null {

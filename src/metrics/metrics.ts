@@ -125,7 +125,7 @@ export class BackendMetrics {
   }
 
   record(method: string, status: number, seconds: number, nowMs: number): void {
-    const key = `${status} ${method}`;
+    const key = requestKey(status, method);
     this.requests.set(key, (this.requests.get(key) ?? 0) + 1);
     const slot = this.histograms.duration.observe(seconds);
     const second = this.#second(nowMs);
@@ -157,6 +157,15 @@ export class BackendMetrics {
     }
     return out;
   }
+}
+
+/** "code method" keys by method, then status: made once, not for every request (the requests map is keyed by them). */
+const REQUEST_KEYS = new Map<string, string[]>();
+
+function requestKey(status: number, method: string): string {
+  let keys = REQUEST_KEYS.get(method);
+  if (!keys) REQUEST_KEYS.set(method, (keys = []));
+  return (keys[status] ??= `${status} ${method}`);
 }
 
 const EMPTY_BUCKETS = new Array<number>(LATENCY_BUCKETS.length + 1).fill(0);

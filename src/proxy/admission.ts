@@ -13,9 +13,12 @@ export interface Refusal {
   reason?: string;
 }
 
-/** Why lb refuses this request, or null when it may go on. `maxConnections` 0: no limit. */
-export function refusal(request: Request, client: ClientConnection, maxConnections: number): Refusal | null {
-  if (maxConnections > 0 && client.openRequests > maxConnections) {
+/**
+ * Why lb refuses this request, or null when it may go on. `path`: its target as received (trip.ts pathOf, which keeps
+ * any fragment); `maxConnections` 0: no limit.
+ */
+export function refusal(request: Request, path: string, client: ClientConnection, maxConnections: number): Refusal | null {
+  if (maxConnections > 0 && client.openRequests() > maxConnections) {
     return { status: 503, detail: "lb is at its connection limit", headers: { "retry-after": "1", connection: "close" }, reason: "max-connections" };
   }
   // A forward proxy's CONNECT would ask lb to open a tunnel to a host of the client's choosing.
@@ -24,7 +27,7 @@ export function refusal(request: Request, client: ClientConnection, maxConnectio
   }
   // A fragment never belongs in a request target (RFC 9110 §4.2.4; HAProxy answers 400): a backend could read what
   // follows "#" as the path lb routed by.
-  if (request.url.includes("#")) return { status: 400, detail: "a request target may not carry a fragment (#)" };
+  if (path.includes("#")) return { status: 400, detail: "a request target may not carry a fragment (#)" };
   // RFC 9112 §3.2: a request with several Host headers or an invalid one gets a 400 (backends build URLs from it).
   const host = request.headers.get("host");
   if (host !== null && !VALID_HOST.test(host)) return { status: 400, detail: "invalid Host header" };

@@ -16,7 +16,7 @@ import type { UpstreamCall, UpstreamClient, UpstreamResponse } from "../upstream
 import { isFailure } from "../upstream/client.ts";
 import type { ProxyVersion } from "../net/proxy-protocol.ts";
 import { type Failure, failure } from "../upstream/failure.ts";
-import { Attempt, type AttemptEnd } from "./attempt.ts";
+import { Attempt, type AttemptBooks } from "./attempt.ts";
 import { failWhenIdle, NO_BODY, type OutgoingBody, prepareBody } from "./body.ts";
 import { compressAnswer } from "./compressor.ts";
 import { closesAfter } from "./headers.ts";
@@ -95,6 +95,7 @@ export class Forwarder {
   readonly #movable = new WeakMap<Backend, Set<UpstreamCall>>();
 
   readonly #tripLog: TripLog;
+  readonly #books: AttemptBooks = { attemptOver: (attempt, status, bytes, failure) => this.#attemptOver(attempt, status, bytes, failure) };
   readonly #descriptorWarning = new ThrottledLine(DESCRIPTOR_WARNING_EVERY_MS);
 
   constructor(private options: ForwarderOptions) {
@@ -329,7 +330,7 @@ export class Forwarder {
   }
 
   #startAttempt(trip: Trip, backend: Backend): Attempt {
-    return new Attempt(backend, (attempt, end) => this.#attemptOver(trip, attempt, end));
+    return new Attempt(backend, trip, this.#books);
   }
 
   /**
@@ -338,19 +339,20 @@ export class Forwarder {
    * chunk). When the backend broke it off or went silent, it failed all the same and counts toward ejection (nginx:
    * "upstream prematurely closed", "upstream timed out").
    */
-  #attemptOver(trip: Trip, attempt: Attempt, end: AttemptEnd): void {
+  #attemptOver(attempt: Attempt, status: number, bytes: number, failure: Failure | undefined): void {
     if (this.options.maxInflight > 0) this.#roomQueue.wakeOne();
-    attempt.span?.end(end.status, end.failure?.kind);
-    if (end.status === 0) return;
-    if (end.failure) {
+    attempt.span?.end(status, failure?.kind);
+    if (status === 0) return;
+    const { trip } = attempt;
+    if (failure) {
       const { backend } = attempt;
       this.options.metrics.of(backend.url).streamsCut++;
-      if (end.failure.kind !== "cancelled") this.options.pool.recordOutcome(backend, true);
+      if (failure.kind !== "cancelled") this.options.pool.recordOutcome(backend, true);
       this.options.log.warn(
-        `the answer from ${backend.name} to ${trip.request.method} ${trip.context.path} was cut after ${end.bytes} bytes: ${end.failure.reason}`,
+        `the answer from ${backend.name} to ${trip.request.method} ${trip.context.path} was cut after ${bytes} bytes: ${failure.reason}`,
       );
     }
-    this.#tripLog.finish(trip, end.status, end.bytes);
+    this.#tripLog.finish(trip, status, bytes);
   }
 
   #send(backend: Backend, trip: Trip, headers: Fields, body: OutgoingBody, attempt: Attempt): UpstreamCall {
@@ -366,10 +368,7 @@ export class Forwarder {
       client: closesAfter(request) ? null : trip.client.connection,
       from: trip.client,
       timeoutMs: this.options.timeoutMs,
-      // Read only if the answer is slow in coming (see UpstreamRequest.signal).
-      get signal() {
-        return request.signal;
-      },
+      cancelledBy: request,
       onStreamEnd: (bytes, failed) => attempt.bodyEnded(bytes, failed),
     });
   }

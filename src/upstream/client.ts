@@ -28,12 +28,12 @@ export interface UpstreamRequest {
   /** Longest wait, in ms, for the answer's head (and for a body read whole, the whole of it). */
   timeoutMs: number;
   /**
-   * The client's signal: once it aborts (the client left), the request is called off with a "cancelled" failure.
-   * It is polled with the deadlines rather than listened to: a listener per request costs more than a check per tick.
-   * It is read only once a request has waited a whole sweep, so it may be a getter: reading a Bun.serve request's
-   * signal costs about a sixth of a proxied request's CPU, and most answers come sooner.
+   * The client's request, for its signal: once that aborts (the client left), the request is called off with a
+   * "cancelled" failure. It is polled with the deadlines rather than listened to: a listener per request costs more
+   * than a check per tick. The signal is read only once a request has waited half a second (origin-pool.ts): reading
+   * a Bun.serve request's signal costs about a sixth of a proxied request's CPU, and most answers come sooner.
    */
-  readonly signal?: AbortSignal;
+  readonly cancelledBy?: { readonly signal: AbortSignal };
   /**
    * Called once a streamed answer body has ended: passed on to its end, broken off by the backend (with the failure),
    * or cancelled by the reader. Not called for an answer whose body comes whole.

@@ -21,7 +21,8 @@ export class Exchange {
   /** For a streamed body, pushed on by each piece the backend takes: --timeout is the backend's silence, not the upload's length. */
   deadline: number;
   #connection: Carrier | null = null;
-  #swept = false;
+  /** When a deadline sweep first found it waiting (performance.now); 0 until one has. */
+  #firstSwept = 0;
 
   constructor(
     readonly request: UpstreamRequest,
@@ -50,11 +51,10 @@ export class Exchange {
     return this.#connectDeadline > 0 && now >= this.#connectDeadline;
   }
 
-  /** Whether a deadline sweep has seen it before this one (each call counts as one sweep). */
-  sweptBefore(): boolean {
-    const before = this.#swept;
-    this.#swept = true;
-    return before;
+  /** How long deadline sweeps have found it waiting, in ms, as of the sweep at `now` (0 at the first). */
+  waitedSweeps(now: number): number {
+    if (this.#firstSwept === 0) this.#firstSwept = now;
+    return now - this.#firstSwept;
   }
 
   /** The answer's head is due --timeout from now (from the start, and again each time the backend takes body bytes). */

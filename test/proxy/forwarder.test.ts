@@ -40,7 +40,7 @@ class ScriptedClient implements UpstreamClient {
       settle(why);
     };
     // As the real client does: a client that leaves calls the request off.
-    request.signal?.addEventListener("abort", () => cancel(failure("cancelled", "the client went away")));
+    request.cancelledBy?.signal.addEventListener("abort", () => cancel(failure("cancelled", "the client went away")));
     return { result, cancel };
   }
   configure() {}
@@ -61,7 +61,7 @@ const answer = (text: string, status = 200): UpstreamResponse => ({
 const client: ClientConnection = {
   peer: "10.0.0.9",
   proto: "http",
-  openRequests: 1,
+  openRequests: () => 1,
   waited: false,
   connection: "10.0.0.9:50000",
   addresses: () => null,
