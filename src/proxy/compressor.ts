@@ -3,7 +3,7 @@
  * one piece by piece as the client reads, each piece flushed so an event (SSE) is not held back, and the backend read
  * only as fast as the client takes the compressed bytes.
  */
-import zlib from "node:zlib";
+import type * as Zlib from "node:zlib";
 import type { UpstreamResponse } from "../upstream/client.ts";
 import type { CompressionSettings } from "../edge/policy.ts";
 import { type Encoding, chooseEncoding, compressible, encodedFields } from "./compression.ts";
@@ -16,24 +16,32 @@ import { type Encoding, chooseEncoding, compressible, encodedFields } from "./co
  */
 export const LEVELS = { zstd: 3, br: 4, gzip: 4 } as const satisfies Record<Encoding, number>;
 
-const { constants } = zlib;
+/**
+ * node:zlib, loaded the first time brotli or a stream is encoded: loading it costs every process about 4 MiB of
+ * memory, and zstd and gzip of a whole body (Bun's own) or no compression at all never need it.
+ */
+let zlibModule: typeof Zlib | undefined;
+const zlib = (): typeof Zlib => (zlibModule ??= process.getBuiltinModule("node:zlib"));
 
 /** The whole of `bytes`, encoded. */
 export function compressWhole(bytes: Uint8Array, encoding: Encoding): Uint8Array {
   if (encoding === "zstd") return Bun.zstdCompressSync(bytes, { level: LEVELS.zstd });
   if (encoding === "gzip") return Bun.gzipSync(bytes as Uint8Array<ArrayBuffer>, { level: LEVELS.gzip }); // (never a shared buffer)
-  return zlib.brotliCompressSync(bytes, {
+  const { brotliCompressSync, constants } = zlib();
+  return brotliCompressSync(bytes, {
     params: { [constants.BROTLI_PARAM_QUALITY]: LEVELS.br, [constants.BROTLI_PARAM_SIZE_HINT]: bytes.byteLength },
   });
 }
 
 /** A streaming encoder (node:zlib) and the flush that makes it give out all it has taken so far. */
-function streamingEncoder(encoding: Encoding): { encoder: zlib.Gzip | zlib.BrotliCompress | zlib.ZstdCompress; flush: number } {
+function streamingEncoder(encoding: Encoding): { encoder: Zlib.Gzip | Zlib.BrotliCompress | Zlib.ZstdCompress; flush: number } {
+  const codecs = zlib();
+  const { constants } = codecs;
   if (encoding === "zstd") {
-    return { encoder: zlib.createZstdCompress({ params: { [constants.ZSTD_c_compressionLevel]: LEVELS.zstd } }), flush: constants.ZSTD_e_flush };
+    return { encoder: codecs.createZstdCompress({ params: { [constants.ZSTD_c_compressionLevel]: LEVELS.zstd } }), flush: constants.ZSTD_e_flush };
   }
-  if (encoding === "gzip") return { encoder: zlib.createGzip({ level: LEVELS.gzip }), flush: constants.Z_SYNC_FLUSH };
-  return { encoder: zlib.createBrotliCompress({ params: { [constants.BROTLI_PARAM_QUALITY]: LEVELS.br } }), flush: constants.BROTLI_OPERATION_FLUSH };
+  if (encoding === "gzip") return { encoder: codecs.createGzip({ level: LEVELS.gzip }), flush: constants.Z_SYNC_FLUSH };
+  return { encoder: codecs.createBrotliCompress({ params: { [constants.BROTLI_PARAM_QUALITY]: LEVELS.br } }), flush: constants.BROTLI_OPERATION_FLUSH };
 }
 
 /**
