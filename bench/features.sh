@@ -27,15 +27,7 @@ source bench/lib.sh
 for tool in wrk curl taskset; do command -v "$tool" >/dev/null || die "$tool is not installed"; done
 (($(nproc) >= 2)) || die "needs 2 CPUs (lb on one, wrk and backends on the other)"
 
-WORK=$(mktemp -d /tmp/lb-features.XXXXXX)
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  [[ -n ${BASE:-} ]] && git worktree remove --force "$WORK/base" 2>/dev/null
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+scratch_dir features
 
 
 read -r B1 B2 PORT <<<"$(free_ports 3)"

@@ -40,3 +40,17 @@ start_bench_backends() { # port...
     wait_http "http://127.0.0.1:$port/" "backend $port" "$!"
   done
 }
+
+# A scratch directory in WORK (/tmp/lb-NAME.XXXXXX), removed at exit with the processes in PIDS and the worktree of
+# BASE at $WORK/base, if any.
+scratch_dir() { # name
+  WORK=$(mktemp -d "/tmp/lb-$1.XXXXXX")
+  PIDS=()
+  trap remove_scratch_dir EXIT
+}
+remove_scratch_dir() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  [[ -n ${BASE:-} ]] && git worktree remove --force "$WORK/base" 2>/dev/null
+  rm -rf "$WORK"
+}
