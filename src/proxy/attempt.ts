@@ -1,6 +1,7 @@
 /** One try of a request on one backend, from sending it to the last byte of its answer. */
 import type { Backend } from "../pool/backend.ts";
 import type { AttemptSpan } from "../tracing/spans.ts";
+import type { StreamWatcher } from "../upstream/client.ts";
 import type { Failure } from "../upstream/failure.ts";
 import type { Trip } from "./trip.ts";
 
@@ -20,7 +21,7 @@ export interface AttemptBooks {
  * stream, at its last byte, a client that left, or the backend breaking it off). Plain fields, no closure or end
  * object: one is made for every request.
  */
-export class Attempt {
+export class Attempt implements StreamWatcher {
   readonly sent = performance.now();
   /** Its client span, when the trip is traced. */
   span: AttemptSpan | undefined = undefined;
@@ -51,7 +52,7 @@ export class Attempt {
   }
 
   /** Its streamed body ended (it may end before responded() is called: a stream that arrived in one read). */
-  bodyEnded(bytes: number, failure?: Failure): void {
+  streamEnded(bytes: number, failure?: Failure): void {
     this.#bodyBytes = bytes;
     this.#bodyFailure = failure;
     if (this.#status) this.#finish(this.#status, bytes, failure);

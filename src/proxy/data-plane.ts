@@ -127,9 +127,15 @@ export class DataPlane {
   }
 
   readonly handle: RequestHandler = (request, client) => {
-    if (!this.#open) return this.#opened.promise.then(() => this.#route(request, client, true));
+    if (!this.#open) return this.#whenOpen(request, client);
     return this.#route(request, client, client.waited);
   };
+
+  // The per-request methods make no closure on their common path: a function that has one allocates its scope on
+  // every call. Rare paths that need one get a method of their own, like this.
+  #whenOpen(request: Request, client: ClientConnection): Promise<Response | undefined> {
+    return this.#opened.promise.then(() => this.#route(request, client, true));
+  }
 
   /**
    * Refuses what lb never forwards, routes the rest (and runs its hooks, when there are some), then hands the trip
@@ -157,7 +163,11 @@ export class DataPlane {
     if (edge) return this.#refuse(trip, edge);
     if (!this.#hooks) return this.#forward(trip, pool);
     const before = this.#hooks.beforeTrip(trip, pool);
-    return before instanceof Promise ? before.then((done) => this.#followHooks(trip, done)) : this.#followHooks(trip, before);
+    return before instanceof Promise ? this.#afterHooks(trip, before) : this.#followHooks(trip, before);
+  }
+
+  #afterHooks(trip: Trip, before: Promise<BeforeTrip>): Promise<Response | undefined> {
+    return before.then((done) => this.#followHooks(trip, done));
   }
 
   /** What onRequest decided, checked (lb only ever sends to its own pools and backends) and made the trip's plan. */
@@ -183,7 +193,12 @@ export class DataPlane {
     const lane = this.#lanes.get(poolName)!;
     if (trip.trace) trip.trace.pool = poolName;
     if (!lane.checked) return lane.forwarder.handle(trip);
-    return lane.checked.then(() => {
+    return this.#afterFirstCheck(trip, poolName, lane, lane.checked);
+  }
+
+  /** A pool a reload added: its requests wait for its first health round. */
+  #afterFirstCheck(trip: Trip, poolName: string, lane: Lane, checked: Promise<void>): Promise<Response | undefined> {
+    return checked.then(() => {
       if (this.#lanes.get(poolName) === lane) return lane.forwarder.handle(trip);
       // A later reload dropped the pool while the request waited for its first health round: routed anew.
       return this.#forward(trip, this.#poolFor(trip));

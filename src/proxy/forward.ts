@@ -184,10 +184,7 @@ export class Forwarder {
         return this.#tripLog.clientGone(trip);
       }
       if (body.replayable) trip.bytesIn = body.body?.byteLength ?? 0;
-      else {
-        const streamed = failWhenIdle(body.body, this.options.clientTimeoutMs, () => (trip.bodyStalled = true), (bytes) => (trip.bytesIn += bytes));
-        body = { ...body, body: streamed };
-      }
+      else body = this.#watchedUpload(trip, body);
       trip.client.awaitingBackend();
       const headers = requestFields(trip);
       const queueDeadline = Date.now() + this.options.queueTimeoutMs;
@@ -228,6 +225,12 @@ export class Forwarder {
     } finally {
       this.#requestsInFlight--;
     }
+  }
+
+  /** A streamed request body under the client timeout, its bytes counted into the trip. */
+  #watchedUpload(trip: Trip, body: OutgoingBody & { replayable: false }): OutgoingBody {
+    const streamed = failWhenIdle(body.body, this.options.clientTimeoutMs, () => (trip.bodyStalled = true), (bytes) => (trip.bytesIn += bytes));
+    return { ...body, body: streamed };
   }
 
   /** One attempt, with its bookkeeping: stats, retry budget, connect-failure marking, outlier outcomes, latency. */
@@ -369,7 +372,7 @@ export class Forwarder {
       from: trip.client,
       timeoutMs: this.options.timeoutMs,
       cancelledBy: request,
-      onStreamEnd: (bytes, failed) => attempt.bodyEnded(bytes, failed),
+      streamWatcher: attempt,
     });
   }
 
@@ -382,29 +385,40 @@ export class Forwarder {
     return failure.kind === "cancelled" ? "client-gone" : failure;
   }
 
-  /** The backend's answer as the client's Response, put through the onResponse hook when there is one. */
+  /**
+   * The backend's answer as the client's Response, put through the onResponse hook when there is one. No closure
+   * here (nor in the other per-request methods): a function that makes one allocates its scope on every call.
+   */
   #answered(backend: Backend, trip: Trip, attempt: Attempt, answer: UpstreamResponse): AttemptResult | Promise<AttemptResult> {
     trip.upstreamMs = performance.now() - attempt.sent;
-    this.options.metrics.of(backend.url).histograms.headers.observe(trip.upstreamMs / 1000);
+    const counts = this.options.metrics.of(backend.url);
+    counts.histograms.headers.observe(trip.upstreamMs / 1000);
     const { sticky } = this.options;
-    const compression = trip.policy?.compression;
     const cookie = sticky && backend !== trip.pinned ? sticky.cookieFor(backend) : null;
-    if (trip.policy) answer.headers = trip.policy.responseFields(answer.headers, placeholderValues(trip));
-    const encode = compression && ((answer: UpstreamResponse) => compressAnswer(answer, trip.request, compression, this.options.metrics.of(backend.url)));
-    const { response, wholeBytes } = clientResponse(answer, trip.requestId, cookie, encode);
+    // The backend's body size when it came whole (null when it streams), before any compression.
+    const wholeBytes = answer.body instanceof ReadableStream ? null : (answer.body?.byteLength ?? 0);
+    const { policy } = trip;
+    if (policy) {
+      answer.headers = policy.responseFields(answer.headers, placeholderValues(trip));
+      if (policy.compression) compressAnswer(answer, trip.request, policy.compression, counts);
+    }
+    const response = clientResponse(answer, trip.requestId, cookie);
     if (this.options.debug) this.options.log.debug(`Response from server: HTTP/1.1 ${answer.status} ${answer.statusText}`);
-    const decide = (passed: boolean): AttemptResult => {
-      if (!passed) {
-        void response.body?.cancel().catch(() => {}); // frees the backend connection the answer was streaming on
-        attempt.failed();
-        return new ResponseHookFailed(answer.status);
-      }
-      attempt.responded(answer.status, wholeBytes);
-      return response;
-    };
-    if (!trip.onResponse) return decide(true);
+    if (!trip.onResponse) return this.#hookDecided(true, response, attempt, answer.status, wholeBytes);
     const passed = trip.onResponse(response);
-    return passed instanceof Promise ? passed.then(decide) : decide(passed);
+    if (!(passed instanceof Promise)) return this.#hookDecided(passed, response, attempt, answer.status, wholeBytes);
+    return passed.then((ok) => this.#hookDecided(ok, response, attempt, answer.status, wholeBytes));
+  }
+
+  /** The answer goes to the client, unless the onResponse hook failed: then lb's 502 does, and the answer is let go. */
+  #hookDecided(passed: boolean, response: Response, attempt: Attempt, status: number, wholeBytes: number | null): AttemptResult {
+    if (!passed) {
+      void response.body?.cancel().catch(() => {}); // frees the backend connection the answer was streaming on
+      attempt.failed();
+      return new ResponseHookFailed(status);
+    }
+    attempt.responded(status, wholeBytes);
+    return response;
   }
 
   #fail(trip: Trip, status: number, detail: string, headers?: Record<string, string>): Response {

@@ -7,18 +7,10 @@ import type { UpstreamResponse } from "../upstream/client.ts";
 import { untypedBody } from "./body.ts";
 
 /**
- * The Response for the client, and the backend's body size when it came whole (null when it streams). The fields
- * arrive without hop-by-hop ones; lb's request id replaces any the backend sent. `encode` makes the answer the
- * client's own (compressed), when compression is on.
+ * The Response for the client. The fields arrive without hop-by-hop ones; lb's request id replaces any the backend
+ * sent.
  */
-export function clientResponse(
-  upstream: UpstreamResponse,
-  requestId: string,
-  stickyCookie: string | null,
-  encode: ((upstream: UpstreamResponse) => void) | null = null,
-): { response: Response; wholeBytes: number | null } {
-  const wholeBytes = upstream.body instanceof ReadableStream ? null : (upstream.body?.byteLength ?? 0);
-  encode?.(upstream);
+export function clientResponse(upstream: UpstreamResponse, requestId: string, stickyCookie: string | null): Response {
   const { headers, body } = upstream;
   let typed = false;
   let idAt = -1;
@@ -31,10 +23,9 @@ export function clientResponse(
   else headers[idAt] = ["x-request-id", requestId];
   if (stickyCookie) headers.push(["set-cookie", stickyCookie]);
   const init = { status: upstream.status, statusText: upstream.statusText, headers };
-  if (body instanceof ReadableStream) return { response: new Response(body, init), wholeBytes };
+  if (body instanceof ReadableStream) return new Response(body, init);
   // Bun adds application/octet-stream to a body given as bytes: one the backend left untyped goes as a stream.
-  const response = new Response(body?.byteLength && !typed ? untypedBody(body) : body, init);
-  return { response, wholeBytes };
+  return new Response(body?.byteLength && !typed ? untypedBody(body) : body, init);
 }
 
 const REASONS: Record<number, string> = {

@@ -34,11 +34,16 @@ export interface UpstreamRequest {
    * a Bun.serve request's signal costs about a sixth of a proxied request's CPU, and most answers come sooner.
    */
   readonly cancelledBy?: { readonly signal: AbortSignal };
+  /** Told when a streamed answer body has ended (an object, not a callback: no closure per request). */
+  streamWatcher?: StreamWatcher;
+}
+
+export interface StreamWatcher {
   /**
    * Called once a streamed answer body has ended: passed on to its end, broken off by the backend (with the failure),
    * or cancelled by the reader. Not called for an answer whose body comes whole.
    */
-  onStreamEnd?: (bytes: number, failure?: Failure) => void;
+  streamEnded(bytes: number, failure?: Failure): void;
 }
 
 export interface UpstreamResponse {

@@ -283,11 +283,11 @@ export class Connection {
   }
 
   #streamEnded(failed?: Failure): void {
-    const onEnd = this.#exchange?.request.onStreamEnd;
+    const watcher = this.#exchange?.request.streamWatcher;
     const bytes = this.#stream?.bytes ?? 0;
     this.owner.streamEnded(this);
     this.#stream = null;
-    onEnd?.(bytes, failed);
+    watcher?.streamEnded(bytes, failed);
   }
 
   /** The body broke off (the backend closed or sent garbage): a failure before the answer went out, a cut stream after. */

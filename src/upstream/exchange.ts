@@ -2,7 +2,7 @@
  * One request on its way to a backend and the promise it settles: its deadlines (the connect, then the response's
  * head), whether it may be sent again, and the connection carrying it. It settles exactly once.
  */
-import type { UpstreamRequest, UpstreamResponse } from "./client.ts";
+import type { UpstreamCall, UpstreamRequest, UpstreamResponse } from "./client.ts";
 import type { Failure } from "./failure.ts";
 import { isIdempotent } from "../http/h1/request-head.ts";
 
@@ -11,9 +11,11 @@ export interface Carrier {
   destroy(): void;
 }
 
-/** One request and the promise it settles; settles exactly once. */
-export class Exchange {
+/** One request and the promise it settles; settles exactly once. It is the caller's UpstreamCall too. */
+export class Exchange implements UpstreamCall {
   settled = false;
+  readonly result: Promise<UpstreamResponse | Failure>;
+  readonly #settle: (result: UpstreamResponse | Failure) => void;
   /** Sent once already on a pooled connection that closed before answering. */
   #resent = false;
   /** When the connection must be up while it is being opened (performance.now); 0 once it is. */
@@ -26,10 +28,13 @@ export class Exchange {
 
   constructor(
     readonly request: UpstreamRequest,
-    private readonly settle: (result: UpstreamResponse | Failure) => void,
     /** Told when it settles, to stop watching its deadlines. */
     private readonly onSettled: (exchange: Exchange) => void,
   ) {
+    // withResolvers, not an executor closure: fewer objects for every request.
+    const { promise, resolve } = Promise.withResolvers<UpstreamResponse | Failure>();
+    this.result = promise;
+    this.#settle = resolve;
     this.deadline = 0;
     this.restartDeadline();
   }
@@ -66,7 +71,12 @@ export class Exchange {
     if (this.settled) return;
     this.settled = true;
     this.onSettled(this);
-    this.settle(result);
+    this.#settle(result);
+  }
+
+  /** UpstreamCall's: the caller gives up on the answer. */
+  cancel(why: Failure): void {
+    this.abandon(why);
   }
 
   /** Ends it with `why` and drops its connection (which may be mid-request). */

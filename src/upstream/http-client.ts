@@ -33,14 +33,15 @@ export class HttpClient implements UpstreamClient {
   }
 
   send(origin: string, request: UpstreamRequest): UpstreamCall {
-    let exchange!: Exchange;
-    const result = new Promise<Parameters<Exchange["resolve"]>[0]>((resolve) => {
-      exchange = new Exchange(request, resolve, this.#settle);
-    });
+    const exchange = new Exchange(request, this.#settle);
     this.#waiting.add(exchange);
-    this.#sweeper ??= setInterval(() => this.#sweep(), SWEEP_MS);
+    this.#sweeper ??= this.#startSweeper();
     this.#pool(origin).send(exchange);
-    return { result, cancel: (why) => exchange.abandon(why) };
+    return exchange;
+  }
+
+  #startSweeper(): Timer {
+    return setInterval(() => this.#sweep(), SWEEP_MS);
   }
 
   configure(settings: UpstreamSettings): void {

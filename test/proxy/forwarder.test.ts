@@ -217,15 +217,15 @@ describe("the forwarder's decisions, with a scripted transport", () => {
     await whole.forwarding.handle(startTrip(new Request("http://lb/x"), first.recording, null));
     expect(first.told).toEqual(["awaiting backend", "response ended"]);
 
-    let streamEnded: UpstreamRequest["onStreamEnd"] | undefined;
+    let streamEnded: UpstreamRequest["streamWatcher"] | undefined;
     const streamed = forwarder((_origin, request) => {
-      streamEnded = request.onStreamEnd;
+      streamEnded = request.streamWatcher;
       return { ...answer(""), body: new ReadableStream<Uint8Array>() };
     });
     const second = recordingClient();
     await streamed.forwarding.handle(startTrip(new Request("http://lb/x"), second.recording, null));
     expect(second.told).toEqual(["awaiting backend"]);
-    streamEnded!(5);
+    streamEnded!.streamEnded(5);
     expect(second.told).toEqual(["awaiting backend", "response ended"]);
 
     const noBackend = forwarder(() => answer("unused"));
