@@ -7,7 +7,9 @@
  *
  * On SIGUSR2 it collects garbage fully and writes heapStats().objectTypeCounts to LIVE_OUT (a suffix counts up), so
  * the script can take one snapshot idle and one with requests held by a slow backend; the difference divided by
- * the requests held is what one request in flight keeps.
+ * the requests held is what one request in flight keeps. On SIGUSR1 it writes them without collecting: with the
+ * collector held off (bench/allocations.sh), two such snapshots around a batch of requests count every object the
+ * batch allocated, dead or alive.
  */
 import { heapStats } from "bun:jsc";
 import { writeFileSync } from "node:fs";
@@ -20,9 +22,11 @@ if (!process.env.LIVE_ENTRY || !out) {
   process.exit(2);
 }
 let snapshots = 0;
+const snapshot = () => writeFileSync(`${out}.${++snapshots}`, JSON.stringify(heapStats().objectTypeCounts));
 process.on("SIGUSR2", () => {
   Bun.gc(true);
-  writeFileSync(`${out}.${++snapshots}`, JSON.stringify(heapStats().objectTypeCounts));
+  snapshot();
 });
+process.on("SIGUSR1", snapshot);
 process.argv = [process.argv[0]!, entry, ...process.argv.slice(2)];
 await import(entry);

@@ -93,7 +93,7 @@ export class HookCalls {
     if (!line) this.#failures.set(key, (line = new ThrottledLine(FAILURE_LOG_EVERY_MS)));
     line.say(
       (line) => this.log.error(line, { event: "hook-failed", hook, requestId: trip.requestId }),
-      `hooks: ${hook} ${problem} (${trip.request.method} ${trip.context.path}, request ${trip.requestId})`,
+      `hooks: ${hook} ${problem} (${trip.request.method} ${trip.path}, request ${trip.requestId})`,
     );
   }
 

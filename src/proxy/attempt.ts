@@ -1,7 +1,7 @@
 /** One try of a request on one backend, from sending it to the last byte of its answer. */
 import type { Backend } from "../pool/backend.ts";
 import type { AttemptSpan } from "../tracing/spans.ts";
-import type { StreamWatcher } from "../upstream/client.ts";
+import type { StreamWatcher, UpstreamCall } from "../upstream/client.ts";
 import type { Failure } from "../upstream/failure.ts";
 import type { Trip } from "./trip.ts";
 
@@ -25,6 +25,10 @@ export class Attempt implements StreamWatcher {
   readonly sent = performance.now();
   /** Its client span, when the trip is traced. */
   span: AttemptSpan | undefined = undefined;
+  /** The request on its way to the backend (set once sent). */
+  call: UpstreamCall | undefined = undefined;
+  /** It follows a failed attempt of the same trip (it counts against the retry budget while in flight). */
+  retry = false;
   #status = 0;
   /** The body's bytes once it has ended; -1 until then. */
   #bodyBytes = -1;

@@ -147,19 +147,19 @@ export class DataPlane {
     // Cancelled while it waited (the listener's turn, see listeners.ts, or lb's start): not counted against
     // --max-connections, not refused, just logged. A request that did not wait has no signal read: that costs Bun work.
     if (waited && request.signal.aborted) return Promise.resolve(this.#ownResponses.clientGone(trip));
-    const refused = refusal(request, trip.context.path, client, this.#settings.maxConnections);
+    const refused = refusal(request, trip.path, client, this.#settings.maxConnections);
     if (refused) return this.#refuse(trip, refused);
     // No routes, no hooks: nothing to decide but the one pool's policy.
     if (this.#only && !this.#only.checked) {
       if (trip.trace) trip.trace.pool = this.#only.name;
       if (!this.#onlyPolicy) return this.#only.forwarder.handle(trip);
       trip.policy = this.#onlyPolicy;
-      const edge = trip.policy.admit(trip.context);
+      const edge = trip.policy.admit(trip);
       return edge ? this.#refuse(trip, edge) : this.#only.forwarder.handle(trip);
     }
     const pool = this.#poolFor(trip);
     // The route's policy (or its pool's) is decided here, before hooks: a hook that picks another pool keeps it.
-    const edge = trip.policy?.admit(trip.context);
+    const edge = trip.policy?.admit(trip);
     if (edge) return this.#refuse(trip, edge);
     if (!this.#hooks) return this.#forward(trip, pool);
     const before = this.#hooks.beforeTrip(trip, pool);
@@ -208,8 +208,8 @@ export class DataPlane {
   /** The pool the routes choose (null: none), with the path they send and the route's (or the pool's) policy. */
   #poolFor(trip: Trip): string | null {
     const { method, headers } = trip.request;
-    const match = this.#routes.match({ method, headers, path: trip.context.path });
-    trip.upstreamPath = match?.path ?? trip.context.path;
+    const match = this.#routes.match({ method, headers, path: trip.path });
+    trip.upstreamPath = match?.path ?? trip.path;
     const prefix = match?.route?.pathPrefix;
     if (trip.trace && prefix) trip.trace.route = `${prefix}*`;
     if (!match) return null;
@@ -229,7 +229,7 @@ export class DataPlane {
   #noRoute(trip: Trip): Promise<Response> {
     const { method, headers } = trip.request;
     this.metrics.count("rejected", "no-route");
-    this.#noRouteLine.say((line) => this.log.info(line), `no route for ${method} ${headers.get("host") ?? "(no host)"}${trip.context.path}: answered 404`);
+    this.#noRouteLine.say((line) => this.log.info(line), `no route for ${method} ${headers.get("host") ?? "(no host)"}${trip.path}: answered 404`);
     return this.#respond(trip, errorResponse(404, "no route for this request", { "x-request-id": trip.requestId }));
   }
 

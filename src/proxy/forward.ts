@@ -163,11 +163,11 @@ export class Forwarder {
   #candidates(trip: Trip): readonly Backend[] | null {
     const available = this.options.pool.available();
     if (available.length === 0) return null;
-    const ordered = this.options.policy.candidates(available, trip.context);
+    const ordered = this.options.policy.candidates(available, trip);
     if (trip.preferred) return preferFirst(trip.preferred, ordered);
     const { sticky } = this.options;
     if (!sticky) return ordered;
-    trip.pinned = sticky.pinned(available, trip.context.headers);
+    trip.pinned = sticky.pinned(available, trip.headers);
     return sticky.prefer(trip.pinned, ordered);
   }
 
@@ -200,7 +200,12 @@ export class Forwarder {
             full = true;
             continue;
           }
-          const result = await this.#attemptCounted(backend, trip, headers, body);
+          // One attempt: started and ended synchronously around the one await, in this frame (an async function of
+          // its own per attempt cost each request its frame, a promise and a resumption more).
+          const attempt = this.#attemptStarted(backend, trip, headers, body);
+          let result = this.#attemptEnded(attempt, await attempt.call!.result);
+          if (result instanceof Promise) result = await result; // only through an asynchronous onResponse hook
+          result = this.#attemptCounted(attempt, result);
           if (result instanceof Response) return result;
           if (result instanceof ResponseHookFailed) return this.#fail(trip, 502, "the onResponse hook failed");
           if (result === "client-gone") return this.#tripLog.clientGone(trip);
@@ -233,8 +238,8 @@ export class Forwarder {
     return { ...body, body: streamed };
   }
 
-  /** One attempt, with its bookkeeping: stats, retry budget, connect-failure marking, outlier outcomes, latency. */
-  async #attemptCounted(backend: Backend, trip: Trip, headers: Fields, body: OutgoingBody): Promise<AttemptResult> {
+  /** An attempt sent, with its bookkeeping: stats, the retry budget's count, and the calls that may move elsewhere. */
+  #attemptStarted(backend: Backend, trip: Trip, headers: Fields, body: OutgoingBody): Attempt {
     const isRetry = trip.attempts > 0;
     trip.attempts++;
     trip.target = backend;
@@ -245,14 +250,23 @@ export class Forwarder {
       this.#retriesInFlight++;
     }
     const attempt = this.#startAttempt(trip, backend);
-    const call = this.#send(backend, trip, headers, body, attempt);
-    const movable = body.replayable && isIdempotent(trip.request.method) ? this.#movableOn(backend) : null;
-    movable?.add(call);
-    const outcome = await call.result;
-    movable?.delete(call);
-    let result = isFailure(outcome) ? this.#unanswered(trip, attempt, outcome) : this.#answered(backend, trip, attempt, outcome);
-    if (result instanceof Promise) result = await result; // only through an asynchronous onResponse hook
-    if (isRetry) this.#retriesInFlight--;
+    attempt.retry = isRetry;
+    attempt.call = this.#send(backend, trip, headers, body, attempt);
+    if (body.replayable && isIdempotent(trip.request.method)) this.#movableOn(backend).add(attempt.call);
+    return attempt;
+  }
+
+  /** The backend's answer, or why there is none, as the trip's result (a promise only with an async onResponse hook). */
+  #attemptEnded(attempt: Attempt, outcome: UpstreamResponse | Failure): AttemptResult | Promise<AttemptResult> {
+    const { backend, trip } = attempt;
+    this.#movable.get(backend)?.delete(attempt.call!);
+    return isFailure(outcome) ? this.#unanswered(trip, attempt, outcome) : this.#answered(backend, trip, attempt, outcome);
+  }
+
+  /** An attempt's result counted: retry budget, connect-failure marking, outlier outcomes, latency. */
+  #attemptCounted(attempt: Attempt, result: AttemptResult): AttemptResult {
+    const { backend, trip } = attempt;
+    if (attempt.retry) this.#retriesInFlight--;
     if (result === "client-gone" || result === "client-stalled") return result;
     const { pool } = this.options;
     // The backend answered: judged by its status, even when the onResponse hook then failed (no fault of its own).
@@ -269,7 +283,7 @@ export class Forwarder {
     }
     backend.stats.errors++;
     if (result.detail) {
-      this.options.log.warn(`backend ${backend.name} answered ${trip.request.method} ${trip.context.path} with a ${result.reason}: ${result.detail}`);
+      this.options.log.warn(`backend ${backend.name} answered ${trip.request.method} ${trip.path} with a ${result.reason}: ${result.detail}`);
     }
     // A failure counts as a slow answer, so a latency-aware policy moves away from a backend that hangs or errs.
     this.options.policy.observe?.(backend, performance.now() - attempt.sent);
@@ -352,7 +366,7 @@ export class Forwarder {
       this.options.metrics.of(backend.url).streamsCut++;
       if (failure.kind !== "cancelled") this.options.pool.recordOutcome(backend, true);
       this.options.log.warn(
-        `the answer from ${backend.name} to ${trip.request.method} ${trip.context.path} was cut after ${bytes} bytes: ${failure.reason}`,
+        `the answer from ${backend.name} to ${trip.request.method} ${trip.path} was cut after ${bytes} bytes: ${failure.reason}`,
       );
     }
     this.#tripLog.finish(trip, status, bytes);
@@ -452,7 +466,7 @@ export class Forwarder {
   #logRequest(trip: Trip): void {
     const { log } = this.options;
     log.debug(`Received request from ${trip.source.ip}`);
-    log.debug(`${trip.request.method} ${trip.context.path} HTTP/1.1`);
+    log.debug(`${trip.request.method} ${trip.path} HTTP/1.1`);
     for (const [name, value] of trip.request.headers) log.debug(`${name}: ${redact(name, value)}`);
   }
 }

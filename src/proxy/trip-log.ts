@@ -34,7 +34,7 @@ export class TripLog {
     this.accessLog?.write({
       client: trip.source.ip,
       method: trip.request.method,
-      path: trip.context.path,
+      path: trip.path,
       status,
       backend: trip.target?.name ?? "-",
       requestId: trip.requestId,

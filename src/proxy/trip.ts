@@ -47,7 +47,8 @@ export interface ClientConnection {
   upgrade(tunnel: Tunnel, headers: Record<string, string>): boolean;
 }
 
-export interface Trip {
+/** A trip is its own RequestContext (what policies see of it: the client's address, the path, the fields). */
+export interface Trip extends RequestContext {
   request: Request;
   /** The client's X-Request-Id when it is a sane one, else a new UUID; sent to the backend and back to the client. */
   requestId: string;
@@ -56,7 +57,6 @@ export interface Trip {
   source: ClientInfo;
   /** The route's (or pool's) edge policy; null when it has none. */
   policy: EdgePolicy | null;
-  context: RequestContext;
   /** The path and query sent to the backend: the client's, or as a route or a hook rewrote it. */
   upstreamPath: string;
   /** The request fields the backend gets (before lb's own are added): the client's, or a hook's copy. */
@@ -92,7 +92,9 @@ export function startTrip(request: Request, client: ClientConnection, trusted: r
     // Field by field, not spread: one shape for every trip, and no property copying per request.
     source: { ip: address.ip, forwardedFor: address.forwardedFor, untrusted: address.untrusted, proto: client.proto },
     policy: null,
-    context: { clientIp: address.ip, path, headers: request.headers },
+    clientIp: address.ip,
+    path,
+    headers: request.headers,
     upstreamPath: path,
     upstreamHeaders: request.headers,
     preferred: undefined,

@@ -41,7 +41,7 @@ export async function openTunnel(trip: Trip, candidates: readonly Backend[], dep
     if (typeof opened === "string") {
       span?.failed("handshake");
       span?.end(0);
-      deps.log.warn(`backend ${backend.name} refused the WebSocket handshake for ${trip.context.path}: ${opened}`);
+      deps.log.warn(`backend ${backend.name} refused the WebSocket handshake for ${trip.path}: ${opened}`);
       continue;
     }
     const { upstream, relay } = opened;

@@ -39,7 +39,7 @@ export interface ServerSide {
   /** The real client (edge/client-address.ts). */
   source: { ip: string };
   /** The path and query as received. */
-  context: { path: string };
+  path: string;
   /** When it arrived (performance.now()). */
   started: number;
 }
@@ -156,9 +156,8 @@ export class TripTrace {
   end(end: ServerEnd): { traceId: string; spanId: string } | undefined {
     if (!this.sampled || this.#over) return undefined;
     this.#over = true;
-    const { request, client, source, context, requestId } = this.side;
+    const { request, client, source, path, requestId } = this.side;
     const { method, headers } = request;
-    const path = context.path;
     const query = path.indexOf("?");
     const host = headers.get("host") ?? "";
     const colon = host.lastIndexOf(":");

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Objects each proxied request allocates, by JavaScriptCore's object type (strings, arrays, closures, promises, …),
+# lb against the bare ceiling (bench/prototypes/bare-upstream.ts) and optionally lb at BASE: a count, not a time, so a
+# busy machine does not blur it, and every one of them is work for the allocator and the collector. The collector is
+# held off (BUN_JSC_largeHeapSize, BUN_GC_TIMER_DISABLE) while a batch of N requests runs after a warm-up, and the
+# heap's objects are counted before and after it (bench/live-objects.ts, SIGUSR1): the difference divided by N.
+#
+#   bash bench/allocations.sh                   # N=5000 requests at c=50, after 20,000 to warm up
+#   BASE=c206f12 bash bench/allocations.sh      # lb at BASE too
+#   LB_ARGS="--access-log-format json" bash bench/allocations.sh
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+N=${N:-5000}
+WARMUP=${WARMUP:-20000}
+read -r -a LB_EXTRA <<<"${LB_ARGS:-}"
+LOG_TAG=allocations
+source bench/lib.sh
+command -v h2load >/dev/null || die "h2load is not installed (apt-get install -y nghttp2-client)"
+scratch_dir allocations
+if [[ -n ${BASE:-} ]]; then
+  git worktree add --detach "$WORK/base" "$BASE" >/dev/null 2>&1 || die "cannot check out $BASE"
+  (cd "$WORK/base" && bun install --frozen-lockfile >/dev/null 2>&1)
+fi
+read -r B1 B2 PORT <<<"$(free_ports 3)"
+start_bench_backends "$B1" "$B2"
+URLS=("http://127.0.0.1:$B1" "http://127.0.0.1:$B2")
+
+# Waits for snapshot file $1 to be written.
+written() { for _ in $(seq 50); do [[ -s $1 ]] && return 0; sleep 0.1; done; die "no snapshot $1"; }
+
+count() { # name, tree, entry, arguments...
+  local name=$1 tree=$2 entry=$3
+  shift 3
+  (cd "$tree" && BUN_JSC_largeHeapSize=4000000000 BUN_GC_TIMER_DISABLE=1 LIVE_ENTRY=$entry LIVE_OUT="$WORK/$name" \
+    exec taskset -c 0 bun "$OLDPWD/bench/live-objects.ts" "$@" "${URLS[@]}") >"$WORK/$name.log" 2>&1 &
+  local pid=$!
+  PIDS+=("$pid")
+  wait_http "http://127.0.0.1:$PORT/" "$name" "$pid"
+  taskset -c 1 h2load --h1 -n "$WARMUP" -c 50 "http://127.0.0.1:$PORT/" >/dev/null
+  kill -USR2 "$pid" # a full collection first: the batch starts on a clean heap
+  written "$WORK/$name.1"
+  kill -USR1 "$pid"
+  written "$WORK/$name.2"
+  local done
+  done=$(taskset -c 1 h2load --h1 -n "$N" -c 50 "http://127.0.0.1:$PORT/" | awk '/^requests:/ { print $8 }')
+  [[ $done == "$N" ]] || die "$name: $done of $N requests succeeded"
+  kill -USR1 "$pid"
+  written "$WORK/$name.3"
+  kill "$pid"
+  bun -e '
+    const [before, after] = [2, 3].map((n) => JSON.parse(require("fs").readFileSync(`${process.argv[1]}.${n}`, "utf8")));
+    const n = Number(process.argv[3]);
+    const rows = Object.keys(after).map((type) => [type, ((after[type] ?? 0) - (before[type] ?? 0)) / n]).filter(([, k]) => Math.abs(k) >= 0.05);
+    rows.sort((a, b) => b[1] - a[1]);
+    const total = rows.reduce((sum, [, k]) => sum + k, 0);
+    // A collection during the batch would free most of it: the count would be far too low, or negative.
+    if (rows.some(([, k]) => k < 0)) throw new Error(`${process.argv[2]}: the collector ran during the batch; the count is void`);
+    console.log(`${process.argv[2]}: ${total.toFixed(1)} objects per request: ${rows.map(([t, k]) => `${t} ${k.toFixed(2)}`).join(", ")}`);
+  ' "$WORK/$name" "$name" "$N"
+}
+
+LB=(src/main.ts --port "$PORT" --host 127.0.0.1 --admin off --no-access-log "${LB_EXTRA[@]}")
+log "lb at $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src || echo -dirty), $N requests at c=50 after $WARMUP"
+[[ -n ${BASE:-} ]] && count "base ($BASE)" "$WORK/base" "${LB[@]}"
+count lb . "${LB[@]}"
+count bare . bench/prototypes/bare-upstream.ts --port "$PORT"
