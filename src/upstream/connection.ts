@@ -211,7 +211,7 @@ export class Connection {
   #readBody(bytes: Buffer): Buffer | null {
     const body = this.#body!;
     const pieces: Uint8Array[] = [];
-    const used = body.feed(bytes, (piece) => pieces.push(piece));
+    const used = body.feed(bytes, pieces);
     if (used < 0) {
       const detail = `chunked body: ${body.error}`;
       this.owner.protocolError("malformed", detail);

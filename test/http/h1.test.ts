@@ -102,8 +102,10 @@ function decode(...pieces: string[]) {
   let rest = "";
   for (const piece of pieces) {
     const bytes = Buffer.from(piece, "latin1");
-    const used = decoder.feed(bytes, (data) => (body += Buffer.from(data).toString("latin1")));
+    const data: Uint8Array[] = [];
+    const used = decoder.feed(bytes, data);
     if (used < 0) return { error: decoder.error };
+    for (const piece of data) body += Buffer.from(piece).toString("latin1");
     rest += bytes.subarray(used).toString("latin1");
   }
   return { body, done: decoder.done, rest };
@@ -122,7 +124,7 @@ describe("chunked bodies", () => {
   test("the pieces of one feed join in place into one view of the body, leaving the bytes after it alone", () => {
     const bytes = Buffer.from("5\r\nhello\r\n1;ext=1\r\n \r\nB\r\n world, bye\r\n0\r\n\r\nNEXT", "latin1");
     const pieces: Uint8Array[] = [];
-    const used = new ChunkedDecoder().feed(bytes, (piece) => pieces.push(piece));
+    const used = new ChunkedDecoder().feed(bytes, pieces);
     const joined = joinInPlace(pieces);
     expect(Buffer.from(joined).toString("latin1")).toBe("hello  world, bye");
     expect(joined.buffer).toBe(bytes.buffer); // moved, not copied
@@ -222,9 +224,9 @@ describe("finding a head's end", () => {
 describe("body framing", () => {
   const read = (framing: "length" | "chunked" | "close", length: number, wire: string) => {
     const reader = bodyReaderFor({ status: 200, statusText: "OK", headers: [], framing, length, reusable: true, keepAliveMs: 0 })!;
-    let body = "";
-    const used = reader.feed(Buffer.from(wire, "latin1"), (piece) => (body += Buffer.from(piece).toString("latin1")));
-    return { body, used, done: reader.done };
+    const pieces: Uint8Array[] = [];
+    const used = reader.feed(Buffer.from(wire, "latin1"), pieces);
+    return { body: pieces.map((piece) => Buffer.from(piece).toString("latin1")).join(""), used, done: reader.done };
   };
 
   test("a length: that many bytes, the rest left over", () => {

@@ -7,10 +7,10 @@ import type { ResponseHead } from "./response-head.ts";
 
 export interface BodyReader {
   /**
-   * Consumes `bytes`, handing each run of body data to `emit`. Returns how many bytes belonged to the body (less than
+   * Consumes `bytes`, adding each run of body data to `pieces` (an array, not a callback: no closure per read). Returns how many bytes belonged to the body (less than
    * all of them only once it is done), or -1 when the body is malformed (`error` says why).
    */
-  feed(bytes: Uint8Array, emit: (piece: Uint8Array) => void): number;
+  feed(bytes: Uint8Array, pieces: Uint8Array[]): number;
   /** The body's end has been read (never, for a body that ends with the connection). */
   readonly done: boolean;
   readonly error: string;
@@ -26,9 +26,9 @@ class LengthReader implements BodyReader {
     return this.left === 0;
   }
 
-  feed(bytes: Uint8Array, emit: (piece: Uint8Array) => void): number {
+  feed(bytes: Uint8Array, pieces: Uint8Array[]): number {
     const take = Math.min(this.left, bytes.length);
-    if (take > 0) emit(take === bytes.length ? bytes : bytes.subarray(0, take));
+    if (take > 0) pieces.push(take === bytes.length ? bytes : bytes.subarray(0, take));
     this.left -= take;
     return take;
   }
@@ -39,8 +39,8 @@ class UntilCloseReader implements BodyReader {
   readonly done = false;
   readonly error = "";
 
-  feed(bytes: Uint8Array, emit: (piece: Uint8Array) => void): number {
-    emit(bytes);
+  feed(bytes: Uint8Array, pieces: Uint8Array[]): number {
+    pieces.push(bytes);
     return bytes.length;
   }
 }

@@ -35,16 +35,16 @@ export class ChunkedDecoder {
   }
 
   /**
-   * Consumes `bytes`, handing each run of body data to `emit` (views into `bytes`, not copies). Returns how many
+   * Consumes `bytes`, adding each run of body data to `pieces` (views into `bytes`, not copies). Returns how many
    * bytes belonged to the body (less than all of them only once it is done), or -1 when the body is malformed.
    */
-  feed(bytes: Uint8Array, emit: (piece: Uint8Array) => void): number {
+  feed(bytes: Uint8Array, pieces: Uint8Array[]): number {
     let at = 0;
     while (at < bytes.length) {
       switch (this.#state) {
         case State.Data: {
           const take = Math.min(this.#left, bytes.length - at);
-          emit(bytes.subarray(at, at + take));
+          pieces.push(bytes.subarray(at, at + take));
           at += take;
           this.#left -= take;
           if (this.#left === 0) this.#state = State.DataEnd;
@@ -103,7 +103,7 @@ export class ChunkedDecoder {
 }
 
 /**
- * The pieces one `feed` emitted (views into the bytes it was given, in order) as one view: each is moved down to follow
+ * The pieces one `feed` added (views into the bytes it was given, in order) as one view: each is moved down to follow
  * the one before, over the chunk framing between them, which has been read. No new memory: those bytes are changed.
  */
 export function joinInPlace(pieces: readonly Uint8Array[]): Uint8Array {

@@ -112,9 +112,16 @@ export function parseResponseHead(text: string, method: string): ResponseHead | 
   // Hop-by-hop fields are consumed here; Content-Length too (lb frames the body for its client), but a HEAD answer
   // keeps it: it is the size of what a GET would get, which is what the client asked about.
   const keepLength = framing === "none" && method === "HEAD";
-  const headers = fields.filter(
-    ([name]) => !HOP_BY_HOP.has(name) && !listed.has(name) && (name !== "content-length" || keepLength),
-  );
+  // Filtered in place: a filter callback would cost every answer a closure and a second array.
+  let kept = 0;
+  for (let i = 0; i < fields.length; i++) {
+    const field = fields[i]!;
+    const name = field[0];
+    if (HOP_BY_HOP.has(name) || listed.has(name) || (name === "content-length" && !keepLength)) continue;
+    fields[kept++] = field;
+  }
+  fields.length = kept;
+  const headers = fields;
   // A HEAD answer with no length of its own would get "content-length: 0" from Bun.serve — a claim that a GET is
   // empty. It says chunked instead: how lb frames a body of unknown length, and what a GET through lb may get.
   if (keepLength && contentLength < 0 && status >= 200 && status !== 204 && status !== 304) headers.push(["transfer-encoding", "chunked"]);
