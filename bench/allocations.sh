@@ -18,12 +18,9 @@ source bench/lib.sh
 command -v h2load >/dev/null || die "h2load is not installed (apt-get install -y nghttp2-client)"
 scratch_dir allocations
 if [[ -n ${BASE:-} ]]; then
-  git worktree add --detach "$WORK/base" "$BASE" >/dev/null 2>&1 || die "cannot check out $BASE"
-  (cd "$WORK/base" && bun install --frozen-lockfile >/dev/null 2>&1)
+  checkout_base
 fi
-read -r B1 B2 PORT <<<"$(free_ports 3)"
-start_bench_backends "$B1" "$B2"
-URLS=("http://127.0.0.1:$B1" "http://127.0.0.1:$B2")
+start_two_backends
 
 # Waits for snapshot file $1 to be written.
 written() { for _ in $(seq 50); do [[ -s $1 ]] && return 0; sleep 0.1; done; die "no snapshot $1"; }

@@ -39,8 +39,7 @@ trap cleanup EXIT
 
 read -r B1 B2 PORT <<<"$(free_ports 3)"
 start_bench_backends "$B1" "$B2"
-git worktree add --detach "$WORK/base" "$BASE" >/dev/null 2>&1 || die "cannot check out $BASE"
-(cd "$WORK/base" && bun install --frozen-lockfile >/dev/null 2>&1)
+checkout_base
 
 mkdir -p "$WORK/nginx/tmp" "$WORK/caddy"
 for level in 4 1; do

@@ -52,8 +52,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-git worktree add --detach "$WORK/base" "$BASE" >/dev/null 2>&1 || die "cannot check out $BASE"
-(cd "$WORK/base" && bun install --frozen-lockfile >/dev/null 2>&1)
+checkout_base
 read -r B1 B2 PORT <<<"$(free_ports 3)"
 start_bench_backends "$B1" "$B2"
 URLS=("http://127.0.0.1:$B1" "http://127.0.0.1:$B2")
@@ -117,7 +116,10 @@ for variant in "${VARIANTS[@]}"; do
   echo "$variant: median $(median <<<"${NS[$variant]}") ns of CPU per request, $(median <<<"${RPS[$variant]}") req/s, $LATENCY $(median <<<"${P99[$variant]}") µs; runs (ns): ${NS[$variant]}; (req/s): ${RPS[$variant]}"
 done
 ratio() { awk -v a="$(median <<<"$1")" -v b="$(median <<<"$2")" 'BEGIN { printf "%.3f", a / b }'; }
-echo "now ÷ base: CPU per request $(ratio "${NS[now]}" "${NS[base]}"), req/s $(ratio "${RPS[now]}" "${RPS[base]}"), $LATENCY $(ratio "${P99[now]}" "${P99[base]}")"
+# The median of each repetition's own ratio: the two ran a few seconds apart, so a drift of the machine's speed over
+# the run cancels out of it.
+paired() { paste -d' ' <(tr -s ' ' '\n' <<<"$1" | grep .) <(tr -s ' ' '\n' <<<"$2" | grep .) | awk '{ print $1 / $2 }' | median | awk '{ printf "%.3f", $1 }'; }
+echo "now ÷ base: CPU per request $(ratio "${NS[now]}" "${NS[base]}") (paired: $(paired "${NS[now]}" "${NS[base]}")), req/s $(ratio "${RPS[now]}" "${RPS[base]}"), $LATENCY $(ratio "${P99[now]}" "${P99[base]}")"
 if [[ $BARE == 1 ]]; then
   echo "now ÷ bare: CPU per request $(ratio "${NS[now]}" "${NS[bare]}"), req/s $(ratio "${RPS[now]}" "${RPS[bare]}"), $LATENCY $(ratio "${P99[now]}" "${P99[bare]}")"
 fi

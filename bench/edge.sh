@@ -31,8 +31,7 @@ read -r B1 B2 PORT ADMIN <<<"$(free_ports 4)"
 start_bench_backends "$B1" "$B2"
 VARIANTS=(off on)
 if [[ -n ${BASE:-} ]]; then
-  git worktree add --detach "$WORK/base" "$BASE" >/dev/null 2>&1 || die "cannot check out $BASE"
-  (cd "$WORK/base" && bun install --frozen-lockfile >/dev/null 2>&1)
+  checkout_base
   VARIANTS=(base off on)
 fi
 POLICIES=(--trusted-proxies 10.0.0.0/8 --allow 127.0.0.0/8,::1 --deny 192.0.2.0/24 --rate-limit 10000000/s

@@ -74,8 +74,7 @@ echo 'http2 = "on"' >>"$WORK/h2.toml"
 
 read -r -a VARIANTS <<<"${VARIANTS:-lb routes hook}"
 if [[ -n ${BASE:-} ]]; then
-  git worktree add --detach "$WORK/base" "$BASE" >/dev/null 2>&1 || die "cannot check out $BASE"
-  (cd "$WORK/base" && bun install --frozen-lockfile >/dev/null 2>&1)
+  checkout_base
   [[ " ${VARIANTS[*]} " == *" h2 "* ]] && VARIANTS=(base-h2 "${VARIANTS[@]}")
   VARIANTS=(base "${VARIANTS[@]}")
 fi

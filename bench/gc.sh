@@ -22,12 +22,9 @@ source bench/lib.sh
 for tool in wrk curl taskset; do command -v "$tool" >/dev/null || die "$tool is not installed"; done
 scratch_dir gc
 if [[ -n ${BASE:-} ]]; then
-  git worktree add --detach "$WORK/base" "$BASE" >/dev/null 2>&1 || die "cannot check out $BASE"
-  (cd "$WORK/base" && bun install --frozen-lockfile >/dev/null 2>&1)
+  checkout_base
 fi
-read -r B1 B2 PORT <<<"$(free_ports 3)"
-start_bench_backends "$B1" "$B2"
-URLS=("http://127.0.0.1:$B1" "http://127.0.0.1:$B2")
+start_two_backends
 
 # The collections in a log, one line each: "eden|full <heap before, KB> <heap after, KB> <cycle ms>".
 collections() {

@@ -41,6 +41,20 @@ start_bench_backends() { # port...
   done
 }
 
+# Two bench backends (B1, B2, in URLS) and a free port for the proxy (PORT).
+start_two_backends() {
+  read -r B1 B2 PORT <<<"$(free_ports 3)"
+  start_bench_backends "$B1" "$B2"
+  URLS=("http://127.0.0.1:$B1" "http://127.0.0.1:$B2")
+}
+
+# lb at BASE in $WORK/base, its packages installed: the other side of an A/B (removed at exit by remove_scratch_dir,
+# or by the script's own cleanup).
+checkout_base() {
+  git worktree add --detach "$WORK/base" "$BASE" >/dev/null 2>&1 || die "cannot check out $BASE"
+  (cd "$WORK/base" && bun install --frozen-lockfile >/dev/null 2>&1)
+}
+
 # A scratch directory in WORK (/tmp/lb-NAME.XXXXXX), removed at exit with the processes in PIDS and the worktree of
 # BASE at $WORK/base, if any.
 scratch_dir() { # name

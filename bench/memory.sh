@@ -26,8 +26,7 @@ scratch_dir memory
 
 VARIANTS=(now)
 if [[ -n ${BASE:-} ]]; then
-  git worktree add --detach "$WORK/base" "$BASE" >/dev/null 2>&1 || die "cannot check out $BASE"
-  (cd "$WORK/base" && bun install --frozen-lockfile >/dev/null 2>&1)
+  checkout_base
   VARIANTS=(base now)
 fi
 [[ $BARE == 1 && $WORKERS == 1 ]] && VARIANTS+=(bare)

@@ -37,8 +37,7 @@ wait_http "http://127.0.0.1:$SINK/" "the OTLP sink" "$!"
 
 read -r -a VARIANTS <<<"${VARIANTS:-off on100 on1}"
 if [[ -n ${BASE:-} ]]; then
-  git worktree add --detach "$WORK/base" "$BASE" >/dev/null 2>&1 || die "cannot check out $BASE"
-  (cd "$WORK/base" && bun install --frozen-lockfile >/dev/null 2>&1)
+  checkout_base
   VARIANTS=(base "${VARIANTS[@]}")
 fi
 
