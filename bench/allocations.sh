@@ -8,11 +8,20 @@
 #   bash bench/allocations.sh                   # N=5000 requests at c=50, after 20,000 to warm up
 #   BASE=c206f12 bash bench/allocations.sh      # lb at BASE too
 #   LB_ARGS="--access-log-format json" bash bench/allocations.sh
+#   H2=1 bash bench/allocations.sh              # HTTP/2 to clients: h2load over h2c (-m 10) against --http2 on
+#                                               # and bare-upstream.ts --http2
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 N=${N:-5000}
 WARMUP=${WARMUP:-20000}
 read -r -a LB_EXTRA <<<"${LB_ARGS:-}"
+H2LOAD_ARGS=(--h1)
+BARE_EXTRA=()
+if [[ ${H2:-0} == 1 ]]; then
+  H2LOAD_ARGS=(-m 10)
+  LB_EXTRA+=(--http2 on)
+  BARE_EXTRA=(--http2)
+fi
 LOG_TAG=allocations
 source bench/lib.sh
 command -v h2load >/dev/null || die "h2load is not installed (apt-get install -y nghttp2-client)"
@@ -33,13 +42,13 @@ count() { # name, tree, entry, arguments...
   local pid=$!
   PIDS+=("$pid")
   wait_http "http://127.0.0.1:$PORT/" "$name" "$pid"
-  taskset -c 1 h2load --h1 -n "$WARMUP" -c 50 "http://127.0.0.1:$PORT/" >/dev/null
+  taskset -c 1 h2load "${H2LOAD_ARGS[@]}" -n "$WARMUP" -c 50 "http://127.0.0.1:$PORT/" >/dev/null
   kill -USR2 "$pid" # a full collection first: the batch starts on a clean heap
   written "$WORK/$name.1"
   kill -USR1 "$pid"
   written "$WORK/$name.2"
   local done
-  done=$(taskset -c 1 h2load --h1 -n "$N" -c 50 "http://127.0.0.1:$PORT/" | awk '/^requests:/ { print $8 }')
+  done=$(taskset -c 1 h2load "${H2LOAD_ARGS[@]}" -n "$N" -c 50 "http://127.0.0.1:$PORT/" | awk '/^requests:/ { print $8 }')
   [[ $done == "$N" ]] || die "$name: $done of $N requests succeeded"
   kill -USR1 "$pid"
   written "$WORK/$name.3"
@@ -57,7 +66,7 @@ count() { # name, tree, entry, arguments...
 }
 
 LB=(src/main.ts --port "$PORT" --host 127.0.0.1 --admin off --no-access-log "${LB_EXTRA[@]}")
-log "lb at $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src || echo -dirty), $N requests at c=50 after $WARMUP"
+log "lb at $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src || echo -dirty), $N requests at c=50 after $WARMUP, h2load ${H2LOAD_ARGS[*]}"
 [[ -n ${BASE:-} ]] && count "base ($BASE)" "$WORK/base" "${LB[@]}"
 count lb . "${LB[@]}"
-count bare . bench/prototypes/bare-upstream.ts --port "$PORT"
+count bare . bench/prototypes/bare-upstream.ts "${BARE_EXTRA[@]}" --port "$PORT"
