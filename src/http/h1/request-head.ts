@@ -32,9 +32,10 @@ export function encodeRequest(
   for (const [name, value] of headers) {
     if (FRAMING.has(name)) continue;
     if (name === "host") hasHost = true;
-    head += `${name}: ${value}\r\n`;
+    // One template with the head in it: `head += \`...\`` would make a third string (rope) per field, as fast.
+    head = `${head}${name}: ${value}\r\n`;
   }
-  if (!hasHost) head += `host: ${defaultHost}\r\n`;
+  if (!hasHost) head = `${head}host: ${defaultHost}\r\n`;
   if (bodyLength === null) {
     if (BODY_METHODS.has(method)) head += "content-length: 0\r\n";
   } else if (bodyLength < 0) head += "transfer-encoding: chunked\r\n";
