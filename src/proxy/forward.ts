@@ -1,76 +1,33 @@
 /**
  * One request's trip, top to bottom: admit it, pick candidates, send it through the upstream client, retry the next
  * candidate when that is safe, and hand the answer back. The pieces it uses each live in a file of their own: an
- * attempt's in-flight count (attempt.ts), the client's response (responses.ts), the WebSocket trip (websocket-trip.ts)
- * and the access line and metrics of a finished request (trip-log.ts).
+ * attempt's in-flight count (attempt.ts), the client's response (responses.ts), the WebSocket trip (websocket-trip.ts),
+ * when a failure may go elsewhere (retry.ts), the settings (forwarder-options.ts) and the access line and metrics of a
+ * finished request (trip-log.ts).
  */
-import { type Policy, preferFirst } from "../balance/policy.ts";
-import type { StickySessions } from "../balance/sticky.ts";
+import { preferFirst } from "../balance/policy.ts";
 import { formatDuration } from "../config/duration.ts";
-import type { AccessLog } from "../log/access-log.ts";
-import { type Logger, ThrottledLine } from "../log/log.ts";
-import type { Metrics } from "../metrics/metrics.ts";
+import { ThrottledLine } from "../log/log.ts";
 import { type Backend, isAvailable } from "../pool/backend.ts";
-import type { Pool } from "../pool/pool.ts";
-import type { UpstreamCall, UpstreamClient, UpstreamResponse } from "../upstream/client.ts";
+import type { UpstreamCall, UpstreamResponse } from "../upstream/client.ts";
 import { isFailure } from "../upstream/client.ts";
-import type { ProxyVersion } from "../net/proxy-protocol.ts";
 import { type Failure, failure } from "../upstream/failure.ts";
 import { Attempt, type AttemptBooks } from "./attempt.ts";
 import { failWhenIdle, NO_BODY, type OutgoingBody, prepareBody } from "./body.ts";
 import { compressAnswer } from "./compressor.ts";
 import { closesAfter } from "./headers.ts";
 import { clientResponse, errorResponse } from "./responses.ts";
-import { isIdempotent, mayRetry, retryBudgetAllows } from "./retry.ts";
-import { type Trip, placeholderValues, redact, requestFields } from "./trip.ts";
+import { ResetBursts, isIdempotent, mayRetry, retryBudgetAllows } from "./retry.ts";
+import { type Trip, logRequest, placeholderValues, requestFields } from "./trip.ts";
 import { TripLog } from "./trip-log.ts";
 import { QueueFull, Waitlist } from "./waitlist.ts";
 import { isWebSocketUpgrade } from "./websocket.ts";
 import { openTunnel } from "./websocket-trip.ts";
+import type { ForwarderOptions, ForwarderTuning } from "./forwarder-options.ts";
 
-/** What the forwarder works with; fixed for lb's lifetime. */
-export interface ForwarderDeps {
-  pool: Pool;
-  /** The transport to backends. */
-  upstream: UpstreamClient;
-  accessLog: AccessLog | null;
-  metrics: Metrics;
-  log: Logger;
-  /** The clock that tells a burst of resets from isolated ones (performance.now; a test steps its own). */
-  now?: () => number;
-}
-
-/** How it behaves; a config reload replaces these. */
-export interface ForwarderTuning {
-  policy: Policy;
-  /** Pins clients to backends by cookie; null when sticky sessions are off. */
-  sticky: StickySessions | null;
-  /** Longest wait for a backend's response headers, in ms. */
-  timeoutMs: number;
-  /** Further backends to try after a failed attempt. */
-  retries: number;
-  /** Retries in flight may be at most this percentage of requests in flight (but always at least 3). */
-  retryBudgetPercent: number;
-  /** Most requests in flight to one backend; 0 means no limit. */
-  maxInflight: number;
-  /** Requests waiting for a backend with room (when all are at maxInflight), and for how long at most. */
-  queueSize: number;
-  queueTimeoutMs: number;
-  /** Longest silence from a client streaming a request body before lb gives up on it (408). */
-  clientTimeoutMs: number;
-  /** Sent with 503s: when a backend might be back (one health interval). */
-  retryAfterSeconds: number;
-  debug: boolean;
-  /** The pool's send-proxy, for WebSocket tunnels (lb's HTTP client writes it for requests). */
-  sendProxy?: ProxyVersion;
-}
-
-export type ForwarderOptions = ForwarderDeps & ForwarderTuning;
 
 type Fields = Array<[string, string]>;
 
-/** Resets from one backend this close together mean it died (a stale keep-alive socket resets one request). */
-const RESET_BURST_MS = 100;
 const UNRESPONSIVE = failure("reset", "backend stopped answering");
 /** At most one "out of file descriptors" warning this often. */
 const DESCRIPTOR_WARNING_EVERY_MS = 10_000;
@@ -90,7 +47,7 @@ export class Forwarder {
   #requestsInFlight = 0;
   #retriesInFlight = 0;
   /** The latest reset from each backend and how many came close together before it. */
-  readonly #resetBursts = new WeakMap<Backend, { at: number; count: number }>();
+  readonly #resetBursts = new ResetBursts();
   /** Per backend, the attempts that may go elsewhere if it stops answering: idempotent, replayable, unanswered. */
   readonly #movable = new WeakMap<Backend, Set<UpstreamCall>>();
 
@@ -124,7 +81,7 @@ export class Forwarder {
    * front (data-plane.ts), with what a route or a hook decided for it.
    */
   handle(trip: Trip): Promise<Response | undefined> {
-    if (this.options.debug) this.#logRequest(trip);
+    if (this.options.debug) logRequest(this.options.log, trip);
     if (this.options.pool.available().length === 0) return Promise.resolve(this.#noBackend(trip));
     if (isWebSocketUpgrade(trip.request.headers)) return this.#tunnel(trip);
     return this.#forward(trip);
@@ -304,17 +261,10 @@ export class Forwarder {
    */
   #budgetAllows(backend: Backend, failure: Failure): boolean {
     if (failure.kind === "connect" || !isAvailable(backend)) return true;
-    if (failure.kind === "reset" && this.#resetsInBurst(backend) > 1) return true;
+    if (failure.kind === "reset" && this.#resetBursts.count(backend, this.options.now?.() ?? performance.now()) > 1) {
+      return true;
+    }
     return this.#retryBudgetAllows();
-  }
-
-  /** Counts a reset from `backend`: how many it has given within RESET_BURST_MS of each other, this one included. */
-  #resetsInBurst(backend: Backend): number {
-    const now = this.options.now?.() ?? performance.now();
-    const last = this.#resetBursts.get(backend);
-    const count = last && now - last.at < RESET_BURST_MS ? last.count + 1 : 1;
-    this.#resetBursts.set(backend, { at: now, count });
-    return count;
   }
 
   #retryBudgetAllows(): boolean {
@@ -461,13 +411,6 @@ export class Forwarder {
 
   #retryAfter(): Record<string, string> {
     return { "retry-after": String(this.options.retryAfterSeconds) };
-  }
-
-  #logRequest(trip: Trip): void {
-    const { log } = this.options;
-    log.debug(`Received request from ${trip.source.ip}`);
-    log.debug(`${trip.request.method} ${trip.path} HTTP/1.1`);
-    for (const [name, value] of trip.request.headers) log.debug(`${name}: ${redact(name, value)}`);
   }
 }
 

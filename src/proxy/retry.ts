@@ -1,4 +1,5 @@
 /** When a failed attempt may be sent to another backend. */
+import type { Backend } from "../pool/backend.ts";
 import type { FailureKind } from "../upstream/failure.ts";
 
 import { isIdempotent } from "../http/h1/request-head.ts";
@@ -26,4 +27,20 @@ export const MIN_RETRIES_IN_FLIGHT = 3;
  */
 export function retryBudgetAllows(requestsInFlight: number, retriesInFlight: number, budgetPercent: number): boolean {
   return retriesInFlight < Math.max(MIN_RETRIES_IN_FLIGHT, (requestsInFlight * budgetPercent) / 100);
+}
+
+/** Resets from one backend this close together mean it died (a stale keep-alive socket resets one request). */
+const RESET_BURST_MS = 100;
+
+/** The latest reset from each backend and how many came close together before it. */
+export class ResetBursts {
+  readonly #last = new WeakMap<Backend, { at: number; count: number }>();
+
+  /** Counts a reset from `backend` at `now`: how many it has given within RESET_BURST_MS of each other, this one included. */
+  count(backend: Backend, now: number): number {
+    const last = this.#last.get(backend);
+    const count = last && now - last.at < RESET_BURST_MS ? last.count + 1 : 1;
+    this.#last.set(backend, { at: now, count });
+    return count;
+  }
 }

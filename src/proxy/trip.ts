@@ -3,6 +3,7 @@ import type { RequestContext } from "../balance/policy.ts";
 import type { Cidr } from "../net/ip.ts";
 import { clientAddress } from "../edge/client-address.ts";
 import type { EdgePolicy } from "../edge/policy.ts";
+import type { Logger } from "../log/log.ts";
 import type { Backend } from "../pool/backend.ts";
 import type { TripTrace } from "../tracing/spans.ts";
 import type { PlaceholderValues } from "../edge/header-rules.ts";
@@ -135,6 +136,13 @@ export function pathOf(url: string): string {
   if (url.startsWith("/")) return url;
   const slash = url.indexOf("/", url.indexOf("://") + 3);
   return slash === -1 ? "/" : url.slice(slash);
+}
+
+/** --debug: the request as it came, secrets redacted. */
+export function logRequest(log: Logger, trip: Trip): void {
+  log.debug(`Received request from ${trip.source.ip}`);
+  log.debug(`${trip.request.method} ${trip.path} HTTP/1.1`);
+  for (const [name, value] of trip.request.headers) log.debug(`${name}: ${redact(name, value)}`);
 }
 
 const SECRET_HEADERS = new Set(["authorization", "proxy-authorization", "cookie", "set-cookie"]);

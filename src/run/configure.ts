@@ -9,7 +9,7 @@ import { currentWeight } from "../pool/backend.ts";
 import type { CheckSettings } from "../pool/checker.ts";
 import type { PoolRules } from "../pool/pool.ts";
 import { readFileSync } from "node:fs";
-import type { ForwarderTuning } from "../proxy/forward.ts";
+import type { ForwarderTuning } from "../proxy/forwarder-options.ts";
 import type { UpstreamSettings, UpstreamTls } from "../upstream/client.ts";
 import { ConfigError } from "../config/load.ts";
 import { fallbackPool } from "../config/pools.ts";
