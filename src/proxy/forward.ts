@@ -25,7 +25,6 @@ import { isWebSocketUpgrade } from "./websocket.ts";
 import { openTunnel } from "./websocket-trip.ts";
 import type { ForwarderOptions, ForwarderTuning } from "./forwarder-options.ts";
 
-
 type Fields = Array<[string, string]>;
 
 const UNRESPONSIVE = failure("reset", "backend stopped answering");
@@ -213,11 +212,12 @@ export class Forwarder {
     return attempt;
   }
 
-  /** The backend's answer, or why there is none, as the trip's result (a promise only with an async onResponse hook). */
+  /** The backend's answer, or why there is none, as the trip's result (a promise with an async onResponse hook). */
   #attemptEnded(attempt: Attempt, outcome: UpstreamResponse | Failure): AttemptResult | Promise<AttemptResult> {
     const { backend, trip } = attempt;
     this.#movable.get(backend)?.delete(attempt.call!);
-    return isFailure(outcome) ? this.#unanswered(trip, attempt, outcome) : this.#answered(backend, trip, attempt, outcome);
+    if (isFailure(outcome)) return this.#unanswered(trip, attempt, outcome);
+    return this.#answered(backend, trip, attempt, outcome);
   }
 
   /** An attempt's result counted: retry budget, connect-failure marking, outlier outcomes, latency. */

@@ -36,7 +36,7 @@ const RESET_BURST_MS = 100;
 export class ResetBursts {
   readonly #last = new WeakMap<Backend, { at: number; count: number }>();
 
-  /** Counts a reset from `backend` at `now`: how many it has given within RESET_BURST_MS of each other, this one included. */
+  /** Counts a reset from `backend` at `now`: how many came within RESET_BURST_MS of each other, this one included. */
   count(backend: Backend, now: number): number {
     const last = this.#last.get(backend);
     const count = last && now - last.at < RESET_BURST_MS ? last.count + 1 : 1;

@@ -7,8 +7,9 @@ import type { ResponseHead } from "./response-head.ts";
 
 export interface BodyReader {
   /**
-   * Consumes `bytes`, adding each run of body data to `pieces` (an array, not a callback: no closure per read). Returns how many bytes belonged to the body (less than
-   * all of them only once it is done), or -1 when the body is malformed (`error` says why).
+   * Consumes `bytes`, adding each run of body data to `pieces` (an array, not a callback: no closure per read).
+   * Returns how many bytes belonged to the body (less than all of them only once it is done), or -1 when the body is
+   * malformed (`error` says why).
    */
   feed(bytes: Uint8Array, pieces: Uint8Array[]): number;
   /** The body's end has been read (never, for a body that ends with the connection). */
