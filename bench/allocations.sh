@@ -31,9 +31,6 @@ if [[ -n ${BASE:-} ]]; then
 fi
 start_two_backends
 
-# Waits for snapshot file $1 to be written.
-written() { for _ in $(seq 50); do [[ -s $1 ]] && return 0; sleep 0.1; done; die "no snapshot $1"; }
-
 count() { # name, tree, entry, arguments...
   local name=$1 tree=$2 entry=$3
   shift 3
@@ -44,25 +41,17 @@ count() { # name, tree, entry, arguments...
   wait_http "http://127.0.0.1:$PORT/" "$name" "$pid"
   taskset -c 1 h2load "${H2LOAD_ARGS[@]}" -n "$WARMUP" -c 50 "http://127.0.0.1:$PORT/" >/dev/null
   kill -USR2 "$pid" # a full collection first: the batch starts on a clean heap
-  written "$WORK/$name.1"
+  wait_file "$WORK/$name.1"
   kill -USR1 "$pid"
-  written "$WORK/$name.2"
+  wait_file "$WORK/$name.2"
   local done
   done=$(taskset -c 1 h2load "${H2LOAD_ARGS[@]}" -n "$N" -c 50 "http://127.0.0.1:$PORT/" | awk '/^requests:/ { print $8 }')
   [[ $done == "$N" ]] || die "$name: $done of $N requests succeeded"
   kill -USR1 "$pid"
-  written "$WORK/$name.3"
+  wait_file "$WORK/$name.3"
   kill "$pid"
-  bun -e '
-    const [before, after] = [2, 3].map((n) => JSON.parse(require("fs").readFileSync(`${process.argv[1]}.${n}`, "utf8")));
-    const n = Number(process.argv[3]);
-    const rows = Object.keys(after).map((type) => [type, ((after[type] ?? 0) - (before[type] ?? 0)) / n]).filter(([, k]) => Math.abs(k) >= 0.05);
-    rows.sort((a, b) => b[1] - a[1]);
-    const total = rows.reduce((sum, [, k]) => sum + k, 0);
-    // A collection during the batch would free most of it: the count would be far too low, or negative.
-    if (rows.some(([, k]) => k < 0)) throw new Error(`${process.argv[2]}: the collector ran during the batch; the count is void`);
-    console.log(`${process.argv[2]}: ${total.toFixed(1)} objects per request: ${rows.map(([t, k]) => `${t} ${k.toFixed(2)}`).join(", ")}`);
-  ' "$WORK/$name" "$name" "$N"
+  # A collection during the batch would free most of it: the count would be far too low, or negative.
+  bun bench/object-counts.ts "$WORK/$name.2" "$WORK/$name.3" "$N" "$name" "" 0.05 --no-negative
 }
 
 LB=(src/main.ts --port "$PORT" --host 127.0.0.1 --admin off --no-access-log "${LB_EXTRA[@]}")

@@ -25,6 +25,12 @@ wait_http() { # url, name, pid
   die "$name did not answer 200 on $url within 15 s"
 }
 
+# Until file $1 has been written (at most 5 s), as a process does on a signal; dies otherwise.
+wait_file() {
+  for _ in $(seq 50); do [[ -s $1 ]] && return 0; sleep 0.1; done
+  die "$1 was not written within 5 s"
+}
+
 # The median of the numbers on standard input (separated by spaces or new lines).
 median() {
   tr -s ' ' '\n' | grep . | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'

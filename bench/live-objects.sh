@@ -25,22 +25,15 @@ count() { # name, entry, arguments...
   # /health answers at once: the slow backend would make the first request wait 3 s.
   for _ in $(seq 150); do curl -sf -o /dev/null "http://127.0.0.1:$PORT/health" && break; sleep 0.1; done
   kill -USR2 "$pid"
-  for _ in $(seq 50); do [[ -s $WORK/$name.1 ]] && break; sleep 0.1; done
+  wait_file "$WORK/$name.1"
   wrk -t1 -c"$HELD" -d3s --timeout 10s "http://127.0.0.1:$PORT/" >/dev/null 2>&1 &
   local load=$!
   sleep 1.5 # the requests are held for 3 s; half way, all are in flight
   kill -USR2 "$pid"
-  for _ in $(seq 50); do [[ -s $WORK/$name.2 ]] && break; sleep 0.1; done
+  wait_file "$WORK/$name.2"
   wait "$load" || true
   kill "$pid"
-  bun -e '
-    const [before, after] = [1, 2].map((n) => JSON.parse(require("fs").readFileSync(`${process.argv[1]}.${n}`, "utf8")));
-    const held = Number(process.argv[3]);
-    const rows = Object.keys(after).map((type) => [type, ((after[type] ?? 0) - (before[type] ?? 0)) / held]).filter(([, n]) => Math.abs(n) >= 0.5);
-    rows.sort((a, b) => b[1] - a[1]);
-    const total = rows.reduce((sum, [, n]) => sum + n, 0);
-    console.log(`${process.argv[2]}: ${total.toFixed(0)} objects per request in flight: ${rows.map(([t, n]) => `${t} ${n.toFixed(1)}`).join(", ")}`);
-  ' "$WORK/$name" "$name" "$HELD"
+  bun bench/object-counts.ts "$WORK/$name.1" "$WORK/$name.2" "$HELD" "$name" " in flight" 0.5
 }
 
 log "lb at $(git rev-parse --short HEAD), $HELD requests held by a backend answering after 3 s"
