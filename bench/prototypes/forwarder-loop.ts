@@ -19,7 +19,7 @@ const upstream: UpstreamClient = {
     const answer: UpstreamResponse = { status: 200, statusText: "OK", headers: [["content-type", "text/plain"], ["date", "x"]], body };
     return { result: Promise.resolve(answer), cancel() {} };
   },
-  configure() {}, forget() {}, connections: () => ({ busy: 0, idle: 0 }), close() {},
+  configure() {}, forget() {}, callOff() {}, connections: () => ({ busy: 0, idle: 0 }), close() {},
 };
 const pool = new Pool([{ url: "http://a:80", weight: 1 }, { url: "http://b:80", weight: 1 }]);
 for (const backend of pool.backends) pool.recordCheck(backend, { ok: true, reason: "status 200" });

@@ -17,7 +17,7 @@ import { failWhenIdle, NO_BODY, type OutgoingBody, prepareBody } from "./body.ts
 import { compressAnswer } from "./compressor.ts";
 import { closesAfter } from "./headers.ts";
 import { clientResponse, errorResponse } from "./responses.ts";
-import { ResetBursts, isIdempotent, mayRetry, retryBudgetAllows } from "./retry.ts";
+import { ResetBursts, mayRetry, retryBudgetAllows } from "./retry.ts";
 import { type Trip, logRequest, placeholderValues, requestFields } from "./trip.ts";
 import { TripLog } from "./trip-log.ts";
 import { QueueFull, Waitlist } from "./waitlist.ts";
@@ -47,8 +47,6 @@ export class Forwarder {
   #retriesInFlight = 0;
   /** The latest reset from each backend and how many came close together before it. */
   readonly #resetBursts = new ResetBursts();
-  /** Per backend, the attempts that may go elsewhere if it stops answering: idempotent, replayable, unanswered. */
-  readonly #movable = new WeakMap<Backend, Set<UpstreamCall>>();
 
   readonly #tripLog: TripLog;
   readonly #books: AttemptBooks = { attemptOver: (attempt, status, bytes, failure) => this.#attemptOver(attempt, status, bytes, failure) };
@@ -104,7 +102,7 @@ export class Forwarder {
    * backend now; the others wait on, as the backend may yet answer them.
    */
   backendUnresponsive(backend: Backend): void {
-    for (const call of this.#movable.get(backend) ?? []) call.cancel(UNRESPONSIVE);
+    this.options.upstream.callOff(backend.url, UNRESPONSIVE);
   }
 
   /** Wakes everyone waiting for room: the pool changed (a backend came back, was added, or left its ejection). */
@@ -194,7 +192,7 @@ export class Forwarder {
     return { ...body, body: streamed };
   }
 
-  /** An attempt sent, with its bookkeeping: stats, the retry budget's count, and the calls that may move elsewhere. */
+  /** An attempt sent, with its bookkeeping: stats and the retry budget's count. */
   #attemptStarted(backend: Backend, trip: Trip, headers: Fields, body: OutgoingBody): Attempt {
     const isRetry = trip.attempts > 0;
     trip.attempts++;
@@ -208,14 +206,12 @@ export class Forwarder {
     const attempt = this.#startAttempt(trip, backend);
     attempt.retry = isRetry;
     attempt.call = this.#send(backend, trip, headers, body, attempt);
-    if (body.replayable && isIdempotent(trip.request.method)) this.#movableOn(backend).add(attempt.call);
     return attempt;
   }
 
   /** The backend's answer, or why there is none, as the trip's result (a promise with an async onResponse hook). */
   #attemptEnded(attempt: Attempt, outcome: UpstreamResponse | Failure): AttemptResult | Promise<AttemptResult> {
     const { backend, trip } = attempt;
-    this.#movable.get(backend)?.delete(attempt.call!);
     if (isFailure(outcome)) return this.#unanswered(trip, attempt, outcome);
     return this.#answered(backend, trip, attempt, outcome);
   }
@@ -288,12 +284,6 @@ export class Forwarder {
       const why = full ? "every backend is at its limit and the queue is full" : "waited too long for a backend with room";
       return this.#fail(trip, 503, why, this.#retryAfter());
     }
-  }
-
-  #movableOn(backend: Backend): Set<UpstreamCall> {
-    let movable = this.#movable.get(backend);
-    if (!movable) this.#movable.set(backend, (movable = new Set()));
-    return movable;
   }
 
   #startAttempt(trip: Trip, backend: Backend): Attempt {

@@ -5,6 +5,7 @@
  * forwarder's policy can put a fake client here, as Go's ReverseProxy takes any RoundTripper.
  */
 import type { Failure } from "./failure.ts";
+import { isIdempotent } from "../http/h1/request-head.ts";
 import type { ProxyAddresses, ProxyVersion } from "../net/proxy-protocol.ts";
 
 export interface UpstreamRequest {
@@ -96,10 +97,20 @@ export interface UpstreamClient {
   configure(settings: UpstreamSettings): void;
   /** Closes the idle connections to a backend that left; busy ones close when their request ends. */
   forget(origin: string): void;
+  /**
+   * Calls off, with `why`, the requests to `origin` still waiting for their answer that may go to another backend
+   * (mayGoElsewhere): for a backend that stopped answering. The others wait on, as the backend may yet answer them.
+   */
+  callOff(origin: string, why: Failure): void;
   /** Connections open now, busy with a request and idle in the pools (for tests and diagnostics; not yet exported). */
   connections(): { busy: number; idle: number };
   /** Closes every connection. */
   close(): void;
+}
+
+/** Whether a request not yet answered may be sent to a backend again: idempotent, its body (if any) held whole. */
+export function mayGoElsewhere({ method, body }: UpstreamRequest): boolean {
+  return !(body instanceof ReadableStream) && isIdempotent(method);
 }
 
 export function isFailure(result: UpstreamResponse | Failure): result is Failure {

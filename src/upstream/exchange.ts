@@ -2,9 +2,8 @@
  * One request on its way to a backend and the promise it settles: its deadlines (the connect, then the response's
  * head), whether it may be sent again, and the connection carrying it. It settles exactly once.
  */
-import type { UpstreamCall, UpstreamRequest, UpstreamResponse } from "./client.ts";
+import { type UpstreamCall, type UpstreamRequest, type UpstreamResponse, mayGoElsewhere } from "./client.ts";
 import type { Failure } from "./failure.ts";
-import { isIdempotent } from "../http/h1/request-head.ts";
 
 /** The connection an exchange goes out on, as far as the exchange needs it: to drop it when given up on. */
 export interface Carrier {
@@ -27,6 +26,8 @@ export class Exchange implements UpstreamCall {
   #firstSwept = 0;
 
   constructor(
+    /** The backend it is for ("http://host:port"). */
+    readonly origin: string,
     readonly request: UpstreamRequest,
     /** Told when it settles, to stop watching its deadlines. */
     private readonly onSettled: (exchange: Exchange) => void,
@@ -91,7 +92,6 @@ export class Exchange implements UpstreamCall {
 
   /** Whether it may go out again after its connection closed unanswered: nothing of it can have been acted on twice. */
   get mayResend(): boolean {
-    const { body, method } = this.request;
-    return !this.#resent && !(body instanceof ReadableStream) && isIdempotent(method);
+    return !this.#resent && mayGoElsewhere(this.request);
   }
 }

@@ -11,7 +11,7 @@ import { Metrics } from "../../src/metrics/metrics.ts";
 import { Pool } from "../../src/pool/pool.ts";
 import { Forwarder } from "../../src/proxy/forward.ts";
 import { type ClientConnection, startTrip } from "../../src/proxy/trip.ts";
-import type { UpstreamResponse, UpstreamCall, UpstreamClient, UpstreamRequest } from "../../src/upstream/client.ts";
+import { type UpstreamResponse, type UpstreamCall, type UpstreamClient, type UpstreamRequest, mayGoElsewhere } from "../../src/upstream/client.ts";
 import { type Failure, failure } from "../../src/upstream/failure.ts";
 import { waitFor } from "../helpers.ts";
 
@@ -25,6 +25,8 @@ class ScriptedClient implements UpstreamClient {
   readonly requestIds: Array<string | undefined> = [];
   /** The backends of the calls that were called off while they hung. */
   readonly calledOff: string[] = [];
+  /** Calls left hanging by the script and not yet called off. */
+  readonly #hung = new Set<{ origin: string; request: UpstreamRequest; cancel: (why: Failure) => void }>();
   constructor(private readonly script: Script) {}
 
   send(origin: string, request: UpstreamRequest): UpstreamCall {
@@ -36,15 +38,22 @@ class ScriptedClient implements UpstreamClient {
     let settle!: (outcome: Failure) => void;
     const result = new Promise<UpstreamResponse | Failure>((resolve) => (settle = resolve));
     const cancel = (why: Failure) => {
+      this.#hung.delete(call);
       this.calledOff.push(origin);
       settle(why);
     };
+    const call = { origin, request, cancel };
+    this.#hung.add(call);
     // As the real client does: a client that leaves calls the request off.
     request.cancelledBy?.signal.addEventListener("abort", () => cancel(failure("cancelled", "the client went away")));
     return { result, cancel };
   }
   configure() {}
   forget() {}
+  /** As the real client does, by the same rule: the hung calls to `origin` that may go to another backend. */
+  callOff(origin: string, why: Failure) {
+    for (const call of [...this.#hung]) if (call.origin === origin && mayGoElsewhere(call.request)) call.cancel(why);
+  }
   connections() {
     return { busy: 0, idle: 0 };
   }

@@ -471,6 +471,27 @@ describe("HttpClient", () => {
     await Bun.sleep(50); // one more turn of the event loop, for the socket's rejection to reach HttpClient
     expect(client.connections()).toEqual({ busy: 0, idle: 0 });
   }, 12_000);
+
+  test("callOff ends the GET and HEAD waiting on a silent backend; a POST, a streamed PUT and another backend's GET wait on", async () => {
+    const silent = rawBackend(() => {});
+    const other = rawBackend(() => {});
+    const { client } = httpClient();
+    const stream = new ReadableStream<Uint8Array>({ start: (c) => (c.enqueue(new TextEncoder().encode("x")), c.close()) });
+    const settled: string[] = [];
+    const watch = (name: string, result: Promise<UpstreamResponse | Failure>) =>
+      result.then((outcome) => settled.push(`${name}: ${isFailure(outcome) ? outcome.reason : outcome.status}`));
+    const base = { headers: [] as [string, string][], client: "test", timeoutMs: 5000 };
+    void watch("GET", send(client, silent.origin, "GET", "/get"));
+    void watch("HEAD", send(client, silent.origin, "HEAD", "/head"));
+    void watch("POST", send(client, silent.origin, "POST", "/post", "once"));
+    void watch("PUT", client.send(silent.origin, { ...base, method: "PUT", target: "/put", body: stream, streamLength: 1 }).result);
+    void watch("other GET", send(client, other.origin, "GET", "/other"));
+    await waitFor(() => silent.seen.length === 4 && other.seen.length === 1, "every request to reach its backend");
+    client.callOff(silent.origin, { kind: "reset", reason: "backend stopped answering" });
+    // Called off at once, all in one turn: had the others been called off too, they would have settled with these.
+    await waitFor(() => settled.length >= 2, "the GET and the HEAD to be called off");
+    expect(settled.sort()).toEqual(["GET: backend stopped answering", "HEAD: backend stopped answering"]);
+  });
 });
 
 describe("through lb", () => {
