@@ -24,6 +24,8 @@ export class Exchange implements UpstreamCall {
   #connection: Carrier | null = null;
   /** When a deadline sweep first found it waiting (performance.now); 0 until one has. */
   #firstSwept = 0;
+  /** Its place in the client's list of exchanges waiting for an answer (http-client.ts keeps it); -1 once off it. */
+  waitingAt = -1;
 
   constructor(
     /** The backend it is for ("http://host:port"). */
