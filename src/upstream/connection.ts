@@ -12,6 +12,7 @@ import { RESPONSE_HEAD_LIMIT_BYTES, type ResponseHead, parseResponseHead } from 
 import type { UpstreamRequest, UpstreamResponse } from "./client.ts";
 import type { Exchange } from "./exchange.ts";
 import { type Failure, type ProtocolErrorKind, classifyFailure, failure, malformed } from "./failure.ts";
+import type { IdleLinks } from "./idle-list.ts";
 import { capReceiveBuffer } from "./receive-buffer.ts";
 import { ResponseStream, WHOLE_BODY_LIMIT_BYTES, WholeBody } from "./response-body.ts";
 import { SocketWriter, pumpBody } from "./socket-writer.ts";
@@ -44,8 +45,12 @@ const enum Reading {
   Stream,
 }
 
-export class Connection {
+export class Connection implements IdleLinks<Connection> {
   socket: Socket<Connection> | null = null;
+  // Its place among its pool's idle connections (idle-list.ts).
+  idleSince = -1;
+  idlePrevious: Connection | null = null;
+  idleNext: Connection | null = null;
   /** How long the backend keeps this connection idle by its word (Keep-Alive: timeout=N), in ms; Infinity if unsaid. */
   backendIdleMs = Number.POSITIVE_INFINITY;
   /** It has carried a request before: a close before any answer byte may be the backend's idle timeout. */

@@ -14,6 +14,7 @@ import { encodeProxyHeader } from "../net/proxy-protocol.ts";
 import { Connection, type ConnectionOwner } from "./connection.ts";
 import { SOCKET_HANDLERS, proxyHeaderFirst } from "./socket-handlers.ts";
 import type { Exchange } from "./exchange.ts";
+import { IdleList } from "./idle-list.ts";
 import { type ProtocolErrorKind, failure } from "./failure.ts";
 import type { UpstreamSettings } from "./client.ts";
 
@@ -42,9 +43,13 @@ export class OriginPool implements ConnectionOwner {
   readonly #hostname: string;
   readonly #port: number;
   readonly #https: boolean;
-  /** Idle connections and since when (performance.now), least recently released first: IDLE_LIMIT trims the start. */
-  readonly #idle = new Map<Connection, number>();
-  /** The same idle connections by the client connection they belong to, most recently released last. */
+  /** Idle connections, least recently released first: IDLE_LIMIT trims the start. */
+  readonly #idle = new IdleList<Connection>();
+  /**
+   * The same idle connections by the client connection they belong to, most recently released last. A client's entry
+   * stays while it has none idle (its one connection busy with its next request): dropping and making it anew for
+   * every request cost more than the request's own work; entries left empty go at the idle sweep (closeExpired).
+   */
   readonly #idleOf = new Map<string, Connection[]>();
   /** Connections open or opening, busy or idle. */
   open = 0;
@@ -92,9 +97,8 @@ export class OriginPool implements ConnectionOwner {
       const limit = this.#idleLimitMs();
       const now = performance.now();
       for (let idle = mine.pop(); idle; idle = mine.pop()) {
-        const since = this.#idle.get(idle)!;
-        this.#idle.delete(idle);
-        if (mine.length === 0) this.#idleOf.delete(client!);
+        const since = idle.idleSince;
+        this.#idle.remove(idle);
         if (now - since < this.#idleLimitOf(idle, limit)) {
           this.#takenAgain.add(idle);
           return idle.start(exchange);
@@ -133,19 +137,18 @@ export class OriginPool implements ConnectionOwner {
     if (this.#forgotten || client === null || this.#idleLimitOf(connection, this.#idleLimitMs()) <= 0) {
       return connection.destroy();
     }
-    this.#idle.set(connection, performance.now());
+    this.#idle.add(connection, performance.now());
     const mine = this.#idleOf.get(client);
     if (mine) mine.push(connection);
     else this.#idleOf.set(client, [connection]);
-    if (this.#idle.size > IDLE_LIMIT) this.#idle.keys().next().value!.destroy();
+    if (this.#idle.size > IDLE_LIMIT) this.#idle.oldest!.destroy();
   }
 
   closed(connection: Connection): void {
     this.open--;
-    if (!this.#idle.delete(connection)) return;
+    if (!this.#idle.remove(connection)) return;
     const mine = this.#idleOf.get(connection.client!)!;
     mine.splice(mine.indexOf(connection), 1);
-    if (mine.length === 0) this.#idleOf.delete(connection.client!);
   }
 
   resend(exchange: Exchange): void {
@@ -164,8 +167,10 @@ export class OriginPool implements ConnectionOwner {
    */
   closeExpired(now: number): void {
     const limit = this.#idleLimitMs();
-    const expired = [...this.#idle].filter(([connection, since]) => now - since >= this.#idleLimitOf(connection, limit));
-    for (const [connection] of expired) connection.destroy();
+    for (const connection of this.#idle.items()) {
+      if (now - connection.idleSince >= this.#idleLimitOf(connection, limit)) connection.destroy();
+    }
+    for (const [client, mine] of this.#idleOf) if (mine.length === 0) this.#idleOf.delete(client);
     const { readTimeoutMs } = this.settings();
     for (const connection of [...this.#streaming]) connection.cutIfStalled(now, readTimeoutMs);
   }
@@ -173,7 +178,7 @@ export class OriginPool implements ConnectionOwner {
   /** The backend left: idle connections close now, busy ones once their exchange is over. */
   forget(): void {
     this.#forgotten = true;
-    for (const connection of [...this.#idle.keys()]) connection.destroy();
+    for (const connection of this.#idle.items()) connection.destroy();
   }
 
   /** How long `connection` may stay idle: `limit`, less when the backend said so or when it has carried one request only. */
