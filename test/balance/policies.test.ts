@@ -42,6 +42,15 @@ describe("round robin (smooth weighted)", () => {
     const policy = new RoundRobin();
     expect(tally(600, () => first(policy, backends))).toEqual({ a: 300, b: 200, c: 100 });
   });
+
+  test("a backend that leaves the set keeps its score meanwhile and takes its turn when it is back", () => {
+    const [a, b, c] = make(5, 1, 1) as [Backend, Backend, Backend];
+    const policy = new RoundRobin();
+    const picks = (set: Backend[], n: number) => Array.from({ length: n }, () => host(first(policy, set))).join(" ");
+    expect(picks([a, b, c], 3)).toBe("a a b"); // scores a 1, b -4, c 3
+    expect(picks([a, b], 3)).toBe("a a a"); // a 6-6, 5-6, 4-6; b -3, -2, -1; c out, still at 3
+    expect(picks([a, b, c], 2)).toBe("c a"); // c 3+1 = 4 beats a -2+5 and b -1+1
+  });
 });
 
 describe("round robin: order, retries and the live set", () => {
