@@ -10,6 +10,7 @@ import { RoundRobin } from "../../src/balance/round-robin.ts";
 import { createLogger } from "../../src/log/log.ts";
 import { startTrip, type ClientConnection } from "../../src/proxy/trip.ts";
 import { refusal } from "../../src/proxy/admission.ts";
+import { scanFields } from "../../src/proxy/headers.ts";
 import type { UpstreamClient, UpstreamRequest, UpstreamResponse } from "../../src/upstream/client.ts";
 
 const body = new Uint8Array(100);
@@ -29,7 +30,7 @@ const client: ClientConnection = { peer: "127.0.0.1", ip: "127.0.0.1", proto: "h
 const request = new Request("http://127.0.0.1:8080/", { headers: { host: "127.0.0.1:8080", "user-agent": "wrk", accept: "*/*" } });
 async function one() {
   const trip = startTrip(request, client, null);
-  if (refusal(request, "/", client, 0)) throw new Error("refused");
+  if (refusal(request, scanFields(request.headers), "/", client, 0)) throw new Error("refused");
   const response = await f.handle(trip);
   if (!response || response.status !== 200) throw new Error("bad");
 }

@@ -148,7 +148,7 @@ export class DataPlane {
     // Cancelled while it waited (the listener's turn, see listeners.ts, or lb's start): not counted against
     // --max-connections, not refused, just logged. A request that did not wait has no signal read: that costs Bun work.
     if (waited && request.signal.aborted) return Promise.resolve(this.#ownResponses.clientGone(trip));
-    const refused = refusal(request, trip.path, client, this.#settings.maxConnections);
+    const refused = refusal(request, trip.fields, trip.path, client, this.#settings.maxConnections);
     if (refused) return this.#refuse(trip, refused);
     // No routes, no hooks: nothing to decide but the one pool's policy.
     if (this.#only && !this.#only.checked) {

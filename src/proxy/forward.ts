@@ -80,7 +80,7 @@ export class Forwarder {
   handle(trip: Trip): Promise<Response | undefined> {
     if (this.options.debug) logRequest(this.options.log, trip);
     if (this.options.pool.available().length === 0) return Promise.resolve(this.#noBackend(trip));
-    if (isWebSocketUpgrade(trip.request.headers)) return this.#tunnel(trip);
+    if (isWebSocketUpgrade(trip.fields.upgrade)) return this.#tunnel(trip);
     return this.#forward(trip);
   }
 
@@ -322,7 +322,7 @@ export class Forwarder {
       body: body.body,
       streamLength: body.replayable ? undefined : body.length,
       // A client that said it closes after this answer leaves nothing to keep a backend connection for.
-      client: closesAfter(request) ? null : trip.client.connection,
+      client: closesAfter(trip.fields.connection) ? null : trip.client.connection,
       from: trip.client,
       timeoutMs: this.options.timeoutMs,
       cancelledBy: request,

@@ -7,7 +7,7 @@ import type { Logger } from "../log/log.ts";
 import type { Backend } from "../pool/backend.ts";
 import type { TripTrace } from "../tracing/spans.ts";
 import type { PlaceholderValues } from "../edge/header-rules.ts";
-import { type ClientInfo, upstreamRequestFields } from "./headers.ts";
+import { type ClientInfo, type ScannedFields, scanFields, upstreamRequestFields } from "./headers.ts";
 import type { Tunnel } from "./websocket.ts";
 import type { ProxyAddresses } from "../net/proxy-protocol.ts";
 
@@ -51,6 +51,8 @@ export interface ClientConnection {
 /** A trip is its own RequestContext (what policies see of it: the client's address, the path, the fields). */
 export interface Trip extends RequestContext {
   request: Request;
+  /** The client's request fields, read once (headers.ts scanFields). */
+  fields: ScannedFields;
   /** The client's X-Request-Id when it is a sane one, else a new UUID; sent to the backend and back to the client. */
   requestId: string;
   client: ClientConnection;
@@ -86,9 +88,11 @@ export interface Trip extends RequestContext {
 export function startTrip(request: Request, client: ClientConnection, trusted: readonly Cidr[] | null): Trip {
   const path = pathOf(request.url);
   const address = clientAddress(client.peer, request.headers, trusted);
+  const fields = scanFields(request.headers);
   return {
     request,
-    requestId: requestIdOf(request.headers),
+    fields,
+    requestId: requestIdOf(fields.requestId),
     client,
     // Field by field, not spread: one shape for every trip, and no property copying per request.
     source: { ip: address.ip, forwardedFor: address.forwardedFor, untrusted: address.untrusted, proto: client.proto },
@@ -113,7 +117,8 @@ export function startTrip(request: Request, client: ClientConnection, trusted: r
 
 /** The fields the backend gets: the client's as headers.ts passes them on, then the policy's request rules. */
 export function requestFields(trip: Trip): Array<[string, string]> {
-  const fields = upstreamRequestFields(trip.upstreamHeaders, trip.source, trip.requestId);
+  const incoming = trip.upstreamHeaders === trip.request.headers ? trip.fields : scanFields(trip.upstreamHeaders);
+  const fields = upstreamRequestFields(incoming, trip.source, trip.requestId);
   return trip.policy ? trip.policy.requestFields(fields, placeholderValues(trip)) : fields;
 }
 
@@ -125,8 +130,8 @@ export function placeholderValues(trip: Trip): PlaceholderValues {
 /** A request id worth keeping: what proxies and tracing systems generate (UUIDs, hex, base64url), not arbitrary text. */
 const SANE_REQUEST_ID = /^[A-Za-z0-9._:+/=-]{1,128}$/;
 
-export function requestIdOf(headers: Headers): string {
-  const incoming = headers.get("x-request-id");
+/** `incoming`: the client's X-Request-Id field, null when it sent none. */
+export function requestIdOf(incoming: string | null): string {
   return incoming && SANE_REQUEST_ID.test(incoming) ? incoming : crypto.randomUUID();
 }
 

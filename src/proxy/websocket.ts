@@ -15,9 +15,9 @@ const UPSTREAM_DRAIN_POLL_MS = 20;
 /** A last resort, for a peer that never reads while the other sends one huge message: the tunnel is closed (1013). */
 export const TUNNEL_BUFFER_LIMIT_BYTES = 64 * 1024 * 1024;
 
-/** Whether a request asks to become a WebSocket. */
-export function isWebSocketUpgrade(headers: Headers): boolean {
-  return headers.get("upgrade")?.toLowerCase() === "websocket";
+/** Whether a request asks to become a WebSocket, by its Upgrade field. */
+export function isWebSocketUpgrade(upgrade: string | null): boolean {
+  return upgrade?.toLowerCase() === "websocket";
 }
 
 /** ws:// or wss:// for a backend origin. */

@@ -17,10 +17,10 @@ const baseArgs = ["--port", "0", "--host", "127.0.0.1", "--health-interval", "1s
 
 describe("request IDs", () => {
   test("a sane incoming X-Request-Id is kept; anything else is replaced by a UUID", () => {
-    expect(requestIdOf(new Headers({ "x-request-id": "abc-123_XYZ.9" }))).toBe("abc-123_XYZ.9");
-    expect(requestIdOf(new Headers())).toMatch(/^[0-9a-f-]{36}$/);
-    expect(requestIdOf(new Headers({ "x-request-id": "has space" }))).toMatch(/^[0-9a-f-]{36}$/);
-    expect(requestIdOf(new Headers({ "x-request-id": "x".repeat(129) }))).toMatch(/^[0-9a-f-]{36}$/);
+    expect(requestIdOf("abc-123_XYZ.9")).toBe("abc-123_XYZ.9");
+    expect(requestIdOf(null)).toMatch(/^[0-9a-f-]{36}$/);
+    expect(requestIdOf("has space")).toMatch(/^[0-9a-f-]{36}$/);
+    expect(requestIdOf("x".repeat(129))).toMatch(/^[0-9a-f-]{36}$/);
   });
 
   test("the id reaches the backend, comes back to the client, and is in the access line; lb's own errors carry one too", async () => {
