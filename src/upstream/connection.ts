@@ -13,6 +13,7 @@ import type { UpstreamRequest, UpstreamResponse } from "./client.ts";
 import type { Exchange } from "./exchange.ts";
 import { type Failure, type ProtocolErrorKind, classifyFailure, failure, malformed } from "./failure.ts";
 import type { IdleLinks } from "./idle-list.ts";
+import type { SetMember } from "./swap-set.ts";
 import { capReceiveBuffer } from "./receive-buffer.ts";
 import { ResponseStream, WHOLE_BODY_LIMIT_BYTES, WholeBody } from "./response-body.ts";
 import { SocketWriter, pumpBody } from "./socket-writer.ts";
@@ -45,9 +46,10 @@ const enum Reading {
   Stream,
 }
 
-export class Connection implements IdleLinks<Connection> {
+export class Connection implements IdleLinks<Connection>, SetMember {
   socket: Socket<Connection> | null = null;
-  // Its place among its pool's idle connections (idle-list.ts).
+  // Its place among its pool's idle connections (idle-list.ts), and among those passing a stream on (swap-set.ts).
+  setIndex = -1;
   idleSince = -1;
   idlePrevious: Connection | null = null;
   idleNext: Connection | null = null;

@@ -4,6 +4,7 @@
  */
 import { type UpstreamCall, type UpstreamRequest, type UpstreamResponse, mayGoElsewhere } from "./client.ts";
 import type { Failure } from "./failure.ts";
+import type { SetMember } from "./swap-set.ts";
 
 /** The connection an exchange goes out on, as far as the exchange needs it: to drop it when given up on. */
 export interface Carrier {
@@ -11,7 +12,7 @@ export interface Carrier {
 }
 
 /** One request and the promise it settles; settles exactly once. It is the caller's UpstreamCall too. */
-export class Exchange implements UpstreamCall {
+export class Exchange implements UpstreamCall, SetMember {
   settled = false;
   readonly result: Promise<UpstreamResponse | Failure>;
   #settle!: (result: UpstreamResponse | Failure) => void;
@@ -24,8 +25,8 @@ export class Exchange implements UpstreamCall {
   #connection: Carrier | null = null;
   /** When a deadline sweep first found it waiting (performance.now); 0 until one has. */
   #firstSwept = 0;
-  /** Its place in the client's list of exchanges waiting for an answer (http-client.ts keeps it); -1 once off it. */
-  waitingAt = -1;
+  /** Its place among the client's exchanges waiting for an answer (swap-set.ts). */
+  setIndex = -1;
 
   constructor(
     /** The backend it is for ("http://host:port"). */

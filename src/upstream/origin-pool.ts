@@ -15,6 +15,7 @@ import { Connection, type ConnectionOwner } from "./connection.ts";
 import { SOCKET_HANDLERS, proxyHeaderFirst } from "./socket-handlers.ts";
 import type { Exchange } from "./exchange.ts";
 import { IdleList } from "./idle-list.ts";
+import { SwapSet } from "./swap-set.ts";
 import { type ProtocolErrorKind, failure } from "./failure.ts";
 import type { UpstreamSettings } from "./client.ts";
 
@@ -58,7 +59,7 @@ export class OriginPool implements ConnectionOwner {
   /** The backend left the pool: connections close as they become idle. */
   #forgotten = false;
   /** Connections passing an answer on as a stream now, watched for silence. */
-  readonly #streaming = new Set<Connection>();
+  readonly #streaming = new SwapSet<Connection>();
 
   constructor(
     readonly origin: string,
@@ -172,7 +173,7 @@ export class OriginPool implements ConnectionOwner {
     }
     for (const [client, mine] of this.#idleOf) if (mine.length === 0) this.#idleOf.delete(client);
     const { readTimeoutMs } = this.settings();
-    for (const connection of [...this.#streaming]) connection.cutIfStalled(now, readTimeoutMs);
+    for (const connection of this.#streaming.members()) connection.cutIfStalled(now, readTimeoutMs);
   }
 
   /** The backend left: idle connections close now, busy ones once their exchange is over. */
