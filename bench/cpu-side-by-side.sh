@@ -3,10 +3,11 @@
 # its own wrk on CPU 1 (with two Bun backends), and each one's CPU ticks (/proc/PID/stat) are divided by the requests
 # it completed in the same seconds. Whatever the machine does meanwhile (another VM on the host, a busy neighbour)
 # hits both alike, so each round's ratio is steady where interleaved runs are not: the same code against itself gave
-# 0.986-1.016 per round (median 1.004) here, where interleaved runs of one commit differed by 15-30 % (cpu-per-request.sh).
+# 0.986-1.016 per round (median 1.004) here, where interleaved runs of one commit differed by 15-30 %
+# (cpu-per-request.sh).
 #
 #   BASE=c69c9fb bash bench/cpu-side-by-side.sh          # REPS=8 rounds of DURATION=5s at CONNS=50, about 2.5 minutes
-#   BARE=1 bash bench/cpu-side-by-side.sh                # the bare ceiling (bench/prototypes/bare-upstream.ts) instead of BASE
+#   BARE=1 bash bench/cpu-side-by-side.sh                # the bare ceiling (prototypes/bare-upstream.ts), not BASE
 #   BASE=c69c9fb URL_PATH=/chunked bash bench/cpu-side-by-side.sh
 #   BASE=c69c9fb LB_ARGS="--access-log-format json" bash bench/cpu-side-by-side.sh
 #
@@ -61,7 +62,8 @@ per_request() { # ticks, wrk output file: µs of CPU per request
 
 OTHER_NAME=${BASE:-bare}
 [[ ${BARE:-0} == 1 ]] && OTHER_NAME=bare
-log "lb at $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src || echo -dirty) against $OTHER_NAME, side by side on CPU 0: $REPS rounds of $DURATION at c=$CONNS on $URL_PATH"
+NOW_NAME=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src || echo -dirty)
+log "lb at $NOW_NAME against $OTHER_NAME, side by side on CPU 0: $REPS rounds of $DURATION at c=$CONNS on $URL_PATH"
 RATIOS=() OTHERS=() NOWS=()
 for rep in $(seq "$REPS"); do
   start_side other "$PORT_OTHER"

@@ -4,7 +4,8 @@
  *
  *   bun bench/object-counts.ts <before.json> <after.json> <requests> <label> <what> <smallest shown> [--no-negative]
  *
- * --no-negative: a type that went down voids the count (a collection ran between the two snapshots).
+ * --no-negative: a type that went down, or fewer than one Request per request, voids the count (a collection ran
+ * between the two snapshots).
  */
 import { readFileSync } from "node:fs";
 
@@ -17,8 +18,11 @@ const rows: Array<[string, number]> = Object.keys(after)
   .map((type): [string, number] => [type, ((after[type] ?? 0) - (before[type] ?? 0)) / per])
   .filter(([, count]) => Math.abs(count) >= Number(smallest));
 rows.sort((a, b) => b[1] - a[1]);
-if (noNegative && rows.some(([, count]) => count < 0)) {
-  throw new Error(`${label}: the collector ran between the snapshots; the count is void`);
+// Every request makes one Request: fewer means a collection freed some of what the batch made.
+const requestObjects = ((after.Request ?? 0) - (before.Request ?? 0)) / per;
+if (noNegative && (rows.some(([, count]) => count < 0) || requestObjects < 0.99)) {
+  const why = `${requestObjects.toFixed(2)} Request per request`;
+  throw new Error(`${label}: the collector ran between the snapshots (${why}); the count is void`);
 }
 const total = rows.reduce((sum, [, count]) => sum + count, 0);
 const types = rows.map(([type, count]) => `${type} ${count.toFixed(2)}`).join(", ");

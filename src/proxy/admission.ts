@@ -18,7 +18,13 @@ export interface Refusal {
  * Why lb refuses this request, or null when it may go on. `path`: its target as received (trip.ts pathOf, which keeps
  * any fragment); `maxConnections` 0: no limit.
  */
-export function refusal(request: Request, fields: ScannedFields, path: string, client: ClientConnection, maxConnections: number): Refusal | null {
+export function refusal(
+  request: Request,
+  fields: ScannedFields,
+  path: string,
+  client: ClientConnection,
+  maxConnections: number,
+): Refusal | null {
   if (maxConnections > 0 && client.openRequests() > maxConnections) {
     return { status: 503, detail: "lb is at its connection limit", headers: { "retry-after": "1", connection: "close" }, reason: "max-connections" };
   }
@@ -33,7 +39,9 @@ export function refusal(request: Request, fields: ScannedFields, path: string, c
   // RFC 9112 §3.2: a request with several Host headers or an invalid one gets a 400 (backends build URLs from it).
   const { host } = fields;
   if (host !== null && !VALID_HOST.test(host)) return { status: 400, detail: "invalid Host header" };
-  if (bodyDropped(method, fields)) return { status: 400, detail: "lb cannot pass on a body sent with GET or HEAD; send it with POST" };
+  if (bodyDropped(method, fields)) {
+    return { status: 400, detail: "lb cannot pass on a body sent with GET or HEAD; send it with POST" };
+  }
   return null;
 }
 

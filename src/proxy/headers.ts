@@ -28,7 +28,15 @@ export interface ScannedFields {
 }
 
 export function scanFields(headers: Headers): ScannedFields {
-  const scanned: ScannedFields = { pairs: [], host: null, connection: null, upgrade: null, requestId: null, contentLength: null, transferEncoding: null };
+  const scanned: ScannedFields = {
+    pairs: [],
+    host: null,
+    connection: null,
+    upgrade: null,
+    requestId: null,
+    contentLength: null,
+    transferEncoding: null,
+  };
   for (const pair of headers) {
     scanned.pairs.push(pair);
     switch (pair[0]) {
@@ -55,12 +63,16 @@ export function scanFields(headers: Headers): ScannedFields {
 }
 
 /**
- * The fields sent to the backend, in the order Bun lists them (by name): every one but hop-by-hop ones and those its Connection header
- * lists (Host excepted), then X-Forwarded-For (the client's appended to, or as --trusted-proxies verified it),
- * X-Forwarded-Proto and -Host from what lb saw, and the request id. One pass, no Headers copy: this runs for every
- * request.
+ * The fields sent to the backend, in the order Bun lists them (by name): every one but hop-by-hop ones and those
+ * its Connection header lists (Host excepted), then X-Forwarded-For (the client's appended to, or as
+ * --trusted-proxies verified it), X-Forwarded-Proto and -Host from what lb saw, and the request id. One pass, no
+ * Headers copy: this runs for every request.
  */
-export function upstreamRequestFields(incoming: ScannedFields, client: ClientInfo, requestId: string): Array<[string, string]> {
+export function upstreamRequestFields(
+  incoming: ScannedFields,
+  client: ClientInfo,
+  requestId: string,
+): Array<[string, string]> {
   const { connection } = incoming;
   const listed = connection ? connectionListed(connection, NEVER_LISTED) : null;
   const fields: Array<[string, string]> = [];

@@ -2,7 +2,13 @@
  * lb's HTTP/1.1 client for backends, on Bun.connect: a keep-alive pool per backend, a connect timeout, and one timer
  * for every deadline (a sweep every few milliseconds while requests are out) instead of a timer per request.
  */
-import { type UpstreamCall, type UpstreamClient, type UpstreamRequest, type UpstreamSettings, mayGoElsewhere } from "./client.ts";
+import {
+  type UpstreamCall,
+  type UpstreamClient,
+  type UpstreamRequest,
+  type UpstreamSettings,
+  mayGoElsewhere,
+} from "./client.ts";
 import type { Failure } from "./failure.ts";
 import { Exchange } from "./exchange.ts";
 import { OriginPool, type PoolHooks, expire } from "./origin-pool.ts";

@@ -11,7 +11,13 @@ import { Metrics } from "../../src/metrics/metrics.ts";
 import { Pool } from "../../src/pool/pool.ts";
 import { Forwarder } from "../../src/proxy/forward.ts";
 import { type ClientConnection, startTrip } from "../../src/proxy/trip.ts";
-import { type UpstreamResponse, type UpstreamCall, type UpstreamClient, type UpstreamRequest, mayGoElsewhere } from "../../src/upstream/client.ts";
+import {
+  type UpstreamCall,
+  type UpstreamClient,
+  type UpstreamRequest,
+  type UpstreamResponse,
+  mayGoElsewhere,
+} from "../../src/upstream/client.ts";
 import { type Failure, failure } from "../../src/upstream/failure.ts";
 import { waitFor } from "../helpers.ts";
 

@@ -4,7 +4,8 @@ import { pathOf, redact } from "../../src/proxy/trip.ts";
 
 describe("upstream request fields", () => {
   const client = { ip: "10.1.2.3", proto: "http" as const };
-  const fields = (incoming: Record<string, string>) => new Headers(upstreamRequestFields(scanFields(new Headers(incoming)), client, "rid-1"));
+  const fields = (incoming: Record<string, string>) =>
+    new Headers(upstreamRequestFields(scanFields(new Headers(incoming)), client, "rid-1"));
 
   test("the RFC 9110 hop-by-hop list and everything Connection names are removed; the rest stays", () => {
     const out = fields({

@@ -18,14 +18,24 @@ test("items leave from the start, the middle and the end; oldest first throughou
   list.add(b, 2);
   list.add(c, 3);
   list.add(d, 4);
-  expect({ names: names(list), size: list.size, oldest: list.oldest?.name, since: b.idleSince }).toEqual({ names: ["a", "b", "c", "d"], size: 4, oldest: "a", since: 2 });
+  expect({ names: names(list), size: list.size, oldest: list.oldest?.name, since: b.idleSince }).toEqual({
+    names: ["a", "b", "c", "d"],
+    size: 4,
+    oldest: "a",
+    since: 2,
+  });
   expect(list.remove(b)).toBe(true); // the middle
   expect(list.remove(b)).toBe(false);
   expect(list.remove(a)).toBe(true); // the start
   expect(list.remove(d)).toBe(true); // the end
-  expect({ names: names(list), size: list.size, oldest: list.oldest?.name }).toEqual({ names: ["c"], size: 1, oldest: "c" });
+  expect({ names: names(list), size: list.size, oldest: list.oldest?.name }).toEqual({
+    names: ["c"],
+    size: 1,
+    oldest: "c",
+  });
   list.add(a, 5); // back at the end, idle anew
-  expect({ names: names(list), since: a.idleSince, removedSince: b.idleSince }).toEqual({ names: ["c", "a"], since: 5, removedSince: -1 });
+  const after = { names: names(list), since: a.idleSince, removedSince: b.idleSince };
+  expect(after).toEqual({ names: ["c", "a"], since: 5, removedSince: -1 });
   expect(list.remove(c) && list.remove(a)).toBe(true);
   expect({ names: names(list), size: list.size, oldest: list.oldest }).toEqual({ names: [], size: 0, oldest: null });
 });

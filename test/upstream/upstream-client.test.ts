@@ -472,11 +472,12 @@ describe("HttpClient", () => {
     expect(client.connections()).toEqual({ busy: 0, idle: 0 });
   }, 12_000);
 
-  test("callOff ends the GET and HEAD waiting on a silent backend; a POST, a streamed PUT and another backend's GET wait on", async () => {
+  test("callOff ends the GET and HEAD waiting on a silent backend; a POST, streamed PUT, other's GET wait on", async () => {
     const silent = rawBackend(() => {});
     const other = rawBackend(() => {});
     const { client } = httpClient();
-    const stream = new ReadableStream<Uint8Array>({ start: (c) => (c.enqueue(new TextEncoder().encode("x")), c.close()) });
+    const x = new TextEncoder().encode("x");
+    const stream = new ReadableStream<Uint8Array>({ start: (c) => (c.enqueue(x), c.close()) });
     const settled: string[] = [];
     const watch = (name: string, result: Promise<UpstreamResponse | Failure>) =>
       result.then((outcome) => settled.push(`${name}: ${isFailure(outcome) ? outcome.reason : outcome.status}`));
@@ -484,7 +485,8 @@ describe("HttpClient", () => {
     void watch("GET", send(client, silent.origin, "GET", "/get"));
     void watch("HEAD", send(client, silent.origin, "HEAD", "/head"));
     void watch("POST", send(client, silent.origin, "POST", "/post", "once"));
-    void watch("PUT", client.send(silent.origin, { ...base, method: "PUT", target: "/put", body: stream, streamLength: 1 }).result);
+    const put = { ...base, method: "PUT", target: "/put", body: stream, streamLength: 1 };
+    void watch("PUT", client.send(silent.origin, put).result);
     void watch("other GET", send(client, other.origin, "GET", "/other"));
     await waitFor(() => silent.seen.length === 4 && other.seen.length === 1, "every request to reach its backend");
     client.callOff(silent.origin, { kind: "reset", reason: "backend stopped answering" });
