@@ -4,8 +4,6 @@ import type { FailureKind } from "../upstream/failure.ts";
 
 import { isIdempotent } from "../http/h1/request-head.ts";
 
-export { isIdempotent };
-
 /**
  * A connect failure is always safe to retry: the backend never saw the request. A reset before any response byte
  * is retried only for idempotent methods, since the backend may have acted on it. Timeouts and malformed answers

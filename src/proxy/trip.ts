@@ -147,7 +147,7 @@ export function pathOf(url: string): string {
 export function logRequest(log: Logger, trip: Trip): void {
   log.debug(`Received request from ${trip.source.ip}`);
   log.debug(`${trip.request.method} ${trip.path} HTTP/1.1`);
-  for (const [name, value] of trip.request.headers) log.debug(`${name}: ${redact(name, value)}`);
+  for (const [name, value] of trip.fields.pairs) log.debug(`${name}: ${redact(name, value)}`);
 }
 
 const SECRET_HEADERS = new Set(["authorization", "proxy-authorization", "cookie", "set-cookie"]);

@@ -1,5 +1,6 @@
 import { describe, expect, test } from "bun:test";
-import { isIdempotent, mayRetry, retryBudgetAllows } from "../../src/proxy/retry.ts";
+import { isIdempotent } from "../../src/http/h1/request-head.ts";
+import { mayRetry, retryBudgetAllows } from "../../src/proxy/retry.ts";
 import { classifyFailure } from "../../src/upstream/failure.ts";
 
 describe("retry rules", () => {
