@@ -90,7 +90,7 @@ measure() {
   fi
   taskset -c 1 wrk -t2 -c50 -d"$WARMUP" "http://127.0.0.1:$PORT/" >/dev/null
   before=$(ticks "$pid")
-  out=$(taskset -c 1 wrk -t2 -c"$CONNS" -d"$DURATION" --latency "http://127.0.0.1:$PORT/")
+  out=$(taskset -c 1 wrk -t"$((CONNS < 2 ? 1 : 2))" -c"$CONNS" -d"$DURATION" --latency "http://127.0.0.1:$PORT/")
   after=$(ticks "$pid")
   kill "$pid"
   wait "$pid" 2>/dev/null || true
