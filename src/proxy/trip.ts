@@ -33,8 +33,8 @@ export interface ClientConnection {
   /** Requests and WebSocket tunnels open on the listener, this one included (read only with --max-connections). */
   openRequests(): number;
   /**
-   * The listener held the request for a turn of the event loop (the rapid-reset guard, HTTP/2 and HTTP/3), so the
-   * client may have cancelled it meanwhile; otherwise it comes straight from the client and its signal is not read.
+   * The client may have cancelled the request while the listener held it for a turn of the event loop (HTTP/2 and
+   * HTTP/3: the rapid-reset guard), so its signal is read; otherwise it is not (that costs Bun work).
    */
   readonly waited: boolean;
   /**
