@@ -11,6 +11,28 @@ export interface Carrier {
   destroy(): void;
 }
 
+/** Settlements held for the event loop's next turn, as (settle, result) pairs. */
+const held: Array<((result: UpstreamResponse | Failure) => void) | UpstreamResponse | Failure> = [];
+
+/**
+ * Hands a result on at the next turn, with every other one settled meanwhile. The answers read in one turn then go
+ * on to their clients together, which costs lb measurably less CPU per request than each going on from its own
+ * socket event (0.87x side by side at 50 connections, 0.91x pinned and interleaved). A lone exchange is settled at once (see resolve): waiting
+ * would only add a turn to its time.
+ */
+function settleNextTurn(settle: (result: UpstreamResponse | Failure) => void, result: UpstreamResponse | Failure): void {
+  if (held.length === 0) setImmediate(settleHeld);
+  held.push(settle, result);
+}
+
+function settleHeld(): void {
+  // Resolving a promise runs nothing of its continuation here, so nothing joins the list while it is gone through.
+  for (let i = 0; i < held.length; i += 2) {
+    (held[i] as (result: UpstreamResponse | Failure) => void)(held[i + 1] as UpstreamResponse | Failure);
+  }
+  held.length = 0;
+}
+
 /** One request and the promise it settles; settles exactly once. It is the caller's UpstreamCall too. */
 export class Exchange implements UpstreamCall, SetMember {
   settled = false;
@@ -32,8 +54,8 @@ export class Exchange implements UpstreamCall, SetMember {
     /** The backend it is for ("http://host:port"). */
     readonly origin: string,
     readonly request: UpstreamRequest,
-    /** Told when it settles, to stop watching its deadlines. */
-    private readonly onSettled: (exchange: Exchange) => void,
+    /** Told when it settles, to stop watching its deadlines; says whether other exchanges are still waiting. */
+    private readonly onSettled: (exchange: Exchange) => boolean,
   ) {
     // An executor, not Promise.withResolvers: measured faster in Bun (75 against 120 ns).
     this.result = new Promise((resolve) => (this.#settle = resolve));
@@ -72,8 +94,8 @@ export class Exchange implements UpstreamCall, SetMember {
   resolve(result: UpstreamResponse | Failure): void {
     if (this.settled) return;
     this.settled = true;
-    this.onSettled(this);
-    this.#settle(result);
+    if (this.onSettled(this)) settleNextTurn(this.#settle, result);
+    else this.#settle(result);
   }
 
   /** UpstreamCall's: the caller gives up on the answer. */

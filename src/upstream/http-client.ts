@@ -30,7 +30,10 @@ export class HttpClient implements UpstreamClient {
   readonly #waiting = new SwapSet<Exchange>();
   #sweeper: Timer | null = null;
   readonly #idleSweeper: Timer;
-  readonly #settle = (exchange: Exchange) => this.#waiting.delete(exchange);
+  readonly #settle = (exchange: Exchange): boolean => {
+    this.#waiting.delete(exchange);
+    return this.#waiting.size > 0;
+  };
 
   constructor(
     private settings: UpstreamSettings,
