@@ -70,8 +70,8 @@ export class HookCalls {
     }
     if (returned !== undefined) return { response: this.refuse(trip, `returned ${typeof returned}, not a Response or nothing`) };
     // The path goes into the request line as it is: a space, CR or LF (or a character latin1 would turn into one)
-    // would let a hook smuggle a second request to the backend.
-    if (typeof ctx.path !== "string" || !REQUEST_TARGET.test(ctx.path)) {
+    // would let a hook smuggle a second request to the backend. One it left as it was is the client's, as Bun read it.
+    if (ctx.path !== trip.upstreamPath && (typeof ctx.path !== "string" || !REQUEST_TARGET.test(ctx.path))) {
       return { response: this.refuse(trip, `set path ${JSON.stringify(ctx.path)}: it must start with "/" and hold printable ASCII only (percent-encode the rest)`) };
     }
     const headers = takenHeaders(ctx);

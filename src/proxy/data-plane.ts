@@ -209,7 +209,7 @@ export class DataPlane {
   /** The pool the routes choose (null: none), with the path they send and the route's (or the pool's) policy. */
   #poolFor(trip: Trip): string | null {
     const { method, headers } = trip.request;
-    const match = this.#routes.match({ method, headers, path: trip.path });
+    const match = this.#routes.match({ method, headers, host: trip.fields.host, path: trip.path });
     trip.upstreamPath = match?.path ?? trip.path;
     const prefix = match?.route?.pathPrefix;
     if (trip.trace && prefix) trip.trace.route = `${prefix}*`;

@@ -16,6 +16,8 @@ export interface RouteMatch {
 export interface RoutedRequest {
   method: string;
   headers: Headers;
+  /** Its Host field as received (null when none): read once at the trip's start, not again per route table. */
+  host: string | null;
   path: string;
 }
 
@@ -31,7 +33,7 @@ export class RouteTable {
   }
 
   match(request: RoutedRequest): RouteMatch | null {
-    const host = this.#usesHost ? hostName(request.headers.get("host")) : "";
+    const host = this.#usesHost ? hostName(request.host) : "";
     for (const route of this.routes) {
       if (matches(route, request, host)) return { pool: route.pool, path: route.stripPrefix ? stripPrefix(request.path, route.pathPrefix!) : request.path, route };
     }
@@ -56,9 +58,16 @@ function hostMatches(pattern: string, host: string): boolean {
 /** The Host header's name: lower case, without the port or a trailing dot; "" when there is none. */
 export function hostName(header: string | null): string {
   if (!header) return "";
+  if (header === lastHost) return lastName;
   const name = header.startsWith("[") ? header.slice(0, header.indexOf("]") + 1) : header.replace(/:\d*$/, "");
-  return name.toLowerCase().replace(/\.$/, "");
+  lastHost = header;
+  lastName = name.toLowerCase().replace(/\.$/, "");
+  return lastName;
 }
+
+/** The last Host read and its name: a client sends the same one request after request (3 strings a request saved). */
+let lastHost = "";
+let lastName = "";
 
 /** "/api/users?x=1" without "/api/" is "/users?x=1"; what is left always starts with "/". */
 export function stripPrefix(path: string, prefix: string): string {
