@@ -251,7 +251,8 @@ function serveProxy(config: Config, tls: TlsCertificates | undefined, reusePort:
       if (relayed && !client.relayed) return errorResponse(403, "connections come through the PROXY protocol port");
       // A request with others in flight waits for the turn, so all of them are forwarded together (see nextTurn); a
       // lone one goes at once, as waiting would only add a turn to its time.
-      return multiplexed || server.pendingRequests > 1 ? handleNextTurn(handle, request, client) : handle(request, client);
+      const waits = multiplexed || server.pendingRequests > 1;
+      return waits ? handleNextTurn(handle, request, client) : handle(request, client);
     },
     websocket: tunnelHandlers,
     error(error) {

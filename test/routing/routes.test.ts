@@ -14,7 +14,12 @@ const problemsOf = (values: Record<string, unknown>) => {
   }
   throw new Error("the config was accepted");
 };
-const request = (path: string, headers: Record<string, string> = {}, method = "GET") => ({ method, path, headers: new Headers(headers), host: headers.host ?? null });
+const request = (path: string, headers: Record<string, string> = {}, method = "GET") => ({
+  method,
+  path,
+  headers: new Headers(headers),
+  host: headers.host ?? null,
+});
 
 describe("the route table", () => {
   const table = new RouteTable(
