@@ -124,7 +124,7 @@ export function requestFields(trip: Trip): Array<[string, string]> {
 
 /** What {client_ip}, {request_id} and {host} stand for in this request's header rules. */
 export function placeholderValues(trip: Trip): PlaceholderValues {
-  return { clientIp: trip.source.ip, requestId: trip.requestId, host: trip.request.headers.get("host") ?? "" };
+  return { clientIp: trip.source.ip, requestId: trip.requestId, host: trip.fields.host ?? "" };
 }
 
 /** A request id worth keeping: what proxies and tracing systems generate (UUIDs, hex, base64url), not arbitrary text. */
