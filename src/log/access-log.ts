@@ -62,53 +62,23 @@ const FLUSH_AFTER_MS = 100;
 const BUFFER_BYTES = 512 * 1024;
 /** More than any one line can take: Bun caps a request's line and headers at 16 KiB, and UTF-8 at 3 bytes a unit. */
 const LINE_ROOM = 128 * 1024;
-const ENCODER = new TextEncoder();
 
 /**
- * Lines are written straight into one reusable byte buffer, field by field: no string per line, nor thousands of
- * them held until the next flush, which is what made logging costly on the hot path (the GC, not the writes).
+ * Lines are written straight into one reusable byte buffer, each as one string: no string held per line until the next
+ * flush, which is what made logging costly on the hot path (the GC, not the writes). A line built as one template and
+ * written with one native call costs a sixth of writing it field by field in JavaScript (0.26 against 1.5 µs).
  */
 export class LineBuffer {
-  readonly bytes = new Uint8Array(BUFFER_BYTES);
+  readonly bytes = Buffer.allocUnsafe(BUFFER_BYTES);
   length = 0;
 
   get full(): boolean {
     return this.length > BUFFER_BYTES - LINE_ROOM;
   }
 
-  /** Appends text; ASCII (nearly everything in a log line) byte by byte, anything else as UTF-8. */
+  /** Appends text as UTF-8. */
   text(text: string): void {
-    const { bytes } = this;
-    let at = this.length;
-    for (let i = 0; i < text.length; i++) {
-      const code = text.charCodeAt(i);
-      if (code >= 0x80) {
-        this.length = at + ENCODER.encodeInto(text.slice(i), bytes.subarray(at)).written;
-        return;
-      }
-      bytes[at++] = code;
-    }
-    this.length = at;
-  }
-
-  /** A whole number ≥ 0 in decimal. */
-  uint(n: number): void {
-    let digits = 1;
-    for (let rest = n; rest >= 10; rest = Math.floor(rest / 10)) digits++;
-    let at = (this.length += digits);
-    do {
-      this.bytes[--at] = 48 + (n % 10);
-      n = Math.floor(n / 10);
-    } while (n > 0);
-  }
-
-  /** Milliseconds to one decimal, as JSON would print the rounded number: 3, 2.5. */
-  tenths(ms: number): void {
-    const tenths = Math.round(Math.max(0, ms) * 10);
-    this.uint(Math.floor(tenths / 10));
-    if (tenths % 10 === 0) return;
-    this.bytes[this.length++] = 46; // "."
-    this.bytes[this.length++] = 48 + (tenths % 10);
+    this.length += this.bytes.write(text, this.length);
   }
 
   take(): Uint8Array {
@@ -142,8 +112,8 @@ export class AccessLog {
   writeConnection(e: ConnectionEntry): void {
     if (this.#lines.full) this.flush();
     const line = this.#json
-      ? JSON.stringify({ time: now(), kind: "tcp", client: e.client, listen: e.listen, sni: e.sni, pool: e.pool, backend: e.backend, bytes_in: e.bytesIn, bytes_out: e.bytesOut, total_ms: round(e.totalMs), end: e.end })
-      : `${now()} ${e.client} TCP ${e.listen} sni=${e.sni || "-"} → ${e.backend} pool=${e.pool} in=${e.bytesIn} out=${e.bytesOut} total=${round(e.totalMs)}ms end=${e.end}`;
+      ? JSON.stringify({ time: now(), kind: "tcp", client: e.client, listen: e.listen, sni: e.sni, pool: e.pool, backend: e.backend, bytes_in: e.bytesIn, bytes_out: e.bytesOut, total_ms: tenths(e.totalMs), end: e.end })
+      : `${now()} ${e.client} TCP ${e.listen} sni=${e.sni || "-"} → ${e.backend} pool=${e.pool} in=${e.bytesIn} out=${e.bytesOut} total=${tenths(e.totalMs)}ms end=${e.end}`;
     this.#lines.text(`${line}\n`);
     this.#timer ??= setTimeout(() => this.flush(), FLUSH_AFTER_MS);
   }
@@ -223,54 +193,21 @@ function now(): string {
 
 /** JSON string syntax for text; most paths need no escaping, and skipping JSON.stringify for them is measurably cheaper. */
 const NEEDS_ESCAPE = /["\\\u0000-\u001f\u007f-\uffff]/;
-function jsonString(text: string, out: LineBuffer): void {
-  if (NEEDS_ESCAPE.test(text)) return out.text(JSON.stringify(text));
-  out.text('"');
-  out.text(text);
-  out.text('"');
-}
+const jsonString = (text: string) => (NEEDS_ESCAPE.test(text) ? JSON.stringify(text) : `"${text}"`);
+/** Milliseconds to one decimal, as JSON prints the rounded number: 3, 2.5. */
+const tenths = (ms: number) => Math.round(Math.max(0, ms) * 10) / 10;
 const quoted = (text: string | null) => (text === null ? "-" : text.replace(/["\\]/g, "\\$&"));
 
 const FORMATTERS: Record<AccessFormat, (e: AccessEntry, out: LineBuffer) => void> = {
-  // Field by field: the other fields are tokens lb produced or Bun validated (the method); only the path is free text.
-  json: (e, out) => {
-    out.text('{"time":"');
-    out.text(now());
-    out.text('","request_id":"');
-    out.text(e.requestId);
-    out.text('","client":"');
-    out.text(e.client);
-    out.text('","method":"');
-    out.text(e.method);
-    out.text('","path":');
-    jsonString(e.path, out);
-    out.text(',"status":');
-    out.uint(e.status);
-    out.text(',"backend":"');
-    out.text(e.backend);
-    out.text('","attempts":');
-    out.uint(e.attempts);
-    out.text(',"upstream_ms":');
-    out.tenths(e.upstreamMs);
-    out.text(',"total_ms":');
-    out.tenths(e.totalMs);
-    out.text(',"bytes":');
-    out.uint(e.bytes);
-    out.text(',"bytes_in":');
-    out.uint(e.bytesIn);
-    out.text(e.tls ? ',"tls":true,"host":' : ',"tls":false,"host":');
-    jsonString(e.headers.get("host") ?? "", out);
-    out.text(',"user_agent":');
-    jsonString(e.headers.get("user-agent") ?? "", out);
-    if (e.span) {
-      out.text(',"trace_id":"');
-      out.text(e.span.traceId);
-      out.text('","span_id":"');
-      out.text(e.span.spanId);
-      out.text('"');
-    }
-    out.text("}\n");
-  },
+  // The path, Host and User-Agent are the client's text, escaped; the other fields are tokens lb produced or Bun validated.
+  json: (e, out) =>
+    out.text(
+      `{"time":"${now()}","request_id":"${e.requestId}","client":"${e.client}","method":"${e.method}","path":${jsonString(e.path)},` +
+        `"status":${e.status},"backend":"${e.backend}","attempts":${e.attempts},"upstream_ms":${tenths(e.upstreamMs)},` +
+        `"total_ms":${tenths(e.totalMs)},"bytes":${e.bytes},"bytes_in":${e.bytesIn},"tls":${e.tls},` +
+        `"host":${jsonString(e.headers.get("host") ?? "")},"user_agent":${jsonString(e.headers.get("user-agent") ?? "")}` +
+        `${e.span ? `,"trace_id":"${e.span.traceId}","span_id":"${e.span.spanId}"` : ""}}\n`,
+    ),
   // Apache/nginx "combined": what log analysers read.
   combined: (e, out) => out.text(`${combinedLine(e)}\n`),
   // The same, then the request's time in seconds, as nginx's $request_time (GoAccess: --log-format=COMBINED + %T).
@@ -278,10 +215,9 @@ const FORMATTERS: Record<AccessFormat, (e: AccessEntry, out: LineBuffer) => void
   pretty: (e, out) =>
     out.text(
       `${now()} ${e.client} ${e.method} ${e.path} ${e.status} → ${e.backend} attempts=${e.attempts} ` +
-        `upstream=${round(e.upstreamMs)}ms total=${round(e.totalMs)}ms bytes=${e.bytes} id=${e.requestId}\n`,
+        `upstream=${tenths(e.upstreamMs)}ms total=${tenths(e.totalMs)}ms bytes=${e.bytes} id=${e.requestId}\n`,
     ),
 };
-const round = (ms: number) => Math.round(ms * 10) / 10;
 
 function combinedLine(e: AccessEntry): string {
   return (
