@@ -1,6 +1,6 @@
 import type { Backend } from "../pool/backend.ts";
 import { twoChoices } from "./random.ts";
-import { type Policy, type WeightOf, configuredWeight } from "./policy.ts";
+import { EvenWeights, type Policy, type WeightOf, configuredWeight } from "./policy.ts";
 
 /** Finagle's penalty for an unmeasured backend that already has requests in flight. */
 const UNMEASURED_PENALTY = Number.MAX_SAFE_INTEGER / 2;
@@ -22,16 +22,20 @@ interface Latency {
  */
 export class PeakEwma implements Policy {
   readonly #latency = new WeakMap<Backend, Latency>();
+  readonly #weights: EvenWeights;
 
   constructor(
     private readonly weightOf: WeightOf = configuredWeight,
     private readonly random: () => number = Math.random,
     private readonly clock: () => number = performance.now.bind(performance),
-  ) {}
+  ) {
+    this.#weights = new EvenWeights(weightOf);
+  }
 
   candidates(available: readonly Backend[]): readonly Backend[] {
     const now = this.clock();
-    return twoChoices(available, this.weightOf, this.random, (b) => this.score(b, now) / this.weightOf(b));
+    const even = this.#weights.even(available);
+    return twoChoices(available, this.weightOf, this.random, (b) => this.score(b, now) / (even ? 1 : this.weightOf(b)), even);
   }
 
   /**

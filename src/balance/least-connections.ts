@@ -1,5 +1,5 @@
 import type { Backend } from "../pool/backend.ts";
-import { type Policy, type WeightOf, configuredWeight, rotation } from "./policy.ts";
+import { EvenWeights, type Policy, type WeightOf, configuredWeight, rotation } from "./policy.ts";
 
 /**
  * Fewest requests in flight per unit of weight (requests, not connections: lb pools upstream connections, so a
@@ -8,8 +8,11 @@ import { type Policy, type WeightOf, configuredWeight, rotation } from "./policy
  */
 export class LeastConnections implements Policy {
   #turn = 0;
+  readonly #weights: EvenWeights;
 
-  constructor(private readonly weightOf: WeightOf = configuredWeight) {}
+  constructor(private readonly weightOf: WeightOf = configuredWeight) {
+    this.#weights = new EvenWeights(weightOf);
+  }
 
   candidates(available: readonly Backend[]): readonly Backend[] {
     const n = available.length;
@@ -17,9 +20,10 @@ export class LeastConnections implements Policy {
     const start = this.#turn++ % n;
     let best = start;
     let bestLoad = Infinity;
+    const even = this.#weights.even(available);
     for (let step = 0; step < n; step++) {
       const i = (start + step) % n;
-      const load = available[i]!.inflight / this.weightOf(available[i]!);
+      const load = even ? available[i]!.inflight : available[i]!.inflight / this.weightOf(available[i]!);
       if (load < bestLoad) {
         bestLoad = load;
         best = i;

@@ -24,6 +24,34 @@ export type WeightOf = (backend: Backend) => number;
 
 export const configuredWeight: WeightOf = (backend) => backend.weight;
 
+/**
+ * Whether every backend of a list weighs the same now, worked out once per list: a pool makes a new list whenever its
+ * backends or their weights change. When they do, a policy picks by plain arithmetic instead of weighing every backend
+ * on every request (that cost round robin 6.6 µs a pick over 200 backends). A list with a backend in slow start, its
+ * weight below the configured one and rising with time, is weighed again at every pick.
+ */
+export class EvenWeights {
+  #list: readonly Backend[] | null = null;
+  #even = false;
+
+  constructor(private readonly weightOf: WeightOf) {}
+
+  even(list: readonly Backend[]): boolean {
+    if (list === this.#list) return this.#even;
+    let even = true;
+    let settled = true;
+    const first = list.length > 0 ? this.weightOf(list[0]!) : 0;
+    for (const backend of list) {
+      const weight = this.weightOf(backend);
+      if (weight !== backend.weight) settled = false;
+      if (weight !== first) even = false;
+    }
+    this.#list = settled ? list : null;
+    this.#even = even;
+    return even;
+  }
+}
+
 /** The rotations of each list of backends made so far, by start; a pool makes a new list only when its set changes. */
 const rotations = new WeakMap<readonly unknown[], unknown[][]>();
 

@@ -104,6 +104,7 @@ export class Pool {
   setWeight(backend: Backend, weight: number): void {
     if (backend.weight === weight) return;
     backend.weight = weight;
+    this.#rebuild(); // a new list: policies weigh its backends again (balance/policy.ts EvenWeights)
     this.#emit({ type: "weight", backend, weight });
   }
 

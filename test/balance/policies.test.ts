@@ -10,6 +10,7 @@ import { parseHashKey } from "../../src/config/hash-key.ts";
 import { RoundRobin } from "../../src/balance/round-robin.ts";
 import { StickySessions } from "../../src/balance/sticky.ts";
 import { type Backend, createBackend, currentWeight } from "../../src/pool/backend.ts";
+import { Pool } from "../../src/pool/pool.ts";
 
 const make = (...weights: number[]) => weights.map((weight, i) => createBackend({ url: `http://${"abcdefgh"[i]}:1`, weight }, 0));
 const host = (b: Backend) => b.name[0]!;
@@ -251,5 +252,57 @@ describe("slow start", () => {
     expect(tally(1500, () => first(policy, [a!, b!]))).toEqual({ a: 1000, b: 500 });
     now = 10_000;
     expect(tally(1000, () => first(policy, [a!, b!]))).toEqual({ a: 500, b: 500 });
+  });
+});
+
+describe("equal weights are weighed once per list", () => {
+  const counting = () => {
+    const weighed = { count: 0 };
+    const weightOf = (backend: Backend) => {
+      weighed.count++;
+      return backend.weight;
+    };
+    return { weighed, weightOf };
+  };
+  const policies = (weightOf: (backend: Backend) => number): Array<[string, Policy]> => [
+    ["round robin", new RoundRobin(weightOf)],
+    ["least connections", new LeastConnections(weightOf)],
+    ["random", new RandomChoice(weightOf, seeded())],
+    ["p2c", new PowerOfTwo(weightOf, seeded())],
+    ["ewma", new PeakEwma(weightOf, seeded(), () => 0)],
+  ];
+
+  test("no policy weighs a backend again while the list and its weights stay the same, and shares stay even", () => {
+    const backends = make(1, 1, 1, 1);
+    const { weighed, weightOf } = counting();
+    for (const [name, policy] of policies(weightOf)) {
+      policy.candidates(backends, request());
+      weighed.count = 0;
+      const counts = tally(4000, () => first(policy, backends));
+      expect({ name, weighed: weighed.count }).toEqual({ name, weighed: 0 });
+      for (const share of Object.values(counts)) expect(share).toBeGreaterThan(800);
+      expect(Object.keys(counts).sort()).toEqual(["a", "b", "c", "d"]);
+    }
+  });
+
+  test("a list with a backend in slow start is weighed again at every pick, so its share follows the ramp", () => {
+    const [a, b] = make(1, 1);
+    b!.health = { ...b!.health, status: "healthy", since: 0, recovered: true };
+    const backends = [a!, b!];
+    let now = 0;
+    const policy = new RoundRobin((backend) => currentWeight(backend, 10_000, now));
+    expect(tally(1100, () => first(policy, backends))).toEqual({ a: 1000, b: 100 });
+    now = 10_000;
+    expect(tally(1000, () => first(policy, backends))).toEqual({ a: 500, b: 500 });
+  });
+
+  test("a weight changed through the pool counts from the next pick", () => {
+    const pool = new Pool(["http://a:1", "http://b:1"].map((url) => ({ url, weight: 1 })));
+    for (const backend of pool.backends) pool.recordCheck(backend, { ok: true, reason: "status 200" });
+    const policy = new RoundRobin();
+    expect(tally(100, () => first(policy, pool.available() as Backend[]))).toEqual({ a: 50, b: 50 });
+    pool.setWeight(pool.backends[0]!, 3);
+    expect(tally(100, () => first(policy, pool.available() as Backend[]))).toEqual({ a: 75, b: 25 });
+    pool.close();
   });
 });
