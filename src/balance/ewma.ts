@@ -35,7 +35,8 @@ export class PeakEwma implements Policy {
   candidates(available: readonly Backend[]): readonly Backend[] {
     const now = this.clock();
     const even = this.#weights.even(available);
-    return twoChoices(available, this.weightOf, this.random, (b) => this.score(b, now) / (even ? 1 : this.weightOf(b)), even);
+    const cost = (b: Backend) => this.score(b, now) / (even ? 1 : this.weightOf(b));
+    return twoChoices(available, this.weightOf, this.random, cost, even);
   }
 
   /**

@@ -14,8 +14,10 @@ export class RandomChoice implements Policy {
 
   candidates(available: readonly Backend[]): readonly Backend[] {
     if (available.length === 0) return [];
-    const even = this.#weights.even(available);
-    return rotation(available, even ? Math.floor(this.random() * available.length) : weightedIndex(available, this.weightOf, this.random));
+    const pick = this.#weights.even(available)
+      ? Math.floor(this.random() * available.length)
+      : weightedIndex(available, this.weightOf, this.random);
+    return rotation(available, pick);
   }
 }
 
@@ -65,6 +67,7 @@ export class PowerOfTwo implements Policy {
 
   candidates(available: readonly Backend[]): readonly Backend[] {
     const even = this.#weights.even(available);
-    return twoChoices(available, this.weightOf, this.random, (b) => (even ? b.inflight : b.inflight / this.weightOf(b)), even);
+    const load = (b: Backend) => (even ? b.inflight : b.inflight / this.weightOf(b));
+    return twoChoices(available, this.weightOf, this.random, load, even);
   }
 }

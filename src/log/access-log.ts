@@ -191,7 +191,7 @@ function now(): string {
   return stampText;
 }
 
-/** JSON string syntax for text; most paths need no escaping, and skipping JSON.stringify for them is measurably cheaper. */
+/** JSON string syntax for text; most paths need no escaping, and skipping JSON.stringify for them is cheaper. */
 const NEEDS_ESCAPE = /["\\\u0000-\u001f\u007f-\uffff]/;
 const jsonString = (text: string) => (NEEDS_ESCAPE.test(text) ? JSON.stringify(text) : `"${text}"`);
 /** Milliseconds to one decimal, as JSON prints the rounded number: 3, 2.5. */
@@ -199,13 +199,14 @@ const tenths = (ms: number) => Math.round(Math.max(0, ms) * 10) / 10;
 const quoted = (text: string | null) => (text === null ? "-" : text.replace(/["\\]/g, "\\$&"));
 
 const FORMATTERS: Record<AccessFormat, (e: AccessEntry, out: LineBuffer) => void> = {
-  // The path, Host and User-Agent are the client's text, escaped; the other fields are tokens lb produced or Bun validated.
+  // The path, Host and User-Agent are the client's text, escaped; the rest are tokens lb produced or Bun validated.
   json: (e, out) =>
     out.text(
-      `{"time":"${now()}","request_id":"${e.requestId}","client":"${e.client}","method":"${e.method}","path":${jsonString(e.path)},` +
-        `"status":${e.status},"backend":"${e.backend}","attempts":${e.attempts},"upstream_ms":${tenths(e.upstreamMs)},` +
-        `"total_ms":${tenths(e.totalMs)},"bytes":${e.bytes},"bytes_in":${e.bytesIn},"tls":${e.tls},` +
-        `"host":${jsonString(e.headers.get("host") ?? "")},"user_agent":${jsonString(e.headers.get("user-agent") ?? "")}` +
+      `{"time":"${now()}","request_id":"${e.requestId}","client":"${e.client}","method":"${e.method}",` +
+        `"path":${jsonString(e.path)},"status":${e.status},"backend":"${e.backend}","attempts":${e.attempts},` +
+        `"upstream_ms":${tenths(e.upstreamMs)},"total_ms":${tenths(e.totalMs)},"bytes":${e.bytes},` +
+        `"bytes_in":${e.bytesIn},"tls":${e.tls},"host":${jsonString(e.headers.get("host") ?? "")},` +
+        `"user_agent":${jsonString(e.headers.get("user-agent") ?? "")}` +
         `${e.span ? `,"trace_id":"${e.span.traceId}","span_id":"${e.span.spanId}"` : ""}}\n`,
     ),
   // Apache/nginx "combined": what log analysers read.
