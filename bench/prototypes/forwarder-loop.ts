@@ -18,7 +18,7 @@ const upstream: UpstreamClient = {
   send(_origin: string, request: UpstreamRequest) {
     for (const _ of request.headers) {}
     const answer: UpstreamResponse = { status: 200, statusText: "OK", headers: [["content-type", "text/plain"], ["date", "x"]], body };
-    return { result: Promise.resolve(answer), cancel() {} };
+    return { result: Promise.resolve(answer), sentAt: performance.now(), cancel() {} };
   },
   configure() {}, forget() {}, callOff() {}, connections: () => ({ busy: 0, idle: 0 }), close() {},
 };

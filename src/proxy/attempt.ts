@@ -22,7 +22,6 @@ export interface AttemptBooks {
  * object: one is made for every request.
  */
 export class Attempt implements StreamWatcher {
-  readonly sent = performance.now();
   /** Its client span, when the trip is traced. */
   span: AttemptSpan | undefined = undefined;
   /** The request on its way to the backend (set once sent). */
@@ -41,6 +40,11 @@ export class Attempt implements StreamWatcher {
     private readonly books: AttemptBooks,
   ) {
     backend.inflight++;
+  }
+
+  /** When it went to the backend (performance.now): the upstream call's own clock reading, not one more. */
+  get sent(): number {
+    return this.call!.sentAt;
   }
 
   /** Over without an answer for the client: it failed, or the client left first. */

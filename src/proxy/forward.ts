@@ -141,7 +141,8 @@ export class Forwarder {
       else body = this.#watchedUpload(trip, body);
       trip.client.awaitingBackend();
       const headers = requestFields(trip);
-      const queueDeadline = Date.now() + this.options.queueTimeoutMs;
+      // Set when the request first waits for room (most never do): a clock reading costs a request 0.1–0.2 µs.
+      let queueDeadline = 0;
       let lastFailure: Failure | undefined;
       for (;;) {
         const candidates = this.#candidates(trip);
@@ -176,6 +177,7 @@ export class Forwarder {
         }
         // Every usable backend was at its limit before any attempt: queue for room, then choose again.
         if (!full || trip.attempts > 0) break;
+        queueDeadline ||= Date.now() + this.options.queueTimeoutMs;
         const waited = await this.#waitForRoom(trip, queueDeadline);
         if (waited) return waited;
       }

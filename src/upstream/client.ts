@@ -62,6 +62,8 @@ export interface UpstreamResponse {
 /** One request on its way: its outcome, and a way to call it off before the answer has come. */
 export interface UpstreamCall {
   readonly result: Promise<UpstreamResponse | Failure>;
+  /** When the client took it (performance.now): where the backend's time to answer starts. */
+  readonly sentAt: number;
   /** Gives up on the answer: the call settles with `why` (if it has not yet) and its connection is closed. */
   cancel(why: Failure): void;
 }

@@ -39,6 +39,7 @@ function settleHeld(): void {
 export class Exchange implements UpstreamCall, SetMember {
   settled = false;
   readonly result: Promise<UpstreamResponse | Failure>;
+  readonly sentAt: number;
   #settle!: Settle;
   /** Sent once already on a pooled connection that closed before answering. */
   #resent = false;
@@ -61,8 +62,8 @@ export class Exchange implements UpstreamCall, SetMember {
   ) {
     // An executor, not Promise.withResolvers: measured faster in Bun (75 against 120 ns).
     this.result = new Promise((resolve) => (this.#settle = resolve));
-    this.deadline = 0;
-    this.restartDeadline();
+    this.sentAt = performance.now();
+    this.deadline = this.sentAt + request.timeoutMs;
   }
 
   /** It waits for `connection` to open, until `deadline` (performance.now). */

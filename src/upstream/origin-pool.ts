@@ -96,7 +96,7 @@ export class OriginPool implements ConnectionOwner {
     const mine = client === null ? undefined : this.#idleOf.get(client);
     if (mine) {
       const limit = this.#idleLimitMs();
-      const now = performance.now();
+      const now = exchange.sentAt;
       for (let idle = mine.pop(); idle; idle = mine.pop()) {
         const since = idle.idleSince;
         this.#idle.remove(idle);

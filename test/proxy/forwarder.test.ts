@@ -40,7 +40,7 @@ class ScriptedClient implements UpstreamClient {
     this.sent.push({ origin, method: request.method, body });
     this.requestIds.push([...request.headers].find(([name]) => name === "x-request-id")?.[1]);
     const outcome = this.script(origin, request);
-    if (outcome !== "hang") return { result: Promise.resolve(outcome), cancel() {} };
+    if (outcome !== "hang") return { result: Promise.resolve(outcome), sentAt: performance.now(), cancel() {} };
     let settle!: (outcome: Failure) => void;
     const result = new Promise<UpstreamResponse | Failure>((resolve) => (settle = resolve));
     const cancel = (why: Failure) => {
@@ -52,7 +52,7 @@ class ScriptedClient implements UpstreamClient {
     this.#hung.add(call);
     // As the real client does: a client that leaves calls the request off.
     request.cancelledBy?.signal.addEventListener("abort", () => cancel(failure("cancelled", "the client went away")));
-    return { result, cancel };
+    return { result, sentAt: performance.now(), cancel };
   }
   configure() {}
   forget() {}
