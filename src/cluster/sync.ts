@@ -80,7 +80,7 @@ export function applyPoolState(pool: Pool, state: readonly BackendState[]): void
   for (const { url, weight, health, admin } of state) {
     const spec: BackendSpec = { url, weight };
     const backend = pool.find(url) ?? pool.add(spec);
-    backend.weight = weight;
+    pool.setWeight(backend, weight);
     pool.setAdminState(backend, admin);
     pool.adoptHealth(backend, health);
   }

@@ -3,6 +3,7 @@ import { describe, expect, test } from "bun:test";
 import { addMetrics, applyMetricsSnapshot, applyPoolState, poolStates, snapshotMetrics, sumLoad } from "../../src/cluster/sync.ts";
 import { Metrics } from "../../src/metrics/metrics.ts";
 import { Pool } from "../../src/pool/pool.ts";
+import { RoundRobin } from "../../src/balance/round-robin.ts";
 
 const NOW = 1_700_000_000_000;
 
@@ -23,6 +24,26 @@ describe("pool state", () => {
     primary.setAdminState(primary.find("http://a:1")!, "active");
     applyPoolState(worker, poolStates(new Map([["default", primary]]))["default"]!);
     expect(worker.available().map((b) => b.url)).toEqual(["http://a:1"]);
+  });
+
+  test("a weight the primary changed counts in a worker's balancing from its next pick", () => {
+    const primary = new Pool([{ url: "http://a:1", weight: 1 }, { url: "http://b:1", weight: 1 }]);
+    for (const backend of primary.backends) primary.recordCheck(backend, { ok: true, reason: "status 200" });
+    const worker = new Pool([]);
+    applyPoolState(worker, poolStates(new Map([["default", primary]]))["default"]!);
+    const policy = new RoundRobin();
+    const firsts = (picks: number) => {
+      const counts: Record<string, number> = {};
+      for (let i = 0; i < picks; i++) {
+        const url = policy.candidates(worker.available())[0]!.url;
+        counts[url] = (counts[url] ?? 0) + 1;
+      }
+      return counts;
+    };
+    expect(firsts(100)).toEqual({ "http://a:1": 50, "http://b:1": 50 });
+    primary.setWeight(primary.find("http://a:1")!, 3);
+    applyPoolState(worker, poolStates(new Map([["default", primary]]))["default"]!);
+    expect(firsts(100)).toEqual({ "http://a:1": 75, "http://b:1": 25 });
   });
 
   test("in-flight and request counts are the sum over the workers' reports", () => {
