@@ -1,7 +1,7 @@
 /** Each policy's distribution, measured over many picks with real Backend objects (no sockets needed: pure code). */
 import { describe, expect, test } from "bun:test";
 import { PeakEwma } from "../../src/balance/ewma.ts";
-import { RendezvousHash, rankByKey } from "../../src/balance/hash.ts";
+import { RendezvousHash, rankByKey, rankEvenly } from "../../src/balance/hash.ts";
 import { LeastConnections } from "../../src/balance/least-connections.ts";
 import type { Policy, RequestContext } from "../../src/balance/policy.ts";
 import { PowerOfTwo, RandomChoice } from "../../src/balance/random.ts";
@@ -195,6 +195,36 @@ describe("rendezvous hash", () => {
     const wins = Array.from({ length: 8000 }, (_, i) => host(rankByKey(backends, `k${i}`, (b) => b.weight, seed)[0]!));
     const share = wins.filter((w) => w === "a").length / 8000;
     expect(Math.abs(share - 0.75)).toBeLessThan(0.03);
+  });
+
+  test("with equal weights the quick ranking is rankByKey's own, so no key moves: ties, any size, any script", () => {
+    const seedOf = (b: Backend) => Bun.hash.xxHash32(b.url);
+    const encoder = new TextEncoder();
+    for (const n of [1, 2, 5, 37, 300]) {
+      const url = (i: number) => `http://10.0.${i >> 8}.${i & 255}:80`;
+      const backends = Array.from({ length: n }, (_, i) => createBackend({ url: url(i), weight: 1 }, 0));
+      const seeds = backends.map(seedOf);
+      for (const key of [...Array.from({ length: 200 }, (_, i) => `user-${i}`), "é日本", "😀", ""]) {
+        expect(rankEvenly(backends, encoder.encode(key), seeds)).toEqual(rankByKey(backends, key, () => 1, seedOf));
+      }
+    }
+    // Two backends with the same seed tie on every key: the earlier one comes first, as in rankByKey's stable sort.
+    const twins = make(1, 1);
+    const same = () => 7;
+    expect(rankEvenly(twins, encoder.encode("k"), [7, 7])).toEqual(rankByKey(twins, "k", () => 1, same));
+    expect(rankEvenly(twins, encoder.encode("k"), [7, 7]).map(host)).toEqual(["a", "b"]);
+  });
+
+  test("the policy ranks a keyed request as rankByKey does, with equal weights and with unequal ones", () => {
+    const seedOf = (b: Backend) => Bun.hash.xxHash32(b.url);
+    for (const weights of [[1, 1, 1, 1], [1, 2, 1, 3]]) {
+      const backends = make(...weights);
+      const policy = new RendezvousHash({ kind: "header", name: "x-user" });
+      for (let i = 0; i < 100; i++) {
+        const ranked = policy.candidates(backends, request({ headers: new Headers({ "x-user": `u${i}` }) }));
+        expect(ranked).toEqual(rankByKey(backends, `u${i}`, (b) => b.weight, seedOf));
+      }
+    }
   });
 
   test("a request without the key is balanced round robin", () => {
