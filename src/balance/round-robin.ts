@@ -4,8 +4,8 @@ import { EvenWeights, type Policy, type WeightOf, configuredWeight, rotation } f
 /**
  * Smooth weighted round robin, nginx's algorithm: every pick adds each backend's weight to its running score, takes
  * the highest, and takes the total off the winner. Weights 5,1,1 give a a b a c a a: the heavy backend's turns are
- * spread out, never bunched. Equal weights give plain rotation in configured order. Retries go on in configured
- * order after the pick. Equal weights are plain rotation, so then the next turn is all it takes.
+ * spread out, never bunched. Equal weights give plain rotation in configured order, so then the next turn is all it
+ * takes. Retries go on in configured order after the pick.
  */
 export class RoundRobin implements Policy {
   readonly #score = new WeakMap<Backend, number>();

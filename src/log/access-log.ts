@@ -66,7 +66,7 @@ const LINE_ROOM = 128 * 1024;
 /**
  * Lines are written straight into one reusable byte buffer, each as one string: no string held per line until the next
  * flush, which is what made logging costly on the hot path (the GC, not the writes). A line built as one template and
- * written with one native call costs a sixth of writing it field by field in JavaScript (0.26 against 1.5 µs).
+ * written with one native call costs about half of writing it field by field in JavaScript (0.8 against 1.5 µs).
  */
 export class LineBuffer {
   readonly bytes = Buffer.allocUnsafe(BUFFER_BYTES);
@@ -81,8 +81,10 @@ export class LineBuffer {
     this.length += this.bytes.write(text, this.length);
   }
 
+  /** The lines so far, as a copy of their own (a sink may hold them while the buffer takes the next), and empty. */
   take(): Uint8Array {
-    const chunk = this.bytes.slice(0, this.length);
+    const chunk = new Uint8Array(this.length);
+    chunk.set(this.bytes.subarray(0, this.length));
     this.length = 0;
     return chunk;
   }

@@ -12,6 +12,15 @@ describe("LineBuffer", () => {
     expect(decode(out.take())).toBe("/é → 日本 😀 ascii");
     expect(out.length).toBe(0);
   });
+
+  test("what take() hands over is its own: the lines written after it do not change it", () => {
+    const out = new LineBuffer();
+    out.text("first line\n");
+    const first = out.take();
+    out.text("SECOND LINE\n");
+    expect(decode(first)).toBe("first line\n");
+    expect(decode(out.take())).toBe("SECOND LINE\n");
+  });
 });
 
 describe("AccessLog", () => {
