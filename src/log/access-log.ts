@@ -113,9 +113,14 @@ export class AccessLog {
   /** A TCP connection's line: JSON in the json format; in the others, one text line (no HTTP request to describe). */
   writeConnection(e: ConnectionEntry): void {
     if (this.#lines.full) this.flush();
+    const totalMs = tenths(e.totalMs);
     const line = this.#json
-      ? JSON.stringify({ time: now(), kind: "tcp", client: e.client, listen: e.listen, sni: e.sni, pool: e.pool, backend: e.backend, bytes_in: e.bytesIn, bytes_out: e.bytesOut, total_ms: tenths(e.totalMs), end: e.end })
-      : `${now()} ${e.client} TCP ${e.listen} sni=${e.sni || "-"} → ${e.backend} pool=${e.pool} in=${e.bytesIn} out=${e.bytesOut} total=${tenths(e.totalMs)}ms end=${e.end}`;
+      ? JSON.stringify({
+          time: now(), kind: "tcp", client: e.client, listen: e.listen, sni: e.sni, pool: e.pool, backend: e.backend,
+          bytes_in: e.bytesIn, bytes_out: e.bytesOut, total_ms: totalMs, end: e.end,
+        })
+      : `${now()} ${e.client} TCP ${e.listen} sni=${e.sni || "-"} → ${e.backend} pool=${e.pool} in=${e.bytesIn} ` +
+        `out=${e.bytesOut} total=${totalMs}ms end=${e.end}`;
     this.#lines.text(`${line}\n`);
     this.#timer ??= setTimeout(() => this.flush(), FLUSH_AFTER_MS);
   }
