@@ -1,5 +1,6 @@
 /**
- * Benchmark backend: `bun bench/backend.ts <port> [delay-ms]`. Listens on 127.0.0.1 only.
+ * Benchmark backend: `bun bench/backend.ts <port> [delay-ms]`. Listens on 127.0.0.1 only, or on BACKEND_HOST (from the
+ * environment; 0.0.0.0 answers on every loopback address, which bench/many-backends.sh counts as many backends).
  * With a delay, every answer waits that long first (a slow backend, for bench/slow-backend.sh).
  *   GET /     → "hello from <port> ....\n", padded with dots to 100 bytes (text/plain, Content-Length)
  *   GET /big  → 64 KiB of 'x' (application/octet-stream, Content-Length)
@@ -37,7 +38,7 @@ let maxConcurrent = 0;
 
 const server = Bun.serve({
   port,
-  hostname: "127.0.0.1",
+  hostname: process.env.BACKEND_HOST ?? "127.0.0.1",
   development: false,
   reusePort: false,
   async fetch(request) {
