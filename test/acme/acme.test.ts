@@ -2,7 +2,7 @@
  * --acme end to end: lb as a process (the source, and once the built binary) gets certificates from Pebble, a real
  * ACME CA, answering its HTTP-01 checks on the plain-HTTP port, and curl reaches a backend over HTTPS with them.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -26,14 +26,30 @@ async function curlHttps(pebble: Pebble, name: string, port: number, path = "/")
 }
 
 /** The serial of the certificate lb serves for `name` (a new TLS connection each time). */
+/**
+ * The serial of the certificate served for `name`. The connection is dropped once the handshake has shown it: what
+ * the socket reports after that (a reset as it closes) is not the answer.
+ */
 function servedSerial(pebble: Pebble, name: string, port: number): Promise<string> {
   return new Promise((resolve, reject) => {
+    let shown = false;
     const socket = connect({ host: "127.0.0.1", port, servername: name, ca: readFileSync(pebble.rootFile) }, () => {
+      shown = true;
       resolve(socket.getPeerCertificate().serialNumber);
-      socket.end();
+      socket.destroy();
     });
-    socket.on("error", reject);
+    socket.on("error", (error) => {
+      if (!shown) reject(error);
+    });
   });
+}
+
+/**
+ * The serial served for `name` once lb serves it: lb logs a certificate obtained just before it moves new connections
+ * to a listener that serves it, and one that lands on the old listener meanwhile gets no certificate for the name.
+ */
+function servedSerialSoon(pebble: Pebble, name: string, port: number): Promise<string> {
+  return waitFor(() => servedSerial(pebble, name, port).catch(() => null), `a certificate served for ${name}`);
 }
 
 interface AcmeLb {
@@ -52,8 +68,19 @@ async function acmeLb(pebble: Pebble, httpPort: number, stateDir: string, names:
     ...extra,
     backend,
   ];
-  return { lb: await spawnLb(args, command), port, httpPort };
+  const lb = await spawnLb(args, command);
+  running.push(lb);
+  return { lb, port, httpPort };
 }
+
+/**
+ * Every lb the tests start, stopped after each test however it ended: they all take Pebble's one HTTP-01 port, so an
+ * lb left running by a failed test would fail every test after it.
+ */
+const running: LbProcess[] = [];
+afterEach(async () => {
+  await Promise.all(running.splice(0).map((lb) => (lb.proc.exitCode === null ? lb.kill("SIGKILL") : lb.proc.exited)));
+});
 
 described("--acme with Pebble", () => {
   let pebble: Pebble;
@@ -89,7 +116,7 @@ described("--acme with Pebble", () => {
     expect(files.map((file) => file.slice(stateDir.length))).toEqual(expect.arrayContaining([expect.stringMatching(/account\.pem$/), expect.stringMatching(/a\.example\.test\.pem$/), expect.stringMatching(/b\.example\.test\.pem$/)]));
     for (const file of files) expect({ file, mode: (statSync(file).mode & 0o777).toString(8) }).toEqual({ file, mode: "600" });
     expect(files.filter((file) => file.endsWith(".tmp"))).toEqual([]);
-    const serial = await servedSerial(pebble, "a.example.test", first.port);
+    const serial = await servedSerialSoon(pebble, "a.example.test", first.port);
     expect(await first.lb.kill()).toBe(0);
 
     const again = await acmeLb(pebble, httpPort, stateDir, ["a.example.test", "b.example.test"], backend.url, [], [binary]);
@@ -170,7 +197,7 @@ described("--acme with Pebble", () => {
     const stateDir = join(dir, "state-damaged");
     const first = await acmeLb(pebble, httpPort, stateDir, ["damaged.example.test"], backend.url);
     await first.lb.waitForLine("stderr", /certificate for damaged\.example\.test obtained/);
-    const serial = await servedSerial(pebble, "damaged.example.test", first.port);
+    const serial = await servedSerialSoon(pebble, "damaged.example.test", first.port);
     await first.lb.kill();
     const [stored] = listFiles(stateDir).filter((file) => file.endsWith("damaged.example.test.pem"));
     // One character of the leaf certificate's signature changed: it still parses, but its issuer did not sign it.
@@ -184,7 +211,7 @@ described("--acme with Pebble", () => {
     const again = await acmeLb(pebble, httpPort, stateDir, ["damaged.example.test"], backend.url);
     expect(again.lb.stderr.join("\n")).toMatch(/the stored certificate for damaged\.example\.test \(.*damaged\.example\.test\.pem\) is not served: .*; ordering a new one/);
     await again.lb.waitForLine("stderr", /certificate for damaged\.example\.test obtained/);
-    const fresh = await servedSerial(pebble, "damaged.example.test", again.port);
+    const fresh = await servedSerialSoon(pebble, "damaged.example.test", again.port);
     expect(fresh).not.toBe(serial);
     expect(pebble.orders() - before).toBe(1);
     await again.lb.kill();
@@ -196,7 +223,7 @@ described("--acme with Pebble", () => {
     const { lb, port } = await acmeLb(pebble, httpPort, stateDir, [name], backend.url);
     await lb.waitForLine("stderr", /certificate for replaced\.example\.test obtained/);
     const [stored] = listFiles(stateDir).filter((file) => file.endsWith(`${name}.pem`));
-    const first = await servedSerial(pebble, name, port);
+    const first = await servedSerialSoon(pebble, name, port);
     const before = pebble.orders();
     const count = (pattern: RegExp) => lb.stderr.filter((line) => pattern.test(line)).length;
     const sighup = async () => {
@@ -227,7 +254,7 @@ described("--acme with Pebble", () => {
     const again = await acmeLb(pebble, httpPort, stateDir, [name], backend.url);
     await again.lb.waitForLine("stderr", /ordering a certificate for replaced\.example\.test .*\(no certificate yet\)/);
     await again.lb.waitForLine("stderr", /certificate for replaced\.example\.test obtained/);
-    const third = await waitFor(() => servedSerial(pebble, name, again.port).catch(() => null), "the certificate after the restart");
+    const third = await servedSerialSoon(pebble, name, again.port);
     expect([first, second]).not.toContain(third);
     expect(pebble.orders() - before).toBe(2);
     await again.lb.kill();
@@ -271,7 +298,7 @@ described("--acme renewal", () => {
   test("a short-lived certificate is renewed and picked up under load (h2load, HTTP/1.1), no request failing", async () => {
     const { lb, port } = await acmeLb(pebble, httpPort, join(dir, "state-renewal"), ["renew.example.test"], backend.url, ["--no-access-log"]);
     await lb.waitForLine("stderr", /certificate for renew\.example\.test obtained/);
-    const first = await waitFor(() => servedSerial(pebble, "renew.example.test", port).catch(() => null), "the first certificate");
+    const first = await servedSerialSoon(pebble, "renew.example.test", port);
     // 8 keep-alive clients for 20 s, asking for the name (SNI) as a browser would: the renewal comes 14-16 s in.
     const load = Bun.spawn(
       ["h2load", "--h1", "-c", "8", "-D", "20", "--connect-to", `127.0.0.1:${port}`, `https://renew.example.test:${port}/`],
