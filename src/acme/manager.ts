@@ -240,11 +240,12 @@ export class AcmeManager {
     store.writeCertificate(name, pair);
     if (this.#stopped) return;
     const held = this.#hold(pair);
+    // Served first, then said: a client that acts on the line finds the certificate.
+    this.#adopt(managed, held);
     log.info(
       `acme: certificate for ${name} obtained in ${formatDuration(this.#clock.now() - started)}: ${certificateSummary(held.facts)}; ` +
         `renewal at ${new Date(held.renewAt).toISOString()}`,
     );
-    this.#adopt(managed, held);
   }
 
   #adopt(managed: ManagedName, held: Held): void {

@@ -45,8 +45,9 @@ function servedSerial(pebble: Pebble, name: string, port: number): Promise<strin
 }
 
 /**
- * The serial served for `name` once lb serves it: lb logs a certificate obtained just before it moves new connections
- * to a listener that serves it, and one that lands on the old listener meanwhile gets no certificate for the name.
+ * The serial served for `name` once lb serves it: a new certificate moves new connections to a new listener on the
+ * port, and one that lands on the listener being replaced gets no certificate for the name (with --workers, the
+ * workers swap after the primary logs the certificate obtained).
  */
 function servedSerialSoon(pebble: Pebble, name: string, port: number): Promise<string> {
   return waitFor(() => servedSerial(pebble, name, port).catch(() => null), `a certificate served for ${name}`);
