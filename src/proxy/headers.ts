@@ -25,6 +25,9 @@ export interface ScannedFields {
   requestId: string | null;
   contentLength: string | null;
   transferEncoding: string | null;
+  /** For the access log (its formats show them), read here in the same pass rather than looked up again. */
+  userAgent: string | null;
+  referer: string | null;
 }
 
 export function scanFields(headers: Headers): ScannedFields {
@@ -36,6 +39,8 @@ export function scanFields(headers: Headers): ScannedFields {
     requestId: null,
     contentLength: null,
     transferEncoding: null,
+    userAgent: null,
+    referer: null,
   };
   for (const pair of headers) {
     scanned.pairs.push(pair);
@@ -57,6 +62,12 @@ export function scanFields(headers: Headers): ScannedFields {
         break;
       case "transfer-encoding":
         scanned.transferEncoding = pair[1];
+        break;
+      case "user-agent":
+        scanned.userAgent = pair[1];
+        break;
+      case "referer":
+        scanned.referer = pair[1];
     }
   }
   return scanned;

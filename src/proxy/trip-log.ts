@@ -21,12 +21,13 @@ export class TripLog {
   finish(trip: Trip, status: number, bytes: number): void {
     trip.client.responseEnded();
     const totalMs = performance.now() - trip.started;
+    const endedAt = Date.now();
     const span = trip.trace?.end({ status, bytesIn: trip.bytesIn, bytesOut: bytes, attempts: trip.attempts, backend: trip.target?.name ?? "" });
     // A closed WebSocket tunnel (101) is a connection, counted by lb_websocket_*, not a request.
     if (status !== 101) {
       if (trip.target) {
         const counts = this.metrics.of(trip.target.url);
-        counts.record(trip.request.method, status, totalMs / 1000, Date.now());
+        counts.record(trip.request.method, status, totalMs / 1000, endedAt);
         counts.requestBytes += trip.bytesIn;
         counts.responseBytes += bytes;
       } else this.metrics.count("unrouted", String(status));
@@ -38,7 +39,10 @@ export class TripLog {
       status,
       backend: trip.target?.name ?? "-",
       requestId: trip.requestId,
-      headers: trip.request.headers,
+      host: trip.fields.host,
+      userAgent: trip.fields.userAgent,
+      referer: trip.fields.referer,
+      endedAt,
       attempts: trip.attempts,
       upstreamMs: trip.upstreamMs,
       totalMs,

@@ -24,6 +24,7 @@ describe("LineBuffer", () => {
 });
 
 describe("AccessLog", () => {
+  const ENDED_AT = Date.UTC(2026, 10, 25, 17, 44, 36, 123);
   const entry = (path: string, upstreamMs: number): AccessEntry => ({
     requestId: "req-1",
     client: "10.0.0.9",
@@ -37,7 +38,10 @@ describe("AccessLog", () => {
     bytes: 1024,
     bytesIn: 77,
     tls: true,
-    headers: new Headers({ "user-agent": 'curl "8"', referer: "https://x/", host: "shop.example:8443" }),
+    userAgent: 'curl "8"',
+    referer: "https://x/",
+    host: "shop.example:8443",
+    endedAt: ENDED_AT,
   });
 
   test("json lines parse back to the entry, escaping included, one flush for all of them", () => {
@@ -52,7 +56,17 @@ describe("AccessLog", () => {
     expect(lines.map((l) => l.upstream_ms)).toEqual([0, 1.1, 2.1, 3.2]);
     expect(lines[0]).toMatchObject({ request_id: "req-1", client: "10.0.0.9", method: "GET", status: 503, backend: "10.0.0.5:8080", attempts: 2, total_ms: 1.3, bytes: 1024 });
     expect(lines[0]).toMatchObject({ bytes_in: 77, tls: true, host: "shop.example:8443", user_agent: 'curl "8"' });
-    expect(Number.isNaN(Date.parse(lines[0].time))).toBe(false);
+    expect(lines[0].time).toBe("2026-11-25T17:44:36.123Z");
+  });
+
+  test("durations are JSON numbers to a tenth of a millisecond, none below zero", () => {
+    const chunks: Uint8Array[] = [];
+    const log = new AccessLog("json", { write: (chunk) => void chunks.push(chunk as Uint8Array), flush() {} });
+    const durations = [-0.4, Number.NaN, 0.05, 0.04, 9.96, 12345.67, 7];
+    for (const ms of durations) log.write(entry("/", ms));
+    log.flush();
+    const lines = decode(chunks[0]!).trimEnd().split("\n").map((line) => JSON.parse(line));
+    expect(lines.map((l) => l.upstream_ms)).toEqual([0, 0, 0.1, 0, 10, 12345.7, 7]);
   });
 
   test("combined-time: the combined line, then the request's time in seconds (nginx's $request_time)", () => {
@@ -68,7 +82,7 @@ describe("AccessLog", () => {
     const log = new AccessLog("combined", { write: (chunk) => void (text += decode(chunk as Uint8Array)), flush() {} });
     log.write(entry("/x", 1));
     log.flush();
-    expect(text).toMatch(/^10\.0\.0\.9 - - \[\d\d\/\w{3}\/\d{4}:\d\d:\d\d:\d\d \+0000\] "GET \/x HTTP\/1\.1" 503 1024 "https:\/\/x\/" "curl \\"8\\""\n$/);
+    expect(text).toMatch(/^10\.0\.0\.9 - - \[25\/Nov\/2026:17:44:36 \+0000\] "GET \/x HTTP\/1\.1" 503 1024 "https:\/\/x\/" "curl \\"8\\""\n$/);
   });
 
   test("a full buffer is flushed before the next line, so no line is ever split", () => {
