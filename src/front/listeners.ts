@@ -110,6 +110,8 @@ export class ProxyListener {
   #acme: TlsCertificates;
   /** Listeners replaced by a certificate reload, finishing their requests. */
   readonly #retiring = new Set<Server<Tunnel>>();
+  /** Whether the first hand-over checked that the kernel moves the old listener's queued connections. */
+  #migrationChecked = false;
 
   constructor(
     config: Config,
@@ -176,11 +178,27 @@ export class ProxyListener {
       ? listen("proxy", () => serveProxy(innerAddress(config), tls, false, this.handle, this.log, this.#relayed))
       : listen("proxy", () => serveProxy({ ...config, port: this.port }, tls, true, this.handle, this.log, null));
     if (this.#front) this.#front.target = this.#server.port!;
+    else this.#warnUnlessQueuesMigrate();
     this.#retiring.add(old);
     void settlesWithin(old.stop(), config.drainTimeout).then(async () => {
       await old.stop(true);
       this.#retiring.delete(old);
     });
+  }
+
+  /**
+   * Connections the kernel has queued for the old listener (accepted, or mid-handshake, but not yet taken by lb) are
+   * reset when it closes, unless Linux moves them to the new one (net.ipv4.tcp_migrate_req, Linux 5.14+; off by
+   * default): 2–3 per hand-over at 550 new TLS connections a second (bench/cert-swap.sh). Said once.
+   */
+  #warnUnlessQueuesMigrate(): void {
+    if (this.#migrationChecked) return;
+    this.#migrationChecked = true;
+    if (readSysctl("net/ipv4/tcp_migrate_req") !== "0") return;
+    this.log.warn(
+      "certificates: new connections moved to a new listener; the few the kernel had queued for the old one " +
+        "are reset as it closes. sysctl net.ipv4.tcp_migrate_req=1 has Linux move them instead",
+    );
   }
 
   /** Client requests in progress and WebSocket tunnels open (Bun.serve does not count idle keep-alive connections). */
@@ -207,6 +225,15 @@ export class ProxyListener {
     }
     for (const old of this.#retiring) await old.stop(true);
     this.#front?.close();
+  }
+}
+
+/** A kernel setting's value (`name` under /proc/sys), or null where there is none to read (not Linux, too old). */
+function readSysctl(name: string): string | null {
+  try {
+    return readFileSync(`/proc/sys/${name}`, "utf8").trim();
+  } catch {
+    return null;
   }
 }
 

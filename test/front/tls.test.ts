@@ -105,6 +105,23 @@ describe("TLS termination", () => {
     }
   }, 20_000); // starts lb and waits on its events: seconds on a busy machine
 
+  test("the first certificate hand-over warns once unless Linux moves queued connections", async () => {
+    const migrates = readFileSync("/proc/sys/net/ipv4/tcp_migrate_req", "utf8").trim() !== "0";
+    const lb = await spawnLb([...baseArgs, "--tls-cert", cert, "--tls-key", key, plain.url]);
+    const reloads = () => lb.stderr.filter((line) => line.includes(`TLS certificate ${cert} re-read`)).length;
+    try {
+      for (const count of [1, 2]) {
+        lb.proc.kill("SIGHUP");
+        await waitFor(() => reloads() === count, `reload ${count}`);
+      }
+      const hints = lb.stderr.filter((line) => line.includes("sysctl net.ipv4.tcp_migrate_req=1"));
+      expect(hints).toHaveLength(migrates ? 0 : 1);
+      expect(await (await fetch(`${lb.url}/`, { tls: { ca } })).text()).toBe("backend plain");
+    } finally {
+      await lb.kill();
+    }
+  });
+
   test("a certificate without its key, or an unreadable one, is refused at startup", async () => {
     const half = await runCommand([...baseArgs, "--tls-cert", cert, plain.url]);
     expect(half.code).toBe(2);
