@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Certificate reloads under a flood of new TLS connections: lb re-reads its certificate files on SIGHUP (a new
-# listener on the port, the old one retired); HAProxy is given the same certificate through its runtime API (set ssl
-# cert + commit: the same socket). Every RELOAD_EVERY seconds for DURATION seconds while bench/new-connections.ts opens
-# a connection per request (CONCURRENCY at once); prints what each client saw. Loopback, unpinned, about 40 s.
+# Certificate reloads under a flood of new TLS connections, each installing the other of two certificates: lb
+# re-reads its certificate files on SIGHUP (a new listener on the port, the old one retired); HAProxy is given the
+# certificate through its runtime API (set ssl cert + commit: the same socket). UNCHANGED=1 leaves lb's files as they
+# are (a reload that changes no certificate keeps the listener). A reload every RELOAD_EVERY seconds for DURATION
+# seconds while bench/new-connections.ts opens a connection per request (CONCURRENCY at once); prints what each
+# client saw. Loopback, unpinned, about 40 s.
 #   bash bench/cert-swap.sh
 #   sysctl -w net.ipv4.tcp_migrate_req=1 && bash bench/cert-swap.sh    # Linux moves the old listener's queue
 set -euo pipefail
@@ -16,9 +18,27 @@ source bench/lib.sh
 for tool in openssl curl haproxy; do command -v "$tool" >/dev/null || die "$tool is not installed"; done
 scratch_dir cert-swap
 
-openssl req -x509 -newkey rsa:2048 -nodes -keyout "$WORK/key.pem" -out "$WORK/cert.pem" -days 2 -subj /CN=localhost \
-  2>/dev/null
-cat "$WORK/cert.pem" "$WORK/key.pem" >"$WORK/haproxy.pem"
+# Two certificates, A and B: each reload installs the other one (lb keeps its listener when nothing changed).
+for name in a b; do
+  openssl req -x509 -newkey rsa:2048 -nodes -keyout "$WORK/key-$name.pem" -out "$WORK/cert-$name.pem" -days 2 \
+    -subj "/CN=localhost-$name" 2>/dev/null
+  cat "$WORK/cert-$name.pem" "$WORK/key-$name.pem" >"$WORK/haproxy-$name.pem"
+done
+cp "$WORK/cert-a.pem" "$WORK/cert.pem"
+cp "$WORK/key-a.pem" "$WORK/key.pem"
+cp "$WORK/haproxy-a.pem" "$WORK/haproxy.pem"
+NEXT=b
+# The other certificate: in lb's files, and what haproxy_renew gives HAProxy.
+swap_files() {
+  cp "$WORK/cert-$NEXT.pem" "$WORK/cert.pem"
+  cp "$WORK/key-$NEXT.pem" "$WORK/key.pem"
+  NEXT_PEM=$WORK/haproxy-$NEXT.pem
+  if [[ $NEXT == a ]]; then NEXT=b; else NEXT=a; fi
+}
+lb_renew() {
+  [[ ${UNCHANGED:-0} == 1 ]] || swap_files
+  kill -HUP "$LB"
+}
 read -r BACKEND LB_PORT HAPROXY_PORT API_PORT <<<"$(free_ports 4)"
 bun bench/backend.ts "$BACKEND" >/dev/null 2>&1 &
 PIDS+=($!)
@@ -44,7 +64,7 @@ bun src/main.ts --port "$LB_PORT" --host 127.0.0.1 --admin off --no-access-log -
 LB=$!
 PIDS+=($LB)
 until curl -sk -o /dev/null "https://127.0.0.1:$LB_PORT/"; do kill -0 $LB || die "lb exited"; sleep 0.1; done
-flood lb "https://127.0.0.1:$LB_PORT/" kill -HUP "$LB"
+flood lb "https://127.0.0.1:$LB_PORT/" lb_renew
 
 cat >"$WORK/haproxy.cfg" <<CFG
 global
@@ -66,8 +86,9 @@ until curl -sk -o /dev/null "https://127.0.0.1:$HAPROXY_PORT/"; do sleep 0.1; do
 # The runtime API: a new certificate for the file, then commit (one command per connection).
 haproxy_api() { exec 3<>"/dev/tcp/127.0.0.1/$API_PORT"; printf '%s\n' "$1" >&3; cat <&3 >>"$WORK/api.log"; exec 3<&-; }
 haproxy_renew() {
+  swap_files
   haproxy_api "set ssl cert $WORK/haproxy.pem <<
-$(cat "$WORK/haproxy.pem")
+$(cat "$NEXT_PEM")
 " && haproxy_api "commit ssl cert $WORK/haproxy.pem"
 }
 flood haproxy "https://127.0.0.1:$HAPROXY_PORT/" haproxy_renew

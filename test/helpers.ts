@@ -39,6 +39,17 @@ export async function udpSocketsOn(port: number): Promise<number> {
   return (await Bun.file("/proc/net/udp").text()).split("\n").filter((line) => local.test(line)).length;
 }
 
+/** The inodes of the TCP sockets listening on this port (IPv4 and IPv6): the same inode is the same socket. */
+export async function tcpListenersOn(port: number): Promise<string[]> {
+  const hexPort = port.toString(16).toUpperCase().padStart(4, "0");
+  const tables = await Promise.all(["/proc/net/tcp", "/proc/net/tcp6"].map((path) => Bun.file(path).text()));
+  return tables
+    .flatMap((table) => table.split("\n").slice(1))
+    .map((line) => line.trim().split(/\s+/))
+    .filter((fields) => fields[1]?.endsWith(`:${hexPort}`) && fields[3] === "0A")
+    .map((fields) => fields[9]!);
+}
+
 /** What a backend received; copied on arrival, since Bun empties a Request's URL once it has been answered. */
 export interface SeenRequest {
   method: string;

@@ -65,6 +65,13 @@ export function readCertificates(config: Config): TlsCertificates | undefined {
   ];
 }
 
+function sameCertificates(a: TlsCertificates | undefined, b: TlsCertificates | undefined): boolean {
+  if (!a || !b) return a === b;
+  const same = (c: TlsCertificates[number], d: TlsCertificates[number]) =>
+    c.serverName === d.serverName && c.cert === d.cert && c.key === d.key;
+  return a.length === b.length && a.every((c, i) => same(c, b[i]!));
+}
+
 function readPem(path: string, setting: string): string {
   try {
     return readFileSync(path, "utf8");
@@ -153,14 +160,17 @@ export class ProxyListener {
   readonly #relayed: Relayed = (address, port) => this.#front!.addressesOf(address, port);
 
   /**
-   * With TLS, re-reads the certificate files and moves new connections to a listener that serves them; none is
-   * dropped. Throws ConfigError (before changing anything) if a file cannot be read.
+   * With TLS, re-reads the certificate files and, if any changed, moves new connections to a listener that serves
+   * them (a hand-over is not free: #warnUnlessQueuesMigrate). Throws ConfigError (before changing anything) if a file
+   * cannot be read.
    */
   renewCertificates(config: Config): void {
     if (!servesTls(config)) return;
-    this.#files = readCertificates(config);
+    const files = readCertificates(config);
+    const changed = !sameCertificates(files, this.#files);
+    this.#files = files;
     this.#config = config;
-    this.#reopen();
+    if (changed) this.#reopen();
   }
 
   /** Serves the certificates --acme obtained from now on (new connections; none is dropped). */

@@ -3,7 +3,9 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { deadPort, fetchH3, runCommand, selfSignedCertificate, spawnLb, startBackend, udpSocketsOn, waitFor } from "../helpers.ts";
+import {
+  deadPort, fetchH3, runCommand, selfSignedCertificate, spawnLb, startBackend, tcpListenersOn, udpSocketsOn, waitFor,
+} from "../helpers.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "lb-tls-"));
 
@@ -105,17 +107,38 @@ describe("TLS termination", () => {
     }
   }, 20_000); // starts lb and waits on its events: seconds on a busy machine
 
-  test("the first certificate hand-over warns once unless Linux moves queued connections", async () => {
+  test("a reload opens a new listener only for new certificates, warning once unless Linux moves queues", async () => {
     const migrates = readFileSync("/proc/sys/net/ipv4/tcp_migrate_req", "utf8").trim() !== "0";
-    const lb = await spawnLb([...baseArgs, "--tls-cert", cert, "--tls-key", key, plain.url]);
-    const reloads = () => lb.stderr.filter((line) => line.includes(`TLS certificate ${cert} re-read`)).length;
+    const liveCert = join(dir, "swap-cert.pem");
+    const liveKey = join(dir, "swap-key.pem");
+    const install = (pair: { cert: string; key: string }) => {
+      copyFileSync(pair.cert, liveCert);
+      copyFileSync(pair.key, liveKey);
+    };
+    install({ cert, key });
+    const lb = await spawnLb([...baseArgs, "--tls-cert", liveCert, "--tls-key", liveKey, plain.url]);
+    const port = Number(new URL(lb.url).port);
+    const reload = async (count: number) => {
+      lb.proc.kill("SIGHUP");
+      const reread = () => lb.stderr.filter((line) => line.includes(`TLS certificate ${liveCert} re-read`)).length;
+      await waitFor(() => reread() === count, `reload ${count}`);
+    };
+    const hints = () => lb.stderr.filter((line) => line.includes("sysctl net.ipv4.tcp_migrate_req=1")).length;
     try {
-      for (const count of [1, 2]) {
-        lb.proc.kill("SIGHUP");
-        await waitFor(() => reloads() === count, `reload ${count}`);
-      }
-      const hints = lb.stderr.filter((line) => line.includes("sysctl net.ipv4.tcp_migrate_req=1"));
-      expect(hints).toHaveLength(migrates ? 0 : 1);
+      const first = await tcpListenersOn(port);
+      expect(first).toHaveLength(1);
+      await reload(1);
+      expect(await tcpListenersOn(port)).toEqual(first);
+      expect(hints()).toBe(0);
+      install(makeCertificate("moved.test"));
+      await reload(2);
+      await waitFor(async () => !(await tcpListenersOn(port)).includes(first[0]!), "the old listener closed");
+      expect(await tcpListenersOn(port)).toHaveLength(1);
+      expect(await subjectOf(String(port), "moved.test")).toBe("subject=CN = moved.test");
+      install({ cert, key });
+      await reload(3);
+      expect(await subjectOf(String(port), "localhost")).toBe("subject=CN = localhost");
+      expect(hints()).toBe(migrates ? 0 : 1);
       expect(await (await fetch(`${lb.url}/`, { tls: { ca } })).text()).toBe("backend plain");
     } finally {
       await lb.kill();
