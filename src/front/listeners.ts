@@ -161,32 +161,35 @@ export class ProxyListener {
 
   /**
    * With TLS, re-reads the certificate files and, if any changed, moves new connections to a listener that serves
-   * them (a hand-over is not free: #warnUnlessQueuesMigrate). Throws ConfigError (before changing anything) if a file
-   * cannot be read.
+   * them (a hand-over is not free: #warnUnlessQueuesMigrate). Throws ConfigError if a file cannot be read, ListenError
+   * if Bun refuses the certificates (a key that does not match): either way before anything changed, so the same
+   * files are refused again at the next reload.
    */
   renewCertificates(config: Config): void {
     if (!servesTls(config)) return;
     const files = readCertificates(config);
-    const changed = !sameCertificates(files, this.#files);
-    this.#files = files;
-    this.#config = config;
-    if (changed) this.#reopen();
+    if (sameCertificates(files, this.#files)) this.#config = config;
+    else this.#reopen(config, files, this.#acme);
   }
 
   /** Serves the certificates --acme obtained from now on (new connections; none is dropped). */
   useAcmeCertificates(acme: TlsCertificates): void {
-    this.#acme = acme;
-    this.#reopen();
+    this.#reopen(this.#config, this.#files, acme);
   }
 
-  /** Moves new connections to a listener with the certificates as they are now; the old one finishes its requests. */
-  #reopen(): void {
-    const config = this.#config;
-    const tls = servedCertificates(config, this.#files, this.#acme);
+  /**
+   * Moves new connections to a listener with these settings and certificates, which are kept once it listens; the old
+   * one finishes its requests.
+   */
+  #reopen(config: Config, files: TlsCertificates | undefined, acme: TlsCertificates): void {
+    const tls = servedCertificates(config, files, acme);
     const old = this.#server;
     this.#server = this.#front
       ? listen("proxy", () => serveProxy(innerAddress(config), tls, false, this.handle, this.log, this.#relayed))
       : listen("proxy", () => serveProxy({ ...config, port: this.port }, tls, true, this.handle, this.log, null));
+    this.#config = config;
+    this.#files = files;
+    this.#acme = acme;
     if (this.#front) this.#front.target = this.#server.port!;
     else this.#warnUnlessQueuesMigrate();
     this.#retiring.add(old);

@@ -145,6 +145,33 @@ describe("TLS termination", () => {
     }
   });
 
+  test("a reload with a key not matching its certificate is refused, again at the next one, until fixed", async () => {
+    const liveCert = join(dir, "mismatch-cert.pem");
+    const liveKey = join(dir, "mismatch-key.pem");
+    copyFileSync(cert, liveCert);
+    copyFileSync(key, liveKey);
+    const lb = await spawnLb([...baseArgs, "--tls-cert", liveCert, "--tls-key", liveKey, plain.url]);
+    const port = new URL(lb.url).port;
+    const refused = (line: string) => line.includes("config reload rejected") && line.includes("KEY_VALUES_MISMATCH");
+    const refusals = () => lb.stderr.filter(refused).length;
+    try {
+      const next = makeCertificate("next.test");
+      copyFileSync(next.cert, liveCert); // certbot writes the certificate, then the key
+      for (const count of [1, 2]) {
+        lb.proc.kill("SIGHUP");
+        await waitFor(() => refusals() === count, `refusal ${count}`);
+        expect(await subjectOf(port, "localhost")).toBe("subject=CN = localhost");
+      }
+      copyFileSync(next.key, liveKey);
+      lb.proc.kill("SIGHUP");
+      const served = async () => (await subjectOf(port, "next.test")) === "subject=CN = next.test";
+      await waitFor(served, "the new certificate served");
+      expect(refusals()).toBe(2);
+    } finally {
+      await lb.kill();
+    }
+  });
+
   test("a certificate without its key, or an unreadable one, is refused at startup", async () => {
     const half = await runCommand([...baseArgs, "--tls-cert", cert, plain.url]);
     expect(half.code).toBe(2);
