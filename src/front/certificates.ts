@@ -83,11 +83,10 @@ function commonName(distinguished: string): string {
 }
 
 /**
- * Why a certificate chain and key must not be served for `name` at `now`, or null when they may: each must parse,
- * the key must be the certificate's, the certificate must cover the name, be valid now, and carry its issuer's
- * signature when the chain includes the issuer (a flipped bit fails it).
+ * Why a certificate chain and key cannot be served at all, or null when they can: each must parse and the key must be
+ * the certificate's (what TLS itself refuses, said with the files' names rather than as an OpenSSL error).
  */
-export function pairProblem(chainPem: string, keyPem: string, name: string, now: number): string | null {
+export function keyProblem(chainPem: string, keyPem: string): string | null {
   let leaf: X509Certificate;
   try {
     leaf = new X509Certificate(chainPem);
@@ -95,10 +94,21 @@ export function pairProblem(chainPem: string, keyPem: string, name: string, now:
     return "the certificate does not parse";
   }
   try {
-    if (!leaf.checkPrivateKey(createPrivateKey(keyPem))) return "the private key is not the certificate's";
+    return leaf.checkPrivateKey(createPrivateKey(keyPem)) ? null : "the private key is not the certificate's";
   } catch {
     return "the private key does not parse";
   }
+}
+
+/**
+ * Why a certificate chain and key must not be served for `name` at `now`, or null when they may: keyProblem's checks,
+ * then the certificate must cover the name, be valid now, and carry its issuer's signature when the chain includes
+ * the issuer (a flipped bit fails it).
+ */
+export function pairProblem(chainPem: string, keyPem: string, name: string, now: number): string | null {
+  const unusable = keyProblem(chainPem, keyPem);
+  if (unusable) return unusable;
+  const leaf = new X509Certificate(chainPem);
   const issuerPem = splitPemChain(chainPem)[1];
   if (issuerPem) {
     try {

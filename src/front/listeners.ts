@@ -16,6 +16,7 @@ import { type ClientConnection, pathOf } from "../proxy/trip.ts";
 import { type Tunnel, tunnelHandlers } from "../proxy/websocket.ts";
 import type { Endpoint, ProxyAddresses } from "../net/proxy-protocol.ts";
 import { AcceptProxyFront, type ProxyOutcome } from "./accept-proxy.ts";
+import { keyProblem } from "./certificates.ts";
 
 /** A listener could not bind; `listener` says which, `cause` has the system error (code EADDRINUSE...). */
 export class ListenError extends Error {
@@ -56,13 +57,20 @@ export type TlsCertificates = Array<{ cert: string; key: string; serverName?: st
 export function readCertificates(config: Config): TlsCertificates | undefined {
   if (!config.tlsCert) return undefined;
   return [
-    { cert: readPem(config.tlsCert, "tls-cert"), key: readPem(config.tlsKey, "tls-key") },
+    readPair(config.tlsCert, config.tlsKey, "tls-cert", "tls-key"),
     ...config.tlsSni.map(({ serverName, cert, key }) => ({
       serverName,
-      cert: readPem(cert, `tls-sni ${serverName}`),
-      key: readPem(key, `tls-sni ${serverName}`),
+      ...readPair(cert, key, `tls-sni ${serverName}`, `tls-sni ${serverName}`),
     })),
   ];
+}
+
+/** A certificate and its key, read and checked to go together (ConfigError naming both files if not). */
+function readPair(certPath: string, keyPath: string, certSetting: string, keySetting: string) {
+  const pair = { cert: readPem(certPath, certSetting), key: readPem(keyPath, keySetting) };
+  const problem = keyProblem(pair.cert, pair.key);
+  if (problem) throw new ConfigError(`${certSetting}: ${problem} (${certPath}, key ${keyPath})`);
+  return pair;
 }
 
 function sameCertificates(a: TlsCertificates | undefined, b: TlsCertificates | undefined): boolean {

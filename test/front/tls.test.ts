@@ -152,7 +152,8 @@ describe("TLS termination", () => {
     copyFileSync(key, liveKey);
     const lb = await spawnLb([...baseArgs, "--tls-cert", liveCert, "--tls-key", liveKey, plain.url]);
     const port = new URL(lb.url).port;
-    const refused = (line: string) => line.includes("config reload rejected") && line.includes("KEY_VALUES_MISMATCH");
+    const reason = `tls-cert: the private key is not the certificate's (${liveCert}`;
+    const refused = (line: string) => line.includes("config reload rejected") && line.includes(reason);
     const refusals = () => lb.stderr.filter(refused).length;
     try {
       const next = makeCertificate("next.test");
@@ -172,13 +173,27 @@ describe("TLS termination", () => {
     }
   });
 
-  test("a certificate without its key, or an unreadable one, is refused at startup", async () => {
+  test("a certificate without its key, an unreadable one, or another's key, is refused at startup", async () => {
     const half = await runCommand([...baseArgs, "--tls-cert", cert, plain.url]);
     expect(half.code).toBe(2);
     expect(half.stderr).toContain("give both --tls-cert and --tls-key");
     const missing = await runCommand([...baseArgs, "--tls-cert", join(dir, "nope.pem"), "--tls-key", key, plain.url]);
     expect(missing.code).toBe(2);
     expect(missing.stderr.trim()).toBe(`lb: tls-cert: cannot read ${join(dir, "nope.pem")} (ENOENT); check the path`);
+    const other = makeCertificate("other-key.test");
+    const mismatched = await runCommand([...baseArgs, "--tls-cert", cert, "--tls-key", other.key, plain.url]);
+    expect(mismatched.code).toBe(2);
+    const notItsKey = "the private key is not the certificate's";
+    expect(mismatched.stderr.trim()).toBe(`lb: tls-cert: ${notItsKey} (${cert}, key ${other.key})`);
+    const sni = ["--tls-sni", `other.test=${other.cert},${key}`];
+    const mismatchedSni = await runCommand([...baseArgs, "--tls-cert", cert, "--tls-key", key, ...sni, plain.url]);
+    expect(mismatchedSni.code).toBe(2);
+    expect(mismatchedSni.stderr.trim()).toBe(`lb: tls-sni other.test: ${notItsKey} (${other.cert}, key ${key})`);
+    const garbage = join(dir, "garbage.pem");
+    writeFileSync(garbage, "not a certificate\n");
+    const unparsed = await runCommand([...baseArgs, "--tls-cert", garbage, "--tls-key", key, plain.url]);
+    expect(unparsed.code).toBe(2);
+    expect(unparsed.stderr.trim()).toBe(`lb: tls-cert: the certificate does not parse (${garbage}, key ${key})`);
   });
 });
 
