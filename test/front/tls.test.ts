@@ -10,6 +10,16 @@ import {
 const dir = mkdtempSync(join(tmpdir(), "lb-tls-"));
 
 const makeCertificate = (name: string, altNames?: string) => selfSignedCertificate(dir, name, altNames);
+/** Certificate and key files of a test's own, which it rewrites as certbot does; they start as `pair`. */
+function liveFiles(name: string, pair: { cert: string; key: string }) {
+  const files = { cert: join(dir, `${name}-cert.pem`), key: join(dir, `${name}-key.pem`) };
+  const install = (next: { cert: string; key: string }) => {
+    copyFileSync(next.cert, files.cert);
+    copyFileSync(next.key, files.key);
+  };
+  install(pair);
+  return { ...files, install };
+}
 
 /** The subject of the certificate lb presents to a client asking for `serverName`. */
 async function subjectOf(port: string, serverName: string): Promise<string> {
@@ -66,10 +76,7 @@ describe("TLS termination", () => {
   });
 
   test("SIGHUP picks up renewed certificate files; a request in flight finishes; the port stays exclusive; HTTP/3 follows", async () => {
-    const liveCert = join(dir, "live-cert.pem");
-    const liveKey = join(dir, "live-key.pem");
-    copyFileSync(cert, liveCert);
-    copyFileSync(key, liveKey);
+    const { cert: liveCert, key: liveKey, install } = liveFiles("live", { cert, key });
     const gate = Promise.withResolvers<void>();
     const slow = startBackend("slow", async (request) => {
       if (new URL(request.url).pathname === "/hold") await gate.promise;
@@ -86,8 +93,7 @@ describe("TLS termination", () => {
       const held = fetch(`${lb.url}/hold`, { tls: { ca } });
       await waitFor(() => slow.seen.some((r) => r.path === "/hold"), "the held request");
       const renewed = makeCertificate("renewed.test");
-      copyFileSync(renewed.cert, liveCert);
-      copyFileSync(renewed.key, liveKey);
+      install(renewed);
       lb.proc.kill("SIGHUP");
       await lb.waitForLine("stderr", /config reloaded.*\(SIGHUP\)/);
       expect(await subjectOf(port, "renewed.test")).toBe("subject=CN = renewed.test");
@@ -109,13 +115,7 @@ describe("TLS termination", () => {
 
   test("a reload opens a new listener only for new certificates, warning once unless Linux moves queues", async () => {
     const migrates = readFileSync("/proc/sys/net/ipv4/tcp_migrate_req", "utf8").trim() !== "0";
-    const liveCert = join(dir, "swap-cert.pem");
-    const liveKey = join(dir, "swap-key.pem");
-    const install = (pair: { cert: string; key: string }) => {
-      copyFileSync(pair.cert, liveCert);
-      copyFileSync(pair.key, liveKey);
-    };
-    install({ cert, key });
+    const { cert: liveCert, key: liveKey, install } = liveFiles("swap", { cert, key });
     const lb = await spawnLb([...baseArgs, "--tls-cert", liveCert, "--tls-key", liveKey, plain.url]);
     const port = Number(new URL(lb.url).port);
     const reload = async (count: number) => {
@@ -146,10 +146,7 @@ describe("TLS termination", () => {
   });
 
   test("a reload with a key not matching its certificate is refused, again at the next one, until fixed", async () => {
-    const liveCert = join(dir, "mismatch-cert.pem");
-    const liveKey = join(dir, "mismatch-key.pem");
-    copyFileSync(cert, liveCert);
-    copyFileSync(key, liveKey);
+    const { cert: liveCert, key: liveKey } = liveFiles("mismatch", { cert, key });
     const lb = await spawnLb([...baseArgs, "--tls-cert", liveCert, "--tls-key", liveKey, plain.url]);
     const port = new URL(lb.url).port;
     const reason = `tls-cert: the private key is not the certificate's (${liveCert}`;
