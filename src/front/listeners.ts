@@ -169,9 +169,9 @@ export class ProxyListener {
 
   /**
    * With TLS, re-reads the certificate files and, if any changed, moves new connections to a listener that serves
-   * them (a hand-over is not free: #warnUnlessQueuesMigrate). Throws ConfigError if a file cannot be read, ListenError
-   * if Bun refuses the certificates (a key that does not match): either way before anything changed, so the same
-   * files are refused again at the next reload.
+   * them (a hand-over is not free: #warnUnlessQueuesMigrate). Throws ConfigError if a file cannot be read or a key is
+   * not its certificate's, ListenError if Bun refuses them nonetheless: either way before anything changed, so the
+   * same files are refused again at the next reload.
    */
   renewCertificates(config: Config): void {
     if (!servesTls(config)) return;

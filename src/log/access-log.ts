@@ -118,12 +118,13 @@ export class AccessLog {
   writeConnection(e: ConnectionEntry): void {
     if (this.#lines.full) this.flush();
     const totalMs = tenths(e.totalMs);
+    const time = isoTime(Date.now());
     const line = this.#json
       ? JSON.stringify({
-          time: isoTime(Date.now()), kind: "tcp", client: e.client, listen: e.listen, sni: e.sni, pool: e.pool, backend: e.backend,
+          time, kind: "tcp", client: e.client, listen: e.listen, sni: e.sni, pool: e.pool, backend: e.backend,
           bytes_in: e.bytesIn, bytes_out: e.bytesOut, total_ms: Number(totalMs), end: e.end,
         })
-      : `${isoTime(Date.now())} ${e.client} TCP ${e.listen} sni=${e.sni || "-"} → ${e.backend} pool=${e.pool} in=${e.bytesIn} ` +
+      : `${time} ${e.client} TCP ${e.listen} sni=${e.sni || "-"} → ${e.backend} pool=${e.pool} in=${e.bytesIn} ` +
         `out=${e.bytesOut} total=${totalMs}ms end=${e.end}`;
     this.#lines.text(`${line}\n`);
     this.#timer ??= setTimeout(() => this.flush(), FLUSH_AFTER_MS);

@@ -82,7 +82,8 @@ describe("AccessLog", () => {
     const log = new AccessLog("combined", { write: (chunk) => void (text += decode(chunk as Uint8Array)), flush() {} });
     log.write(entry("/x", 1));
     log.flush();
-    expect(text).toMatch(/^10\.0\.0\.9 - - \[25\/Nov\/2026:17:44:36 \+0000\] "GET \/x HTTP\/1\.1" 503 1024 "https:\/\/x\/" "curl \\"8\\""\n$/);
+    const request = `"GET /x HTTP/1.1" 503 1024`;
+    expect(text).toBe(`10.0.0.9 - - [25/Nov/2026:17:44:36 +0000] ${request} "https://x/" "curl \\"8\\""\n`);
   });
 
   test("a full buffer is flushed before the next line, so no line is ever split", () => {
