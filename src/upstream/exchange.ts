@@ -63,7 +63,8 @@ export class Exchange implements UpstreamCall, SetMember {
     // An executor, not Promise.withResolvers: measured faster in Bun (75 against 120 ns).
     this.result = new Promise((resolve) => (this.#settle = resolve));
     this.sentAt = performance.now();
-    this.deadline = this.sentAt + request.timeoutMs;
+    this.deadline = 0;
+    this.restartDeadline(this.sentAt);
   }
 
   /** It waits for `connection` to open, until `deadline` (performance.now). */
@@ -90,8 +91,8 @@ export class Exchange implements UpstreamCall, SetMember {
   }
 
   /** The answer's head is due --timeout from now (from the start, and again each time the backend takes body bytes). */
-  restartDeadline(): void {
-    this.deadline = performance.now() + this.request.timeoutMs;
+  restartDeadline(now = performance.now()): void {
+    this.deadline = now + this.request.timeoutMs;
   }
 
   resolve(result: UpstreamResponse | Failure): void {
