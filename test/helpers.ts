@@ -33,21 +33,24 @@ export function fetchH3(url: string, init: RequestInit = {}): Promise<Response> 
   return fetch(url, { ...init, protocol: "http3", tls: { rejectUnauthorized: false } } as RequestInit);
 }
 
-/** How many UDP sockets are bound to `port` on any IPv4 address (/proc/net/udp writes ports in hex). */
+/** The rows of /proc/net tables ("udp", "tcp", "tcp6") for sockets bound to `port`, split into fields (ports in hex). */
+async function socketRows(tables: string[], port: number): Promise<string[][]> {
+  const local = `:${port.toString(16).toUpperCase().padStart(4, "0")}`;
+  const texts = await Promise.all(tables.map((table) => Bun.file(`/proc/net/${table}`).text()));
+  return texts
+    .flatMap((text) => text.split("\n").slice(1))
+    .map((line) => line.trim().split(/\s+/))
+    .filter((fields) => fields[1]?.endsWith(local));
+}
+
+/** How many UDP sockets are bound to `port` on any IPv4 address. */
 export async function udpSocketsOn(port: number): Promise<number> {
-  const local = new RegExp(`^\\s*\\d+: [0-9A-F]{8}:${port.toString(16).toUpperCase().padStart(4, "0")} `);
-  return (await Bun.file("/proc/net/udp").text()).split("\n").filter((line) => local.test(line)).length;
+  return (await socketRows(["udp"], port)).length;
 }
 
 /** The inodes of the TCP sockets listening on this port (IPv4 and IPv6): the same inode is the same socket. */
 export async function tcpListenersOn(port: number): Promise<string[]> {
-  const hexPort = port.toString(16).toUpperCase().padStart(4, "0");
-  const tables = await Promise.all(["/proc/net/tcp", "/proc/net/tcp6"].map((path) => Bun.file(path).text()));
-  return tables
-    .flatMap((table) => table.split("\n").slice(1))
-    .map((line) => line.trim().split(/\s+/))
-    .filter((fields) => fields[1]?.endsWith(`:${hexPort}`) && fields[3] === "0A")
-    .map((fields) => fields[9]!);
+  return (await socketRows(["tcp", "tcp6"], port)).filter((fields) => fields[3] === "0A").map((fields) => fields[9]!);
 }
 
 /** What a backend received; copied on arrival, since Bun empties a Request's URL once it has been answered. */
